@@ -1,0 +1,195 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The Cython core: the ledger state machine over C arrays.
+
+Same semantics as `cardledger.reference.Engine` (the executable specification),
+built for speed: one pass over a batch of op records, no Python object per op, no
+storage call inside the loop. State lives in malloc'd arrays and open-addressing
+hash tables; every op kind has its own handler (`op_*`), dispatched by `execute`.
+"""
+
+from libc.stdint cimport uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport malloc, realloc, free, calloc
+from libc.string cimport memset, memcpy, memcmp
+
+import numpy as np
+cimport numpy as cnp
+
+from cardledger.schema import (
+    ACCOUNT_DTYPE, SOURCE_DTYPE, PENDING_DTYPE, JOURNAL_DTYPE, RESULT_DTYPE,
+    OP_DTYPE, DECISION_DTYPE, DEFAULT_CASH_CAP_FEN,
+)
+
+cnp.import_array()
+
+include "records.pxi"
+include "tables.pxi"
+include "handlers.pxi"
+include "batch.pxi"
+
+
+cdef class Engine:
+    """The core engine (see module docstring); the same face as the reference Engine."""
+
+    cdef State st
+    cdef public int64_t default_cap_fen
+
+    implementation = "cython"
+
+    def __cinit__(self, int64_t default_cap_fen=DEFAULT_CASH_CAP_FEN):
+        memset(&self.st, 0, sizeof(State))
+        self.default_cap_fen = default_cap_fen
+        self.st.default_cap_fen = default_cap_fen
+        if state_init(&self.st) != 0:
+            raise MemoryError("cardledger core: cannot allocate the initial state")
+
+    def __dealloc__(self):
+        state_free(&self.st)
+
+    # ------------------------------------------------------------------ state I/O
+
+    @property
+    def journal_seq(self):
+        """Last journal_seq assigned."""
+        return self.st.journal_seq
+
+    @property
+    def recent_count(self):
+        """Number of decisions held in memory since the last checkpoint."""
+        return self.st.n_tail
+
+    def account_count(self):
+        """Number of accounts ever opened (closed ones included)."""
+        return self.st.n_accounts
+
+    def load_checkpoint(self, accounts, sources, pending, journal_seq):
+        """Replace the whole state by a checkpoint (arrays as `export_checkpoint` gives)."""
+        cdef cnp.ndarray a = np.ascontiguousarray(accounts, dtype=ACCOUNT_DTYPE)
+        cdef cnp.ndarray s = np.ascontiguousarray(sources, dtype=SOURCE_DTYPE)
+        cdef cnp.ndarray p = np.ascontiguousarray(pending, dtype=PENDING_DTYPE)
+        state_free(&self.st)
+        memset(&self.st, 0, sizeof(State))
+        self.st.default_cap_fen = self.default_cap_fen
+        if state_init(&self.st) != 0:
+            raise MemoryError("cardledger core: cannot allocate the state")
+        if state_load(&self.st, <Account*>cnp.PyArray_DATA(a), len(a),
+                      <Source*>cnp.PyArray_DATA(s), len(s),
+                      <Pending*>cnp.PyArray_DATA(p), len(p)) != 0:
+            raise MemoryError("cardledger core: cannot allocate the state")
+        self.st.journal_seq = journal_seq
+
+    def export_checkpoint(self):
+        """Return (accounts in creation order, sources by id, pending holds by id)."""
+        accounts = np.empty(self.st.n_accounts, dtype=ACCOUNT_DTYPE)
+        if self.st.n_accounts:
+            memcpy(cnp.PyArray_DATA(accounts), self.st.accounts, self.st.n_accounts * sizeof(Account))
+        sources = np.empty(self.st.n_sources, dtype=SOURCE_DTYPE)
+        if self.st.n_sources:
+            memcpy(cnp.PyArray_DATA(sources), self.st.sources, self.st.n_sources * sizeof(Source))
+        sources = sources[np.argsort(sources["source"], kind="stable")]
+        pending = np.empty(self.st.n_pending, dtype=PENDING_DTYPE)
+        if self.st.n_pending:
+            memcpy(cnp.PyArray_DATA(pending), self.st.pending, self.st.n_pending * sizeof(Pending))
+        pending = pending[np.lexsort((pending["seq"], pending["source"]))]
+        return accounts, sources, pending
+
+    def take_decisions(self):
+        """Hand over the decisions made since the last call and forget them.
+
+        Returns (decisions, late) as the reference engine does.
+        """
+        cdef Py_ssize_t i, n = self.st.n_tail
+        cdef Journal* j
+        cdef Source* s
+        decisions = np.empty(n, dtype=DECISION_DTYPE)
+        late = np.empty(n, dtype=np.bool_)
+        cdef uint64_t[:, ::1] d = decisions.view(np.uint64).reshape(n, 3)
+        cdef cnp.uint8_t[::1] lt = late.view(np.uint8)
+        for i in range(n):
+            j = &self.st.tail[i]
+            d[i, 0] = j.op.source
+            d[i, 1] = j.op.seq
+            d[i, 2] = j.journal_seq
+            s = source_find(&self.st, j.op.source)
+            lt[i] = 1 if j.op.seq <= s.checkpoint_seq else 0
+        for i in range(self.st.n_sources):
+            self.st.sources[i].checkpoint_seq = self.st.sources[i].last_seq
+        recent_clear(&self.st)
+        order = np.lexsort((decisions["seq"], decisions["source"]))
+        return decisions[order], late[order]
+
+    # ------------------------------------------------------------------ queries
+
+    def get_account(self, uint64_t account_id):
+        """The account's record as a tuple (ACCOUNT_DTYPE order), or None."""
+        cdef int64_t i = account_find(&self.st, account_id)
+        if i < 0:
+            return None
+        out = np.empty(1, dtype=ACCOUNT_DTYPE)
+        memcpy(cnp.PyArray_DATA(out), &self.st.accounts[i], sizeof(Account))
+        return out[0].item()
+
+    # ------------------------------------------------------------------ batches
+
+    def candidates(self, ops):
+        """Mask of ops whose id may have been decided before the in-memory window."""
+        cdef cnp.ndarray arr = ops
+        cdef Py_ssize_t i, n = len(arr)
+        cdef Op* o = <Op*>cnp.PyArray_DATA(arr)
+        out = np.zeros(n, dtype=np.bool_)
+        cdef cnp.uint8_t[::1] m = out.view(np.uint8)
+        cdef Source* s
+        for i in range(n):
+            s = source_find(&self.st, o[i].source)
+            if s != NULL and o[i].seq <= s.last_seq and recent_find(&self.st, o[i].source, o[i].seq) < 0:
+                m[i] = 1
+        return out
+
+    def apply(self, ops, prior=None, has_prior=None):
+        """Apply a batch; return (results RESULT_DTYPE, journal JOURNAL_DTYPE)."""
+        cdef cnp.ndarray arr = ops
+        cdef Py_ssize_t n = len(arr)
+        results = np.zeros(n, dtype=RESULT_DTYPE)
+        cdef cnp.ndarray pr
+        cdef cnp.ndarray hp
+        cdef Journal* prior_p = NULL
+        cdef cnp.uint8_t* has_p = NULL
+        if has_prior is not None:
+            pr = np.ascontiguousarray(prior, dtype=JOURNAL_DTYPE)
+            hp = np.ascontiguousarray(has_prior, dtype=np.uint8)
+            prior_p = <Journal*>cnp.PyArray_DATA(pr)
+            has_p = <cnp.uint8_t*>cnp.PyArray_DATA(hp)
+        cdef Py_ssize_t tail_before = self.st.n_tail
+        if tail_reserve(&self.st, n) != 0 or undo_reserve(&self.st, 16) != 0:
+            raise MemoryError("cardledger core: cannot grow the journal tail")
+        cdef int rc = apply_batch(&self.st, <Op*>cnp.PyArray_DATA(arr), n,
+                                  prior_p, has_p, <Result*>cnp.PyArray_DATA(results))
+        if rc != 0:
+            raise MemoryError("cardledger core: out of memory while applying a batch")
+        cdef Py_ssize_t nj = self.st.n_tail - tail_before
+        journal = np.empty(nj, dtype=JOURNAL_DTYPE)
+        if nj:
+            memcpy(cnp.PyArray_DATA(journal), &self.st.tail[tail_before], nj * sizeof(Journal))
+        return results, journal
+
+    def replay(self, journal):
+        """Re-apply journal records in order, as decided (used on open and by verify).
+
+        Raises ValueError if the journal does not replay to the same figures.
+        """
+        cdef cnp.ndarray arr = np.ascontiguousarray(journal, dtype=JOURNAL_DTYPE)
+        cdef Py_ssize_t n = len(arr)
+        if tail_reserve(&self.st, n) != 0 or undo_reserve(&self.st, 16) != 0:
+            raise MemoryError("cardledger core: cannot grow the journal tail")
+        cdef int64_t bad = replay_records(&self.st, <Journal*>cnp.PyArray_DATA(arr), n)
+        if bad == -2:
+            raise MemoryError("cardledger core: out of memory during replay")
+        if bad >= 0:
+            raise ValueError(f"journal record {arr[bad]['journal_seq']} does not replay to its recorded figures")
+
+
+def record_sizes():
+    """C sizes of the record structs, for the layout check against schema dtypes."""
+    return {
+        "OP": sizeof(Op), "RESULT": sizeof(Result), "JOURNAL": sizeof(Journal),
+        "ACCOUNT": sizeof(Account), "SOURCE": sizeof(Source), "PENDING": sizeof(Pending),
+    }

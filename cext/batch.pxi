@@ -1,0 +1,205 @@
+# The batch loop: idempotency first, then linked chains, then the handlers; and the
+# journal replay that rebuilds state on open.
+
+cdef inline bint is_replay_code(uint32_t code) noexcept nogil:
+    return code == R_EXISTS or code == R_EXISTS_WITH_DIFFERENT_FIELDS or \
+        code == R_ID_ALREADY_FAILED or code == R_INVALID_ID
+
+
+cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noexcept nogil:
+    """Record op's decision: a journal record in the tail, the recent map, the source."""
+    cdef Source* s = source_find(st, op.source)
+    cdef Journal* rec
+    cdef Account* a
+    st.journal_seq = jseq
+    if s == NULL:
+        if grow(<void**>&st.sources, &st.cap_sources, st.n_sources + 1, sizeof(Source)) != 0:
+            st.oom = 1
+            return NULL
+        if map1_insert(&st.smap, &st.smap_mask, &st.smap_used, op.source, st.n_sources) != 0:
+            st.oom = 1
+            return NULL
+        s = &st.sources[st.n_sources]
+        s.source = op.source
+        s.last_seq = op.seq
+        s.checkpoint_seq = 0
+        st.n_sources += 1
+    elif op.seq > s.last_seq:
+        s.last_seq = op.seq
+    rec = &st.tail[st.n_tail]
+    rec.op = op[0]
+    rec.code = code
+    rec.reserved2 = 0
+    rec.journal_seq = jseq
+    rec.debit_prev_seq = 0
+    rec.credit_prev_seq = 0
+    if code == R_OK:
+        rec.result_amount_fen = ef.amount_fen
+        rec.balance_fen = ef.balance_fen
+        rec.debit_id = ef.debit_id
+        rec.credit_id = ef.credit_id
+        rec.subsidy_fen = ef.subsidy_fen
+        if ef.debit_id:
+            a = account_get(st, ef.debit_id)
+            rec.debit_prev_seq = a.last_journal_seq
+            a.last_journal_seq = jseq
+        if ef.credit_id:
+            a = account_get(st, ef.credit_id)
+            rec.credit_prev_seq = a.last_journal_seq
+            a.last_journal_seq = jseq
+    else:
+        rec.result_amount_fen = 0
+        rec.balance_fen = 0
+        rec.debit_id = 0
+        rec.credit_id = 0
+        rec.subsidy_fen = 0
+    if map2_insert(&st.rmap, &st.rmap_mask, &st.rmap_used, op.source, op.seq, st.n_tail) != 0:
+        st.oom = 1
+        return NULL
+    st.n_tail += 1
+    return rec
+
+
+cdef inline void replay_result(Op* op, Journal* orig, Result* r) noexcept nogil:
+    r.journal_seq = orig.journal_seq
+    r.amount_fen = 0
+    r.balance_fen = 0
+    if orig.code != R_OK:
+        r.code = R_ID_ALREADY_FAILED
+    elif memcmp(&orig.op, op, sizeof(Op)) != 0:
+        r.code = R_EXISTS_WITH_DIFFERENT_FIELDS
+    else:
+        r.code = R_EXISTS
+        r.amount_fen = orig.result_amount_fen
+        r.balance_fen = orig.balance_fen
+
+
+cdef inline int64_t balance_or_zero(State* st, uint64_t account_id) noexcept nogil:
+    cdef Account* a = account_get(st, account_id)
+    return 0 if a == NULL else available(a)
+
+
+cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, Journal* prior,
+                      unsigned char* has_prior, Result* results) noexcept nogil:
+    cdef bint linked = (hi - lo > 1) or (ops[lo].flags & F_LINKED) != 0
+    cdef bint open_chain = (ops[hi - 1].flags & F_LINKED) != 0
+    cdef bint failed = False
+    cdef int64_t k, idx, t
+    cdef int code
+    cdef Op* op
+    cdef Result* r
+    cdef Journal* orig
+    cdef Journal* rec
+    cdef Effect ef
+    cdef uint64_t jseq
+    cdef int64_t first_new = st.n_tail
+    st.undo_on = linked
+    st.n_undo = 0
+    for k in range(lo, hi):
+        op = &ops[k]
+        r = &results[k]
+        if op.source == 0:
+            r.code = R_INVALID_ID
+            failed = True
+            continue
+        orig = NULL
+        idx = recent_find(st, op.source, op.seq)
+        if idx >= 0:
+            orig = &st.tail[idx]
+        elif has_prior != NULL and has_prior[k]:
+            orig = &prior[k]
+        if orig != NULL:
+            replay_result(op, orig, r)
+            failed = True
+            continue
+        jseq = st.journal_seq + 1
+        if failed:
+            code = R_LINKED_FAILED
+        elif open_chain and k == hi - 1:
+            code = R_LINKED_CHAIN_OPEN
+        else:
+            code = execute(st, op, &ef, jseq)
+        rec = decide(st, op, code, &ef, jseq)
+        if rec == NULL:
+            return
+        r.code = code
+        r.journal_seq = jseq
+        if code == R_OK:
+            r.amount_fen = ef.amount_fen
+            r.balance_fen = ef.balance_fen
+        else:
+            failed = True
+    if linked and failed:
+        rollback(st)
+        if st.oom:
+            return
+    # Settle the new members: a failed chain turns its successes into LINKED_FAILED;
+    # every failed op reports its account's balance after the chain is settled.
+    t = first_new
+    for k in range(lo, hi):
+        r = &results[k]
+        if is_replay_code(r.code):
+            continue  # not a new decision: no tail record
+        rec = &st.tail[t]
+        t += 1
+        if linked and failed and r.code == R_OK:
+            r.code = R_LINKED_FAILED
+            r.amount_fen = 0
+            rec.code = R_LINKED_FAILED
+            rec.result_amount_fen = 0
+            rec.debit_id = 0
+            rec.credit_id = 0
+            rec.subsidy_fen = 0
+            rec.debit_prev_seq = 0
+            rec.credit_prev_seq = 0
+        if r.code != R_OK:
+            r.balance_fen = balance_or_zero(st, ops[k].account_id)
+            rec.balance_fen = r.balance_fen
+    st.undo_on = 0
+    st.n_undo = 0
+
+
+cdef int apply_batch(State* st, Op* ops, int64_t n, Journal* prior,
+                     unsigned char* has_prior, Result* results) noexcept nogil:
+    cdef int64_t i = 0, j
+    while i < n:
+        # A chain runs from i to the first op without LINKED (or the batch end).
+        j = i
+        while j < n - 1 and (ops[j].flags & F_LINKED):
+            j += 1
+        apply_chain(st, ops, i, j + 1, prior, has_prior, results)
+        if st.oom:
+            return -1
+        i = j + 1
+    return 0
+
+
+cdef int64_t replay_records(State* st, Journal* recs, int64_t n) noexcept nogil:
+    """Re-apply decided records; -1 when all replay to their figures, else the index
+    of the first that does not (-2: out of memory)."""
+    cdef int64_t i
+    cdef Journal* rec
+    cdef Journal* got
+    cdef Effect ef
+    cdef int code
+    st.undo_on = 0
+    for i in range(n):
+        rec = &recs[i]
+        if rec.journal_seq != st.journal_seq + 1:
+            return i
+        if rec.code == R_OK:
+            code = execute(st, &rec.op, &ef, rec.journal_seq)
+            if code != R_OK:
+                return -2 if st.oom else i
+            got = decide(st, &rec.op, code, &ef, rec.journal_seq)
+        else:
+            if is_replay_code(rec.code) or rec.code > R_LINKED_CHAIN_OPEN:
+                return i
+            got = decide(st, &rec.op, rec.code, &ef, rec.journal_seq)
+            if got != NULL:
+                got.balance_fen = rec.balance_fen
+        if got == NULL:
+            return -2
+        if memcmp(got, rec, sizeof(Journal)) != 0:
+            return i
+    return -1

@@ -1,0 +1,480 @@
+# One handler per op kind. Each checks everything before it changes anything, so a
+# failed op leaves the state untouched; each fills `ef` (the journal's view of what
+# it did) and returns a result code. The reference engine has the same handlers, in
+# the same order of checks: keep them in step.
+
+cdef inline int64_t available(Account* a) noexcept nogil:
+    return a.cash_fen + a.subsidy_fen
+
+
+cdef inline bint amount_ok(int64_t amount) noexcept nogil:
+    return 0 < amount <= AMOUNT_MAX_FEN
+
+
+cdef inline int64_t purse_available(Account* a, int draw) noexcept nogil:
+    if a.kind != A_CARD or draw == DRAW_CASH:
+        return a.cash_fen
+    if draw == DRAW_SUBSIDY:
+        return a.subsidy_fen
+    return a.cash_fen + a.subsidy_fen
+
+
+# Kind predicates for pair checks: a bitmask of accepted AccountKinds.
+cdef enum:
+    KM_ANY = 0x7E
+    KM_CARD = 1 << A_CARD
+    KM_CLEARING = 1 << A_CLEARING
+    KM_PROGRAM = 1 << A_PROGRAM
+    KM_NOT_CARD = 0x7E & ~(1 << A_CARD)
+    KM_NOT_CLEARING = 0x7E & ~(1 << A_CLEARING)
+
+
+cdef inline int check_pair(State* st, Op* op, int want_a, int want_c,
+                           Account** ap, Account** cp) noexcept nogil:
+    cdef Account* a
+    cdef Account* c
+    if op.account_id == 0 or op.counterparty_id == 0:
+        return R_INVALID_ACCOUNT_ID
+    if op.account_id == op.counterparty_id:
+        return R_ACCOUNTS_MUST_BE_DIFFERENT
+    a = account_get(st, op.account_id)
+    if a == NULL:
+        return R_ACCOUNT_NOT_FOUND
+    c = account_get(st, op.counterparty_id)
+    if c == NULL:
+        return R_COUNTERPARTY_NOT_FOUND
+    if not ((1 << a.kind) & want_a):
+        return R_WRONG_ACCOUNT_KIND
+    if not ((1 << c.kind) & want_c):
+        return R_WRONG_COUNTERPARTY_KIND
+    if (a.flags | c.flags) & AF_CLOSED:
+        return R_ACCOUNT_CLOSED
+    ap[0] = a
+    cp[0] = c
+    return R_OK
+
+
+cdef inline int check_move(Account* d, Account* c, int64_t amount, int draw,
+                           bint to_subsidy, bint pending) noexcept nogil:
+    cdef int64_t d_total, c_total
+    if d.flags & AF_FROZEN:
+        return R_ACCOUNT_FROZEN
+    if d.kind != A_CLEARING and purse_available(d, draw) < amount:
+        return R_INSUFFICIENT_FUNDS
+    if c.kind == A_CARD and not to_subsidy:
+        if c.cash_fen + c.credits_pending + amount > c.cap_fen:
+            return R_EXCEEDS_CAP
+    d_total = d.debits_pending if pending else d.debits_posted
+    c_total = c.credits_pending if pending else c.credits_posted
+    if d_total > INT64_MAX_ - amount or c_total > INT64_MAX_ - amount:
+        return R_OVERFLOW
+    if d.kind == A_CLEARING and d.cash_fen < INT64_MIN_ + amount:
+        return R_OVERFLOW
+    if c.cash_fen + c.subsidy_fen > INT64_MAX_ - amount:
+        return R_OVERFLOW
+    return R_OK
+
+
+cdef inline int64_t draw_purses(Account* d, int64_t amount, int draw) noexcept nogil:
+    """Take amount out of d's purses; return the part taken from the subsidy purse."""
+    cdef int64_t from_cash, from_subsidy
+    if d.kind != A_CARD or draw == DRAW_CASH:
+        d.cash_fen -= amount
+        return 0
+    if draw == DRAW_SUBSIDY:
+        d.subsidy_fen -= amount
+        return amount
+    if d.flags & AF_CASH_FIRST:
+        from_cash = d.cash_fen if d.cash_fen < amount else amount
+        from_subsidy = amount - from_cash
+    else:
+        from_subsidy = d.subsidy_fen if d.subsidy_fen < amount else amount
+        from_cash = amount - from_subsidy
+    d.subsidy_fen -= from_subsidy
+    d.cash_fen -= from_cash
+    return from_subsidy
+
+
+cdef inline int64_t move(State* st, Account* d, Account* c, int64_t amount, int draw,
+                         bint to_subsidy) noexcept nogil:
+    cdef int64_t sub
+    touch(st, d)
+    touch(st, c)
+    sub = draw_purses(d, amount, draw)
+    d.debits_posted += amount
+    c.credits_posted += amount
+    if to_subsidy:
+        c.subsidy_fen += amount
+    else:
+        c.cash_fen += amount
+    if d.kind == A_CARD:
+        return sub
+    return amount if to_subsidy else 0
+
+
+cdef inline void set_effect(Effect* ef, int64_t amount, int64_t balance, uint64_t debit_id,
+                            uint64_t credit_id, int64_t subsidy) noexcept nogil:
+    ef.amount_fen = amount
+    ef.balance_fen = balance
+    ef.debit_id = debit_id
+    ef.credit_id = credit_id
+    ef.subsidy_fen = subsidy
+
+
+cdef int64_t release(State* st, Pending* p, int64_t posted) noexcept nogil:
+    """Resolve hold p, posting `posted` fen and returning the rest to the debit side.
+
+    Returns the part of the posted amount drawn from the debit card's subsidy purse.
+    """
+    cdef Account* d = account_get(st, p.debit_id)
+    cdef Account* c = account_get(st, p.credit_id)
+    cdef int64_t amount = p.amount_fen
+    cdef int64_t held_sub = p.subsidy_fen
+    cdef int64_t held_cash = amount - held_sub
+    cdef int64_t post_cash, post_sub
+    touch(st, d)
+    touch(st, c)
+    if d.kind == A_CARD and (d.flags & AF_CASH_FIRST):
+        post_cash = held_cash if held_cash < posted else posted
+        post_sub = posted - post_cash
+    else:
+        post_sub = held_sub if held_sub < posted else posted
+        post_cash = posted - post_sub
+    d.subsidy_fen += held_sub - post_sub
+    d.cash_fen += held_cash - post_cash
+    d.debits_pending -= amount
+    d.debits_posted += posted
+    c.credits_pending -= amount
+    c.credits_posted += posted
+    if p.credit_subsidy:
+        c.subsidy_fen += posted
+    else:
+        c.cash_fen += posted
+    return post_sub
+
+
+cdef void void_holds_of(State* st, uint64_t account_id) noexcept nogil:
+    """Release every hold that involves the account (before CLOSE / REPLACE)."""
+    cdef int64_t i
+    cdef Pending p
+    cdef Account* a = account_get(st, account_id)
+    if a.debits_pending == 0 and a.credits_pending == 0:
+        return
+    i = st.n_pending - 1
+    while i >= 0:
+        # pending_del swap-removes, so walk from the end: index i stays valid.
+        if i < st.n_pending and (st.pending[i].debit_id == account_id or st.pending[i].credit_id == account_id):
+            p = st.pending[i]
+            release(st, &p, 0)
+            pending_del(st, &st.pending[i])
+        i -= 1
+
+
+# ---------------------------------------------------------------- handlers
+
+cdef int op_open(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    cdef Account* a
+    if op.account_id == 0:
+        return R_INVALID_ACCOUNT_ID
+    if op.account_kind < 1 or op.account_kind > A_MAX:
+        return R_INVALID_ACCOUNT_KIND
+    if op.limit_fen < 0 or op.limit_fen > AMOUNT_MAX_FEN or (op.account_kind != A_CARD and op.limit_fen != 0):
+        return R_INVALID_AMOUNT
+    if op.account_kind != A_CARD and (op.flags & F_CASH_FIRST):
+        return R_INVALID_FLAGS
+    if account_find(st, op.account_id) >= 0:
+        return R_ACCOUNT_EXISTS
+    a = account_new(st, op.account_id)
+    if a == NULL:
+        return R_OVERFLOW
+    a.kind = op.account_kind
+    a.flags = AF_CASH_FIRST if (op.flags & F_CASH_FIRST) else 0
+    if op.account_kind == A_CARD:
+        a.category = op.category
+        a.cap_fen = op.limit_fen if op.limit_fen != 0 else st.default_cap_fen
+    set_effect(ef, 0, 0, op.account_id, 0, 0)
+    return R_OK
+
+
+cdef inline int simple_move(State* st, Op* op, Effect* ef, int want_a, int want_c,
+                            bint debit_is_account, int draw, bint to_subsidy) noexcept nogil:
+    cdef Account* a = NULL
+    cdef Account* c = NULL
+    cdef Account* d
+    cdef Account* cr
+    cdef int code
+    cdef int64_t sub
+    cdef int64_t amount = op.amount_fen
+    if not amount_ok(amount):
+        return R_INVALID_AMOUNT
+    code = check_pair(st, op, want_a, want_c, &a, &c)
+    if code != R_OK:
+        return code
+    if debit_is_account:
+        d = a
+        cr = c
+    else:
+        d = c
+        cr = a
+    code = check_move(d, cr, amount, draw, to_subsidy, False)
+    if code != R_OK:
+        return code
+    sub = move(st, d, cr, amount, draw, to_subsidy)
+    set_effect(ef, amount, available(a), d.id, cr.id, sub)
+    return R_OK
+
+
+cdef int op_topup(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    return simple_move(st, op, ef, KM_CARD, KM_CLEARING, False, DRAW_ORDER, False)
+
+
+cdef int op_aid(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    return simple_move(st, op, ef, KM_CARD, KM_PROGRAM, False, DRAW_ORDER, True)
+
+
+cdef int op_spend(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    return simple_move(st, op, ef, KM_CARD, KM_NOT_CARD, True, DRAW_ORDER, False)
+
+
+cdef int op_withdraw(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    cdef bint sub_purse = (op.flags & F_SUBSIDY_PURSE) != 0
+    cdef Account* a
+    if sub_purse:
+        a = account_get(st, op.account_id)
+        if a != NULL and a.kind != A_CARD:
+            return R_INVALID_FLAGS
+    return simple_move(st, op, ef, KM_NOT_CLEARING, KM_CLEARING, True,
+                       DRAW_SUBSIDY if sub_purse else DRAW_CASH, False)
+
+
+cdef int op_transfer(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    cdef Account* a = NULL
+    cdef Account* c = NULL
+    cdef int code
+    cdef int64_t sub
+    cdef int64_t amount = op.amount_fen
+    cdef bint pending = (op.flags & F_PENDING) != 0
+    cdef bint ts
+    cdef Pending p
+    cdef int64_t ai, ci
+    if not amount_ok(amount):
+        return R_INVALID_AMOUNT
+    code = check_pair(st, op, KM_ANY, KM_ANY, &a, &c)
+    if code != R_OK:
+        return code
+    ts = (op.flags & F_SUBSIDY_PURSE) != 0 and c.kind == A_CARD
+    code = check_move(a, c, amount, DRAW_ORDER, ts, pending)
+    if code != R_OK:
+        return code
+    if not pending:
+        sub = move(st, a, c, amount, DRAW_ORDER, ts)
+        set_effect(ef, amount, available(a), a.id, c.id, sub)
+        return R_OK
+    touch(st, a)
+    touch(st, c)
+    sub = draw_purses(a, amount, DRAW_ORDER)
+    a.debits_pending += amount
+    c.credits_pending += amount
+    set_effect(ef, amount, available(a), a.id, c.id, sub)
+    p.source = op.source
+    p.seq = op.seq
+    p.debit_id = a.id
+    p.credit_id = c.id
+    p.amount_fen = amount
+    p.subsidy_fen = sub
+    p.credit_subsidy = 1 if ts else 0
+    p.journal_seq = jseq
+    pending_add(st, &p)
+    return R_OK
+
+
+cdef int op_post(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    cdef Pending* pp
+    cdef Pending p
+    cdef Account* d
+    cdef Account* c
+    cdef int64_t posted, sub
+    if op.amount_fen < 0 or op.amount_fen > AMOUNT_MAX_FEN:
+        return R_INVALID_AMOUNT
+    pp = pending_find(st, op.ref_source, op.ref_seq)
+    if pp == NULL:
+        return R_PENDING_NOT_FOUND
+    p = pp[0]
+    posted = op.amount_fen if op.amount_fen != 0 else p.amount_fen
+    if posted > p.amount_fen:
+        return R_EXCEEDS_PENDING
+    d = account_get(st, p.debit_id)
+    c = account_get(st, p.credit_id)
+    if d.debits_posted > INT64_MAX_ - posted or c.credits_posted > INT64_MAX_ - posted:
+        return R_OVERFLOW
+    sub = release(st, &p, posted)
+    pending_del(st, pending_find(st, p.source, p.seq))
+    set_effect(ef, posted, available(d), d.id, c.id, sub)
+    return R_OK
+
+
+cdef int op_void(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    cdef Pending* pp = pending_find(st, op.ref_source, op.ref_seq)
+    cdef Pending p
+    cdef Account* d
+    if pp == NULL:
+        return R_PENDING_NOT_FOUND
+    p = pp[0]
+    d = account_get(st, p.debit_id)
+    release(st, &p, 0)
+    pending_del(st, pending_find(st, p.source, p.seq))
+    set_effect(ef, p.amount_fen, available(d), p.debit_id, p.credit_id, p.subsidy_fen)
+    return R_OK
+
+
+cdef inline int lifecycle_target(State* st, Op* op, Account** ap) noexcept nogil:
+    cdef Account* a
+    if op.account_id == 0:
+        return R_INVALID_ACCOUNT_ID
+    a = account_get(st, op.account_id)
+    if a == NULL:
+        return R_ACCOUNT_NOT_FOUND
+    if a.flags & AF_CLOSED:
+        return R_ACCOUNT_CLOSED
+    ap[0] = a
+    return R_OK
+
+
+cdef int op_freeze(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    cdef Account* a = NULL
+    cdef int code = lifecycle_target(st, op, &a)
+    if code != R_OK:
+        return code
+    touch(st, a)
+    a.flags |= AF_FROZEN
+    set_effect(ef, 0, available(a), a.id, 0, 0)
+    return R_OK
+
+
+cdef int op_unfreeze(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    cdef Account* a = NULL
+    cdef int code = lifecycle_target(st, op, &a)
+    if code != R_OK:
+        return code
+    touch(st, a)
+    a.flags &= ~AF_FROZEN
+    set_effect(ef, 0, available(a), a.id, 0, 0)
+    return R_OK
+
+
+cdef int op_replace(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    cdef Account* old
+    cdef Account* new
+    cdef int64_t old_i, cash, sub
+    if op.account_id == 0 or op.counterparty_id == 0:
+        return R_INVALID_ACCOUNT_ID
+    if op.account_id == op.counterparty_id:
+        return R_ACCOUNTS_MUST_BE_DIFFERENT
+    old_i = account_find(st, op.account_id)
+    if old_i < 0:
+        return R_ACCOUNT_NOT_FOUND
+    if account_find(st, op.counterparty_id) >= 0:
+        return R_ACCOUNT_EXISTS
+    old = &st.accounts[old_i]
+    if old.kind != A_CARD:
+        return R_WRONG_ACCOUNT_KIND
+    if old.flags & AF_CLOSED:
+        return R_ACCOUNT_CLOSED
+    void_holds_of(st, op.account_id)
+    touch(st, &st.accounts[old_i])
+    new = account_new(st, op.counterparty_id)  # may move the accounts array
+    if new == NULL:
+        return R_OVERFLOW
+    old = &st.accounts[old_i]
+    cash = old.cash_fen
+    sub = old.subsidy_fen
+    new.kind = A_CARD
+    new.flags = old.flags & AF_CASH_FIRST
+    new.category = old.category
+    new.cap_fen = old.cap_fen
+    new.cash_fen = cash
+    new.subsidy_fen = sub
+    new.credits_posted = cash + sub
+    old.debits_posted += cash + sub
+    old.cash_fen = 0
+    old.subsidy_fen = 0
+    old.flags |= AF_CLOSED
+    set_effect(ef, cash + sub, 0, op.account_id, op.counterparty_id, sub)
+    return R_OK
+
+
+cdef int op_close(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    cdef Account* a
+    cdef Account* c
+    cdef int64_t held = 0, total, cash, sub, i
+    if op.account_id == 0 or op.counterparty_id == 0:
+        return R_INVALID_ACCOUNT_ID
+    if op.account_id == op.counterparty_id:
+        return R_ACCOUNTS_MUST_BE_DIFFERENT
+    a = account_get(st, op.account_id)
+    if a == NULL:
+        return R_ACCOUNT_NOT_FOUND
+    c = account_get(st, op.counterparty_id)
+    if c == NULL:
+        return R_COUNTERPARTY_NOT_FOUND
+    if a.kind == A_CLEARING:
+        return R_WRONG_ACCOUNT_KIND
+    if c.kind != A_CLEARING:
+        return R_WRONG_COUNTERPARTY_KIND
+    if (a.flags | c.flags) & AF_CLOSED:
+        return R_ACCOUNT_CLOSED
+    if a.debits_pending:
+        for i in range(st.n_pending):
+            if st.pending[i].debit_id == a.id:
+                held += st.pending[i].amount_fen
+    total = a.cash_fen + a.subsidy_fen + held
+    if c.credits_posted > INT64_MAX_ - total or c.cash_fen > INT64_MAX_ - total:
+        return R_OVERFLOW
+    void_holds_of(st, op.account_id)
+    touch(st, a)
+    touch(st, c)
+    cash = a.cash_fen
+    sub = a.subsidy_fen
+    a.debits_posted += cash + sub
+    a.cash_fen = 0
+    a.subsidy_fen = 0
+    a.flags |= AF_CLOSED
+    c.credits_posted += cash + sub
+    c.cash_fen += cash + sub
+    set_effect(ef, cash + sub, 0, op.account_id, op.counterparty_id, sub)
+    return R_OK
+
+
+cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    """Validate the op's kind, flags and amount shape, then run its handler."""
+    cdef int kind = op.kind
+    if kind < 1 or kind > K_MAX:
+        return R_INVALID_KIND
+    if op.flags & ~ALLOWED_FLAGS[kind]:
+        return R_INVALID_FLAGS
+    if (kind == K_OPEN or kind == K_FREEZE or kind == K_UNFREEZE or kind == K_REPLACE
+            or kind == K_CLOSE or kind == K_VOID) and op.amount_fen != 0:
+        return R_INVALID_AMOUNT
+    if kind == K_SPEND:
+        return op_spend(st, op, ef, jseq)
+    if kind == K_TOPUP:
+        return op_topup(st, op, ef, jseq)
+    if kind == K_AID:
+        return op_aid(st, op, ef, jseq)
+    if kind == K_TRANSFER:
+        return op_transfer(st, op, ef, jseq)
+    if kind == K_POST:
+        return op_post(st, op, ef, jseq)
+    if kind == K_VOID:
+        return op_void(st, op, ef, jseq)
+    if kind == K_WITHDRAW:
+        return op_withdraw(st, op, ef, jseq)
+    if kind == K_OPEN:
+        return op_open(st, op, ef, jseq)
+    if kind == K_FREEZE:
+        return op_freeze(st, op, ef, jseq)
+    if kind == K_UNFREEZE:
+        return op_unfreeze(st, op, ef, jseq)
+    if kind == K_REPLACE:
+        return op_replace(st, op, ef, jseq)
+    return op_close(st, op, ef, jseq)

@@ -1,0 +1,447 @@
+# The core's in-memory state: growable record arrays and open-addressing hash tables
+# (linear probing, key 0 = empty slot, backward-shift deletion), plus the undo log
+# that lets a failed linked chain be rolled back.
+
+cdef struct Slot:
+    uint64_t key
+    int64_t val
+
+cdef struct Slot2:
+    uint64_t k1
+    uint64_t k2
+    int64_t val
+    int64_t pad
+
+cdef enum:
+    U_ACCOUNT = 1      # an account's state before a chain member changed it
+    U_NEW_ACCOUNT = 2  # an account a chain member created (always the last one)
+    U_PENDING_ADD = 3  # a hold a chain member placed
+    U_PENDING_DEL = 4  # a hold a chain member resolved
+
+cdef struct Undo:
+    int kind
+    int64_t idx
+    Account account
+    Pending pending
+
+cdef struct State:
+    int64_t default_cap_fen
+    uint64_t journal_seq
+    int oom
+    Account* accounts
+    int64_t n_accounts
+    int64_t cap_accounts
+    Slot* amap
+    uint64_t amap_mask
+    int64_t amap_used
+    Source* sources
+    int64_t n_sources
+    int64_t cap_sources
+    Slot* smap
+    uint64_t smap_mask
+    int64_t smap_used
+    Pending* pending
+    int64_t n_pending
+    int64_t cap_pending
+    Slot2* pmap
+    uint64_t pmap_mask
+    int64_t pmap_used
+    Journal* tail
+    int64_t n_tail
+    int64_t cap_tail
+    Slot2* rmap
+    uint64_t rmap_mask
+    int64_t rmap_used
+    Undo* undo
+    int64_t n_undo
+    int64_t cap_undo
+    int undo_on
+
+# Initial table sizes (powers of two); tables double when half full.
+cdef enum:
+    MAP_SLOTS_INITIAL = 1024
+    ARRAY_INITIAL = 256
+
+
+cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
+    # splitmix64's finalizer: ids are often sequential, so spread them over the table.
+    x ^= x >> 30
+    x *= <uint64_t>0xbf58476d1ce4e5b9
+    x ^= x >> 27
+    x *= <uint64_t>0x94d049bb133111eb
+    x ^= x >> 31
+    return x
+
+
+cdef inline uint64_t mix128(uint64_t a, uint64_t b) noexcept nogil:
+    return mix64(a * <uint64_t>0x9e3779b97f4a7c15 ^ mix64(b))
+
+
+# ---------------------------------------------------------------- single-key map
+
+cdef inline int64_t map1_find(Slot* t, uint64_t mask, uint64_t key) noexcept nogil:
+    cdef uint64_t i = mix64(key) & mask
+    while t[i].key != 0:
+        if t[i].key == key:
+            return t[i].val
+        i = (i + 1) & mask
+    return -1
+
+
+cdef inline Slot* map1_slot(Slot* t, uint64_t mask, uint64_t key) noexcept nogil:
+    cdef uint64_t i = mix64(key) & mask
+    while t[i].key != 0:
+        if t[i].key == key:
+            return &t[i]
+        i = (i + 1) & mask
+    return NULL
+
+
+cdef inline void map1_put(Slot* t, uint64_t mask, uint64_t key, int64_t val) noexcept nogil:
+    cdef uint64_t i = mix64(key) & mask
+    while t[i].key != 0:
+        i = (i + 1) & mask
+    t[i].key = key
+    t[i].val = val
+
+
+cdef int map1_insert(Slot** tp, uint64_t* maskp, int64_t* usedp, uint64_t key, int64_t val) noexcept nogil:
+    cdef uint64_t new_mask, i
+    cdef Slot* old
+    cdef Slot* t
+    if (usedp[0] + 1) * 2 > <int64_t>(maskp[0] + 1):
+        new_mask = (maskp[0] + 1) * 2 - 1
+        t = <Slot*>calloc(new_mask + 1, sizeof(Slot))
+        if t == NULL:
+            return -1
+        old = tp[0]
+        for i in range(maskp[0] + 1):
+            if old[i].key != 0:
+                map1_put(t, new_mask, old[i].key, old[i].val)
+        free(old)
+        tp[0] = t
+        maskp[0] = new_mask
+    map1_put(tp[0], maskp[0], key, val)
+    usedp[0] += 1
+    return 0
+
+
+cdef void map1_delete(Slot* t, uint64_t mask, int64_t* usedp, uint64_t key) noexcept nogil:
+    cdef uint64_t i = mix64(key) & mask
+    cdef uint64_t j, home
+    while t[i].key != key:
+        if t[i].key == 0:
+            return
+        i = (i + 1) & mask
+    # Backward-shift: move later members of the probe run into the hole.
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if t[j].key == 0:
+            break
+        home = mix64(t[j].key) & mask
+        if ((j - home) & mask) >= ((j - i) & mask):
+            t[i] = t[j]
+            i = j
+    t[i].key = 0
+    t[i].val = 0
+    usedp[0] -= 1
+
+
+# ---------------------------------------------------------------- pair-key map
+
+cdef inline int64_t map2_find(Slot2* t, uint64_t mask, uint64_t a, uint64_t b) noexcept nogil:
+    cdef uint64_t i = mix128(a, b) & mask
+    while t[i].k1 != 0:
+        if t[i].k1 == a and t[i].k2 == b:
+            return t[i].val
+        i = (i + 1) & mask
+    return -1
+
+
+cdef inline Slot2* map2_slot(Slot2* t, uint64_t mask, uint64_t a, uint64_t b) noexcept nogil:
+    cdef uint64_t i = mix128(a, b) & mask
+    while t[i].k1 != 0:
+        if t[i].k1 == a and t[i].k2 == b:
+            return &t[i]
+        i = (i + 1) & mask
+    return NULL
+
+
+cdef inline void map2_put(Slot2* t, uint64_t mask, uint64_t a, uint64_t b, int64_t val) noexcept nogil:
+    cdef uint64_t i = mix128(a, b) & mask
+    while t[i].k1 != 0:
+        i = (i + 1) & mask
+    t[i].k1 = a
+    t[i].k2 = b
+    t[i].val = val
+
+
+cdef int map2_insert(Slot2** tp, uint64_t* maskp, int64_t* usedp, uint64_t a, uint64_t b, int64_t val) noexcept nogil:
+    cdef uint64_t new_mask, i
+    cdef Slot2* old
+    cdef Slot2* t
+    if (usedp[0] + 1) * 2 > <int64_t>(maskp[0] + 1):
+        new_mask = (maskp[0] + 1) * 2 - 1
+        t = <Slot2*>calloc(new_mask + 1, sizeof(Slot2))
+        if t == NULL:
+            return -1
+        old = tp[0]
+        for i in range(maskp[0] + 1):
+            if old[i].k1 != 0:
+                map2_put(t, new_mask, old[i].k1, old[i].k2, old[i].val)
+        free(old)
+        tp[0] = t
+        maskp[0] = new_mask
+    map2_put(tp[0], maskp[0], a, b, val)
+    usedp[0] += 1
+    return 0
+
+
+cdef void map2_delete(Slot2* t, uint64_t mask, int64_t* usedp, uint64_t a, uint64_t b) noexcept nogil:
+    cdef uint64_t i = mix128(a, b) & mask
+    cdef uint64_t j, home
+    while not (t[i].k1 == a and t[i].k2 == b):
+        if t[i].k1 == 0:
+            return
+        i = (i + 1) & mask
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if t[j].k1 == 0:
+            break
+        home = mix128(t[j].k1, t[j].k2) & mask
+        if ((j - home) & mask) >= ((j - i) & mask):
+            t[i] = t[j]
+            i = j
+    t[i].k1 = 0
+    t[i].k2 = 0
+    t[i].val = 0
+    usedp[0] -= 1
+
+
+# ---------------------------------------------------------------- growable arrays
+
+cdef int grow(void** p, int64_t* capp, int64_t need, size_t item) noexcept nogil:
+    """Make room for `need` items in the array at p[0] (capacity capp[0])."""
+    cdef int64_t cap = capp[0]
+    cdef void* q
+    if need <= cap:
+        return 0
+    if cap < ARRAY_INITIAL:
+        cap = ARRAY_INITIAL
+    while cap < need:
+        cap *= 2
+    q = realloc(p[0], cap * item)
+    if q == NULL:
+        return -1
+    p[0] = q
+    capp[0] = cap
+    return 0
+
+
+cdef int state_init(State* st) noexcept nogil:
+    st.amap = <Slot*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot))
+    st.amap_mask = MAP_SLOTS_INITIAL - 1
+    st.smap = <Slot*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot))
+    st.smap_mask = MAP_SLOTS_INITIAL - 1
+    st.pmap = <Slot2*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot2))
+    st.pmap_mask = MAP_SLOTS_INITIAL - 1
+    st.rmap = <Slot2*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot2))
+    st.rmap_mask = MAP_SLOTS_INITIAL - 1
+    if st.amap == NULL or st.smap == NULL or st.pmap == NULL or st.rmap == NULL:
+        return -1
+    return 0
+
+
+cdef void state_free(State* st) noexcept nogil:
+    free(st.accounts)
+    free(st.amap)
+    free(st.sources)
+    free(st.smap)
+    free(st.pending)
+    free(st.pmap)
+    free(st.tail)
+    free(st.rmap)
+    free(st.undo)
+    memset(st, 0, sizeof(State))
+
+
+cdef int state_load(State* st, Account* a, int64_t na, Source* s, int64_t ns,
+                    Pending* p, int64_t np_) noexcept nogil:
+    cdef int64_t i
+    if grow(<void**>&st.accounts, &st.cap_accounts, na, sizeof(Account)) != 0:
+        return -1
+    for i in range(na):
+        st.accounts[i] = a[i]
+        if map1_insert(&st.amap, &st.amap_mask, &st.amap_used, a[i].id, i) != 0:
+            return -1
+    st.n_accounts = na
+    if grow(<void**>&st.sources, &st.cap_sources, ns, sizeof(Source)) != 0:
+        return -1
+    for i in range(ns):
+        st.sources[i] = s[i]
+        if map1_insert(&st.smap, &st.smap_mask, &st.smap_used, s[i].source, i) != 0:
+            return -1
+    st.n_sources = ns
+    if grow(<void**>&st.pending, &st.cap_pending, np_, sizeof(Pending)) != 0:
+        return -1
+    for i in range(np_):
+        st.pending[i] = p[i]
+        if map2_insert(&st.pmap, &st.pmap_mask, &st.pmap_used, p[i].source, p[i].seq, i) != 0:
+            return -1
+    st.n_pending = np_
+    return 0
+
+
+cdef int tail_reserve(State* st, int64_t n) noexcept nogil:
+    return grow(<void**>&st.tail, &st.cap_tail, st.n_tail + n, sizeof(Journal))
+
+
+cdef int undo_reserve(State* st, int64_t n) noexcept nogil:
+    return grow(<void**>&st.undo, &st.cap_undo, st.n_undo + n, sizeof(Undo))
+
+
+cdef void recent_clear(State* st) noexcept nogil:
+    memset(st.rmap, 0, (st.rmap_mask + 1) * sizeof(Slot2))
+    st.rmap_used = 0
+    st.n_tail = 0
+
+
+cdef inline int64_t recent_find(State* st, uint64_t source, uint64_t seq) noexcept nogil:
+    return map2_find(st.rmap, st.rmap_mask, source, seq)
+
+
+# ---------------------------------------------------------------- lookups
+
+cdef inline int64_t account_find(State* st, uint64_t id) noexcept nogil:
+    if id == 0:
+        return -1
+    return map1_find(st.amap, st.amap_mask, id)
+
+
+cdef inline Account* account_get(State* st, uint64_t id) noexcept nogil:
+    cdef int64_t i = account_find(st, id)
+    return NULL if i < 0 else &st.accounts[i]
+
+
+cdef inline Source* source_find(State* st, uint64_t source) noexcept nogil:
+    cdef int64_t i
+    if source == 0:
+        return NULL
+    i = map1_find(st.smap, st.smap_mask, source)
+    return NULL if i < 0 else &st.sources[i]
+
+
+cdef inline Pending* pending_find(State* st, uint64_t source, uint64_t seq) noexcept nogil:
+    cdef int64_t i
+    if source == 0:
+        return NULL
+    i = map2_find(st.pmap, st.pmap_mask, source, seq)
+    return NULL if i < 0 else &st.pending[i]
+
+
+# ---------------------------------------------------------------- undo log
+
+cdef inline void undo_push(State* st, int kind, int64_t idx) noexcept nogil:
+    if not st.undo_on:
+        return
+    if st.n_undo >= st.cap_undo:
+        if grow(<void**>&st.undo, &st.cap_undo, st.n_undo + 1, sizeof(Undo)) != 0:
+            st.oom = 1
+            return
+    st.undo[st.n_undo].kind = kind
+    st.undo[st.n_undo].idx = idx
+    st.n_undo += 1
+
+
+cdef inline void touch(State* st, Account* a) noexcept nogil:
+    """Save account a's state in the undo log before a chain member changes it."""
+    if not st.undo_on:
+        return
+    undo_push(st, U_ACCOUNT, a - st.accounts)
+    if st.oom == 0:
+        st.undo[st.n_undo - 1].account = a[0]
+
+
+cdef Account* account_new(State* st, uint64_t id) noexcept nogil:
+    """Append a zeroed account with this id (not present) and index it."""
+    cdef Account* a
+    if grow(<void**>&st.accounts, &st.cap_accounts, st.n_accounts + 1, sizeof(Account)) != 0:
+        st.oom = 1
+        return NULL
+    if map1_insert(&st.amap, &st.amap_mask, &st.amap_used, id, st.n_accounts) != 0:
+        st.oom = 1
+        return NULL
+    a = &st.accounts[st.n_accounts]
+    memset(a, 0, sizeof(Account))
+    a.id = id
+    st.n_accounts += 1
+    undo_push(st, U_NEW_ACCOUNT, st.n_accounts - 1)
+    return a
+
+
+cdef void pending_add(State* st, Pending* p) noexcept nogil:
+    if grow(<void**>&st.pending, &st.cap_pending, st.n_pending + 1, sizeof(Pending)) != 0:
+        st.oom = 1
+        return
+    if map2_insert(&st.pmap, &st.pmap_mask, &st.pmap_used, p.source, p.seq, st.n_pending) != 0:
+        st.oom = 1
+        return
+    st.pending[st.n_pending] = p[0]
+    st.n_pending += 1
+    undo_push(st, U_PENDING_ADD, 0)
+    if st.undo_on and st.oom == 0:
+        st.undo[st.n_undo - 1].pending = p[0]
+
+
+cdef void pending_remove_raw(State* st, uint64_t source, uint64_t seq) noexcept nogil:
+    """Remove a hold from the table (swap-remove; its array order is not meaningful)."""
+    cdef int64_t i = map2_find(st.pmap, st.pmap_mask, source, seq)
+    cdef int64_t last = st.n_pending - 1
+    cdef Slot2* moved
+    if i < 0:
+        return
+    map2_delete(st.pmap, st.pmap_mask, &st.pmap_used, source, seq)
+    if i != last:
+        st.pending[i] = st.pending[last]
+        moved = map2_slot(st.pmap, st.pmap_mask, st.pending[i].source, st.pending[i].seq)
+        moved.val = i
+    st.n_pending -= 1
+
+
+cdef void pending_del(State* st, Pending* p) noexcept nogil:
+    cdef Pending saved = p[0]
+    undo_push(st, U_PENDING_DEL, 0)
+    if st.undo_on and st.oom == 0:
+        st.undo[st.n_undo - 1].pending = saved
+    pending_remove_raw(st, saved.source, saved.seq)
+
+
+cdef void rollback(State* st) noexcept nogil:
+    """Undo every change logged since the chain began, newest first."""
+    cdef int64_t k
+    cdef Undo* u
+    cdef Account* a
+    k = st.n_undo - 1
+    while k >= 0:
+        u = &st.undo[k]
+        if u.kind == U_ACCOUNT:
+            st.accounts[u.idx] = u.account
+        elif u.kind == U_NEW_ACCOUNT:
+            a = &st.accounts[u.idx]
+            map1_delete(st.amap, st.amap_mask, &st.amap_used, a.id)
+            st.n_accounts -= 1
+        elif u.kind == U_PENDING_ADD:
+            pending_remove_raw(st, u.pending.source, u.pending.seq)
+        elif u.kind == U_PENDING_DEL:
+            if grow(<void**>&st.pending, &st.cap_pending, st.n_pending + 1, sizeof(Pending)) != 0:
+                st.oom = 1
+                return
+            if map2_insert(&st.pmap, &st.pmap_mask, &st.pmap_used, u.pending.source, u.pending.seq, st.n_pending) != 0:
+                st.oom = 1
+                return
+            st.pending[st.n_pending] = u.pending
+            st.n_pending += 1
+        k -= 1
+    st.n_undo = 0

@@ -1,0 +1,65 @@
+"""cardledger: the transaction engine behind the Harbin trade-union member card.
+
+An exactly-once, batch-first, double-entry ledger of int64 fen. The hot loop runs in
+a Cython core (`cardledger._core`); a pure-Python reference engine implements the
+same semantics and is used when the core is unavailable or when the environment
+variable CARDLEDGER_PURE=1 forces it (the test suite runs under both).
+"""
+
+from __future__ import annotations
+
+from .engine_select import IMPLEMENTATION, Engine
+from .errors import (
+    AccountNotFoundError,
+    CorruptionError,
+    LedgerClosedError,
+    LedgerError,
+    LedgerReadOnlyError,
+    SchemaError,
+    StorageError,
+)
+from .ledger import AccountInfo, Ledger, VerifyReport, open
+from .schema import (
+    ACCOUNT_DTYPE,
+    AMOUNT_MAX_FEN,
+    BATCH_OPS_MAX,
+    DEFAULT_CASH_CAP_FEN,
+    JOURNAL_DTYPE,
+    OP_DTYPE,
+    RESULT_DTYPE,
+    AccountFlags,
+    AccountKind,
+    OpFlags,
+    OpKind,
+    Result,
+    new_ops,
+)
+
+__all__ = [
+    "ACCOUNT_DTYPE",
+    "AMOUNT_MAX_FEN",
+    "BATCH_OPS_MAX",
+    "DEFAULT_CASH_CAP_FEN",
+    "IMPLEMENTATION",
+    "JOURNAL_DTYPE",
+    "OP_DTYPE",
+    "RESULT_DTYPE",
+    "AccountFlags",
+    "AccountInfo",
+    "AccountKind",
+    "AccountNotFoundError",
+    "CorruptionError",
+    "Engine",
+    "Ledger",
+    "LedgerClosedError",
+    "LedgerError",
+    "LedgerReadOnlyError",
+    "OpFlags",
+    "OpKind",
+    "Result",
+    "SchemaError",
+    "StorageError",
+    "VerifyReport",
+    "new_ops",
+    "open",
+]

@@ -1,0 +1,577 @@
+"""The public face: `cardledger.open(path)` and the `Ledger` it returns.
+
+A Ledger couples one engine (the in-memory state machine: Cython core or reference)
+with one LMDB environment (journal + checkpoints, see `storage.py`). `apply` runs a
+batch through the engine inside one LMDB write transaction and returns only after
+that transaction's durable commit; if anything fails before the commit, the engine
+is reloaded from disk, so memory never runs ahead of what is stored.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import lmdb
+import numpy as np
+
+from . import storage
+from .engine_select import IMPLEMENTATION, Engine
+from .errors import (
+    AccountNotFoundError,
+    CorruptionError,
+    LedgerClosedError,
+    LedgerError,
+    LedgerReadOnlyError,
+    SchemaError,
+    StorageError,
+)
+from .schema import (
+    ACCOUNT_DTYPE,
+    BATCH_OPS_MAX,
+    CHECKPOINT_OPS_DEFAULT,
+    DEFAULT_CASH_CAP_FEN,
+    JOURNAL_DTYPE,
+    OP_DTYPE,
+    RESULT_DTYPE,
+    AccountFlags,
+    AccountKind,
+)
+
+#: Initial LMDB map size. It is address space, not disk: the file grows as needed,
+#: and a full map is grown and the batch retried transparently.
+MAP_SIZE_INITIAL_BYTES = 1 << 34
+#: Reader slots shared by all processes (lock.mdb is sparse, slots are cheap).
+MAX_READERS = 1024
+#: How many times one batch is retried after growing a full map.
+MAP_GROW_RETRIES_MAX = 8
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """One account's state, as `Ledger.account` reports it (amounts in fen)."""
+
+    id: int
+    kind: AccountKind
+    balance_fen: int  # available: both purses of a card
+    cash_fen: int
+    subsidy_fen: int
+    cap_fen: int
+    category: int
+    frozen: bool
+    closed: bool
+    cash_first: bool
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+    last_journal_seq: int
+
+
+@dataclass
+class VerifyReport:
+    """What `Ledger.verify` found; `ok` is true when `problems` is empty."""
+
+    problems: list[str] = field(default_factory=list)
+    batches: int = 0
+    records: int = 0
+    accounts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+
+def open(  # noqa: A001 - the pinned public name
+    path: str | os.PathLike[str],
+    *,
+    readonly: bool = False,
+    default_cap_fen: int = DEFAULT_CASH_CAP_FEN,
+    checkpoint_ops: int = CHECKPOINT_OPS_DEFAULT,
+) -> "Ledger":
+    """Open (or create) the ledger in directory `path` and return a Ledger.
+
+    readonly=True opens an existing ledger for queries only; it reads committed
+    state while a writer runs and never waits for it. `default_cap_fen` is the cash
+    purse cap of cards opened with limit_fen=0 (fixed when the ledger is created).
+    `checkpoint_ops` is how many decided ops accumulate between checkpoints.
+    """
+    return Ledger(path, readonly=readonly, default_cap_fen=default_cap_fen, checkpoint_ops=checkpoint_ops)
+
+
+class Ledger:
+    """An open ledger. Use as a context manager, or call close()."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+        default_cap_fen: int = DEFAULT_CASH_CAP_FEN,
+        checkpoint_ops: int = CHECKPOINT_OPS_DEFAULT,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.readonly = readonly
+        if checkpoint_ops < 1:
+            raise ValueError(f"checkpoint_ops must be >= 1, got {checkpoint_ops}")
+        self.checkpoint_ops = int(checkpoint_ops)
+        self._pid = os.getpid()
+        self._env: Any = None
+        if readonly and not os.path.exists(os.path.join(self.path, "data.mdb")):
+            raise FileNotFoundError(f"no ledger at {self.path!r}: open it once with readonly=False to create it")
+        if not readonly:
+            os.makedirs(self.path, exist_ok=True)
+        try:
+            self._env = lmdb.open(
+                self.path,
+                map_size=MAP_SIZE_INITIAL_BYTES,
+                max_dbs=len(storage.DB_NAMES),
+                max_readers=MAX_READERS,
+                readonly=readonly,
+                sync=True,
+                metasync=True,
+                lock=True,
+                readahead=False,
+                max_spare_txns=0,
+            )
+            # Reader slots left behind by dead processes would pin old pages forever.
+            self._env.reader_check()
+            self._dbs = {name: self._env.open_db(name, create=not readonly) for name in storage.DB_NAMES}
+        except lmdb.Error as e:
+            if self._env is not None:
+                self._env.close()
+            raise StorageError(f"cannot open ledger at {self.path!r}: {e}") from e
+        self._init_meta(default_cap_fen)
+        self._load()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _init_meta(self, default_cap_fen: int) -> None:
+        meta = self._dbs[b"meta"]
+        with self._env.begin(write=not self.readonly) as txn:
+            version = txn.get(b"format", db=meta)
+            if version is None:
+                if self.readonly:
+                    raise CorruptionError(f"{self.path!r} is an LMDB environment but not a cardledger ledger")
+                txn.put(b"format", storage.KEY.pack(storage.FORMAT_VERSION), db=meta)
+                txn.put(b"default_cap_fen", storage.KEY.pack(int(default_cap_fen)), db=meta)
+                version = storage.KEY.pack(storage.FORMAT_VERSION)
+            if storage.KEY.unpack(bytes(version))[0] != storage.FORMAT_VERSION:
+                raise CorruptionError(
+                    f"ledger format {storage.KEY.unpack(bytes(version))[0]}, this library reads {storage.FORMAT_VERSION}"
+                )
+            self.default_cap_fen = storage.KEY.unpack(bytes(txn.get(b"default_cap_fen", db=meta)))[0]
+
+    def _load(self, txn: Any = None) -> None:
+        """(Re)build the engine: last checkpoint, then replay of the journal after it."""
+        if txn is None:
+            with self._env.begin() as t:
+                return self._load(t)
+        engine = Engine(self.default_cap_fen)
+        ckpt = storage.decode_checkpoint(lambda k: txn.get(k, db=self._dbs[b"state"]))
+        if ckpt is None:
+            self._ckpt_seq, self._last_hash = 0, storage.GENESIS_HASH
+        else:
+            engine.load_checkpoint(ckpt.accounts, ckpt.sources, ckpt.pending, ckpt.journal_seq)
+            self._ckpt_seq, self._last_hash = ckpt.journal_seq, ckpt.last_batch_hash
+        self._engine = engine
+        self._replay_from(txn, self._ckpt_seq)
+
+    def _replay_from(self, txn: Any, after_seq: int) -> None:
+        """Replay journal batches after `after_seq` into the engine, checking the chain."""
+        for batch in self._iter_batches(txn, after_seq, self._last_hash):
+            try:
+                self._engine.replay(batch.records)
+            except ValueError as e:
+                raise CorruptionError(f"journal replay failed: {e}") from e
+            self._last_hash = batch.hash
+        if self.readonly and self._engine.recent_count > self.checkpoint_ops:
+            # A reader never applies ops, so it has no use for the decisions window.
+            self._engine.take_decisions()
+
+    def _iter_batches(self, txn: Any, after_seq: int, prev_hash: bytes | None) -> Iterator[storage.Batch]:
+        cur = txn.cursor(db=self._dbs[b"journal"])
+        if not cur.set_range(storage.KEY.pack(after_seq + 1)):
+            return
+        expected_first = after_seq + 1
+        for key, value in cur:
+            batch = storage.decode_batch(key, value, prev_hash)
+            if batch.first_seq != expected_first:
+                raise CorruptionError(
+                    f"journal batch {batch.first_seq}..{batch.last_seq} does not follow journal_seq {expected_first - 1}"
+                )
+            expected_first = batch.last_seq + 1
+            prev_hash = batch.hash
+            yield batch
+
+    def close(self) -> None:
+        """Close the ledger; further calls raise LedgerClosedError. Idempotent."""
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+            self._engine = None
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            if self._env is not None and self._pid == os.getpid():
+                self.close()
+        except Exception:
+            pass
+
+    def _check_usable(self) -> None:
+        if self._env is None:
+            raise LedgerClosedError(f"ledger {self.path!r} is closed: open it again with cardledger.open(path)")
+        if os.getpid() != self._pid:
+            raise LedgerError(
+                "this Ledger was opened in another process (before fork()); open the ledger again in this process"
+            )
+
+    @property
+    def implementation(self) -> str:
+        """Which engine runs this ledger: "cython" or "python"."""
+        return IMPLEMENTATION
+
+    @property
+    def journal_seq(self) -> int:
+        """journal_seq of the last decided op."""
+        self._check_usable()
+        self._refresh()
+        return int(self._engine.journal_seq)
+
+    # ------------------------------------------------------------------ writes
+
+    def apply(self, ops: np.ndarray) -> np.ndarray:
+        """Apply a batch of ops (dtype OP_DTYPE); return one RESULT_DTYPE record per op.
+
+        The batch is one LMDB write transaction; this returns after its durable
+        commit. Operating errors are result codes; misuse raises (SchemaError for a
+        malformed batch, LedgerReadOnlyError, LedgerClosedError); a storage failure
+        raises StorageError and applies nothing.
+        """
+        self._check_usable()
+        if self.readonly:
+            raise LedgerReadOnlyError(f"ledger {self.path!r} was opened readonly: open it with readonly=False to apply ops")
+        ops = _check_batch(ops)
+        if len(ops) == 0:
+            return np.zeros(0, dtype=RESULT_DTYPE)
+        for attempt in range(MAP_GROW_RETRIES_MAX + 1):
+            try:
+                return self._apply_once(ops)
+            except lmdb.MapFullError:
+                self._reload_after_failure()
+                if attempt == MAP_GROW_RETRIES_MAX:
+                    raise StorageError("LMDB map still full after growing it: is the disk full?")
+                self._env.set_mapsize(self._env.info()["map_size"] * 2)
+            except lmdb.Error as e:
+                self._reload_after_failure()
+                raise StorageError(f"batch not applied: {type(e).__name__}: {e}") from e
+            except BaseException:
+                self._reload_after_failure()
+                raise
+        raise AssertionError("unreachable")
+
+    def _reload_after_failure(self) -> None:
+        # The engine may hold a batch that never committed: rebuild it from disk.
+        try:
+            self._load()
+        except lmdb.Error as e:  # pragma: no cover - disk gone entirely
+            self._engine = Engine(self.default_cap_fen)
+            raise StorageError(f"cannot reload the ledger after a failed batch: {e}") from e
+
+    def _apply_once(self, ops: np.ndarray) -> np.ndarray:
+        with self._env.begin(write=True) as txn:
+            self._catch_up(txn)
+            prior, has_prior = self._lookup_prior(txn, ops)
+            results, journal = self._engine.apply(ops, prior, has_prior)
+            if len(journal):
+                value, digest = storage.encode_batch(journal, self._last_hash, time.time_ns() // 1000)
+                key = storage.KEY.pack(int(journal[-1]["journal_seq"]))
+                if not txn.put(key, value, db=self._dbs[b"journal"], append=True):
+                    raise CorruptionError("journal key out of order: another writer raced this one")
+                self._last_hash = digest
+                if self._engine.recent_count >= self.checkpoint_ops:
+                    self._write_checkpoint(txn)
+        return results
+
+    def _catch_up(self, txn: Any) -> None:
+        """Bring the engine up to the stored journal (another process may have written)."""
+        cur = txn.cursor(db=self._dbs[b"journal"])
+        if not cur.last():
+            if self._engine.journal_seq != 0:
+                raise CorruptionError("the journal is empty but this ledger had applied ops")
+            return
+        head = storage.KEY.unpack(cur.key())[0]
+        if head == self._engine.journal_seq:
+            return
+        if head < self._engine.journal_seq:
+            raise CorruptionError(f"the stored journal ends at {head}, before this ledger's {self._engine.journal_seq}")
+        desc = txn.get(b"checkpoint", db=self._dbs[b"state"])
+        stored_ckpt = storage.CHECKPOINT.unpack(bytes(desc))[1] if desc is not None else 0
+        if stored_ckpt != self._ckpt_seq:
+            self._load(txn)  # someone checkpointed meanwhile: start from their checkpoint
+        else:
+            self._replay_from(txn, self._engine.journal_seq)
+
+    def _lookup_prior(self, txn: Any, ops: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        cand = self._engine.candidates(ops)
+        idx = np.flatnonzero(cand)
+        if len(idx) == 0:
+            return None, None
+        prior = np.zeros(len(ops), dtype=JOURNAL_DTYPE)
+        has_prior = np.zeros(len(ops), dtype=bool)
+        ids_cur = txn.cursor(db=self._dbs[b"ids"])
+        late_db = self._dbs[b"ids_late"]
+        fetch = _RecordFetcher(txn, self._dbs[b"journal"])
+        for i in idx.tolist():
+            jseq = storage.lookup_id(
+                ids_cur, lambda k: txn.get(k, db=late_db), int(ops[i]["source"]), int(ops[i]["seq"])
+            )
+            if jseq is not None:
+                prior[i] = fetch(jseq)
+                has_prior[i] = True
+        return prior, has_prior
+
+    def _write_checkpoint(self, txn: Any) -> None:
+        decisions, late = self._engine.take_decisions()
+        items, late_items = storage.id_index_items(decisions, late)
+        ids_db, late_db = self._dbs[b"ids"], self._dbs[b"ids_late"]
+        for k, v in items:
+            if not txn.put(k, v, db=ids_db, overwrite=False):
+                raise CorruptionError(f"id index entry {k.hex()} written twice")
+        for k, v in late_items:
+            if not txn.put(k, v, db=late_db, overwrite=False):
+                raise CorruptionError(f"late id index entry {k.hex()} written twice")
+        accounts, sources, pending = self._engine.export_checkpoint()
+        jseq = int(self._engine.journal_seq)
+        for k, v in storage.encode_checkpoint(jseq, self._last_hash, accounts, sources, pending).items():
+            txn.put(k, v, db=self._dbs[b"state"])
+        self._ckpt_seq = jseq
+
+    def checkpoint(self) -> None:
+        """Write a checkpoint now (normally taken every `checkpoint_ops` decided ops)."""
+        self._check_usable()
+        if self.readonly:
+            raise LedgerReadOnlyError("a readonly ledger cannot write checkpoints")
+        try:
+            with self._env.begin(write=True) as txn:
+                self._catch_up(txn)
+                if self._engine.journal_seq != self._ckpt_seq:
+                    self._write_checkpoint(txn)
+        except lmdb.Error as e:
+            self._reload_after_failure()
+            raise StorageError(f"checkpoint not written: {e}") from e
+        except BaseException:
+            self._reload_after_failure()
+            raise
+
+    # ------------------------------------------------------------------ queries
+
+    def _refresh(self) -> None:
+        """A reader catches up with what writers committed since its last look."""
+        if not self.readonly:
+            return
+        try:
+            with self._env.begin() as txn:
+                self._catch_up(txn)
+        except lmdb.MapResizedError:
+            self._env.set_mapsize(0)
+            with self._env.begin() as txn:
+                self._catch_up(txn)
+
+    def _account_row(self, account_id: int) -> tuple:
+        self._check_usable()
+        self._refresh()
+        row = self._engine.get_account(int(account_id))
+        if row is None:
+            raise AccountNotFoundError(f"account {account_id} does not exist: open it with an OPEN op first")
+        return row
+
+    def balance(self, account_id: int) -> int:
+        """Available balance in fen: for a card both purses; 0 for a closed account."""
+        row = self._account_row(account_id)
+        return int(row[ACCOUNT_DTYPE.names.index("cash_fen")] + row[ACCOUNT_DTYPE.names.index("subsidy_fen")])
+
+    def account(self, account_id: int) -> AccountInfo:
+        """Full state of one account (kind, purses, flags, cap, totals)."""
+        r = dict(zip(ACCOUNT_DTYPE.names, self._account_row(account_id)))
+        flags = AccountFlags(r["flags"])
+        return AccountInfo(
+            id=r["id"],
+            kind=AccountKind(r["kind"]),
+            balance_fen=r["cash_fen"] + r["subsidy_fen"],
+            cash_fen=r["cash_fen"],
+            subsidy_fen=r["subsidy_fen"],
+            cap_fen=r["cap_fen"],
+            category=r["category"],
+            frozen=bool(flags & AccountFlags.FROZEN),
+            closed=bool(flags & AccountFlags.CLOSED),
+            cash_first=bool(flags & AccountFlags.CASH_FIRST),
+            debits_posted=r["debits_posted"],
+            credits_posted=r["credits_posted"],
+            debits_pending=r["debits_pending"],
+            credits_pending=r["credits_pending"],
+            last_journal_seq=r["last_journal_seq"],
+        )
+
+    def accounts(self) -> np.ndarray:
+        """Every account's state (ACCOUNT_DTYPE), in the order they were opened."""
+        self._check_usable()
+        self._refresh()
+        return self._engine.export_checkpoint()[0]
+
+    def statement(self, account_id: int, start_us: int | None = None, end_us: int | None = None) -> np.ndarray:
+        """Journal records (JOURNAL_DTYPE) that moved money of, or acted on, one account.
+
+        Only successful ops appear. With start_us / end_us, only records whose event
+        time is in [start_us, end_us). Ordered by event time, then journal_seq.
+        """
+        row = self._account_row(account_id)
+        account_id = int(account_id)
+        jseq = int(row[ACCOUNT_DTYPE.names.index("last_journal_seq")])
+        out = []
+        with self._env.begin() as txn:
+            fetch = _RecordFetcher(txn, self._dbs[b"journal"])
+            while jseq:
+                rec = fetch(jseq)
+                t = int(rec["time_us"])
+                if (start_us is None or t >= start_us) and (end_us is None or t < end_us):
+                    out.append(rec)
+                if int(rec["debit_id"]) == account_id:
+                    jseq = int(rec["debit_prev_seq"])
+                elif int(rec["credit_id"]) == account_id:
+                    jseq = int(rec["credit_prev_seq"])
+                else:
+                    raise CorruptionError(f"statement chain of account {account_id} breaks at journal_seq {jseq}")
+        recs = np.array(out, dtype=JOURNAL_DTYPE)
+        return recs[np.lexsort((recs["journal_seq"], recs["time_us"]))] if len(recs) else recs
+
+    def journal(self, start_seq: int = 1, end_seq: int | None = None) -> np.ndarray:
+        """Journal records with start_seq <= journal_seq < end_seq (JOURNAL_DTYPE)."""
+        self._check_usable()
+        parts = []
+        with self._env.begin() as txn:
+            for batch in self._iter_batches(txn, max(start_seq, 1) - 1, None):
+                if end_seq is not None and batch.first_seq >= end_seq:
+                    break
+                recs = batch.records
+                parts.append(recs[(recs["journal_seq"] >= start_seq) & ((end_seq is None) | (recs["journal_seq"] < (end_seq or 0)))])
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=JOURNAL_DTYPE)
+
+    def verify(self) -> VerifyReport:
+        """Check the whole ledger and report every problem found.
+
+        Walks the journal from the first batch (hash chain, record checksums),
+        replays it into a fresh engine and compares with the live state, and checks
+        the invariants: the sum of all balances is zero, pending debits equal
+        pending credits, each balance equals its posted totals, caps and
+        no-overdraft hold, closed accounts are empty.
+        """
+        self._check_usable()
+        self._refresh()
+        report = VerifyReport()
+        fresh = Engine(self.default_cap_fen)
+        prev = storage.GENESIS_HASH
+        with self._env.begin() as txn:
+            try:
+                for batch in self._iter_batches(txn, 0, prev):
+                    report.batches += 1
+                    report.records += len(batch.records)
+                    try:
+                        fresh.replay(batch.records)
+                    except ValueError as e:
+                        report.problems.append(f"replay: {e}")
+                        break
+                    if report.records >= self.checkpoint_ops and fresh.recent_count >= self.checkpoint_ops:
+                        fresh.take_decisions()  # bound memory; decisions are not compared
+            except CorruptionError as e:
+                report.problems.append(str(e))
+            try:
+                storage.decode_checkpoint(lambda k: txn.get(k, db=self._dbs[b"state"]))
+            except CorruptionError as e:
+                report.problems.append(str(e))
+        live = self._engine.export_checkpoint()
+        if not report.problems:
+            replayed = fresh.export_checkpoint()
+            if live[0].tobytes() != replayed[0].tobytes():
+                report.problems.append("account state differs from the replay of the journal")
+            if live[2].tobytes() != replayed[2].tobytes():
+                report.problems.append("pending holds differ from the replay of the journal")
+            if not np.array_equal(live[1][["source", "last_seq"]], replayed[1][["source", "last_seq"]]):
+                report.problems.append("per-source idempotency state differs from the replay of the journal")
+        report.problems.extend(_invariant_problems(live[0], live[2]))
+        report.accounts = len(live[0])
+        return report
+
+
+class _RecordFetcher:
+    """Reads single journal records by journal_seq, caching the last batch."""
+
+    def __init__(self, txn: Any, db: Any) -> None:
+        self._cur = txn.cursor(db=db)
+        self._batch: storage.Batch | None = None
+
+    def __call__(self, jseq: int) -> np.void:
+        b = self._batch
+        if b is None or not (b.first_seq <= jseq <= b.last_seq):
+            if not self._cur.set_range(storage.KEY.pack(jseq)):
+                raise CorruptionError(f"journal record {jseq} is missing")
+            b = self._batch = storage.decode_batch(self._cur.key(), self._cur.value())
+            if not (b.first_seq <= jseq <= b.last_seq):
+                raise CorruptionError(f"journal record {jseq} is missing")
+        return b.records[jseq - b.first_seq]
+
+
+def _check_batch(ops: Any) -> np.ndarray:
+    if not isinstance(ops, np.ndarray):
+        raise SchemaError(f"ops must be a numpy array of dtype cardledger.OP_DTYPE, got {type(ops).__name__}: build it with cardledger.new_ops(n)")
+    if ops.dtype != OP_DTYPE:
+        raise SchemaError(f"ops has dtype {ops.dtype}, expected cardledger.OP_DTYPE: build it with cardledger.new_ops(n)")
+    if ops.ndim != 1:
+        raise SchemaError(f"ops must be one-dimensional, got shape {ops.shape}")
+    if not ops.flags.c_contiguous:
+        raise SchemaError("ops must be C-contiguous (a slice with a step is not): pass np.ascontiguousarray(ops)")
+    if len(ops) > BATCH_OPS_MAX:
+        raise SchemaError(f"batch of {len(ops)} ops exceeds BATCH_OPS_MAX={BATCH_OPS_MAX}: split it")
+    return ops
+
+
+def _invariant_problems(accounts: np.ndarray, pending: np.ndarray) -> list[str]:
+    """The ledger's invariants over the account and hold arrays."""
+    p: list[str] = []
+    if len(accounts) == 0:
+        return p
+    cp = accounts["credits_posted"].astype(object)
+    dp = accounts["debits_posted"].astype(object)
+    if sum(cp) != sum(dp):
+        p.append(f"double entry broken: credits posted {sum(cp)} != debits posted {sum(dp)}")
+    if int(accounts["credits_pending"].astype(object).sum()) != int(accounts["debits_pending"].astype(object).sum()):
+        p.append("pending credits != pending debits")
+    if int(pending["amount_fen"].astype(object).sum()) != int(accounts["debits_pending"].astype(object).sum()):
+        p.append("outstanding holds do not add up to pending debits")
+    avail = accounts["cash_fen"].astype(object) + accounts["subsidy_fen"].astype(object)
+    expect = cp - dp - accounts["debits_pending"].astype(object)
+    for i in np.flatnonzero(avail != expect)[:10]:
+        p.append(f"account {accounts[i]['id']}: balance {avail[i]} != posted credits - debits - held {expect[i]}")
+    kind = accounts["kind"]
+    not_clearing = kind != AccountKind.CLEARING
+    neg = not_clearing & ((accounts["cash_fen"] < 0) | (accounts["subsidy_fen"] < 0))
+    for i in np.flatnonzero(neg)[:10]:
+        p.append(f"account {accounts[i]['id']}: negative balance on a no-overdraft account")
+    cards = kind == AccountKind.CARD
+    for i in np.flatnonzero(cards & (accounts["cash_fen"] > accounts["cap_fen"]))[:10]:
+        p.append(f"card {accounts[i]['id']}: cash purse {accounts[i]['cash_fen']} above its cap {accounts[i]['cap_fen']}")
+    for i in np.flatnonzero(~cards & (accounts["subsidy_fen"] != 0))[:10]:
+        p.append(f"account {accounts[i]['id']}: a subsidy purse on a non-card account")
+    closed = (accounts["flags"] & AccountFlags.CLOSED) != 0
+    for i in np.flatnonzero(closed & (avail != 0))[:10]:
+        p.append(f"closed account {accounts[i]['id']} still holds {avail[i]} fen")
+    return p

@@ -1,0 +1,770 @@
+"""The pure-Python reference engine: the executable specification of the ledger.
+
+It implements exactly the semantics of the Cython core (`cardledger._core.Engine`),
+as plainly as possible, with dicts and small objects instead of C arrays. Tests drive
+random op sequences through both and demand identical results, journals and state.
+
+An engine owns the in-memory state (accounts, per-source idempotency state, pending
+holds, decisions since the last checkpoint). It never touches storage: the `Ledger`
+hands it batches and persists what it returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .schema import (
+    ACCOUNT_DTYPE,
+    ACCOUNT_KINDS,
+    ALLOWED_FLAGS,
+    AMOUNT_MAX_FEN,
+    CAP_MAX_FEN,
+    DECISION_DTYPE,
+    DEFAULT_CASH_CAP_FEN,
+    INT64_MAX,
+    JOURNAL_DTYPE,
+    OP_DTYPE,
+    OP_KINDS,
+    PENDING_DTYPE,
+    RESULT_DTYPE,
+    SOURCE_DTYPE,
+    AccountFlags,
+    AccountKind,
+    OpFlags,
+    OpKind,
+    Result,
+)
+
+INT64_MIN = -INT64_MAX - 1
+OP_FIELDS = OP_DTYPE.names
+ACCOUNT_FIELDS = ACCOUNT_DTYPE.names
+JOURNAL_FIELDS = JOURNAL_DTYPE.names
+
+# How a debit draws a card's purses.
+DRAW_ORDER = 0  # the card's configured order (subsidy first unless CASH_FIRST)
+DRAW_CASH = 1  # the cash purse only
+DRAW_SUBSIDY = 2  # the subsidy purse only
+
+# Kinds that carry no amount: their amount_fen must be 0.
+_NO_AMOUNT_KINDS = frozenset(
+    {OpKind.OPEN, OpKind.FREEZE, OpKind.UNFREEZE, OpKind.REPLACE, OpKind.CLOSE, OpKind.VOID}
+)
+
+
+class Account:
+    """One account's state; field names as in ACCOUNT_DTYPE."""
+
+    __slots__ = ACCOUNT_FIELDS
+
+    def __init__(self, **fields: int) -> None:
+        for name in ACCOUNT_FIELDS:
+            setattr(self, name, int(fields.get(name, 0)))
+
+    def copy(self) -> "Account":
+        """Return an independent copy (used by the chain undo log)."""
+        return Account(**{n: getattr(self, n) for n in ACCOUNT_FIELDS})
+
+    def available(self) -> int:
+        """Available balance: both purses of a card; the balance of other kinds."""
+        return self.cash_fen + self.subsidy_fen
+
+    def as_tuple(self) -> tuple:
+        """The record as a tuple in ACCOUNT_DTYPE field order."""
+        return tuple(getattr(self, n) for n in ACCOUNT_FIELDS)
+
+
+class Engine:
+    """Reference implementation of the ledger state machine (see module docstring)."""
+
+    implementation = "python"
+
+    def __init__(self, default_cap_fen: int = DEFAULT_CASH_CAP_FEN) -> None:
+        self.default_cap_fen = int(default_cap_fen)
+        self.accounts: dict[int, Account] = {}  # insertion order = creation order
+        self.sources: dict[int, list[int]] = {}  # source -> [last_seq, checkpoint_seq]
+        self.pending: dict[tuple[int, int], list[int]] = {}  # id -> PENDING_DTYPE row
+        self.recent: dict[tuple[int, int], int] = {}  # id -> index into self.tail
+        self.tail: list[tuple] = []  # journal records decided since the last checkpoint
+        self.journal_seq = 0
+        self._undo: list[tuple] | None = None
+
+    # ------------------------------------------------------------------ state I/O
+
+    def load_checkpoint(
+        self, accounts: np.ndarray, sources: np.ndarray, pending: np.ndarray, journal_seq: int
+    ) -> None:
+        """Replace the whole state by a checkpoint (arrays as `export_checkpoint` gives)."""
+        self.accounts = {}
+        for row in accounts.tolist():
+            a = Account(**dict(zip(ACCOUNT_FIELDS, row)))
+            self.accounts[a.id] = a
+        self.sources = {int(s): [int(l), int(c)] for s, l, c in sources.tolist()}
+        self.pending = {(int(r[0]), int(r[1])): [int(x) for x in r] for r in pending.tolist()}
+        self.recent = {}
+        self.tail = []
+        self.journal_seq = int(journal_seq)
+
+    def export_checkpoint(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (accounts in creation order, sources by id, pending holds by id)."""
+        accounts = np.array([a.as_tuple() for a in self.accounts.values()], dtype=ACCOUNT_DTYPE)
+        sources = np.array(
+            [(s, v[0], v[1]) for s, v in sorted(self.sources.items())], dtype=SOURCE_DTYPE
+        )
+        pending = np.array(
+            [tuple(self.pending[k]) for k in sorted(self.pending)], dtype=PENDING_DTYPE
+        )
+        return accounts, sources, pending
+
+    def take_decisions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Hand over the decisions made since the last call and forget them.
+
+        Returns (decisions, late): `late[i]` is true where the seq was at or below its
+        source's last_seq as of the previous call (an out-of-order id). Each source's
+        checkpoint_seq becomes its current last_seq.
+        """
+        jseq_i = JOURNAL_FIELDS.index("journal_seq")
+        decisions = np.array(
+            sorted((r[0], r[1], r[jseq_i]) for r in self.tail), dtype=DECISION_DTYPE
+        )
+        late = np.array(
+            [int(d["seq"]) <= self.sources[int(d["source"])][1] for d in decisions], dtype=bool
+        )
+        for v in self.sources.values():
+            v[1] = v[0]
+        self.recent = {}
+        self.tail = []
+        return decisions, late
+
+    @property
+    def recent_count(self) -> int:
+        """Number of decisions held in memory since the last checkpoint."""
+        return len(self.tail)
+
+    # ------------------------------------------------------------------ queries
+
+    def get_account(self, account_id: int) -> tuple | None:
+        """The account's record as a tuple (ACCOUNT_DTYPE order), or None."""
+        a = self.accounts.get(int(account_id))
+        return None if a is None else a.as_tuple()
+
+    def account_count(self) -> int:
+        """Number of accounts ever opened (closed ones included)."""
+        return len(self.accounts)
+
+    # ------------------------------------------------------------------ batches
+
+    def candidates(self, ops: np.ndarray) -> np.ndarray:
+        """Mask of ops whose id may have been decided before the in-memory window.
+
+        Those are the ops the storage layer must look up in its id index before
+        `apply`: the source is known, the seq is not above its last decided seq, and
+        the id is not among the decisions held in memory.
+        """
+        out = np.zeros(len(ops), dtype=bool)
+        for i, (src, seq) in enumerate(zip(ops["source"].tolist(), ops["seq"].tolist())):
+            s = self.sources.get(src)
+            out[i] = s is not None and seq <= s[0] and (src, seq) not in self.recent
+        return out
+
+    def apply(
+        self, ops: np.ndarray, prior: np.ndarray | None = None, has_prior: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Apply a batch; return (results RESULT_DTYPE, journal JOURNAL_DTYPE).
+
+        `prior[i]` is the journal record of op i's id found in storage (valid where
+        `has_prior[i]`). The journal holds one record per newly decided op.
+        """
+        n = len(ops)
+        results = np.zeros(n, dtype=RESULT_DTYPE)
+        res: list[list[int]] = [[0, 0, 0, 0] for _ in range(n)]
+        journal: list[tuple] = []
+        rows = ops.tolist()
+        i = 0
+        while i < n:
+            # A chain runs from i to the first op without LINKED (or the batch end).
+            j = i
+            while j < n - 1 and rows[j][OP_FIELDS.index("flags")] & OpFlags.LINKED:
+                j += 1
+            self._apply_chain(rows, i, j + 1, prior, has_prior, res, journal)
+            i = j + 1
+        for k, r in enumerate(res):
+            results[k] = (r[0], 0, r[1], r[2], r[3])
+        return results, np.array(journal, dtype=JOURNAL_DTYPE)
+
+    def _apply_chain(self, rows, lo, hi, prior, has_prior, res, journal) -> None:
+        flags_i = OP_FIELDS.index("flags")
+        linked = hi - lo > 1 or (rows[lo][flags_i] & OpFlags.LINKED)
+        open_chain = bool(rows[hi - 1][flags_i] & OpFlags.LINKED)  # last op still linked
+        self._undo = [] if linked else None
+        failed = False
+        new_members: list[tuple[int, int]] = []  # (op index, journal index)
+        for k in range(lo, hi):
+            op = dict(zip(OP_FIELDS, rows[k]))
+            src, seq = op["source"], op["seq"]
+            if src == 0:
+                res[k] = [Result.INVALID_ID, 0, 0, 0]
+                failed = True
+                continue
+            original = self._find_decision(src, seq, prior, has_prior, k)
+            if original is not None:
+                res[k] = self._replay_result(rows[k], original)
+                failed = True
+                continue
+            jseq = self.journal_seq + 1
+            if failed:
+                code = Result.LINKED_FAILED
+                effect = None
+            elif open_chain and k == hi - 1:
+                code = Result.LINKED_CHAIN_OPEN
+                effect = None
+            else:
+                code, effect = self._execute(op, jseq)
+            rec = self._decide(op, rows[k], code, effect, jseq)
+            journal.append(rec)
+            new_members.append((k, len(journal) - 1))
+            res[k] = [code, rec[-8], rec[-7], jseq] if code == Result.OK else [code, 0, 0, jseq]
+            if code != Result.OK:
+                failed = True
+        if linked and failed:
+            self._rollback()
+            for k, ji in new_members:
+                if res[k][0] == Result.OK:
+                    res[k][0] = Result.LINKED_FAILED
+                    res[k][1] = 0
+                    journal[ji] = self._failed_record(journal[ji], Result.LINKED_FAILED)
+        # Failed ops report the balance of their account after the chain is settled.
+        for k, ji in new_members:
+            if res[k][0] != Result.OK:
+                bal = self._balance_or_zero(rows[k][OP_FIELDS.index("account_id")])
+                res[k][2] = bal
+                journal[ji] = self._with_balance(journal[ji], bal)
+                self.tail[self.recent[(rows[k][0], rows[k][1])]] = journal[ji]
+        self._undo = None
+
+    # ------------------------------------------------------------------ decisions
+
+    def _find_decision(self, src, seq, prior, has_prior, k):
+        idx = self.recent.get((src, seq))
+        if idx is not None:
+            return self.tail[idx]
+        if has_prior is not None and has_prior[k]:
+            return tuple(prior[k].tolist())
+        return None
+
+    @staticmethod
+    def _replay_result(row: tuple, original: tuple) -> list[int]:
+        code_i = JOURNAL_FIELDS.index("code")
+        jseq = original[JOURNAL_FIELDS.index("journal_seq")]
+        if original[code_i] != Result.OK:
+            return [Result.ID_ALREADY_FAILED, 0, 0, jseq]
+        if tuple(original[: len(OP_FIELDS)]) != tuple(row):
+            return [Result.EXISTS_WITH_DIFFERENT_FIELDS, 0, 0, jseq]
+        return [
+            Result.EXISTS,
+            original[JOURNAL_FIELDS.index("result_amount_fen")],
+            original[JOURNAL_FIELDS.index("balance_fen")],
+            jseq,
+        ]
+
+    def _decide(self, op: dict, row: tuple, code: int, effect, jseq: int) -> tuple:
+        """Record op's decision: a journal record, the recent map, the source state."""
+        self.journal_seq = jseq
+        src, seq = op["source"], op["seq"]
+        s = self.sources.get(src)
+        if s is None:
+            self.sources[src] = [seq, 0]
+        elif seq > s[0]:
+            s[0] = seq
+        if code == Result.OK:
+            amount, balance, debit_id, credit_id, subsidy = effect
+            dprev = cprev = 0
+            if debit_id:
+                a = self.accounts[debit_id]
+                dprev = a.last_journal_seq
+                a.last_journal_seq = jseq
+            if credit_id:
+                a = self.accounts[credit_id]
+                cprev = a.last_journal_seq
+                a.last_journal_seq = jseq
+            rec = tuple(row) + (code, 0, amount, balance, jseq, debit_id, credit_id, subsidy, dprev, cprev)
+        else:
+            rec = tuple(row) + (code, 0, 0, 0, jseq, 0, 0, 0, 0, 0)
+        self.recent[(src, seq)] = len(self.tail)
+        self.tail.append(rec)
+        return rec
+
+    @staticmethod
+    def _failed_record(rec: tuple, code: int) -> tuple:
+        return rec[: len(OP_FIELDS)] + (code, 0, 0, 0, rec[len(OP_FIELDS) + 4], 0, 0, 0, 0, 0)
+
+    @staticmethod
+    def _with_balance(rec: tuple, balance: int) -> tuple:
+        b = len(OP_FIELDS) + 3
+        return rec[:b] + (balance,) + rec[b + 1 :]
+
+    def _balance_or_zero(self, account_id: int) -> int:
+        a = self.accounts.get(account_id)
+        return 0 if a is None else a.available()
+
+    # ------------------------------------------------------------------ replay
+
+    def replay(self, journal: np.ndarray) -> None:
+        """Re-apply journal records in order, as decided (used on open and by verify).
+
+        Successful records are executed again and must reproduce their recorded
+        figures; failed ones only re-register their decision. Raises ValueError if
+        the journal does not replay to the same figures.
+        """
+        code_i = JOURNAL_FIELDS.index("code")
+        nop = len(OP_FIELDS)
+        for rec in journal.tolist():
+            row = tuple(rec[:nop])
+            op = dict(zip(OP_FIELDS, row))
+            jseq = rec[nop + 4]
+            if jseq != self.journal_seq + 1:
+                raise ValueError(f"journal_seq {jseq} follows {self.journal_seq}")
+            if rec[code_i] == Result.OK:
+                self._undo = None
+                code, effect = self._execute(op, jseq)
+                if code != Result.OK:
+                    raise ValueError(f"journal record {jseq} replays as {Result(code).name}")
+                got = self._decide(op, row, code, effect, jseq)
+            else:
+                got = self._decide(op, row, rec[code_i], None, jseq)
+                got = self._with_balance(got, rec[nop + 3])
+                self.tail[-1] = got
+            if tuple(got) != tuple(rec):
+                raise ValueError(f"journal record {jseq} replays to different figures")
+
+    # ------------------------------------------------------------------ execution
+
+    def _execute(self, op: dict, jseq: int) -> tuple[int, Any]:
+        kind = op["kind"]
+        if kind not in OP_KINDS:
+            return Result.INVALID_KIND, None
+        if op["flags"] & ~int(ALLOWED_FLAGS[OpKind(kind)]):
+            return Result.INVALID_FLAGS, None
+        if kind in _NO_AMOUNT_KINDS and op["amount_fen"] != 0:
+            return Result.INVALID_AMOUNT, None
+        handler = _HANDLERS[kind]
+        return handler(self, op, jseq)
+
+    # -- undo log: records account/pending state before a chain member changes it
+
+    def _touch(self, a: Account) -> None:
+        if self._undo is not None:
+            self._undo.append(("acct", a, a.copy()))
+
+    def _rollback(self) -> None:
+        assert self._undo is not None
+        for entry in reversed(self._undo):
+            if entry[0] == "acct":
+                target, saved = entry[1], entry[2]
+                for n in ACCOUNT_FIELDS:
+                    setattr(target, n, getattr(saved, n))
+            elif entry[0] == "new_account":
+                del self.accounts[entry[1]]
+            elif entry[0] == "pending_add":
+                del self.pending[entry[1]]
+            elif entry[0] == "pending_del":
+                self.pending[entry[1]] = entry[2]
+        self._undo = []
+
+    def _new_account(self, a: Account) -> None:
+        self.accounts[a.id] = a
+        if self._undo is not None:
+            self._undo.append(("new_account", a.id))
+
+    def _pending_add(self, key, rec) -> None:
+        self.pending[key] = rec
+        if self._undo is not None:
+            self._undo.append(("pending_add", key))
+
+    def _pending_del(self, key) -> None:
+        rec = self.pending.pop(key)
+        if self._undo is not None:
+            self._undo.append(("pending_del", key, rec))
+
+    # -- shared checks
+
+    @staticmethod
+    def _amount_ok(amount: int) -> bool:
+        return 0 < amount <= AMOUNT_MAX_FEN
+
+    def _pair(self, op: dict, want_account, want_counterparty):
+        """Common checks of a two-account op. Returns (code, account, counterparty)."""
+        aid, cid = op["account_id"], op["counterparty_id"]
+        if aid == 0 or cid == 0:
+            return Result.INVALID_ACCOUNT_ID, None, None
+        if aid == cid:
+            return Result.ACCOUNTS_MUST_BE_DIFFERENT, None, None
+        a = self.accounts.get(aid)
+        if a is None:
+            return Result.ACCOUNT_NOT_FOUND, None, None
+        c = self.accounts.get(cid)
+        if c is None:
+            return Result.COUNTERPARTY_NOT_FOUND, None, None
+        if not want_account(a.kind):
+            return Result.WRONG_ACCOUNT_KIND, None, None
+        if not want_counterparty(c.kind):
+            return Result.WRONG_COUNTERPARTY_KIND, None, None
+        if (a.flags | c.flags) & AccountFlags.CLOSED:
+            return Result.ACCOUNT_CLOSED, None, None
+        return Result.OK, a, c
+
+    @staticmethod
+    def _purse_available(a: Account, draw: int) -> int:
+        if a.kind != AccountKind.CARD:
+            return a.cash_fen
+        if draw == DRAW_CASH:
+            return a.cash_fen
+        if draw == DRAW_SUBSIDY:
+            return a.subsidy_fen
+        return a.cash_fen + a.subsidy_fen
+
+    def _check_move(self, d: Account, c: Account, amount: int, draw: int, to_subsidy: bool, pending: bool) -> int:
+        """Checks for moving `amount` from d to c, in the documented order."""
+        if d.flags & AccountFlags.FROZEN:
+            return Result.ACCOUNT_FROZEN
+        if d.kind != AccountKind.CLEARING and self._purse_available(d, draw) < amount:
+            return Result.INSUFFICIENT_FUNDS
+        if c.kind == AccountKind.CARD and not to_subsidy:
+            if c.cash_fen + c.credits_pending + amount > c.cap_fen:
+                return Result.EXCEEDS_CAP
+        d_total = d.debits_pending if pending else d.debits_posted
+        c_total = c.credits_pending if pending else c.credits_posted
+        if d_total > INT64_MAX - amount or c_total > INT64_MAX - amount:
+            return Result.OVERFLOW
+        if d.kind == AccountKind.CLEARING and d.cash_fen < INT64_MIN + amount:
+            return Result.OVERFLOW
+        if c.cash_fen + c.subsidy_fen > INT64_MAX - amount:
+            return Result.OVERFLOW
+        return Result.OK
+
+    def _draw(self, d: Account, amount: int, draw: int) -> int:
+        """Take `amount` out of d's purses; return the part taken from the subsidy purse."""
+        if d.kind != AccountKind.CARD or draw == DRAW_CASH:
+            d.cash_fen -= amount
+            return 0
+        if draw == DRAW_SUBSIDY:
+            d.subsidy_fen -= amount
+            return amount
+        if d.flags & AccountFlags.CASH_FIRST:
+            from_cash = min(d.cash_fen, amount)
+            from_subsidy = amount - from_cash
+        else:
+            from_subsidy = min(d.subsidy_fen, amount)
+            from_cash = amount - from_subsidy
+        d.subsidy_fen -= from_subsidy
+        d.cash_fen -= from_cash
+        return from_subsidy
+
+    def _move(self, d: Account, c: Account, amount: int, draw: int, to_subsidy: bool) -> int:
+        self._touch(d)
+        self._touch(c)
+        sub = self._draw(d, amount, draw)
+        d.debits_posted += amount
+        c.credits_posted += amount
+        if to_subsidy:
+            c.subsidy_fen += amount
+        else:
+            c.cash_fen += amount
+        if d.kind == AccountKind.CARD:
+            return sub
+        return amount if to_subsidy else 0
+
+    def _void_holds_of(self, a: Account) -> None:
+        """Release every hold that involves account `a` (before CLOSE / REPLACE)."""
+        if a.debits_pending == 0 and a.credits_pending == 0:
+            return
+        for key in sorted(self.pending):
+            p = self.pending[key]
+            if p[2] == a.id or p[3] == a.id:
+                self._release(p, 0)
+                self._pending_del(key)
+
+    def _release(self, p: list[int], posted: int) -> int:
+        """Resolve hold `p`, posting `posted` fen of it and returning the rest.
+
+        Returns the part of the posted amount drawn from the debit card's subsidy purse.
+        """
+        d, c = self.accounts[p[2]], self.accounts[p[3]]
+        amount, held_sub = p[4], p[5]
+        held_cash = amount - held_sub
+        self._touch(d)
+        self._touch(c)
+        if d.kind == AccountKind.CARD and d.flags & AccountFlags.CASH_FIRST:
+            post_cash = min(held_cash, posted)
+            post_sub = posted - post_cash
+        else:
+            post_sub = min(held_sub, posted)
+            post_cash = posted - post_sub
+        d.subsidy_fen += held_sub - post_sub
+        d.cash_fen += held_cash - post_cash
+        d.debits_pending -= amount
+        d.debits_posted += posted
+        c.credits_pending -= amount
+        c.credits_posted += posted
+        if p[6]:
+            c.subsidy_fen += posted
+        else:
+            c.cash_fen += posted
+        return post_sub
+
+    # -- handlers: each returns (code, (amount, balance, debit_id, credit_id, subsidy))
+
+    def op_open(self, op: dict, jseq: int):
+        aid = op["account_id"]
+        if aid == 0:
+            return Result.INVALID_ACCOUNT_ID, None
+        kind = op["account_kind"]
+        if kind not in ACCOUNT_KINDS:
+            return Result.INVALID_ACCOUNT_KIND, None
+        limit = op["limit_fen"]
+        if limit < 0 or limit > CAP_MAX_FEN or (kind != AccountKind.CARD and limit != 0):
+            return Result.INVALID_AMOUNT, None
+        if kind != AccountKind.CARD and op["flags"] & OpFlags.CASH_FIRST:
+            return Result.INVALID_FLAGS, None
+        if aid in self.accounts:
+            return Result.ACCOUNT_EXISTS, None
+        flags = AccountFlags.CASH_FIRST if op["flags"] & OpFlags.CASH_FIRST else 0
+        a = Account(
+            id=aid,
+            kind=kind,
+            flags=int(flags),
+            category=op["category"] if kind == AccountKind.CARD else 0,
+            cap_fen=(limit or self.default_cap_fen) if kind == AccountKind.CARD else 0,
+        )
+        self._new_account(a)
+        return Result.OK, (0, 0, aid, 0, 0)
+
+    def _simple_move(self, op, want_a, want_c, debit_is_account, draw, to_subsidy):
+        amount = op["amount_fen"]
+        if not self._amount_ok(amount):
+            return Result.INVALID_AMOUNT, None
+        code, a, c = self._pair(op, want_a, want_c)
+        if code:
+            return code, None
+        d, cr = (a, c) if debit_is_account else (c, a)
+        code = self._check_move(d, cr, amount, draw, to_subsidy, False)
+        if code:
+            return code, None
+        sub = self._move(d, cr, amount, draw, to_subsidy)
+        return Result.OK, (amount, a.available(), d.id, cr.id, sub)
+
+    def op_topup(self, op, jseq):
+        return self._simple_move(
+            op, _is(AccountKind.CARD), _is(AccountKind.CLEARING), False, DRAW_ORDER, False
+        )
+
+    def op_aid(self, op, jseq):
+        return self._simple_move(
+            op, _is(AccountKind.CARD), _is(AccountKind.PROGRAM), False, DRAW_ORDER, True
+        )
+
+    def op_spend(self, op, jseq):
+        return self._simple_move(
+            op, _is(AccountKind.CARD), _is_not(AccountKind.CARD), True, DRAW_ORDER, False
+        )
+
+    def op_withdraw(self, op, jseq):
+        sub_purse = bool(op["flags"] & OpFlags.SUBSIDY_PURSE)
+        if sub_purse:
+            a = self.accounts.get(op["account_id"])
+            if a is not None and a.kind != AccountKind.CARD:
+                return Result.INVALID_FLAGS, None
+        return self._simple_move(
+            op,
+            _is_not(AccountKind.CLEARING),
+            _is(AccountKind.CLEARING),
+            True,
+            DRAW_SUBSIDY if sub_purse else DRAW_CASH,
+            False,
+        )
+
+    def op_transfer(self, op, jseq):
+        to_subsidy = bool(op["flags"] & OpFlags.SUBSIDY_PURSE)
+        if not op["flags"] & OpFlags.PENDING:
+            amount = op["amount_fen"]
+            if not self._amount_ok(amount):
+                return Result.INVALID_AMOUNT, None
+            code, a, c = self._pair(op, _any, _any)
+            if code:
+                return code, None
+            ts = to_subsidy and c.kind == AccountKind.CARD
+            code = self._check_move(a, c, amount, DRAW_ORDER, ts, False)
+            if code:
+                return code, None
+            sub = self._move(a, c, amount, DRAW_ORDER, ts)
+            return Result.OK, (amount, a.available(), a.id, c.id, sub)
+        amount = op["amount_fen"]
+        if not self._amount_ok(amount):
+            return Result.INVALID_AMOUNT, None
+        code, a, c = self._pair(op, _any, _any)
+        if code:
+            return code, None
+        ts = to_subsidy and c.kind == AccountKind.CARD
+        code = self._check_move(a, c, amount, DRAW_ORDER, ts, True)
+        if code:
+            return code, None
+        self._touch(a)
+        self._touch(c)
+        sub = self._draw(a, amount, DRAW_ORDER)
+        a.debits_pending += amount
+        c.credits_pending += amount
+        key = (op["source"], op["seq"])
+        self._pending_add(key, [key[0], key[1], a.id, c.id, amount, sub, int(ts), jseq])
+        return Result.OK, (amount, a.available(), a.id, c.id, sub)
+
+    def _find_pending(self, op):
+        return self.pending.get((op["ref_source"], op["ref_seq"]))
+
+    def op_post(self, op, jseq):
+        amount = op["amount_fen"]
+        if amount < 0 or amount > AMOUNT_MAX_FEN:
+            return Result.INVALID_AMOUNT, None
+        p = self._find_pending(op)
+        if p is None:
+            return Result.PENDING_NOT_FOUND, None
+        posted = amount or p[4]
+        if posted > p[4]:
+            return Result.EXCEEDS_PENDING, None
+        d, c = self.accounts[p[2]], self.accounts[p[3]]
+        if d.debits_posted > INT64_MAX - posted or c.credits_posted > INT64_MAX - posted:
+            return Result.OVERFLOW, None
+        sub = self._release(p, posted)
+        self._pending_del((p[0], p[1]))
+        return Result.OK, (posted, d.available(), d.id, c.id, sub)
+
+    def op_void(self, op, jseq):
+        p = self._find_pending(op)
+        if p is None:
+            return Result.PENDING_NOT_FOUND, None
+        d, c = self.accounts[p[2]], self.accounts[p[3]]
+        self._release(p, 0)
+        self._pending_del((p[0], p[1]))
+        return Result.OK, (p[4], d.available(), d.id, c.id, p[5])
+
+    def _lifecycle_target(self, op):
+        aid = op["account_id"]
+        if aid == 0:
+            return Result.INVALID_ACCOUNT_ID, None
+        a = self.accounts.get(aid)
+        if a is None:
+            return Result.ACCOUNT_NOT_FOUND, None
+        if a.flags & AccountFlags.CLOSED:
+            return Result.ACCOUNT_CLOSED, None
+        return Result.OK, a
+
+    def op_freeze(self, op, jseq):
+        code, a = self._lifecycle_target(op)
+        if code:
+            return code, None
+        self._touch(a)
+        a.flags |= AccountFlags.FROZEN
+        return Result.OK, (0, a.available(), a.id, 0, 0)
+
+    def op_unfreeze(self, op, jseq):
+        code, a = self._lifecycle_target(op)
+        if code:
+            return code, None
+        self._touch(a)
+        a.flags &= ~AccountFlags.FROZEN
+        return Result.OK, (0, a.available(), a.id, 0, 0)
+
+    def op_replace(self, op, jseq):
+        aid, nid = op["account_id"], op["counterparty_id"]
+        if aid == 0 or nid == 0:
+            return Result.INVALID_ACCOUNT_ID, None
+        if aid == nid:
+            return Result.ACCOUNTS_MUST_BE_DIFFERENT, None
+        old = self.accounts.get(aid)
+        if old is None:
+            return Result.ACCOUNT_NOT_FOUND, None
+        if nid in self.accounts:
+            return Result.ACCOUNT_EXISTS, None
+        if old.kind != AccountKind.CARD:
+            return Result.WRONG_ACCOUNT_KIND, None
+        if old.flags & AccountFlags.CLOSED:
+            return Result.ACCOUNT_CLOSED, None
+        self._void_holds_of(old)
+        self._touch(old)
+        cash, sub = old.cash_fen, old.subsidy_fen
+        new = Account(
+            id=nid,
+            kind=AccountKind.CARD,
+            flags=old.flags & AccountFlags.CASH_FIRST,
+            category=old.category,
+            cap_fen=old.cap_fen,
+            cash_fen=cash,
+            subsidy_fen=sub,
+            credits_posted=cash + sub,
+        )
+        self._new_account(new)
+        old.debits_posted += cash + sub
+        old.cash_fen = old.subsidy_fen = 0
+        old.flags |= AccountFlags.CLOSED
+        return Result.OK, (cash + sub, 0, aid, nid, sub)
+
+    def op_close(self, op, jseq):
+        aid, cid = op["account_id"], op["counterparty_id"]
+        if aid == 0 or cid == 0:
+            return Result.INVALID_ACCOUNT_ID, None
+        if aid == cid:
+            return Result.ACCOUNTS_MUST_BE_DIFFERENT, None
+        a = self.accounts.get(aid)
+        if a is None:
+            return Result.ACCOUNT_NOT_FOUND, None
+        c = self.accounts.get(cid)
+        if c is None:
+            return Result.COUNTERPARTY_NOT_FOUND, None
+        if a.kind == AccountKind.CLEARING:
+            return Result.WRONG_ACCOUNT_KIND, None
+        if c.kind != AccountKind.CLEARING:
+            return Result.WRONG_COUNTERPARTY_KIND, None
+        if (a.flags | c.flags) & AccountFlags.CLOSED:
+            return Result.ACCOUNT_CLOSED, None
+        held = sum(p[4] for p in self.pending.values() if p[2] == aid) if a.debits_pending else 0
+        total = a.cash_fen + a.subsidy_fen + held
+        if c.credits_posted > INT64_MAX - total or c.cash_fen > INT64_MAX - total:
+            return Result.OVERFLOW, None
+        self._void_holds_of(a)
+        self._touch(a)
+        self._touch(c)
+        cash, sub = a.cash_fen, a.subsidy_fen
+        a.debits_posted += cash + sub
+        a.cash_fen = a.subsidy_fen = 0
+        a.flags |= AccountFlags.CLOSED
+        c.credits_posted += cash + sub
+        c.cash_fen += cash + sub
+        return Result.OK, (cash + sub, 0, aid, cid, sub)
+
+
+def _is(kind: int):
+    return lambda k: k == kind
+
+
+def _is_not(kind: int):
+    return lambda k: k != kind
+
+
+def _any(k: int) -> bool:
+    return True
+
+
+_HANDLERS = {
+    OpKind.OPEN: Engine.op_open,
+    OpKind.TOPUP: Engine.op_topup,
+    OpKind.AID: Engine.op_aid,
+    OpKind.SPEND: Engine.op_spend,
+    OpKind.WITHDRAW: Engine.op_withdraw,
+    OpKind.TRANSFER: Engine.op_transfer,
+    OpKind.POST: Engine.op_post,
+    OpKind.VOID: Engine.op_void,
+    OpKind.FREEZE: Engine.op_freeze,
+    OpKind.UNFREEZE: Engine.op_unfreeze,
+    OpKind.REPLACE: Engine.op_replace,
+    OpKind.CLOSE: Engine.op_close,
+}

@@ -1,0 +1,253 @@
+"""The ledger's vocabulary: record layouts (numpy dtypes), enums and named limits.
+
+Everything that both engines (the Cython core and the pure-Python reference), the
+storage layer and the documentation must agree on lives here, once. The Cython core
+declares C structs with the same field order; `tests/test_schema.py` checks that the
+two layouts match byte for byte.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+
+# ---------------------------------------------------------------------------
+# Enums
+# ---------------------------------------------------------------------------
+
+
+class OpKind(enum.IntEnum):
+    """What an op record asks the ledger to do (field `kind` of OP_DTYPE)."""
+
+    OPEN = 1
+    TOPUP = 2
+    AID = 3
+    SPEND = 4
+    WITHDRAW = 5
+    TRANSFER = 6
+    POST = 7
+    VOID = 8
+    FREEZE = 9
+    UNFREEZE = 10
+    REPLACE = 11
+    CLOSE = 12
+
+
+class AccountKind(enum.IntEnum):
+    """The role of an account (field `account_kind` of an OPEN op)."""
+
+    CARD = 1
+    CLEARING = 2
+    PROGRAM = 3
+    OPERATOR = 4
+    MERCHANT = 5
+    SUBSIDY = 6
+
+
+class OpFlags(enum.IntFlag):
+    """Bits of the `flags` field of an op.
+
+    LINKED: this op and the next one form a chain that succeeds or fails as a whole.
+    PENDING: a TRANSFER that only places a hold (two-phase); resolved by POST or VOID.
+    SUBSIDY_PURSE: WITHDRAW draws the card's subsidy purse (default: the cash purse);
+        a TRANSFER to a card credits its subsidy purse (default: the cash purse).
+    CASH_FIRST: on OPEN of a card, debits draw the cash purse before the subsidy purse
+        (default: subsidy purse first).
+    """
+
+    NONE = 0
+    LINKED = 1
+    PENDING = 2
+    SUBSIDY_PURSE = 4
+    CASH_FIRST = 8
+
+
+class AccountFlags(enum.IntFlag):
+    """Bits of the `flags` field of an account record."""
+
+    NONE = 0
+    FROZEN = 1
+    CLOSED = 2
+    CASH_FIRST = 4
+
+
+class Result(enum.IntEnum):
+    """Per-op result codes: operating errors inside a batch are data, not exceptions."""
+
+    OK = 0
+    EXISTS = 1
+    EXISTS_WITH_DIFFERENT_FIELDS = 2
+    ID_ALREADY_FAILED = 3
+    INVALID_ID = 4
+    INVALID_KIND = 5
+    INVALID_FLAGS = 6
+    INVALID_AMOUNT = 7
+    INVALID_ACCOUNT_ID = 8
+    INVALID_ACCOUNT_KIND = 9
+    ACCOUNT_NOT_FOUND = 10
+    COUNTERPARTY_NOT_FOUND = 11
+    ACCOUNT_EXISTS = 12
+    ACCOUNTS_MUST_BE_DIFFERENT = 13
+    WRONG_ACCOUNT_KIND = 14
+    WRONG_COUNTERPARTY_KIND = 15
+    ACCOUNT_CLOSED = 16
+    ACCOUNT_FROZEN = 17
+    INSUFFICIENT_FUNDS = 18
+    EXCEEDS_CAP = 19
+    OVERFLOW = 20
+    PENDING_NOT_FOUND = 21
+    EXCEEDS_PENDING = 22
+    LINKED_FAILED = 23
+    LINKED_CHAIN_OPEN = 24
+
+
+# ---------------------------------------------------------------------------
+# Limits (TigerBeetle style: every limit is a named constant)
+# ---------------------------------------------------------------------------
+
+#: A registered prepaid card (PBoC 2012 No. 12) may hold at most 5,000 yuan.
+DEFAULT_CASH_CAP_FEN = 500_000
+#: Largest amount one op may carry: 10 trillion yuan. Keeps every total far from
+#: int64 overflow for any realistic history and rejects garbage early.
+AMOUNT_MAX_FEN = 1_000_000_000_000_000
+#: Largest cash-purse cap an OPEN may ask for.
+CAP_MAX_FEN = AMOUNT_MAX_FEN
+#: Largest batch `Ledger.apply` accepts (an aid disbursement of 100,000 lines fits).
+BATCH_OPS_MAX = 1 << 20
+#: Journal records kept in memory between checkpoints; a checkpoint is taken once
+#: this many ops have been decided since the last one.
+CHECKPOINT_OPS_DEFAULT = 1 << 20
+INT64_MAX = (1 << 63) - 1
+
+assert AMOUNT_MAX_FEN < INT64_MAX // 1024
+assert DEFAULT_CASH_CAP_FEN <= CAP_MAX_FEN
+
+# ---------------------------------------------------------------------------
+# Record layouts
+# ---------------------------------------------------------------------------
+
+#: One operation. Unused fields must be zero (they take part in the
+#: "same id, different fields" comparison).
+OP_DTYPE = np.dtype(
+    [
+        ("source", "<u8"),  # who issued the op: terminal, POS, bank channel, office
+        ("seq", "<u8"),  # increasing per source; (source, seq) is the op id
+        ("account_id", "<u8"),
+        ("counterparty_id", "<u8"),
+        ("amount_fen", "<i8"),
+        ("time_us", "<i8"),  # event time, µs since the Unix epoch, UTC
+        ("limit_fen", "<i8"),  # OPEN of a card: cash-purse cap, 0 = ledger default
+        ("ref_source", "<u8"),  # POST / VOID: the pending TRANSFER's id
+        ("ref_seq", "<u8"),
+        ("kind", "<u2"),
+        ("flags", "<u2"),
+        ("account_kind", "<u2"),  # OPEN: an AccountKind
+        ("category", "<u2"),  # OPEN of a card: rider category (0 = adult)
+    ]
+)
+
+#: One result per op, in the order of the ops.
+RESULT_DTYPE = np.dtype(
+    [
+        ("code", "<u4"),
+        ("reserved", "<u4"),
+        ("amount_fen", "<i8"),  # money the op moved (0 when it failed)
+        ("balance_fen", "<i8"),  # account_id's available balance after the op
+        ("journal_seq", "<u8"),  # where the op's decision is journaled (0: nowhere)
+    ]
+)
+
+#: One journal record: the op, its result, and what it did to whom. Every op whose
+#: id is decided (succeeded or failed) gets one; replays (EXISTS…) do not.
+JOURNAL_DTYPE = np.dtype(
+    OP_DTYPE.descr
+    + [
+        ("code", "<u4"),
+        ("reserved2", "<u4"),
+        ("result_amount_fen", "<i8"),
+        ("balance_fen", "<i8"),
+        ("journal_seq", "<u8"),
+        # The accounts the op moved money out of / into (or acted on: OPEN,
+        # FREEZE… name their account as debit). 0 when the op failed.
+        ("debit_id", "<u8"),
+        ("credit_id", "<u8"),
+        # Part of result_amount_fen drawn from / credited to a card's subsidy purse.
+        ("subsidy_fen", "<i8"),
+        # Previous journal record of the same account (0: none): statements walk
+        # these back-pointers instead of maintaining a per-op index.
+        ("debit_prev_seq", "<u8"),
+        ("credit_prev_seq", "<u8"),
+    ]
+)
+
+#: An account's state, as checkpointed.
+ACCOUNT_DTYPE = np.dtype(
+    [
+        ("id", "<u8"),
+        ("kind", "<u2"),
+        ("flags", "<u2"),
+        ("category", "<u2"),
+        ("reserved", "<u2"),
+        ("cap_fen", "<i8"),  # cash-purse cap (cards only)
+        ("cash_fen", "<i8"),  # available balance; for a card its cash purse
+        ("subsidy_fen", "<i8"),  # a card's subsidy purse (0 for other kinds)
+        ("debits_posted", "<i8"),
+        ("credits_posted", "<i8"),
+        ("debits_pending", "<i8"),
+        ("credits_pending", "<i8"),
+        ("last_journal_seq", "<u8"),  # head of this account's statement chain
+    ]
+)
+
+#: Per-source idempotency state.
+SOURCE_DTYPE = np.dtype(
+    [
+        ("source", "<u8"),
+        ("last_seq", "<u8"),  # highest seq decided so far
+        ("checkpoint_seq", "<u8"),  # last_seq as of the last checkpoint
+    ]
+)
+
+#: An outstanding two-phase hold.
+PENDING_DTYPE = np.dtype(
+    [
+        ("source", "<u8"),  # id of the PENDING TRANSFER that placed it
+        ("seq", "<u8"),
+        ("debit_id", "<u8"),
+        ("credit_id", "<u8"),
+        ("amount_fen", "<i8"),
+        ("subsidy_fen", "<i8"),  # part of amount_fen taken from the subsidy purse
+        ("credit_subsidy", "<i8"),  # 1: credits the card's subsidy purse when posted
+        ("journal_seq", "<u8"),
+    ]
+)
+
+#: Decisions since the last checkpoint, handed to storage to index at checkpoint.
+DECISION_DTYPE = np.dtype([("source", "<u8"), ("seq", "<u8"), ("journal_seq", "<u8")])
+
+ACCOUNT_KINDS = frozenset(int(k) for k in AccountKind)
+OP_KINDS = frozenset(int(k) for k in OpKind)
+
+#: Which op flags each kind accepts; any other bit is INVALID_FLAGS.
+ALLOWED_FLAGS = {
+    OpKind.OPEN: OpFlags.LINKED | OpFlags.CASH_FIRST,
+    OpKind.TOPUP: OpFlags.LINKED,
+    OpKind.AID: OpFlags.LINKED,
+    OpKind.SPEND: OpFlags.LINKED,
+    OpKind.WITHDRAW: OpFlags.LINKED | OpFlags.SUBSIDY_PURSE,
+    OpKind.TRANSFER: OpFlags.LINKED | OpFlags.PENDING | OpFlags.SUBSIDY_PURSE,
+    OpKind.POST: OpFlags.LINKED,
+    OpKind.VOID: OpFlags.LINKED,
+    OpKind.FREEZE: OpFlags.LINKED,
+    OpKind.UNFREEZE: OpFlags.LINKED,
+    OpKind.REPLACE: OpFlags.LINKED,
+    OpKind.CLOSE: OpFlags.LINKED,
+}
+
+
+def new_ops(n: int) -> np.ndarray:
+    """Return a zeroed batch of `n` op records (dtype OP_DTYPE), ready to fill in."""
+    if n < 0:
+        raise ValueError(f"new_ops: n must be >= 0, got {n}")
+    return np.zeros(n, dtype=OP_DTYPE)
