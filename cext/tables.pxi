@@ -49,7 +49,7 @@ cdef struct State:
     Journal* tail
     int64_t n_tail
     int64_t cap_tail
-    Slot2* rmap
+    uint64_t* rmap  # recent decisions: fingerprint << 32 | (tail index + 1)
     uint64_t rmap_mask
     int64_t rmap_used
     Undo* undo
@@ -61,6 +61,51 @@ cdef struct State:
 cdef enum:
     MAP_SLOTS_INITIAL = 1024
     ARRAY_INITIAL = 256
+
+
+cdef extern from "<sys/mman.h>" nogil:
+    int madvise(void* addr, size_t length, int advice)
+    int MADV_HUGEPAGE
+
+cdef extern from "<stdlib.h>" nogil:
+    int posix_memalign(void** memptr, size_t alignment, size_t size)
+
+cdef extern from *:
+    """
+    #define CL_PREFETCH(p) __builtin_prefetch((const void*)(p), 1, 3)
+    """
+    void CL_PREFETCH(const void* p) noexcept nogil
+
+# Tables this large are backed by 2 MiB pages where the kernel allows it: lookups are
+# random over hundreds of MB, and 4 KiB pages would add a TLB miss to each one.
+cdef enum:
+    HUGE_PAGE_BYTES = 2 * 1024 * 1024
+    HUGE_MIN_BYTES = 4 * 1024 * 1024
+
+
+cdef void* big_calloc(size_t n, size_t item) noexcept nogil:
+    cdef void* p = NULL
+    cdef size_t size = n * item
+    if size < HUGE_MIN_BYTES:
+        return calloc(n, item)
+    if posix_memalign(&p, HUGE_PAGE_BYTES, size) != 0:
+        return NULL
+    madvise(p, size, MADV_HUGEPAGE)
+    memset(p, 0, size)
+    return p
+
+
+cdef void* big_realloc(void* old, size_t old_size, size_t size) noexcept nogil:
+    cdef void* p = NULL
+    if size < HUGE_MIN_BYTES:
+        return realloc(old, size)
+    if posix_memalign(&p, HUGE_PAGE_BYTES, size) != 0:
+        return NULL
+    madvise(p, size, MADV_HUGEPAGE)
+    if old != NULL:
+        memcpy(p, old, old_size)
+        free(old)
+    return p
 
 
 cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
@@ -111,7 +156,7 @@ cdef int map1_insert(Slot** tp, uint64_t* maskp, int64_t* usedp, uint64_t key, i
     cdef Slot* t
     if (usedp[0] + 1) * 2 > <int64_t>(maskp[0] + 1):
         new_mask = (maskp[0] + 1) * 2 - 1
-        t = <Slot*>calloc(new_mask + 1, sizeof(Slot))
+        t = <Slot*>big_calloc(new_mask + 1, sizeof(Slot))
         if t == NULL:
             return -1
         old = tp[0]
@@ -183,7 +228,7 @@ cdef int map2_insert(Slot2** tp, uint64_t* maskp, int64_t* usedp, uint64_t a, ui
     cdef Slot2* t
     if (usedp[0] + 1) * 2 > <int64_t>(maskp[0] + 1):
         new_mask = (maskp[0] + 1) * 2 - 1
-        t = <Slot2*>calloc(new_mask + 1, sizeof(Slot2))
+        t = <Slot2*>big_calloc(new_mask + 1, sizeof(Slot2))
         if t == NULL:
             return -1
         old = tp[0]
@@ -232,7 +277,7 @@ cdef int grow(void** p, int64_t* capp, int64_t need, size_t item) noexcept nogil
         cap = ARRAY_INITIAL
     while cap < need:
         cap *= 2
-    q = realloc(p[0], cap * item)
+    q = big_realloc(p[0], capp[0] * item, cap * item)
     if q == NULL:
         return -1
     p[0] = q
@@ -247,7 +292,7 @@ cdef int state_init(State* st) noexcept nogil:
     st.smap_mask = MAP_SLOTS_INITIAL - 1
     st.pmap = <Slot2*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot2))
     st.pmap_mask = MAP_SLOTS_INITIAL - 1
-    st.rmap = <Slot2*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot2))
+    st.rmap = <uint64_t*>calloc(MAP_SLOTS_INITIAL, sizeof(uint64_t))
     st.rmap_mask = MAP_SLOTS_INITIAL - 1
     if st.amap == NULL or st.smap == NULL or st.pmap == NULL or st.rmap == NULL:
         return -1
@@ -295,6 +340,9 @@ cdef int state_load(State* st, Account* a, int64_t na, Source* s, int64_t ns,
 
 
 cdef int tail_reserve(State* st, int64_t n) noexcept nogil:
+    # The recent map stores tail indexes in 32 bits.
+    if st.n_tail + n >= <int64_t>0xFFFFFFFE:
+        return -1
     return grow(<void**>&st.tail, &st.cap_tail, st.n_tail + n, sizeof(Journal))
 
 
@@ -303,13 +351,59 @@ cdef int undo_reserve(State* st, int64_t n) noexcept nogil:
 
 
 cdef void recent_clear(State* st) noexcept nogil:
-    memset(st.rmap, 0, (st.rmap_mask + 1) * sizeof(Slot2))
+    memset(st.rmap, 0, (st.rmap_mask + 1) * sizeof(uint64_t))
     st.rmap_used = 0
     st.n_tail = 0
 
 
+# The recent map indexes the tail by (source, seq). It is written once per decided op,
+# so it is compact: 8-byte slots holding a 32-bit fingerprint of the id and the tail
+# index; a fingerprint match is confirmed against the tail record itself.
+
 cdef inline int64_t recent_find(State* st, uint64_t source, uint64_t seq) noexcept nogil:
-    return map2_find(st.rmap, st.rmap_mask, source, seq)
+    cdef uint64_t h = mix128(source, seq)
+    cdef uint64_t fp = h >> 32
+    cdef uint64_t i = h & st.rmap_mask
+    cdef uint64_t slot
+    cdef int64_t idx
+    while True:
+        slot = st.rmap[i]
+        if slot == 0:
+            return -1
+        if (slot >> 32) == fp:
+            idx = <int64_t>(slot & <uint64_t>0xFFFFFFFF) - 1
+            if st.tail[idx].op.source == source and st.tail[idx].op.seq == seq:
+                return idx
+        i = (i + 1) & st.rmap_mask
+
+
+cdef inline void recent_put(uint64_t* t, uint64_t mask, uint64_t source, uint64_t seq, int64_t idx) noexcept nogil:
+    cdef uint64_t h = mix128(source, seq)
+    cdef uint64_t i = h & mask
+    while t[i] != 0:
+        i = (i + 1) & mask
+    t[i] = ((h >> 32) << 32) | <uint64_t>(idx + 1)
+
+
+cdef int recent_insert(State* st, uint64_t source, uint64_t seq, int64_t idx) noexcept nogil:
+    cdef uint64_t new_mask, i
+    cdef uint64_t* t
+    cdef int64_t j
+    if (st.rmap_used + 1) * 2 > <int64_t>(st.rmap_mask + 1):
+        new_mask = (st.rmap_mask + 1) * 2 - 1
+        t = <uint64_t*>big_calloc(new_mask + 1, sizeof(uint64_t))
+        if t == NULL:
+            return -1
+        for i in range(st.rmap_mask + 1):
+            if st.rmap[i] != 0:
+                j = <int64_t>(st.rmap[i] & <uint64_t>0xFFFFFFFF) - 1
+                recent_put(t, new_mask, st.tail[j].op.source, st.tail[j].op.seq, j)
+        free(st.rmap)
+        st.rmap = t
+        st.rmap_mask = new_mask
+    recent_put(st.rmap, st.rmap_mask, source, seq, idx)
+    st.rmap_used += 1
+    return 0
 
 
 # ---------------------------------------------------------------- lookups

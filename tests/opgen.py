@@ -1,0 +1,147 @@
+"""Random op batches for differential tests: a small world where everything collides.
+
+Few accounts, few sources, frequent replays of old ids (same or altered fields),
+linked chains, holds with POST/VOID, lifecycle ops and malformed ops, so that every
+result code is reached often. Deterministic for a given `random.Random`.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from cardledger.schema import OP_DTYPE, AccountKind, OpFlags, OpKind
+
+CLEARING_IDS = (1, 2)
+PROGRAM_IDS = (3,)
+MERCHANT_IDS = (4, 5)
+CARD_IDS = tuple(range(10, 20))
+ACCOUNT_POOL = CLEARING_IDS + PROGRAM_IDS + MERCHANT_IDS + CARD_IDS + (99,)
+KIND_OF = {**{i: AccountKind.CLEARING for i in CLEARING_IDS}, **{i: AccountKind.PROGRAM for i in PROGRAM_IDS},
+           **{i: AccountKind.MERCHANT for i in MERCHANT_IDS}, **{i: AccountKind.CARD for i in CARD_IDS}}
+
+
+class OpWorld:
+    """Generates op records and remembers what it issued, to replay and refer to it."""
+
+    def __init__(self, rng: random.Random, sources: int = 3) -> None:
+        self.rng = rng
+        self.next_seq = {s: 1 for s in range(1, sources + 1)}
+        self.issued: list[np.void] = []
+        self.transfers: list[tuple[int, int]] = []  # ids of PENDING transfers issued
+        self.next_new_card = 1000
+        self.cards = list(CARD_IDS)  # cards ops should mostly aim at, replacements included
+
+    def _card(self) -> int:
+        r = self.rng
+        if r.random() < 0.05:
+            return r.choice(ACCOUNT_POOL + (0,))  # a wrong kind, an unknown id or id 0
+        return r.choice(self.cards)
+
+    def _pick(self, ids: tuple) -> int:
+        r = self.rng
+        return r.choice(ACCOUNT_POOL + (0,)) if r.random() < 0.05 else r.choice(ids)
+
+    def _id(self) -> tuple[int, int]:
+        r = self.rng
+        s = r.choice(list(self.next_seq))
+        if r.random() < 0.05 and self.next_seq[s] > 3:
+            return s, r.randrange(1, self.next_seq[s])  # out of order: maybe a gap fill
+        seq = self.next_seq[s]
+        self.next_seq[s] += r.choice((1, 1, 1, 2))  # sometimes leave a gap
+        return s, seq
+
+    def op(self) -> np.void:
+        """One random op (new id, or a replay of an issued one)."""
+        r = self.rng
+        rec = np.zeros(1, dtype=OP_DTYPE)[0]
+        if self.issued and r.random() < 0.08:
+            old = self.issued[r.randrange(len(self.issued))].copy()
+            if r.random() < 0.3:
+                old["amount_fen"] += 1
+            return old
+        src, seq = self._id()
+        rec["source"], rec["seq"] = src, seq
+        rec["time_us"] = 1_700_000_000_000_000 + r.randrange(10**9)
+        kind = r.choices(
+            list(OpKind) + [99],
+            weights=[5, 12, 5, 14, 3, 10, 5, 4, 2, 3, 1, 1, 1],
+        )[0]
+        rec["kind"] = kind
+        amt = r.choice((0, 1, 50, 500, 5_000, 50_000, 400_000, 600_000, -5, 10**16))
+        acct = r.choice(ACCOUNT_POOL)
+        cp = r.choice(ACCOUNT_POOL)
+        if kind == OpKind.OPEN:
+            acct = r.choice(ACCOUNT_POOL + (self.next_new_card,))
+            rec["account_kind"] = KIND_OF.get(acct, r.choice((1, 2, 4, 7)))
+            rec["limit_fen"] = r.choice((0, 0, 0, 100_000, -1))
+            rec["category"] = r.choice((0, 0, 1, 2))
+            if r.random() < 0.2:
+                rec["flags"] |= OpFlags.CASH_FIRST
+            amt = 0
+        elif kind == OpKind.TOPUP:
+            acct, cp = self._card(), self._pick(CLEARING_IDS)
+        elif kind == OpKind.AID:
+            acct, cp = self._card(), self._pick(PROGRAM_IDS)
+        elif kind == OpKind.SPEND:
+            acct, cp = self._card(), self._pick(MERCHANT_IDS)
+        elif kind == OpKind.WITHDRAW:
+            acct, cp = (self._card() if r.random() < 0.7 else acct), self._pick(CLEARING_IDS)
+            if r.random() < 0.3:
+                rec["flags"] |= OpFlags.SUBSIDY_PURSE
+        elif kind == OpKind.TRANSFER:
+            if r.random() < 0.5:
+                acct = self._card()
+            if r.random() < 0.4:
+                rec["flags"] |= OpFlags.PENDING
+                self.transfers.append((src, seq))
+            if r.random() < 0.1:
+                rec["flags"] |= OpFlags.SUBSIDY_PURSE
+        elif kind in (OpKind.POST, OpKind.VOID):
+            if self.transfers:
+                rec["ref_source"], rec["ref_seq"] = r.choice(self.transfers)
+            amt = 0 if kind == OpKind.VOID or r.random() < 0.5 else r.choice((1, 100, 5_000))
+        elif kind in (OpKind.FREEZE, OpKind.UNFREEZE):
+            acct = self._card() if r.random() < 0.8 else acct
+            amt = 0
+        elif kind == OpKind.REPLACE:
+            acct = self._card()
+            cp = self.next_new_card if r.random() < 0.8 else r.choice(ACCOUNT_POOL)
+            if cp == self.next_new_card:
+                self.cards.append(cp)
+            self.next_new_card += 1
+            amt = 0
+        elif kind == OpKind.CLOSE:
+            acct, cp = self._card() if r.random() < 0.8 else acct, self._pick(CLEARING_IDS)
+            amt = 0
+        if r.random() < 0.03:
+            rec["flags"] |= r.choice((2, 4, 8, 16))
+        if r.random() < 0.01:
+            rec["source"] = 0
+        rec["account_id"], rec["counterparty_id"], rec["amount_fen"] = acct, cp, amt
+        self.issued.append(rec.copy())
+        return rec
+
+    def batch(self, n: int, link_p: float = 0.15) -> np.ndarray:
+        """A batch of n ops, some flagged LINKED into chains."""
+        ops = np.zeros(n, dtype=OP_DTYPE)
+        for i in range(n):
+            ops[i] = self.op()
+            if self.rng.random() < link_p:
+                ops[i]["flags"] |= OpFlags.LINKED
+        return ops
+
+    def setup_batch(self) -> np.ndarray:
+        """OPEN every pooled account and fund the clearing → program path."""
+        rows = []
+        for acct, kind in KIND_OF.items():
+            rows.append((OpKind.OPEN, acct, 0, 0, kind))
+        rows.append((OpKind.TRANSFER, 1, 3, 10_000_000, 0))
+        ops = np.zeros(len(rows), dtype=OP_DTYPE)
+        for i, (kind, a, c, amt, ak) in enumerate(rows):
+            ops[i]["source"] = 1_000_000
+            ops[i]["seq"] = i + 1
+            ops[i]["kind"], ops[i]["account_id"], ops[i]["counterparty_id"] = kind, a, c
+            ops[i]["amount_fen"], ops[i]["account_kind"] = amt, ak
+        return ops
