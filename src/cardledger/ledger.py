@@ -18,7 +18,7 @@ import lmdb
 import numpy as np
 
 from . import storage
-from .engine_select import IMPLEMENTATION, Engine
+from .engine_select import engine_class
 from .errors import (
     AccountNotFoundError,
     CorruptionError,
@@ -45,6 +45,8 @@ from .schema import (
 MAP_SIZE_INITIAL_BYTES = 1 << 34
 #: Reader slots shared by all processes (lock.mdb is sparse, slots are cheap).
 MAX_READERS = 1024
+#: Most decided ops held in memory between checkpoints (the core indexes them in 32 bits).
+CHECKPOINT_OPS_MAX = 1 << 30
 #: How many times one batch is retried after growing a full map.
 MAP_GROW_RETRIES_MAX = 8
 
@@ -91,6 +93,7 @@ def open(  # noqa: A001 - the pinned public name
     readonly: bool = False,
     default_cap_fen: int = DEFAULT_CASH_CAP_FEN,
     checkpoint_ops: int = CHECKPOINT_OPS_DEFAULT,
+    engine: str | None = None,
 ) -> "Ledger":
     """Open (or create) the ledger in directory `path` and return a Ledger.
 
@@ -98,8 +101,11 @@ def open(  # noqa: A001 - the pinned public name
     state while a writer runs and never waits for it. `default_cap_fen` is the cash
     purse cap of cards opened with limit_fen=0 (fixed when the ledger is created).
     `checkpoint_ops` is how many decided ops accumulate between checkpoints.
+    `engine` picks the implementation ("cython" or "python"); default: IMPLEMENTATION.
     """
-    return Ledger(path, readonly=readonly, default_cap_fen=default_cap_fen, checkpoint_ops=checkpoint_ops)
+    return Ledger(
+        path, readonly=readonly, default_cap_fen=default_cap_fen, checkpoint_ops=checkpoint_ops, engine=engine
+    )
 
 
 class Ledger:
@@ -112,11 +118,13 @@ class Ledger:
         readonly: bool = False,
         default_cap_fen: int = DEFAULT_CASH_CAP_FEN,
         checkpoint_ops: int = CHECKPOINT_OPS_DEFAULT,
+        engine: str | None = None,
     ) -> None:
         self.path = os.fspath(path)
+        self._engine_class = engine_class(engine)
         self.readonly = readonly
-        if checkpoint_ops < 1:
-            raise ValueError(f"checkpoint_ops must be >= 1, got {checkpoint_ops}")
+        if not 1 <= checkpoint_ops <= CHECKPOINT_OPS_MAX:
+            raise ValueError(f"checkpoint_ops must be in 1..{CHECKPOINT_OPS_MAX}, got {checkpoint_ops}")
         self.checkpoint_ops = int(checkpoint_ops)
         self._pid = os.getpid()
         self._env: Any = None
@@ -170,7 +178,7 @@ class Ledger:
         if txn is None:
             with self._env.begin() as t:
                 return self._load(t)
-        engine = Engine(self.default_cap_fen)
+        engine = self._engine_class(self.default_cap_fen)
         ckpt = storage.decode_checkpoint(lambda k: txn.get(k, db=self._dbs[b"state"]))
         if ckpt is None:
             self._ckpt_seq, self._last_hash = 0, storage.GENESIS_HASH
@@ -238,7 +246,7 @@ class Ledger:
     @property
     def implementation(self) -> str:
         """Which engine runs this ledger: "cython" or "python"."""
-        return IMPLEMENTATION
+        return str(self._engine_class.implementation)
 
     @property
     def journal_seq(self) -> int:
@@ -284,7 +292,7 @@ class Ledger:
         try:
             self._load()
         except lmdb.Error as e:  # pragma: no cover - disk gone entirely
-            self._engine = Engine(self.default_cap_fen)
+            self._engine = self._engine_class(self.default_cap_fen)
             raise StorageError(f"cannot reload the ledger after a failed batch: {e}") from e
 
     def _apply_once(self, ops: np.ndarray) -> np.ndarray:
@@ -478,7 +486,7 @@ class Ledger:
         self._check_usable()
         self._refresh()
         report = VerifyReport()
-        fresh = Engine(self.default_cap_fen)
+        fresh = self._engine_class(self.default_cap_fen)
         prev = storage.GENESIS_HASH
         with self._env.begin() as txn:
             try:

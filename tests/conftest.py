@@ -1,0 +1,85 @@
+"""Shared fixtures. The suite runs once per engine: CARDLEDGER_PURE=1 selects the reference."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import cardledger
+from cardledger import OpKind
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+#: hypothesis examples per test: CI keeps it quick; HYPOTHESIS_EXAMPLES raises it.
+HYPOTHESIS_EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "40"))
+
+
+@pytest.fixture
+def ledger_path(tmp_path):
+    """A fresh directory for a ledger."""
+    return str(tmp_path / "ledger")
+
+
+@pytest.fixture
+def led(ledger_path):
+    """An open, empty ledger, closed after the test."""
+    with cardledger.open(ledger_path) as ledger:
+        yield ledger
+
+
+class Ops:
+    """Builds op batches with fresh ids: `b.add(kind, account, counterparty, amount, ...)`."""
+
+    def __init__(self, source: int = 1, start_seq: int = 1) -> None:
+        self.source = source
+        self.seq = start_seq
+        self.rows: list[dict] = []
+
+    def add(self, kind, account_id=0, counterparty_id=0, amount_fen=0, **fields) -> "Ops":
+        row = dict(
+            source=self.source, seq=self.seq, kind=int(kind), account_id=account_id,
+            counterparty_id=counterparty_id, amount_fen=amount_fen,
+            time_us=1_767_225_600_000_000 + self.seq, **fields,
+        )
+        self.seq += 1
+        self.rows.append(row)
+        return self
+
+    def take(self) -> np.ndarray:
+        """The batch built so far (and start a new one)."""
+        ops = cardledger.new_ops(len(self.rows))
+        for i, row in enumerate(self.rows):
+            for k, v in row.items():
+                ops[i][k] = int(v)
+        self.rows = []
+        return ops
+
+
+@pytest.fixture
+def ops():
+    """An op builder with source 1."""
+    return Ops()
+
+
+def codes(results) -> list[str]:
+    """Result codes as names, for readable assertions."""
+    return [cardledger.Result(int(c)).name for c in results["code"]]
+
+
+@pytest.fixture
+def world(led):
+    """A ledger with clearing 1, merchant 2, program 3 (budget 1,000,000), operator 4, cards 10, 11."""
+    b = Ops(source=999)
+    b.add(OpKind.OPEN, 1, account_kind=cardledger.AccountKind.CLEARING)
+    b.add(OpKind.OPEN, 2, account_kind=cardledger.AccountKind.MERCHANT)
+    b.add(OpKind.OPEN, 3, account_kind=cardledger.AccountKind.PROGRAM)
+    b.add(OpKind.OPEN, 4, account_kind=cardledger.AccountKind.OPERATOR)
+    b.add(OpKind.OPEN, 10, account_kind=cardledger.AccountKind.CARD)
+    b.add(OpKind.OPEN, 11, account_kind=cardledger.AccountKind.CARD)
+    b.add(OpKind.TRANSFER, 1, 3, 1_000_000)
+    r = led.apply(b.take())
+    assert (r["code"] == 0).all(), codes(r)
+    return led
