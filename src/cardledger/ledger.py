@@ -133,24 +133,12 @@ class Ledger:
         if not readonly:
             os.makedirs(self.path, exist_ok=True)
         try:
-            self._env = lmdb.open(
-                self.path,
-                map_size=MAP_SIZE_INITIAL_BYTES,
-                max_dbs=len(storage.DB_NAMES),
-                max_readers=MAX_READERS,
-                readonly=readonly,
-                sync=True,
-                metasync=True,
-                lock=True,
-                readahead=False,
-                max_spare_txns=0,
-            )
-            # Reader slots left behind by dead processes would pin old pages forever.
-            self._env.reader_check()
+            self._env = _ENVS.acquire(self.path, readonly)
             self._dbs = {name: self._env.open_db(name, create=not readonly) for name in storage.DB_NAMES}
         except lmdb.Error as e:
             if self._env is not None:
-                self._env.close()
+                _ENVS.release(self.path)
+                self._env = None
             raise StorageError(f"cannot open ledger at {self.path!r}: {e}") from e
         self._init_meta(default_cap_fen)
         self._load()
@@ -218,9 +206,10 @@ class Ledger:
     def close(self) -> None:
         """Close the ledger; further calls raise LedgerClosedError. Idempotent."""
         if self._env is not None:
-            self._env.close()
             self._env = None
             self._engine = None
+            if self._pid == os.getpid():
+                _ENVS.release(self.path)
 
     def __enter__(self) -> "Ledger":
         return self
@@ -518,6 +507,66 @@ class Ledger:
         report.problems.extend(_invariant_problems(live[0], live[2]))
         report.accounts = len(live[0])
         return report
+
+
+class _EnvRegistry:
+    """One LMDB environment per ledger directory per process, shared by its Ledgers.
+
+    LMDB forbids opening one environment twice in a process (closing either copy
+    would drop the other's locks), so a reader and a writer in one process share it.
+    """
+
+    def __init__(self) -> None:
+        self._envs: dict[str, list] = {}  # realpath -> [env, readonly, refcount]
+
+    def acquire(self, path: str, readonly: bool) -> Any:
+        key = os.path.realpath(path)
+        entry = self._envs.get(key)
+        if entry is not None and entry[0] is not None and entry[3] == os.getpid():
+            if entry[1] and not readonly:
+                raise StorageError(
+                    f"ledger {path!r} is already open readonly in this process: close those readers "
+                    "before opening it for writing, or open the writer first"
+                )
+            entry[2] += 1
+            return entry[0]
+        if entry is not None:
+            # Inherited through fork(): the parent's handle is unusable here. Closing it
+            # in the child releases only what the child owns (LMDB checks the pid).
+            del self._envs[key]
+            try:
+                entry[0].close()
+            except lmdb.Error:  # pragma: no cover
+                pass
+        env = lmdb.open(
+            path,
+            map_size=MAP_SIZE_INITIAL_BYTES,
+            max_dbs=len(storage.DB_NAMES),
+            max_readers=MAX_READERS,
+            readonly=readonly,
+            sync=True,
+            metasync=True,
+            lock=True,
+            readahead=False,
+            max_spare_txns=0,
+        )
+        # Reader slots left behind by dead processes would pin old pages forever.
+        env.reader_check()
+        self._envs[key] = [env, readonly, 1, os.getpid()]
+        return env
+
+    def release(self, path: str) -> None:
+        key = os.path.realpath(path)
+        entry = self._envs.get(key)
+        if entry is None or entry[3] != os.getpid():
+            return
+        entry[2] -= 1
+        if entry[2] <= 0:
+            del self._envs[key]
+            entry[0].close()
+
+
+_ENVS = _EnvRegistry()
 
 
 class _RecordFetcher:

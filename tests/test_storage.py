@@ -1,0 +1,203 @@
+"""Storage: durability across reopen, checkpoints, the id index, corruption, readers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+
+import lmdb
+import numpy as np
+import pytest
+from conftest import Ops, codes
+
+import cardledger
+from cardledger import AccountKind, OpKind, Result, storage
+
+
+def _setup(led, cards=range(100, 110)):
+    b = Ops(source=50)
+    b.add(OpKind.OPEN, 1, account_kind=AccountKind.CLEARING)
+    b.add(OpKind.OPEN, 2, account_kind=AccountKind.MERCHANT)
+    for c in cards:
+        b.add(OpKind.OPEN, c, account_kind=AccountKind.CARD)
+        b.add(OpKind.TOPUP, c, 1, 10_000)
+    r = led.apply(b.take())
+    assert (r["code"] == 0).all(), codes(r)
+
+
+def test_reopen_restores_balances_and_journal_position(ledger_path):
+    with cardledger.open(ledger_path) as led:
+        _setup(led)
+        led.apply(Ops(source=7).add(OpKind.SPEND, 100, 2, 2_500).take())
+        seq, accounts = led.journal_seq, led.accounts()
+    with cardledger.open(ledger_path) as led:
+        assert led.journal_seq == seq
+        assert led.accounts().tobytes() == accounts.tobytes()
+        assert led.balance(100) == 7_500
+
+
+@pytest.mark.parametrize("checkpoint_ops", [1, 3, 1000])
+def test_ids_stay_decided_across_checkpoints_and_restarts(ledger_path, checkpoint_ops):
+    """Every id is decided once: replays after checkpoints and reopens move nothing."""
+    b = Ops(source=9)
+    with cardledger.open(ledger_path, checkpoint_ops=checkpoint_ops) as led:
+        _setup(led)
+        first = b.add(OpKind.SPEND, 100, 2, 1_000).add(OpKind.SPEND, 101, 2, 99_999_999).take()
+        later = b.add(OpKind.SPEND, 102, 2, 500).take()
+        r1 = led.apply(first)
+        led.apply(later)
+    for _ in range(2):
+        with cardledger.open(ledger_path, checkpoint_ops=checkpoint_ops) as led:
+            r = led.apply(np.concatenate([first, later]))
+            assert codes(r) == ["EXISTS", "ID_ALREADY_FAILED", "EXISTS"]
+            assert r["journal_seq"][0] == r1["journal_seq"][0]
+            assert r["balance_fen"][0] == 9_000
+            assert led.balance(100) == 9_000 and led.balance(102) == 9_500
+            led.checkpoint()
+
+
+def test_out_of_order_ids_are_found_after_checkpoint(ledger_path):
+    """A gap left by a terminal, filled after a checkpoint, is indexed and replays as EXISTS."""
+    with cardledger.open(ledger_path, checkpoint_ops=2) as led:
+        _setup(led)
+        b = Ops(source=11, start_seq=10)
+        led.apply(b.add(OpKind.SPEND, 100, 2, 100).add(OpKind.SPEND, 100, 2, 100).take())
+        led.checkpoint()
+        gap = Ops(source=11, start_seq=3).add(OpKind.SPEND, 100, 2, 7).take()
+        assert codes(led.apply(gap)) == ["OK"]  # seq 3 < 11 but never used: a new op
+        led.checkpoint()
+    with cardledger.open(ledger_path) as led:
+        assert codes(led.apply(gap)) == ["EXISTS"]
+        assert led.balance(100) == 10_000 - 207
+
+
+def test_readonly_reader_sees_committed_state_and_catches_up(ledger_path):
+    with cardledger.open(ledger_path) as led:
+        _setup(led)
+        reader = cardledger.open(ledger_path, readonly=True)
+        assert reader.balance(100) == 10_000
+        led.apply(Ops(source=3).add(OpKind.SPEND, 100, 2, 400).take())
+        assert reader.balance(100) == 9_600  # caught up from the journal
+        with pytest.raises(cardledger.LedgerReadOnlyError):
+            reader.apply(Ops(source=3, start_seq=99).add(OpKind.SPEND, 100, 2, 1).take())
+        assert reader.verify().ok
+        reader.close()
+
+
+def _reader_process(path, queue, rounds):
+    """Sum every balance, repeatedly, while a writer moves money (another process)."""
+    led = cardledger.open(path, readonly=True)
+    totals = set()
+    for _ in range(rounds):
+        acc = led.accounts()
+        totals.add(int(acc["cash_fen"].sum() + acc["subsidy_fen"].sum()))
+    queue.put(sorted(totals))
+    led.close()
+
+
+def test_reader_in_another_process_never_sees_a_partial_batch(ledger_path):
+    with cardledger.open(ledger_path) as led:
+        _setup(led)
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue()
+        p = ctx.Process(target=_reader_process, args=(ledger_path, q, 200))
+        p.start()
+        rng = np.random.default_rng(1)
+        b = Ops(source=21)
+        while p.is_alive():
+            for _ in range(20):
+                a, c = rng.choice(np.arange(100, 110), 2, replace=False)
+                b.add(OpKind.TRANSFER, int(a), int(c), int(rng.integers(1, 50)))
+            led.apply(b.take())
+        p.join()
+        assert q.get(timeout=30) == [0]  # money only moves between accounts: the sum never changes
+
+
+def _flip_journal_byte(path, offset_in_records):
+    env = lmdb.open(path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
+    db = env.open_db(b"journal")
+    with env.begin(write=True) as txn:
+        key, value = next(iter(txn.cursor(db=db)))
+        value = bytearray(value)
+        value[storage.BATCH_HEADER_SIZE + offset_in_records] ^= 0x01
+        txn.put(key, bytes(value), db=db)
+    env.close()
+
+
+@pytest.mark.parametrize("offset", [0, 40, 151, 500])
+def test_a_flipped_journal_byte_is_found(ledger_path, offset):
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+        _setup(led)
+        led.checkpoint()  # the damaged batch lies before the checkpoint: open succeeds
+    _flip_journal_byte(ledger_path, offset)
+    with cardledger.open(ledger_path) as led:
+        report = led.verify()
+        assert not report.ok
+        assert any("hash mismatch" in p for p in report.problems)
+
+
+def test_a_damaged_journal_tail_refuses_to_open(ledger_path):
+    with cardledger.open(ledger_path) as led:
+        _setup(led)  # no checkpoint yet: opening replays this batch
+    _flip_journal_byte(ledger_path, 60)
+    with pytest.raises(cardledger.CorruptionError):
+        cardledger.open(ledger_path)
+
+
+def test_a_damaged_checkpoint_refuses_to_open(ledger_path):
+    with cardledger.open(ledger_path) as led:
+        _setup(led)
+        led.checkpoint()
+    env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
+    db = env.open_db(b"state")
+    with env.begin(write=True) as txn:
+        blob = bytearray(txn.get(b"accounts", db=db))
+        blob[20] ^= 0x80
+        txn.put(b"accounts", bytes(blob), db=db)
+    env.close()
+    with pytest.raises(cardledger.CorruptionError, match="checksum"):
+        cardledger.open(ledger_path)
+
+
+def test_statement_walks_back_pointers_across_batches_and_checkpoints(ledger_path):
+    with cardledger.open(ledger_path, checkpoint_ops=5) as led:
+        _setup(led)
+        b = Ops(source=4, start_seq=1_000)  # event times after the setup's
+        for amount in (100, 200, 300):
+            led.apply(b.add(OpKind.SPEND, 100, 2, amount).take())
+        st = led.statement(100)
+        assert st["kind"].tolist() == [OpKind.OPEN, OpKind.TOPUP, OpKind.SPEND, OpKind.SPEND, OpKind.SPEND]
+        assert st["balance_fen"].tolist() == [0, 10_000, 9_900, 9_700, 9_400]
+        t = int(st["time_us"][3])
+        assert led.statement(100, start_us=t)["result_amount_fen"].tolist() == [200, 300]
+        merchant = led.statement(2)
+        assert merchant["result_amount_fen"].tolist() == [0, 100, 200, 300]
+
+
+def test_fork_use_is_refused(ledger_path):
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    with cardledger.open(ledger_path) as led:
+        _setup(led)
+        pid = os.fork()
+        if pid == 0:  # child: using the parent's Ledger must raise, opening anew must work
+            code = 1
+            try:
+                led.balance(100)
+            except cardledger.LedgerError:
+                with cardledger.open(ledger_path, readonly=True) as mine:
+                    code = 0 if mine.balance(100) == 10_000 else 2
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert led.balance(100) == 10_000
+
+
+def test_verify_reports_ok_on_a_healthy_ledger(ledger_path):
+    with cardledger.open(ledger_path, checkpoint_ops=7) as led:
+        _setup(led)
+        report = led.verify()
+        assert report.ok, report.problems
+        assert report.records == led.journal_seq
+        assert report.accounts == 12
+        assert Result.OK == 0
