@@ -277,3 +277,9 @@ def test_readonly_sees_a_ledger_created_by_a_writer(ledger_path):
     with cardledger.open(ledger_path, readonly=True) as ro:
         assert ro.account(1).kind == AccountKind.CLEARING
         assert ro.verify().ok
+
+
+def test_a_read_only_array_is_accepted(world):
+    ops = _topups(2)
+    ops.flags.writeable = False  # apply only reads the batch
+    assert codes(world.apply(ops)) == ["OK", "OK"]
