@@ -257,6 +257,10 @@ cdef int op_transfer(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
     cdef bint ts
     cdef Pending p
     cdef int64_t ai, ci
+    if pending and (op.flags & F_SUBSIDY_PURSE):
+        # A hold credits a cash purse only, so a card's incoming holds (its
+        # credits_pending) all count against its cash cap.
+        return R_INVALID_FLAGS
     if not amount_ok(amount):
         return R_INVALID_AMOUNT
     code = check_pair(st, op, KM_ANY, KM_ANY, &a, &c)

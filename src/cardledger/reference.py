@@ -599,13 +599,17 @@ class Engine:
                 return code, None
             sub = self._move(a, c, amount, DRAW_ORDER, ts)
             return Result.OK, (amount, a.available(), a.id, c.id, sub)
+        if to_subsidy:
+            # A hold credits a cash purse only, so a card's incoming holds (its
+            # credits_pending) all count against its cash cap.
+            return Result.INVALID_FLAGS, None
         amount = op["amount_fen"]
         if not self._amount_ok(amount):
             return Result.INVALID_AMOUNT, None
         code, a, c = self._pair(op, _any, _any)
         if code:
             return code, None
-        ts = to_subsidy and c.kind == AccountKind.CARD
+        ts = False
         code = self._check_move(a, c, amount, DRAW_ORDER, ts, True)
         if code:
             return code, None
