@@ -148,15 +148,52 @@ def test_a_damaged_checkpoint_refuses_to_open(ledger_path):
     with cardledger.open(ledger_path) as led:
         _setup(led)
         led.checkpoint()
+    (name,) = [n for n in os.listdir(ledger_path) if n.startswith("checkpoint-") and n.endswith(".cl")]
+    with open(os.path.join(ledger_path, name), "r+b") as f:
+        f.seek(storage.CHECKPOINT_HEADER.size + 20)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x80]))
+    with pytest.raises(cardledger.CorruptionError, match="checksum"):
+        cardledger.open(ledger_path)
+
+
+def test_a_damaged_id_state_refuses_to_open(ledger_path):
+    with cardledger.open(ledger_path) as led:
+        _setup(led)
+        led.checkpoint()
     env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
     db = env.open_db(b"state")
     with env.begin(write=True) as txn:
-        blob = bytearray(txn.get(b"accounts", db=db))
-        blob[20] ^= 0x80
-        txn.put(b"accounts", bytes(blob), db=db)
+        blob = bytearray(txn.get(b"sources", db=db))
+        blob[3] ^= 0x80
+        txn.put(b"sources", bytes(blob), db=db)
     env.close()
     with pytest.raises(cardledger.CorruptionError, match="checksum"):
         cardledger.open(ledger_path)
+
+
+def test_a_missing_checkpoint_file_is_reported(ledger_path):
+    with cardledger.open(ledger_path) as led:
+        _setup(led)
+        led.checkpoint()
+    for n in os.listdir(ledger_path):
+        if n.startswith("checkpoint-"):
+            os.remove(os.path.join(ledger_path, n))
+    with pytest.raises(cardledger.CorruptionError, match="missing"):
+        cardledger.open(ledger_path)
+
+
+def test_old_checkpoint_files_are_removed(ledger_path):
+    with cardledger.open(ledger_path, checkpoint_ops=2) as led:
+        _setup(led)
+        for i in range(6):
+            led.apply(Ops(source=70, start_seq=10 * i + 1).add(OpKind.SPEND, 100, 2, 1).add(OpKind.SPEND, 101, 2, 1).take())
+    files = [n for n in os.listdir(ledger_path) if n.startswith("checkpoint-")]
+    assert len(files) == 1, files
+    with cardledger.open(ledger_path) as led:
+        assert led.verify().ok
+        assert led.balance(100) == 10_000 - 6
 
 
 def test_statement_walks_back_pointers_across_batches_and_checkpoints(ledger_path):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -35,6 +37,7 @@ from .schema import (
     DEFAULT_CASH_CAP_FEN,
     JOURNAL_DTYPE,
     OP_DTYPE,
+    PENDING_DTYPE,
     RESULT_DTYPE,
     AccountFlags,
     AccountKind,
@@ -47,6 +50,8 @@ MAP_SIZE_INITIAL_BYTES = 1 << 34
 MAX_READERS = 1024
 #: Most decided ops held in memory between checkpoints (the core indexes them in 32 bits).
 CHECKPOINT_OPS_MAX = 1 << 30
+#: How often opening retries when a writer replaces the checkpoint file meanwhile.
+LOAD_RETRIES_MAX = 5
 #: How many times one batch is retried after growing a full map.
 MAP_GROW_RETRIES_MAX = 8
 
@@ -128,6 +133,13 @@ class Ledger:
         self.checkpoint_ops = int(checkpoint_ops)
         self._pid = os.getpid()
         self._env: Any = None
+        self._writer: ThreadPoolExecutor | None = None  # writes checkpoint files
+        self._file_job: tuple | None = None  # (journal_seq, last hash, future) in flight
+        self._snapshot: tuple | None = None  # taken by the current txn, written after commit
+        self._recorded_ckpt: int | None = None
+        self._ids_upto = 0
+        #: The last error writing a checkpoint file in the background (None: none).
+        self.checkpoint_error: OSError | None = None
         if readonly and not os.path.exists(os.path.join(self.path, "data.mdb")):
             raise FileNotFoundError(f"no ledger at {self.path!r}: open it once with readonly=False to create it")
         if not readonly:
@@ -162,19 +174,41 @@ class Ledger:
             self.default_cap_fen = storage.KEY.unpack(bytes(txn.get(b"default_cap_fen", db=meta)))[0]
 
     def _load(self, txn: Any = None) -> None:
-        """(Re)build the engine: last checkpoint, then replay of the journal after it."""
+        """(Re)build the engine: checkpoint file, id state, then replay of the journal."""
         if txn is None:
             with self._env.begin() as t:
                 return self._load(t)
-        engine = self._engine_class(self.default_cap_fen)
-        ckpt = storage.decode_checkpoint(lambda k: txn.get(k, db=self._dbs[b"state"]))
-        if ckpt is None:
-            self._ckpt_seq, self._last_hash = 0, storage.GENESIS_HASH
-        else:
-            engine.load_checkpoint(ckpt.accounts, ckpt.sources, ckpt.pending, ckpt.journal_seq)
-            self._ckpt_seq, self._last_hash = ckpt.journal_seq, ckpt.last_batch_hash
+        state = self._dbs[b"state"]
+        for attempt in range(LOAD_RETRIES_MAX):
+            desc = storage.decode_checkpoint_desc(txn.get(b"checkpoint", db=state))
+            ids_upto, sources = storage.decode_ids_state(lambda k: txn.get(k, db=state))
+            engine = self._engine_class(self.default_cap_fen)
+            if desc is None:
+                accounts = np.zeros(0, dtype=ACCOUNT_DTYPE)
+                pending = np.zeros(0, dtype=PENDING_DTYPE)
+                ckpt_seq, last_hash = 0, storage.GENESIS_HASH
+            else:
+                try:
+                    accounts, pending = storage.read_checkpoint_file(self.path, desc)
+                except FileNotFoundError:
+                    # A writer replaced it between our reading the descriptor and the file:
+                    # a fresh read transaction sees the new descriptor.
+                    if attempt + 1 == LOAD_RETRIES_MAX or not self.readonly:
+                        raise CorruptionError(
+                            f"checkpoint file {storage.checkpoint_file_name(desc.journal_seq)} named by the "
+                            f"ledger is missing from {self.path!r}"
+                        ) from None
+                    txn.reset()
+                    txn.renew()
+                    continue
+                ckpt_seq, last_hash = desc.journal_seq, desc.last_batch_hash
+            break
+        if ckpt_seq > ids_upto:
+            raise CorruptionError(f"checkpoint at {ckpt_seq} is newer than the id state at {ids_upto}")
+        engine.load_checkpoint(accounts, sources, pending, ckpt_seq)
         self._engine = engine
-        self._replay_from(txn, self._ckpt_seq)
+        self._ckpt_seq, self._last_hash, self._ids_upto = ckpt_seq, last_hash, ids_upto
+        self._replay_from(txn, ckpt_seq)
 
     def _replay_from(self, txn: Any, after_seq: int) -> None:
         """Replay journal batches after `after_seq` into the engine, checking the chain."""
@@ -204,7 +238,20 @@ class Ledger:
             yield batch
 
     def close(self) -> None:
-        """Close the ledger; further calls raise LedgerClosedError. Idempotent."""
+        """Close the ledger; further calls raise LedgerClosedError. Idempotent.
+
+        A checkpoint file still being written is finished and recorded first.
+        """
+        if self._env is not None and self._pid == os.getpid():
+            try:
+                if not self.readonly:
+                    self._finish_checkpoint_file()
+            except lmdb.Error as e:
+                warnings.warn(f"cardledger: checkpoint not recorded at close ({e})", RuntimeWarning)
+            finally:
+                if self._writer is not None:
+                    self._writer.shutdown(wait=True)
+                    self._writer = None
         if self._env is not None:
             self._env = None
             self._engine = None
@@ -276,6 +323,35 @@ class Ledger:
                 raise
         raise AssertionError("unreachable")
 
+    def _after_commit(self) -> None:
+        """Start writing the snapshot taken by the transaction that just committed."""
+        snap, self._snapshot = self._snapshot, None
+        if snap is None:
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardledger-checkpoint")
+        jseq, last_hash, accounts, pending = snap
+        self._file_job = (jseq, last_hash, self._writer.submit(
+            storage.write_checkpoint_file, self.path, jseq, last_hash, accounts, pending
+        ))
+
+    def _record_checkpoint_file(self, txn: Any, wait: bool) -> None:
+        """Name a finished checkpoint file in LMDB (inside the caller's write txn)."""
+        job = self._file_job
+        if job is None or (not wait and not job[2].done()):
+            return
+        self._file_job = None
+        jseq, last_hash, future = job
+        try:
+            digest = future.result()
+        except OSError as e:
+            # The journal still holds everything: opening replays a longer tail.
+            self.checkpoint_error = e
+            warnings.warn(f"cardledger: checkpoint file not written ({e}); the journal is intact", RuntimeWarning)
+            return
+        txn.put(b"checkpoint", storage.encode_checkpoint_desc(jseq, last_hash, digest), db=self._dbs[b"state"])
+        self._recorded_ckpt = jseq
+
     def _reload_after_failure(self) -> None:
         # The engine may hold a batch that never committed: rebuild it from disk.
         try:
@@ -285,8 +361,11 @@ class Ledger:
             raise StorageError(f"cannot reload the ledger after a failed batch: {e}") from e
 
     def _apply_once(self, ops: np.ndarray) -> np.ndarray:
+        self._snapshot = None
+        self._recorded_ckpt = None
         with self._env.begin(write=True) as txn:
             self._catch_up(txn)
+            self._record_checkpoint_file(txn, wait=False)
             prior, has_prior = self._lookup_prior(txn, ops)
             results, journal = self._engine.apply(ops, prior, has_prior)
             if len(journal):
@@ -295,9 +374,16 @@ class Ledger:
                 if not txn.put(key, value, db=self._dbs[b"journal"], append=True):
                     raise CorruptionError("journal key out of order: another writer raced this one")
                 self._last_hash = digest
-                if self._engine.recent_count >= self.checkpoint_ops:
-                    self._write_checkpoint(txn)
+                if self._engine.recent_count >= self.checkpoint_ops and self._file_job is None:
+                    self._take_snapshot(txn)
+        self._committed()
         return results
+
+    def _committed(self) -> None:
+        if self._recorded_ckpt is not None:
+            self._ckpt_seq, self._recorded_ckpt = self._recorded_ckpt, None
+            storage.remove_old_checkpoint_files(self.path, self._ckpt_seq)
+        self._after_commit()
 
     def _catch_up(self, txn: Any) -> None:
         """Bring the engine up to the stored journal (another process may have written)."""
@@ -311,12 +397,14 @@ class Ledger:
             return
         if head < self._engine.journal_seq:
             raise CorruptionError(f"the stored journal ends at {head}, before this ledger's {self._engine.journal_seq}")
-        desc = txn.get(b"checkpoint", db=self._dbs[b"state"])
-        stored_ckpt = storage.CHECKPOINT.unpack(bytes(desc))[1] if desc is not None else 0
-        if stored_ckpt != self._ckpt_seq:
-            self._load(txn)  # someone checkpointed meanwhile: start from their checkpoint
-        else:
-            self._replay_from(txn, self._engine.journal_seq)
+        if not self.readonly:
+            ids_state = txn.get(b"ids_state", db=self._dbs[b"state"])
+            stored_upto = storage.IDS_STATE.unpack(bytes(ids_state))[1] if ids_state is not None else 0
+            if stored_upto != self._ids_upto:
+                # Another writer took a snapshot: its id state replaces ours.
+                self._load(txn)
+                return
+        self._replay_from(txn, self._engine.journal_seq)
 
     def _lookup_prior(self, txn: Any, ops: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         cand = self._engine.candidates(ops)
@@ -337,9 +425,16 @@ class Ledger:
                 has_prior[i] = True
         return prior, has_prior
 
-    def _write_checkpoint(self, txn: Any) -> None:
+    def _take_snapshot(self, txn: Any) -> None:
+        """Index the decisions held in memory and snapshot the state (see storage.py).
+
+        The id index and the sources array are written in this transaction; the
+        account snapshot is written to a file after the commit, off the batch path.
+        """
         decisions, late = self._engine.take_decisions()
-        items, late_items = storage.id_index_items(decisions, late)
+        # After a reload, the decisions up to ids_upto are replayed but already indexed.
+        keep = decisions["journal_seq"] > self._ids_upto
+        items, late_items = storage.id_index_items(decisions[keep], late[keep])
         ids_db, late_db = self._dbs[b"ids"], self._dbs[b"ids_late"]
         for k, v in items:
             if not txn.put(k, v, db=ids_db, overwrite=False):
@@ -349,26 +444,47 @@ class Ledger:
                 raise CorruptionError(f"late id index entry {k.hex()} written twice")
         accounts, sources, pending = self._engine.export_checkpoint()
         jseq = int(self._engine.journal_seq)
-        for k, v in storage.encode_checkpoint(jseq, self._last_hash, accounts, sources, pending).items():
+        for k, v in storage.encode_ids_state(jseq, sources).items():
             txn.put(k, v, db=self._dbs[b"state"])
-        self._ckpt_seq = jseq
+        self._ids_upto = jseq
+        self._snapshot = (jseq, self._last_hash, accounts, pending)
 
     def checkpoint(self) -> None:
-        """Write a checkpoint now (normally taken every `checkpoint_ops` decided ops)."""
+        """Take a checkpoint now and wait until it is durable.
+
+        Checkpoints are otherwise taken every `checkpoint_ops` decided ops, with the
+        account snapshot written in the background.
+        """
         self._check_usable()
         if self.readonly:
             raise LedgerReadOnlyError("a readonly ledger cannot write checkpoints")
         try:
+            self._finish_checkpoint_file()
+            self._snapshot = None
+            self._recorded_ckpt = None
             with self._env.begin(write=True) as txn:
                 self._catch_up(txn)
                 if self._engine.journal_seq != self._ckpt_seq:
-                    self._write_checkpoint(txn)
+                    self._take_snapshot(txn)
+            self._committed()
+            self._finish_checkpoint_file()
         except lmdb.Error as e:
             self._reload_after_failure()
             raise StorageError(f"checkpoint not written: {e}") from e
         except BaseException:
             self._reload_after_failure()
             raise
+
+    def _finish_checkpoint_file(self) -> None:
+        """Wait for a checkpoint file being written and name it in LMDB."""
+        if self._file_job is None:
+            return
+        self._recorded_ckpt = None
+        with self._env.begin(write=True) as txn:
+            self._record_checkpoint_file(txn, wait=True)
+        if self._recorded_ckpt is not None:
+            self._ckpt_seq, self._recorded_ckpt = self._recorded_ckpt, None
+            storage.remove_old_checkpoint_files(self.path, self._ckpt_seq)
 
     # ------------------------------------------------------------------ queries
 
@@ -477,7 +593,16 @@ class Ledger:
         report = VerifyReport()
         fresh = self._engine_class(self.default_cap_fen)
         prev = storage.GENESIS_HASH
+        state = self._dbs[b"state"]
         with self._env.begin() as txn:
+            desc, ckpt_arrays, ids_upto, ids_sources = None, None, 0, None
+            try:
+                desc = storage.decode_checkpoint_desc(txn.get(b"checkpoint", db=state))
+                if desc is not None:
+                    ckpt_arrays = storage.read_checkpoint_file(self.path, desc)
+                ids_upto, ids_sources = storage.decode_ids_state(lambda k: txn.get(k, db=state))
+            except (CorruptionError, OSError) as e:
+                report.problems.append(f"checkpoint: {e}")
             try:
                 for batch in self._iter_batches(txn, 0, prev):
                     report.batches += 1
@@ -487,12 +612,16 @@ class Ledger:
                     except ValueError as e:
                         report.problems.append(f"replay: {e}")
                         break
-                    if report.records >= self.checkpoint_ops and fresh.recent_count >= self.checkpoint_ops:
+                    if fresh.recent_count >= self.checkpoint_ops:
                         fresh.take_decisions()  # bound memory; decisions are not compared
-            except CorruptionError as e:
-                report.problems.append(str(e))
-            try:
-                storage.decode_checkpoint(lambda k: txn.get(k, db=self._dbs[b"state"]))
+                    if desc is not None and ckpt_arrays is not None and batch.last_seq == desc.journal_seq:
+                        acc, _, pen = fresh.export_checkpoint()
+                        if acc.tobytes() != ckpt_arrays[0].tobytes() or pen.tobytes() != ckpt_arrays[1].tobytes():
+                            report.problems.append(f"checkpoint at {desc.journal_seq} differs from the journal's replay")
+                    if ids_sources is not None and batch.last_seq == ids_upto:
+                        src = fresh.export_checkpoint()[1]
+                        if not np.array_equal(src[["source", "last_seq"]], ids_sources[["source", "last_seq"]]):
+                            report.problems.append(f"id state at {ids_upto} differs from the journal's replay")
             except CorruptionError as e:
                 report.problems.append(str(e))
         live = self._engine.export_checkpoint()

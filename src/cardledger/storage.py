@@ -8,8 +8,9 @@ Layout (named LMDB databases in one environment directory):
   128-byte header (magic, version, record count, first/last journal_seq, commit time,
   previous batch's hash, this batch's hash) followed by the JOURNAL_DTYPE records.
   The hash is SHA-256 over the previous hash, the header fields and the records.
-- ``state``: the latest checkpoint: account, source and pending-hold arrays and a
-  descriptor with their SHA-256 digests and the journal position they cover.
+- ``state``: the checkpoint descriptors: ``checkpoint`` names the checkpoint file
+  (accounts and pending holds, in the ledger directory) and its SHA-256;
+  ``ids_state`` + ``sources``: the per-source array and how far the id index reaches.
 - ``ids``: decided op ids up to the checkpoint, one value per (source, run): key
   source+hi_seq (big-endian), value the sorted (seq, journal_seq) pairs of the ids
   that source decided in order between two checkpoints. Terminals issue increasing
@@ -23,6 +24,7 @@ Nothing here knows op semantics; `ledger.py` drives it.
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 from dataclasses import dataclass
 
@@ -39,7 +41,6 @@ BATCH_HEADER = struct.Struct("<4sHHIQQq32s32s28x")
 BATCH_HEADER_SIZE = BATCH_HEADER.size
 #: the header fields covered by the batch hash (everything but the hashes).
 _HASHED_FIELDS = struct.Struct("<4sHHIQQq")
-CHECKPOINT = struct.Struct("<HxxxxxxQQ32s32s32s32sQQQ")
 GENESIS_HASH = bytes(32)
 KEY = struct.Struct(">Q")
 KEY2 = struct.Struct(">QQ")
@@ -116,55 +117,161 @@ def decode_batch(key: bytes, value: bytes | memoryview, prev_hash: bytes | None 
     return Batch(first, last, t_us, prev, digest, records)
 
 
+# ---------------------------------------------------------------- checkpoints
+#
+# A checkpoint is split in two, so that the big part never sits on a batch's path:
+# - the *id state* (the per-source array and the id index entries up to journal_seq
+#   C', "ids_upto") is written inside the batch transaction that takes the snapshot;
+# - the *account state* (accounts and pending holds at the same C') is written by a
+#   background thread to its own file, `checkpoint-<C>.cl` in the ledger directory,
+#   fsynced, and only then named by the `checkpoint` descriptor in LMDB, in a later
+#   transaction. Until then the previous checkpoint file stays valid: opening loads
+#   the accounts at C <= C', the sources at C', and replays the journal after C.
+
+CHECKPOINT_MAGIC = b"CLCP"
+#: magic, version, journal_seq, account count, hold count, last batch hash, body SHA-256
+CHECKPOINT_HEADER = struct.Struct("<4sHxxQQQ32s32s")
+#: descriptor in LMDB: version, journal_seq, last batch hash, file body SHA-256
+CHECKPOINT_DESC = struct.Struct("<HxxxxxxQ32s32s")
+#: id state in LMDB: version, ids_upto, source count, sources SHA-256
+IDS_STATE = struct.Struct("<HxxxxxxQQ32s")
+
+
+def checkpoint_file_name(journal_seq: int) -> str:
+    """File name of the checkpoint covering the journal up to `journal_seq`."""
+    return f"checkpoint-{journal_seq:020d}.cl"
+
+
 @dataclass(frozen=True)
-class Checkpoint:
-    """A decoded checkpoint: state arrays and the journal position they cover."""
+class CheckpointDesc:
+    """What the LMDB descriptor says about the current checkpoint file."""
 
     journal_seq: int
     last_batch_hash: bytes
-    accounts: np.ndarray
-    sources: np.ndarray
-    pending: np.ndarray
+    body_sha256: bytes
 
 
-def encode_checkpoint(
-    journal_seq: int, last_batch_hash: bytes, accounts: np.ndarray, sources: np.ndarray, pending: np.ndarray
-) -> dict[bytes, bytes]:
-    """Return the state-database items of a checkpoint."""
-    blobs = {b"accounts": accounts.tobytes(), b"sources": sources.tobytes(), b"pending": pending.tobytes()}
-    digests = [hashlib.sha256(blobs[k]).digest() for k in (b"accounts", b"sources", b"pending")]
-    desc = CHECKPOINT.pack(
-        FORMAT_VERSION, journal_seq, 0, last_batch_hash, *digests, len(accounts), len(sources), len(pending)
-    )
-    blobs[b"checkpoint"] = desc
-    return blobs
+def encode_checkpoint_desc(journal_seq: int, last_batch_hash: bytes, body_sha256: bytes) -> bytes:
+    """The LMDB value naming a completed checkpoint file."""
+    return CHECKPOINT_DESC.pack(FORMAT_VERSION, journal_seq, last_batch_hash, body_sha256)
 
 
-def decode_checkpoint(get) -> Checkpoint | None:
-    """Read the checkpoint through `get(key)`; None if the ledger has none yet."""
-    desc = get(b"checkpoint")
-    if desc is None:
+def decode_checkpoint_desc(value) -> CheckpointDesc | None:
+    """Decode the descriptor (None: the ledger has no checkpoint file yet)."""
+    if value is None:
         return None
-    desc = bytes(desc)
-    if len(desc) != CHECKPOINT.size:
+    value = bytes(value)
+    if len(value) != CHECKPOINT_DESC.size:
         raise CorruptionError("checkpoint descriptor has the wrong size")
-    version, jseq, _, last_hash, d_acc, d_src, d_pen, n_acc, n_src, n_pen = CHECKPOINT.unpack(desc)
+    version, jseq, last_hash, sha = CHECKPOINT_DESC.unpack(value)
     if version != FORMAT_VERSION:
         raise CorruptionError(f"checkpoint format {version}, this library reads {FORMAT_VERSION}")
-    arrays = []
-    for key, digest, dtype, n in (
-        (b"accounts", d_acc, ACCOUNT_DTYPE, n_acc),
-        (b"sources", d_src, SOURCE_DTYPE, n_src),
-        (b"pending", d_pen, PENDING_DTYPE, n_pen),
-    ):
-        blob = get(key)
-        if blob is None:
-            raise CorruptionError(f"checkpoint is missing its {key.decode()} array")
-        blob = bytes(blob)
-        if hashlib.sha256(blob).digest() != digest or len(blob) != n * dtype.itemsize:
-            raise CorruptionError(f"checkpoint {key.decode()} array fails its checksum")
-        arrays.append(np.frombuffer(blob, dtype=dtype).copy())
-    return Checkpoint(jseq, last_hash, *arrays)
+    return CheckpointDesc(jseq, last_hash, sha)
+
+
+def write_checkpoint_file(
+    directory: str, journal_seq: int, last_batch_hash: bytes, accounts: np.ndarray, pending: np.ndarray
+) -> bytes:
+    """Write, fsync and atomically rename the checkpoint file; return its body SHA-256."""
+    acc = memoryview(np.ascontiguousarray(accounts)).cast("B")
+    pen = memoryview(np.ascontiguousarray(pending)).cast("B")
+    h = hashlib.sha256(acc)
+    h.update(pen)
+    digest = h.digest()
+    header = CHECKPOINT_HEADER.pack(
+        CHECKPOINT_MAGIC, FORMAT_VERSION, journal_seq, len(accounts), len(pending), last_batch_hash, digest
+    )
+    final = os.path.join(directory, checkpoint_file_name(journal_seq))
+    tmp = f"{final}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(header)
+        f.write(acc)
+        f.write(pen)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return digest
+
+
+def read_checkpoint_file(directory: str, desc: CheckpointDesc) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check the checkpoint file `desc` names: (accounts, pending holds)."""
+    path = os.path.join(directory, checkpoint_file_name(desc.journal_seq))
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < CHECKPOINT_HEADER.size:
+        raise CorruptionError(f"{path}: shorter than its header")
+    magic, version, jseq, n_acc, n_pen, last_hash, digest = CHECKPOINT_HEADER.unpack_from(data)
+    body = memoryview(data)[CHECKPOINT_HEADER.size :]
+    if magic != CHECKPOINT_MAGIC or version != FORMAT_VERSION or jseq != desc.journal_seq:
+        raise CorruptionError(f"{path}: bad header")
+    if len(body) != n_acc * ACCOUNT_DTYPE.itemsize + n_pen * PENDING_DTYPE.itemsize:
+        raise CorruptionError(f"{path}: length does not match its counts")
+    if digest != desc.body_sha256 or hashlib.sha256(body).digest() != digest or last_hash != desc.last_batch_hash:
+        raise CorruptionError(f"{path}: fails its checksum")
+    split = n_acc * ACCOUNT_DTYPE.itemsize
+    accounts = np.frombuffer(body[:split], dtype=ACCOUNT_DTYPE).copy()
+    pending = np.frombuffer(body[split:], dtype=PENDING_DTYPE).copy()
+    return accounts, pending
+
+
+def remove_old_checkpoint_files(directory: str, keep_journal_seq: int) -> None:
+    """Delete checkpoint files older than the one in force, and temporaries of dead writers."""
+    for name in os.listdir(directory):
+        if not name.startswith("checkpoint-"):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if name.endswith(".cl"):
+                if int(name[len("checkpoint-") : -3]) < keep_journal_seq:
+                    os.remove(path)
+            elif ".cl.tmp-" in name:
+                pid = int(name.rsplit("-", 1)[1])
+                if pid != os.getpid() and not _pid_alive(pid):
+                    os.remove(path)
+        except (ValueError, OSError):
+            continue
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def encode_ids_state(ids_upto: int, sources: np.ndarray) -> dict[bytes, bytes]:
+    """The LMDB items of the id state: the sources array and its descriptor."""
+    blob = sources.tobytes()
+    return {
+        b"sources": blob,
+        b"ids_state": IDS_STATE.pack(FORMAT_VERSION, ids_upto, len(sources), hashlib.sha256(blob).digest()),
+    }
+
+
+def decode_ids_state(get) -> tuple[int, np.ndarray]:
+    """(ids_upto, sources) through `get(key)`; (0, empty) for a new ledger."""
+    desc = get(b"ids_state")
+    if desc is None:
+        return 0, np.zeros(0, dtype=SOURCE_DTYPE)
+    desc = bytes(desc)
+    if len(desc) != IDS_STATE.size:
+        raise CorruptionError("id state descriptor has the wrong size")
+    version, upto, n, digest = IDS_STATE.unpack(desc)
+    blob = get(b"sources")
+    if version != FORMAT_VERSION or blob is None:
+        raise CorruptionError("id state is missing or of another format")
+    blob = bytes(blob)
+    if len(blob) != n * SOURCE_DTYPE.itemsize or hashlib.sha256(blob).digest() != digest:
+        raise CorruptionError("id state (sources array) fails its checksum")
+    return upto, np.frombuffer(blob, dtype=SOURCE_DTYPE).copy()
 
 
 def id_index_items(decisions: np.ndarray, late: np.ndarray) -> tuple[list, list]:
