@@ -214,6 +214,12 @@ cdef class Engine:
             raise ValueError(f"journal record {arr[bad]['journal_seq']} does not replay to its recorded figures")
 
 
+def set_huge_pages(bint on):
+    """Whether big tables ask the kernel for 2 MiB pages (default on)."""
+    global USE_HUGE
+    USE_HUGE = on
+
+
 def record_sizes():
     """C sizes of the record structs, for the layout check against schema dtypes."""
     return {

@@ -101,11 +101,16 @@ cdef inline void prefetch_account(State* st, uint64_t id) noexcept nogil:
         CL_PREFETCH(p + 64)
 
 
-cdef inline void prefetch_ahead(State* st, Op* ops, int64_t k, int64_t n) noexcept nogil:
+cdef inline Op* op_at(Op* first, int64_t k, size_t stride) noexcept nogil:
+    return <Op*>(<char*>first + k * stride)
+
+
+cdef inline void prefetch_ahead(State* st, Op* first, int64_t k, int64_t n, size_t stride) noexcept nogil:
+    """Prefetch for the op PREFETCH_DISTANCE ahead; `stride` steps over ops or journal records."""
     if k + 2 * PREFETCH_DISTANCE < n:
-        prefetch_slots(st, &ops[k + 2 * PREFETCH_DISTANCE])
+        prefetch_slots(st, op_at(first, k + 2 * PREFETCH_DISTANCE, stride))
     if k + PREFETCH_DISTANCE < n:
-        prefetch_account(st, ops[k + PREFETCH_DISTANCE].account_id)
+        prefetch_account(st, op_at(first, k + PREFETCH_DISTANCE, stride).account_id)
 
 
 cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Journal* prior,
@@ -125,7 +130,7 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
     st.undo_on = linked
     st.n_undo = 0
     for k in range(lo, hi):
-        prefetch_ahead(st, ops, k, n)
+        prefetch_ahead(st, ops, k, n, sizeof(Op))
         op = &ops[k]
         r = &results[k]
         if op.source == 0:
@@ -214,6 +219,7 @@ cdef int64_t replay_records(State* st, Journal* recs, int64_t n) noexcept nogil:
     cdef int code
     st.undo_on = 0
     for i in range(n):
+        prefetch_ahead(st, &recs[0].op, i, n, sizeof(Journal))
         rec = &recs[i]
         if rec.journal_seq != st.journal_seq + 1:
             return i

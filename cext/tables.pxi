@@ -78,6 +78,8 @@ cdef extern from *:
 
 # Tables this large are backed by 2 MiB pages where the kernel allows it: lookups are
 # random over hundreds of MB, and 4 KiB pages would add a TLB miss to each one.
+cdef int USE_HUGE = 1
+
 cdef enum:
     HUGE_PAGE_BYTES = 2 * 1024 * 1024
     HUGE_MIN_BYTES = 4 * 1024 * 1024
@@ -90,7 +92,8 @@ cdef void* big_calloc(size_t n, size_t item) noexcept nogil:
         return calloc(n, item)
     if posix_memalign(&p, HUGE_PAGE_BYTES, size) != 0:
         return NULL
-    madvise(p, size, MADV_HUGEPAGE)
+    if USE_HUGE:
+        madvise(p, size, MADV_HUGEPAGE)
     memset(p, 0, size)
     return p
 
@@ -101,7 +104,8 @@ cdef void* big_realloc(void* old, size_t old_size, size_t size) noexcept nogil:
         return realloc(old, size)
     if posix_memalign(&p, HUGE_PAGE_BYTES, size) != 0:
         return NULL
-    madvise(p, size, MADV_HUGEPAGE)
+    if USE_HUGE:
+        madvise(p, size, MADV_HUGEPAGE)
     if old != NULL:
         memcpy(p, old, old_size)
         free(old)
@@ -312,9 +316,26 @@ cdef void state_free(State* st) noexcept nogil:
     memset(st, 0, sizeof(State))
 
 
+cdef int presize_map1(Slot** tp, uint64_t* maskp, int64_t n) noexcept nogil:
+    """Size an empty map for n keys at most half full, so loading never rehashes."""
+    cdef uint64_t cap = MAP_SLOTS_INITIAL
+    while cap < <uint64_t>(2 * (n + 1)):
+        cap *= 2
+    if cap == maskp[0] + 1:
+        return 0
+    free(tp[0])
+    tp[0] = <Slot*>big_calloc(cap, sizeof(Slot))
+    if tp[0] == NULL:
+        return -1
+    maskp[0] = cap - 1
+    return 0
+
+
 cdef int state_load(State* st, Account* a, int64_t na, Source* s, int64_t ns,
                     Pending* p, int64_t np_) noexcept nogil:
     cdef int64_t i
+    if presize_map1(&st.amap, &st.amap_mask, na) != 0 or presize_map1(&st.smap, &st.smap_mask, ns) != 0:
+        return -1
     if grow(<void**>&st.accounts, &st.cap_accounts, na, sizeof(Account)) != 0:
         return -1
     for i in range(na):

@@ -115,9 +115,10 @@ AMOUNT_MAX_FEN = 1_000_000_000_000_000
 CAP_MAX_FEN = AMOUNT_MAX_FEN
 #: Largest batch `Ledger.apply` accepts (an aid disbursement of 100,000 lines fits).
 BATCH_OPS_MAX = 1 << 20
-#: Journal records kept in memory between checkpoints; a checkpoint is taken once
-#: this many ops have been decided since the last one.
-CHECKPOINT_OPS_DEFAULT = 1 << 20
+#: Decided ops kept in memory between checkpoints; a checkpoint is taken once this
+#: many ops have been decided since the last one. It bounds the journal tail that
+#: opening replays and the memory of the decisions window (about 160 bytes an op).
+CHECKPOINT_OPS_DEFAULT = 1 << 18
 INT64_MAX = (1 << 63) - 1
 
 assert AMOUNT_MAX_FEN < INT64_MAX // 1024

@@ -52,7 +52,7 @@ assert JOURNAL_DTYPE.itemsize % 8 == 0
 DB_NAMES = (b"meta", b"journal", b"state", b"ids", b"ids_late")
 
 
-def batch_hash(prev_hash: bytes, fields: bytes, records: bytes) -> bytes:
+def batch_hash(prev_hash: bytes, fields: bytes, records: bytes | memoryview) -> bytes:
     """SHA-256 chaining one batch to the previous one."""
     h = hashlib.sha256(prev_hash)
     h.update(fields)
@@ -60,20 +60,23 @@ def batch_hash(prev_hash: bytes, fields: bytes, records: bytes) -> bytes:
     return h.digest()
 
 
-def encode_batch(records: np.ndarray, prev_hash: bytes, commit_time_us: int) -> tuple[bytes, bytes]:
+def encode_batch(records: np.ndarray, prev_hash: bytes, commit_time_us: int) -> tuple[bytearray, bytes]:
     """Return (value, hash) of a journal batch holding `records` (JOURNAL_DTYPE)."""
     n = len(records)
     assert n > 0
     first = int(records[0]["journal_seq"])
     last = int(records[-1]["journal_seq"])
     assert last - first + 1 == n, "journal_seq must be contiguous within a batch"
-    body = records.tobytes()
+    # One buffer, one copy of the records: this runs once per batch on the hot path.
+    value = bytearray(BATCH_HEADER_SIZE + records.nbytes)
+    body = memoryview(value)[BATCH_HEADER_SIZE:]
+    body[:] = memoryview(np.ascontiguousarray(records)).cast("B")
     fields = _HASHED_FIELDS.pack(BATCH_MAGIC, FORMAT_VERSION, BATCH_HEADER_SIZE, n, first, last, commit_time_us)
     digest = batch_hash(prev_hash, fields, body)
-    header = BATCH_HEADER.pack(
-        BATCH_MAGIC, FORMAT_VERSION, BATCH_HEADER_SIZE, n, first, last, commit_time_us, prev_hash, digest
+    BATCH_HEADER.pack_into(
+        value, 0, BATCH_MAGIC, FORMAT_VERSION, BATCH_HEADER_SIZE, n, first, last, commit_time_us, prev_hash, digest
     )
-    return header + body, digest
+    return value, digest
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ def decode_batch(key: bytes, value: bytes | memoryview, prev_hash: bytes | None 
 
     With `prev_hash`, the batch must chain to it.
     """
-    value = bytes(value)
+    value = memoryview(value)
     if len(value) < BATCH_HEADER_SIZE:
         raise CorruptionError(f"journal batch {key.hex()}: {len(value)} bytes, shorter than its header")
     magic, version, hsize, n, first, last, t_us, prev, digest = BATCH_HEADER.unpack_from(value)
@@ -102,7 +105,7 @@ def decode_batch(key: bytes, value: bytes | memoryview, prev_hash: bytes | None 
         raise CorruptionError(f"{where}: bad header (magic/version)")
     if len(value) != BATCH_HEADER_SIZE + n * JOURNAL_DTYPE.itemsize:
         raise CorruptionError(f"{where}: length does not match its record count {n}")
-    if last - first + 1 != n or KEY.pack(last) != key:
+    if last - first + 1 != n or KEY.pack(last) != bytes(key):
         raise CorruptionError(f"{where}: header journal_seq range {first}..{last} does not match its key")
     body = value[BATCH_HEADER_SIZE:]
     fields = _HASHED_FIELDS.pack(magic, version, hsize, n, first, last, t_us)
