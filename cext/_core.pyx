@@ -25,6 +25,7 @@ include "records.pxi"
 include "tables.pxi"
 include "handlers.pxi"
 include "batch.pxi"
+include "codec.pxi"
 
 
 cdef class Engine:
@@ -212,6 +213,38 @@ cdef class Engine:
             raise MemoryError("cardledger core: out of memory during replay")
         if bad >= 0:
             raise ValueError(f"journal record {arr[bad]['journal_seq']} does not replay to its recorded figures")
+
+
+def pack_journal(records):
+    """Encode JOURNAL_DTYPE records into bytes (format: cardledger/codec.py)."""
+    cdef cnp.ndarray arr = np.ascontiguousarray(records, dtype=JOURNAL_DTYPE)
+    cdef int64_t n = len(arr)
+    cdef bytearray out = bytearray(n * RECORD_BYTES_MAX)
+    cdef unsigned char* p = <unsigned char*><char*>out
+    cdef const uint64_t* w = <const uint64_t*>cnp.PyArray_DATA(arr)
+    cdef int64_t size
+    with nogil:
+        size = pack_records(w, n, p)
+    return bytes(memoryview(out)[:size])
+
+
+def unpack_journal(buf, int64_t n, uint64_t first_seq):
+    """Decode `n` records whose first has journal_seq `first_seq`; ValueError if malformed."""
+    cdef const unsigned char[::1] b = memoryview(buf).cast("B")
+    out = np.zeros(n, dtype=JOURNAL_DTYPE)
+    cdef uint64_t* w = <uint64_t*>cnp.PyArray_DATA(out)
+    cdef int64_t size = b.shape[0]
+    cdef int64_t rc
+    cdef const unsigned char* p = &b[0] if size > 0 else NULL
+    if size == 0:
+        if n == 0:
+            return out
+        raise ValueError("journal record encoding is truncated")
+    with nogil:
+        rc = unpack_records(p, size, n, first_seq, w)
+    if rc != 0:
+        raise ValueError("journal record encoding is truncated or malformed")
+    return out
 
 
 def set_huge_pages(bint on):

@@ -1,0 +1,141 @@
+# The journal's on-disk record encoding, in C: the same format as
+# cardledger/codec.py (see its docstring for the predictors), byte for byte.
+
+cdef enum:
+    J_WORDS = 19
+    W_AMOUNT = 4
+    W_TIME = 5
+    W_LIMIT = 6
+    W_RESULT_AMOUNT = 11
+    W_BALANCE = 12
+    W_JSEQ = 13
+    W_DEBIT = 14
+    W_CREDIT = 15
+    W_SUBSIDY = 16
+    W_DPREV = 17
+    W_CPREV = 18
+    RECORD_BYTES_MAX = 3 + 19 * 10
+
+
+cdef inline uint64_t zigzag(uint64_t u) noexcept nogil:
+    cdef int64_t s = <int64_t>u
+    return (<uint64_t>s << 1) ^ <uint64_t>(s >> 63)
+
+
+cdef inline uint64_t unzigzag(uint64_t z) noexcept nogil:
+    return (z >> 1) ^ (<uint64_t>0 - (z & 1))
+
+
+cdef inline uint64_t back(uint64_t jseq, uint64_t x) noexcept nogil:
+    """The back-pointer predictor (0 and jseq + 1 swapped); its own inverse."""
+    cdef uint64_t nxt = jseq + 1
+    if x == 0:
+        return 0
+    if x == nxt:
+        return nxt
+    return nxt - x
+
+
+cdef inline unsigned char* put_varint(unsigned char* p, uint64_t v) noexcept nogil:
+    while v >= 0x80:
+        p[0] = <unsigned char>((v & 0x7F) | 0x80)
+        p += 1
+        v >>= 7
+    p[0] = <unsigned char>v
+    return p + 1
+
+
+cdef inline int64_t get_varint(const unsigned char* buf, int64_t pos, int64_t end, uint64_t* out) noexcept nogil:
+    """Read one varint at pos; return the next position, or -1 if malformed."""
+    cdef uint64_t v = 0
+    cdef int shift = 0
+    cdef unsigned char b
+    while True:
+        if pos >= end or shift > 63:
+            return -1
+        b = buf[pos]
+        pos += 1
+        v |= (<uint64_t>(b & 0x7F)) << shift
+        if b < 0x80:
+            out[0] = v
+            return pos
+        shift += 7
+
+
+cdef int64_t pack_records(const uint64_t* w, int64_t n, unsigned char* out) noexcept nogil:
+    """Encode n records (19 words each) into out (room for n * RECORD_BYTES_MAX); return bytes."""
+    cdef int64_t r
+    cdef int i
+    cdef uint64_t t[19]
+    cdef uint64_t bitmap, jseq
+    cdef uint64_t prev_time = 0
+    cdef uint64_t prev_jseq = w[W_JSEQ] - 1 if n > 0 else 0
+    cdef unsigned char* p = out
+    for r in range(n):
+        for i in range(J_WORDS):
+            t[i] = w[i]
+        jseq = w[W_JSEQ]
+        t[W_JSEQ] = jseq - (prev_jseq + 1)
+        t[W_TIME] = zigzag(w[W_TIME] - prev_time)
+        t[W_RESULT_AMOUNT] = w[W_RESULT_AMOUNT] ^ w[W_AMOUNT]
+        t[W_DEBIT] = w[W_DEBIT] ^ w[2]
+        t[W_CREDIT] = w[W_CREDIT] ^ w[3]
+        t[W_DPREV] = back(jseq, w[W_DPREV])
+        t[W_CPREV] = back(jseq, w[W_CPREV])
+        t[W_AMOUNT] = zigzag(w[W_AMOUNT])
+        t[W_LIMIT] = zigzag(w[W_LIMIT])
+        t[W_BALANCE] = zigzag(w[W_BALANCE])
+        t[W_SUBSIDY] = zigzag(w[W_SUBSIDY])
+        bitmap = 0
+        for i in range(J_WORDS):
+            if t[i]:
+                bitmap |= (<uint64_t>1) << i
+        p = put_varint(p, bitmap)
+        for i in range(J_WORDS):
+            if t[i]:
+                p = put_varint(p, t[i])
+        prev_time = w[W_TIME]
+        prev_jseq = jseq
+        w += J_WORDS
+    return p - out
+
+
+cdef int64_t unpack_records(const unsigned char* buf, int64_t size, int64_t n, uint64_t first_seq,
+                            uint64_t* w) noexcept nogil:
+    """Decode n records into w; return 0, or -1 if the bytes are malformed."""
+    cdef int64_t r, pos = 0
+    cdef int i
+    cdef uint64_t t[19]
+    cdef uint64_t bitmap, jseq
+    cdef uint64_t prev_time = 0
+    cdef uint64_t prev_jseq = first_seq - 1
+    for r in range(n):
+        pos = get_varint(buf, pos, size, &bitmap)
+        if pos < 0 or (bitmap >> J_WORDS) != 0:
+            return -1
+        for i in range(J_WORDS):
+            t[i] = 0
+            if (bitmap >> i) & 1:
+                pos = get_varint(buf, pos, size, &t[i])
+                if pos < 0 or t[i] == 0:
+                    return -1
+        for i in range(J_WORDS):
+            w[i] = t[i]
+        w[W_AMOUNT] = unzigzag(t[W_AMOUNT])
+        w[W_LIMIT] = unzigzag(t[W_LIMIT])
+        w[W_BALANCE] = unzigzag(t[W_BALANCE])
+        w[W_SUBSIDY] = unzigzag(t[W_SUBSIDY])
+        jseq = t[W_JSEQ] + prev_jseq + 1
+        w[W_JSEQ] = jseq
+        w[W_TIME] = unzigzag(t[W_TIME]) + prev_time
+        w[W_RESULT_AMOUNT] = t[W_RESULT_AMOUNT] ^ w[W_AMOUNT]
+        w[W_DEBIT] = t[W_DEBIT] ^ w[2]
+        w[W_CREDIT] = t[W_CREDIT] ^ w[3]
+        w[W_DPREV] = back(jseq, t[W_DPREV])
+        w[W_CPREV] = back(jseq, t[W_CPREV])
+        prev_time = w[W_TIME]
+        prev_jseq = jseq
+        w += J_WORDS
+    if pos != size:
+        return -1
+    return 0

@@ -1,0 +1,142 @@
+"""The journal's on-disk record encoding (pure-Python twin of the core's codec).
+
+A journal record (JOURNAL_DTYPE, 152 bytes) is mostly zeros and values that can be
+predicted from their neighbours, and every stored byte is written, hashed and fsynced
+on the batch path. So each record is stored as its 19 little-endian 64-bit words,
+after predictors, as: a varint bitmap of the non-zero words, then each non-zero word
+as a LEB128 varint. Predictors (all exactly invertible):
+
+- journal_seq: minus (previous record's journal_seq + 1), the batch's first_seq - 1
+  before the first record: 0 for every record of a batch;
+- time_us: zigzag of the difference from the previous record's time_us (0 before the
+  first record);
+- result_amount_fen XOR amount_fen; debit_id XOR account_id; credit_id XOR
+  counterparty_id: 0 for the usual successful op;
+- debit_prev_seq, credit_prev_seq: journal_seq + 1 minus the pointer, with 0 (no
+  pointer) and journal_seq + 1 swapped so that the map stays a bijection;
+- amount_fen, limit_fen, balance_fen, subsidy_fen: zigzag (small negatives stay short).
+
+`cardledger._core` has the same codec in C (`pack_journal`, `unpack_journal`); tests
+check that both produce identical bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import CorruptionError
+from .schema import JOURNAL_DTYPE
+
+WORDS = JOURNAL_DTYPE.itemsize // 8
+assert WORDS == 19
+MASK64 = (1 << 64) - 1
+# Word positions in a record.
+W_SOURCE, W_SEQ, W_ACCOUNT, W_COUNTERPARTY, W_AMOUNT, W_TIME, W_LIMIT = 0, 1, 2, 3, 4, 5, 6
+W_RESULT_AMOUNT, W_BALANCE, W_JSEQ, W_DEBIT, W_CREDIT, W_SUBSIDY, W_DPREV, W_CPREV = 11, 12, 13, 14, 15, 16, 17, 18
+ZIGZAG_WORDS = (W_AMOUNT, W_LIMIT, W_BALANCE, W_SUBSIDY)
+#: Longest encoding of one record: a 3-byte bitmap and 19 ten-byte varints.
+RECORD_BYTES_MAX = 3 + WORDS * 10
+
+
+def _zigzag(u: int) -> int:
+    s = u - (1 << 64) if u >> 63 else u
+    return ((s << 1) ^ (s >> 63)) & MASK64
+
+
+def _unzigzag(z: int) -> int:
+    return ((z >> 1) ^ -(z & 1)) & MASK64
+
+
+def _back(jseq: int, x: int) -> int:
+    """The back-pointer predictor; it is its own inverse."""
+    nxt = (jseq + 1) & MASK64
+    if x == 0:
+        return 0
+    if x == nxt:
+        return nxt
+    return (nxt - x) & MASK64
+
+
+def _put_varint(out: bytearray, v: int) -> None:
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+
+
+def _get_varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    v = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise CorruptionError("journal record encoding is truncated or malformed")
+        b = buf[pos]
+        pos += 1
+        v |= (b & 0x7F) << shift
+        if b < 0x80:
+            return v & MASK64, pos
+        shift += 7
+
+
+def pack_journal(records: np.ndarray) -> bytes:
+    """Encode JOURNAL_DTYPE records (contiguous journal_seq) into bytes."""
+    words = np.ascontiguousarray(records).view(np.uint64).reshape(len(records), WORDS).tolist()
+    out = bytearray()
+    prev_time = 0
+    prev_jseq = int(records[0]["journal_seq"]) - 1 if len(records) else 0
+    for w in words:
+        t = list(w)
+        jseq = w[W_JSEQ]
+        t[W_JSEQ] = (jseq - (prev_jseq + 1)) & MASK64
+        t[W_TIME] = _zigzag((w[W_TIME] - prev_time) & MASK64)
+        t[W_RESULT_AMOUNT] = w[W_RESULT_AMOUNT] ^ w[W_AMOUNT]
+        t[W_DEBIT] = w[W_DEBIT] ^ w[W_ACCOUNT]
+        t[W_CREDIT] = w[W_CREDIT] ^ w[W_COUNTERPARTY]
+        t[W_DPREV] = _back(jseq, w[W_DPREV])
+        t[W_CPREV] = _back(jseq, w[W_CPREV])
+        for i in ZIGZAG_WORDS:
+            t[i] = _zigzag(w[i])
+        bitmap = 0
+        for i in range(WORDS):
+            if t[i]:
+                bitmap |= 1 << i
+        _put_varint(out, bitmap)
+        for i in range(WORDS):
+            if t[i]:
+                _put_varint(out, t[i])
+        prev_time, prev_jseq = w[W_TIME], jseq
+    return bytes(out)
+
+
+def unpack_journal(buf: bytes | memoryview, n: int, first_seq: int) -> np.ndarray:
+    """Decode `n` records (the first has journal_seq `first_seq`); CorruptionError if malformed."""
+    mv = memoryview(buf).cast("B")
+    out = np.zeros((n, WORDS), dtype=np.uint64)
+    pos = 0
+    prev_time = 0
+    prev_jseq = first_seq - 1
+    for r in range(n):
+        bitmap, pos = _get_varint(mv, pos)
+        if bitmap >> WORDS:
+            raise CorruptionError("journal record encoding has an unknown word")
+        t = [0] * WORDS
+        for i in range(WORDS):
+            if bitmap >> i & 1:
+                t[i], pos = _get_varint(mv, pos)
+                if t[i] == 0:
+                    raise CorruptionError("journal record encoding is not canonical")
+        w = list(t)
+        for i in ZIGZAG_WORDS:
+            w[i] = _unzigzag(t[i])
+        jseq = (t[W_JSEQ] + prev_jseq + 1) & MASK64
+        w[W_JSEQ] = jseq
+        w[W_TIME] = (_unzigzag(t[W_TIME]) + prev_time) & MASK64
+        w[W_RESULT_AMOUNT] = t[W_RESULT_AMOUNT] ^ w[W_AMOUNT]
+        w[W_DEBIT] = t[W_DEBIT] ^ w[W_ACCOUNT]
+        w[W_CREDIT] = t[W_CREDIT] ^ w[W_COUNTERPARTY]
+        w[W_DPREV] = _back(jseq, t[W_DPREV])
+        w[W_CPREV] = _back(jseq, t[W_CPREV])
+        out[r] = w
+        prev_time, prev_jseq = w[W_TIME], jseq
+    if pos != len(mv):
+        raise CorruptionError("journal batch has bytes after its last record")
+    return out.reshape(-1).view(JOURNAL_DTYPE)
