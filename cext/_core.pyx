@@ -10,6 +10,7 @@ hash tables; every op kind has its own handler (`op_*`), dispatched by `execute`
 from libc.stdint cimport uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, realloc, free, calloc
 from libc.string cimport memset, memcpy, memcmp
+from cpython.bytes cimport PyBytes_FromStringAndSize
 
 import numpy as np
 cimport numpy as cnp
@@ -215,17 +216,29 @@ cdef class Engine:
             raise ValueError(f"journal record {arr[bad]['journal_seq']} does not replay to its recorded figures")
 
 
+cdef unsigned char* _pack_scratch = NULL
+cdef int64_t _pack_scratch_bytes = 0
+
+
 def pack_journal(records):
     """Encode JOURNAL_DTYPE records into bytes (format: cardledger/codec.py)."""
+    global _pack_scratch, _pack_scratch_bytes
     cdef cnp.ndarray arr = np.ascontiguousarray(records, dtype=JOURNAL_DTYPE)
     cdef int64_t n = len(arr)
-    cdef bytearray out = bytearray(n * RECORD_BYTES_MAX)
-    cdef unsigned char* p = <unsigned char*><char*>out
+    cdef int64_t need = n * RECORD_BYTES_MAX + 1
     cdef const uint64_t* w = <const uint64_t*>cnp.PyArray_DATA(arr)
     cdef int64_t size
+    cdef void* q
+    # A scratch buffer reused across batches: this runs once per batch on the hot path.
+    if need > _pack_scratch_bytes:
+        q = realloc(_pack_scratch, need)
+        if q == NULL:
+            raise MemoryError("cardledger core: cannot allocate the journal encoding buffer")
+        _pack_scratch = <unsigned char*>q
+        _pack_scratch_bytes = need
     with nogil:
-        size = pack_records(w, n, p)
-    return bytes(memoryview(out)[:size])
+        size = pack_records(w, n, _pack_scratch)
+    return PyBytes_FromStringAndSize(<char*>_pack_scratch, size)
 
 
 def unpack_journal(buf, int64_t n, uint64_t first_seq):
