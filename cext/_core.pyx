@@ -24,9 +24,10 @@ cnp.import_array()
 
 include "records.pxi"
 include "tables.pxi"
+include "codec.pxi"
+include "window.pxi"
 include "handlers.pxi"
 include "batch.pxi"
-include "codec.pxi"
 
 
 cdef class Engine:
@@ -57,7 +58,7 @@ cdef class Engine:
     @property
     def recent_count(self):
         """Number of decisions held in memory since the last checkpoint."""
-        return self.st.n_tail
+        return self.st.n_dec
 
     def account_count(self):
         """Number of accounts ever opened (closed ones included)."""
@@ -79,9 +80,17 @@ cdef class Engine:
             raise MemoryError("cardledger core: cannot allocate the state")
         self.st.journal_seq = journal_seq
 
-    def export_checkpoint(self):
-        """Return (accounts in creation order, sources by id, pending holds by id)."""
-        accounts = np.empty(self.st.n_accounts, dtype=ACCOUNT_DTYPE)
+    def export_checkpoint(self, accounts_out=None):
+        """Return (accounts in creation order, sources by id, pending holds by id).
+
+        With `accounts_out` (an ACCOUNT_DTYPE array at least as long as the account
+        count), the accounts are copied into its prefix, which is returned: a buffer
+        reused across checkpoints costs no page faults.
+        """
+        if accounts_out is not None and len(accounts_out) >= self.st.n_accounts and accounts_out.dtype == ACCOUNT_DTYPE and accounts_out.flags.c_contiguous:
+            accounts = accounts_out[:self.st.n_accounts]
+        else:
+            accounts = np.empty(self.st.n_accounts, dtype=ACCOUNT_DTYPE)
         if self.st.n_accounts:
             memcpy(cnp.PyArray_DATA(accounts), self.st.accounts, self.st.n_accounts * sizeof(Account))
         sources = np.empty(self.st.n_sources, dtype=SOURCE_DTYPE)
@@ -101,8 +110,9 @@ cdef class Engine:
         (source, seq). Grouping is a stable counting sort by source, since each
         source's decisions are nearly always already in seq order.
         """
-        cdef Py_ssize_t i, n = self.st.n_tail, ns = self.st.n_sources
+        cdef Py_ssize_t i, n = self.st.n_dec, ns = self.st.n_sources
         cdef Journal* j
+        cdef Journal tmp
         cdef int64_t si, pos
         cdef cnp.ndarray src_ids = np.empty(ns, dtype=np.uint64)
         cdef uint64_t[::1] sid = src_ids
@@ -115,9 +125,12 @@ cdef class Engine:
             rank_of[ordv[i]] = i
         cdef int64_t[::1] start = np.zeros(ns + 1, dtype=np.int64)
         cdef int64_t[::1] src_idx = np.empty(n, dtype=np.int64)
+        cdef uint64_t[::1] seqs = np.empty(n, dtype=np.uint64)
         for i in range(n):
-            si = map1_find(self.st.smap, self.st.smap_mask, self.st.tail[i].op.source)
+            j = window_record(&self.st, i, &tmp)
+            si = map1_find(self.st.smap, self.st.smap_mask, j.op.source)
             src_idx[i] = si
+            seqs[i] = j.op.seq
             start[rank_of[si] + 1] += 1
         for i in range(ns):
             start[i + 1] += start[i]
@@ -126,17 +139,16 @@ cdef class Engine:
         cdef uint64_t[:, ::1] d = decisions.view(np.uint64).reshape(n, 3)
         cdef cnp.uint8_t[::1] lt = late.view(np.uint8)
         for i in range(n):
-            j = &self.st.tail[i]
             si = src_idx[i]
             pos = start[rank_of[si]]
             start[rank_of[si]] += 1
-            d[pos, 0] = j.op.source
-            d[pos, 1] = j.op.seq
-            d[pos, 2] = j.journal_seq
-            lt[pos] = 1 if j.op.seq <= self.st.sources[si].checkpoint_seq else 0
+            d[pos, 0] = self.st.sources[si].source
+            d[pos, 1] = seqs[i]
+            d[pos, 2] = self.st.wfirst_jseq + i
+            lt[pos] = 1 if seqs[i] <= self.st.sources[si].checkpoint_seq else 0
         for i in range(ns):
             self.st.sources[i].checkpoint_seq = self.st.sources[i].last_seq
-        recent_clear(&self.st)
+        window_clear(&self.st)
         if n > 1:
             src = decisions["source"]
             seq = decisions["seq"]
@@ -187,17 +199,18 @@ cdef class Engine:
             hp = np.ascontiguousarray(has_prior, dtype=np.uint8)
             prior_p = <Journal*>cnp.PyArray_DATA(pr)
             has_p = <cnp.uint8_t*>cnp.PyArray_DATA(hp)
-        cdef Py_ssize_t tail_before = self.st.n_tail
-        if tail_reserve(&self.st, n) != 0 or undo_reserve(&self.st, 16) != 0:
-            raise MemoryError("cardledger core: cannot grow the journal tail")
+        if window_reserve(&self.st, n) != 0 or undo_reserve(&self.st, 16) != 0:
+            raise MemoryError("cardledger core: cannot grow the decisions window")
+        window_begin_batch(&self.st)
         cdef int rc = apply_batch(&self.st, <Op*>cnp.PyArray_DATA(arr), n,
                                   prior_p, has_p, <Result*>cnp.PyArray_DATA(results))
         if rc != 0:
             raise MemoryError("cardledger core: out of memory while applying a batch")
-        cdef Py_ssize_t nj = self.st.n_tail - tail_before
+        cdef Py_ssize_t nj = self.st.n_tail
         journal = np.empty(nj, dtype=JOURNAL_DTYPE)
         if nj:
-            memcpy(cnp.PyArray_DATA(journal), &self.st.tail[tail_before], nj * sizeof(Journal))
+            memcpy(cnp.PyArray_DATA(journal), self.st.tail, nj * sizeof(Journal))
+        window_end_batch(&self.st)
         return results, journal
 
     def replay(self, journal):
@@ -207,9 +220,11 @@ cdef class Engine:
         """
         cdef cnp.ndarray arr = np.ascontiguousarray(journal, dtype=JOURNAL_DTYPE)
         cdef Py_ssize_t n = len(arr)
-        if tail_reserve(&self.st, n) != 0 or undo_reserve(&self.st, 16) != 0:
-            raise MemoryError("cardledger core: cannot grow the journal tail")
+        if window_reserve(&self.st, n) != 0 or undo_reserve(&self.st, 16) != 0:
+            raise MemoryError("cardledger core: cannot grow the decisions window")
+        window_begin_batch(&self.st)
         cdef int64_t bad = replay_records(&self.st, <Journal*>cnp.PyArray_DATA(arr), n)
+        window_end_batch(&self.st)
         if bad == -2:
             raise MemoryError("cardledger core: out of memory during replay")
         if bad >= 0:

@@ -26,6 +26,8 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
         st.n_sources += 1
     elif op.seq > s.last_seq:
         s.last_seq = op.seq
+    if st.n_dec == 0:
+        st.wfirst_jseq = jseq
     rec = &st.tail[st.n_tail]
     rec.op = op[0]
     rec.code = code
@@ -53,10 +55,11 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
         rec.debit_id = 0
         rec.credit_id = 0
         rec.subsidy_fen = 0
-    if recent_insert(st, op.source, op.seq, st.n_tail) != 0:
+    if recent_insert(st, op.source, op.seq, st.n_dec) != 0:
         st.oom = 1
         return NULL
     st.n_tail += 1
+    st.n_dec += 1
     return rec
 
 
@@ -125,6 +128,7 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
     cdef Journal* orig
     cdef Journal* rec
     cdef Effect ef
+    cdef Journal tmp
     cdef uint64_t jseq
     cdef int64_t first_new = st.n_tail
     st.undo_on = linked
@@ -140,7 +144,7 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
         orig = NULL
         idx = recent_find(st, op.source, op.seq)
         if idx >= 0:
-            orig = &st.tail[idx]
+            orig = window_record(st, idx, &tmp)
         elif has_prior != NULL and has_prior[k]:
             orig = &prior[k]
         if orig != NULL:

@@ -46,10 +46,22 @@ cdef struct State:
     Slot2* pmap
     uint64_t pmap_mask
     int64_t pmap_used
+    # The decisions window (see window.pxi): this batch's records in `tail`; the
+    # window's older records packed in `wbytes` at offsets `woff`.
     Journal* tail
     int64_t n_tail
     int64_t cap_tail
-    uint64_t* rmap  # recent decisions: fingerprint << 32 | (tail index + 1)
+    unsigned char* wbytes
+    int64_t wbytes_used
+    int64_t cap_wbytes
+    int64_t* woff
+    int64_t cap_woff
+    uint64_t* whash
+    int64_t cap_whash
+    int64_t n_dec
+    int64_t batch_base
+    uint64_t wfirst_jseq
+    uint64_t* rmap  # recent decisions: fingerprint << 32 | (decision index + 1)
     uint64_t rmap_mask
     int64_t rmap_used
     Undo* undo
@@ -311,6 +323,9 @@ cdef void state_free(State* st) noexcept nogil:
     free(st.pending)
     free(st.pmap)
     free(st.tail)
+    free(st.wbytes)
+    free(st.woff)
+    free(st.whash)
     free(st.rmap)
     free(st.undo)
     memset(st, 0, sizeof(State))
@@ -360,71 +375,8 @@ cdef int state_load(State* st, Account* a, int64_t na, Source* s, int64_t ns,
     return 0
 
 
-cdef int tail_reserve(State* st, int64_t n) noexcept nogil:
-    # The recent map stores tail indexes in 32 bits.
-    if st.n_tail + n >= <int64_t>0xFFFFFFFE:
-        return -1
-    return grow(<void**>&st.tail, &st.cap_tail, st.n_tail + n, sizeof(Journal))
-
-
 cdef int undo_reserve(State* st, int64_t n) noexcept nogil:
     return grow(<void**>&st.undo, &st.cap_undo, st.n_undo + n, sizeof(Undo))
-
-
-cdef void recent_clear(State* st) noexcept nogil:
-    memset(st.rmap, 0, (st.rmap_mask + 1) * sizeof(uint64_t))
-    st.rmap_used = 0
-    st.n_tail = 0
-
-
-# The recent map indexes the tail by (source, seq). It is written once per decided op,
-# so it is compact: 8-byte slots holding a 32-bit fingerprint of the id and the tail
-# index; a fingerprint match is confirmed against the tail record itself.
-
-cdef inline int64_t recent_find(State* st, uint64_t source, uint64_t seq) noexcept nogil:
-    cdef uint64_t h = mix128(source, seq)
-    cdef uint64_t fp = h >> 32
-    cdef uint64_t i = h & st.rmap_mask
-    cdef uint64_t slot
-    cdef int64_t idx
-    while True:
-        slot = st.rmap[i]
-        if slot == 0:
-            return -1
-        if (slot >> 32) == fp:
-            idx = <int64_t>(slot & <uint64_t>0xFFFFFFFF) - 1
-            if st.tail[idx].op.source == source and st.tail[idx].op.seq == seq:
-                return idx
-        i = (i + 1) & st.rmap_mask
-
-
-cdef inline void recent_put(uint64_t* t, uint64_t mask, uint64_t source, uint64_t seq, int64_t idx) noexcept nogil:
-    cdef uint64_t h = mix128(source, seq)
-    cdef uint64_t i = h & mask
-    while t[i] != 0:
-        i = (i + 1) & mask
-    t[i] = ((h >> 32) << 32) | <uint64_t>(idx + 1)
-
-
-cdef int recent_insert(State* st, uint64_t source, uint64_t seq, int64_t idx) noexcept nogil:
-    cdef uint64_t new_mask, i
-    cdef uint64_t* t
-    cdef int64_t j
-    if (st.rmap_used + 1) * 2 > <int64_t>(st.rmap_mask + 1):
-        new_mask = (st.rmap_mask + 1) * 2 - 1
-        t = <uint64_t*>big_calloc(new_mask + 1, sizeof(uint64_t))
-        if t == NULL:
-            return -1
-        for i in range(st.rmap_mask + 1):
-            if st.rmap[i] != 0:
-                j = <int64_t>(st.rmap[i] & <uint64_t>0xFFFFFFFF) - 1
-                recent_put(t, new_mask, st.tail[j].op.source, st.tail[j].op.seq, j)
-        free(st.rmap)
-        st.rmap = t
-        st.rmap_mask = new_mask
-    recent_put(st.rmap, st.rmap_mask, source, seq, idx)
-    st.rmap_used += 1
-    return 0
 
 
 # ---------------------------------------------------------------- lookups

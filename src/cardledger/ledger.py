@@ -137,6 +137,7 @@ class Ledger:
         self._file_job: tuple | None = None  # (journal_seq, last hash, future) in flight
         self._snapshot: tuple | None = None  # taken by the current txn, written after commit
         self._recorded_ckpt: int | None = None
+        self._snap_buf: np.ndarray | None = None  # reused account snapshot buffer
         self._ids_upto = 0
         #: The last error writing a checkpoint file in the background (None: none).
         self.checkpoint_error: OSError | None = None
@@ -442,7 +443,11 @@ class Ledger:
         for k, v in late_items:
             if not txn.put(k, v, db=late_db, overwrite=False):
                 raise CorruptionError(f"late id index entry {k.hex()} written twice")
-        accounts, sources, pending = self._engine.export_checkpoint()
+        # The snapshot buffer is reused: the previous file job has finished by now.
+        n = self._engine.account_count()
+        if self._snap_buf is None or len(self._snap_buf) < n:
+            self._snap_buf = np.empty(n + n // 4 + 1024, dtype=ACCOUNT_DTYPE)
+        accounts, sources, pending = self._engine.export_checkpoint(self._snap_buf)
         jseq = int(self._engine.journal_seq)
         for k, v in storage.encode_ids_state(jseq, sources).items():
             txn.put(k, v, db=self._dbs[b"state"])

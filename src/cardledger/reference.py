@@ -106,8 +106,11 @@ class Engine:
         self.tail = []
         self.journal_seq = int(journal_seq)
 
-    def export_checkpoint(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return (accounts in creation order, sources by id, pending holds by id)."""
+    def export_checkpoint(self, accounts_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (accounts in creation order, sources by id, pending holds by id).
+
+        `accounts_out` (a reusable buffer, for the core's sake) is ignored here.
+        """
         accounts = np.array([a.as_tuple() for a in self.accounts.values()], dtype=ACCOUNT_DTYPE)
         sources = np.array(
             [(s, v[0], v[1]) for s, v in sorted(self.sources.items())], dtype=SOURCE_DTYPE

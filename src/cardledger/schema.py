@@ -117,8 +117,9 @@ CAP_MAX_FEN = AMOUNT_MAX_FEN
 BATCH_OPS_MAX = 1 << 20
 #: Decided ops kept in memory between checkpoints; a checkpoint is taken once this
 #: many ops have been decided since the last one. It bounds the journal tail that
-#: opening replays and the memory of the decisions window (about 160 bytes an op).
-CHECKPOINT_OPS_DEFAULT = 1 << 18
+#: opening replays and the memory of the decisions window (about 40 bytes an op in
+#: the core), and sets how often the account snapshot (80 bytes a card) is written.
+CHECKPOINT_OPS_DEFAULT = 1 << 20
 INT64_MAX = (1 << 63) - 1
 
 assert AMOUNT_MAX_FEN < INT64_MAX // 1024
