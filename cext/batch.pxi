@@ -129,6 +129,7 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
     cdef Journal* rec
     cdef Effect ef
     cdef Journal tmp
+    cdef Source* src
     cdef uint64_t jseq
     cdef int64_t first_new = st.n_tail
     st.undo_on = linked
@@ -142,11 +143,15 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
             failed = True
             continue
         orig = NULL
-        idx = recent_find(st, op.source, op.seq)
-        if idx >= 0:
-            orig = window_record(st, idx, &tmp)
-        elif has_prior != NULL and has_prior[k]:
-            orig = &prior[k]
+        src = source_find(st, op.source)
+        # Terminals issue increasing seqs: an id above its source's highest decided seq
+        # is new, with no lookup at all. Only the others are looked up.
+        if src != NULL and op.seq <= src.last_seq:
+            idx = recent_find(st, op.source, op.seq)
+            if idx >= 0:
+                orig = window_record(st, idx, &tmp)
+            elif has_prior != NULL and has_prior[k]:
+                orig = &prior[k]
         if orig != NULL:
             replay_result(op, orig, r)
             failed = True
