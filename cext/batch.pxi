@@ -41,12 +41,12 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
         rec.debit_id = ef.debit_id
         rec.credit_id = ef.credit_id
         rec.subsidy_fen = ef.subsidy_fen
-        if ef.debit_id:
-            a = account_get(st, ef.debit_id)
+        if ef.debit != NULL:
+            a = ef.debit
             rec.debit_prev_seq = a.last_journal_seq
             a.last_journal_seq = jseq
-        if ef.credit_id:
-            a = account_get(st, ef.credit_id)
+        if ef.credit != NULL:
+            a = ef.credit
             rec.credit_prev_seq = a.last_journal_seq
             a.last_journal_seq = jseq
     else:

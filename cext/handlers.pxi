@@ -112,12 +112,16 @@ cdef inline int64_t move(State* st, Account* d, Account* c, int64_t amount, int 
     return amount if to_subsidy else 0
 
 
-cdef inline void set_effect(Effect* ef, int64_t amount, int64_t balance, uint64_t debit_id,
-                            uint64_t credit_id, int64_t subsidy) noexcept nogil:
+cdef inline void set_effect(Effect* ef, int64_t amount, int64_t balance, Account* debit,
+                            Account* credit, int64_t subsidy) noexcept nogil:
+    """Record what the op did; `debit`/`credit` (NULL: none) are kept so that the
+    journal step need not look the accounts up again."""
     ef.amount_fen = amount
     ef.balance_fen = balance
-    ef.debit_id = debit_id
-    ef.credit_id = credit_id
+    ef.debit = debit
+    ef.credit = credit
+    ef.debit_id = debit.id if debit != NULL else 0
+    ef.credit_id = credit.id if credit != NULL else 0
     ef.subsidy_fen = subsidy
 
 
@@ -192,7 +196,7 @@ cdef int op_open(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     if op.account_kind == A_CARD:
         a.category = op.category
         a.cap_fen = op.limit_fen if op.limit_fen != 0 else st.default_cap_fen
-    set_effect(ef, 0, 0, op.account_id, 0, 0)
+    set_effect(ef, 0, 0, a, NULL, 0)
     return R_OK
 
 
@@ -220,7 +224,7 @@ cdef inline int simple_move(State* st, Op* op, Effect* ef, int want_a, int want_
     if code != R_OK:
         return code
     sub = move(st, d, cr, amount, draw, to_subsidy)
-    set_effect(ef, amount, available(a), d.id, cr.id, sub)
+    set_effect(ef, amount, available(a), d, cr, sub)
     return R_OK
 
 
@@ -272,14 +276,14 @@ cdef int op_transfer(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
         return code
     if not pending:
         sub = move(st, a, c, amount, DRAW_ORDER, ts)
-        set_effect(ef, amount, available(a), a.id, c.id, sub)
+        set_effect(ef, amount, available(a), a, c, sub)
         return R_OK
     touch(st, a)
     touch(st, c)
     sub = draw_purses(a, amount, DRAW_ORDER)
     a.debits_pending += amount
     c.credits_pending += amount
-    set_effect(ef, amount, available(a), a.id, c.id, sub)
+    set_effect(ef, amount, available(a), a, c, sub)
     p.source = op.source
     p.seq = op.seq
     p.debit_id = a.id
@@ -313,7 +317,7 @@ cdef int op_post(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         return R_OVERFLOW
     sub = release(st, &p, posted)
     pending_del(st, pending_find(st, p.source, p.seq))
-    set_effect(ef, posted, available(d), d.id, c.id, sub)
+    set_effect(ef, posted, available(d), d, c, sub)
     return R_OK
 
 
@@ -327,7 +331,7 @@ cdef int op_void(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     d = account_get(st, p.debit_id)
     release(st, &p, 0)
     pending_del(st, pending_find(st, p.source, p.seq))
-    set_effect(ef, p.amount_fen, available(d), p.debit_id, p.credit_id, p.subsidy_fen)
+    set_effect(ef, p.amount_fen, available(d), d, account_get(st, p.credit_id), p.subsidy_fen)
     return R_OK
 
 
@@ -351,7 +355,7 @@ cdef int op_freeze(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         return code
     touch(st, a)
     a.flags |= AF_FROZEN
-    set_effect(ef, 0, available(a), a.id, 0, 0)
+    set_effect(ef, 0, available(a), a, NULL, 0)
     return R_OK
 
 
@@ -362,7 +366,7 @@ cdef int op_unfreeze(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
         return code
     touch(st, a)
     a.flags &= ~AF_FROZEN
-    set_effect(ef, 0, available(a), a.id, 0, 0)
+    set_effect(ef, 0, available(a), a, NULL, 0)
     return R_OK
 
 
@@ -403,7 +407,7 @@ cdef int op_replace(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil
     old.cash_fen = 0
     old.subsidy_fen = 0
     old.flags |= AF_CLOSED
-    set_effect(ef, cash + sub, 0, op.account_id, op.counterparty_id, sub)
+    set_effect(ef, cash + sub, 0, old, new, sub)
     return R_OK
 
 
@@ -445,7 +449,7 @@ cdef int op_close(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     a.flags |= AF_CLOSED
     c.credits_posted += cash + sub
     c.cash_fen += cash + sub
-    set_effect(ef, cash + sub, 0, op.account_id, op.counterparty_id, sub)
+    set_effect(ef, cash + sub, 0, a, c, sub)
     return R_OK
 
 

@@ -74,6 +74,8 @@ cdef struct Effect:
     uint64_t debit_id
     uint64_t credit_id
     int64_t subsidy_fen
+    Account* debit  # the accounts themselves (valid until the next account is created)
+    Account* credit
 
 cdef enum:
     K_OPEN = 1
