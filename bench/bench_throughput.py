@@ -148,10 +148,10 @@ def open_engine(name: str, path: str) -> tuple[Any, dict[str, Any]]:
     if name == "core":
         return open_core(path)
     if name == "sqlite":
-        info = {"sqlite": sqlite3.sqlite_version, "durability": "WAL, synchronous=FULL"}
+        info: dict[str, Any] = {"sqlite": sqlite3.sqlite_version, "durability": "WAL, synchronous=FULL, cache_size 256 MiB"}
         return SqliteLedger(path), info
     if name == "lmdb":
-        info = {"lmdb": lmdb.version(), "durability": "sync=True, metasync=True"}
+        info = {"lmdb": ".".join(map(str, lmdb.version())), "durability": "sync=True, metasync=True"}
         return NaiveLmdbLedger(path), info
     raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
 
