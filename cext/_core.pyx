@@ -126,11 +126,12 @@ cdef class Engine:
         cdef int64_t[::1] start = np.zeros(ns + 1, dtype=np.int64)
         cdef int64_t[::1] src_idx = np.empty(n, dtype=np.int64)
         cdef uint64_t[::1] seqs = np.empty(n, dtype=np.uint64)
+        cdef uint64_t one_source, one_seq
         for i in range(n):
-            j = window_record(&self.st, i, &tmp)
-            si = map1_find(self.st.smap, self.st.smap_mask, j.op.source)
+            window_ids(&self.st, i, &one_source, &one_seq)
+            si = map1_find(self.st.smap, self.st.smap_mask, one_source)
             src_idx[i] = si
-            seqs[i] = j.op.seq
+            seqs[i] = one_seq
             start[rank_of[si] + 1] += 1
         for i in range(ns):
             start[i + 1] += start[i]
@@ -273,6 +274,36 @@ def unpack_journal(buf, int64_t n, uint64_t first_seq):
     if rc != 0:
         raise ValueError("journal record encoding is truncated or malformed")
     return out
+
+
+def pack_pairs(seqs, journal_seqs):
+    """Encode sorted (seq, journal_seq) pairs of an id index run (format: codec.py)."""
+    cdef const uint64_t[::1] s = np.ascontiguousarray(seqs, dtype=np.uint64)
+    cdef const uint64_t[::1] j = np.ascontiguousarray(journal_seqs, dtype=np.uint64)
+    cdef int64_t n = s.shape[0]
+    if j.shape[0] != n:
+        raise ValueError("pack_pairs: seqs and journal_seqs differ in length")
+    if n == 0:
+        return b""
+    cdef bytearray out = bytearray(n * 20)
+    cdef unsigned char* p = <unsigned char*><char*>out
+    cdef int64_t size
+    with nogil:
+        size = pack_pair_run(&s[0], &j[0], n, p)
+    return bytes(memoryview(out)[:size])
+
+
+def find_pair(buf, uint64_t seq):
+    """journal_seq paired with `seq` in an encoded run, or None; ValueError if malformed."""
+    cdef const unsigned char[::1] b = memoryview(buf).cast("B")
+    cdef uint64_t jseq = 0
+    cdef int rc
+    if b.shape[0] == 0:
+        return None
+    rc = find_pair_in_run(&b[0], b.shape[0], seq, &jseq)
+    if rc < 0:
+        raise ValueError("id index run is malformed")
+    return jseq if rc == 1 else None
 
 
 def set_huge_pages(bint on):

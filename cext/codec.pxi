@@ -139,3 +139,38 @@ cdef int64_t unpack_records(const unsigned char* buf, int64_t size, int64_t n, u
     if pos != size:
         return -1
     return 0
+
+
+cdef int64_t pack_pair_run(const uint64_t* seqs, const uint64_t* jseqs, int64_t n,
+                           unsigned char* out) noexcept nogil:
+    """Encode n sorted (seq, journal_seq) pairs (format: codec.py); return bytes written."""
+    cdef int64_t i
+    cdef uint64_t prev_s = 0, prev_j = 0
+    cdef unsigned char* p = out
+    for i in range(n):
+        p = put_varint(p, seqs[i] - prev_s)
+        p = put_varint(p, zigzag(jseqs[i] - prev_j))
+        prev_s = seqs[i]
+        prev_j = jseqs[i]
+    return p - out
+
+
+cdef int find_pair_in_run(const unsigned char* b, int64_t size, uint64_t seq, uint64_t* jseq) noexcept nogil:
+    """1 and *jseq if seq is in the run, 0 if not, -1 if the bytes are malformed."""
+    cdef int64_t pos = 0
+    cdef uint64_t s = 0, j = 0, ds, dj
+    while pos < size:
+        pos = get_varint(b, pos, size, &ds)
+        if pos < 0:
+            return -1
+        pos = get_varint(b, pos, size, &dj)
+        if pos < 0:
+            return -1
+        s += ds
+        j += unzigzag(dj)
+        if s == seq:
+            jseq[0] = j
+            return 1
+        if s > seq:
+            return 0
+    return 0

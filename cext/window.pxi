@@ -48,6 +48,30 @@ cdef Journal* window_record(State* st, int64_t idx, Journal* tmp) noexcept nogil
     return tmp
 
 
+cdef void window_ids(State* st, int64_t idx, uint64_t* source, uint64_t* seq) noexcept nogil:
+    """Decision idx's (source, seq) without decoding the whole record: they are the
+    record's first two words, stored as they are."""
+    cdef Journal* rec
+    cdef uint64_t bitmap = 0
+    cdef int64_t pos, end
+    cdef const unsigned char* b
+    if idx >= st.batch_base:
+        rec = &st.tail[idx - st.batch_base]
+        source[0] = rec.op.source
+        seq[0] = rec.op.seq
+        return
+    end = st.woff[idx + 1] if idx + 1 < st.batch_base else st.wbytes_used
+    b = st.wbytes + st.woff[idx]
+    end -= st.woff[idx]
+    source[0] = 0
+    seq[0] = 0
+    pos = get_varint(b, 0, end, &bitmap)
+    if pos >= 0 and (bitmap & 1):
+        pos = get_varint(b, pos, end, source)
+    if pos >= 0 and (bitmap & 2):
+        get_varint(b, pos, end, seq)
+
+
 cdef void window_clear(State* st) noexcept nogil:
     memset(st.rmap, 0, (st.rmap_mask + 1) * sizeof(uint64_t))
     st.rmap_used = 0

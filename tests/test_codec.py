@@ -59,3 +59,17 @@ def test_truncated_or_trailing_bytes_are_refused():
             codec.unpack_journal(bad, len(recs), first)
         with pytest.raises(ValueError):
             core.unpack_journal(bad, len(recs), first)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 2**64 - 1), st.integers(1, 2**64 - 1)), unique_by=lambda t: t[0], max_size=50))
+def test_id_runs_find_every_pair_and_nothing_else(pairs):
+    pairs.sort()
+    seqs = np.array([p[0] for p in pairs], dtype=np.uint64)
+    jseqs = np.array([p[1] for p in pairs], dtype=np.uint64)
+    run = codec.pack_pairs(seqs, jseqs)
+    assert core.pack_pairs(seqs, jseqs) == run
+    for s, j in pairs:
+        assert codec.find_pair(run, s) == j and core.find_pair(run, s) == j
+    for missing in {0, 2**64 - 1, *(s + 1 for s, _ in pairs if s + 1 < 2**64)} - {s for s, _ in pairs}:
+        assert codec.find_pair(run, missing) is None and core.find_pair(run, missing) is None

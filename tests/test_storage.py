@@ -239,3 +239,19 @@ def test_verify_reports_ok_on_a_healthy_ledger(ledger_path):
         assert report.records == led.journal_seq
         assert report.accounts == 12
         assert Result.OK == 0
+
+
+def test_ids_of_a_busy_source_span_several_index_values(ledger_path, monkeypatch):
+    """A source's run longer than one index value is cut; every id is still found."""
+    monkeypatch.setattr(storage, "ID_RUN_PAIRS_MAX", 3)
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+        _setup(led)
+        b = Ops(source=33)
+        for _ in range(10):
+            b.add(OpKind.SPEND, 100, 2, 1)
+        first = b.take()
+        led.apply(first)
+        led.checkpoint()
+    with cardledger.open(ledger_path) as led:
+        assert codes(led.apply(first)) == ["EXISTS"] * 10
+        assert led.balance(100) == 10_000 - 10

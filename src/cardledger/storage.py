@@ -14,7 +14,8 @@ Layout (named LMDB databases in one environment directory):
   ``ids_state`` + ``sources``: the per-source array and how far the id index reaches.
 - ``ids``: decided op ids up to the checkpoint, one value per (source, run): key
   source+hi_seq (big-endian), value the sorted (seq, journal_seq) pairs of the ids
-  that source decided in order between two checkpoints. Terminals issue increasing
+  that source decided in order between two checkpoints, delta-varint encoded
+  (`codec.pack_pairs`, ~3 bytes a pair). Terminals issue increasing
   seqs, so a checkpoint writes about one value per active source, not one per op.
 - ``ids_late``: ids decided out of order (seq at or below the source's seq at the
   previous checkpoint), one key source+seq each; rare by construction.
@@ -35,16 +36,18 @@ from . import codec
 from .errors import CorruptionError
 from .schema import ACCOUNT_DTYPE, JOURNAL_DTYPE, PENDING_DTYPE, SOURCE_DTYPE
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 # The journal codec: the core's C version unless the pure-Python engine is forced.
 if os.environ.get("CARDLEDGER_PURE", "") not in ("", "0"):
     pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
+    pack_pairs, find_pair = codec.pack_pairs, codec.find_pair
 else:
     try:
-        from ._core import pack_journal, unpack_journal
+        from ._core import find_pair, pack_journal, pack_pairs, unpack_journal
     except ImportError:  # pragma: no cover - only without a compiler
         pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
+        pack_pairs, find_pair = codec.pack_pairs, codec.find_pair
 BATCH_MAGIC = b"CLJB"
 #: magic, version, header size, record count, first/last journal_seq, commit time,
 #: previous hash, hash, padding to 128 bytes so the records start 8-byte aligned.
@@ -55,12 +58,13 @@ _HASHED_FIELDS = struct.Struct("<4sHHIQQq")
 GENESIS_HASH = bytes(32)
 KEY = struct.Struct(">Q")
 KEY2 = struct.Struct(">QQ")
-PAIR_DTYPE = np.dtype([("seq", "<u8"), ("journal_seq", "<u8")])
 
 assert BATCH_HEADER_SIZE == 128
 assert JOURNAL_DTYPE.itemsize % 8 == 0
 
 DB_NAMES = (b"meta", b"journal", b"state", b"ids", b"ids_late")
+#: Most (seq, journal_seq) pairs in one value of the id index.
+ID_RUN_PAIRS_MAX = 4096
 
 
 def batch_hash(prev_hash: bytes, fields: bytes, records: bytes | memoryview) -> bytes:
@@ -293,11 +297,13 @@ def id_index_items(decisions: np.ndarray, late: np.ndarray) -> tuple[list, list]
     if len(run):
         src = run["source"]
         cuts = np.flatnonzero(src[1:] != src[:-1]) + 1
-        for part in np.split(run, cuts):
-            pairs = np.empty(len(part), dtype=PAIR_DTYPE)
-            pairs["seq"] = part["seq"]
-            pairs["journal_seq"] = part["journal_seq"]
-            items.append((KEY2.pack(int(part[0]["source"]), int(part[-1]["seq"])), pairs.tobytes()))
+        for group in np.split(run, cuts):
+            # A lookup scans one value, so a busy source's run is cut into values of at
+            # most ID_RUN_PAIRS_MAX pairs, each keyed by its highest seq.
+            for lo in range(0, len(group), ID_RUN_PAIRS_MAX):
+                part = group[lo : lo + ID_RUN_PAIRS_MAX]
+                value = pack_pairs(part["seq"], part["journal_seq"])
+                items.append((KEY2.pack(int(part[0]["source"]), int(part[-1]["seq"])), value))
     late_items = [
         (KEY2.pack(int(d["source"]), int(d["seq"])), KEY.pack(int(d["journal_seq"]))) for d in decisions[late]
     ]
@@ -309,9 +315,11 @@ def lookup_id(ids_cursor, late_get, source: int, seq: int) -> int | None:
     if ids_cursor.set_range(KEY2.pack(source, seq)):
         k_source, _ = KEY2.unpack(ids_cursor.key())
         if k_source == source:
-            pairs = np.frombuffer(ids_cursor.value(), dtype=PAIR_DTYPE)
-            i = int(np.searchsorted(pairs["seq"], seq))
-            if i < len(pairs) and int(pairs["seq"][i]) == seq:
-                return int(pairs["journal_seq"][i])
+            try:
+                jseq = find_pair(ids_cursor.value(), seq)
+            except (ValueError, CorruptionError) as e:
+                raise CorruptionError(f"id index entry of source {source}: {e}") from None
+            if jseq is not None:
+                return int(jseq)
     v = late_get(KEY2.pack(source, seq))
     return None if v is None else KEY.unpack(bytes(v))[0]
