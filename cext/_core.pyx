@@ -203,8 +203,13 @@ cdef class Engine:
         if window_reserve(&self.st, n) != 0 or undo_reserve(&self.st, 16) != 0:
             raise MemoryError("cardledger core: cannot grow the decisions window")
         window_begin_batch(&self.st)
-        cdef int rc = apply_batch(&self.st, <Op*>cnp.PyArray_DATA(arr), n,
-                                  prior_p, has_p, <Result*>cnp.PyArray_DATA(results))
+        cdef Op* ops_p = <Op*>cnp.PyArray_DATA(arr)
+        cdef Result* res_p = <Result*>cnp.PyArray_DATA(results)
+        cdef int rc
+        # The batch loop touches no Python object: other threads (a gateway's event
+        # loop, the checkpoint writer) run meanwhile. The Ledger serialises callers.
+        with nogil:
+            rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p)
         if rc != 0:
             raise MemoryError("cardledger core: out of memory while applying a batch")
         cdef Py_ssize_t nj = self.st.n_tail

@@ -8,6 +8,7 @@ variable CARDLEDGER_PURE=1 forces it (the test suite runs under both).
 
 from __future__ import annotations
 
+from .committer import Committer, QueueFullError
 from .engine_select import IMPLEMENTATION, Engine
 from .errors import (
     AccountNotFoundError,
@@ -48,6 +49,7 @@ __all__ = [
     "AccountInfo",
     "AccountKind",
     "AccountNotFoundError",
+    "Committer",
     "CorruptionError",
     "Engine",
     "Ledger",
@@ -56,6 +58,7 @@ __all__ = [
     "LedgerReadOnlyError",
     "OpFlags",
     "OpKind",
+    "QueueFullError",
     "Result",
     "SchemaError",
     "StorageError",

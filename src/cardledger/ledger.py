@@ -9,7 +9,9 @@ is reloaded from disk, so memory never runs ahead of what is stored.
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -92,6 +94,18 @@ class VerifyReport:
         return not self.problems
 
 
+def _locked(method):
+    """Serialise a Ledger method: the engine is not thread-safe, and the core releases
+    the GIL while it applies a batch."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 def open(  # noqa: A001 - the pinned public name
     path: str | os.PathLike[str],
     *,
@@ -125,6 +139,7 @@ class Ledger:
         checkpoint_ops: int = CHECKPOINT_OPS_DEFAULT,
         engine: str | None = None,
     ) -> None:
+        self._lock = threading.RLock()
         self.path = os.fspath(path)
         self._engine_class = engine_class(engine)
         self.readonly = readonly
@@ -238,6 +253,7 @@ class Ledger:
             prev_hash = batch.hash
             yield batch
 
+    @_locked
     def close(self) -> None:
         """Close the ledger; further calls raise LedgerClosedError. Idempotent.
 
@@ -286,6 +302,7 @@ class Ledger:
         return str(self._engine_class.implementation)
 
     @property
+    @_locked
     def journal_seq(self) -> int:
         """journal_seq of the last decided op."""
         self._check_usable()
@@ -294,6 +311,7 @@ class Ledger:
 
     # ------------------------------------------------------------------ writes
 
+    @_locked
     def apply(self, ops: np.ndarray) -> np.ndarray:
         """Apply a batch of ops (dtype OP_DTYPE); return one RESULT_DTYPE record per op.
 
@@ -454,6 +472,7 @@ class Ledger:
         self._ids_upto = jseq
         self._snapshot = (jseq, self._last_hash, accounts, pending)
 
+    @_locked
     def checkpoint(self) -> None:
         """Take a checkpoint now and wait until it is durable.
 
@@ -505,6 +524,7 @@ class Ledger:
             with self._env.begin() as txn:
                 self._catch_up(txn)
 
+    @_locked
     def _account_row(self, account_id: int) -> tuple:
         self._check_usable()
         self._refresh()
@@ -540,12 +560,14 @@ class Ledger:
             last_journal_seq=r["last_journal_seq"],
         )
 
+    @_locked
     def accounts(self) -> np.ndarray:
         """Every account's state (ACCOUNT_DTYPE), in the order they were opened."""
         self._check_usable()
         self._refresh()
         return self._engine.export_checkpoint()[0]
 
+    @_locked
     def statement(self, account_id: int, start_us: int | None = None, end_us: int | None = None) -> np.ndarray:
         """Journal records (JOURNAL_DTYPE) that moved money of, or acted on, one account.
 
@@ -572,6 +594,7 @@ class Ledger:
         recs = np.array(out, dtype=JOURNAL_DTYPE)
         return recs[np.lexsort((recs["journal_seq"], recs["time_us"]))] if len(recs) else recs
 
+    @_locked
     def journal(self, start_seq: int = 1, end_seq: int | None = None) -> np.ndarray:
         """Journal records with start_seq <= journal_seq < end_seq (JOURNAL_DTYPE)."""
         self._check_usable()
@@ -584,6 +607,7 @@ class Ledger:
                 parts.append(recs[(recs["journal_seq"] >= start_seq) & ((end_seq is None) | (recs["journal_seq"] < (end_seq or 0)))])
         return np.concatenate(parts) if parts else np.zeros(0, dtype=JOURNAL_DTYPE)
 
+    @_locked
     def verify(self) -> VerifyReport:
         """Check the whole ledger and report every problem found.
 

@@ -1,0 +1,220 @@
+"""Group commit for gateways: single ops from many threads and asyncio tasks, one
+durable batch per commit.
+
+A `Committer` owns a Ledger and one thread that applies it. Callers `submit` single
+ops (or a linked chain as one unit) and get a future; the thread gathers what is
+queued into one batch (at most `batch_ops_max` ops, waiting at most `linger_us` for
+more once the first op is there), applies it — one LMDB transaction, one durable
+commit — and resolves every caller's future with that caller's own result. So each
+op's latency is about one commit, while throughput stays near the batch rate.
+
+The queue is bounded (`queue_ops_max`): `submit` blocks when it is full
+(backpressure), or raises `QueueFullError` after `timeout`. `close()` stops taking
+ops, commits everything already accepted, and only then returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+
+from .errors import LedgerClosedError, LedgerError, SchemaError
+from .ledger import Ledger
+from .schema import BATCH_OPS_MAX, OP_DTYPE, OpFlags
+
+#: Default most ops per commit.
+COMMIT_OPS_MAX_DEFAULT = 8_192
+#: Default longest wait for more ops once one is queued, in µs.
+LINGER_US_DEFAULT = 200
+#: Default most ops waiting to be committed.
+QUEUE_OPS_MAX_DEFAULT = 65_536
+
+
+class QueueFullError(LedgerError, TimeoutError):
+    """The committer's queue stayed full for the whole timeout: the ledger is saturated."""
+
+
+class _Unit:
+    """One submission: one op, or a linked chain that must share a batch."""
+
+    __slots__ = ("records", "future", "single")
+
+    def __init__(self, records: bytes, future: Future, single: bool) -> None:
+        self.records = records
+        self.future = future
+        self.single = single
+
+
+class Committer:
+    """Gathers single ops into one batch per durable commit (see module docstring)."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        batch_ops_max: int = COMMIT_OPS_MAX_DEFAULT,
+        linger_us: int = LINGER_US_DEFAULT,
+        queue_ops_max: int = QUEUE_OPS_MAX_DEFAULT,
+    ) -> None:
+        if not 1 <= batch_ops_max <= BATCH_OPS_MAX:
+            raise ValueError(f"batch_ops_max must be in 1..{BATCH_OPS_MAX}, got {batch_ops_max}")
+        if queue_ops_max < batch_ops_max:
+            raise ValueError("queue_ops_max must be at least batch_ops_max")
+        if linger_us < 0:
+            raise ValueError("linger_us must be >= 0")
+        self.ledger = ledger
+        self.batch_ops_max = batch_ops_max
+        self.linger_s = linger_us / 1e6
+        self.queue_ops_max = queue_ops_max
+        self._queue: collections.deque[_Unit] = collections.deque()
+        self._queued_ops = 0
+        self._cond = threading.Condition()
+        self._closing = False
+        self._error: BaseException | None = None
+        #: Batches committed and ops applied so far (for monitoring).
+        self.batches = 0
+        self.ops = 0
+        self._thread = threading.Thread(target=self._run, name="cardledger-committer", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ submitting
+
+    def submit(self, op: Any, timeout: float | None = None) -> Future:
+        """Queue one op (an OP_DTYPE record or 1-element array); return a Future of its
+        RESULT_DTYPE record, resolved once the batch holding it is durable.
+
+        LINKED is refused here (a chain needs all its ops in one batch): use
+        `submit_chain`. Blocks while the queue is full; QueueFullError after `timeout`.
+        """
+        rec = _as_records(op)
+        if len(rec) != 1:
+            raise SchemaError(f"submit takes one op, got {len(rec)}: use submit_chain for a linked chain")
+        if int(rec["flags"][0]) & OpFlags.LINKED:
+            raise SchemaError("a single op may not carry LINKED: submit a linked chain with submit_chain")
+        return self._enqueue(_Unit(rec.tobytes(), Future(), True), 1, timeout)
+
+    def submit_chain(self, ops: np.ndarray, timeout: float | None = None) -> Future:
+        """Queue ops that must be committed in one batch (e.g. a LINKED chain); return a
+        Future of their results (a RESULT_DTYPE array)."""
+        rec = _as_records(ops)
+        if not 1 <= len(rec) <= self.batch_ops_max:
+            raise SchemaError(f"a chain must have 1..{self.batch_ops_max} ops, got {len(rec)}")
+        return self._enqueue(_Unit(rec.tobytes(), Future(), False), len(rec), timeout)
+
+    def apply(self, op: Any, timeout: float | None = None) -> np.void:
+        """Submit one op and wait for its durable result."""
+        return self.submit(op, timeout).result()
+
+    async def apply_async(self, op: Any) -> np.void:
+        """Submit one op from asyncio and await its durable result (never blocks the loop:
+        a full queue makes the task wait in a worker thread)."""
+        try:
+            fut = self.submit(op, timeout=0)
+        except QueueFullError:
+            fut = await asyncio.get_running_loop().run_in_executor(None, self.submit, op)
+        return await asyncio.wrap_future(fut)
+
+    def _enqueue(self, unit: _Unit, n: int, timeout: float | None) -> Future:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._closing:
+                    raise LedgerClosedError("the committer is closed: open a new one")
+                if self._error is not None:
+                    raise LedgerError(f"the committer stopped after an error: {self._error}") from self._error
+                if self._queued_ops + n <= self.queue_ops_max:
+                    break
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise QueueFullError(f"committer queue full ({self.queue_ops_max} ops waiting) for {timeout} s")
+                self._cond.wait(left)
+            self._queue.append(unit)
+            self._queued_ops += n
+            self._cond.notify_all()
+        return unit.future
+
+    # ------------------------------------------------------------------ the commit thread
+
+    def _take_batch(self) -> list[_Unit] | None:
+        """Wait for work; return the units of the next batch (None: closed and drained)."""
+        with self._cond:
+            while not self._queue and not self._closing:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            if self._queued_ops < self.batch_ops_max and self.linger_s > 0 and not self._closing:
+                # A little patience fills the batch under moderate load.
+                self._cond.wait(self.linger_s)
+            units: list[_Unit] = []
+            n = 0
+            while self._queue:
+                size = len(self._queue[0].records) // OP_DTYPE.itemsize
+                if units and n + size > self.batch_ops_max:
+                    break
+                units.append(self._queue.popleft())
+                n += size
+            self._queued_ops -= n
+            self._cond.notify_all()  # room for blocked submitters
+            return units
+
+    def _run(self) -> None:
+        while True:
+            units = self._take_batch()
+            if units is None:
+                return
+            ops = np.frombuffer(b"".join(u.records for u in units), dtype=OP_DTYPE).copy()
+            try:
+                results = self.ledger.apply(ops)
+            except BaseException as e:  # the batch is not applied: every caller learns why
+                for u in units:
+                    u.future.set_exception(e)
+                if not isinstance(e, LedgerError) or isinstance(e, LedgerClosedError):
+                    with self._cond:
+                        self._error = e
+                        self._fail_queued(e)
+                    return
+                continue
+            self.batches += 1
+            self.ops += len(ops)
+            i = 0
+            for u in units:
+                k = len(u.records) // OP_DTYPE.itemsize
+                u.future.set_result(results[i].copy() if u.single else results[i : i + k].copy())
+                i += k
+
+    def _fail_queued(self, e: BaseException) -> None:
+        while self._queue:
+            self._queue.popleft().future.set_exception(e)
+        self._queued_ops = 0
+        self._cond.notify_all()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop taking ops, commit every op already accepted, and stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("the committer did not drain its queue in time")
+
+    def __enter__(self) -> "Committer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _as_records(op: Any) -> np.ndarray:
+    if isinstance(op, np.void) and op.dtype == OP_DTYPE:
+        return np.array([op], dtype=OP_DTYPE)
+    if isinstance(op, np.ndarray) and op.dtype == OP_DTYPE:
+        return np.ascontiguousarray(op.reshape(-1))
+    raise SchemaError("ops must be records of cardledger.OP_DTYPE: build them with cardledger.new_ops(n)")

@@ -1,0 +1,127 @@
+"""Group commit: many threads and asyncio tasks, one durable batch per commit."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+from conftest import Ops, codes
+
+import cardledger
+from cardledger import AccountKind, Committer, OpFlags, OpKind, Result
+
+CARDS = list(range(100, 132))
+
+
+def _setup(led):
+    b = Ops(source=1)
+    b.add(OpKind.OPEN, 1, account_kind=AccountKind.CLEARING)
+    b.add(OpKind.OPEN, 2, account_kind=AccountKind.MERCHANT)
+    for c in CARDS:
+        b.add(OpKind.OPEN, c, account_kind=AccountKind.CARD)
+        b.add(OpKind.TOPUP, c, 1, 100_000)
+    assert (led.apply(b.take())["code"] == 0).all()
+
+
+def one(source, seq, kind, account, counterparty, amount, flags=0):
+    op = cardledger.new_ops(1)[0]
+    op["source"], op["seq"], op["kind"] = source, seq, kind
+    op["account_id"], op["counterparty_id"], op["amount_fen"], op["flags"] = account, counterparty, amount, flags
+    return op
+
+
+def test_threads_each_get_their_own_durable_result(led):
+    _setup(led)
+    results: dict[tuple[int, int], np.void] = {}
+    lock = threading.Lock()
+
+    def terminal(source):
+        for seq in range(1, 41):
+            r = committer.apply(one(source, seq, OpKind.SPEND, CARDS[source % len(CARDS)], 2, seq))
+            with lock:
+                results[(source, seq)] = r
+
+    with Committer(led, batch_ops_max=64, linger_us=500) as committer:
+        threads = [threading.Thread(target=terminal, args=(s,)) for s in range(10, 42)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert committer.batches < 32 * 40  # ops were gathered into shared batches
+    assert len(results) == 32 * 40
+    assert all(int(r["code"]) == Result.OK for r in results.values())
+    assert all(results[(source, 40)]["amount_fen"] == 40 for source in range(10, 42))
+    # each terminal spent 1 + 2 + ... + 40 = 820 fen at the merchant
+    assert led.balance(2) == 32 * 820
+    assert led.verify().ok
+
+
+def test_asyncio_tasks_await_their_results(led):
+    _setup(led)
+
+    async def main():
+        with Committer(led, batch_ops_max=128) as committer:
+            ops = [one(7, s, OpKind.SPEND, CARDS[s % len(CARDS)], 2, 10) for s in range(1, 301)]
+            return await asyncio.gather(*(committer.apply_async(op) for op in ops))
+
+    results = asyncio.run(main())
+    assert [int(r["code"]) for r in results] == [Result.OK] * 300
+    assert led.balance(2) == 3_000
+
+
+def test_a_chain_commits_in_one_batch_and_single_ops_may_not_link(led):
+    _setup(led)
+    with Committer(led) as committer:
+        chain = cardledger.new_ops(2)
+        chain[0] = one(8, 1, OpKind.SPEND, 100, 2, 100, flags=OpFlags.LINKED)
+        chain[1] = one(8, 2, OpKind.SPEND, 101, 2, 10**9)  # fails: the chain fails
+        r = committer.submit_chain(chain).result()
+        assert codes(r) == ["LINKED_FAILED", "INSUFFICIENT_FUNDS"]
+        with pytest.raises(cardledger.SchemaError):
+            committer.submit(one(8, 3, OpKind.SPEND, 100, 2, 1, flags=OpFlags.LINKED))
+    assert led.balance(100) == 100_000
+
+
+def test_close_commits_everything_accepted_then_refuses(led):
+    _setup(led)
+    committer = Committer(led, batch_ops_max=16, linger_us=0)
+    futures = [committer.submit(one(9, s, OpKind.SPEND, 100, 2, 1)) for s in range(1, 201)]
+    committer.close()
+    assert all(int(f.result()["code"]) == Result.OK for f in futures)
+    assert led.balance(100) == 100_000 - 200
+    with pytest.raises(cardledger.LedgerClosedError):
+        committer.submit(one(9, 999, OpKind.SPEND, 100, 2, 1))
+
+
+def test_a_full_queue_pushes_back(led):
+    _setup(led)
+    gate = threading.Event()
+    real_apply = led.apply
+
+    def slow_apply(ops):
+        gate.wait(10)
+        return real_apply(ops)
+
+    led.apply = slow_apply  # the commit thread is stuck until the gate opens
+    committer = Committer(led, batch_ops_max=4, queue_ops_max=8, linger_us=0)
+    futures = [committer.submit(one(5, s, OpKind.SPEND, 100, 2, 1)) for s in range(1, 5)]
+    for s in range(5, 13):  # the first batch is taken; 8 more fit in the queue
+        futures.append(committer.submit(one(5, s, OpKind.SPEND, 100, 2, 1)))
+    with pytest.raises(cardledger.QueueFullError):
+        committer.submit(one(5, 99, OpKind.SPEND, 100, 2, 1), timeout=0.05)
+    gate.set()
+    committer.close()
+    assert [int(f.result()["code"]) for f in futures] == [Result.OK] * 12
+
+
+def test_replayed_ids_through_the_committer_move_money_once(led):
+    _setup(led)
+    with Committer(led) as committer:
+        op = one(6, 1, OpKind.SPEND, 100, 2, 500)
+        first = committer.apply(op)
+        again = committer.apply(op)
+    assert int(first["code"]) == Result.OK and int(again["code"]) == Result.EXISTS
+    assert again["journal_seq"] == first["journal_seq"]
+    assert led.balance(100) == 100_000 - 500
