@@ -9,8 +9,10 @@ is reloaded from disk, so memory never runs ahead of what is stored.
 
 from __future__ import annotations
 
+import builtins
 import functools
 import os
+import shutil
 import threading
 import time
 import warnings
@@ -52,6 +54,8 @@ MAP_SIZE_INITIAL_BYTES = 1 << 34
 MAX_READERS = 1024
 #: Most decided ops held in memory between checkpoints (the core indexes them in 32 bits).
 CHECKPOINT_OPS_MAX = 1 << 30
+builtins_open = builtins.open  # `open` below is the public cardledger.open
+
 #: How often opening retries when a writer replaces the checkpoint file meanwhile.
 LOAD_RETRIES_MAX = 5
 #: How many times one batch is retried after growing a full map.
@@ -190,35 +194,42 @@ class Ledger:
             self.default_cap_fen = storage.KEY.unpack(bytes(txn.get(b"default_cap_fen", db=meta)))[0]
 
     def _load(self, txn: Any = None) -> None:
-        """(Re)build the engine: checkpoint file, id state, then replay of the journal."""
-        if txn is None:
-            with self._env.begin() as t:
-                return self._load(t)
-        state = self._dbs[b"state"]
+        """(Re)build the engine: checkpoint file, id state, then replay of the journal.
+
+        Without `txn`, a read transaction is used, and renewed if another process
+        replaced the checkpoint file between our reading its name and opening it.
+        Inside a write transaction that cannot happen: a file is complete before it is
+        named, and only files older than the one named are ever deleted.
+        """
+        if txn is not None:
+            return self._load_from(txn)
         for attempt in range(LOAD_RETRIES_MAX):
-            desc = storage.decode_checkpoint_desc(txn.get(b"checkpoint", db=state))
-            ids_upto, sources = storage.decode_ids_state(lambda k: txn.get(k, db=state))
-            engine = self._engine_class(self.default_cap_fen)
-            if desc is None:
-                accounts = np.zeros(0, dtype=ACCOUNT_DTYPE)
-                pending = np.zeros(0, dtype=PENDING_DTYPE)
-                ckpt_seq, last_hash = 0, storage.GENESIS_HASH
-            else:
+            with self._env.begin() as t:
                 try:
-                    accounts, pending = storage.read_checkpoint_file(self.path, desc)
-                except FileNotFoundError:
-                    # A writer replaced it between our reading the descriptor and the file:
-                    # a fresh read transaction sees the new descriptor.
-                    if attempt + 1 == LOAD_RETRIES_MAX or not self.readonly:
-                        raise CorruptionError(
-                            f"checkpoint file {storage.checkpoint_file_name(desc.journal_seq)} named by the "
-                            f"ledger is missing from {self.path!r}"
-                        ) from None
-                    txn.reset()
-                    txn.renew()
-                    continue
-                ckpt_seq, last_hash = desc.journal_seq, desc.last_batch_hash
-            break
+                    return self._load_from(t)
+                except _CheckpointFileGone:
+                    if attempt + 1 == LOAD_RETRIES_MAX:
+                        raise
+        raise AssertionError("unreachable")
+
+    def _load_from(self, txn: Any) -> None:
+        state = self._dbs[b"state"]
+        desc = storage.decode_checkpoint_desc(txn.get(b"checkpoint", db=state))
+        ids_upto, sources = storage.decode_ids_state(lambda k: txn.get(k, db=state))
+        engine = self._engine_class(self.default_cap_fen)
+        if desc is None:
+            accounts = np.zeros(0, dtype=ACCOUNT_DTYPE)
+            pending = np.zeros(0, dtype=PENDING_DTYPE)
+            ckpt_seq, last_hash = 0, storage.GENESIS_HASH
+        else:
+            try:
+                accounts, pending = storage.read_checkpoint_file(self.path, desc)
+            except FileNotFoundError:
+                raise _CheckpointFileGone(
+                    f"checkpoint file {storage.checkpoint_file_name(desc.journal_seq)} named by the "
+                    f"ledger is missing from {self.path!r}"
+                ) from None
+            ckpt_seq, last_hash = desc.journal_seq, desc.last_batch_hash
         if ckpt_seq > ids_upto:
             raise CorruptionError(f"checkpoint at {ckpt_seq} is newer than the id state at {ids_upto}")
         engine.load_checkpoint(accounts, sources, pending, ckpt_seq)
@@ -368,6 +379,11 @@ class Ledger:
             self.checkpoint_error = e
             warnings.warn(f"cardledger: checkpoint file not written ({e}); the journal is intact", RuntimeWarning)
             return
+        stored = storage.decode_checkpoint_desc(txn.get(b"checkpoint", db=self._dbs[b"state"]))
+        if stored is not None and stored.journal_seq >= jseq:
+            return  # another writer named a newer checkpoint meanwhile: never go back
+        if not os.path.exists(os.path.join(self.path, storage.checkpoint_file_name(jseq))):
+            return  # superseded and removed by another writer
         txn.put(b"checkpoint", storage.encode_checkpoint_desc(jseq, last_hash, digest), db=self._dbs[b"state"])
         self._recorded_ckpt = jseq
 
@@ -509,6 +525,48 @@ class Ledger:
         if self._recorded_ckpt is not None:
             self._ckpt_seq, self._recorded_ckpt = self._recorded_ckpt, None
             storage.remove_old_checkpoint_files(self.path, self._ckpt_seq)
+
+    @_locked
+    def backup(self, path: str | os.PathLike[str]) -> None:
+        """Write a consistent copy of the ledger to directory `path` (new or empty).
+
+        Works while writers run (here or in other processes): the copy is the ledger
+        as of one committed batch, LMDB compacted, with the checkpoint file that
+        snapshot names. Open it with cardledger.open(path).
+        """
+        self._check_usable()
+        path = os.fspath(path)
+        os.makedirs(path, exist_ok=True)
+        if os.listdir(path):
+            raise ValueError(f"backup directory {path!r} is not empty: give a new or empty directory")
+        state = self._dbs[b"state"]
+        for attempt in range(LOAD_RETRIES_MAX):
+            with self._env.begin() as txn:
+                desc = storage.decode_checkpoint_desc(txn.get(b"checkpoint", db=state))
+                src = None
+                if desc is not None:
+                    try:
+                        src = builtins_open(os.path.join(self.path, storage.checkpoint_file_name(desc.journal_seq)), "rb")
+                    except FileNotFoundError:
+                        continue  # replaced meanwhile: a fresh snapshot names the new one
+                try:
+                    self._env.copy(path, compact=True, txn=txn)
+                    if src is not None:
+                        dst = os.path.join(path, storage.checkpoint_file_name(desc.journal_seq))
+                        with builtins_open(dst, "wb") as out:
+                            shutil.copyfileobj(src, out, 1 << 20)
+                            out.flush()
+                            os.fsync(out.fileno())
+                finally:
+                    if src is not None:
+                        src.close()
+            dfd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            return
+        raise StorageError("backup: the checkpoint file kept changing; try again")
 
     # ------------------------------------------------------------------ queries
 
@@ -665,6 +723,10 @@ class Ledger:
         report.problems.extend(_invariant_problems(live[0], live[2]))
         report.accounts = len(live[0])
         return report
+
+
+class _CheckpointFileGone(CorruptionError):
+    """The named checkpoint file is missing (replaced meanwhile, or lost)."""
 
 
 class _EnvRegistry:
