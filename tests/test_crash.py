@@ -58,9 +58,9 @@ def setup_ops() -> np.ndarray:
     return np.concatenate([head, ops])
 
 
-def writer(path: str, start: int, conn) -> None:
+def writer(path: str, start: int, conn, durability: str = "full") -> None:
     """Apply batches start, start+1, ... forever; acknowledge each after apply returns."""
-    led = cardledger.open(path, checkpoint_ops=97)
+    led = cardledger.open(path, checkpoint_ops=97, durability=durability)
     i = start
     while True:
         led.apply(batch_ops(i))
@@ -76,7 +76,7 @@ def expected_state(path_ref: str, batches: list[int]) -> np.ndarray:
         return ref.accounts()
 
 
-def run_kills(tmp_path, kills: int, seed: int, state_every: int = 1) -> None:
+def run_kills(tmp_path, kills: int, seed: int, state_every: int = 1, durability: str = "full") -> None:
     path = str(tmp_path / "ledger")
     with cardledger.open(path) as led:
         led.apply(setup_ops())
@@ -86,7 +86,7 @@ def run_kills(tmp_path, kills: int, seed: int, state_every: int = 1) -> None:
     next_batch = 0
     for k in range(kills):
         parent, child = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=writer, args=(path, next_batch, child))
+        p = ctx.Process(target=writer, args=(path, next_batch, child, durability))
         p.start()
         child.close()
         deadline = time.monotonic() + rnd.uniform(0.02, 0.4)
@@ -127,6 +127,18 @@ def _applied_batches(led) -> list[int]:
 def test_sigkill_never_loses_or_splits_a_batch(tmp_path):
     seed = int(os.environ.get("CRASH_SEED", "1"))
     run_kills(tmp_path, kills=12, seed=seed)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_sigkill_in_nometasync_mode_loses_nothing_either(tmp_path):
+    """nometasync weakens only power-loss durability: a process crash still loses nothing."""
+    run_kills(tmp_path, kills=4, seed=5, durability="nometasync")
+
+
+def test_unknown_or_unsafe_durability_modes_are_refused(tmp_path):
+    for mode in ("nosync", "writemap", ""):
+        with pytest.raises(ValueError, match="durability"):
+            cardledger.open(str(tmp_path / "x"), durability=mode)
 
 
 @pytest.mark.soak

@@ -255,3 +255,36 @@ def test_ids_of_a_busy_source_span_several_index_values(ledger_path, monkeypatch
     with cardledger.open(ledger_path) as led:
         assert codes(led.apply(first)) == ["EXISTS"] * 10
         assert led.balance(100) == 10_000 - 10
+
+
+def _hold_a_reader_and_die(path, ready):
+    import lmdb as _lmdb
+
+    env = _lmdb.open(path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34, max_readers=4)
+    txn = env.begin()  # a reader slot, never released: the process is killed
+    ready.set()
+    import time as _t
+
+    _t.sleep(60)
+    del txn
+
+
+def test_reader_slots_of_dead_processes_are_reclaimed(ledger_path):
+    import multiprocessing as _mp
+    import signal
+
+    with cardledger.open(ledger_path) as led:
+        _setup(led)
+    ctx = _mp.get_context("spawn")
+    procs = []
+    for _ in range(3):
+        ready = ctx.Event()
+        p = ctx.Process(target=_hold_a_reader_and_die, args=(ledger_path, ready))
+        p.start()
+        assert ready.wait(30)
+        procs.append(p)
+    for p in procs:
+        os.kill(p.pid, signal.SIGKILL)
+        p.join()
+    with cardledger.open(ledger_path, readonly=True) as reader:  # reader_check on open
+        assert reader.balance(100) == 10_000

@@ -58,6 +58,16 @@ builtins_open = builtins.open  # `open` below is the public cardledger.open
 
 #: How often opening retries when a writer replaces the checkpoint file meanwhile.
 LOAD_RETRIES_MAX = 5
+#: What each durability mode guarantees. Modes that could corrupt the ledger on
+#: power loss (LMDB without sync, or with write-map and async flushes) are refused.
+DURABILITY_MODES = {
+    "full": "every acknowledged batch survives a process crash and power loss (LMDB sync + metasync)",
+    "nometasync": (
+        "every acknowledged batch survives a process crash; after power loss or an OS crash the "
+        "last acknowledged batch(es) may be missing, never half-present, and the ledger is never "
+        "corrupted (LMDB sync without metasync: one fsync per commit instead of two)"
+    ),
+}
 #: How many times one batch is retried after growing a full map.
 MAP_GROW_RETRIES_MAX = 8
 
@@ -117,6 +127,7 @@ def open(  # noqa: A001 - the pinned public name
     default_cap_fen: int = DEFAULT_CASH_CAP_FEN,
     checkpoint_ops: int = CHECKPOINT_OPS_DEFAULT,
     engine: str | None = None,
+    durability: str = "full",
 ) -> "Ledger":
     """Open (or create) the ledger in directory `path` and return a Ledger.
 
@@ -125,9 +136,15 @@ def open(  # noqa: A001 - the pinned public name
     purse cap of cards opened with limit_fen=0 (fixed when the ledger is created).
     `checkpoint_ops` is how many decided ops accumulate between checkpoints.
     `engine` picks the implementation ("cython" or "python"); default: IMPLEMENTATION.
+    `durability` is "full" (default) or "nometasync": see DURABILITY_MODES.
     """
     return Ledger(
-        path, readonly=readonly, default_cap_fen=default_cap_fen, checkpoint_ops=checkpoint_ops, engine=engine
+        path,
+        readonly=readonly,
+        default_cap_fen=default_cap_fen,
+        checkpoint_ops=checkpoint_ops,
+        engine=engine,
+        durability=durability,
     )
 
 
@@ -142,8 +159,15 @@ class Ledger:
         default_cap_fen: int = DEFAULT_CASH_CAP_FEN,
         checkpoint_ops: int = CHECKPOINT_OPS_DEFAULT,
         engine: str | None = None,
+        durability: str = "full",
     ) -> None:
         self._lock = threading.RLock()
+        if durability not in DURABILITY_MODES:
+            raise ValueError(
+                f"durability must be one of {sorted(DURABILITY_MODES)}, got {durability!r}; "
+                "modes that can corrupt the ledger on power loss (no sync, write-map) are not offered"
+            )
+        self.durability = durability
         self.path = os.fspath(path)
         self._engine_class = engine_class(engine)
         self.readonly = readonly
@@ -165,7 +189,7 @@ class Ledger:
         if not readonly:
             os.makedirs(self.path, exist_ok=True)
         try:
-            self._env = _ENVS.acquire(self.path, readonly)
+            self._env = _ENVS.acquire(self.path, readonly, self.durability)
             self._dbs = {name: self._env.open_db(name, create=not readonly) for name in storage.DB_NAMES}
         except lmdb.Error as e:
             if self._env is not None:
@@ -204,7 +228,7 @@ class Ledger:
         if txn is not None:
             return self._load_from(txn)
         for attempt in range(LOAD_RETRIES_MAX):
-            with self._env.begin() as t:
+            with self._begin_read() as t:
                 try:
                     return self._load_from(t)
                 except _CheckpointFileGone:
@@ -298,6 +322,21 @@ class Ledger:
                 self.close()
         except Exception:
             pass
+
+    def _begin_read(self) -> Any:
+        """A read transaction; if every reader slot is taken, slots of dead processes are
+        reclaimed and it is tried once more."""
+        try:
+            return self._env.begin()
+        except lmdb.ReadersFullError:
+            self._env.reader_check()
+            try:
+                return self._env.begin()
+            except lmdb.ReadersFullError as e:
+                raise StorageError(
+                    f"all {MAX_READERS} LMDB reader slots of {self.path!r} are in use by live processes: "
+                    "close idle readers"
+                ) from e
 
     def _check_usable(self) -> None:
         if self._env is None:
@@ -541,7 +580,7 @@ class Ledger:
             raise ValueError(f"backup directory {path!r} is not empty: give a new or empty directory")
         state = self._dbs[b"state"]
         for attempt in range(LOAD_RETRIES_MAX):
-            with self._env.begin() as txn:
+            with self._begin_read() as txn:
                 desc = storage.decode_checkpoint_desc(txn.get(b"checkpoint", db=state))
                 src = None
                 if desc is not None:
@@ -575,11 +614,11 @@ class Ledger:
         if not self.readonly:
             return
         try:
-            with self._env.begin() as txn:
+            with self._begin_read() as txn:
                 self._catch_up(txn)
         except lmdb.MapResizedError:
             self._env.set_mapsize(0)
-            with self._env.begin() as txn:
+            with self._begin_read() as txn:
                 self._catch_up(txn)
 
     @_locked
@@ -636,7 +675,7 @@ class Ledger:
         account_id = int(account_id)
         jseq = int(row[ACCOUNT_DTYPE.names.index("last_journal_seq")])
         out = []
-        with self._env.begin() as txn:
+        with self._begin_read() as txn:
             fetch = _RecordFetcher(txn, self._dbs[b"journal"])
             while jseq:
                 rec = fetch(jseq)
@@ -657,7 +696,7 @@ class Ledger:
         """Journal records with start_seq <= journal_seq < end_seq (JOURNAL_DTYPE)."""
         self._check_usable()
         parts = []
-        with self._env.begin() as txn:
+        with self._begin_read() as txn:
             for batch in self._iter_batches(txn, max(start_seq, 1) - 1, None):
                 if end_seq is not None and batch.first_seq >= end_seq:
                     break
@@ -681,7 +720,7 @@ class Ledger:
         fresh = self._engine_class(self.default_cap_fen)
         prev = storage.GENESIS_HASH
         state = self._dbs[b"state"]
-        with self._env.begin() as txn:
+        with self._begin_read() as txn:
             desc, ckpt_arrays, ids_upto, ids_sources = None, None, 0, None
             try:
                 desc = storage.decode_checkpoint_desc(txn.get(b"checkpoint", db=state))
@@ -739,10 +778,15 @@ class _EnvRegistry:
     def __init__(self) -> None:
         self._envs: dict[str, list] = {}  # realpath -> [env, readonly, refcount]
 
-    def acquire(self, path: str, readonly: bool) -> Any:
+    def acquire(self, path: str, readonly: bool, durability: str) -> Any:
         key = os.path.realpath(path)
         entry = self._envs.get(key)
         if entry is not None and entry[0] is not None and entry[3] == os.getpid():
+            if entry[4] != durability and not readonly:
+                raise StorageError(
+                    f"ledger {path!r} is already open in this process with durability={entry[4]!r}: "
+                    "one process uses one durability mode per ledger"
+                )
             if entry[1] and not readonly:
                 raise StorageError(
                     f"ledger {path!r} is already open readonly in this process: close those readers "
@@ -765,14 +809,16 @@ class _EnvRegistry:
             max_readers=MAX_READERS,
             readonly=readonly,
             sync=True,
-            metasync=True,
+            # "full": data pages, then the meta page, each fsynced: power loss keeps every
+            # acknowledged batch. "nometasync": one fsync a commit; see DURABILITY_MODES.
+            metasync=durability == "full",
             lock=True,
             readahead=False,
             max_spare_txns=0,
         )
         # Reader slots left behind by dead processes would pin old pages forever.
         env.reader_check()
-        self._envs[key] = [env, readonly, 1, os.getpid()]
+        self._envs[key] = [env, readonly, 1, os.getpid(), durability]
         return env
 
     def release(self, path: str) -> None:
