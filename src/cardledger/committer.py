@@ -41,14 +41,27 @@ class QueueFullError(LedgerError, TimeoutError):
 
 
 class _Unit:
-    """One submission: one op, or a linked chain that must share a batch."""
+    """One submission: one op, or a linked chain that must share a batch. `loop` is
+    set when the future is an asyncio future of that event loop."""
 
-    __slots__ = ("records", "future", "single")
+    __slots__ = ("records", "future", "single", "loop")
 
-    def __init__(self, records: bytes, future: Future, single: bool) -> None:
+    def __init__(self, records: bytes, future: Any, single: bool, loop: Any = None) -> None:
         self.records = records
         self.future = future
         self.single = single
+        self.loop = loop
+
+
+def _resolve_all(pairs: list) -> None:
+    """Runs in an event loop: resolve that loop's futures of one batch at once."""
+    for fut, value, is_error in pairs:
+        if fut.cancelled():
+            continue
+        if is_error:
+            fut.set_exception(value)
+        else:
+            fut.set_result(value)
 
 
 class Committer:
@@ -92,12 +105,7 @@ class Committer:
         LINKED is refused here (a chain needs all its ops in one batch): use
         `submit_chain`. Blocks while the queue is full; QueueFullError after `timeout`.
         """
-        rec = _as_records(op)
-        if len(rec) != 1:
-            raise SchemaError(f"submit takes one op, got {len(rec)}: use submit_chain for a linked chain")
-        if int(rec["flags"][0]) & OpFlags.LINKED:
-            raise SchemaError("a single op may not carry LINKED: submit a linked chain with submit_chain")
-        return self._enqueue(_Unit(rec.tobytes(), Future(), True), 1, timeout)
+        return self._enqueue(_Unit(_single_record(op), Future(), True), 1, timeout)
 
     def submit_chain(self, ops: np.ndarray, timeout: float | None = None) -> Future:
         """Queue ops that must be committed in one batch (e.g. a LINKED chain); return a
@@ -114,11 +122,13 @@ class Committer:
     async def apply_async(self, op: Any) -> np.void:
         """Submit one op from asyncio and await its durable result (never blocks the loop:
         a full queue makes the task wait in a worker thread)."""
+        loop = asyncio.get_running_loop()
+        unit = _Unit(_single_record(op), loop.create_future(), True, loop)
         try:
-            fut = self.submit(op, timeout=0)
+            self._enqueue(unit, 1, 0)
         except QueueFullError:
-            fut = await asyncio.get_running_loop().run_in_executor(None, self.submit, op)
-        return await asyncio.wrap_future(fut)
+            await loop.run_in_executor(None, self._enqueue, unit, 1, None)
+        return await unit.future
 
     def _enqueue(self, unit: _Unit, n: int, timeout: float | None) -> Future:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -172,8 +182,7 @@ class Committer:
             try:
                 results = self.ledger.apply(ops)
             except BaseException as e:  # the batch is not applied: every caller learns why
-                for u in units:
-                    u.future.set_exception(e)
+                self._settle(units, None, e)
                 if not isinstance(e, LedgerError) or isinstance(e, LedgerClosedError):
                     with self._cond:
                         self._error = e
@@ -182,17 +191,39 @@ class Committer:
                 continue
             self.batches += 1
             self.ops += len(ops)
-            i = 0
-            for u in units:
-                k = len(u.records) // OP_DTYPE.itemsize
-                u.future.set_result(results[i].copy() if u.single else results[i : i + k].copy())
-                i += k
+            self._settle(units, results, None)
+
+    @staticmethod
+    def _settle(units: list[_Unit], results: np.ndarray | None, error: BaseException | None) -> None:
+        """Resolve every unit's future; asyncio futures with one callback per loop."""
+        by_loop: dict[Any, list] = {}
+        i = 0
+        for u in units:
+            k = len(u.records) // OP_DTYPE.itemsize
+            if error is not None:
+                value, is_error = error, True
+            else:
+                assert results is not None
+                value, is_error = (results[i].copy() if u.single else results[i : i + k].copy()), False
+            i += k
+            if u.loop is not None:
+                by_loop.setdefault(u.loop, []).append((u.future, value, is_error))
+            elif is_error:
+                u.future.set_exception(value)
+            else:
+                u.future.set_result(value)
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve_all, pairs)
+            except RuntimeError:  # that event loop is closed: nobody is waiting
+                pass
 
     def _fail_queued(self, e: BaseException) -> None:
-        while self._queue:
-            self._queue.popleft().future.set_exception(e)
+        units = list(self._queue)
+        self._queue.clear()
         self._queued_ops = 0
         self._cond.notify_all()
+        self._settle(units, None, e)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -210,6 +241,22 @@ class Committer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _single_record(op: Any) -> bytes:
+    """The 80 bytes of one op that may be submitted alone (no LINKED)."""
+    if isinstance(op, np.void) and op.dtype == OP_DTYPE:
+        flags = int(op["flags"])
+        raw = op.tobytes()
+    else:
+        rec = _as_records(op)
+        if len(rec) != 1:
+            raise SchemaError(f"submit takes one op, got {len(rec)}: use submit_chain for a linked chain")
+        flags = int(rec["flags"][0])
+        raw = rec.tobytes()
+    if flags & OpFlags.LINKED:
+        raise SchemaError("a single op may not carry LINKED: submit a linked chain with submit_chain")
+    return raw
 
 
 def _as_records(op: Any) -> np.ndarray:
