@@ -288,3 +288,16 @@ def test_reader_slots_of_dead_processes_are_reclaimed(ledger_path):
         p.join()
     with cardledger.open(ledger_path, readonly=True) as reader:  # reader_check on open
         assert reader.balance(100) == 10_000
+
+
+def test_a_ledger_that_fails_to_open_releases_its_environment(ledger_path):
+    with cardledger.open(ledger_path) as led:
+        _setup(led)  # no checkpoint: opening replays this batch
+    _flip_journal_byte(ledger_path, 60)
+    for _ in range(2):  # the second attempt must fail the same way, not on a leaked env
+        with pytest.raises(cardledger.CorruptionError):
+            cardledger.open(ledger_path)
+    assert storage  # the environment registry holds nothing for this path now
+    from cardledger.ledger import _ENVS
+
+    assert os.path.realpath(ledger_path) not in _ENVS._envs

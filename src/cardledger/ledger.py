@@ -196,8 +196,14 @@ class Ledger:
                 _ENVS.release(self.path)
                 self._env = None
             raise StorageError(f"cannot open ledger at {self.path!r}: {e}") from e
-        self._init_meta(default_cap_fen)
-        self._load()
+        try:
+            self._init_meta(default_cap_fen)
+            self._load()
+        except BaseException:
+            # A ledger that cannot be opened must not keep the environment open.
+            _ENVS.release(self.path)
+            self._env = None
+            raise
 
     # ------------------------------------------------------------------ lifecycle
 
