@@ -19,7 +19,7 @@ import asyncio
 import collections
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 import numpy as np
@@ -208,10 +208,14 @@ class Committer:
             i += k
             if u.loop is not None:
                 by_loop.setdefault(u.loop, []).append((u.future, value, is_error))
-            elif is_error:
-                u.future.set_exception(value)
-            else:
-                u.future.set_result(value)
+                continue
+            try:
+                if is_error:
+                    u.future.set_exception(value)
+                else:
+                    u.future.set_result(value)
+            except InvalidStateError:  # the caller cancelled its future: nobody is waiting
+                pass
         for loop, pairs in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_resolve_all, pairs)
