@@ -104,6 +104,9 @@ class Committer:
 
         LINKED is refused here (a chain needs all its ops in one batch): use
         `submit_chain`. Blocks while the queue is full; QueueFullError after `timeout`.
+        An accepted op is committed even if its future is cancelled: cancelling only
+        stops waiting (resubmit the same id to learn its outcome: EXISTS or
+        ID_ALREADY_FAILED).
         """
         return self._enqueue(_Unit(_single_record(op), Future(), True), 1, timeout)
 
