@@ -149,15 +149,6 @@ cdef inline int64_t map1_find(Slot* t, uint64_t mask, uint64_t key) noexcept nog
     return -1
 
 
-cdef inline Slot* map1_slot(Slot* t, uint64_t mask, uint64_t key) noexcept nogil:
-    cdef uint64_t i = mix64(key) & mask
-    while t[i].key != 0:
-        if t[i].key == key:
-            return &t[i]
-        i = (i + 1) & mask
-    return NULL
-
-
 cdef inline void map1_put(Slot* t, uint64_t mask, uint64_t key, int64_t val) noexcept nogil:
     cdef uint64_t i = mix64(key) & mask
     while t[i].key != 0:

@@ -7,7 +7,6 @@ import os
 import sys
 
 import msgpack
-import pytest
 
 import cardledger
 

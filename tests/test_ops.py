@@ -752,7 +752,6 @@ def test_linked_chain_all_succeed(world, ops):
 
 def test_linked_chain_one_fails_nothing_moves(world, ops):
     fund(world, ops, CARD, cash=1_000)
-    before = state(world)
     ops.add(OpKind.TOPUP, CARD, CLEARING, 5_000, flags=LINKED)
     ops.add(OpKind.SPEND, CARD, MERCHANT, 9_000, flags=LINKED)  # 1,000 + 5,000 = 6,000 < 9,000
     ops.add(OpKind.SPEND, CARD, MERCHANT, 1_000)
@@ -770,7 +769,6 @@ def test_linked_chain_one_fails_nothing_moves(world, ops):
 
 def test_linked_chain_failed_is_rolled_back_entirely(world, ops):
     fund(world, ops, CARD, cash=1_000)
-    before = state(world)
     ops.add(OpKind.TOPUP, CARD, CLEARING, 5_000, flags=LINKED)
     ops.add(OpKind.AID, CARD, PROGRAM, 2_000, flags=LINKED)
     ops.add(OpKind.SPEND, CARD, MERCHANT, 6_000, flags=LINKED)
