@@ -769,6 +769,7 @@ def test_linked_chain_one_fails_nothing_moves(world, ops):
 
 def test_linked_chain_failed_is_rolled_back_entirely(world, ops):
     fund(world, ops, CARD, cash=1_000)
+    before = state(world)
     ops.add(OpKind.TOPUP, CARD, CLEARING, 5_000, flags=LINKED)
     ops.add(OpKind.AID, CARD, PROGRAM, 2_000, flags=LINKED)
     ops.add(OpKind.SPEND, CARD, MERCHANT, 6_000, flags=LINKED)
