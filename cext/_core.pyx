@@ -103,6 +103,13 @@ cdef class Engine:
         pending = pending[np.lexsort((pending["seq"], pending["source"]))]
         return accounts, sources, pending
 
+    def export_sources(self):
+        """The per-source idempotency state (SOURCE_DTYPE), by source id."""
+        sources = np.empty(self.st.n_sources, dtype=SOURCE_DTYPE)
+        if self.st.n_sources:
+            memcpy(cnp.PyArray_DATA(sources), self.st.sources, self.st.n_sources * sizeof(Source))
+        return sources[np.argsort(sources["source"], kind="stable")]
+
     def take_decisions(self):
         """Hand over the decisions made since the last call and forget them.
 

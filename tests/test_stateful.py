@@ -30,13 +30,19 @@ class LedgerPair(RuleBasedStateMachine):
         self.dir = tempfile.mkdtemp(prefix="cardledger-sm-")
         self.batches: list[np.ndarray] = []
 
-    @initialize(checkpoint_ops=st.integers(1, 60), seed=st.integers(0, 2**32 - 1))
-    def open_ledgers(self, checkpoint_ops: int, seed: int) -> None:
+    @initialize(checkpoint_ops=st.integers(1, 120), flush_ops=st.integers(1, 60), seed=st.integers(0, 2**32 - 1))
+    def open_ledgers(self, checkpoint_ops: int, flush_ops: int, seed: int) -> None:
         self.checkpoint_ops = checkpoint_ops
+        self.flush_ops = min(flush_ops, checkpoint_ops)
         self.world = OpWorld(random.Random(seed))
-        self.test = cardledger.open(self.dir + "/test", checkpoint_ops=checkpoint_ops)
-        self.ref = cardledger.open(self.dir + "/ref", checkpoint_ops=checkpoint_ops, engine="python")
+        self._open()
         self._apply(self.world.setup_batch())
+
+    def _open(self) -> None:
+        """Open both; ids are flushed to the index more often than accounts are snapshotted."""
+        self.test = cardledger.open(self.dir + "/test", checkpoint_ops=self.checkpoint_ops)
+        self.ref = cardledger.open(self.dir + "/ref", checkpoint_ops=self.checkpoint_ops, engine="python")
+        self.test.ids_flush_ops = self.ref.ids_flush_ops = self.flush_ops
 
     def _apply(self, ops: np.ndarray) -> None:
         got = self.test.apply(ops)
@@ -60,8 +66,7 @@ class LedgerPair(RuleBasedStateMachine):
         """Close and reopen both: state comes back from checkpoint + journal replay."""
         self.test.close()
         self.ref.close()
-        self.test = cardledger.open(self.dir + "/test", checkpoint_ops=self.checkpoint_ops)
-        self.ref = cardledger.open(self.dir + "/ref", checkpoint_ops=self.checkpoint_ops, engine="python")
+        self._open()
 
     @rule()
     def checkpoint(self) -> None:

@@ -56,6 +56,8 @@ MAX_READERS = 1024
 CHECKPOINT_OPS_MAX = 1 << 30
 builtins_open = builtins.open  # `open` below is the public cardledger.open
 
+#: Decisions held in memory before a flush to the LMDB id index (at most checkpoint_ops).
+IDS_FLUSH_OPS_DEFAULT = 1 << 16
 #: How often opening retries when a writer replaces the checkpoint file meanwhile.
 LOAD_RETRIES_MAX = 5
 #: What each durability mode guarantees. Modes that could corrupt the ledger on
@@ -174,6 +176,8 @@ class Ledger:
         if not 1 <= checkpoint_ops <= CHECKPOINT_OPS_MAX:
             raise ValueError(f"checkpoint_ops must be in 1..{CHECKPOINT_OPS_MAX}, got {checkpoint_ops}")
         self.checkpoint_ops = int(checkpoint_ops)
+        #: Decisions held in memory before they are flushed to the id index.
+        self.ids_flush_ops = min(IDS_FLUSH_OPS_DEFAULT, self.checkpoint_ops)
         self._pid = os.getpid()
         self._env: Any = None
         self._writer: ThreadPoolExecutor | None = None  # writes checkpoint files
@@ -181,6 +185,7 @@ class Ledger:
         self._snapshot: tuple | None = None  # taken by the current txn, written after commit
         self._recorded_ckpt: int | None = None
         self._snap_buf: np.ndarray | None = None  # reused account snapshot buffer
+        self._snap_seq = 0  # journal_seq of the last account snapshot taken
         self._ids_upto = 0
         #: The last error writing a checkpoint file in the background (None: none).
         self.checkpoint_error: OSError | None = None
@@ -265,6 +270,7 @@ class Ledger:
         engine.load_checkpoint(accounts, sources, pending, ckpt_seq)
         self._engine = engine
         self._ckpt_seq, self._last_hash, self._ids_upto = ckpt_seq, last_hash, ids_upto
+        self._snap_seq = ckpt_seq
         self._replay_from(txn, ckpt_seq)
 
     def _replay_from(self, txn: Any, after_seq: int) -> None:
@@ -275,7 +281,7 @@ class Ledger:
             except ValueError as e:
                 raise CorruptionError(f"journal replay failed: {e}") from e
             self._last_hash = batch.hash
-        if self.readonly and self._engine.recent_count > self.checkpoint_ops:
+        if self.readonly and self._engine.recent_count > self.ids_flush_ops:
             # A reader never applies ops, so it has no use for the decisions window.
             self._engine.take_decisions()
 
@@ -454,8 +460,10 @@ class Ledger:
                 if not txn.put(key, value, db=self._dbs[b"journal"], append=True):
                     raise CorruptionError("journal key out of order: another writer raced this one")
                 self._last_hash = digest
-                if self._engine.recent_count >= self.checkpoint_ops and self._file_job is None:
+                if self._engine.journal_seq - self._snap_seq >= self.checkpoint_ops and self._file_job is None:
                     self._take_snapshot(txn)
+                elif self._engine.recent_count >= self.ids_flush_ops:
+                    self._flush_ids(txn)
         self._committed()
         return results
 
@@ -505,11 +513,11 @@ class Ledger:
                 has_prior[i] = True
         return prior, has_prior
 
-    def _take_snapshot(self, txn: Any) -> None:
-        """Index the decisions held in memory and snapshot the state (see storage.py).
+    def _flush_ids(self, txn: Any) -> None:
+        """Move the decisions held in memory into the LMDB id index (this transaction).
 
-        The id index and the sources array are written in this transaction; the
-        account snapshot is written to a file after the commit, off the batch path.
+        Done every `ids_flush_ops` decisions, so each flush is small (a stall of a few
+        ms) and the in-memory decisions window stays small too.
         """
         decisions, late = self._engine.take_decisions()
         # After a reload, the decisions up to ids_upto are replayed but already indexed.
@@ -522,16 +530,25 @@ class Ledger:
         for k, v in late_items:
             if not txn.put(k, v, db=late_db, overwrite=False):
                 raise CorruptionError(f"late id index entry {k.hex()} written twice")
+        jseq = int(self._engine.journal_seq)
+        for k, v in storage.encode_ids_state(jseq, self._engine.export_sources()).items():
+            txn.put(k, v, db=self._dbs[b"state"])
+        self._ids_upto = jseq
+
+    def _take_snapshot(self, txn: Any) -> None:
+        """Flush the id index and snapshot the accounts (see storage.py).
+
+        The id state is written in this transaction; the account snapshot is written
+        to a file after the commit, off the batch path.
+        """
+        self._flush_ids(txn)
         # The snapshot buffer is reused: the previous file job has finished by now.
         n = self._engine.account_count()
         if self._snap_buf is None or len(self._snap_buf) < n:
             self._snap_buf = np.empty(n + n // 4 + 1024, dtype=ACCOUNT_DTYPE)
-        accounts, sources, pending = self._engine.export_checkpoint(self._snap_buf)
-        jseq = int(self._engine.journal_seq)
-        for k, v in storage.encode_ids_state(jseq, sources).items():
-            txn.put(k, v, db=self._dbs[b"state"])
-        self._ids_upto = jseq
-        self._snapshot = (jseq, self._last_hash, accounts, pending)
+        accounts, _, pending = self._engine.export_checkpoint(self._snap_buf)
+        self._snap_seq = self._ids_upto
+        self._snapshot = (self._ids_upto, self._last_hash, accounts, pending)
 
     @_locked
     def checkpoint(self) -> None:

@@ -120,6 +120,10 @@ class Engine:
         )
         return accounts, sources, pending
 
+    def export_sources(self) -> np.ndarray:
+        """The per-source idempotency state (SOURCE_DTYPE), by source id."""
+        return np.array([(s, v[0], v[1]) for s, v in sorted(self.sources.items())], dtype=SOURCE_DTYPE)
+
     def take_decisions(self) -> tuple[np.ndarray, np.ndarray]:
         """Hand over the decisions made since the last call and forget them.
 
