@@ -4,7 +4,7 @@ durable batch per commit.
 A `Committer` owns a Ledger and one thread that applies it. Callers `submit` single
 ops (or a linked chain as one unit) and get a future; the thread gathers what is
 queued into one batch (at most `batch_ops_max` ops, waiting at most `linger_us` for
-more once the first op is there), applies it — one LMDB transaction, one durable
+more once the first op is there, unless the previous batch held a single submission), applies it — one LMDB transaction, one durable
 commit — and resolves every caller's future with that caller's own result. So each
 op's latency is about one commit, while throughput stays near the batch rate.
 
@@ -89,6 +89,7 @@ class Committer:
         self._queued_ops = 0
         self._cond = threading.Condition()
         self._closing = False
+        self._last_batch_units = 0
         self._error: BaseException | None = None
         #: Batches committed and ops applied so far (for monitoring).
         self.batches = 0
@@ -161,8 +162,10 @@ class Committer:
                 self._cond.wait()
             if not self._queue:
                 return None
-            if self._queued_ops < self.batch_ops_max and self.linger_s > 0 and not self._closing:
-                # A little patience fills the batch under moderate load.
+            if (self._queued_ops < self.batch_ops_max and self.linger_s > 0 and not self._closing
+                    and self._last_batch_units > 1):
+                # A little patience fills the batch under moderate load; a lone caller
+                # (the last batch held one submission) is not kept waiting for company.
                 self._cond.wait(self.linger_s)
             units: list[_Unit] = []
             n = 0
@@ -173,6 +176,7 @@ class Committer:
                 units.append(self._queue.popleft())
                 n += size
             self._queued_ops -= n
+            self._last_batch_units = len(units)
             self._cond.notify_all()  # room for blocked submitters
             return units
 
