@@ -468,10 +468,14 @@ class Ledger:
         return results
 
     def _committed(self) -> None:
+        self._adopt_recorded_checkpoint()
+        self._after_commit()
+
+    def _adopt_recorded_checkpoint(self) -> None:
+        """After a commit that named a checkpoint file: it is ours now; older ones go."""
         if self._recorded_ckpt is not None:
             self._ckpt_seq, self._recorded_ckpt = self._recorded_ckpt, None
             storage.remove_old_checkpoint_files(self.path, self._ckpt_seq)
-        self._after_commit()
 
     def _catch_up(self, txn: Any) -> None:
         """Bring the engine up to the stored journal (another process may have written)."""
@@ -584,9 +588,7 @@ class Ledger:
         self._recorded_ckpt = None
         with self._env.begin(write=True) as txn:
             self._record_checkpoint_file(txn, wait=True)
-        if self._recorded_ckpt is not None:
-            self._ckpt_seq, self._recorded_ckpt = self._recorded_ckpt, None
-            storage.remove_old_checkpoint_files(self.path, self._ckpt_seq)
+        self._adopt_recorded_checkpoint()
 
     @_locked
     def backup(self, path: str | os.PathLike[str]) -> None:
@@ -723,8 +725,11 @@ class Ledger:
             for batch in self._iter_batches(txn, max(start_seq, 1) - 1, None):
                 if end_seq is not None and batch.first_seq >= end_seq:
                     break
-                recs = batch.records
-                parts.append(recs[(recs["journal_seq"] >= start_seq) & ((end_seq is None) | (recs["journal_seq"] < (end_seq or 0)))])
+                seqs = batch.records["journal_seq"]
+                keep = seqs >= start_seq
+                if end_seq is not None:
+                    keep &= seqs < end_seq
+                parts.append(batch.records[keep])
         return np.concatenate(parts) if parts else np.zeros(0, dtype=JOURNAL_DTYPE)
 
     @_locked
