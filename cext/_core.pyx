@@ -7,7 +7,7 @@ storage call inside the loop. State lives in malloc'd arrays and open-addressing
 hash tables; every op kind has its own handler (`op_*`), dispatched by `execute`.
 """
 
-from libc.stdint cimport uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from libc.stdlib cimport malloc, realloc, free, calloc
 from libc.string cimport memset, memcpy, memcmp
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -28,6 +28,7 @@ include "codec.pxi"
 include "window.pxi"
 include "handlers.pxi"
 include "batch.pxi"
+include "fares.pxi"
 
 
 cdef class Engine:

@@ -31,7 +31,7 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
     rec = &st.tail[st.n_tail]
     rec.op = op[0]
     rec.code = code
-    rec.reserved2 = 0
+    rec.discounts = 0
     rec.journal_seq = jseq
     rec.debit_prev_seq = 0
     rec.credit_prev_seq = 0

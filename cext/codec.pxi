@@ -2,19 +2,19 @@
 # cardledger/codec.py (see its docstring for the predictors), byte for byte.
 
 cdef enum:
-    J_WORDS = 19
+    J_WORDS = 21
     W_AMOUNT = 4
     W_TIME = 5
     W_LIMIT = 6
-    W_RESULT_AMOUNT = 11
-    W_BALANCE = 12
-    W_JSEQ = 13
-    W_DEBIT = 14
-    W_CREDIT = 15
-    W_SUBSIDY = 16
-    W_DPREV = 17
-    W_CPREV = 18
-    RECORD_BYTES_MAX = 3 + 19 * 10
+    W_RESULT_AMOUNT = 13
+    W_BALANCE = 14
+    W_JSEQ = 15
+    W_DEBIT = 16
+    W_CREDIT = 17
+    W_SUBSIDY = 18
+    W_DPREV = 19
+    W_CPREV = 20
+    RECORD_BYTES_MAX = 3 + 21 * 10
 
 
 cdef inline uint64_t zigzag(uint64_t u) noexcept nogil:
@@ -63,10 +63,10 @@ cdef inline int64_t get_varint(const unsigned char* buf, int64_t pos, int64_t en
 
 
 cdef int64_t pack_records(const uint64_t* w, int64_t n, unsigned char* out) noexcept nogil:
-    """Encode n records (19 words each) into out (room for n * RECORD_BYTES_MAX); return bytes."""
+    """Encode n records (J_WORDS words each) into out (room for n * RECORD_BYTES_MAX); return bytes."""
     cdef int64_t r
     cdef int i
-    cdef uint64_t t[19]
+    cdef uint64_t t[J_WORDS]
     cdef uint64_t bitmap, jseq
     cdef uint64_t prev_time = 0
     cdef uint64_t prev_jseq = w[W_JSEQ] - 1 if n > 0 else 0
@@ -105,7 +105,7 @@ cdef int64_t unpack_records(const unsigned char* buf, int64_t size, int64_t n, u
     """Decode n records into w; return 0, or -1 if the bytes are malformed."""
     cdef int64_t r, pos = 0
     cdef int i
-    cdef uint64_t t[19]
+    cdef uint64_t t[J_WORDS]
     cdef uint64_t bitmap, jseq
     cdef uint64_t prev_time = 0
     cdef uint64_t prev_jseq = first_seq - 1

@@ -16,10 +16,15 @@ cdef struct Op:
     uint16_t flags
     uint16_t account_kind
     uint16_t category
+    uint32_t route
+    uint32_t stop
+    uint16_t tap
+    uint16_t pad16
+    uint32_t pad32
 
 cdef struct Result:
     uint32_t code
-    uint32_t reserved
+    uint32_t discounts
     int64_t amount_fen
     int64_t balance_fen
     uint64_t journal_seq
@@ -27,7 +32,7 @@ cdef struct Result:
 cdef struct Journal:
     Op op
     uint32_t code
-    uint32_t reserved2
+    uint32_t discounts
     int64_t result_amount_fen
     int64_t balance_fen
     uint64_t journal_seq

@@ -40,7 +40,7 @@ words = st.integers(0, 2**64 - 1) | st.integers(0, 300) | st.just(0)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.lists(words, min_size=19, max_size=19), min_size=1, max_size=8), st.integers(1, 2**40))
+@given(st.lists(st.lists(words, min_size=21, max_size=21), min_size=1, max_size=8), st.integers(1, 2**40))
 def test_arbitrary_words_round_trip(rows, first):
     recs = np.array(rows, dtype=np.uint64).reshape(-1).view(JOURNAL_DTYPE).copy()
     recs["journal_seq"] = np.arange(first, first + len(recs), dtype=np.uint64)

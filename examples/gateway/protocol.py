@@ -24,6 +24,7 @@ _LIMITS = {
     "u8": (0, (1 << 64) - 1),
     "i8": (-(1 << 63), (1 << 63) - 1),
     "u2": (0, (1 << 16) - 1),
+    "u4": (0, (1 << 32) - 1),
 }
 _FIELD_LIMITS = {name: _LIMITS[cardledger.OP_DTYPE[name].str[1:]] for name in cardledger.OP_DTYPE.names}
 _ENUM_FIELDS = {"kind": cardledger.OpKind, "account_kind": cardledger.AccountKind}

@@ -1,8 +1,8 @@
 """The journal's on-disk record encoding (pure-Python twin of the core's codec).
 
-A journal record (JOURNAL_DTYPE, 152 bytes) is mostly zeros and values that can be
+A journal record (JOURNAL_DTYPE, 168 bytes) is mostly zeros and values that can be
 predicted from their neighbours, and every stored byte is written, hashed and fsynced
-on the batch path. So each record is stored as its 19 little-endian 64-bit words,
+on the batch path. So each record is stored as its 21 little-endian 64-bit words,
 after predictors, as: a varint bitmap of the non-zero words, then each non-zero word
 as a LEB128 varint. Predictors (all exactly invertible):
 
@@ -28,13 +28,13 @@ from .errors import CorruptionError
 from .schema import JOURNAL_DTYPE
 
 WORDS = JOURNAL_DTYPE.itemsize // 8
-assert WORDS == 19
+assert WORDS == 21
 MASK64 = (1 << 64) - 1
 # Word positions in a record.
 W_SOURCE, W_SEQ, W_ACCOUNT, W_COUNTERPARTY, W_AMOUNT, W_TIME, W_LIMIT = 0, 1, 2, 3, 4, 5, 6
-W_RESULT_AMOUNT, W_BALANCE, W_JSEQ, W_DEBIT, W_CREDIT, W_SUBSIDY, W_DPREV, W_CPREV = 11, 12, 13, 14, 15, 16, 17, 18
+W_RESULT_AMOUNT, W_BALANCE, W_JSEQ, W_DEBIT, W_CREDIT, W_SUBSIDY, W_DPREV, W_CPREV = 13, 14, 15, 16, 17, 18, 19, 20
 ZIGZAG_WORDS = (W_AMOUNT, W_LIMIT, W_BALANCE, W_SUBSIDY)
-#: Longest encoding of one record: a 3-byte bitmap and 19 ten-byte varints.
+#: Longest encoding of one record: a 3-byte bitmap and 21 ten-byte varints.
 RECORD_BYTES_MAX = 3 + WORDS * 10
 
 

@@ -146,6 +146,11 @@ OP_DTYPE = np.dtype(
         ("flags", "<u2"),
         ("account_kind", "<u2"),  # OPEN: an AccountKind
         ("category", "<u2"),  # OPEN of a card: rider category (0 = adult)
+        ("route", "<u4"),  # TAP: route index in the fare system (FareSystem.route_index)
+        ("stop", "<u4"),  # TAP: stop index (FareSystem.stop_index)
+        ("tap", "<u2"),  # TAP: a TapType
+        ("pad16", "<u2"),  # must be zero
+        ("pad32", "<u4"),  # must be zero
     ]
 )
 
@@ -153,7 +158,7 @@ OP_DTYPE = np.dtype(
 RESULT_DTYPE = np.dtype(
     [
         ("code", "<u4"),
-        ("reserved", "<u4"),
+        ("discounts", "<u4"),  # TAP: FareDiscount bits (why the fare is below the plain fare)
         ("amount_fen", "<i8"),  # money the op moved (0 when it failed)
         ("balance_fen", "<i8"),  # account_id's available balance after the op
         ("journal_seq", "<u8"),  # where the op's decision is journaled (0: nowhere)
@@ -166,7 +171,7 @@ JOURNAL_DTYPE = np.dtype(
     OP_DTYPE.descr
     + [
         ("code", "<u4"),
-        ("reserved2", "<u4"),
+        ("discounts", "<u4"),
         ("result_amount_fen", "<i8"),
         ("balance_fen", "<i8"),
         ("journal_seq", "<u8"),

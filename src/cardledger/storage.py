@@ -36,7 +36,7 @@ from . import codec
 from .errors import CorruptionError
 from .schema import ACCOUNT_DTYPE, JOURNAL_DTYPE, PENDING_DTYPE, SOURCE_DTYPE
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 # The journal codec: the core's C version unless the pure-Python engine is forced.
 if os.environ.get("CARDLEDGER_PURE", "") not in ("", "0"):

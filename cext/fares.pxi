@@ -1,0 +1,456 @@
+# The fare evaluator: GTFS Fares v2 over the integer tables of
+# `cardledger.fares.tables`. A line-by-line twin of `cardledger.fares.evaluate`
+# (the executable spec; read its docstring for the semantics). Pure C, no GIL.
+
+DEF FARE_NONE = -1
+DEF FARE_LEGS_MAX = 64          # legs one quote may have (fares.evaluate.QUOTE_LEGS_MAX)
+DEF US_PER_S_C = 1000000
+DEF S_PER_DAY_C = 86400
+
+# FareStatus codes (fares.evaluate.FareStatus)
+DEF FS_OK = 0
+DEF FS_UNKNOWN_FARE = 1
+DEF FS_UNKNOWN_ROUTE = 2
+DEF FS_UNKNOWN_STOP = 3
+DEF FS_NO_LEGS = 4
+DEF FS_TOO_MANY_LEGS = 5
+
+# FareDiscount bits
+DEF FD_TRANSFER = 1
+DEF FD_CATEGORY = 2
+DEF FD_CAP = 4
+DEF FD_TIER = 8
+
+cdef int64_t NO_PRICE_C = -(1 << 62)
+
+
+cdef struct FareLeg:            # LEG_DTYPE
+    int32_t route
+    int32_t from_stop
+    int32_t to_stop
+    int32_t reserved
+    int64_t departure_us
+    int64_t arrival_us
+
+
+cdef struct EffLeg:
+    int32_t network
+    int32_t from_stop
+    int32_t to_stop
+    int64_t dep_us
+    int64_t arr_us
+
+
+cdef struct FareTab:
+    int32_t n_routes, n_stops, n_areas, n_cat, n_med, n_rules, n_tr, n_jr
+    bint has_priority
+    int32_t* route_network
+    uint8_t* route_known
+    int32_t* stop_station
+    uint8_t* stop_known
+    int32_t* stop_tz
+    int32_t* stop_area_ptr
+    int32_t* stop_area
+    int32_t* tz_ptr
+    int64_t* tz_from_us
+    int64_t* tz_offset_s
+    int64_t svc_day0
+    int64_t svc_ndays
+    uint8_t* svc_bits
+    int32_t* tf_ptr
+    int32_t* tf_start_s
+    int32_t* tf_end_s
+    int32_t* tf_service
+    int64_t* price
+    int64_t* lr_keys
+    int32_t* lr_to_area
+    int32_t* lr_from_tf
+    int32_t* lr_to_tf
+    int32_t* lr_group
+    int32_t* lr_product
+    int32_t* lr_priority
+    int32_t* lr_nspec
+    int32_t* lr_order
+    uint8_t* network_listed
+    uint8_t* from_area_listed
+    uint8_t* to_area_listed
+    int32_t* tr_from_group
+    int32_t* tr_to_group
+    int32_t* tr_count
+    int64_t* tr_duration_s
+    int32_t* tr_duration_type
+    int32_t* tr_type
+    int32_t* tr_product
+    uint8_t* from_group_listed
+    uint8_t* to_group_listed
+    int32_t* jr_from_network
+    int32_t* jr_to_network
+    int32_t* jr_from_stop
+    int32_t* jr_to_stop
+
+
+cdef inline int64_t floordiv64(int64_t a, int64_t b) noexcept nogil:
+    cdef int64_t q = a / b
+    if (a % b != 0) and ((a < 0) != (b < 0)):
+        q -= 1
+    return q
+
+
+cdef inline void fare_local(const FareTab* t, int32_t stop, int64_t time_us,
+                            int64_t* day, int64_t* tod) noexcept nogil:
+    cdef int32_t z = t.stop_tz[stop]
+    cdef int32_t lo = t.tz_ptr[z], hi = t.tz_ptr[z + 1], mid
+    # last entry with from_us <= time_us (the first entry is -inf)
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if t.tz_from_us[mid] <= time_us:
+            lo = mid
+        else:
+            hi = mid
+    cdef int64_t local_s = floordiv64(time_us, US_PER_S_C) + t.tz_offset_s[lo]
+    day[0] = floordiv64(local_s, S_PER_DAY_C)
+    tod[0] = local_s - day[0] * S_PER_DAY_C
+
+
+cdef inline bint fare_in_timeframe(const FareTab* t, int32_t group, int32_t stop,
+                                   int64_t time_us) noexcept nogil:
+    cdef int64_t day, tod, d
+    fare_local(t, stop, time_us, &day, &tod)
+    d = day - t.svc_day0
+    cdef int32_t k
+    for k in range(t.tf_ptr[group], t.tf_ptr[group + 1]):
+        if t.tf_start_s[k] <= tod < t.tf_end_s[k]:
+            if 0 <= d < t.svc_ndays and t.svc_bits[t.tf_service[k] * t.svc_ndays + d]:
+                return True
+    return False
+
+
+cdef inline int64_t fare_price(const FareTab* t, int32_t product, int32_t cat, int32_t med) noexcept nogil:
+    return t.price[(<int64_t>product * (t.n_cat + 1) + cat) * (t.n_med + 1) + med]
+
+
+cdef inline int32_t lower_bound64(const int64_t* a, int32_t n, int64_t key) noexcept nogil:
+    cdef int32_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if a[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef bint fare_match_leg(const FareTab* t, const EffLeg* e, int32_t cat, int32_t med,
+                         int64_t* amount, int32_t* group, int32_t* product) noexcept nogil:
+    """The leg rule pricing an effective leg (fares.evaluate.match_leg)."""
+    cdef bint prio = t.has_priority
+    cdef int32_t nets[2]
+    cdef int32_t n_nets = 0
+    if prio:
+        nets[0] = e.network
+        n_nets = 1
+        if e.network != FARE_NONE:
+            nets[1] = FARE_NONE
+            n_nets = 2
+    else:
+        nets[0] = e.network if (e.network != FARE_NONE and t.network_listed[e.network]) else FARE_NONE
+        n_nets = 1
+    cdef int32_t fa0 = t.stop_area_ptr[e.from_stop], fa1 = t.stop_area_ptr[e.from_stop + 1]
+    cdef int32_t ta0 = t.stop_area_ptr[e.to_stop], ta1 = t.stop_area_ptr[e.to_stop + 1]
+    cdef bint to_listed = False
+    cdef bint any_from_listed = False
+    cdef int32_t k, a, ni, r, lo, hi, ta, ftf, ttf, j
+    for k in range(ta0, ta1):
+        if t.to_area_listed[t.stop_area[k]]:
+            to_listed = True
+    if not prio:
+        for k in range(fa0, fa1):
+            if t.from_area_listed[t.stop_area[k]]:
+                any_from_listed = True
+    cdef bint found = False, ok
+    cdef int64_t best_r0 = 0, best_amt = 0, amt, r0
+    cdef int32_t best_order = 0
+    cdef int64_t key
+    cdef int64_t a1 = t.n_areas + 1
+    for ni in range(n_nets):
+        # from areas: the stop's areas (listed ones only, without priority), then
+        # the empty field (with priority always; without, only if none is listed)
+        for k in range(fa0, fa1 + 1):
+            if k < fa1:
+                a = t.stop_area[k]
+                if not prio and not t.from_area_listed[a]:
+                    continue
+            else:
+                if not prio and any_from_listed:
+                    continue
+                a = FARE_NONE
+            key = (nets[ni] + 1) * a1 + (a + 1)
+            lo = lower_bound64(t.lr_keys, t.n_rules, key)
+            hi = lower_bound64(t.lr_keys, t.n_rules, key + 1)
+            for r in range(lo, hi):
+                ta = t.lr_to_area[r]
+                if ta == FARE_NONE:
+                    if not prio and to_listed:
+                        continue
+                else:
+                    ok = False
+                    for j in range(ta0, ta1):
+                        if t.stop_area[j] == ta:
+                            ok = True
+                            break
+                    if not ok:
+                        continue
+                ftf = t.lr_from_tf[r]
+                if ftf != FARE_NONE and not fare_in_timeframe(t, ftf, e.from_stop, e.dep_us):
+                    continue
+                ttf = t.lr_to_tf[r]
+                if ttf != FARE_NONE and not fare_in_timeframe(t, ttf, e.to_stop, e.arr_us):
+                    continue
+                amt = fare_price(t, t.lr_product[r], cat, med)
+                if amt == NO_PRICE_C:
+                    continue
+                r0 = -(<int64_t>(t.lr_priority[r] if prio else t.lr_nspec[r]))
+                if (not found or r0 < best_r0 or (r0 == best_r0 and (amt < best_amt or (
+                        amt == best_amt and t.lr_order[r] < best_order)))):
+                    found = True
+                    best_r0 = r0
+                    best_amt = amt
+                    best_order = t.lr_order[r]
+                    amount[0] = amt
+                    group[0] = t.lr_group[r]
+                    product[0] = t.lr_product[r]
+    return found
+
+
+cdef bint fare_joins(const FareTab* t, const FareLeg* prev, const FareLeg* nxt) noexcept nogil:
+    cdef int32_t pn = t.route_network[prev.route], nn = t.route_network[nxt.route]
+    cdef int32_t k, fs, ts
+    for k in range(t.n_jr):
+        if t.jr_from_network[k] != pn or t.jr_to_network[k] != nn:
+            continue
+        fs = t.jr_from_stop[k]
+        if fs != FARE_NONE:
+            ts = t.jr_to_stop[k]
+            if prev.to_stop != fs and t.stop_station[prev.to_stop] != fs:
+                continue
+            if nxt.from_stop != ts and t.stop_station[nxt.from_stop] != ts:
+                continue
+            return True
+        if t.stop_station[prev.to_stop] == t.stop_station[nxt.from_stop]:
+            return True
+    return False
+
+
+cdef int fare_quote(const FareTab* t, const FareLeg* legs, int32_t n, int32_t cat,
+                    int32_t med, int64_t* out_amount, uint8_t* out_flags) noexcept nogil:
+    """Total fare of one journey (fares.evaluate.quote); returns a FareStatus code."""
+    cdef EffLeg eff[FARE_LEGS_MAX]
+    cdef int64_t amounts[FARE_LEGS_MAX]
+    cdef int32_t groups[FARE_LEGS_MAX]
+    cdef int32_t i, s, ne = 0, grp = 0, prod = 0, net
+    cdef int64_t amt = 0, base
+    cdef uint8_t flags = 0
+    out_amount[0] = 0
+    out_flags[0] = 0
+    if n <= 0:
+        return FS_NO_LEGS
+    if n > FARE_LEGS_MAX:
+        return FS_TOO_MANY_LEGS
+    for i in range(n):
+        if legs[i].route < 0 or legs[i].route >= t.n_routes or not t.route_known[legs[i].route]:
+            return FS_UNKNOWN_ROUTE
+        s = legs[i].from_stop
+        if s < 0 or s >= t.n_stops or not t.stop_known[s]:
+            return FS_UNKNOWN_STOP
+        s = legs[i].to_stop
+        if s < 0 or s >= t.n_stops or not t.stop_known[s]:
+            return FS_UNKNOWN_STOP
+    for i in range(n):
+        net = t.route_network[legs[i].route]
+        if i > 0 and fare_joins(t, &legs[i - 1], &legs[i]):
+            if eff[ne - 1].network != net:
+                eff[ne - 1].network = FARE_NONE
+            eff[ne - 1].to_stop = legs[i].to_stop
+            eff[ne - 1].arr_us = legs[i].arrival_us
+        else:
+            eff[ne].network = net
+            eff[ne].from_stop = legs[i].from_stop
+            eff[ne].to_stop = legs[i].to_stop
+            eff[ne].dep_us = legs[i].departure_us
+            eff[ne].arr_us = legs[i].arrival_us
+            ne += 1
+    for i in range(ne):
+        if not fare_match_leg(t, &eff[i], cat, med, &amt, &grp, &prod):
+            return FS_UNKNOWN_FARE
+        amounts[i] = amt
+        groups[i] = grp
+        base = fare_price(t, prod, t.n_cat, med)
+        if cat != t.n_cat and base != NO_PRICE_C and amt < base:
+            flags |= FD_CATEGORY
+    cdef int64_t total = amounts[0]
+    cdef bint have_run = False, reached = False, chosen
+    cdef int32_t run_from = 0, run_to = 0, run_count = 0, run_start = 0
+    cdef int32_t g0, g1, pf, pt, count, start, x, tcount, best_tcount = 0, best_x = 0, ttype = 0
+    cdef int32_t dtype
+    cdef int64_t span, dur, cost, best_cost = 0
+    for i in range(1, ne):
+        g0 = groups[i - 1]
+        g1 = groups[i]
+        chosen = False
+        if g0 != FARE_NONE and g1 != FARE_NONE:
+            pf = g0 if t.from_group_listed[g0] else FARE_NONE
+            pt = g1 if t.to_group_listed[g1] else FARE_NONE
+            if reached and have_run and run_from == pf and run_to == pt:
+                count = run_count + 1
+                start = run_start
+            else:
+                count = 1
+                start = i - 1
+            for x in range(t.n_tr):
+                if t.tr_from_group[x] != pf or t.tr_to_group[x] != pt:
+                    continue
+                tcount = t.tr_count[x]
+                if tcount != -1 and tcount < count:
+                    continue
+                dur = t.tr_duration_s[x]
+                if dur >= 0:
+                    dtype = t.tr_duration_type[x]
+                    if dtype == 0:
+                        span = eff[i].arr_us - eff[start].dep_us
+                    elif dtype == 1:
+                        span = eff[i].dep_us - eff[start].dep_us
+                    elif dtype == 2:
+                        span = eff[i].dep_us - eff[start].arr_us
+                    else:
+                        span = eff[i].arr_us - eff[start].arr_us
+                    if span > dur * US_PER_S_C:
+                        continue
+                cost = 0
+                if t.tr_product[x] != FARE_NONE:
+                    cost = fare_price(t, t.tr_product[x], cat, med)
+                    if cost == NO_PRICE_C:
+                        continue
+                if tcount == -1:
+                    tcount = 1 << 30
+                if (not chosen or tcount < best_tcount or (tcount == best_tcount and (
+                        cost < best_cost or (cost == best_cost and x < best_x)))):
+                    chosen = True
+                    best_tcount = tcount
+                    best_cost = cost
+                    best_x = x
+                    ttype = t.tr_type[x]
+            if chosen:
+                have_run = True
+                run_from = pf
+                run_to = pt
+                run_count = count
+                run_start = start
+        if not chosen:
+            total += amounts[i]
+            reached = False
+            have_run = False
+            continue
+        flags |= FD_TRANSFER
+        if ttype == 0:
+            total += best_cost
+        elif ttype == 1:
+            total += best_cost + amounts[i]
+        elif not reached:
+            total += best_cost - amounts[i - 1]
+        else:
+            total += best_cost
+        reached = True
+    out_amount[0] = total
+    out_flags[0] = flags
+    return FS_OK
+
+
+cdef void* _arr_ptr(object holder, object arr, object dtype):
+    cdef cnp.ndarray a = np.ascontiguousarray(arr, dtype=dtype)
+    holder.append(a)
+    return cnp.PyArray_DATA(a)
+
+
+cdef class FareEvaluator:
+    """The core's evaluator over one `FareTables` (see cardledger.fares.evaluate)."""
+
+    cdef FareTab t
+    cdef list _keep
+
+    def __cinit__(self, tables):
+        self._keep = []
+        k = self._keep
+        i32, i64, u8 = np.int32, np.int64, np.uint8
+        memset(&self.t, 0, sizeof(FareTab))
+        self.t.n_routes = len(tables.route_ids)
+        self.t.n_stops = len(tables.stop_ids)
+        self.t.n_areas = len(tables.area_ids)
+        self.t.n_cat = tables.n_categories
+        self.t.n_med = tables.n_media
+        self.t.n_rules = len(tables.lr_keys)
+        self.t.n_tr = len(tables.tr_type)
+        self.t.n_jr = len(tables.jr_from_network)
+        self.t.has_priority = bool(tables.has_rule_priority)
+        self.t.route_network = <int32_t*>_arr_ptr(k, tables.route_network, i32)
+        self.t.route_known = <uint8_t*>_arr_ptr(k, tables.route_known, u8)
+        self.t.stop_station = <int32_t*>_arr_ptr(k, tables.stop_station, i32)
+        self.t.stop_known = <uint8_t*>_arr_ptr(k, tables.stop_known, u8)
+        self.t.stop_tz = <int32_t*>_arr_ptr(k, tables.stop_tz, i32)
+        self.t.stop_area_ptr = <int32_t*>_arr_ptr(k, tables.stop_area_ptr, i32)
+        self.t.stop_area = <int32_t*>_arr_ptr(k, tables.stop_area, i32)
+        self.t.tz_ptr = <int32_t*>_arr_ptr(k, tables.tz_ptr, i32)
+        self.t.tz_from_us = <int64_t*>_arr_ptr(k, tables.tz_from_us, i64)
+        self.t.tz_offset_s = <int64_t*>_arr_ptr(k, tables.tz_offset_s, i64)
+        self.t.svc_day0 = tables.svc_day0
+        self.t.svc_ndays = tables.svc_bits.shape[1] if tables.svc_bits.ndim == 2 else 0
+        self.t.svc_bits = <uint8_t*>_arr_ptr(k, tables.svc_bits, u8)
+        self.t.tf_ptr = <int32_t*>_arr_ptr(k, tables.tf_ptr, i32)
+        self.t.tf_start_s = <int32_t*>_arr_ptr(k, tables.tf_start_s, i32)
+        self.t.tf_end_s = <int32_t*>_arr_ptr(k, tables.tf_end_s, i32)
+        self.t.tf_service = <int32_t*>_arr_ptr(k, tables.tf_service, i32)
+        self.t.price = <int64_t*>_arr_ptr(k, tables.price, i64)
+        self.t.lr_keys = <int64_t*>_arr_ptr(k, tables.lr_keys, i64)
+        self.t.lr_to_area = <int32_t*>_arr_ptr(k, tables.lr_to_area, i32)
+        self.t.lr_from_tf = <int32_t*>_arr_ptr(k, tables.lr_from_tf, i32)
+        self.t.lr_to_tf = <int32_t*>_arr_ptr(k, tables.lr_to_tf, i32)
+        self.t.lr_group = <int32_t*>_arr_ptr(k, tables.lr_group, i32)
+        self.t.lr_product = <int32_t*>_arr_ptr(k, tables.lr_product, i32)
+        self.t.lr_priority = <int32_t*>_arr_ptr(k, tables.lr_priority, i32)
+        self.t.lr_nspec = <int32_t*>_arr_ptr(k, tables.lr_nspec, i32)
+        self.t.lr_order = <int32_t*>_arr_ptr(k, tables.lr_order, i32)
+        self.t.network_listed = <uint8_t*>_arr_ptr(k, tables.network_listed, u8)
+        self.t.from_area_listed = <uint8_t*>_arr_ptr(k, tables.from_area_listed, u8)
+        self.t.to_area_listed = <uint8_t*>_arr_ptr(k, tables.to_area_listed, u8)
+        self.t.tr_from_group = <int32_t*>_arr_ptr(k, tables.tr_from_group, i32)
+        self.t.tr_to_group = <int32_t*>_arr_ptr(k, tables.tr_to_group, i32)
+        self.t.tr_count = <int32_t*>_arr_ptr(k, tables.tr_count, i32)
+        self.t.tr_duration_s = <int64_t*>_arr_ptr(k, tables.tr_duration_s, i64)
+        self.t.tr_duration_type = <int32_t*>_arr_ptr(k, tables.tr_duration_type, i32)
+        self.t.tr_type = <int32_t*>_arr_ptr(k, tables.tr_type, i32)
+        self.t.tr_product = <int32_t*>_arr_ptr(k, tables.tr_product, i32)
+        self.t.from_group_listed = <uint8_t*>_arr_ptr(k, tables.from_group_listed, u8)
+        self.t.to_group_listed = <uint8_t*>_arr_ptr(k, tables.to_group_listed, u8)
+        self.t.jr_from_network = <int32_t*>_arr_ptr(k, tables.jr_from_network, i32)
+        self.t.jr_to_network = <int32_t*>_arr_ptr(k, tables.jr_to_network, i32)
+        self.t.jr_from_stop = <int32_t*>_arr_ptr(k, tables.jr_from_stop, i32)
+        self.t.jr_to_stop = <int32_t*>_arr_ptr(k, tables.jr_to_stop, i32)
+
+    def quote_many(self, legs, journey_ptr, int rider_category, int fare_media):
+        """(status, amount, discounts) per journey; see FareSystem.quote_many."""
+        cdef cnp.ndarray lg = legs
+        cdef cnp.ndarray ptr = np.ascontiguousarray(journey_ptr, dtype=np.int64)
+        cdef int64_t n = len(ptr) - 1
+        cdef cnp.ndarray status = np.zeros(n, dtype=np.uint8)
+        cdef cnp.ndarray amount = np.zeros(n, dtype=np.int64)
+        cdef cnp.ndarray flags = np.zeros(n, dtype=np.uint8)
+        cdef const FareLeg* lp = <const FareLeg*>cnp.PyArray_DATA(lg)
+        cdef const int64_t* pp = <const int64_t*>cnp.PyArray_DATA(ptr)
+        cdef uint8_t* sp = <uint8_t*>cnp.PyArray_DATA(status)
+        cdef int64_t* ap = <int64_t*>cnp.PyArray_DATA(amount)
+        cdef uint8_t* fp = <uint8_t*>cnp.PyArray_DATA(flags)
+        cdef int64_t j
+        with nogil:
+            for j in range(n):
+                sp[j] = <uint8_t>fare_quote(&self.t, lp + pp[j], <int32_t>(pp[j + 1] - pp[j]),
+                                            rider_category, fare_media, &ap[j], &fp[j])
+        return status, amount, flags
