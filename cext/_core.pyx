@@ -17,37 +17,157 @@ cimport numpy as cnp
 
 from cardledger.schema import (
     ACCOUNT_DTYPE, SOURCE_DTYPE, PENDING_DTYPE, JOURNAL_DTYPE, RESULT_DTYPE,
-    OP_DTYPE, DECISION_DTYPE, DEFAULT_CASH_CAP_FEN,
+    OP_DTYPE, DECISION_DTYPE, DEFAULT_CASH_CAP_FEN, JOURNEY_DTYPE, JOURNEY_LEGS_MAX,
+    FARE_CAPS_MAX, FARE_TIERS_MAX,
 )
 
 cnp.import_array()
 
+include "fares.pxi"
 include "records.pxi"
 include "tables.pxi"
 include "codec.pxi"
 include "window.pxi"
 include "handlers.pxi"
+include "taps.pxi"
 include "batch.pxi"
-include "fares.pxi"
 
 
 cdef class Engine:
     """The core engine (see module docstring); the same face as the reference Engine."""
 
     cdef State st
+    cdef Taps taps             # journeys and fare versions: kept across load_checkpoint
+    cdef list _fare_keep       # what the installed versions' raw pointers point into
     cdef public int64_t default_cap_fen
 
     implementation = "cython"
 
     def __cinit__(self, int64_t default_cap_fen=DEFAULT_CASH_CAP_FEN):
         memset(&self.st, 0, sizeof(State))
+        self._fare_keep = []
         self.default_cap_fen = default_cap_fen
         self.st.default_cap_fen = default_cap_fen
-        if state_init(&self.st) != 0:
+        if state_init(&self.st) != 0 or taps_init(&self.taps) != 0:
             raise MemoryError("cardledger core: cannot allocate the initial state")
+        self.st.taps = &self.taps
 
     def __dealloc__(self):
         state_free(&self.st)
+        taps_free_journeys(&self.taps)
+        free(self.taps.vers)
+        self.taps.vers = NULL
+
+    # ------------------------------------------------------------------ fares
+
+    def set_fare_versions(self, versions):
+        """Install the fare-system versions (TapTables, oldest first) taps are rated by."""
+        versions = list(versions)
+        cdef Py_ssize_t i, n = len(versions)
+        cdef list keep = []
+        cdef FareEvaluator ev
+        cdef TapVer* tv
+        cdef TapVer* vers = <TapVer*>calloc(n if n > 0 else 1, sizeof(TapVer))
+        if vers == NULL:
+            raise MemoryError("cardledger core: cannot allocate the fare versions")
+        i32, i64, u64, u8 = np.int32, np.int64, np.uint64, np.uint8
+        try:
+            for i in range(n):
+                tt = versions[i]
+                tv = &vers[i]
+                if len(tt.cap_period) > FARE_CAPS_MAX or len(tt.tier_percent_off) > FARE_TIERS_MAX:
+                    raise ValueError(f"fare version {i}: at most {FARE_CAPS_MAX} caps and {FARE_TIERS_MAX} tiers")
+                ev = FareEvaluator(tt.fares)
+                keep.append(ev)
+                tv.ft = &ev.t
+                tv.effective_from_us = tt.effective_from_us
+                tv.n_codes = len(tt.rider_category_of_code)
+                tv.rider_category_of_code = <int32_t*>_arr_ptr(keep, tt.rider_category_of_code, i32)
+                tv.fare_media = tt.fare_media
+                tv.journey_break_us = tt.journey_break_us
+                tv.day_start_s = tt.day_start_s
+                tv.route_operator = <uint64_t*>_arr_ptr(keep, tt.route_operator, u64)
+                tv.network_mode = <uint8_t*>_arr_ptr(keep, tt.network_mode, u8)
+                tv.gate_max_fare_fen = <int64_t*>_arr_ptr(keep, tt.gate_max_fare_fen, i64)
+                tv.gate_timeout_us = <int64_t*>_arr_ptr(keep, tt.gate_timeout_us, i64)
+                tv.gate_incomplete_fen = <int64_t*>_arr_ptr(keep, tt.gate_incomplete_fen, i64)
+                tv.gate_same_station_fen = <int64_t*>_arr_ptr(keep, tt.gate_same_station_fen, i64)
+                tv.network_allowance_fen = <int64_t*>_arr_ptr(keep, tt.network_allowance_fen, i64)
+                tv.product_allowance_fen = <int64_t*>_arr_ptr(keep, tt.product_allowance_fen, i64)
+                tv.n_caps = len(tt.cap_period)
+                tv.cap_period = <int32_t*>_arr_ptr(keep, tt.cap_period, i32)
+                tv.cap_amount_fen = <int64_t*>_arr_ptr(keep, tt.cap_amount_fen, i64)
+                tv.cap_category = <uint8_t*>_arr_ptr(keep, tt.cap_category, u8)
+                tv.cap_network = <uint8_t*>_arr_ptr(keep, tt.cap_network, u8)
+                tv.cap_category_w = _mask_width(tt.cap_category)
+                tv.cap_network_w = _mask_width(tt.cap_network)
+                tv.n_tiers = len(tt.tier_percent_off)
+                tv.tier_from_fen = <int64_t*>_arr_ptr(keep, tt.tier_from_fen, i64)
+                tv.tier_until_fen = <int64_t*>_arr_ptr(keep, tt.tier_until_fen, i64)
+                tv.tier_percent_off = <int32_t*>_arr_ptr(keep, tt.tier_percent_off, i32)
+                tv.tier_category = <uint8_t*>_arr_ptr(keep, tt.tier_category, u8)
+                tv.tier_network = <uint8_t*>_arr_ptr(keep, tt.tier_network, u8)
+                tv.tier_category_w = _mask_width(tt.tier_category)
+                tv.tier_network_w = _mask_width(tt.tier_network)
+        except BaseException:
+            free(vers)
+            raise
+        free(self.taps.vers)
+        self.taps.vers = vers
+        self.taps.n_vers = <int32_t>n
+        self._fare_keep = keep
+
+    def export_journeys(self):
+        """Every card's fare state (JOURNEY_DTYPE, by account id)."""
+        cdef Py_ssize_t i, k, n = self.taps.n_journeys
+        out = np.empty(n, dtype=JOURNEY_DTYPE)
+        cdef Journey* o = <Journey*>cnp.PyArray_DATA(out)
+        if n:
+            memcpy(o, self.taps.journeys, n * sizeof(Journey))
+        for i in range(n):  # legs past n_legs read as zeros, as the reference exports them
+            for k in range(o[i].n_legs, JOURNEY_LEGS_MAX_C):
+                memset(&o[i].legs[k], 0, sizeof(FareLeg))
+        return out[np.argsort(out["account_id"], kind="stable")]
+
+    def load_journeys(self, journeys):
+        """Replace every card's fare state (as `export_journeys` gives)."""
+        cdef cnp.ndarray a = np.ascontiguousarray(journeys, dtype=JOURNEY_DTYPE)
+        cdef Py_ssize_t i, k, n = len(a)
+        cdef Journey* rows = <Journey*>cnp.PyArray_DATA(a)
+        cdef Journey j
+        cdef int64_t idx
+        cdef int32_t nl
+        for i in range(n):
+            if rows[i].account_id == 0:
+                raise ValueError("load_journeys: account_id 0 is not a card")
+        taps_free_journeys(&self.taps)
+        self.taps.jmap = <Slot*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot))
+        if self.taps.jmap == NULL:
+            raise MemoryError("cardledger core: cannot allocate the journeys")
+        self.taps.jmap_mask = MAP_SLOTS_INITIAL - 1
+        for i in range(n):
+            j = rows[i]
+            # Journey.from_row keeps row["legs"][:n_legs] (Python slice bounds)
+            nl = j.n_legs
+            if nl < 0:
+                nl = JOURNEY_LEGS_MAX_C + nl if nl > -JOURNEY_LEGS_MAX_C else 0
+            if nl > JOURNEY_LEGS_MAX_C:
+                nl = JOURNEY_LEGS_MAX_C
+            j.n_legs = nl
+            for k in range(JOURNEY_LEGS_MAX_C):
+                if k < nl:
+                    j.legs[k].reserved = 0
+                else:
+                    memset(&j.legs[k], 0, sizeof(FareLeg))
+            idx = journey_find(&self.taps, j.account_id)
+            if idx < 0:
+                if journey_reserve(&self.taps) != 0:
+                    raise MemoryError("cardledger core: cannot allocate the journeys")
+            journey_store(&self.taps, idx, &j)
+
+    def journey_count(self):
+        """Number of cards with fare state."""
+        return self.taps.n_journeys
 
     # ------------------------------------------------------------------ state I/O
 
@@ -72,6 +192,7 @@ cdef class Engine:
         cdef cnp.ndarray p = np.ascontiguousarray(pending, dtype=PENDING_DTYPE)
         state_free(&self.st)
         memset(&self.st, 0, sizeof(State))
+        self.st.taps = &self.taps  # journeys and fare versions survive, as in the reference
         self.st.default_cap_fen = self.default_cap_fen
         if state_init(&self.st) != 0:
             raise MemoryError("cardledger core: cannot allocate the state")
@@ -330,4 +451,9 @@ def record_sizes():
     return {
         "OP": sizeof(Op), "RESULT": sizeof(Result), "JOURNAL": sizeof(Journal),
         "ACCOUNT": sizeof(Account), "SOURCE": sizeof(Source), "PENDING": sizeof(Pending),
+        "JOURNEY": sizeof(Journey),
     }
+
+
+cdef int32_t _mask_width(object arr):
+    return arr.shape[1] if arr.ndim == 2 else 0

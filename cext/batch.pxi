@@ -36,6 +36,7 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
     rec.debit_prev_seq = 0
     rec.credit_prev_seq = 0
     if code == R_OK:
+        rec.discounts = ef.discounts
         rec.result_amount_fen = ef.amount_fen
         rec.balance_fen = ef.balance_fen
         rec.debit_id = ef.debit_id
@@ -65,6 +66,7 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
 
 cdef inline void replay_result(Op* op, Journal* orig, Result* r) noexcept nogil:
     r.journal_seq = orig.journal_seq
+    r.discounts = 0
     r.amount_fen = 0
     r.balance_fen = 0
     if orig.code != R_OK:
@@ -75,6 +77,7 @@ cdef inline void replay_result(Op* op, Journal* orig, Result* r) noexcept nogil:
         r.code = R_EXISTS
         r.amount_fen = orig.result_amount_fen
         r.balance_fen = orig.balance_fen
+        r.discounts = orig.discounts
 
 
 cdef inline int64_t balance_or_zero(State* st, uint64_t account_id) noexcept nogil:
@@ -171,6 +174,7 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
         if code == R_OK:
             r.amount_fen = ef.amount_fen
             r.balance_fen = ef.balance_fen
+            r.discounts = ef.discounts
         else:
             failed = True
     if linked and failed:
@@ -189,7 +193,9 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
         if linked and failed and r.code == R_OK:
             r.code = R_LINKED_FAILED
             r.amount_fen = 0
+            r.discounts = 0
             rec.code = R_LINKED_FAILED
+            rec.discounts = 0
             rec.result_amount_fen = 0
             rec.debit_id = 0
             rec.credit_id = 0
@@ -238,7 +244,7 @@ cdef int64_t replay_records(State* st, Journal* recs, int64_t n) noexcept nogil:
                 return -2 if st.oom else i
             got = decide(st, &rec.op, code, &ef, rec.journal_seq)
         else:
-            if is_replay_code(rec.code) or rec.code > R_LINKED_CHAIN_OPEN:
+            if is_replay_code(rec.code) or rec.code > R_MAX:
                 return i
             got = decide(st, &rec.op, rec.code, &ef, rec.journal_seq)
             if got != NULL:

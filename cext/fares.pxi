@@ -140,9 +140,52 @@ cdef inline int32_t lower_bound64(const int64_t* a, int32_t n, int64_t key) noex
     return lo
 
 
-cdef bint fare_match_leg(const FareTab* t, const EffLeg* e, int32_t cat, int32_t med,
-                         int64_t* amount, int32_t* group, int32_t* product) noexcept nogil:
-    """The leg rule pricing an effective leg (fares.evaluate.match_leg)."""
+DEF LEG_OPTIONS_MAX_C = 8            # fares.evaluate.LEG_OPTIONS_MAX
+DEF QUOTE_COMBINATIONS_MAX_C = 4096  # fares.evaluate.QUOTE_COMBINATIONS_MAX
+cdef int64_t UNLIMITED_RANK_C = (<int64_t>1) << 40  # fares.evaluate.UNLIMITED_RANK
+
+
+cdef struct LegOption:          # one way the leg rules may price an effective leg
+    int64_t amount
+    int32_t order               # the rule's file order (ties after the amount)
+    int32_t group
+    int32_t product
+
+
+cdef inline void fare_option_add(LegOption* out, int32_t* n, int64_t amount, int32_t order,
+                                 int32_t group, int32_t product) noexcept nogil:
+    """Keep out[:n] = the LEG_OPTIONS_MAX smallest (amount, order) of the candidates
+    seen, one per (amount, group) (the smallest order of each)."""
+    cdef int32_t i, k = n[0]
+    for i in range(n[0]):
+        if out[i].amount == amount and out[i].group == group:
+            if out[i].order < order:
+                return
+            k = i  # replace it: remove, then insert in order
+            break
+    if k < n[0]:
+        for i in range(k, n[0] - 1):
+            out[i] = out[i + 1]
+        n[0] -= 1
+    i = n[0]
+    while i > 0 and (out[i - 1].amount > amount or (out[i - 1].amount == amount and out[i - 1].order > order)):
+        if i < LEG_OPTIONS_MAX_C:
+            out[i] = out[i - 1]
+        i -= 1
+    if i >= LEG_OPTIONS_MAX_C:
+        return
+    out[i].amount = amount
+    out[i].order = order
+    out[i].group = group
+    out[i].product = product
+    if n[0] < LEG_OPTIONS_MAX_C:
+        n[0] += 1
+
+
+cdef int32_t fare_leg_options(const FareTab* t, const EffLeg* e, int32_t cat, int32_t med,
+                              LegOption* out) noexcept nogil:
+    """The ways the leg rules may price an effective leg (fares.evaluate.leg_options):
+    written to out, cheapest first then file order; returns how many (0: none)."""
     cdef bint prio = t.has_priority
     cdef int32_t nets[2]
     cdef int32_t n_nets = 0
@@ -168,8 +211,8 @@ cdef bint fare_match_leg(const FareTab* t, const EffLeg* e, int32_t cat, int32_t
             if t.from_area_listed[t.stop_area[k]]:
                 any_from_listed = True
     cdef bint found = False, ok
-    cdef int64_t best_r0 = 0, best_amt = 0, amt, r0
-    cdef int32_t best_order = 0
+    cdef int64_t best_r0 = 0, amt, r0
+    cdef int32_t n_out = 0
     cdef int64_t key
     cdef int64_t a1 = t.n_areas + 1
     for ni in range(n_nets):
@@ -210,16 +253,14 @@ cdef bint fare_match_leg(const FareTab* t, const EffLeg* e, int32_t cat, int32_t
                 if amt == NO_PRICE_C:
                     continue
                 r0 = -(<int64_t>(t.lr_priority[r] if prio else t.lr_nspec[r]))
-                if (not found or r0 < best_r0 or (r0 == best_r0 and (amt < best_amt or (
-                        amt == best_amt and t.lr_order[r] < best_order)))):
+                if found and r0 > best_r0:
+                    continue
+                if not found or r0 < best_r0:
                     found = True
                     best_r0 = r0
-                    best_amt = amt
-                    best_order = t.lr_order[r]
-                    amount[0] = amt
-                    group[0] = t.lr_group[r]
-                    product[0] = t.lr_product[r]
-    return found
+                    n_out = 0
+                fare_option_add(out, &n_out, amt, t.lr_order[r], t.lr_group[r], t.lr_product[r])
+    return n_out
 
 
 cdef bint fare_joins(const FareTab* t, const FareLeg* prev, const FareLeg* nxt) noexcept nogil:
@@ -241,62 +282,25 @@ cdef bint fare_joins(const FareTab* t, const FareLeg* prev, const FareLeg* nxt) 
     return False
 
 
-cdef int fare_quote(const FareTab* t, const FareLeg* legs, int32_t n, int32_t cat,
-                    int32_t med, int64_t* out_amount, uint8_t* out_flags) noexcept nogil:
-    """Total fare of one journey (fares.evaluate.quote); returns a FareStatus code."""
-    cdef EffLeg eff[FARE_LEGS_MAX]
-    cdef int64_t amounts[FARE_LEGS_MAX]
-    cdef int32_t groups[FARE_LEGS_MAX]
-    cdef int32_t i, s, ne = 0, grp = 0, prod = 0, net
-    cdef int64_t amt = 0, base
-    cdef uint8_t flags = 0
-    out_amount[0] = 0
-    out_flags[0] = 0
-    if n <= 0:
-        return FS_NO_LEGS
-    if n > FARE_LEGS_MAX:
-        return FS_TOO_MANY_LEGS
-    for i in range(n):
-        if legs[i].route < 0 or legs[i].route >= t.n_routes or not t.route_known[legs[i].route]:
-            return FS_UNKNOWN_ROUTE
-        s = legs[i].from_stop
-        if s < 0 or s >= t.n_stops or not t.stop_known[s]:
-            return FS_UNKNOWN_STOP
-        s = legs[i].to_stop
-        if s < 0 or s >= t.n_stops or not t.stop_known[s]:
-            return FS_UNKNOWN_STOP
-    for i in range(n):
-        net = t.route_network[legs[i].route]
-        if i > 0 and fare_joins(t, &legs[i - 1], &legs[i]):
-            if eff[ne - 1].network != net:
-                eff[ne - 1].network = FARE_NONE
-            eff[ne - 1].to_stop = legs[i].to_stop
-            eff[ne - 1].arr_us = legs[i].arrival_us
-        else:
-            eff[ne].network = net
-            eff[ne].from_stop = legs[i].from_stop
-            eff[ne].to_stop = legs[i].to_stop
-            eff[ne].dep_us = legs[i].departure_us
-            eff[ne].arr_us = legs[i].arrival_us
-            ne += 1
-    for i in range(ne):
-        if not fare_match_leg(t, &eff[i], cat, med, &amt, &grp, &prod):
-            return FS_UNKNOWN_FARE
-        amounts[i] = amt
-        groups[i] = grp
-        base = fare_price(t, prod, t.n_cat, med)
-        if cat != t.n_cat and base != NO_PRICE_C and amt < base:
-            flags |= FD_CATEGORY
+cdef void fare_price_journey(const FareTab* t, const EffLeg* eff, int32_t ne,
+                             const int64_t* amounts, const int32_t* groups, int32_t cat,
+                             int32_t med, int64_t* out_total, uint8_t* out_flags,
+                             uint8_t* out_last_flags) noexcept nogil:
+    """(total, TRANSFER bit, TRANSFER bit of the last leg) of effective legs priced by one
+    choice of options, transfers applied (fares.evaluate.price_journey)."""
     cdef int64_t total = amounts[0]
+    cdef uint8_t flags = 0, last_flags = 0
     cdef bint have_run = False, reached = False, chosen
     cdef int32_t run_from = 0, run_to = 0, run_count = 0, run_start = 0
-    cdef int32_t g0, g1, pf, pt, count, start, x, tcount, best_tcount = 0, best_x = 0, ttype = 0
+    cdef int32_t g0, g1, pf, pt, count, start, x, ttype = 0, i
     cdef int32_t dtype
+    cdef int64_t tcount, best_tcount = 0, best_x = 0
     cdef int64_t span, dur, cost, best_cost = 0
     for i in range(1, ne):
         g0 = groups[i - 1]
         g1 = groups[i]
         chosen = False
+        last_flags = 0
         if g0 != FARE_NONE and g1 != FARE_NONE:
             pf = g0 if t.from_group_listed[g0] else FARE_NONE
             pt = g1 if t.to_group_listed[g1] else FARE_NONE
@@ -331,7 +335,7 @@ cdef int fare_quote(const FareTab* t, const FareLeg* legs, int32_t n, int32_t ca
                     if cost == NO_PRICE_C:
                         continue
                 if tcount == -1:
-                    tcount = 1 << 30
+                    tcount = UNLIMITED_RANK_C
                 if (not chosen or tcount < best_tcount or (tcount == best_tcount and (
                         cost < best_cost or (cost == best_cost and x < best_x)))):
                     chosen = True
@@ -351,6 +355,7 @@ cdef int fare_quote(const FareTab* t, const FareLeg* legs, int32_t n, int32_t ca
             have_run = False
             continue
         flags |= FD_TRANSFER
+        last_flags = FD_TRANSFER
         if ttype == 0:
             total += best_cost
         elif ttype == 1:
@@ -360,8 +365,107 @@ cdef int fare_quote(const FareTab* t, const FareLeg* legs, int32_t n, int32_t ca
         else:
             total += best_cost
         reached = True
-    out_amount[0] = total
+    out_total[0] = total
     out_flags[0] = flags
+    out_last_flags[0] = last_flags
+
+
+cdef int fare_quote(const FareTab* t, const FareLeg* legs, int32_t n, int32_t cat,
+                    int32_t med, int64_t* out_amount, uint8_t* out_flags,
+                    int32_t* out_last_product, uint8_t* out_last_flags) noexcept nogil:
+    """Total fare of one journey (fares.evaluate.quote_detail); returns a FareStatus code.
+
+    Also gives the product that priced the last effective leg and that leg's own
+    discounts (TRANSFER if a transfer priced the way into it, CATEGORY if its fare is
+    below the default rider's)."""
+    cdef EffLeg eff[FARE_LEGS_MAX]
+    cdef LegOption opts[FARE_LEGS_MAX][LEG_OPTIONS_MAX_C]
+    cdef int32_t nopt[FARE_LEGS_MAX]
+    cdef int32_t idx[FARE_LEGS_MAX]
+    cdef int32_t best_idx[FARE_LEGS_MAX]
+    cdef int64_t amounts[FARE_LEGS_MAX]
+    cdef int32_t groups[FARE_LEGS_MAX]
+    cdef int32_t i, s, ne = 0, net, k
+    cdef int64_t combos, total = 0, best_total = 0, base
+    cdef uint8_t fl = 0, lfl = 0, best_fl = 0, best_lfl = 0
+    cdef bint have_best = False
+    out_amount[0] = 0
+    out_flags[0] = 0
+    out_last_product[0] = FARE_NONE
+    out_last_flags[0] = 0
+    if n <= 0:
+        return FS_NO_LEGS
+    if n > FARE_LEGS_MAX:
+        return FS_TOO_MANY_LEGS
+    for i in range(n):
+        if legs[i].route < 0 or legs[i].route >= t.n_routes or not t.route_known[legs[i].route]:
+            return FS_UNKNOWN_ROUTE
+        s = legs[i].from_stop
+        if s < 0 or s >= t.n_stops or not t.stop_known[s]:
+            return FS_UNKNOWN_STOP
+        s = legs[i].to_stop
+        if s < 0 or s >= t.n_stops or not t.stop_known[s]:
+            return FS_UNKNOWN_STOP
+    for i in range(n):
+        net = t.route_network[legs[i].route]
+        if i > 0 and fare_joins(t, &legs[i - 1], &legs[i]):
+            if eff[ne - 1].network != net:
+                eff[ne - 1].network = FARE_NONE
+            eff[ne - 1].to_stop = legs[i].to_stop
+            eff[ne - 1].arr_us = legs[i].arrival_us
+        else:
+            eff[ne].network = net
+            eff[ne].from_stop = legs[i].from_stop
+            eff[ne].to_stop = legs[i].to_stop
+            eff[ne].dep_us = legs[i].departure_us
+            eff[ne].arr_us = legs[i].arrival_us
+            ne += 1
+    for i in range(ne):
+        nopt[i] = fare_leg_options(t, &eff[i], cat, med, &opts[i][0])
+        if nopt[i] == 0:
+            return FS_UNKNOWN_FARE
+    combos = 1
+    for i in range(ne):
+        combos *= nopt[i]
+        if combos > QUOTE_COMBINATIONS_MAX_C:
+            break
+    if combos > QUOTE_COMBINATIONS_MAX_C:
+        for i in range(ne):
+            nopt[i] = 1  # each leg takes its cheapest option
+    for i in range(ne):
+        idx[i] = 0
+    while True:
+        # every combination, the first leg's option varying slowest (itertools.product)
+        for i in range(ne):
+            amounts[i] = opts[i][idx[i]].amount
+            groups[i] = opts[i][idx[i]].group
+        fare_price_journey(t, eff, ne, amounts, groups, cat, med, &total, &fl, &lfl)
+        if not have_best or total < best_total:
+            have_best = True
+            best_total = total
+            best_fl = fl
+            best_lfl = lfl
+            for i in range(ne):
+                best_idx[i] = idx[i]
+        k = ne - 1
+        while k >= 0:
+            idx[k] += 1
+            if idx[k] < nopt[k]:
+                break
+            idx[k] = 0
+            k -= 1
+        if k < 0:
+            break
+    for i in range(ne):
+        base = fare_price(t, opts[i][best_idx[i]].product, t.n_cat, med)
+        if cat != t.n_cat and base != NO_PRICE_C and opts[i][best_idx[i]].amount < base:
+            best_fl |= FD_CATEGORY
+            if i == ne - 1:
+                best_lfl |= FD_CATEGORY
+    out_amount[0] = best_total
+    out_flags[0] = best_fl
+    out_last_product[0] = opts[ne - 1][best_idx[ne - 1]].product
+    out_last_flags[0] = best_lfl
     return FS_OK
 
 
@@ -449,8 +553,11 @@ cdef class FareEvaluator:
         cdef int64_t* ap = <int64_t*>cnp.PyArray_DATA(amount)
         cdef uint8_t* fp = <uint8_t*>cnp.PyArray_DATA(flags)
         cdef int64_t j
+        cdef int32_t last_product
+        cdef uint8_t last_flags
         with nogil:
             for j in range(n):
                 sp[j] = <uint8_t>fare_quote(&self.t, lp + pp[j], <int32_t>(pp[j + 1] - pp[j]),
-                                            rider_category, fare_media, &ap[j], &fp[j])
+                                            rider_category, fare_media, &ap[j], &fp[j],
+                                            &last_product, &last_flags)
         return status, amount, flags

@@ -84,11 +84,19 @@ cdef inline int64_t draw_purses(Account* d, int64_t amount, int draw) noexcept n
     if draw == DRAW_SUBSIDY:
         d.subsidy_fen -= amount
         return amount
+    # A tap may take a card's cash purse below zero (its allowance, or an exit
+    # charge above the hold); the subsidy purse never goes below zero. For purses
+    # that are not negative this is min(purse, amount) as before.
+    cdef int64_t cash_pos = d.cash_fen if d.cash_fen > 0 else 0
+    cdef int64_t sub_pos = d.subsidy_fen if d.subsidy_fen > 0 else 0
     if d.flags & AF_CASH_FIRST:
-        from_cash = d.cash_fen if d.cash_fen < amount else amount
+        from_cash = cash_pos if cash_pos < amount else amount
         from_subsidy = amount - from_cash
+        if sub_pos < from_subsidy:
+            from_subsidy = sub_pos
+        from_cash = amount - from_subsidy
     else:
-        from_subsidy = d.subsidy_fen if d.subsidy_fen < amount else amount
+        from_subsidy = sub_pos if sub_pos < amount else amount
         from_cash = amount - from_subsidy
     d.subsidy_fen -= from_subsidy
     d.cash_fen -= from_cash
@@ -123,6 +131,7 @@ cdef inline void set_effect(Effect* ef, int64_t amount, int64_t balance, Account
     ef.debit_id = debit.id if debit != NULL else 0
     ef.credit_id = credit.id if credit != NULL else 0
     ef.subsidy_fen = subsidy
+    ef.discounts = 0
 
 
 cdef int64_t release(State* st, Pending* p, int64_t posted) noexcept nogil:
@@ -436,6 +445,8 @@ cdef int op_close(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
             if st.pending[i].debit_id == a.id:
                 held += st.pending[i].amount_fen
     total = a.cash_fen + a.subsidy_fen + held
+    if total < 0:
+        return R_INSUFFICIENT_FUNDS  # a card in debt (taps) is topped up first
     if c.credits_posted > INT64_MAX_ - total or c.cash_fen > INT64_MAX_ - total:
         return R_OVERFLOW
     void_holds_of(st, op.account_id)
@@ -485,4 +496,6 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         return op_unfreeze(st, op, ef, jseq)
     if kind == K_REPLACE:
         return op_replace(st, op, ef, jseq)
+    if kind == K_TAP:
+        return op_tap(st, op, ef, jseq)
     return op_close(st, op, ef, jseq)

@@ -81,6 +81,7 @@ cdef struct Effect:
     int64_t subsidy_fen
     Account* debit  # the accounts themselves (valid until the next account is created)
     Account* credit
+    uint32_t discounts  # TAP: FareDiscount bits (0 for every other kind)
 
 cdef enum:
     K_OPEN = 1
@@ -95,7 +96,8 @@ cdef enum:
     K_UNFREEZE = 10
     K_REPLACE = 11
     K_CLOSE = 12
-    K_MAX = 12
+    K_TAP = 13
+    K_MAX = 13
 
 cdef enum:
     A_CARD = 1
@@ -143,6 +145,13 @@ cdef enum:
     R_EXCEEDS_PENDING = 22
     R_LINKED_FAILED = 23
     R_LINKED_CHAIN_OPEN = 24
+    R_INVALID_TAP = 25
+    R_NO_FARE_SYSTEM = 26
+    R_UNKNOWN_ROUTE = 27
+    R_UNKNOWN_STOP = 28
+    R_FARE_NOT_FOUND = 29
+    R_OPERATOR_NOT_FOUND = 30
+    R_MAX = 30
 
 # How a debit draws a card's purses.
 cdef enum:
@@ -155,7 +164,69 @@ cdef int64_t INT64_MAX_ = 0x7FFFFFFFFFFFFFFF
 cdef int64_t INT64_MIN_ = -0x7FFFFFFFFFFFFFFF - 1
 
 # Allowed op flags per kind (index = kind); mirrors schema.ALLOWED_FLAGS.
-cdef uint16_t ALLOWED_FLAGS[13]
+cdef uint16_t ALLOWED_FLAGS[14]
 ALLOWED_FLAGS[:] = [0, F_LINKED | F_CASH_FIRST, F_LINKED, F_LINKED, F_LINKED,
                     F_LINKED | F_SUBSIDY_PURSE, F_LINKED | F_PENDING | F_SUBSIDY_PURSE,
-                    F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED]
+                    F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0]
+
+
+# ---------------------------------------------------------------- fare state (taps)
+
+DEF JOURNEY_LEGS_MAX_C = 4      # schema.JOURNEY_LEGS_MAX
+DEF FARE_CAPS_MAX_C = 4         # schema.FARE_CAPS_MAX
+DEF FARE_TIERS_MAX_C = 4        # schema.FARE_TIERS_MAX
+
+# A card's fare state: JOURNEY_DTYPE byte for byte (legs are FareLeg = JOURNEY_LEG_DTYPE).
+cdef struct Journey:
+    uint64_t account_id
+    int32_t version             # -1: none
+    int32_t n_legs
+    int64_t charged_fen
+    int64_t last_departure_us
+    int64_t last_arrival_us
+    FareLeg legs[JOURNEY_LEGS_MAX_C]
+    int32_t entry_version       # -1: no open entry
+    int32_t entry_route
+    int32_t entry_stop
+    int32_t counter_version     # -1: none
+    int64_t entry_time_us
+    uint64_t entry_source
+    uint64_t entry_seq
+    int64_t cap_period[FARE_CAPS_MAX_C]
+    int64_t cap_spent_fen[FARE_CAPS_MAX_C]
+    int64_t tier_period[FARE_TIERS_MAX_C]
+    int64_t tier_spent_fen[FARE_TIERS_MAX_C]
+
+# One installed fare-system version: fares.taptables.TapTables as raw pointers into
+# arrays the Engine keeps alive (its `_fare_keep` list).
+cdef struct TapVer:
+    int64_t effective_from_us
+    FareTab* ft                 # the version's FareEvaluator tables
+    int32_t n_codes
+    int32_t* rider_category_of_code
+    int32_t fare_media
+    int64_t journey_break_us
+    int64_t day_start_s
+    uint64_t* route_operator
+    uint8_t* network_mode
+    int64_t* gate_max_fare_fen
+    int64_t* gate_timeout_us
+    int64_t* gate_incomplete_fen
+    int64_t* gate_same_station_fen
+    int64_t* network_allowance_fen
+    int64_t* product_allowance_fen
+    int32_t n_caps
+    int32_t* cap_period
+    int64_t* cap_amount_fen
+    uint8_t* cap_category       # [n_caps, cap_category_w]
+    uint8_t* cap_network        # [n_caps, cap_network_w]
+    int32_t cap_category_w
+    int32_t cap_network_w
+    int32_t n_tiers
+    int64_t* tier_from_fen
+    int64_t* tier_until_fen
+    int32_t* tier_percent_off
+    uint8_t* tier_category      # [n_tiers, tier_category_w]
+    uint8_t* tier_network       # [n_tiers, tier_network_w]
+    int32_t tier_category_w
+    int32_t tier_network_w

@@ -24,7 +24,21 @@ cdef struct Undo:
     Account account
     Pending pending
 
+# Fare state for TAP ops (see taps.pxi). Owned by the Engine, not by State: a
+# checkpoint load replaces the ledger state but keeps the journeys and the installed
+# fare versions, as the reference engine does.
+cdef struct Taps:
+    Journey* journeys           # one per card that has tapped, in first-tap order
+    int64_t n_journeys
+    int64_t cap_journeys
+    Slot* jmap                  # card id -> index into journeys
+    uint64_t jmap_mask
+    int64_t jmap_used
+    TapVer* vers                # installed fare-system versions, oldest first
+    int32_t n_vers
+
 cdef struct State:
+    Taps* taps
     int64_t default_cap_fen
     uint64_t journal_seq
     int oom

@@ -66,7 +66,7 @@ class OpWorld:
         rec["time_us"] = 1_700_000_000_000_000 + r.randrange(10**9)
         kind = r.choices(
             list(OpKind) + [99],
-            weights=[5, 12, 5, 14, 3, 10, 5, 4, 2, 3, 1, 1, 1],
+            weights=[5, 12, 5, 14, 3, 10, 5, 4, 2, 3, 1, 1, 1, 1],
         )[0]
         rec["kind"] = kind
         amt = r.choice((0, 1, 50, 500, 5_000, 50_000, 400_000, 600_000, -5, 10**16))

@@ -84,6 +84,11 @@ def test_ferry_is_two_yuan(fs):
     assert fare(fs, "ferry_songhua", "ferry_sun_island_pier", "ferry_flood_monument_pier", at(10), "senior_65") == 200
 
 
+def test_taxi_quote_is_zero_the_tap_carries_the_metered_amount(fs):
+    assert fare(fs, "taxi", "taxi_anywhere", "taxi_anywhere", at(10)) == 0
+    assert fs.config.metered_network_ids == ("taxi",)
+
+
 @pytest.mark.parametrize(
     ("a", "b", "fen"),
     [
@@ -246,13 +251,16 @@ def test_packaged_feed_is_the_generators_output():
 
 
 def test_config_max_fare_is_the_longest_metro_fare():
+    """Metro and coach are gated; each holds its longest fare; same-station exits are rated by the feed."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     gen = _generator()
     root = importlib.resources.files("cardledger.fares") / "harbin"
     cfg = tomllib.loads((root / "fares.toml").read_text("utf-8"))
     longest = gen.metro_fare_fen(max(gen.metro_distances().values()))
-    (ee,) = cfg["entry_exit"]
-    assert ee["network_id"] == "metro"
-    assert ee["max_fare"] == ee["incomplete_charge"] == gen.yuan(longest) == "8.00"
-    assert ee["same_station_charge"] == "2.00"
+    metro, coach = cfg["entry_exit"]
+    assert metro["network_id"] == "metro"
+    assert metro["max_fare"] == metro["incomplete_charge"] == gen.yuan(longest) == "8.00"
+    assert "same_station_charge" not in metro
+    assert coach["network_id"] == "coach"
+    assert coach["max_fare"] == gen.yuan(max(gen.COACH_FARES_YUAN.values()) * 100)
     assert cfg["metered_network_ids"] == ["taxi"]

@@ -315,7 +315,7 @@ OPERATOR_ACCOUNTS = {  # illustrative account ids
     "harbin_taxi": 9005,
 }
 RIDER_CATEGORIES = [
-    # (id, name, default, index in fares.toml)
+    # (id, name, is default); the position is the card's category code in fares.toml
     ("adult", "普通 Adult", True),
     ("student", "学生 Student", False),
     ("senior_60", "老年优待 Senior 60-64", False),
@@ -482,12 +482,13 @@ def build() -> dict[str, bytes]:
         ["ferry", "ferry", None, None, None, None, "ferry_2", 0],
         ["taxi", "taxi", None, None, None, None, "taxi_metered", 0],
     ]
-    for (a, b) in itertools.product(COACH_STATIONS, repeat=2):
-        if a[0] == b[0]:
+    coach_slugs = [slug for slug, _ in COACH_STATIONS]
+    for orig, dest in itertools.product(coach_slugs, repeat=2):
+        if orig == dest:
             continue
-        key = (a[0], b[0]) if (a[0], b[0]) in COACH_FARES_YUAN else (b[0], a[0])
+        key = (orig, dest) if (orig, dest) in COACH_FARES_YUAN else (dest, orig)
         y = COACH_FARES_YUAN[key]
-        rules.append(["coach", "coach", f"a_coach_{a[0]}", f"a_coach_{b[0]}", None, None, f"coach_{y}", 0])
+        rules.append(["coach", "coach", f"a_coach_{orig}", f"a_coach_{dest}", None, None, f"coach_{y}", 0])
     # same station in and out: the minimum fare (distance 0 falls in the first step)
     for timeframe, prefix, priority in ((None, "metro_", 0), (OFFPEAK, "metro_offpeak_", 1)):
         for a in stations:
@@ -498,12 +499,17 @@ def build() -> dict[str, bytes]:
     files["fare_leg_rules.txt"] = [L, rules]
 
     out = {name: csv_bytes(h, rows) for name, (h, rows) in files.items()}
-    out["fares.toml"] = fares_toml(max_metro_fen).encode("utf-8")
+    max_coach_fen = max(COACH_FARES_YUAN.values()) * 100
+    out["fares.toml"] = fares_toml(max_metro_fen, max_coach_fen).encode("utf-8")
     _check(out)
     return out
 
 
-def fares_toml(max_metro_fen: int) -> str:
+#: A coach ride longer than this without a tap-off is an incomplete journey.
+COACH_INCOMPLETE_TIMEOUT_S = 6 * 3600
+
+
+def fares_toml(max_metro_fen: int, max_coach_fen: int) -> str:
     cats = "\n".join(f'{i} = "{c}"' for i, (c, _, _) in enumerate(RIDER_CATEGORIES))
     ops = "\n".join(f"{a} = {n}" for a, n in OPERATOR_ACCOUNTS.items())
     return f"""\
@@ -520,12 +526,22 @@ metered_network_ids = ["taxi"]
 [operators]
 {ops}
 
+# Entering and leaving at one metro station is priced by the feed's rule for that
+# pair (the minimum fare, with each rider category's concession), so no flat
+# same_station_charge is configured.
 [[entry_exit]]
 network_id = "metro"
 max_fare = "{yuan(max_metro_fen)}"
 incomplete_timeout_s = {INCOMPLETE_TIMEOUT_S}
 incomplete_charge = "{yuan(max_metro_fen)}"
-same_station_charge = "{yuan(METRO_MIN_FEN)}"
+
+# Coaches are priced origin to destination: the card taps on boarding (ENTRY, the
+# longest coach fare is held) and on alighting (EXIT). Illustrative, like the table.
+[[entry_exit]]
+network_id = "coach"
+max_fare = "{yuan(max_coach_fen)}"
+incomplete_timeout_s = {COACH_INCOMPLETE_TIMEOUT_S}
+incomplete_charge = "{yuan(max_coach_fen)}"
 """
 
 

@@ -1,4 +1,7 @@
-"""The `cardledger` command: `demo` (the main job on a temporary ledger) and `verify`.
+"""The `cardledger` command: `bench` (the city scenario), `demo` and `verify`.
+
+`cardledger bench` replays the synthetic Harbin morning peak through the core, the
+reference engine and two baselines (see `cardledger.benchmark.runner`).
 
 `cardledger demo` opens a ledger in a temporary LMDB directory, walks through the
 card's life (accounts, top-ups, spends, an aid disbursement, a two-phase hold, a lost
@@ -168,9 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--keep", metavar="DIR", help="write the ledger to DIR and keep it")
     v = sub.add_parser("verify", help="verify a ledger directory")
     v.add_argument("path")
+    from .benchmark import runner
+
+    b = sub.add_parser("bench", help="replay the synthetic Harbin peak through the core and the baselines")
+    runner.add_arguments(b)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo(args.cards, args.ops, args.batch, args.keep)
+    if args.command == "bench":
+        return runner.dispatch(args)
     return verify(args.path)
 
 

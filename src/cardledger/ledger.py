@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import lmdb
 import numpy as np
 
-from . import storage
+from . import fare_store, storage
 from .engine_select import engine_class
 from .errors import (
     AccountNotFoundError,
@@ -40,11 +40,14 @@ from .schema import (
     CHECKPOINT_OPS_DEFAULT,
     DEFAULT_CASH_CAP_FEN,
     JOURNAL_DTYPE,
+    JOURNEY_DTYPE,
     OP_DTYPE,
     PENDING_DTYPE,
     RESULT_DTYPE,
     AccountFlags,
     AccountKind,
+    OpKind,
+    Result,
 )
 
 #: Initial LMDB map size. It is address space, not disk: the file grows as needed,
@@ -187,6 +190,7 @@ class Ledger:
         self._snap_buf: np.ndarray | None = None  # reused account snapshot buffer
         self._snap_seq = 0  # journal_seq of the last account snapshot taken
         self._ids_upto = 0
+        self._fare_versions: list = []  # (effective_from_us, FareSystem), oldest first
         #: The last error writing a checkpoint file in the background (None: none).
         self.checkpoint_error: OSError | None = None
         if readonly and not os.path.exists(os.path.join(self.path, "data.mdb")):
@@ -255,10 +259,11 @@ class Ledger:
         if desc is None:
             accounts = np.zeros(0, dtype=ACCOUNT_DTYPE)
             pending = np.zeros(0, dtype=PENDING_DTYPE)
+            journeys = np.zeros(0, dtype=JOURNEY_DTYPE)
             ckpt_seq, last_hash = 0, storage.GENESIS_HASH
         else:
             try:
-                accounts, pending = storage.read_checkpoint_file(self.path, desc)
+                accounts, pending, journeys = storage.read_checkpoint_file(self.path, desc)
             except FileNotFoundError:
                 raise _CheckpointFileGone(
                     f"checkpoint file {storage.checkpoint_file_name(desc.journal_seq)} named by the "
@@ -268,6 +273,9 @@ class Ledger:
         if ckpt_seq > ids_upto:
             raise CorruptionError(f"checkpoint at {ckpt_seq} is newer than the id state at {ids_upto}")
         engine.load_checkpoint(accounts, sources, pending, ckpt_seq)
+        engine.load_journeys(journeys)
+        self._fare_versions = fare_store.load_versions(txn, self._dbs[b"fares"])
+        engine.set_fare_versions(fare_store.tap_tables(self._fare_versions))
         self._engine = engine
         self._ckpt_seq, self._last_hash, self._ids_upto = ckpt_seq, last_hash, ids_upto
         self._snap_seq = ckpt_seq
@@ -411,9 +419,9 @@ class Ledger:
             return
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardledger-checkpoint")
-        jseq, last_hash, accounts, pending = snap
+        jseq, last_hash, accounts, pending, journeys = snap
         self._file_job = (jseq, last_hash, self._writer.submit(
-            storage.write_checkpoint_file, self.path, jseq, last_hash, accounts, pending
+            storage.write_checkpoint_file, self.path, jseq, last_hash, accounts, pending, journeys
         ))
 
     def _record_checkpoint_file(self, txn: Any, wait: bool) -> None:
@@ -452,8 +460,15 @@ class Ledger:
         with self._env.begin(write=True) as txn:
             self._catch_up(txn)
             self._record_checkpoint_file(txn, wait=False)
+            taps = ops["kind"] == OpKind.TAP
+            if taps.any() and not self._fare_versions:
+                self._install_default_fares(txn)
             prior, has_prior = self._lookup_prior(txn, ops)
             results, journal = self._engine.apply(ops, prior, has_prior)
+            if taps.any():
+                charged = taps & (results["code"] == Result.OK)
+                if charged.any():
+                    self._note_tap_time(txn, int(ops["time_us"][charged].max()))
             if len(journal):
                 value, digest = storage.encode_batch(journal, self._last_hash, time.time_ns() // 1000)
                 key = storage.KEY.pack(int(journal[-1]["journal_seq"]))
@@ -467,6 +482,109 @@ class Ledger:
         self._committed()
         return results
 
+    def _install_default_fares(self, txn: Any) -> None:
+        """Before the first batch with taps on a ledger without fares: Harbin from 0."""
+        from .fares import FareSystem
+
+        self._put_fares(txn, FareSystem.harbin(), 0)
+
+    def _note_tap_time(self, txn: Any, latest_us: int) -> None:
+        """Remember the latest time of a tap that rated a fare (install_fares checks it)."""
+        meta = self._dbs[b"meta"]
+        if latest_us > fare_store.read_max_tap_time(txn, meta):
+            txn.put(fare_store.MAX_TAP_TIME_KEY, fare_store.MAX_TAP_TIME.pack(latest_us), db=meta)
+
+    def _put_fares(self, txn: Any, system: Any, effective_from_us: int) -> None:
+        db = self._dbs[b"fares"]
+        if not txn.put(fare_store.VERSION_KEY.pack(effective_from_us), system.to_bytes(), db=db, overwrite=False):
+            raise ValueError(f"a fare system is already installed effective from {effective_from_us}")
+        self._fare_versions = fare_store.load_versions(txn, db)
+        self._engine.set_fare_versions(fare_store.tap_tables(self._fare_versions))
+
+    @_locked
+    def install_fares(self, system: Any, effective_from_us: int) -> None:
+        """Install a fare system (a `cardledger.fares.FareSystem`) in force from `effective_from_us`.
+
+        Taps are rated by the version in force at their time_us. Versions are only
+        appended: `effective_from_us` must be later than every installed version's
+        and every tap already applied (so no posted fare is ever re-rated). Route
+        and stop indexes stay stable: ids the previous version knew keep theirs.
+        Without any installed version, the first batch with a TAP installs the
+        packaged Harbin system effective from 0.
+        """
+        from .fares import FareSystem
+
+        self._check_usable()
+        if self.readonly:
+            raise LedgerReadOnlyError("a readonly ledger cannot install fare systems")
+        if not isinstance(system, FareSystem):
+            raise TypeError(f"install_fares needs a cardledger.fares.FareSystem, got {type(system).__name__}")
+        if not 0 <= effective_from_us < 1 << 63:
+            raise ValueError(f"effective_from_us must be in [0, 2^63), got {effective_from_us}")
+        try:
+            with self._env.begin(write=True) as txn:
+                self._catch_up(txn)
+                if self._fare_versions and effective_from_us <= self._fare_versions[-1][0]:
+                    raise ValueError(
+                        f"effective_from_us {effective_from_us} is not after the latest installed version "
+                        f"({self._fare_versions[-1][0]}): versions are only appended"
+                    )
+                latest = fare_store.read_max_tap_time(txn, self._dbs[b"meta"])
+                if effective_from_us <= latest:
+                    raise ValueError(
+                        f"effective_from_us {effective_from_us} is not after the latest tap applied "
+                        f"({latest}): installing it would re-rate posted fares"
+                    )
+                prev = self._fare_versions[-1][1] if self._fare_versions else None
+                if prev is not None:
+                    system = FareSystem.from_bytes(system.to_bytes(), previous=prev)
+                self._put_fares(txn, system, int(effective_from_us))
+        except lmdb.Error as e:
+            self._reload_after_failure()
+            raise StorageError(f"fare system not installed: {e}") from e
+        except BaseException:
+            self._reload_after_failure()
+            raise
+
+    @_locked
+    def fare_system(self, time_us: int | None = None) -> Any:
+        """The FareSystem in force at `time_us` (default: the latest installed).
+
+        Gateways use it to turn GTFS route and stop ids into a TAP op's indexes
+        (`route_index`, `stop_index`). Raises LookupError if none is in force.
+        """
+        self._check_usable()
+        self._refresh()
+        chosen = None
+        for start, system in self._fare_versions:
+            if time_us is None or start <= time_us:
+                chosen = system
+        if chosen is None:
+            raise LookupError("no fare system is in force at that time: install one with install_fares")
+        return chosen
+
+    @_locked
+    def denylist(self) -> np.ndarray:
+        """Card ids that validators must refuse, sorted: frozen, closed, or unable to pay.
+
+        A card cannot pay when its available balance is at or below minus the
+        largest negative balance any product of the latest fare system allows
+        (with no allowance configured: at or below zero). Offline validators load
+        this list; an online gate checks the same thing.
+        """
+        self._check_usable()
+        self._refresh()
+        accounts = self._engine.export_checkpoint()[0]
+        cards = accounts[accounts["kind"] == AccountKind.CARD]
+        allowance = 0
+        if self._fare_versions:
+            tt = fare_store.tap_tables(self._fare_versions)[-1]
+            if len(tt.product_allowance_fen):
+                allowance = int(tt.product_allowance_fen.max())
+        avail = cards["cash_fen"] + cards["subsidy_fen"]
+        blocked = ((cards["flags"] & (AccountFlags.FROZEN | AccountFlags.CLOSED)) != 0) | (avail <= -allowance)
+        return np.sort(cards["id"][blocked])
+
     def _committed(self) -> None:
         self._adopt_recorded_checkpoint()
         self._after_commit()
@@ -479,6 +597,9 @@ class Ledger:
 
     def _catch_up(self, txn: Any) -> None:
         """Bring the engine up to the stored journal (another process may have written)."""
+        if txn.stat(self._dbs[b"fares"])["entries"] != len(self._fare_versions):
+            self._fare_versions = fare_store.load_versions(txn, self._dbs[b"fares"])
+            self._engine.set_fare_versions(fare_store.tap_tables(self._fare_versions))
         cur = txn.cursor(db=self._dbs[b"journal"])
         if not cur.last():
             if self._engine.journal_seq != 0:
@@ -551,8 +672,9 @@ class Ledger:
         if self._snap_buf is None or len(self._snap_buf) < n:
             self._snap_buf = np.empty(n + n // 4 + 1024, dtype=ACCOUNT_DTYPE)
         accounts, _, pending = self._engine.export_checkpoint(self._snap_buf)
+        journeys = self._engine.export_journeys()
         self._snap_seq = self._ids_upto
-        self._snapshot = (self._ids_upto, self._last_hash, accounts, pending)
+        self._snapshot = (self._ids_upto, self._last_hash, accounts, pending, journeys)
 
     @_locked
     def checkpoint(self) -> None:
@@ -746,6 +868,7 @@ class Ledger:
         self._refresh()
         report = VerifyReport()
         fresh = self._engine_class(self.default_cap_fen)
+        fresh.set_fare_versions(fare_store.tap_tables(self._fare_versions))
         prev = storage.GENESIS_HASH
         state = self._dbs[b"state"]
         with self._begin_read() as txn:
@@ -770,7 +893,12 @@ class Ledger:
                         fresh.take_decisions()  # bound memory; decisions are not compared
                     if desc is not None and ckpt_arrays is not None and batch.last_seq == desc.journal_seq:
                         acc, _, pen = fresh.export_checkpoint()
-                        if acc.tobytes() != ckpt_arrays[0].tobytes() or pen.tobytes() != ckpt_arrays[1].tobytes():
+                        jny = fresh.export_journeys()
+                        if (
+                            acc.tobytes() != ckpt_arrays[0].tobytes()
+                            or pen.tobytes() != ckpt_arrays[1].tobytes()
+                            or jny.tobytes() != ckpt_arrays[2].tobytes()
+                        ):
                             report.problems.append(f"checkpoint at {desc.journal_seq} differs from the journal's replay")
                     if ids_sources is not None and batch.last_seq == ids_upto:
                         src = fresh.export_checkpoint()[1]
@@ -787,6 +915,8 @@ class Ledger:
                 report.problems.append("pending holds differ from the replay of the journal")
             if not np.array_equal(live[1][["source", "last_seq"]], replayed[1][["source", "last_seq"]]):
                 report.problems.append("per-source idempotency state differs from the replay of the journal")
+            if self._engine.export_journeys().tobytes() != fresh.export_journeys().tobytes():
+                report.problems.append("cards' fare state differs from the replay of the journal")
         report.problems.extend(_invariant_problems(live[0], live[2]))
         report.accounts = len(live[0])
         return report
@@ -914,7 +1044,11 @@ def _invariant_problems(accounts: np.ndarray, pending: np.ndarray) -> list[str]:
         p.append(f"account {accounts[i]['id']}: balance {avail[i]} != posted credits - debits - held {expect[i]}")
     kind = accounts["kind"]
     not_clearing = kind != AccountKind.CLEARING
-    neg = not_clearing & ((accounts["cash_fen"] < 0) | (accounts["subsidy_fen"] < 0))
+    # A card's cash purse may be negative: taps may allow it (fares.toml's
+    # negative_balance) and a metro exit charges even above the hold.
+    neg = not_clearing & (
+        ((accounts["cash_fen"] < 0) & (kind != AccountKind.CARD)) | (accounts["subsidy_fen"] < 0)
+    )
     for i in np.flatnonzero(neg)[:10]:
         p.append(f"account {accounts[i]['id']}: negative balance on a no-overdraft account")
     cards = kind == AccountKind.CARD

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import reference_taps
 from .schema import (
     ACCOUNT_DTYPE,
     ACCOUNT_KINDS,
@@ -89,6 +90,22 @@ class Engine:
         self.tail: list[tuple] = []  # journal records decided since the last checkpoint
         self.journal_seq = 0
         self._undo: list[tuple] | None = None
+        self.journeys: dict[int, reference_taps.Journey] = {}  # card id -> fare state
+        self.fares = reference_taps.FareVersions([])
+
+    # ------------------------------------------------------------------ fares
+
+    def set_fare_versions(self, versions: list) -> None:
+        """Install the fare-system versions (TapTables, oldest first) taps are rated by."""
+        self.fares = reference_taps.FareVersions(list(versions))
+
+    def export_journeys(self) -> np.ndarray:
+        """Every card's fare state (JOURNEY_DTYPE, by account id)."""
+        return reference_taps.export_journeys(self.journeys)
+
+    def load_journeys(self, journeys: np.ndarray) -> None:
+        """Replace every card's fare state (as `export_journeys` gives)."""
+        self.journeys = reference_taps.load_journeys(journeys)
 
     # ------------------------------------------------------------------ state I/O
 
@@ -185,7 +202,7 @@ class Engine:
         """
         n = len(ops)
         results = np.zeros(n, dtype=RESULT_DTYPE)
-        res: list[list[int]] = [[0, 0, 0, 0] for _ in range(n)]
+        res: list[list[int]] = [[0, 0, 0, 0, 0] for _ in range(n)]
         journal: list[tuple] = []
         rows = ops.tolist()
         i = 0
@@ -197,7 +214,7 @@ class Engine:
             self._apply_chain(rows, i, j + 1, prior, has_prior, res, journal)
             i = j + 1
         for k, r in enumerate(res):
-            results[k] = (r[0], 0, r[1], r[2], r[3])
+            results[k] = (r[0], r[4], r[1], r[2], r[3])
         return results, np.array(journal, dtype=JOURNAL_DTYPE)
 
     def _apply_chain(self, rows, lo, hi, prior, has_prior, res, journal) -> None:
@@ -211,7 +228,7 @@ class Engine:
             op = dict(zip(OP_FIELDS, rows[k]))
             src, seq = op["source"], op["seq"]
             if src == 0:
-                res[k] = [Result.INVALID_ID, 0, 0, 0]
+                res[k] = [Result.INVALID_ID, 0, 0, 0, 0]
                 failed = True
                 continue
             original = self._find_decision(src, seq, prior, has_prior, k)
@@ -231,7 +248,9 @@ class Engine:
             rec = self._decide(op, rows[k], code, effect, jseq)
             journal.append(rec)
             new_members.append((k, len(journal) - 1))
-            res[k] = [code, rec[-8], rec[-7], jseq] if code == Result.OK else [code, 0, 0, jseq]
+            res[k] = (
+                [code, rec[-8], rec[-7], jseq, rec[-9]] if code == Result.OK else [code, 0, 0, jseq, 0]
+            )
             if code != Result.OK:
                 failed = True
         if linked and failed:
@@ -265,14 +284,15 @@ class Engine:
         code_i = JOURNAL_FIELDS.index("code")
         jseq = original[JOURNAL_FIELDS.index("journal_seq")]
         if original[code_i] != Result.OK:
-            return [Result.ID_ALREADY_FAILED, 0, 0, jseq]
+            return [Result.ID_ALREADY_FAILED, 0, 0, jseq, 0]
         if tuple(original[: len(OP_FIELDS)]) != tuple(row):
-            return [Result.EXISTS_WITH_DIFFERENT_FIELDS, 0, 0, jseq]
+            return [Result.EXISTS_WITH_DIFFERENT_FIELDS, 0, 0, jseq, 0]
         return [
             Result.EXISTS,
             original[JOURNAL_FIELDS.index("result_amount_fen")],
             original[JOURNAL_FIELDS.index("balance_fen")],
             jseq,
+            original[JOURNAL_FIELDS.index("discounts")],
         ]
 
     def _decide(self, op: dict, row: tuple, code: int, effect, jseq: int) -> tuple:
@@ -285,7 +305,8 @@ class Engine:
         elif seq > s[0]:
             s[0] = seq
         if code == Result.OK:
-            amount, balance, debit_id, credit_id, subsidy = effect
+            amount, balance, debit_id, credit_id, subsidy = effect[:5]
+            discounts = effect[5] if len(effect) > 5 else 0
             dprev = cprev = 0
             if debit_id:
                 a = self.accounts[debit_id]
@@ -295,7 +316,7 @@ class Engine:
                 a = self.accounts[credit_id]
                 cprev = a.last_journal_seq
                 a.last_journal_seq = jseq
-            rec = tuple(row) + (code, 0, amount, balance, jseq, debit_id, credit_id, subsidy, dprev, cprev)
+            rec = tuple(row) + (code, discounts, amount, balance, jseq, debit_id, credit_id, subsidy, dprev, cprev)
         else:
             rec = tuple(row) + (code, 0, 0, 0, jseq, 0, 0, 0, 0, 0)
         self.recent[(src, seq)] = len(self.tail)
@@ -458,11 +479,14 @@ class Engine:
         if draw == DRAW_SUBSIDY:
             d.subsidy_fen -= amount
             return amount
+        # A tap may take a card's cash purse below zero (its allowance, or an exit
+        # charge above the hold); the subsidy purse never goes below zero.
         if d.flags & AccountFlags.CASH_FIRST:
-            from_cash = min(d.cash_fen, amount)
-            from_subsidy = amount - from_cash
+            from_cash = min(max(d.cash_fen, 0), amount)
+            from_subsidy = min(max(d.subsidy_fen, 0), amount - from_cash)
+            from_cash = amount - from_subsidy
         else:
-            from_subsidy = min(d.subsidy_fen, amount)
+            from_subsidy = min(max(d.subsidy_fen, 0), amount)
             from_cash = amount - from_subsidy
         d.subsidy_fen -= from_subsidy
         d.cash_fen -= from_cash
@@ -739,6 +763,8 @@ class Engine:
             return Result.ACCOUNT_CLOSED, None
         held = sum(p[4] for p in self.pending.values() if p[2] == aid) if a.debits_pending else 0
         total = a.cash_fen + a.subsidy_fen + held
+        if total < 0:
+            return Result.INSUFFICIENT_FUNDS, None  # a card in debt (taps) is topped up first
         if c.credits_posted > INT64_MAX - total or c.cash_fen > INT64_MAX - total:
             return Result.OVERFLOW, None
         self._void_holds_of(a)
@@ -778,4 +804,5 @@ _HANDLERS = {
     OpKind.UNFREEZE: Engine.op_unfreeze,
     OpKind.REPLACE: Engine.op_replace,
     OpKind.CLOSE: Engine.op_close,
+    OpKind.TAP: reference_taps.op_tap,
 }

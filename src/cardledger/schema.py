@@ -32,6 +32,16 @@ class OpKind(enum.IntEnum):
     UNFREEZE = 10
     REPLACE = 11
     CLOSE = 12
+    TAP = 13
+
+
+class TapType(enum.IntEnum):
+    """What a TAP op records (field `tap`): see the README's fares section."""
+
+    BOARD = 1  # boarding a pay-as-you-board vehicle (bus, ferry, coach, taxi)
+    ENTRY = 2  # entering a gated network (metro): holds the maximum fare
+    EXIT = 3  # leaving it: charges the fare, releases the rest of the hold
+    SWEEP = 4  # charge the card's open entry if it has timed out (no route/stop)
 
 
 class AccountKind(enum.IntEnum):
@@ -100,6 +110,12 @@ class Result(enum.IntEnum):
     EXCEEDS_PENDING = 22
     LINKED_FAILED = 23
     LINKED_CHAIN_OPEN = 24
+    INVALID_TAP = 25  # tap type unknown, or not the kind this network takes
+    NO_FARE_SYSTEM = 26  # no fare system is in force at the tap's time_us
+    UNKNOWN_ROUTE = 27
+    UNKNOWN_STOP = 28
+    FARE_NOT_FOUND = 29  # no fare leg rule prices this journey
+    OPERATOR_NOT_FOUND = 30  # the route's operator account is missing or not OPERATOR
 
 
 # ---------------------------------------------------------------------------
@@ -121,6 +137,16 @@ BATCH_OPS_MAX = 1 << 20
 #: the core), and sets how often the account snapshot (80 bytes a card) is written.
 CHECKPOINT_OPS_DEFAULT = 1 << 20
 INT64_MAX = (1 << 63) - 1
+#: Legs a card's current journey keeps for transfer pricing; a tap beyond them
+#: starts a new journey.
+JOURNEY_LEGS_MAX = 4
+#: Latest time_us a TAP may carry (about the year 6536): keeps every calendar
+#: computation of caps and tiers in range.
+TAP_TIME_US_MAX = 1 << 57
+#: Caps and spend tiers one fare system may configure (per-card counters are
+#: fixed-size slots).
+FARE_CAPS_MAX = 4
+FARE_TIERS_MAX = 4
 
 assert AMOUNT_MAX_FEN < INT64_MAX // 1024
 assert DEFAULT_CASH_CAP_FEN <= CAP_MAX_FEN
@@ -207,6 +233,43 @@ ACCOUNT_DTYPE = np.dtype(
     ]
 )
 
+#: One leg of a card's journey (same layout as fares.LEG_DTYPE).
+JOURNEY_LEG_DTYPE = np.dtype(
+    [
+        ("route", "<i4"),
+        ("from_stop", "<i4"),
+        ("to_stop", "<i4"),
+        ("reserved", "<i4"),
+        ("departure_us", "<i8"),
+        ("arrival_us", "<i8"),
+    ]
+)
+
+#: A card's fare state: the journey being priced, an open metro entry, and the
+#: counters of caps and spend tiers. Checkpointed beside the accounts.
+JOURNEY_DTYPE = np.dtype(
+    [
+        ("account_id", "<u8"),
+        ("version", "<i4"),  # fare system version the journey is priced by (-1: none)
+        ("n_legs", "<i4"),
+        ("charged_fen", "<i8"),  # what the journey's quotes have charged so far
+        ("last_departure_us", "<i8"),
+        ("last_arrival_us", "<i8"),
+        ("legs", JOURNEY_LEG_DTYPE, (JOURNEY_LEGS_MAX,)),
+        ("entry_version", "<i4"),  # -1: no open entry
+        ("entry_route", "<i4"),
+        ("entry_stop", "<i4"),
+        ("counter_version", "<i4"),  # version the counters belong to (-1: none)
+        ("entry_time_us", "<i8"),
+        ("entry_source", "<u8"),  # the ENTRY op's id = its hold's id
+        ("entry_seq", "<u8"),
+        ("cap_period", "<i8", (FARE_CAPS_MAX,)),
+        ("cap_spent_fen", "<i8", (FARE_CAPS_MAX,)),
+        ("tier_period", "<i8", (FARE_TIERS_MAX,)),
+        ("tier_spent_fen", "<i8", (FARE_TIERS_MAX,)),
+    ]
+)
+
 #: Per-source idempotency state.
 SOURCE_DTYPE = np.dtype(
     [
@@ -250,6 +313,8 @@ ALLOWED_FLAGS = {
     OpKind.UNFREEZE: OpFlags.LINKED,
     OpKind.REPLACE: OpFlags.LINKED,
     OpKind.CLOSE: OpFlags.LINKED,
+    # a tap moves money and journey state at once; it is never part of a chain
+    OpKind.TAP: OpFlags.NONE,
 }
 
 

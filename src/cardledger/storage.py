@@ -34,7 +34,7 @@ import numpy as np
 
 from . import codec
 from .errors import CorruptionError
-from .schema import ACCOUNT_DTYPE, JOURNAL_DTYPE, PENDING_DTYPE, SOURCE_DTYPE
+from .schema import ACCOUNT_DTYPE, JOURNAL_DTYPE, JOURNEY_DTYPE, PENDING_DTYPE, SOURCE_DTYPE
 
 FORMAT_VERSION = 4
 
@@ -62,7 +62,7 @@ KEY2 = struct.Struct(">QQ")
 assert BATCH_HEADER_SIZE == 128
 assert JOURNAL_DTYPE.itemsize % 8 == 0
 
-DB_NAMES = (b"meta", b"journal", b"state", b"ids", b"ids_late")
+DB_NAMES = (b"meta", b"journal", b"state", b"ids", b"ids_late", b"fares")
 #: Most (seq, journal_seq) pairs in one value of the id index.
 ID_RUN_PAIRS_MAX = 4096
 
@@ -145,8 +145,9 @@ def decode_batch(key: bytes, value: bytes | memoryview, prev_hash: bytes | None 
 #   the accounts at C <= C', the sources at C', and replays the journal after C.
 
 CHECKPOINT_MAGIC = b"CLCP"
-#: magic, version, journal_seq, account count, hold count, last batch hash, body SHA-256
-CHECKPOINT_HEADER = struct.Struct("<4sHxxQQQ32s32s")
+#: magic, version, journal_seq, account count, hold count, journey count, last batch
+#: hash, body SHA-256
+CHECKPOINT_HEADER = struct.Struct("<4sHxxQQQQ32s32s")
 #: descriptor in LMDB: version, journal_seq, last batch hash, file body SHA-256
 CHECKPOINT_DESC = struct.Struct("<HxxxxxxQ32s32s")
 #: id state in LMDB: version, ids_upto, source count, sources SHA-256
@@ -186,23 +187,36 @@ def decode_checkpoint_desc(value) -> CheckpointDesc | None:
 
 
 def write_checkpoint_file(
-    directory: str, journal_seq: int, last_batch_hash: bytes, accounts: np.ndarray, pending: np.ndarray
+    directory: str,
+    journal_seq: int,
+    last_batch_hash: bytes,
+    accounts: np.ndarray,
+    pending: np.ndarray,
+    journeys: np.ndarray,
 ) -> bytes:
-    """Write, fsync and atomically rename the checkpoint file; return its body SHA-256."""
+    """Write, fsync and atomically rename the checkpoint file; return its body SHA-256.
+
+    The body is the accounts, the outstanding holds and the cards' fare state
+    (JOURNEY_DTYPE), each as its raw records.
+    """
     acc = memoryview(np.ascontiguousarray(accounts)).cast("B")
     pen = memoryview(np.ascontiguousarray(pending)).cast("B")
+    jny = memoryview(np.ascontiguousarray(journeys)).cast("B")
     h = hashlib.sha256(acc)
     h.update(pen)
+    h.update(jny)
     digest = h.digest()
     header = CHECKPOINT_HEADER.pack(
-        CHECKPOINT_MAGIC, FORMAT_VERSION, journal_seq, len(accounts), len(pending), last_batch_hash, digest
-    )
+        CHECKPOINT_MAGIC, FORMAT_VERSION, journal_seq, len(accounts), len(pending), len(journeys),
+        last_batch_hash, digest,
+    )  # fmt: skip
     final = os.path.join(directory, checkpoint_file_name(journal_seq))
     tmp = f"{final}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
         f.write(header)
         f.write(acc)
         f.write(pen)
+        f.write(jny)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, final)
@@ -214,25 +228,27 @@ def write_checkpoint_file(
     return digest
 
 
-def read_checkpoint_file(directory: str, desc: CheckpointDesc) -> tuple[np.ndarray, np.ndarray]:
-    """Read and check the checkpoint file `desc` names: (accounts, pending holds)."""
+def read_checkpoint_file(directory: str, desc: CheckpointDesc) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read and check the checkpoint file `desc` names: (accounts, pending holds, journeys)."""
     path = os.path.join(directory, checkpoint_file_name(desc.journal_seq))
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < CHECKPOINT_HEADER.size:
         raise CorruptionError(f"{path}: shorter than its header")
-    magic, version, jseq, n_acc, n_pen, last_hash, digest = CHECKPOINT_HEADER.unpack_from(data)
+    magic, version, jseq, n_acc, n_pen, n_jny, last_hash, digest = CHECKPOINT_HEADER.unpack_from(data)
     body = memoryview(data)[CHECKPOINT_HEADER.size :]
     if magic != CHECKPOINT_MAGIC or version != FORMAT_VERSION or jseq != desc.journal_seq:
         raise CorruptionError(f"{path}: bad header")
-    if len(body) != n_acc * ACCOUNT_DTYPE.itemsize + n_pen * PENDING_DTYPE.itemsize:
+    sizes = (n_acc * ACCOUNT_DTYPE.itemsize, n_pen * PENDING_DTYPE.itemsize, n_jny * JOURNEY_DTYPE.itemsize)
+    if len(body) != sum(sizes):
         raise CorruptionError(f"{path}: length does not match its counts")
     if digest != desc.body_sha256 or hashlib.sha256(body).digest() != digest or last_hash != desc.last_batch_hash:
         raise CorruptionError(f"{path}: fails its checksum")
-    split = n_acc * ACCOUNT_DTYPE.itemsize
-    accounts = np.frombuffer(body[:split], dtype=ACCOUNT_DTYPE).copy()
-    pending = np.frombuffer(body[split:], dtype=PENDING_DTYPE).copy()
-    return accounts, pending
+    a_end, p_end = sizes[0], sizes[0] + sizes[1]
+    accounts = np.frombuffer(body[:a_end], dtype=ACCOUNT_DTYPE).copy()
+    pending = np.frombuffer(body[a_end:p_end], dtype=PENDING_DTYPE).copy()
+    journeys = np.frombuffer(body[p_end:], dtype=JOURNEY_DTYPE).copy()
+    return accounts, pending, journeys
 
 
 def remove_old_checkpoint_files(directory: str, keep_journal_seq: int) -> None:

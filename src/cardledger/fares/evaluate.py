@@ -13,8 +13,9 @@ tables' indexes. Evaluating it takes four steps, as the spec describes:
    field matches only values no rule lists in that column, and among several
    matches the most specific (most non-empty fields) win; with it, an empty field
    matches anything and the highest priority wins. A rule whose product has no row
-   for this rider and medium is skipped. Remaining ties: the cheapest fare for the
-   rider, then the rule listed first in fare_leg_rules.txt.
+   for this rider and medium is skipped. When several rules of the winning rank
+   remain, each is an *option* for the leg (at most LEG_OPTIONS_MAX, one per
+   distinct amount and leg group, cheapest first).
 3. **Transfers** between consecutive effective legs, by their leg groups (a leg
    whose rule has no leg_group_id takes part in none): an exact (from, to) match,
    else an empty from/to stands for every group not listed in that column. The
@@ -26,6 +27,12 @@ tables' indexes. Evaluating it takes four steps, as the spec describes:
 4. **Cost.** type 0: S += AB; type 1: S += AB + B; type 2: AB replaces the fare of
    the from-leg when that leg began the sub-journey (S = S - A + AB), otherwise
    S += AB. No matching transfer: S += B.
+5. **The lowest fare for the rider.** Steps 3–4 run for every combination of the
+   legs' options (up to QUOTE_COMBINATIONS_MAX; beyond, each leg takes its
+   cheapest option) and the lowest total wins; ties go to the combination that is
+   first in option order. So where the spec leaves a choice (several products
+   match a leg; no medium given, e.g. cash or card products on different leg
+   groups) the rider pays the cheapest journey, deterministically.
 
 Product prices for a rider: a named category uses that category's rows and rows
 with an empty category; no category uses the product's default category (or the
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import itertools
 from collections.abc import Sequence
 
 from .tables import NO_PRICE, NONE, S_PER_DAY, US_PER_S, FareTables
@@ -55,6 +63,12 @@ class FareStatus(enum.IntEnum):
 
 #: Legs one journey may have (the core evaluates journeys in fixed stack arrays).
 QUOTE_LEGS_MAX = 64
+#: How an unlimited transfer_count (-1) ranks: after every finite count.
+UNLIMITED_RANK = 1 << 40
+#: Ways one effective leg may be priced that the journey search considers.
+LEG_OPTIONS_MAX = 8
+#: Combinations of leg options the search tries; beyond, each leg takes its cheapest.
+QUOTE_COMBINATIONS_MAX = 4096
 
 
 class FareDiscount(enum.IntFlag):
@@ -155,10 +169,15 @@ class ReferenceEvaluator:
         """A product's price for the rider (NO_PRICE: not available to them)."""
         return self.price[product][cat][med]
 
-    def match_leg(
+    def leg_options(
         self, net: int, fs: int, ts: int, dep_us: int, arr_us: int, cat: int, med: int
-    ) -> tuple[int, int, int] | None:
-        """(amount, leg group, product) of the leg rule that prices an effective leg."""
+    ) -> list[tuple[int, int, int]]:
+        """The ways the leg rules may price an effective leg: [(amount, leg group, product)].
+
+        Only rules of the winning rank (highest priority, or most specific without a
+        rule_priority column) whose product the rider may use; cheapest first, then
+        file order; at most LEG_OPTIONS_MAX, one per (amount, group).
+        """
         t = self.t
         prio = t.has_rule_priority
         if prio:
@@ -172,8 +191,7 @@ class ReferenceEvaluator:
             fas = [a for a in from_areas if self.from_area_listed[a]] or [NONE]
         to_areas = self.stop_areas[ts]
         to_listed = any(self.to_area_listed[a] for a in to_areas)
-        best = None
-        best_key: tuple[int, int, int] | None = None
+        found: list[tuple[int, int, int, int, int]] = []  # (rank, amount, order, group, product)
         a1 = self.n_areas + 1
         for n in nets:
             for fa in fas:
@@ -194,11 +212,17 @@ class ReferenceEvaluator:
                     amount = self.price[prod][cat][med]
                     if amount == NO_PRICE:
                         continue
-                    rank = (-(priority if prio else nspec), amount, order)
-                    if best_key is None or rank < best_key:
-                        best_key = rank
-                        best = (amount, grp, prod)
-        return best
+                    found.append((-(priority if prio else nspec), amount, order, grp, prod))
+        if not found:
+            return []
+        best_rank = min(f[0] for f in found)
+        out: list[tuple[int, int, int]] = []
+        seen: set[tuple[int, int]] = set()
+        for _, amount, _, grp, prod in sorted(f for f in found if f[0] == best_rank):
+            if (amount, grp) not in seen and len(out) < LEG_OPTIONS_MAX:
+                seen.add((amount, grp))
+                out.append((amount, grp, prod))
+        return out
 
     def joins(self, prev: Leg, nxt: Leg) -> bool:
         """Whether a join rule merges two consecutive legs into one effective leg."""
@@ -235,40 +259,78 @@ class ReferenceEvaluator:
 
     def quote(self, legs: Sequence[Leg], cat: int, med: int) -> tuple[FareStatus, int, FareDiscount]:
         """Total fare of a journey for a rider: (status, amount, discounts)."""
+        status, total, flags, _, _ = self.quote_detail(legs, cat, med)
+        return status, total, flags
+
+    def quote_detail(
+        self, legs: Sequence[Leg], cat: int, med: int
+    ) -> tuple[FareStatus, int, FareDiscount, int, FareDiscount]:
+        """`quote` plus, for the last effective leg: its product (-1 if none) and its
+        own discounts (TRANSFER if a transfer rule priced the way into it, CATEGORY if
+        its fare is below the default rider's): what a tap on that leg reports."""
         t = self.t
+        none = FareDiscount.NONE
         if not legs:
-            return FareStatus.NO_LEGS, 0, FareDiscount.NONE
+            return FareStatus.NO_LEGS, 0, none, NONE, none
         if len(legs) > QUOTE_LEGS_MAX:
-            return FareStatus.TOO_MANY_LEGS, 0, FareDiscount.NONE
+            return FareStatus.TOO_MANY_LEGS, 0, none, NONE, none
         n_routes, n_stops = len(self.route_network), len(self.stop_station)
         for leg in legs:
             if not (0 <= leg[0] < n_routes and self.route_known[leg[0]]):
-                return FareStatus.UNKNOWN_ROUTE, 0, FareDiscount.NONE
+                return FareStatus.UNKNOWN_ROUTE, 0, none, NONE, none
             for s in (leg[1], leg[2]):
                 if not (0 <= s < n_stops and self.stop_known[s]):
-                    return FareStatus.UNKNOWN_STOP, 0, FareDiscount.NONE
+                    return FareStatus.UNKNOWN_STOP, 0, none, NONE, none
         eff = self.effective_legs(legs)
-        amounts: list[int] = []
-        groups: list[int] = []
-        flags = FareDiscount.NONE
-        n_cat = t.n_categories
+        options: list[list[tuple[int, int, int]]] = []
         for net, fs, ts, dep, arr in eff:
-            m = self.match_leg(net, fs, ts, dep, arr, cat, med)
-            if m is None:
-                return FareStatus.UNKNOWN_FARE, 0, FareDiscount.NONE
-            amounts.append(m[0])
-            groups.append(m[1])
-            base = self.price[m[2]][n_cat][med]
-            if cat != n_cat and base != NO_PRICE and m[0] < base:
+            opts = self.leg_options(net, fs, ts, dep, arr, cat, med)
+            if not opts:
+                return FareStatus.UNKNOWN_FARE, 0, none, NONE, none
+            options.append(opts)
+        combos = 1
+        for opts in options:
+            combos *= len(opts)
+        if combos > QUOTE_COMBINATIONS_MAX:
+            options = [opts[:1] for opts in options]
+        best: tuple[int, int, int, list[tuple[int, int, int]]] | None = None
+        for choice in itertools.product(*options):
+            total, flags, last_flags = self.price_journey(eff, choice, cat, med)
+            if best is None or total < best[0]:
+                best = (total, flags, last_flags, list(choice))
+        assert best is not None
+        total, flags, last_flags, choice = best
+        n_cat = t.n_categories
+        for i, (amount, _, prod) in enumerate(choice):
+            base = self.price[prod][n_cat][med]
+            if cat != n_cat and base != NO_PRICE and amount < base:
                 flags |= FareDiscount.CATEGORY
+                if i == len(choice) - 1:
+                    last_flags |= FareDiscount.CATEGORY
+        return FareStatus.OK, total, FareDiscount(flags), choice[-1][2], FareDiscount(last_flags)
+
+    def price_journey(
+        self,
+        eff: list[tuple[int, int, int, int, int]],
+        choice: Sequence[tuple[int, int, int]],
+        cat: int,
+        med: int,
+    ) -> tuple[int, int, int]:
+        """(total, TRANSFER bit, TRANSFER bit of the last leg) of effective legs priced
+        by `choice`, transfers applied."""
+        amounts = [c[0] for c in choice]
+        groups = [c[1] for c in choice]
+        flags = 0
         total = amounts[0]
         run_pair: tuple[int, int] | None = None  # (from, to) fields of the current run
         run_count = 0
         run_start = 0
         reached_by_transfer = False  # was leg i-1 reached by a transfer?
+        last_flags = 0
         for i in range(1, len(eff)):
             g0, g1 = groups[i - 1], groups[i]
             chosen = None
+            last_flags = 0
             if g0 != NONE and g1 != NONE:
                 pair = (
                     g0 if self.from_group_listed[g0] else NONE,
@@ -300,7 +362,7 @@ class ReferenceEvaluator:
                         cost = self.price[prod][cat][med]
                         if cost == NO_PRICE:
                             continue
-                    rank = (tcount if tcount != -1 else 1 << 31, cost, x)
+                    rank = (tcount if tcount != -1 else UNLIMITED_RANK, cost, x)
                     if best_rank is None or rank < best_rank:
                         best_rank = rank
                         chosen = (ttype, cost)
@@ -313,6 +375,7 @@ class ReferenceEvaluator:
                 continue
             ttype, cost = chosen
             flags |= FareDiscount.TRANSFER
+            last_flags = FareDiscount.TRANSFER
             if ttype == 0:
                 total += cost
             elif ttype == 1:
@@ -322,4 +385,13 @@ class ReferenceEvaluator:
             else:
                 total += cost
             reached_by_transfer = True
-        return FareStatus.OK, total, flags
+        return total, flags, last_flags
+
+    def local_day(self, tz: int, time_us: int, day_start_s: int) -> int:
+        """The service day (days since 1970-01-01) of an instant in timezone `tz`.
+
+        A service day starts `day_start_s` seconds after local midnight.
+        """
+        froms, offs = self.tz[tz]
+        k = bisect.bisect_right(froms, time_us) - 1
+        return (time_us // US_PER_S + offs[k] - day_start_s) // S_PER_DAY

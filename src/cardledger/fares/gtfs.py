@@ -39,6 +39,7 @@ import zipfile
 import zoneinfo
 from collections.abc import Callable, Collection, Iterator
 
+from cardledger.schema import AMOUNT_MAX_FEN
 from cardledger.fares.errors import FeedError, Problem
 from cardledger.fares.model import (
     Agency,
@@ -63,8 +64,9 @@ from cardledger.fares.model import (
 FILE_BYTES_MAX = 256 * 1024 * 1024
 #: Largest integer a GTFS integer field may hold (the spec's fields fit in int32).
 GTFS_INT_MAX = 2**31 - 1
-#: Largest absolute money amount, in minor units: it must fit the ledger's int64.
-AMOUNT_MINOR_MAX = 2**63 - 1
+#: Largest |amount| of a fare product: the ledger's per-op limit, so that the total of
+#: any journey (at most QUOTE_LEGS_MAX legs and transfers) stays far inside int64.
+AMOUNT_MINOR_MAX = AMOUNT_MAX_FEN
 #: Seconds in a service day; timeframes are [start, end) within [0, DAY_S].
 DAY_S = 86_400
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import importlib.resources
 import io
@@ -43,6 +44,8 @@ LEG_DTYPE = np.dtype(
     ]
 )
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+#: Leg times quote_many accepts: ±2^60 µs (±36,000 years) keeps every span in int64.
+TIME_US_LIMIT = 1 << 60
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +103,10 @@ class FareSystem:
         byte for byte); `previous` keeps its route and stop indexes stable.
         """
         self.feed = feed
+        # A feed without fares.toml can quote; its taps find no operator to pay
+        # (OPERATOR_NOT_FOUND) until a config names one.
         self.config = config if config is not None else FareConfig.default()
-        problems = check_config_against_feed(self.config, feed)
+        problems = check_config_against_feed(self.config, feed) if config is not None else []
         if problems:
             raise ConfigError(problems)
         self.files = dict(files or {})
@@ -166,10 +171,11 @@ class FareSystem:
 
     @classmethod
     def harbin(cls) -> FareSystem:
-        """The Harbin fare system shipped with the package (see its README)."""
-        root = importlib.resources.files("cardledger.fares") / "harbin"
-        with importlib.resources.as_file(root) as p:
-            return cls.from_gtfs(p)
+        """The Harbin fare system shipped with the package (see its README).
+
+        Loaded once per process: a FareSystem never changes after it is built.
+        """
+        return _harbin()
 
     def to_bytes(self) -> bytes:
         """The system's source files as one deterministic zip (for persistence)."""
@@ -284,6 +290,9 @@ class FareSystem:
             raise ValueError(f"rider_category index {rider_category} out of range")
         if not 0 <= fare_media <= self.tables.n_media:
             raise ValueError(f"fare_media index {fare_media} out of range")
+        for col in ("departure_us", "arrival_us"):
+            if len(legs) and (legs[col].min() < -TIME_US_LIMIT or legs[col].max() > TIME_US_LIMIT):
+                raise ValueError(f"legs[{col!r}] must be within ±{TIME_US_LIMIT} µs of the epoch")
         n = len(ptr) - 1
         if self._core is not None:
             return self._core.quote_many(legs, ptr, rider_category, fare_media)  # type: ignore[no-any-return]
@@ -303,6 +312,13 @@ class FareSystem:
         rows = legs[["route", "from_stop", "to_stop", "departure_us", "arrival_us"]].tolist()
         s, a, f = self._reference.quote(rows, rider_category, fare_media)
         return int(s), int(a), int(f)
+
+
+@functools.lru_cache(maxsize=1)
+def _harbin() -> FareSystem:
+    root = importlib.resources.files("cardledger.fares") / "harbin"
+    with importlib.resources.as_file(root) as p:
+        return FareSystem.from_gtfs(p)
 
 
 def _read_files(p: pathlib.Path) -> dict[str, bytes]:

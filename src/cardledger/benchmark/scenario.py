@@ -1,0 +1,316 @@
+"""A synthetic Harbin morning peak, deterministic by seed, written once as batch files.
+
+`generate(n_cards, seed)` returns the scenario as a list of op batches (OP_DTYPE
+arrays); `write(directory, ...)` stores them as msgpack files with a manifest, and
+`read(directory)` gives them back byte for byte, so every engine replays the same
+bytes. The city, on the packaged Harbin fare system (Monday 2026-11-23,
+Asia/Shanghai):
+
+- **Accounts:** three bank top-up channels (CLEARING 1–3), the union aid program
+  (PROGRAM 10, funded from channel 1), the five operators of the Harbin fares.toml
+  (9001–9005), and `n_cards` cards (ids from CARD_ID_BASE): 80% adults, 10%
+  students, 5% aged 60–64, 5% aged 65+ (card category codes 0–3), each topped up
+  with 30–200 yuan before the peak.
+- **The peak, 06:30–08:30:** each card makes 0 (20%), 1 (50%) or 2 (30%) journeys,
+  departing around 07:30 (normal, sd 25 min, clipped to the peak): bus only 45%,
+  metro only 30%, bus then metro 15%, metro then bus 5%, ferry 2%, taxi 3%. Bus
+  routes are drawn with Zipf-like popularity (weight 1/rank); a metro ride is an
+  ENTRY and an EXIT 8–40 minutes later (1% at the same station); a taxi ride
+  carries a metered fare of 10–40 yuan.
+- **Money:** 2% of cards top up 50–100 yuan through a bank channel during the
+  peak; an aid disbursement of min(100,000, n_cards / 10) lines at 07:00.
+- **Offline validators:** 3% of taps are uploaded 30–90 minutes late (same id and
+  event time, a later batch); 1% are sent twice (the duplicate in a later batch).
+- **Lost cards:** max(1, n_cards / 100,000) cards are frozen at 07:15 and replaced
+  by new cards at 07:45; their later taps are refused.
+
+Each validator is a source (one per stop and route, seq increasing in event
+time), so late uploads exercise out-of-order ids. Batches hold BATCH_OPS ops in
+upload order; setup batches come first (`setup_batches` in the manifest).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import msgpack
+import numpy as np
+
+from ..fares.system import FareSystem
+from ..schema import OP_DTYPE, AccountKind, OpKind, TapType
+
+SCENARIO_FORMAT = 1
+BATCH_OPS = 8192
+FILE_BATCHES = 64  # batches per msgpack file
+CARD_ID_BASE = 10_000_000
+REPLACEMENT_ID_BASE = 20_000_000
+CHANNEL_IDS = (1, 2, 3)
+PROGRAM_ID = 10
+OPERATOR_IDS = (9001, 9002, 9003, 9004, 9005)
+OFFICE_SOURCE = 1  # card office: OPEN, FREEZE, REPLACE
+BANK_SOURCE = 2  # bank channels: TOPUP
+AID_SOURCE = 3  # the union's aid disbursement
+VALIDATOR_SOURCE_BASE = 1_000_000
+_TZ = dt.timezone(dt.timedelta(hours=8))
+DAY_US = int(dt.datetime(2026, 11, 23, tzinfo=_TZ).timestamp()) * 1_000_000
+HOUR_US = 3_600_000_000
+MINUTE_US = 60_000_000
+PEAK_START_US = DAY_US + 6 * HOUR_US + 30 * MINUTE_US
+PEAK_END_US = DAY_US + 8 * HOUR_US + 30 * MINUTE_US
+SETUP_US = DAY_US + 5 * HOUR_US
+
+
+@dataclass
+class Scenario:
+    """The batches, and what they are."""
+
+    batches: list[np.ndarray]
+    setup_batches: int
+    n_cards: int
+    seed: int
+    counts: dict[str, int]
+
+    @property
+    def ops(self) -> int:
+        """Ops in all batches."""
+        return sum(len(b) for b in self.batches)
+
+
+def _ops(n: int) -> np.ndarray:
+    return np.zeros(n, dtype=OP_DTYPE)
+
+
+def _cut(ops: np.ndarray) -> list[np.ndarray]:
+    return [np.ascontiguousarray(ops[i : i + BATCH_OPS]) for i in range(0, len(ops), BATCH_OPS)]
+
+
+def generate(n_cards: int = 1_000_000, seed: int = 20261123, fares: FareSystem | None = None) -> Scenario:
+    """Build the scenario (module docstring); a pure function of its arguments."""
+    if n_cards < 10:
+        raise ValueError("the scenario needs at least 10 cards")
+    fs = fares or FareSystem.harbin()
+    rng = np.random.default_rng(seed)
+    t = fs.tables
+    bus_routes = np.array([i for i, r in enumerate(t.route_ids) if r.startswith("bus_")], dtype=np.int64)
+    metro_routes = np.array([i for i, r in enumerate(t.route_ids) if r.startswith("metro_")], dtype=np.int64)
+    ferry_route = fs.route_index("ferry_songhua")
+    taxi_route = fs.route_index("taxi")
+    bus_stops = np.array([i for i, s in enumerate(t.stop_ids) if s.startswith("bs_")], dtype=np.int64)
+    piers = [i for i, s in enumerate(t.stop_ids) if s.startswith("ferry_") and s.endswith("_pier")]
+    taxi_stop = fs.stop_index("taxi_anywhere")
+    # metro platforms by line: a ride enters and leaves on the same line's platforms
+    line_platforms: dict[int, np.ndarray] = {}
+    for r in metro_routes.tolist():
+        line = t.route_ids[r].split("_")[-1]
+        line_platforms[r] = np.array(
+            [i for i, s in enumerate(t.stop_ids) if s.startswith(f"m{line}_")], dtype=np.int64
+        )
+    counts: dict[str, int] = {}
+
+    # -- setup: accounts and initial top-ups ------------------------------------
+    cards = CARD_ID_BASE + np.arange(n_cards, dtype=np.int64)
+    n_fixed = len(CHANNEL_IDS) + 1 + len(OPERATOR_IDS)
+    setup = _ops(n_fixed + 1 + 2 * n_cards)
+    k = 0
+    for cid in CHANNEL_IDS:
+        setup[k] = (OFFICE_SOURCE, k + 1, cid, 0, 0, SETUP_US, 0, 0, 0, OpKind.OPEN, 0, AccountKind.CLEARING, 0, 0, 0, 0, 0, 0)
+        k += 1
+    setup[k] = (OFFICE_SOURCE, k + 1, PROGRAM_ID, 0, 0, SETUP_US, 0, 0, 0, OpKind.OPEN, 0, AccountKind.PROGRAM, 0, 0, 0, 0, 0, 0)
+    k += 1
+    for oid in OPERATOR_IDS:
+        setup[k] = (OFFICE_SOURCE, k + 1, oid, 0, 0, SETUP_US, 0, 0, 0, OpKind.OPEN, 0, AccountKind.OPERATOR, 0, 0, 0, 0, 0, 0)
+        k += 1
+    n_aid = min(100_000, n_cards // 10)
+    aid_each = 20_000  # 200 yuan a line
+    setup[k] = (BANK_SOURCE, 1, CHANNEL_IDS[0], PROGRAM_ID, n_aid * aid_each, SETUP_US, 0, 0, 0, OpKind.TRANSFER, 0, 0, 0, 0, 0, 0, 0, 0)
+    k += 1
+    category = rng.choice(4, size=n_cards, p=[0.80, 0.10, 0.05, 0.05]).astype(np.uint16)
+    opens = setup[k : k + n_cards]
+    opens["source"] = OFFICE_SOURCE
+    opens["seq"] = np.arange(n_fixed + 1, n_fixed + 1 + n_cards)
+    opens["account_id"] = cards
+    opens["time_us"] = SETUP_US
+    opens["kind"] = OpKind.OPEN
+    opens["account_kind"] = AccountKind.CARD
+    opens["category"] = category
+    k += n_cards
+    tops = setup[k : k + n_cards]
+    tops["source"] = BANK_SOURCE
+    tops["seq"] = np.arange(2, 2 + n_cards)
+    tops["account_id"] = cards
+    tops["counterparty_id"] = np.array(CHANNEL_IDS)[np.arange(n_cards) % 3]
+    tops["amount_fen"] = rng.integers(30, 201, size=n_cards) * 100
+    tops["time_us"] = SETUP_US + 1
+    tops["kind"] = OpKind.TOPUP
+    counts["setup"] = len(setup)
+
+    # -- journeys -------------------------------------------------------------
+    n_journeys = rng.choice(3, size=n_cards, p=[0.2, 0.5, 0.3])
+    j_card = np.repeat(np.arange(n_cards), n_journeys)
+    nj = len(j_card)
+    j_kind = rng.choice(6, size=nj, p=[0.45, 0.30, 0.15, 0.05, 0.02, 0.03])
+    dep = np.clip(rng.normal(7.5 * HOUR_US, 25 * MINUTE_US, size=nj).astype(np.int64) + DAY_US, PEAK_START_US, PEAK_END_US - 45 * MINUTE_US)
+    zipf = 1.0 / np.arange(1, len(bus_routes) + 1)
+    zipf /= zipf.sum()
+    taps: list[tuple[np.ndarray, ...]] = []  # columns: card, time, route, stop, tap, amount
+
+    def add(card: np.ndarray, time: np.ndarray, route: np.ndarray, stop: np.ndarray, tap: int, amount: np.ndarray | int = 0) -> None:
+        n = len(card)
+        taps.append((card, time, route, stop, np.full(n, tap), np.broadcast_to(np.asarray(amount, dtype=np.int64), (n,)).copy()))
+
+    def bus(sel: np.ndarray, time: np.ndarray) -> None:
+        n = int(sel.sum())
+        add(j_card[sel], time, rng.choice(bus_routes, size=n, p=zipf), rng.choice(bus_stops, size=n), TapType.BOARD)
+
+    def metro(sel: np.ndarray, time: np.ndarray) -> np.ndarray:
+        n = int(sel.sum())
+        line = rng.choice(metro_routes, size=n)
+        a = np.empty(n, dtype=np.int64)
+        b = np.empty(n, dtype=np.int64)
+        for r in metro_routes.tolist():
+            m = line == r
+            plats = line_platforms[r]
+            a[m] = rng.choice(plats, size=int(m.sum()))
+            b[m] = rng.choice(plats, size=int(m.sum()))
+        same = rng.random(n) < 0.01
+        b[same] = a[same]
+        ride = rng.integers(8, 41, size=n) * MINUTE_US
+        add(j_card[sel], time, line, a, TapType.ENTRY)
+        add(j_card[sel], time + ride, line, b, TapType.EXIT)
+        return time + ride
+
+    walk = rng.integers(3, 12, size=nj) * MINUTE_US
+    bus(j_kind == 0, dep[j_kind == 0])
+    metro(j_kind == 1, dep[j_kind == 1])
+    m2 = j_kind == 2
+    bus(m2, dep[m2])
+    metro(m2, dep[m2] + 15 * MINUTE_US + walk[m2])
+    m3 = j_kind == 3
+    end = metro(m3, dep[m3])
+    bus(m3, end + walk[m3])
+    m4 = j_kind == 4
+    n4 = int(m4.sum())
+    add(j_card[m4], dep[m4], np.full(n4, ferry_route), rng.choice(piers, size=n4), TapType.BOARD)
+    m5 = j_kind == 5
+    n5 = int(m5.sum())
+    add(j_card[m5], dep[m5], np.full(n5, taxi_route), np.full(n5, taxi_stop), TapType.BOARD, rng.integers(1000, 4001, size=n5))
+    cols = [np.concatenate([c[i] for c in taps]) for i in range(6)]
+    card_i, time, route, stop, tap, amount = cols
+    nt = len(card_i)
+    counts["taps"] = nt
+
+    top = np.zeros(nt, dtype=OP_DTYPE)
+    top["account_id"] = cards[card_i]
+    top["time_us"] = time
+    top["route"] = route
+    top["stop"] = stop
+    top["tap"] = tap
+    top["amount_fen"] = amount
+    top["kind"] = OpKind.TAP
+    # validators: one per (stop, route); seq in event-time order per validator
+    validator = VALIDATOR_SOURCE_BASE + stop * 128 + (route % 128)
+    order = np.lexsort((np.arange(nt), time, validator))
+    top = top[order]
+    validator = validator[order]
+    top["source"] = validator
+    first = np.r_[True, validator[1:] != validator[:-1]]
+    run_start = np.maximum.accumulate(np.where(first, np.arange(nt), 0))
+    top["seq"] = np.arange(nt) - run_start + 1
+    upload = top["time_us"].copy()
+    late = rng.random(nt) < 0.03
+    upload[late] += rng.integers(30, 91, size=int(late.sum())) * MINUTE_US
+    counts["late_taps"] = int(late.sum())
+    dup = rng.random(nt) < 0.01
+    counts["duplicate_taps"] = int(dup.sum())
+    dup_ops = top[dup].copy()
+    dup_upload = upload[dup] + rng.integers(1, 31, size=int(dup.sum())) * MINUTE_US
+
+    # -- money and lost cards ----------------------------------------------------
+    n_top = max(1, n_cards // 50)
+    who = rng.choice(n_cards, size=n_top, replace=False)
+    peak_top = _ops(n_top)
+    peak_top["source"] = BANK_SOURCE
+    peak_top["seq"] = np.arange(2 + n_cards, 2 + n_cards + n_top)
+    peak_top["account_id"] = cards[who]
+    peak_top["counterparty_id"] = np.array(CHANNEL_IDS)[who % 3]
+    peak_top["amount_fen"] = rng.integers(50, 101, size=n_top) * 100
+    peak_top["time_us"] = np.sort(rng.integers(PEAK_START_US, PEAK_END_US, size=n_top))
+    peak_top["kind"] = OpKind.TOPUP
+    counts["peak_topups"] = n_top
+    aid = _ops(n_aid)
+    aid["source"] = AID_SOURCE
+    aid["seq"] = np.arange(1, n_aid + 1)
+    aid["account_id"] = cards[rng.choice(n_cards, size=n_aid, replace=False)]
+    aid["counterparty_id"] = PROGRAM_ID
+    aid["amount_fen"] = aid_each
+    aid["time_us"] = DAY_US + 7 * HOUR_US
+    aid["kind"] = OpKind.AID
+    counts["aid_lines"] = n_aid
+    n_lost = max(1, n_cards // 100_000)
+    lost = rng.choice(n_cards, size=n_lost, replace=False)
+    office = _ops(2 * n_lost)
+    office_seq0 = n_fixed + 1 + n_cards
+    for i, c in enumerate(lost.tolist()):
+        office[2 * i] = (OFFICE_SOURCE, office_seq0 + 2 * i, cards[c], 0, 0, DAY_US + 7 * HOUR_US + 15 * MINUTE_US,
+                         0, 0, 0, OpKind.FREEZE, 0, 0, 0, 0, 0, 0, 0, 0)  # fmt: skip
+        office[2 * i + 1] = (OFFICE_SOURCE, office_seq0 + 2 * i + 1, cards[c], REPLACEMENT_ID_BASE + i,
+                             0, DAY_US + 7 * HOUR_US + 45 * MINUTE_US, 0, 0, 0, OpKind.REPLACE, 0, 0, 0, 0, 0, 0, 0, 0)  # fmt: skip
+    counts["lost_cards"] = n_lost
+
+    peak = np.concatenate([top, dup_ops, peak_top, aid, office])
+    up = np.concatenate([upload, dup_upload, peak_top["time_us"], aid["time_us"], office["time_us"]])
+    peak = peak[np.argsort(up, kind="stable")]
+    counts["peak_ops"] = len(peak)
+    setup_batches = _cut(setup)
+    return Scenario(setup_batches + _cut(peak), len(setup_batches), n_cards, seed, counts)
+
+
+def write(directory: str | os.PathLike[str], scenario: Scenario) -> dict:
+    """Store the batches as msgpack files plus `manifest.json`; return the manifest."""
+    os.makedirs(directory, exist_ok=True)
+    files = []
+    for f in range(0, len(scenario.batches), FILE_BATCHES):
+        chunk = scenario.batches[f : f + FILE_BATCHES]
+        blob = msgpack.packb([b.tobytes() for b in chunk], use_bin_type=True)
+        name = f"batches-{f // FILE_BATCHES:05d}.msgpack"
+        with open(os.path.join(directory, name), "wb") as out:
+            out.write(blob)
+        files.append({"name": name, "batches": len(chunk), "sha256": hashlib.sha256(blob).hexdigest()})
+    manifest = {
+        "format": SCENARIO_FORMAT,
+        "op_itemsize": OP_DTYPE.itemsize,
+        "n_cards": scenario.n_cards,
+        "seed": scenario.seed,
+        "setup_batches": scenario.setup_batches,
+        "batches": len(scenario.batches),
+        "ops": scenario.ops,
+        "counts": scenario.counts,
+        "files": files,
+    }
+    with open(os.path.join(directory, "manifest.json"), "w") as out:
+        json.dump(manifest, out, indent=1, sort_keys=True)
+    return manifest
+
+
+def read(directory: str | os.PathLike[str]) -> tuple[dict, Iterator[np.ndarray]]:
+    """(manifest, batches) of a written scenario; checks every file's SHA-256."""
+    with open(os.path.join(directory, "manifest.json")) as f:
+        manifest = json.load(f)
+    if manifest.get("format") != SCENARIO_FORMAT or manifest.get("op_itemsize") != OP_DTYPE.itemsize:
+        raise ValueError(f"{directory}: scenario written by another version; generate it again")
+
+    def batches() -> Iterator[np.ndarray]:
+        for entry in manifest["files"]:
+            with open(os.path.join(directory, entry["name"]), "rb") as f:
+                blob = f.read()
+            if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
+                raise ValueError(f"{entry['name']}: checksum mismatch")
+            for raw in msgpack.unpackb(blob, raw=False):
+                yield np.frombuffer(raw, dtype=OP_DTYPE).copy()
+
+    return manifest, batches()

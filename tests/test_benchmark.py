@@ -1,0 +1,113 @@
+"""The benchmark scenario and runner: deterministic, faithful, and agreeing across engines.
+
+These check correctness only (a small city); speed is measured by `cardledger bench`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cardledger import OpKind, Result
+from cardledger.benchmark import baselines, runner, scenario
+from cardledger.fares import FareSystem
+from cardledger.fares.taptables import compile_taps
+from cardledger.schema import TapType
+
+CARDS = 400
+
+
+@pytest.fixture(scope="module")
+def city() -> scenario.Scenario:
+    return scenario.generate(CARDS, seed=5)
+
+
+def test_the_same_seed_gives_the_same_bytes_and_another_seed_does_not(city):
+    """generate() is a pure function of (cards, seed)."""
+    again = scenario.generate(CARDS, seed=5)
+    assert [b.tobytes() for b in city.batches] == [b.tobytes() for b in again.batches]
+    other = scenario.generate(CARDS, seed=6)
+    assert [b.tobytes() for b in city.batches] != [b.tobytes() for b in other.batches]
+
+
+def test_written_batches_read_back_byte_for_byte(city, tmp_path):
+    """write() then read() returns the same batches; a damaged file is refused."""
+    manifest = scenario.write(tmp_path, city)
+    assert manifest["ops"] == city.ops
+    _, batches = scenario.read(tmp_path)
+    assert [b.tobytes() for b in batches] == [b.tobytes() for b in city.batches]
+    f = tmp_path / manifest["files"][0]["name"]
+    raw = bytearray(f.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    f.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="checksum"):
+        list(scenario.read(tmp_path)[1])
+
+
+def test_the_scenario_has_what_the_city_needs(city):
+    """Taps of every kind, late uploads (out-of-order seqs), resent duplicates, aid, top-ups, lost cards."""
+    peak = np.concatenate(city.batches[city.setup_batches :])
+    taps = peak[peak["kind"] == OpKind.TAP]
+    assert set(np.unique(taps["tap"]).tolist()) == {TapType.BOARD, TapType.ENTRY, TapType.EXIT}
+    assert (taps["amount_fen"] > 0).any()  # metered taxi rides
+    ids = taps[["source", "seq"]]
+    assert len(np.unique(ids)) == len(taps) - city.counts["duplicate_taps"]
+    assert city.counts["late_taps"] > 0
+    assert (peak["kind"] == OpKind.AID).sum() == city.counts["aid_lines"] == CARDS // 10
+    assert (peak["kind"] == OpKind.REPLACE).sum() == city.counts["lost_cards"] >= 1
+    times = peak["time_us"]
+    assert (times[:-1] > times[1:]).any()  # late uploads arrive after later events
+
+
+def test_the_baselines_end_with_the_ledgers_results_and_balances(city, tmp_path):
+    """Both baselines (fares rated by the pure-Python evaluator) agree with the ledger, op by op."""
+    import cardledger
+
+    led = cardledger.open(tmp_path / "ledger")
+    versions = [compile_taps(FareSystem.harbin(), 0)]
+    bases = [baselines.SqliteBaseline(str(tmp_path / "sqlite"), versions),
+             baselines.LmdbBaseline(str(tmp_path / "lmdb"), versions)]  # fmt: skip
+    fields = ["code", "discounts", "amount_fen", "balance_fen"]
+    for ops in city.batches:
+        want = led.apply(ops)
+        for b in bases:
+            got = b.apply(ops)
+            assert np.array_equal(got[fields], want[fields])
+    codes = set(np.unique(want["code"]).tolist())
+    acc = np.sort(led.accounts(), order="id")
+    for b in bases:
+        bal = b.balances()
+        assert np.array_equal(bal["id"], acc["id"])
+        assert np.array_equal(bal["cash_fen"], acc["cash_fen"])
+        assert np.array_equal(bal["subsidy_fen"], acc["subsidy_fen"])
+        b.close()
+    assert led.verify().ok
+    assert codes <= {Result.OK, Result.EXISTS, Result.ACCOUNT_FROZEN, Result.ACCOUNT_CLOSED, Result.INSUFFICIENT_FUNDS}
+
+
+def test_the_runner_reports_every_engine_agreeing(tmp_path):
+    """`cardledger bench` on a tiny city: a JSON report with every figure, balances agree, exit 0."""
+    out = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "cardledger.cli", "bench", "--cards", "200", "--scenario-dir",
+           str(tmp_path / "scen"), "--json", str(out), "--png", ""]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    assert report["balances_agree"] and report["results_agree"]
+    assert [r["engine"] for r in report["engines"]] == list(runner.ENGINES)
+    for r in report["engines"]:
+        for key in ("ops_per_s", "taps_per_s", "batch_p50_ms", "batch_p99_ms", "peak_rss_bytes", "disk_bytes_per_op"):
+            assert r[key] > 0, key
+
+
+def test_the_tigerbeetle_workload_moves_every_transfer(tmp_path):
+    """--tigerbeetle: raw TRANSFERs among CLEARING accounts all succeed and are counted."""
+    out = tmp_path / "tb.json"
+    code = runner.main(["--tigerbeetle", "100", "--transfers", "20000", "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["transfers"] == 20000 and report["transfers_per_s"] > 0
