@@ -13,10 +13,12 @@ batches of 1, 64 and 8192 ops for the core, 8192 for the two baselines.
 (CARDS cards opened and topped up once in batches of 65,536, and an aid program funded by a
 TRANSFER from the clearing account; not timed). Kinds: topup (clearing -> card), spend
 (card -> merchant), aid (program -> card), transfer (card -> card) and two_phase (a round is
-two batches: PENDING TRANSFERs card -> merchant, then the POSTs of those holds); batches of
-1, 64 and 8192. Every round applies fresh ids (each test has its own source, seqs counting
-up) on cards walked in a shuffled round-robin order, 100 fen an op, so every op succeeds
-(asserted on the last round). A checkpoint is taken before each test (not timed).
+two batches: PENDING TRANSFERs card -> merchant, then the POSTs of those holds), tap_bus
+(BOARD taps on Harbin bus routes, fares from the packaged fare system) and tap_metro (a
+round is a batch of metro line 1 ENTRY taps, then their EXITs 15 minutes later); batches
+of 1, 64 and 8192. Every round applies fresh ids (each test has its own source, seqs
+counting up) on cards walked in a shuffled round-robin order, 100 fen an op (taps: the
+fare), so every op succeeds (asserted on the last round). A checkpoint is taken before each test (not timed).
 
 `test_apply_replay[memory|index]`: `apply` of an already-applied batch of 8192 (every op
 EXISTS): ids still in the in-memory decisions window, or, after `checkpoint()` and a
@@ -137,7 +139,9 @@ KIND_BATCHES = (1, 64, 8192)
 #: checkpoint_ops (2^20), so with the checkpoint taken before each test no automatic
 #: checkpoint lands inside the timed rounds (its stall is measured by bench_throughput.py).
 KIND_ROUNDS = {1: 500, 64: 200, 8192: 30}
-KINDS = ("topup", "spend", "aid", "transfer", "two_phase")
+KINDS = ("topup", "spend", "aid", "transfer", "two_phase", "tap_bus", "tap_metro")
+#: The operators of the packaged Harbin fare system (its fares.toml) that taps pay.
+BUS_OPERATOR_ID, METRO_OPERATOR_ID = 9001, 9002
 REPLAY_OPS = 8192
 REPLAY_ROUNDS = {"memory": 30, "index": 15}
 
@@ -211,6 +215,36 @@ class Stream:
         ops["amount_fen"] = OP_AMOUNT_FEN
         return ops
 
+    def taps(self, kind: str, n: int) -> tuple[np.ndarray, ...]:
+        """tap_bus: n BOARD taps on Harbin bus routes. tap_metro: n metro ENTRY taps, then
+        the n EXIT taps 15 minutes later at another station of the line."""
+        from cardledger.fares import FareSystem
+
+        fs = FareSystem.harbin()
+        rng = np.random.default_rng(self.seq + 1)
+        cards = self._cards(n)
+        if kind == "tap_bus":
+            ops = self._ops(n, OpKind.TAP)
+            ops["account_id"] = cards
+            ops["tap"] = schema.TapType.BOARD
+            ops["route"] = rng.choice([fs.route_index(f"bus_{i}") for i in (1, 2, 3, 14, 120)], n)
+            ops["stop"] = fs.stop_index("bs_0001")
+            return (ops,)
+        line1 = [i for i, sid in enumerate(fs.tables.stop_ids) if sid.startswith("m1_")]
+        entry = self._ops(n, OpKind.TAP)
+        entry["account_id"] = cards
+        entry["tap"] = schema.TapType.ENTRY
+        entry["route"] = fs.route_index("metro_1")
+        entry["stop"] = rng.choice(line1, n)
+        leave = self._ops(n, OpKind.TAP)
+        leave["account_id"] = cards
+        leave["tap"] = schema.TapType.EXIT
+        leave["route"] = entry["route"]
+        leave["stop"] = rng.choice(line1, n)
+        leave["time_us"] = entry["time_us"] + 15 * 60_000_000
+        self.time_us += 15 * 60_000_000
+        return entry, leave
+
     def two_phase(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n PENDING TRANSFERs card -> merchant (holds), and the n POSTs resolving them."""
         pending = self._ops(n, OpKind.TRANSFER)
@@ -245,6 +279,13 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LedgerUnderTest
         fund["counterparty_id"][1] = PROGRAM_ID
         fund["amount_fen"][1] = PROGRAM_BUDGET_FEN
         assert (lut.led.apply(fund)["code"] == Result.OK).all()
+        operators = np.zeros(2, dtype=OP_DTYPE)
+        operators["source"] = FIXTURE_SOURCE
+        operators["seq"] = [3, 4]
+        operators["kind"] = OpKind.OPEN
+        operators["account_id"] = [BUS_OPERATOR_ID, METRO_OPERATOR_ID]
+        operators["account_kind"] = AccountKind.OPERATOR
+        assert (lut.led.apply(operators)["code"] == Result.OK).all()
         yield lut
     finally:
         lut.close()
@@ -283,6 +324,15 @@ def test_apply_kind(benchmark: Any, ledger: LedgerUnderTest, kind: str, batch_op
             return [led.apply(pending), led.apply(post)]
 
         batches_per_round = 2
+    elif kind.startswith("tap"):
+
+        def setup() -> tuple[tuple[np.ndarray, ...], dict[str, Any]]:  # type: ignore[misc]
+            return stream.taps(kind, batch_ops), {}
+
+        def target(*batches: np.ndarray) -> list[np.ndarray]:  # type: ignore[misc]
+            return [led.apply(b) for b in batches]
+
+        batches_per_round = 2 if kind == "tap_metro" else 1
     else:
 
         def setup() -> tuple[tuple[np.ndarray], dict[str, Any]]:  # type: ignore[misc]

@@ -1690,12 +1690,8 @@ case(
             "no_medium_card_with_transfer",
             _red_bus,
             290,
-            note="MOTIS' main fare: Subway Card 2.90 + free transfer to Bus Card",
-            conflict=(
-                "pinned semantics pick each leg's cheapest rule first (cash: 2.40, 1.70), "
-                "whose leg groups have no transfer rule: 4.10. MOTIS searches the leg-rule "
-                "combinations for the lowest total, 2.90"
-            ),
+            note="MOTIS' main fare: Subway Card 2.90 + free transfer to Bus Card; each leg's "
+            "cheapest rule alone (cash: 2.40, 1.70) would be 4.10: the journey search finds 2.90",
         ),
         J("card", _red_bus, 290, media="card"),
         J("cash", _red_bus, 410, media="cash"),

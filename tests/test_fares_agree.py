@@ -641,17 +641,11 @@ def test_unknown_stop_in_both(small: FareSystem, stop: int) -> None:
 # --------------------------------------------------------------------------- disagreements found
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="core ranks transfer_count -1 (unlimited) as 2**30, the reference as 2**31: "
-    "a finite transfer_count >= 2**30 (the loader accepts up to 2**31-1) is ranked "
-    "differently (cext/fares.pxi fare_quote, `tcount = 1 << 30`)",
-)
 @pytest.mark.parametrize("count", [2**30, 2**30 + 1, 2**31 - 1])
 def test_huge_transfer_count_ranks_before_unlimited(count: int) -> None:
     # Two G->G rules both match the first transfer. The reference (the spec) picks
     # the smallest transfer_count >= 1, so the finite one (cost 50, total 250); the
-    # core treats unlimited as 2**30 and picks the unlimited free one (total 200).
+    # core once treated unlimited as 2**30 and picked the unlimited free one (200).
     feed = _small_feed(
         fare_transfer_rules=[
             FareTransferRule(0, "G", "G", transfer_count=-1),
@@ -664,39 +658,25 @@ def test_huge_transfer_count_ranks_before_unlimited(count: int) -> None:
     assert_agree(fs, legs, 0, 0)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the core sums fares in int64 and wraps; the reference's Python ints do not "
-    "(the loader accepts amounts up to 2**63-1 minor units)",
-)
-def test_total_beyond_int64() -> None:
-    big = 2**62 - 1
-    feed = _small_feed(fare_products=[FareProduct("P", big, "USD")])
-    fs = system_of(feed)
-    legs = [_ride(0, 0, 1, 0), _ride(0, 1, 2, 20), _ride(0, 2, 0, 40)]
-    assert reference_quote(fs, legs, 0, 0) == (FareStatus.OK, 3 * big, 0)
-    assert core_quote(fs, legs, 0, 0) == reference_quote(fs, legs, 0, 0)
+def test_a_product_amount_beyond_the_ledgers_limit_is_refused() -> None:
+    """Amounts are bounded by AMOUNT_MAX_FEN (the loader checks it too), so no journey total
+    (at most 64 legs and transfers) can leave int64 in the core."""
+    feed = _small_feed(fare_products=[FareProduct("P", 2**62 - 1, "USD")])
+    with pytest.raises(ValueError, match="AMOUNT_MAX_FEN"):
+        system_of(feed)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the core measures transfer durations in int64 and wraps for times far apart; "
-    "the reference does not (quote_many accepts any int64 departure/arrival)",
-)
-def test_duration_span_beyond_int64() -> None:
-    # span = arrival of leg 2 - departure of leg 1 overflows int64 in the core and
-    # comes out negative, so the core applies the 60 s transfer rule; the reference
-    # sees a huge span and prices the legs separately.
+def test_leg_times_far_from_the_epoch_are_refused() -> None:
+    """quote_many refuses leg times beyond ±2^60 µs, so no duration span overflows int64."""
     feed = _small_feed(
         fare_transfer_rules=[
             FareTransferRule(0, "G", "G", transfer_count=-1, duration_limit=60, duration_limit_type=0)
         ]
     )
     fs = system_of(feed)
-    lo, hi = -(2**63), 2**63 - 1
-    legs = [(0, 0, 1, lo, lo), (0, 1, 2, hi, hi)]
-    assert reference_quote(fs, legs, 0, 0) == (FareStatus.OK, 400, 0)
-    assert core_quote(fs, legs, 0, 0) == reference_quote(fs, legs, 0, 0)
+    legs = np.array([(0, 0, 1, 0, -(2**63), -(2**63)), (0, 1, 2, 0, 2**63 - 1, 2**63 - 1)], dtype=LEG_DTYPE)
+    with pytest.raises(ValueError, match="epoch"):
+        fs.quote_many(legs, np.array([0, 2]), 0, 0)
 
 
 def _two_ways_feed() -> Feed:
@@ -713,17 +693,10 @@ def _two_ways_feed() -> Feed:
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the reference (fares/evaluate.py leg_options + price_journey) searches the "
-    "leg options of the winning rank for the cheapest journey; the core (cext/fares.pxi "
-    "fare_match_leg) still takes the single best rule per leg",
-)
 @pytest.mark.parametrize("n", [2, 3, 12])
 def test_leg_options_search(n: int) -> None:
-    # Core: every leg takes P (cheapest of the most specific rules), so every
-    # transfer is G->G: 200 + (n-1) * (400 + 200), 800 for two legs, TRANSFER.
-    # Reference: the cheapest combination, e.g. P then Y: 500 for two legs, no
+    # A per-leg choice would take P for every leg, so every transfer is G->G:
+    # 200 + (n-1) * (400 + 200), 800 for two legs. Both evaluators search: the cheapest combination, e.g. P then Y: 500 for two legs, no
     # transfer (3000 for 12 legs, P and Y alternating; 12 legs are 4096 combinations,
     # QUOTE_COMBINATIONS_MAX, so the search still runs).
     fs = system_of(_two_ways_feed())

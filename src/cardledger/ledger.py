@@ -519,6 +519,10 @@ class Ledger:
             raise LedgerReadOnlyError("a readonly ledger cannot install fare systems")
         if not isinstance(system, FareSystem):
             raise TypeError(f"install_fares needs a cardledger.fares.FareSystem, got {type(system).__name__}")
+        if not system.files:
+            raise ValueError(
+                "this FareSystem has no source files to store: build it with FareSystem.from_gtfs(path)"
+            )
         if not 0 <= effective_from_us < 1 << 63:
             raise ValueError(f"effective_from_us must be in [0, 2^63), got {effective_from_us}")
         try:

@@ -22,6 +22,7 @@ import zoneinfo
 
 import numpy as np
 
+from ..schema import AMOUNT_MAX_FEN
 from .config import FareConfig
 from .model import Feed
 
@@ -338,6 +339,10 @@ def compile_feed(
             if feed.rider_categories[rc].is_default_fare_category:
                 default_cat[p.fare_product_id] = cat_ix[rc]
     for p in feed.fare_products:
+        if abs(p.amount_minor) > AMOUNT_MAX_FEN:
+            raise ValueError(
+                f"fare product {p.fare_product_id!r}: |amount| {p.amount_minor} above AMOUNT_MAX_FEN ({AMOUNT_MAX_FEN})"
+            )
         pi = prod_ix[p.fare_product_id]
         cats = range(n_cat) if p.rider_category_id is None else [cat_ix[p.rider_category_id]]
         meds = range(n_med) if p.fare_media_id is None else [med_ix[p.fare_media_id]]
