@@ -410,6 +410,43 @@ def unpack_journal(buf, int64_t n, uint64_t first_seq):
     return out
 
 
+def pack_id_runs(sources, seqs, journal_seqs, int64_t max_pairs):
+    """Group decisions sorted by (source, seq) into id index values (format: codec.py).
+
+    Returns (key_sources, key_seqs, offsets, blob): value k is blob[offsets[k]:offsets[k+1]],
+    keyed by (key_sources[k], key_seqs[k]) = its source and its highest seq; a source's
+    run is cut into values of at most max_pairs pairs.
+    """
+    cdef const uint64_t[::1] src = np.ascontiguousarray(sources, dtype=np.uint64)
+    cdef const uint64_t[::1] s = np.ascontiguousarray(seqs, dtype=np.uint64)
+    cdef const uint64_t[::1] j = np.ascontiguousarray(journal_seqs, dtype=np.uint64)
+    cdef int64_t n = s.shape[0]
+    if src.shape[0] != n or j.shape[0] != n or max_pairs < 1:
+        raise ValueError("pack_id_runs: arrays differ in length, or max_pairs < 1")
+    key_src = np.empty(n, dtype=np.uint64)
+    key_seq = np.empty(n, dtype=np.uint64)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    cdef uint64_t[::1] ks = key_src
+    cdef uint64_t[::1] kq = key_seq
+    cdef int64_t[::1] off = offsets
+    cdef bytearray out = bytearray(max(n, 1) * 20)
+    cdef unsigned char* p = <unsigned char*><char*>out
+    cdef int64_t i = 0, k = 0, lo, hi, size = 0
+    with nogil:
+        while i < n:
+            lo = i
+            hi = i + 1
+            while hi < n and src[hi] == src[lo] and hi - lo < max_pairs:
+                hi += 1
+            size += pack_pair_run(&s[lo], &j[lo], hi - lo, p + size)
+            ks[k] = src[lo]
+            kq[k] = s[hi - 1]
+            k += 1
+            off[k] = size
+            i = hi
+    return key_src[:k], key_seq[:k], offsets[:k + 1], bytes(memoryview(out)[:size])
+
+
 def pack_pairs(seqs, journal_seqs):
     """Encode sorted (seq, journal_seq) pairs of an id index run (format: codec.py)."""
     cdef const uint64_t[::1] s = np.ascontiguousarray(seqs, dtype=np.uint64)

@@ -73,3 +73,19 @@ def test_id_runs_find_every_pair_and_nothing_else(pairs):
         assert codec.find_pair(run, s) == j and core.find_pair(run, s) == j
     for missing in {0, 2**64 - 1, *(s + 1 for s, _ in pairs if s + 1 < 2**64)} - {s for s, _ in pairs}:
         assert codec.find_pair(run, missing) is None and core.find_pair(run, missing) is None
+
+
+def test_id_runs_pack_the_same_in_both_codecs_and_cut_long_runs():
+    """pack_id_runs: one value per source run of at most max_pairs pairs, keyed by its
+    highest seq; the core's bytes equal the Python twin's."""
+    core = pytest.importorskip("cardledger._core")
+    src = np.array([1, 1, 1, 2, 5, 5, 5, 5, 5], dtype=np.uint64)
+    seq = np.array([1, 4, 9, 2, 1, 2, 3, 10, 11], dtype=np.uint64)
+    jseq = np.arange(100, 109, dtype=np.uint64)
+    want = codec.pack_id_runs(src, seq, jseq, 3)
+    got = core.pack_id_runs(src, seq, jseq, 3)
+    assert want[0].tolist() == got[0].tolist() == [1, 2, 5, 5]
+    assert want[1].tolist() == got[1].tolist() == [9, 2, 3, 11]
+    assert want[2].tolist() == got[2].tolist() and want[3] == got[3]
+    blob, off = want[3], want[2].tolist()
+    assert codec.find_pair(blob[off[3] : off[4]], 10) == 107

@@ -162,6 +162,40 @@ def pack_pairs(seqs: np.ndarray, journal_seqs: np.ndarray) -> bytes:
     return bytes(out)
 
 
+def pack_id_runs(
+    sources: np.ndarray, seqs: np.ndarray, journal_seqs: np.ndarray, max_pairs: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bytes]:
+    """Group decisions sorted by (source, seq) into id index values.
+
+    Returns (key_sources, key_seqs, offsets, blob): value k is blob[offsets[k]:offsets[k+1]],
+    the `pack_pairs` encoding of at most max_pairs consecutive pairs of one source,
+    keyed by that source and the highest seq in it.
+    """
+    src, sq, jq = sources.tolist(), seqs.tolist(), journal_seqs.tolist()
+    if not (len(src) == len(sq) == len(jq)) or max_pairs < 1:
+        raise ValueError("pack_id_runs: arrays differ in length, or max_pairs < 1")
+    key_src: list[int] = []
+    key_seq: list[int] = []
+    offsets = [0]
+    blob = bytearray()
+    i, n = 0, len(src)
+    while i < n:
+        hi = i + 1
+        while hi < n and src[hi] == src[i] and hi - i < max_pairs:
+            hi += 1
+        blob += pack_pairs(np.array(sq[i:hi], dtype=np.uint64), np.array(jq[i:hi], dtype=np.uint64))
+        key_src.append(src[i])
+        key_seq.append(sq[hi - 1])
+        offsets.append(len(blob))
+        i = hi
+    return (
+        np.array(key_src, dtype=np.uint64),
+        np.array(key_seq, dtype=np.uint64),
+        np.array(offsets, dtype=np.int64),
+        bytes(blob),
+    )
+
+
 def find_pair(buf: bytes | memoryview, seq: int) -> int | None:
     """journal_seq paired with `seq` in an encoded run, or None."""
     mv = memoryview(buf).cast("B")

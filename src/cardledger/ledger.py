@@ -73,6 +73,8 @@ DURABILITY_MODES = {
         "corrupted (LMDB sync without metasync: one fsync per commit instead of two)"
     ),
 }
+#: Decoded journal batches kept for id lookups of resent ops (about 1.4 MB each at 8,192 ops).
+DECODED_BATCHES_MAX = 32
 #: How many times one batch is retried after growing a full map.
 MAP_GROW_RETRIES_MAX = 8
 
@@ -191,6 +193,7 @@ class Ledger:
         self._snap_seq = 0  # journal_seq of the last account snapshot taken
         self._ids_upto = 0
         self._fare_versions: list = []  # (effective_from_us, FareSystem), oldest first
+        self._decoded = _DecodedBatches()
         #: The last error writing a checkpoint file in the background (None: none).
         self.checkpoint_error: OSError | None = None
         if readonly and not os.path.exists(os.path.join(self.path, "data.mdb")):
@@ -632,14 +635,18 @@ class Ledger:
         has_prior = np.zeros(len(ops), dtype=bool)
         ids_cur = txn.cursor(db=self._dbs[b"ids"])
         late_db = self._dbs[b"ids_late"]
-        fetch = _RecordFetcher(txn, self._dbs[b"journal"])
-        for i in idx.tolist():
-            jseq = storage.lookup_id(
-                ids_cur, lambda k: txn.get(k, db=late_db), int(ops[i]["source"]), int(ops[i]["seq"])
-            )
+        found: list[tuple[int, int]] = []  # (journal_seq, op index)
+        sources, seqs = ops["source"][idx].tolist(), ops["seq"][idx].tolist()
+        for i, source, seq in zip(idx.tolist(), sources, seqs):
+            jseq = storage.lookup_id(ids_cur, lambda k: txn.get(k, db=late_db), source, seq)
             if jseq is not None:
-                prior[i] = fetch(jseq)
-                has_prior[i] = True
+                found.append((jseq, i))
+        # In journal order, so each stored batch is decoded at most once per apply; the
+        # fetcher also keeps recently decoded batches (resent taps point at recent ones).
+        fetch = _RecordFetcher(txn, self._dbs[b"journal"], self._decoded)
+        for jseq, i in sorted(found):
+            prior[i] = fetch(jseq)
+            has_prior[i] = True
         return prior, has_prior
 
     def _flush_ids(self, txn: Any) -> None:
@@ -827,7 +834,7 @@ class Ledger:
         jseq = int(row[ACCOUNT_DTYPE.names.index("last_journal_seq")])
         out = []
         with self._begin_read() as txn:
-            fetch = _RecordFetcher(txn, self._dbs[b"journal"])
+            fetch = _RecordFetcher(txn, self._dbs[b"journal"], _DecodedBatches())
             while jseq:
                 rec = fetch(jseq)
                 t = int(rec["time_us"])
@@ -997,21 +1004,47 @@ class _EnvRegistry:
 _ENVS = _EnvRegistry()
 
 
-class _RecordFetcher:
-    """Reads single journal records by journal_seq, caching the last batch."""
+class _DecodedBatches:
+    """The last few journal batches decoded for id lookups, by their last journal_seq.
 
-    def __init__(self, txn: Any, db: Any) -> None:
+    Stored batches never change (the journal is append-only), so an entry stays valid;
+    the cache only bounds memory (DECODED_BATCHES_MAX batches of decoded records).
+    """
+
+    def __init__(self) -> None:
+        self._by_last: dict[int, storage.Batch] = {}  # insertion order = age
+
+    def find(self, jseq: int) -> storage.Batch | None:
+        """The cached batch holding jseq, if any (marked as recently used)."""
+        for last, b in self._by_last.items():
+            if b.first_seq <= jseq <= last:
+                self._by_last[last] = self._by_last.pop(last)
+                return b
+        return None
+
+    def add(self, b: storage.Batch) -> None:
+        """Cache a decoded batch, dropping the least recently used beyond the limit."""
+        self._by_last[b.last_seq] = b
+        while len(self._by_last) > DECODED_BATCHES_MAX:
+            del self._by_last[next(iter(self._by_last))]
+
+
+class _RecordFetcher:
+    """Reads single journal records by journal_seq, through a cache of decoded batches."""
+
+    def __init__(self, txn: Any, db: Any, cache: _DecodedBatches) -> None:
         self._cur = txn.cursor(db=db)
-        self._batch: storage.Batch | None = None
+        self._cache = cache
 
     def __call__(self, jseq: int) -> np.void:
-        b = self._batch
-        if b is None or not (b.first_seq <= jseq <= b.last_seq):
+        b = self._cache.find(jseq)
+        if b is None:
             if not self._cur.set_range(storage.KEY.pack(jseq)):
                 raise CorruptionError(f"journal record {jseq} is missing")
-            b = self._batch = storage.decode_batch(self._cur.key(), self._cur.value())
+            b = storage.decode_batch(self._cur.key(), self._cur.value())
             if not (b.first_seq <= jseq <= b.last_seq):
                 raise CorruptionError(f"journal record {jseq} is missing")
+            self._cache.add(b)
         return b.records[jseq - b.first_seq]
 
 

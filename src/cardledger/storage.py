@@ -41,13 +41,13 @@ FORMAT_VERSION = 4
 # The journal codec: the core's C version unless the pure-Python engine is forced.
 if os.environ.get("CARDLEDGER_PURE", "") not in ("", "0"):
     pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
-    pack_pairs, find_pair = codec.pack_pairs, codec.find_pair
+    pack_pairs, find_pair, pack_id_runs = codec.pack_pairs, codec.find_pair, codec.pack_id_runs
 else:
     try:
-        from ._core import find_pair, pack_journal, pack_pairs, unpack_journal
+        from ._core import find_pair, pack_id_runs, pack_journal, pack_pairs, unpack_journal
     except ImportError:  # pragma: no cover - only without a compiler
         pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
-        pack_pairs, find_pair = codec.pack_pairs, codec.find_pair
+        pack_pairs, find_pair, pack_id_runs = codec.pack_pairs, codec.find_pair, codec.pack_id_runs
 BATCH_MAGIC = b"CLJB"
 #: magic, version, header size, record count, first/last journal_seq, commit time,
 #: previous hash, hash, padding to 128 bytes so the records start 8-byte aligned.
@@ -311,15 +311,16 @@ def id_index_items(decisions: np.ndarray, late: np.ndarray) -> tuple[list, list]
     run = decisions[~late]
     items = []
     if len(run):
-        src = run["source"]
-        cuts = np.flatnonzero(src[1:] != src[:-1]) + 1
-        for group in np.split(run, cuts):
-            # A lookup scans one value, so a busy source's run is cut into values of at
-            # most ID_RUN_PAIRS_MAX pairs, each keyed by its highest seq.
-            for lo in range(0, len(group), ID_RUN_PAIRS_MAX):
-                part = group[lo : lo + ID_RUN_PAIRS_MAX]
-                value = pack_pairs(part["seq"], part["journal_seq"])
-                items.append((KEY2.pack(int(part[0]["source"]), int(part[-1]["seq"])), value))
+        # A lookup scans one value, so a busy source's run is cut into values of at
+        # most ID_RUN_PAIRS_MAX pairs, each keyed by its highest seq.
+        key_src, key_seq, offsets, blob = pack_id_runs(
+            run["source"], run["seq"], run["journal_seq"], ID_RUN_PAIRS_MAX
+        )
+        bounds = offsets.tolist()
+        items = [
+            (KEY2.pack(s, q), blob[bounds[k] : bounds[k + 1]])
+            for k, (s, q) in enumerate(zip(key_src.tolist(), key_seq.tolist()))
+        ]
     late_items = [
         (KEY2.pack(int(d["source"]), int(d["seq"])), KEY.pack(int(d["journal_seq"]))) for d in decisions[late]
     ]
