@@ -410,6 +410,56 @@ def unpack_journal(buf, int64_t n, uint64_t first_seq):
     return out
 
 
+def journal_record_marks(buf, int64_t n, uint64_t first_seq, int64_t stride):
+    """Where every stride-th record of `n` encoded records starts: a uint64 array of
+    (byte position, previous time_us, previous journal_seq) rows, for
+    `unpack_journal_record`. ValueError if the encoding is malformed."""
+    cdef const unsigned char[::1] b = memoryview(buf).cast("B")
+    if n <= 0 or stride <= 0:
+        raise ValueError("journal_record_marks: n and stride must be positive")
+    out = np.zeros(((n + stride - 1) // stride, 3), dtype=np.uint64)
+    cdef uint64_t* m = <uint64_t*>cnp.PyArray_DATA(out)
+    cdef int64_t size = b.shape[0]
+    cdef int64_t rc
+    if size == 0:
+        raise ValueError("journal record encoding is truncated")
+    with nogil:
+        rc = walk_records(&b[0], size, n, first_seq, stride, m)
+    if rc != 0:
+        raise ValueError("journal record encoding is truncated or malformed")
+    return out
+
+
+def unpack_journal_record(buf, int64_t n, uint64_t first_seq, int64_t index, marks=None, int64_t stride=0):
+    """Decode only record `index` of `n` encoded records; ValueError if malformed.
+
+    Walks from the nearest mark at or before it (`journal_record_marks(..., stride)`),
+    or from the first record without marks: for reading one record of a batch whose
+    checksum was verified already.
+    """
+    cdef const unsigned char[::1] b = memoryview(buf).cast("B")
+    if not 0 <= index < n:
+        raise ValueError(f"record index {index} outside 0..{n - 1}")
+    out = np.zeros(1, dtype=JOURNAL_DTYPE)
+    cdef uint64_t* w = <uint64_t*>cnp.PyArray_DATA(out)
+    cdef int64_t size = b.shape[0]
+    cdef int64_t rc, k
+    cdef uint64_t pos = 0, prev_time = 0, prev_jseq = first_seq - 1
+    if size == 0:
+        raise ValueError("journal record encoding is truncated")
+    if marks is not None:
+        k = index // stride
+        pos, prev_time, prev_jseq = (int(x) for x in marks[k])
+        index -= k * stride
+        if pos >= <uint64_t>size:
+            raise ValueError("journal record mark outside the encoding")
+    with nogil:
+        rc = unpack_record_from(&b[0], size, <int64_t>pos, index, prev_time, prev_jseq, w)
+    if rc != 0:
+        raise ValueError("journal record encoding is truncated or malformed")
+    return out[0]
+
+
 def pack_id_runs(sources, seqs, journal_seqs, int64_t max_pairs):
     """Group decisions sorted by (source, seq) into id index values (format: codec.py).
 

@@ -141,6 +141,78 @@ cdef int64_t unpack_records(const unsigned char* buf, int64_t size, int64_t n, u
     return 0
 
 
+cdef int64_t walk_records(const unsigned char* buf, int64_t size, int64_t n, uint64_t first_seq,
+                          int64_t stride, uint64_t* marks) noexcept nogil:
+    """Record where every stride-th record starts: marks[3k..3k+2] = (byte position,
+    previous time_us, previous journal_seq) before record k*stride. 0, or -1 if malformed."""
+    cdef int64_t r, pos = 0
+    cdef int i
+    cdef uint64_t bitmap, v
+    cdef uint64_t prev_time = 0
+    cdef uint64_t prev_jseq = first_seq - 1
+    for r in range(n):
+        if r % stride == 0:
+            marks[3 * (r // stride)] = <uint64_t>pos
+            marks[3 * (r // stride) + 1] = prev_time
+            marks[3 * (r // stride) + 2] = prev_jseq
+        pos = get_varint(buf, pos, size, &bitmap)
+        if pos < 0 or (bitmap >> J_WORDS) != 0:
+            return -1
+        for i in range(J_WORDS):
+            if (bitmap >> i) & 1:
+                pos = get_varint(buf, pos, size, &v)
+                if pos < 0 or v == 0:
+                    return -1
+                if i == W_TIME:
+                    prev_time = unzigzag(v) + prev_time
+                elif i == W_JSEQ:
+                    prev_jseq = prev_jseq + v
+        prev_jseq += 1
+    return 0 if pos == size else -1
+
+
+cdef int64_t unpack_one_record(const unsigned char* buf, int64_t size, int64_t index,
+                              uint64_t first_seq, uint64_t* w) noexcept nogil:
+    """Decode record `index` into w (J_WORDS words), walking the ones before it; 0 or -1."""
+    return unpack_record_from(buf, size, 0, index, 0, first_seq - 1, w)
+
+
+cdef int64_t unpack_record_from(const unsigned char* buf, int64_t size, int64_t pos, int64_t count,
+                                uint64_t prev_time, uint64_t prev_jseq, uint64_t* w) noexcept nogil:
+    """From a mark (pos and the predictors' state), skip `count` records and decode the next."""
+    cdef int64_t r
+    cdef int i
+    cdef uint64_t t[J_WORDS]
+    cdef uint64_t bitmap, jseq = 0
+    for r in range(count + 1):
+        pos = get_varint(buf, pos, size, &bitmap)
+        if pos < 0 or (bitmap >> J_WORDS) != 0:
+            return -1
+        for i in range(J_WORDS):
+            t[i] = 0
+            if (bitmap >> i) & 1:
+                pos = get_varint(buf, pos, size, &t[i])
+                if pos < 0 or t[i] == 0:
+                    return -1
+        jseq = t[W_JSEQ] + prev_jseq + 1
+        prev_time = unzigzag(t[W_TIME]) + prev_time
+        prev_jseq = jseq
+    for i in range(J_WORDS):
+        w[i] = t[i]
+    w[W_AMOUNT] = unzigzag(t[W_AMOUNT])
+    w[W_LIMIT] = unzigzag(t[W_LIMIT])
+    w[W_BALANCE] = unzigzag(t[W_BALANCE])
+    w[W_SUBSIDY] = unzigzag(t[W_SUBSIDY])
+    w[W_JSEQ] = jseq
+    w[W_TIME] = prev_time
+    w[W_RESULT_AMOUNT] = t[W_RESULT_AMOUNT] ^ w[W_AMOUNT]
+    w[W_DEBIT] = t[W_DEBIT] ^ w[2]
+    w[W_CREDIT] = t[W_CREDIT] ^ w[3]
+    w[W_DPREV] = back(jseq, t[W_DPREV])
+    w[W_CPREV] = back(jseq, t[W_CPREV])
+    return 0
+
+
 cdef int64_t pack_pair_run(const uint64_t* seqs, const uint64_t* jseqs, int64_t n,
                            unsigned char* out) noexcept nogil:
     """Encode n sorted (seq, journal_seq) pairs (format: codec.py); return bytes written."""

@@ -89,3 +89,26 @@ def test_id_runs_pack_the_same_in_both_codecs_and_cut_long_runs():
     assert want[2].tolist() == got[2].tolist() and want[3] == got[3]
     blob, off = want[3], want[2].tolist()
     assert codec.find_pair(blob[off[3] : off[4]], 10) == 107
+
+
+def test_one_record_decodes_alone_with_or_without_marks():
+    """unpack_journal_record gives exactly the record unpack_journal gives, from the start
+    or from the nearest mark; a truncated encoding is refused."""
+    core = pytest.importorskip("cardledger._core")
+    rng = np.random.default_rng(3)
+    n = 200
+    recs = np.zeros(n, dtype=JOURNAL_DTYPE)
+    recs["journal_seq"] = np.arange(100, 100 + n)
+    recs["time_us"] = np.cumsum(rng.integers(-50, 1000, n))
+    recs["amount_fen"] = rng.integers(-5, 500, n)
+    recs["account_id"] = rng.integers(1, 99, n)
+    recs["debit_id"] = recs["account_id"]
+    recs["debit_prev_seq"] = rng.integers(0, 99, n)
+    buf = core.pack_journal(recs)
+    marks = core.journal_record_marks(buf, n, 100, 32)
+    for k in range(n):
+        assert core.unpack_journal_record(buf, n, 100, k, marks, 32).tobytes() == recs[k].tobytes()
+        assert core.unpack_journal_record(buf, n, 100, k).tobytes() == recs[k].tobytes()
+    assert codec.unpack_journal_record(buf, n, 100, 7).tobytes() == recs[7].tobytes()
+    with pytest.raises(ValueError):
+        core.journal_record_marks(buf[:-3], n, 100, 32)

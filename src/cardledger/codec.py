@@ -162,6 +162,20 @@ def pack_pairs(seqs: np.ndarray, journal_seqs: np.ndarray) -> bytes:
     return bytes(out)
 
 
+def journal_record_marks(buf: bytes | memoryview, n: int, first_seq: int, stride: int) -> None:
+    """The core's record marks speed up single-record reads; the pure twin needs none."""
+    return None
+
+
+def unpack_journal_record(
+    buf: bytes | memoryview, n: int, first_seq: int, index: int, marks: object = None, stride: int = 0
+) -> np.void:
+    """Decode only record `index` of `n` encoded records (the pure twin decodes them all)."""
+    if not 0 <= index < n:
+        raise ValueError(f"record index {index} outside 0..{n - 1}")
+    return unpack_journal(buf, n, first_seq)[index]
+
+
 def pack_id_runs(
     sources: np.ndarray, seqs: np.ndarray, journal_seqs: np.ndarray, max_pairs: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bytes]:

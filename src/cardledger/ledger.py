@@ -73,8 +73,8 @@ DURABILITY_MODES = {
         "corrupted (LMDB sync without metasync: one fsync per commit instead of two)"
     ),
 }
-#: Decoded journal batches kept for id lookups of resent ops (about 1.4 MB each at 8,192 ops).
-DECODED_BATCHES_MAX = 32
+#: Checked journal batches kept for id lookups of resent ops (about 200 KB each at 8,192 ops).
+DECODED_BATCHES_MAX = 256
 #: How many times one batch is retried after growing a full map.
 MAP_GROW_RETRIES_MAX = 8
 
@@ -1005,16 +1005,17 @@ _ENVS = _EnvRegistry()
 
 
 class _DecodedBatches:
-    """The last few journal batches decoded for id lookups, by their last journal_seq.
+    """Journal batches recently read for id lookups, checked but still encoded.
 
     Stored batches never change (the journal is append-only), so an entry stays valid;
-    the cache only bounds memory (DECODED_BATCHES_MAX batches of decoded records).
+    the cache only bounds memory (DECODED_BATCHES_MAX encoded batches, ~200 KB each at
+    8,192 ops). A record is decoded alone from its batch's bytes.
     """
 
     def __init__(self) -> None:
-        self._by_last: dict[int, storage.Batch] = {}  # insertion order = age
+        self._by_last: dict[int, storage.CheckedBody] = {}  # insertion order = age
 
-    def find(self, jseq: int) -> storage.Batch | None:
+    def find(self, jseq: int) -> storage.CheckedBody | None:
         """The cached batch holding jseq, if any (marked as recently used)."""
         for last, b in self._by_last.items():
             if b.first_seq <= jseq <= last:
@@ -1022,7 +1023,7 @@ class _DecodedBatches:
                 return b
         return None
 
-    def add(self, b: storage.Batch) -> None:
+    def add(self, b: storage.CheckedBody) -> None:
         """Cache a decoded batch, dropping the least recently used beyond the limit."""
         self._by_last[b.last_seq] = b
         while len(self._by_last) > DECODED_BATCHES_MAX:
@@ -1041,11 +1042,11 @@ class _RecordFetcher:
         if b is None:
             if not self._cur.set_range(storage.KEY.pack(jseq)):
                 raise CorruptionError(f"journal record {jseq} is missing")
-            b = storage.decode_batch(self._cur.key(), self._cur.value())
+            b = storage.check_batch(self._cur.key(), self._cur.value())
             if not (b.first_seq <= jseq <= b.last_seq):
                 raise CorruptionError(f"journal record {jseq} is missing")
             self._cache.add(b)
-        return b.records[jseq - b.first_seq]
+        return b.record(jseq)
 
 
 def _check_batch(ops: Any) -> np.ndarray:

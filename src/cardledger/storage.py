@@ -29,6 +29,7 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,12 +43,22 @@ FORMAT_VERSION = 4
 if os.environ.get("CARDLEDGER_PURE", "") not in ("", "0"):
     pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
     pack_pairs, find_pair, pack_id_runs = codec.pack_pairs, codec.find_pair, codec.pack_id_runs
+    unpack_journal_record, journal_record_marks = codec.unpack_journal_record, codec.journal_record_marks
 else:
     try:
-        from ._core import find_pair, pack_id_runs, pack_journal, pack_pairs, unpack_journal
+        from ._core import (
+            find_pair,
+            journal_record_marks,
+            pack_id_runs,
+            pack_journal,
+            pack_pairs,
+            unpack_journal,
+            unpack_journal_record,
+        )
     except ImportError:  # pragma: no cover - only without a compiler
         pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
         pack_pairs, find_pair, pack_id_runs = codec.pack_pairs, codec.find_pair, codec.pack_id_runs
+        unpack_journal_record, journal_record_marks = codec.unpack_journal_record, codec.journal_record_marks
 BATCH_MAGIC = b"CLJB"
 #: magic, version, header size, record count, first/last journal_seq, commit time,
 #: previous hash, hash, padding to 128 bytes so the records start 8-byte aligned.
@@ -101,6 +112,55 @@ class Batch:
     prev_hash: bytes
     hash: bytes
     records: np.ndarray
+
+
+#: A checked batch remembers where every RECORD_MARK_STRIDE-th record starts.
+RECORD_MARK_STRIDE = 32
+
+
+@dataclass(frozen=True)
+class CheckedBody:
+    """A journal batch whose header and hash were checked, its records still encoded."""
+
+    first_seq: int
+    last_seq: int
+    body: bytes
+    marks: Any  # journal_record_marks(...) or None
+
+    def record(self, journal_seq: int) -> np.void:
+        """Decode the one record with this journal_seq (CorruptionError if malformed)."""
+        n = self.last_seq - self.first_seq + 1
+        try:
+            rec = unpack_journal_record(
+                self.body, n, self.first_seq, journal_seq - self.first_seq, self.marks, RECORD_MARK_STRIDE
+            )
+        except (ValueError, CorruptionError) as e:
+            raise CorruptionError(f"journal batch ending at {self.last_seq}: {e}") from None
+        if int(rec["journal_seq"]) != journal_seq:
+            raise CorruptionError(f"journal batch ending at {self.last_seq}: record {journal_seq} is not where it belongs")
+        return rec
+
+
+def check_batch(key: bytes, value: bytes | memoryview) -> CheckedBody:
+    """Check one journal batch's header and hash without decoding its records."""
+    value = memoryview(value)
+    if len(value) < BATCH_HEADER_SIZE:
+        raise CorruptionError(f"journal batch {key.hex()}: {len(value)} bytes, shorter than its header")
+    magic, version, hsize, n, first, last, t_us, prev, digest = BATCH_HEADER.unpack_from(value)
+    where = f"journal batch ending at journal_seq {KEY.unpack(key)[0] if len(key) == 8 else key.hex()}"
+    if magic != BATCH_MAGIC or version != FORMAT_VERSION or hsize != BATCH_HEADER_SIZE:
+        raise CorruptionError(f"{where}: bad header (magic/version)")
+    if last - first + 1 != n or KEY.pack(last) != bytes(key):
+        raise CorruptionError(f"{where}: header journal_seq range {first}..{last} does not match its key")
+    body = value[BATCH_HEADER_SIZE:]
+    fields = _HASHED_FIELDS.pack(magic, version, hsize, n, first, last, t_us)
+    if batch_hash(prev, fields, body) != digest:
+        raise CorruptionError(f"{where}: hash mismatch (the batch was altered or damaged)")
+    try:
+        marks = journal_record_marks(body, n, first, RECORD_MARK_STRIDE)
+    except (ValueError, CorruptionError) as e:
+        raise CorruptionError(f"{where}: {e}") from None
+    return CheckedBody(first, last, bytes(body), marks)
 
 
 def decode_batch(key: bytes, value: bytes | memoryview, prev_hash: bytes | None = None) -> Batch:

@@ -20,7 +20,8 @@ Asia/Shanghai):
 - **Money:** 2% of cards top up 50–100 yuan through a bank channel during the
   peak; an aid disbursement of min(100,000, n_cards / 10) lines at 07:00.
 - **Offline validators:** 3% of taps are uploaded 30–90 minutes late (same id and
-  event time, a later batch); 1% are sent twice (the duplicate in a later batch).
+  event time, a later batch), all of them BOARD taps (vehicle validators; metro and
+  coach gates are online); 1% of taps are sent twice (the duplicate in a later batch).
 - **Lost cards:** max(1, n_cards / 100,000) cards are frozen at 07:15 and replaced
   by new cards at 07:45; their later taps are refused.
 
@@ -222,7 +223,8 @@ def generate(n_cards: int = 1_000_000, seed: int = 20261123, fares: FareSystem |
     run_start = np.maximum.accumulate(np.where(first, np.arange(nt), 0))
     top["seq"] = np.arange(nt) - run_start + 1
     upload = top["time_us"].copy()
-    late = rng.random(nt) < 0.03
+    # Offline validators are on vehicles (BOARD taps); metro and coach gates are online.
+    late = (rng.random(nt) < 0.03 / max((top["tap"] == TapType.BOARD).mean(), 1e-9)) & (top["tap"] == TapType.BOARD)
     upload[late] += rng.integers(30, 91, size=int(late.sum())) * MINUTE_US
     counts["late_taps"] = int(late.sum())
     dup = rng.random(nt) < 0.01
