@@ -72,8 +72,13 @@ def _dir_bytes(path: str) -> int:
 def _open_engine(name: str, path: str) -> Any:
     if name in ("core", "reference"):
         from .. import open as open_ledger
+        from ..fares.system import FareSystem
 
-        return open_ledger(path, engine="cython" if name == "core" else "python")
+        led = open_ledger(path, engine="cython" if name == "core" else "python")
+        # The first tap would install this same default; doing it here keeps loading
+        # the fare system out of the timed replay, as the baselines get it compiled.
+        led.install_fares(FareSystem.harbin(), 0)
+        return led
     from ..fares.system import FareSystem
     from ..fares.taptables import compile_taps
     from .baselines import LmdbBaseline, SqliteBaseline
