@@ -33,6 +33,7 @@ from .schema import (
     OpFlags,
     OpKind,
     Result,
+    TapType,
     new_ops,
 )
 
@@ -62,6 +63,7 @@ __all__ = [
     "Result",
     "SchemaError",
     "StorageError",
+    "TapType",
     "VerifyReport",
     "new_ops",
     "open",
