@@ -1152,3 +1152,79 @@ def test_taps_across_frequent_snapshots_and_reopens(ledger_path, tmp_path):
         assert led.balance(taps_feed.BUS_OPERATOR) == 4 * 200
         assert led.balance(taps_feed.METRO_OPERATOR) == 4 * 300 + 4 * 300 + 3 * 400
         assert led.verify().ok
+
+
+# =========================================================================== review findings
+
+
+def test_a_config_passed_as_an_object_cannot_be_installed_silently(tmp_path):
+    """install_fares stores a system's source files; a FareConfig passed as an object is not
+    among them, so installing such a system is refused instead of storing another config."""
+    import dataclasses
+
+    from cardledger.fares import FareSystem
+
+    harbin = FareSystem.harbin()
+    cfg = dataclasses.replace(harbin.config, operators={**harbin.config.operators, "harbin_bus": 7777})
+    root = tmp_path / "feed"
+    root.mkdir()
+    for name, raw in harbin.files.items():
+        (root / name).write_bytes(raw)
+    fs = FareSystem.from_gtfs(root, config=cfg)
+    led = cardledger.open(tmp_path / "led")
+    with pytest.raises(ValueError, match="config"):
+        led.install_fares(fs, 0)
+    led.close()
+
+
+def test_a_writer_sees_fare_versions_another_ledger_installed(tmp_path):
+    """fare_system() of a writing ledger picks up a version installed through another handle."""
+    from cardledger.fares import FareSystem
+
+    a = cardledger.open(tmp_path / "led")
+    b = cardledger.open(tmp_path / "led")
+    b.install_fares(FareSystem.harbin(), 100)
+    assert a.fare_system(200).currency == "CNY"
+    a.close()
+    b.close()
+
+
+def test_a_card_mid_ride_is_not_on_the_denylist(hb):
+    """500 fen, metro ENTRY holds all of it: available 0, but the card is mid-ride and must
+    be let out at the exit gate; after the exit (200) it still has 300."""
+    card = hb.card(100, 500)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    assert card not in hb.led.denylist().tolist()
+    charged(hb.tap(card, T(8, 20), EXIT, "metro_1", "m1_museum"), 200, balance=300)
+    assert card not in hb.led.denylist().tolist()
+
+
+def test_indexes_follow_each_ledgers_own_chain_of_versions(tmp_path):
+    """Two ledgers in one process install the same second version after different first
+    versions: each keeps the route indexes its own chain gives, and reopens cleanly."""
+    from cardledger.fares import FareSystem
+
+    harbin = FareSystem.harbin()
+    short = tmp_path / "short"
+    short.mkdir()
+    for name, raw in harbin.files.items():
+        if name == "routes.txt":  # Harbin without bus_1: the others shift by one
+            raw = b"\n".join(line for line in raw.split(b"\n") if not line.startswith(b"bus_1,"))
+        if name == "route_networks.txt":
+            raw = b"\n".join(line for line in raw.split(b"\n") if not line.endswith(b",bus_1"))
+        (short / name).write_bytes(raw)
+    w = FareSystem.from_gtfs(short)
+    a = cardledger.open(tmp_path / "a")
+    b = cardledger.open(tmp_path / "b")
+    for led, first in ((b, harbin), (a, w)):  # b first: its chain is compiled (and cached) first
+        for start, system in ((10, first), (20, harbin), (30, harbin)):
+            led.install_fares(system, start)
+    assert a.fare_system(10).route_index("bus_2") == a.fare_system(40).route_index("bus_2")
+    assert a.fare_system(40).route_index("bus_1") == len(w.tables.route_ids)
+    assert b.fare_system(40).route_index("bus_1") == harbin.route_index("bus_1")
+    a.close()
+    b.close()
+    again = cardledger.open(tmp_path / "a")
+    assert again.fare_system(40).route_index("bus_1") == len(w.tables.route_ids)
+    assert again.verify().ok
+    again.close()

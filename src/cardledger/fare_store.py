@@ -29,27 +29,28 @@ MAX_TAP_TIME = struct.Struct("<q")
 NO_TAP_TIME = -(1 << 63)
 
 _cache_lock = threading.Lock()
-# (digest of this version, digest of the previous one) -> FareSystem: indexes are
-# stable relative to the previous version, so both name a compiled system.
-_systems: dict[tuple[bytes, bytes], FareSystem] = {}
+# Digest of the chain of versions up to and including this one -> FareSystem: a
+# version's route and stop indexes depend on every version before it, so only the
+# whole chain names a compiled system.
+_systems: dict[bytes, FareSystem] = {}
 
 
 def load_versions(txn: Any, db: Any) -> list[tuple[int, FareSystem]]:
     """Every stored version, oldest first: (effective_from_us, system)."""
     out: list[tuple[int, FareSystem]] = []
     prev: FareSystem | None = None
-    prev_digest = b""
+    chain = b""
     for key, value in txn.cursor(db=db):
         raw = bytes(value)
-        digest = hashlib.sha256(raw).digest()
+        chain = hashlib.sha256(chain + bytes(key) + hashlib.sha256(raw).digest()).digest()
         with _cache_lock:
-            system = _systems.get((digest, prev_digest))
+            system = _systems.get(chain)
         if system is None:
             system = FareSystem.from_bytes(raw, previous=prev)
             with _cache_lock:
-                _systems[(digest, prev_digest)] = system
+                _systems[chain] = system
         out.append((VERSION_KEY.unpack(bytes(key))[0], system))
-        prev, prev_digest = system, digest
+        prev = system
     return out
 
 

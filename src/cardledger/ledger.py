@@ -543,9 +543,16 @@ class Ledger:
                         f"({latest}): installing it would re-rate posted fares"
                     )
                 prev = self._fare_versions[-1][1] if self._fare_versions else None
-                if prev is not None:
-                    system = FareSystem.from_bytes(system.to_bytes(), previous=prev)
-                self._put_fares(txn, system, int(effective_from_us))
+                # What is stored is the system's source files: the system rebuilt from
+                # them must be the one given (a config passed as an object, not a file,
+                # would be lost), with indexes stable after the previous version's.
+                stored = FareSystem.from_bytes(system.to_bytes(), previous=prev)
+                if stored.config != system.config or stored.feed != system.feed:
+                    raise ValueError(
+                        "this FareSystem's source files do not rebuild it (was its config passed "
+                        "as an object?): build it with FareSystem.from_gtfs(path, config=<path to fares.toml>)"
+                    )
+                self._put_fares(txn, stored, int(effective_from_us))
         except lmdb.Error as e:
             self._reload_after_failure()
             raise StorageError(f"fare system not installed: {e}") from e
@@ -562,6 +569,7 @@ class Ledger:
         """
         self._check_usable()
         self._refresh()
+        self._refresh_fares()
         chosen = None
         for start, system in self._fare_versions:
             if time_us is None or start <= time_us:
@@ -574,13 +582,15 @@ class Ledger:
     def denylist(self) -> np.ndarray:
         """Card ids that validators must refuse, sorted: frozen, closed, or unable to pay.
 
-        A card cannot pay when its available balance is at or below minus the
-        largest negative balance any product of the latest fare system allows
-        (with no allowance configured: at or below zero). Offline validators load
-        this list; an online gate checks the same thing.
+        A card cannot pay when its balance (available plus what its open metro
+        entry holds, so a card mid-ride is not refused at the exit gate) is at or
+        below minus the largest negative balance any product of the latest fare
+        system allows (with no allowance configured: at or below zero). Offline
+        validators load this list; an online gate checks the same thing.
         """
         self._check_usable()
         self._refresh()
+        self._refresh_fares()
         accounts = self._engine.export_checkpoint()[0]
         cards = accounts[accounts["kind"] == AccountKind.CARD]
         allowance = 0
@@ -588,9 +598,16 @@ class Ledger:
             tt = fare_store.tap_tables(self._fare_versions)[-1]
             if len(tt.product_allowance_fen):
                 allowance = int(tt.product_allowance_fen.max())
-        avail = cards["cash_fen"] + cards["subsidy_fen"]
+        avail = cards["cash_fen"] + cards["subsidy_fen"] + cards["debits_pending"]
         blocked = ((cards["flags"] & (AccountFlags.FROZEN | AccountFlags.CLOSED)) != 0) | (avail <= -allowance)
         return np.sort(cards["id"][blocked])
+
+    def _refresh_fares(self) -> None:
+        """Pick up fare versions another process installed (writers refresh only on apply)."""
+        with self._begin_read() as txn:
+            if txn.stat(self._dbs[b"fares"])["entries"] != len(self._fare_versions):
+                self._fare_versions = fare_store.load_versions(txn, self._dbs[b"fares"])
+                self._engine.set_fare_versions(fare_store.tap_tables(self._fare_versions))
 
     def _committed(self) -> None:
         self._adopt_recorded_checkpoint()
@@ -877,6 +894,7 @@ class Ledger:
         """
         self._check_usable()
         self._refresh()
+        self._refresh_fares()
         report = VerifyReport()
         fresh = self._engine_class(self.default_cap_fen)
         fresh.set_fare_versions(fare_store.tap_tables(self._fare_versions))
