@@ -62,7 +62,9 @@ cdef inline int check_move(Account* d, Account* c, int64_t amount, int draw,
     if d.kind != A_CLEARING and purse_available(d, draw) < amount:
         return R_INSUFFICIENT_FUNDS
     if c.kind == A_CARD and not to_subsidy:
-        if c.cash_fen + c.credits_pending + amount > c.cap_fen:
+        # holds the card placed (debits_pending) come back to its purses if released,
+        # so they count against the cap as incoming holds do
+        if c.cash_fen + c.debits_pending + c.credits_pending + amount > c.cap_fen:
             return R_EXCEEDS_CAP
     d_total = d.debits_pending if pending else d.debits_posted
     c_total = c.credits_pending if pending else c.credits_posted

@@ -1228,3 +1228,33 @@ def test_indexes_follow_each_ledgers_own_chain_of_versions(tmp_path):
     assert again.fare_system(40).route_index("bus_1") == len(w.tables.route_ids)
     assert again.verify().ok
     again.close()
+
+
+def test_a_top_up_during_a_metro_ride_cannot_push_the_cash_purse_over_its_cap(tmp_path):
+    """Cap 1000, balance 1000: ENTRY holds 800 (available 200); a TOPUP of 800 would leave
+    1500 in the purse once the exit releases most of the hold, so it is EXCEEDS_CAP; the
+    ride then costs 200 and verify() finds the purse within its cap."""
+    led = cardledger.open(tmp_path / "led")
+    fs = FareSystem.harbin()
+    ops = new_ops(5)
+    ops["source"], ops["seq"] = 1, np.arange(1, 6)
+    ops["kind"] = [OpKind.OPEN, OpKind.OPEN, OpKind.OPEN, OpKind.TOPUP, OpKind.TAP]
+    ops["account_id"] = [1, METRO_OP, 100, 100, 100]
+    ops["account_kind"][:3] = [AccountKind.CLEARING, AccountKind.OPERATOR, AccountKind.CARD]
+    ops["limit_fen"][2] = 1000
+    ops["counterparty_id"][3], ops["amount_fen"][3] = 1, 1000
+    ops["time_us"][4], ops["tap"][4] = T(8), TapType.ENTRY
+    ops["route"][4], ops["stop"][4] = fs.route_index("metro_1"), fs.stop_index("m1_harbin_east_station")
+    assert led.apply(ops)["code"].tolist() == [0] * 5
+    top = new_ops(1)
+    top["source"], top["seq"], top["kind"] = 2, 1, OpKind.TOPUP
+    top["account_id"], top["counterparty_id"], top["amount_fen"] = 100, 1, 800
+    assert led.apply(top)["code"][0] == Result.EXCEEDS_CAP
+    out = new_ops(1)
+    out["source"], out["seq"], out["kind"], out["account_id"] = 3, 1, OpKind.TAP, 100
+    out["time_us"], out["tap"] = T(8, 20), TapType.EXIT
+    out["route"], out["stop"] = fs.route_index("metro_1"), fs.stop_index("m1_museum")
+    r = led.apply(out)
+    assert (int(r["code"][0]), int(r["amount_fen"][0]), led.balance(100)) == (0, 200, 800)
+    assert led.verify().ok
+    led.close()

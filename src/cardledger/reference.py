@@ -459,7 +459,9 @@ class Engine:
         if d.kind != AccountKind.CLEARING and self._purse_available(d, draw) < amount:
             return Result.INSUFFICIENT_FUNDS
         if c.kind == AccountKind.CARD and not to_subsidy:
-            if c.cash_fen + c.credits_pending + amount > c.cap_fen:
+            # Holds the card placed come back to its purses if released (a metro exit
+            # releases most of its entry hold): they count against the cap too.
+            if c.cash_fen + c.debits_pending + c.credits_pending + amount > c.cap_fen:
                 return Result.EXCEEDS_CAP
         d_total = d.debits_pending if pending else d.debits_posted
         c_total = c.credits_pending if pending else c.credits_posted
