@@ -704,18 +704,6 @@ def test_denylist_lists_frozen_closed_and_cards_at_or_below_zero(hb):
     assert rich not in deny.tolist() and CLEARING not in deny.tolist()
 
 
-def test_a_card_holding_a_metro_entry_is_listed_only_when_nothing_is_left(hb):
-    """The denylist looks at the available balance: a 300 card holding 300 at the gate has 0."""
-    card = hb.card(100, 300)
-    other = hb.card(101, 1000)
-    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
-    hb.tap(other, T(8), ENTRY, "metro_1", "m1_harbin_east_station")  # 1000 - 800 = 200 available
-    assert hb.led.denylist().tolist() == [card]
-
-
-# =========================================================================== synthetic feed
-
-
 def test_bus_to_metro_transfer_charges_the_incremental_fare(syn):
     """Bus 200, then metro A→C (500) within the transfer window: journey 200 + (500 - 100) = 600,
     the exit charges 600 - 200 = 400 (TRANSFER) and releases 100 of the 500 hold."""
