@@ -511,7 +511,9 @@ class Ledger:
         Taps are rated by the version in force at their time_us. Versions are only
         appended: `effective_from_us` must be later than every installed version's
         and every tap already applied (so no posted fare is ever re-rated). Route
-        and stop indexes stay stable: ids the previous version knew keep theirs.
+        and stop indexes stay stable: ids the previous version knew keep theirs, so
+        take a TAP op's indexes from `fare_system(time_us)`, not from the object
+        passed here (whose own indexes ignore earlier versions).
         Without any installed version, the first batch with a TAP installs the
         packaged Harbin system effective from 0.
         """
