@@ -141,8 +141,9 @@ class CheckedBody:
         return rec
 
 
-def check_batch(key: bytes, value: bytes | memoryview) -> CheckedBody:
-    """Check one journal batch's header and hash without decoding its records."""
+def _checked_header(key: bytes, value: bytes | memoryview) -> tuple[str, int, int, int, bytes, bytes, memoryview]:
+    """(where, first, last, commit_time_us, prev hash, hash, body) of a batch whose
+    header matches its key and whose hash matches its bytes; CorruptionError if not."""
     value = memoryview(value)
     if len(value) < BATCH_HEADER_SIZE:
         raise CorruptionError(f"journal batch {key.hex()}: {len(value)} bytes, shorter than its header")
@@ -156,8 +157,14 @@ def check_batch(key: bytes, value: bytes | memoryview) -> CheckedBody:
     fields = _HASHED_FIELDS.pack(magic, version, hsize, n, first, last, t_us)
     if batch_hash(prev, fields, body) != digest:
         raise CorruptionError(f"{where}: hash mismatch (the batch was altered or damaged)")
+    return where, first, last, t_us, prev, digest, body
+
+
+def check_batch(key: bytes, value: bytes | memoryview) -> CheckedBody:
+    """Check one journal batch's header and hash without decoding its records."""
+    where, first, last, _, _, _, body = _checked_header(key, value)
     try:
-        marks = journal_record_marks(body, n, first, RECORD_MARK_STRIDE)
+        marks = journal_record_marks(body, last - first + 1, first, RECORD_MARK_STRIDE)
     except (ValueError, CorruptionError) as e:
         raise CorruptionError(f"{where}: {e}") from None
     return CheckedBody(first, last, bytes(body), marks)
@@ -168,21 +175,10 @@ def decode_batch(key: bytes, value: bytes | memoryview, prev_hash: bytes | None 
 
     With `prev_hash`, the batch must chain to it.
     """
-    value = memoryview(value)
-    if len(value) < BATCH_HEADER_SIZE:
-        raise CorruptionError(f"journal batch {key.hex()}: {len(value)} bytes, shorter than its header")
-    magic, version, hsize, n, first, last, t_us, prev, digest = BATCH_HEADER.unpack_from(value)
-    where = f"journal batch ending at journal_seq {KEY.unpack(key)[0] if len(key) == 8 else key.hex()}"
-    if magic != BATCH_MAGIC or version != FORMAT_VERSION or hsize != BATCH_HEADER_SIZE:
-        raise CorruptionError(f"{where}: bad header (magic/version)")
-    if last - first + 1 != n or KEY.pack(last) != bytes(key):
-        raise CorruptionError(f"{where}: header journal_seq range {first}..{last} does not match its key")
-    body = value[BATCH_HEADER_SIZE:]
-    fields = _HASHED_FIELDS.pack(magic, version, hsize, n, first, last, t_us)
-    if batch_hash(prev, fields, body) != digest:
-        raise CorruptionError(f"{where}: hash mismatch (the batch was altered or damaged)")
+    where, first, last, t_us, prev, digest, body = _checked_header(key, value)
     if prev_hash is not None and prev != prev_hash:
         raise CorruptionError(f"{where}: does not chain to the previous batch's hash")
+    n = last - first + 1
     try:
         records = unpack_journal(body, n, first)
     except (ValueError, CorruptionError) as e:
