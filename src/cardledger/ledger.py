@@ -277,8 +277,7 @@ class Ledger:
             raise CorruptionError(f"checkpoint at {ckpt_seq} is newer than the id state at {ids_upto}")
         engine.load_checkpoint(accounts, sources, pending, ckpt_seq)
         engine.load_journeys(journeys)
-        self._fare_versions = fare_store.load_versions(txn, self._dbs[b"fares"])
-        engine.set_fare_versions(fare_store.tap_tables(self._fare_versions))
+        self._use_stored_fares(txn, engine)
         self._engine = engine
         self._ckpt_seq, self._last_hash, self._ids_upto = ckpt_seq, last_hash, ids_upto
         self._snap_seq = ckpt_seq
@@ -501,8 +500,7 @@ class Ledger:
         db = self._dbs[b"fares"]
         if not txn.put(fare_store.VERSION_KEY.pack(effective_from_us), system.to_bytes(), db=db, overwrite=False):
             raise ValueError(f"a fare system is already installed effective from {effective_from_us}")
-        self._fare_versions = fare_store.load_versions(txn, db)
-        self._engine.set_fare_versions(fare_store.tap_tables(self._fare_versions))
+        self._use_stored_fares(txn)
 
     @_locked
     def install_fares(self, system: Any, effective_from_us: int) -> None:
@@ -607,9 +605,17 @@ class Ledger:
     def _refresh_fares(self) -> None:
         """Pick up fare versions another process installed (writers refresh only on apply)."""
         with self._begin_read() as txn:
-            if txn.stat(self._dbs[b"fares"])["entries"] != len(self._fare_versions):
-                self._fare_versions = fare_store.load_versions(txn, self._dbs[b"fares"])
-                self._engine.set_fare_versions(fare_store.tap_tables(self._fare_versions))
+            self._reload_fares_if_changed(txn)
+
+    def _reload_fares_if_changed(self, txn: Any) -> None:
+        """Reload the fare versions when the stored ones are not those in memory (append-only)."""
+        if txn.stat(self._dbs[b"fares"])["entries"] != len(self._fare_versions):
+            self._use_stored_fares(txn)
+
+    def _use_stored_fares(self, txn: Any, engine: Any = None) -> None:
+        """Load every stored fare version and give them to the engine."""
+        self._fare_versions = fare_store.load_versions(txn, self._dbs[b"fares"])
+        (engine if engine is not None else self._engine).set_fare_versions(fare_store.tap_tables(self._fare_versions))
 
     def _committed(self) -> None:
         self._adopt_recorded_checkpoint()
@@ -623,9 +629,7 @@ class Ledger:
 
     def _catch_up(self, txn: Any) -> None:
         """Bring the engine up to the stored journal (another process may have written)."""
-        if txn.stat(self._dbs[b"fares"])["entries"] != len(self._fare_versions):
-            self._fare_versions = fare_store.load_versions(txn, self._dbs[b"fares"])
-            self._engine.set_fare_versions(fare_store.tap_tables(self._fare_versions))
+        self._reload_fares_if_changed(txn)
         cur = txn.cursor(db=self._dbs[b"journal"])
         if not cur.last():
             if self._engine.journal_seq != 0:

@@ -165,10 +165,6 @@ class ReferenceEvaluator:
 
     # -- legs ---------------------------------------------------------------
 
-    def price_of(self, product: int, cat: int, med: int) -> int:
-        """A product's price for the rider (NO_PRICE: not available to them)."""
-        return self.price[product][cat][med]
-
     def leg_options(
         self, net: int, fs: int, ts: int, dep_us: int, arr_us: int, cat: int, med: int
     ) -> list[tuple[int, int, int]]:

@@ -299,7 +299,7 @@ class FareSystem:
         status = np.zeros(n, dtype=np.uint8)
         amount = np.zeros(n, dtype=np.int64)
         flags = np.zeros(n, dtype=np.uint8)
-        rows = legs[["route", "from_stop", "to_stop", "departure_us", "arrival_us"]].tolist()
+        rows = _leg_rows(legs)
         for j in range(n):
             s, a, f = self._reference.quote(rows[ptr[j] : ptr[j + 1]], rider_category, fare_media)
             status[j], amount[j], flags[j] = s, a, f
@@ -309,9 +309,13 @@ class FareSystem:
         self, legs: np.ndarray, rider_category: int, fare_media: int
     ) -> tuple[int, int, int]:
         """One journey (LEG_DTYPE array) through the reference evaluator, for tests."""
-        rows = legs[["route", "from_stop", "to_stop", "departure_us", "arrival_us"]].tolist()
-        s, a, f = self._reference.quote(rows, rider_category, fare_media)
+        s, a, f = self._reference.quote(_leg_rows(legs), rider_category, fare_media)
         return int(s), int(a), int(f)
+
+
+def _leg_rows(legs: np.ndarray) -> list:
+    """LEG_DTYPE records as the reference evaluator's (route, from, to, dep, arr) tuples."""
+    return legs[["route", "from_stop", "to_stop", "departure_us", "arrival_us"]].tolist()
 
 
 @functools.lru_cache(maxsize=1)
