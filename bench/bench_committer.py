@@ -2,6 +2,7 @@
 """Group commit: single ops from many concurrent submitters through a Committer.
 
     python bench/bench_committer.py --submitters 256 --ops 200000 [--mode asyncio|threads]
+                                    [--loop uvloop|asyncio]
 
 Each submitter (an asyncio task, or a thread) sends SPEND ops one at a time and waits
 for each durable result before the next, as a gateway connection would. Reports ops/s
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import sys
 import tempfile
@@ -58,7 +60,7 @@ def make_op(source: int, seq: int, rng) -> np.void:
     return op
 
 
-def run_asyncio(committer, submitters: int, per: int) -> list[float]:
+def run_asyncio(committer, submitters: int, per: int, loop_kind: str = "asyncio") -> list[float]:
     lat: list[float] = []
 
     async def terminal(s: int) -> None:
@@ -72,7 +74,12 @@ def run_asyncio(committer, submitters: int, per: int) -> list[float]:
     async def main() -> None:
         await asyncio.gather(*(terminal(s) for s in range(submitters)))
 
-    asyncio.run(main())
+    if loop_kind == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
     return lat
 
 
@@ -104,24 +111,33 @@ def main() -> int:
     p.add_argument("--submitters", type=int, default=256)
     p.add_argument("--ops", type=int, default=200_000)
     p.add_argument("--mode", choices=("asyncio", "threads"), default="asyncio")
-    p.add_argument("--linger-us", type=int, default=200)
+    p.add_argument("--loop", choices=("uvloop", "asyncio"), default=None,
+                   help="event loop for --mode asyncio (default: uvloop when installed)")
+    p.add_argument("--linger-us", type=int, default=0)
     p.add_argument("--switch-interval-us", type=int, default=0,
                    help="sys.setswitchinterval for the run (0: leave Python's default, 5000)")
     p.add_argument("--json")
     a = p.parse_args()
     if a.switch_interval_us:
         sys.setswitchinterval(a.switch_interval_us / 1e6)
+    if a.loop is None:
+        a.loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     per = max(1, a.ops // a.submitters)
     with cardledger.open(tempfile.mkdtemp(prefix="cardledger-gc-")) as led:
         setup(led)
         with Committer(led, linger_us=a.linger_us) as committer:
             t = time.perf_counter()
-            lat = (run_asyncio if a.mode == "asyncio" else run_threads)(committer, a.submitters, per)
+            if a.mode == "asyncio":
+                lat = run_asyncio(committer, a.submitters, per, a.loop)
+            else:
+                lat = run_threads(committer, a.submitters, per)
             dt = time.perf_counter() - t
             batches = committer.batches
         lat_ms = np.array(lat) * 1e3
         report = {
             "mode": a.mode,
+        "loop": a.loop if a.mode == "asyncio" else None,
+        "python": sys.version.split()[0],
             "submitters": a.submitters,
             "ops": len(lat),
             "ops_per_s": len(lat) / dt,

@@ -32,6 +32,11 @@ include "handlers.pxi"
 include "taps.pxi"
 include "batch.pxi"
 
+# Batches at least this long run their loop without the GIL. Below it, dropping and
+# retaking the GIL costs more than it frees: retaking waits for the thread holding it
+# (up to the interpreter's switch interval, 5 ms by default).
+cdef Py_ssize_t NOGIL_OPS_MIN = 1024
+
 
 cdef class Engine:
     """The core engine (see module docstring); the same face as the reference Engine."""
@@ -337,7 +342,12 @@ cdef class Engine:
         cdef int rc
         # The batch loop touches no Python object: other threads (a gateway's event
         # loop, the checkpoint writer) run meanwhile. The Ledger serialises callers.
-        with nogil:
+        # A small batch keeps the GIL: its loop is shorter than the wait to take the
+        # GIL back from a busy event loop (group commit's batches are small).
+        if n >= NOGIL_OPS_MIN:
+            with nogil:
+                rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p)
+        else:
             rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p)
         if rc != 0:
             raise MemoryError("cardledger core: out of memory while applying a batch")
@@ -386,7 +396,10 @@ def pack_journal(records):
             raise MemoryError("cardledger core: cannot allocate the journal encoding buffer")
         _pack_scratch = <unsigned char*>q
         _pack_scratch_bytes = need
-    with nogil:
+    if n >= NOGIL_OPS_MIN:
+        with nogil:
+            size = pack_records(w, n, _pack_scratch)
+    else:
         size = pack_records(w, n, _pack_scratch)
     return PyBytes_FromStringAndSize(<char*>_pack_scratch, size)
 

@@ -95,25 +95,101 @@ def test_close_commits_everything_accepted_then_refuses(led):
         committer.submit(one(9, 999, OpKind.SPEND, 100, 2, 1))
 
 
-def test_a_full_queue_pushes_back(led):
-    _setup(led)
-    gate = threading.Event()
+def _stall(led):
+    """Make the commit thread stop inside its next apply until the returned gate opens;
+    `entered` is set once it is there (its batch taken off the queue)."""
+    entered, gate = threading.Event(), threading.Event()
     real_apply = led.apply
 
     def slow_apply(ops):
+        entered.set()
         gate.wait(10)
         return real_apply(ops)
 
-    led.apply = slow_apply  # the commit thread is stuck until the gate opens
-    committer = Committer(led, batch_ops_max=4, queue_ops_max=8, linger_us=0)
-    futures = [committer.submit(one(5, s, OpKind.SPEND, 100, 2, 1)) for s in range(1, 5)]
-    for s in range(5, 13):  # the first batch is taken; 8 more fit in the queue
+    led.apply = slow_apply
+    return entered, gate
+
+
+def test_a_full_queue_pushes_back(led):
+    _setup(led)
+    entered, gate = _stall(led)
+    committer = Committer(led, batch_ops_max=4, queue_ops_max=8)
+    futures = [committer.submit(one(5, 1, OpKind.SPEND, 100, 2, 1))]
+    assert entered.wait(10)  # that op's batch is in apply: the queue is empty
+    for s in range(2, 10):  # exactly queue_ops_max more fit
         futures.append(committer.submit(one(5, s, OpKind.SPEND, 100, 2, 1)))
     with pytest.raises(cardledger.QueueFullError):
         committer.submit(one(5, 99, OpKind.SPEND, 100, 2, 1), timeout=0.05)
     gate.set()
     committer.close()
-    assert [int(f.result()["code"]) for f in futures] == [Result.OK] * 12
+    assert [int(f.result()["code"]) for f in futures] == [Result.OK] * 9
+    assert led.balance(100) == 100_000 - 9
+
+
+def test_a_full_queue_makes_asyncio_callers_wait_without_blocking_the_loop(led):
+    _setup(led)
+    entered, gate = _stall(led)
+    committer = Committer(led, batch_ops_max=2, queue_ops_max=2)
+
+    async def main():
+        first = committer.apply_async(one(7, 1, OpKind.SPEND, 101, 2, 1))
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10)
+        queued = [committer.apply_async(one(7, s, OpKind.SPEND, 101, 2, 1)) for s in range(2, 6)]
+        await asyncio.sleep(0.05)  # the loop still runs while two callers wait for room
+        assert not any(f.done() for f in queued)
+        gate.set()
+        return await asyncio.gather(first, *queued)
+
+    results = asyncio.run(main())
+    committer.close()
+    assert [int(r["code"]) for r in results] == [Result.OK] * 5
+    assert led.balance(101) == 100_000 - 5
+
+
+def test_an_op_may_be_submitted_as_the_bytes_of_its_record(led):
+    _setup(led)
+    with Committer(led) as committer:
+        r = committer.apply(one(3, 1, OpKind.SPEND, 102, 2, 250).tobytes())
+        with pytest.raises(cardledger.SchemaError):
+            committer.submit(one(3, 2, OpKind.SPEND, 102, 2, 1).tobytes()[:-1])  # not one whole record
+        with pytest.raises(cardledger.SchemaError):
+            committer.submit(one(3, 3, OpKind.SPEND, 102, 2, 1, flags=OpFlags.LINKED).tobytes())
+    assert int(r["code"]) == Result.OK and int(r["amount_fen"]) == 250
+    assert led.balance(102) == 100_000 - 250
+
+
+def test_asyncio_chains_commit_in_one_batch(led):
+    _setup(led)
+    chain = cardledger.new_ops(2)
+    chain["source"], chain["seq"], chain["kind"] = 11, [1, 2], OpKind.SPEND
+    chain["account_id"], chain["counterparty_id"] = 103, 2
+    chain["amount_fen"] = [100, 200_000]  # the second is more than the card holds
+    chain["flags"][0] = OpFlags.LINKED
+
+    async def main():
+        with Committer(led) as committer:
+            return await committer.apply_chain_async(chain)
+
+    r = asyncio.run(main())
+    assert list(r["code"]) == [Result.LINKED_FAILED, Result.INSUFFICIENT_FUNDS]
+    assert led.balance(103) == 100_000
+
+
+def test_a_failing_commit_fails_every_caller_of_that_batch(led):
+    _setup(led)
+
+    def broken(ops):
+        raise cardledger.StorageError("disk on fire")
+
+    led.apply = broken
+
+    async def main():
+        with Committer(led) as committer:
+            futures = [committer.apply_async(one(12, s, OpKind.SPEND, 104, 2, 1)) for s in range(1, 4)]
+            return await asyncio.gather(*futures, return_exceptions=True)
+
+    errors = asyncio.run(main())
+    assert all(isinstance(e, cardledger.StorageError) for e in errors)
 
 
 def test_replayed_ids_through_the_committer_move_money_once(led):

@@ -74,3 +74,75 @@ def test_gateway_commits_requests_and_refuses_malformed_frames(tmp_path):
         assert led.balance(9) == 700
         assert led.journal_seq == 3  # nothing malformed reached the ledger
         assert led.verify().ok
+
+
+async def _serve(tmp_path):
+    started = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(server.serve_forever(str(tmp_path / "ledger"), "127.0.0.1", 0, started.set_result))
+    return task, await started
+
+
+async def _stop(task):
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+async def _read_replies(reader, n):
+    replies = []
+    for _ in range(n):
+        (size,) = protocol.FRAME_HEADER.unpack(await reader.readexactly(4))
+        replies.append(msgpack.unpackb(await reader.readexactly(size), raw=False))
+    return replies
+
+
+def test_pipelined_requests_on_one_connection_each_get_their_reply(tmp_path):
+    """A client may send many requests without waiting; every reply carries its req."""
+    async def main():
+        task, port = await _serve(tmp_path)
+        setup = [{"source": 1, "seq": 1, "kind": "OPEN", "account_id": 1, "account_kind": "CLEARING"},
+                 {"source": 1, "seq": 2, "kind": "OPEN", "account_id": 2, "account_kind": "MERCHANT"},
+                 {"source": 1, "seq": 3, "kind": "OPEN", "account_id": 9, "account_kind": "CARD"},
+                 {"source": 1, "seq": 4, "kind": "TOPUP", "account_id": 9, "counterparty_id": 1, "amount_fen": 10_000}]
+        assert "results" in (await _exchange(port, [protocol.encode_frame({"req": 0, "ops": setup})]))[0]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        frames = [protocol.encode_frame({"req": 100 + s, "ops": [
+            {"source": 2, "seq": s, "kind": "SPEND", "account_id": 9, "counterparty_id": 2, "amount_fen": 10}]})
+            for s in range(1, 51)]
+        # Plus one request of several independent (unlinked) ops, and a malformed one.
+        frames.append(protocol.encode_frame({"req": 7, "ops": [
+            {"source": 3, "seq": s, "kind": "SPEND", "account_id": 9, "counterparty_id": 2, "amount_fen": 1}
+            for s in range(1, 4)]}))
+        frames.append(protocol.encode_frame({"req": 8, "ops": [{"source": 3, "seq": 9, "kind": "SPEND", "x": 1}]}))
+        writer.write(b"".join(frames))
+        replies = await _read_replies(reader, len(frames))
+        writer.close()
+        await _stop(task)
+        return replies
+
+    replies = asyncio.run(main())
+    by_req = {r["req"]: r for r in replies if "results" in r}
+    assert sorted(by_req) == [7] + list(range(101, 151))
+    assert all(by_req[101 + i]["results"][0]["result"] == "OK" for i in range(50))
+    assert [r["result"] for r in by_req[7]["results"]] == ["OK"] * 3
+    assert sum(1 for r in replies if "error" in r) == 1
+    with cardledger.open(str(tmp_path / "ledger")) as led:
+        assert led.balance(9) == 10_000 - 50 * 10 - 3
+        assert led.verify().ok
+
+
+def test_an_oversized_frame_gets_an_error_and_closes_the_connection(tmp_path):
+    async def main():
+        task, port = await _serve(tmp_path)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(protocol.FRAME_HEADER.pack(protocol.FRAME_BYTES_MAX + 1) + b"\0" * 16)
+        (reply,) = await _read_replies(reader, 1)
+        rest = await reader.read()  # the server closed the connection
+        writer.close()
+        await _stop(task)
+        return reply, rest
+
+    reply, rest = asyncio.run(main())
+    assert "exceeds" in reply["error"] and rest == b""

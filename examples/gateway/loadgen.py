@@ -1,18 +1,23 @@
 #!/usr/bin/env python
 """Load generator for the example gateway (loopback only).
 
-    python examples/gateway/loadgen.py --port 7400 --clients 16 --ops 20000
+    python examples/gateway/loadgen.py --port 7400 --clients 16 --ops 20000 [--window 1] [--batch 1]
 
 Opens the accounts it needs through the gateway (a clearing account, a merchant, and
---cards cards topped up), then runs --clients connections, each sending single SPEND
-requests one after another and waiting for each reply. Stops after --ops requests or
---seconds, whichever comes first. Prints ops/s and the request latency p50/p99 (JSON).
+--cards cards topped up), then runs --clients connections. Each sends SPEND requests
+of --batch ops (1: a terminal's single op; more: an upload of several independent,
+unlinked ops, as an offline validator or a terminal concentrator sends them) and keeps
+--window requests in flight (1: send, wait for the reply, send the next; more: a
+connection multiplexing several terminals). --ops counts ops, not requests.
+Stops after --ops requests or --seconds, whichever comes first. Prints ops/s and the
+request latency p50/p99 (JSON). Runs on uvloop when it is installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import ipaddress
 import json
 import os
@@ -25,6 +30,7 @@ import msgpack  # noqa: E402
 import protocol  # noqa: E402
 
 CARD_BASE = 5_000_000
+_HEADER = protocol.FRAME_HEADER.size
 
 
 async def call(reader, writer, req: int, ops: list[dict]) -> dict:
@@ -59,19 +65,81 @@ async def setup(host: str, port: int, cards: int, source: int) -> None:
     writer.close()
 
 
-async def client(host, port, source, cards, quota, deadline, lat):
-    reader, writer = await asyncio.open_connection(host, port)
-    for seq in range(1, quota + 1):
-        if time.monotonic() > deadline:
-            break
-        op = {"source": source, "seq": seq, "kind": "SPEND", "account_id": CARD_BASE + (source * 7919 + seq) % cards,
-              "counterparty_id": 2, "amount_fen": 1}
-        t = time.perf_counter()
-        reply = await call(reader, writer, seq, [op])
-        lat.append(time.perf_counter() - t)
-        if "error" in reply:
-            raise SystemExit(f"request refused: {reply}")
-    writer.close()
+class Client(asyncio.Protocol):
+    """One connection sending SPEND requests, `window` in flight; records latencies."""
+
+    def __init__(self, source: int, cards: int, quota: int, window: int, batch: int, deadline: float,
+                 lat: list[float]) -> None:
+        self.source, self.cards, self.quota, self.window, self.batch = source, cards, quota, window, batch
+        self.deadline, self.lat = deadline, lat
+        self.sent_at: dict[int, float] = {}
+        self.seq = 0
+        self.ops_done = 0
+        self.buf = bytearray()
+        self.done = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:  # noqa: D102
+        self.transport = transport
+        self._send(min(self.window, self.quota))
+
+    def _send(self, k: int) -> None:
+        frames = []
+        now = time.perf_counter()
+        for _ in range(k):
+            if self.seq >= self.quota or time.monotonic() > self.deadline:
+                break
+            ops = []
+            for seq in range(self.seq + 1, min(self.quota, self.seq + self.batch) + 1):
+                ops.append({"source": self.source, "seq": seq, "kind": "SPEND",
+                            "account_id": CARD_BASE + (self.source * 7919 + seq) % self.cards,
+                            "counterparty_id": 2, "amount_fen": 1})
+            self.seq += len(ops)
+            frames.append(protocol.encode_frame({"req": self.seq, "ops": ops}))
+            self.sent_at[self.seq] = now
+        if frames:
+            self.transport.write(b"".join(frames))
+        elif not self.sent_at and not self.done.done():
+            self.done.set_result(None)
+
+    def data_received(self, data: bytes) -> None:  # noqa: D102
+        buf = self.buf
+        buf += data
+        start, replies = 0, 0
+        now = time.perf_counter()
+        while len(buf) - start >= _HEADER:
+            end = start + _HEADER + int.from_bytes(buf[start : start + _HEADER], "big")
+            if len(buf) < end:
+                break
+            reply = msgpack.unpackb(bytes(buf[start + _HEADER : end]), raw=False)
+            start = end
+            if "error" in reply:
+                self.done.set_exception(SystemExit(f"request refused: {reply}"))
+                self.transport.close()
+                return
+            self.lat.append(now - self.sent_at.pop(reply["req"]))
+            self.ops_done += len(reply["results"])
+            replies += 1
+        if start:
+            del buf[:start]
+        if replies:
+            self._send(replies)
+
+    def connection_lost(self, exc) -> None:  # noqa: D102
+        if not self.done.done():
+            self.done.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+
+async def client(host, port, source, cards, quota, window, batch, deadline, lat) -> int:
+    """Run one connection to the end; return how many ops it had committed."""
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_connection(
+        lambda: Client(source, cards, quota, window, batch, deadline, lat), host, port)
+    try:
+        await proto.done
+    finally:
+        transport.close()
+    return proto.ops_done
 
 
 async def run(a) -> dict:
@@ -81,14 +149,18 @@ async def run(a) -> dict:
     deadline = time.monotonic() + a.seconds
     per = max(1, a.ops // a.clients)
     t = time.perf_counter()
-    await asyncio.gather(*(client(a.host, a.port, source_base + 1 + i, a.cards, per, deadline, lat)
-                           for i in range(a.clients)))
+    done = await asyncio.gather(*(client(a.host, a.port, source_base + 1 + i, a.cards, per, a.window, a.batch,
+                                         deadline, lat) for i in range(a.clients)))
     dt = time.perf_counter() - t
     lat.sort()
     return {
         "clients": a.clients,
+        "window": a.window,
+        "ops_per_request": a.batch,
+        "loop": a.loop,
         "requests": len(lat),
-        "ops_per_s": len(lat) / dt,
+        "ops": sum(done),
+        "ops_per_s": sum(done) / dt,
         "latency_ms_p50": lat[len(lat) // 2] * 1e3,
         "latency_ms_p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3,
     }
@@ -99,13 +171,29 @@ def main() -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7400)
     p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--window", type=int, default=1, help="requests in flight per connection")
+    p.add_argument("--batch", type=int, default=1, help="ops per request (independent, not linked)")
     p.add_argument("--ops", type=int, default=20_000)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--cards", type=int, default=1_000)
+    p.add_argument("--loop", choices=("uvloop", "asyncio"), default=None,
+                   help="event loop (default: uvloop when installed)")
     a = p.parse_args()
+    if a.window < 1:
+        raise SystemExit("--window must be at least 1")
+    if not 1 <= a.batch <= protocol.REQUEST_OPS_MAX:
+        raise SystemExit(f"--batch must be in 1..{protocol.REQUEST_OPS_MAX}")
     if not ipaddress.ip_address(a.host if a.host != "localhost" else "127.0.0.1").is_loopback:
         raise SystemExit("the load generator only targets loopback addresses")
-    print(json.dumps(asyncio.run(run(a)), indent=2))
+    if a.loop is None:
+        a.loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    if a.loop == "uvloop":
+        import uvloop
+
+        report = uvloop.run(run(a))
+    else:
+        report = asyncio.run(run(a))
+    print(json.dumps(report, indent=2))
     return 0
 
 

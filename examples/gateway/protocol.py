@@ -27,7 +27,9 @@ _LIMITS = {
     "u4": (0, (1 << 32) - 1),
 }
 _FIELD_LIMITS = {name: _LIMITS[cardledger.OP_DTYPE[name].str[1:]] for name in cardledger.OP_DTYPE.names}
-_ENUM_FIELDS = {"kind": cardledger.OpKind, "account_kind": cardledger.AccountKind}
+# Fields that may be given by name: name -> value.
+_ENUM_FIELDS = {field: {member.name: int(member) for member in enum}
+                for field, enum in (("kind", cardledger.OpKind), ("account_kind", cardledger.AccountKind))}
 
 
 class ProtocolError(ValueError):
@@ -42,48 +44,85 @@ def encode_frame(obj: object) -> bytes:
     return FRAME_HEADER.pack(len(payload)) + payload
 
 
-def decode_request(payload: bytes) -> tuple[int, np.ndarray]:
-    """(request id, ops) from a request payload: {"req": int, "ops": [{field: value}, ...]}."""
+# Per field: (position in an OP_DTYPE record, lowest, highest value).
+_FIELDS = {name: (i, *_FIELD_LIMITS[name]) for i, name in enumerate(cardledger.OP_DTYPE.names)}
+_ZERO_OP = (0,) * len(cardledger.OP_DTYPE.names)
+
+
+def _record_struct(dtype: np.dtype) -> struct.Struct:
+    """A struct packing one record of `dtype` (fields in offset order, padding kept)."""
+    codes = {"u8": "Q", "i8": "q", "u4": "I", "i4": "i", "u2": "H", "i2": "h", "u1": "B", "i1": "b"}
+    fmt, pos = "<", 0
+    for name in dtype.names:
+        sub, offset = dtype.fields[name][:2]
+        assert offset >= pos and sub.str[0] in "<|", "fields must be in offset order, little-endian"
+        fmt += "x" * (offset - pos) + codes[sub.str[1:]]
+        pos = offset + sub.itemsize
+    packer = struct.Struct(fmt + "x" * (dtype.itemsize - pos))
+    assert packer.size == dtype.itemsize
+    return packer
+
+
+# Packs a decoded op straight into the bytes of one OP_DTYPE record: cheaper than a
+# numpy record per request, and the Committer takes such bytes as they are.
+_OP_RECORD = _record_struct(cardledger.OP_DTYPE)
+_RESULT_NAMES = {int(r): r.name for r in cardledger.Result}
+assert cardledger.RESULT_DTYPE.names == ("code", "discounts", "amount_fen", "balance_fen", "journal_seq")
+
+
+def decode_request(payload: bytes) -> tuple[int, list[bytes]]:
+    """(request id, ops) from a request payload: {"req": int, "ops": [{field: value}, ...]}.
+
+    Each op comes back as the bytes of one OP_DTYPE record (`ops_array` turns the
+    list into an array)."""
     try:
         msg = msgpack.unpackb(payload, raw=False, strict_map_key=True)
     except Exception as e:  # msgpack raises several types for garbage
         raise ProtocolError(f"not msgpack: {type(e).__name__}") from None
-    if not isinstance(msg, dict) or set(msg) != {"req", "ops"}:
+    if type(msg) is not dict or len(msg) != 2 or "req" not in msg or "ops" not in msg:
         raise ProtocolError('a request is a map with exactly the keys "req" and "ops"')
     req, items = msg["req"], msg["ops"]
-    if not isinstance(req, int) or isinstance(req, bool) or not 0 <= req < 1 << 63:
+    if type(req) is not int or not 0 <= req < 1 << 63:  # type(), not isinstance: no bools
         raise ProtocolError('"req" must be an integer in [0, 2^63)')
-    if not isinstance(items, list) or not 1 <= len(items) <= REQUEST_OPS_MAX:
+    if type(items) is not list or not 1 <= len(items) <= REQUEST_OPS_MAX:
         raise ProtocolError(f'"ops" must be a list of 1..{REQUEST_OPS_MAX} op maps')
-    ops = cardledger.new_ops(len(items))
+    rows = []
     for i, item in enumerate(items):
-        if not isinstance(item, dict):
+        if type(item) is not dict:
             raise ProtocolError(f"op {i} is not a map")
+        row = list(_ZERO_OP)
         for key, value in item.items():
-            if key not in _FIELD_LIMITS:
+            spec = _FIELDS.get(key)
+            if spec is None:
                 raise ProtocolError(f"op {i}: unknown field {key!r}")
-            if isinstance(value, str) and key in _ENUM_FIELDS:
-                try:
-                    value = int(_ENUM_FIELDS[key][value])
-                except KeyError:
-                    raise ProtocolError(f"op {i}: unknown {key} {value!r}") from None
-            if not isinstance(value, int) or isinstance(value, bool):
+            if type(value) is str and key in _ENUM_FIELDS:
+                named = _ENUM_FIELDS[key].get(value)
+                if named is None:
+                    raise ProtocolError(f"op {i}: unknown {key} {value!r}")
+                value = named
+            if type(value) is not int:
                 raise ProtocolError(f"op {i}: field {key!r} must be an integer")
-            lo, hi = _FIELD_LIMITS[key]
+            pos, lo, hi = spec
             if not lo <= value <= hi:
                 raise ProtocolError(f"op {i}: field {key!r} = {value} is out of range")
-            ops[i][key] = value
-    return req, ops
+            row[pos] = value
+        rows.append(_OP_RECORD.pack(*row))
+    return req, rows
+
+
+def ops_array(rows: list[bytes]) -> np.ndarray:
+    """The ops of a decoded request as an OP_DTYPE array."""
+    return np.frombuffer(b"".join(rows), dtype=cardledger.OP_DTYPE).copy()
 
 
 def encode_results(req: int, results: np.ndarray) -> bytes:
-    """The response frame for a request's results."""
-    rows = [
-        {"code": int(r["code"]), "result": cardledger.Result(int(r["code"])).name,
-         "amount_fen": int(r["amount_fen"]), "balance_fen": int(r["balance_fen"]),
-         "journal_seq": int(r["journal_seq"])}
-        for r in np.atleast_1d(results)
-    ]
+    """The response frame for a request's results (one RESULT_DTYPE record or an array)."""
+    rows = []
+    for code, discounts, amount_fen, balance_fen, journal_seq in (
+        [results.item()] if results.ndim == 0 else results.tolist()
+    ):
+        rows.append({"code": code, "result": _RESULT_NAMES.get(code, str(code)), "amount_fen": amount_fen,
+                     "balance_fen": balance_fen, "journal_seq": journal_seq, "discounts": discounts})
     return encode_frame({"req": req, "results": rows})
 
 

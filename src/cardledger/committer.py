@@ -2,21 +2,29 @@
 durable batch per commit.
 
 A `Committer` owns a Ledger and one thread that applies it. Callers `submit` single
-ops (or a linked chain as one unit) and get a future; the thread gathers what is
-queued into one batch (at most `batch_ops_max` ops, waiting at most `linger_us` for
-more once the first op is there, unless the previous batch held a single submission), applies it — one LMDB transaction, one durable
-commit — and resolves every caller's future with that caller's own result. So each
-op's latency is about one commit, while throughput stays near the batch rate.
+ops (or a linked chain as one unit) and get a future; the thread takes everything
+queued (at most `batch_ops_max` ops) as one batch, applies it — one LMDB transaction,
+one durable commit — and resolves every caller's future with that caller's own
+result. While one commit is in flight the next batch gathers by itself, so under load
+batches grow with the arrival rate and each op waits about one to two commits; an
+optional `linger_us` waits a little longer for company before a commit when the
+previous batch held more than one submission (fewer fsyncs under moderate load, at
+the price of latency).
 
 The queue is bounded (`queue_ops_max`): `submit` blocks when it is full
 (backpressure), or raises `QueueFullError` after `timeout`. `close()` stops taking
 ops, commits everything already accepted, and only then returns.
+
+Why the hot path looks the way it does: with the GIL, every Python step of a
+submission, of the commit thread and of the event loop shares one core. A submission
+is therefore a tuple appended under a plain lock, the commit thread is woken only when
+it sleeps, and an event loop's futures of one batch are resolved by a single callback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+from asyncio import get_running_loop
 import threading
 import time
 from concurrent.futures import Future, InvalidStateError
@@ -30,37 +38,37 @@ from .schema import BATCH_OPS_MAX, OP_DTYPE, OpFlags
 
 #: Default most ops per commit.
 COMMIT_OPS_MAX_DEFAULT = 8_192
-#: Default longest wait for more ops once one is queued, in µs.
-LINGER_US_DEFAULT = 200
+#: Default wait for more ops before a commit, in µs: none. The commit in flight is
+#: what gathers the next batch; see the module docstring.
+LINGER_US_DEFAULT = 0
 #: Default most ops waiting to be committed.
 QUEUE_OPS_MAX_DEFAULT = 65_536
+
+_OP_SIZE = OP_DTYPE.itemsize
+_FLAGS_OFFSET = OP_DTYPE.fields["flags"][1]
+_LINKED = int(OpFlags.LINKED)
+assert _LINKED < 256, "the LINKED bit must sit in the low byte of flags"
+
+# A queued submission is a tuple (records: bytes, n_ops: int, future, loop): `loop` is
+# the event loop owning an asyncio future, or None for a concurrent Future. A single op
+# (n_ops 1, submitted alone) is resolved with one record; a chain with an array.
+_REC, _N, _FUT, _LOOP = range(4)
 
 
 class QueueFullError(LedgerError, TimeoutError):
     """The committer's queue stayed full for the whole timeout: the ledger is saturated."""
 
 
-class _Unit:
-    """One submission: one op, or a linked chain that must share a batch. `loop` is
-    set when the future is an asyncio future of that event loop."""
-
-    __slots__ = ("records", "future", "single", "loop")
-
-    def __init__(self, records: bytes, future: Any, single: bool, loop: Any = None) -> None:
-        self.records = records
-        self.future = future
-        self.single = single
-        self.loop = loop
-
-
-def _resolve_all(pairs: list) -> None:
-    """Runs in an event loop: resolve that loop's futures of one batch at once."""
-    for fut, value, is_error in pairs:
-        if fut.cancelled():
-            continue
-        if is_error:
-            fut.set_exception(value)
-        else:
+def _resolve_in_loop(futures: list, results: Any, error: BaseException | None) -> None:
+    """Runs in an event loop: resolve that loop's futures of one batch at once.
+    `results[i]` is future i's value (a record or an array)."""
+    if error is not None:
+        for fut in futures:
+            if not fut.cancelled():
+                fut.set_exception(error)
+        return
+    for fut, value in zip(futures, results):
+        if not fut.cancelled():
             fut.set_result(value)
 
 
@@ -85,9 +93,18 @@ class Committer:
         self.batch_ops_max = batch_ops_max
         self.linger_s = linger_us / 1e6
         self.queue_ops_max = queue_ops_max
-        self._queue: collections.deque[_Unit] = collections.deque()
+        self._lock = threading.Lock()
+        # The commit thread sleeps by acquiring `_wakeup` (held while it is awake);
+        # whoever finds it `_idle` releases it, under `_lock`, once. A bare lock is the
+        # cheapest wake-up there is; a Condition costs several Python calls per notify.
+        self._wakeup = threading.Lock()
+        self._wakeup.acquire()
+        self._room = threading.Condition(self._lock)  # blocked submitters sleep here
+        self._queue: list[tuple] = []
         self._queued_ops = 0
-        self._cond = threading.Condition()
+        self._idle = False  # the commit thread sleeps on _wakeup
+        self._blocked = 0  # submitters waiting on _room
+        self._accepting = True  # False once closing or stopped by an error
         self._closing = False
         self._last_batch_units = 0
         self._error: BaseException | None = None
@@ -100,7 +117,8 @@ class Committer:
     # ------------------------------------------------------------------ submitting
 
     def submit(self, op: Any, timeout: float | None = None) -> Future:
-        """Queue one op (an OP_DTYPE record or 1-element array); return a Future of its
+        """Queue one op (an OP_DTYPE record, a 1-element array, or the bytes of one
+        record, e.g. `ops[i].tobytes()`); return a Future of its
         RESULT_DTYPE record, resolved once the batch holding it is durable.
 
         LINKED is refused here (a chain needs all its ops in one batch): use
@@ -109,7 +127,11 @@ class Committer:
         stops waiting (resubmit the same id to learn its outcome: EXISTS or
         ID_ALREADY_FAILED).
         """
-        return self._enqueue(_Unit(_single_record(op), Future(), True), 1, timeout)
+        fut: Future = Future()
+        item = (_single_record(op), 1, fut, None)
+        if not self._offer(item, 1):
+            self._enqueue_blocking(item, timeout)
+        return fut
 
     def submit_chain(self, ops: np.ndarray, timeout: float | None = None) -> Future:
         """Queue ops that must be committed in one batch (e.g. a LINKED chain); return a
@@ -117,132 +139,221 @@ class Committer:
         rec = _as_records(ops)
         if not 1 <= len(rec) <= self.batch_ops_max:
             raise SchemaError(f"a chain must have 1..{self.batch_ops_max} ops, got {len(rec)}")
-        return self._enqueue(_Unit(rec.tobytes(), Future(), False), len(rec), timeout)
+        fut: Future = Future()
+        item = (rec.tobytes(), -len(rec), fut, None)
+        if not self._offer(item, len(rec)):
+            self._enqueue_blocking(item, timeout)
+        return fut
 
     def apply(self, op: Any, timeout: float | None = None) -> np.void:
         """Submit one op and wait for its durable result."""
         return self.submit(op, timeout).result()
 
-    async def apply_async(self, op: Any) -> np.void:
-        """Submit one op from asyncio and await its durable result (never blocks the loop:
-        a full queue makes the task wait in a worker thread)."""
-        loop = asyncio.get_running_loop()
-        unit = _Unit(_single_record(op), loop.create_future(), True, loop)
-        try:
-            self._enqueue(unit, 1, 0)
-        except QueueFullError:
-            await loop.run_in_executor(None, self._enqueue, unit, 1, None)
-        return await unit.future
+    def apply_async(self, op: Any) -> "asyncio.Future[np.void]":
+        """Submit one op (as for `submit`) from a running event loop; return an asyncio future of its
+        RESULT_DTYPE record, resolved once the batch holding it is durable
+        (`result = await committer.apply_async(op)`).
 
-    def _enqueue(self, unit: _Unit, n: int, timeout: float | None) -> Future:
+        Never blocks the loop: when the queue is full, a worker thread waits for room
+        (backpressure) while the future stays pending. A plain function rather than a
+        coroutine, because a coroutine frame per op is a measurable share of a
+        submission's cost on the event loop.
+        """
+        # The hot path of a gateway: inlined, a handful of attribute reads and one lock.
+        loop = get_running_loop()
+        fut = loop.create_future()
+        item = (_single_record(op), 1, fut, loop)
+        with self._lock:
+            if self._accepting and self._queued_ops < self.queue_ops_max:
+                self._queue.append(item)
+                self._queued_ops += 1
+                if self._idle:
+                    self._idle = False
+                    self._wakeup.release()
+                return fut
+        return self._submit_async_slow(loop, item, 1)
+
+    def apply_chain_async(self, ops: np.ndarray) -> "asyncio.Future[np.ndarray]":
+        """Submit ops that must share one batch (e.g. a LINKED chain) from a running
+        event loop; return an asyncio future of their results (a RESULT_DTYPE array)."""
+        rec = _as_records(ops)
+        if not 1 <= len(rec) <= self.batch_ops_max:
+            raise SchemaError(f"a chain must have 1..{self.batch_ops_max} ops, got {len(rec)}")
+        loop = get_running_loop()
+        item = (rec.tobytes(), -len(rec), loop.create_future(), loop)
+        if self._offer(item, len(rec)):
+            return item[_FUT]
+        return self._submit_async_slow(loop, item, len(rec))
+
+    def _submit_async_slow(self, loop: asyncio.AbstractEventLoop, item: tuple, n: int) -> asyncio.Future:
+        """The queue is full (or the committer closed): wait for room in a worker thread."""
+        fut = item[_FUT]
+        if not self._offer(item, n):
+            waiting = loop.run_in_executor(None, self._enqueue_blocking, item, None)
+
+            def refused(w: asyncio.Future) -> None:  # queuing failed: the op was never accepted
+                if not w.cancelled() and w.exception() is not None and not fut.done():
+                    fut.set_exception(w.exception())  # type: ignore[arg-type]
+
+            waiting.add_done_callback(refused)
+        return fut
+
+    def _offer(self, item: tuple, n: int) -> bool:
+        """Queue `item` (`n` ops) if there is room now; False if the queue is full."""
+        with self._lock:
+            if not self._accepting:
+                self._raise_closed()
+            if self._queued_ops + n > self.queue_ops_max:
+                return False
+            self._queue.append(item)
+            self._queued_ops += n
+            if self._idle:
+                self._idle = False
+                self._wakeup.release()
+        return True
+
+    def _enqueue_blocking(self, item: tuple, timeout: float | None) -> None:
+        """Queue `item`, waiting for room (backpressure); QueueFullError after `timeout`."""
+        n = abs(item[_N])
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             while True:
-                if self._closing:
-                    raise LedgerClosedError("the committer is closed: open a new one")
-                if self._error is not None:
-                    raise LedgerError(f"the committer stopped after an error: {self._error}") from self._error
+                if not self._accepting:
+                    self._raise_closed()
                 if self._queued_ops + n <= self.queue_ops_max:
                     break
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise QueueFullError(f"committer queue full ({self.queue_ops_max} ops waiting) for {timeout} s")
-                self._cond.wait(left)
-            self._queue.append(unit)
+                self._blocked += 1
+                try:
+                    self._room.wait(left)
+                finally:
+                    self._blocked -= 1
+            self._queue.append(item)
             self._queued_ops += n
-            self._cond.notify_all()
-        return unit.future
+            if self._idle:
+                self._idle = False
+                self._wakeup.release()
+
+    def _raise_closed(self) -> None:
+        if self._error is not None:
+            raise LedgerError(f"the committer stopped after an error: {self._error}") from self._error
+        raise LedgerClosedError("the committer is closed: open a new one")
 
     # ------------------------------------------------------------------ the commit thread
 
-    def _take_batch(self) -> list[_Unit] | None:
-        """Wait for work; return the units of the next batch (None: closed and drained)."""
-        with self._cond:
-            while not self._queue and not self._closing:
-                self._cond.wait()
+    def _take_batch(self) -> list[tuple] | None:
+        """Wait for work; return the submissions of the next batch (None: closed and drained)."""
+        self._lock.acquire()
+        while not self._queue and not self._closing:
+            self._sleep()
+        if (self.linger_s > 0 and self._queue and self._queued_ops < self.batch_ops_max
+                and not self._closing and self._last_batch_units > 1):
+            # A little patience fills the batch under moderate load; a lone caller
+            # (the last batch held one submission) is not kept waiting for company.
+            self._lock.release()
+            time.sleep(self.linger_s)
+            self._lock.acquire()
+        try:
             if not self._queue:
                 return None
-            if (self._queued_ops < self.batch_ops_max and self.linger_s > 0 and not self._closing
-                    and self._last_batch_units > 1):
-                # A little patience fills the batch under moderate load; a lone caller
-                # (the last batch held one submission) is not kept waiting for company.
-                self._cond.wait(self.linger_s)
-            units: list[_Unit] = []
-            n = 0
-            while self._queue:
-                size = len(self._queue[0].records) // OP_DTYPE.itemsize
-                if units and n + size > self.batch_ops_max:
-                    break
-                units.append(self._queue.popleft())
-                n += size
+            queue = self._queue
+            if self._queued_ops <= self.batch_ops_max:
+                taken, self._queue, n = queue, [], self._queued_ops
+            else:
+                n = k = 0
+                while k < len(queue):
+                    size = abs(queue[k][_N])
+                    if k and n + size > self.batch_ops_max:
+                        break
+                    n += size
+                    k += 1
+                taken = queue[:k]
+                del queue[:k]
             self._queued_ops -= n
-            self._last_batch_units = len(units)
-            self._cond.notify_all()  # room for blocked submitters
-            return units
+            self._last_batch_units = len(taken)
+            if self._blocked:
+                self._room.notify_all()
+            return taken
+        finally:
+            self._lock.release()
+
+    def _sleep(self) -> None:
+        """With `_lock` held: release it and sleep until a submission (or close) wakes
+        this thread; return with `_lock` held again. Whoever wakes it has cleared
+        `_idle` and released `_wakeup`, which this acquire takes back."""
+        self._idle = True
+        self._lock.release()
+        self._wakeup.acquire()
+        self._lock.acquire()
 
     def _run(self) -> None:
         while True:
-            units = self._take_batch()
-            if units is None:
+            taken = self._take_batch()
+            if taken is None:
                 return
-            ops = np.frombuffer(b"".join(u.records for u in units), dtype=OP_DTYPE).copy()
+            ops = np.frombuffer(b"".join([t[_REC] for t in taken]), dtype=OP_DTYPE).copy()
             try:
                 results = self.ledger.apply(ops)
             except BaseException as e:  # the batch is not applied: every caller learns why
-                self._settle(units, None, e)
+                self._settle(taken, None, e)
                 if not isinstance(e, LedgerError) or isinstance(e, LedgerClosedError):
-                    with self._cond:
+                    with self._lock:
                         self._error = e
-                        self._fail_queued(e)
+                        self._accepting = False
+                        failed, self._queue, self._queued_ops = self._queue, [], 0
+                        self._room.notify_all()
+                    self._settle(failed, None, e)
                     return
                 continue
             self.batches += 1
             self.ops += len(ops)
-            self._settle(units, results, None)
+            self._settle(taken, results, None)
 
     @staticmethod
-    def _settle(units: list[_Unit], results: np.ndarray | None, error: BaseException | None) -> None:
-        """Resolve every unit's future; asyncio futures with one callback per loop."""
-        by_loop: dict[Any, list] = {}
+    def _settle(taken: list[tuple], results: np.ndarray | None, error: BaseException | None) -> None:
+        """Resolve every submission's future; an event loop's futures with one callback."""
+        by_loop: dict[Any, tuple[list, list]] = {}
         i = 0
-        for u in units:
-            k = len(u.records) // OP_DTYPE.itemsize
-            if error is not None:
-                value, is_error = error, True
+        for records, n, fut, loop in taken:
+            if n == 1:
+                value = None if results is None else results[i]
+                i += 1
             else:
-                assert results is not None
-                value, is_error = (results[i].copy() if u.single else results[i : i + k].copy()), False
-            i += k
-            if u.loop is not None:
-                by_loop.setdefault(u.loop, []).append((u.future, value, is_error))
+                value = None if results is None else results[i : i - n]
+                i -= n
+            if loop is not None:
+                pair = by_loop.get(loop)
+                if pair is None:
+                    pair = by_loop[loop] = ([], [])
+                pair[0].append(fut)
+                pair[1].append(value)
                 continue
             try:
-                if is_error:
-                    u.future.set_exception(value)
+                if error is not None:
+                    fut.set_exception(error)
                 else:
-                    u.future.set_result(value)
+                    fut.set_result(value)
             except InvalidStateError:  # the caller cancelled its future: nobody is waiting
                 pass
-        for loop, pairs in by_loop.items():
+        for loop, (futures, values) in by_loop.items():
             try:
-                loop.call_soon_threadsafe(_resolve_all, pairs)
+                loop.call_soon_threadsafe(_resolve_in_loop, futures, values, error)
             except RuntimeError:  # that event loop is closed: nobody is waiting
                 pass
-
-    def _fail_queued(self, e: BaseException) -> None:
-        units = list(self._queue)
-        self._queue.clear()
-        self._queued_ops = 0
-        self._cond.notify_all()
-        self._settle(units, None, e)
 
     # ------------------------------------------------------------------ lifecycle
 
     def close(self, timeout: float | None = None) -> None:
         """Stop taking ops, commit every op already accepted, and stop the thread."""
-        with self._cond:
+        with self._lock:
             self._closing = True
-            self._cond.notify_all()
+            self._accepting = False
+            if self._idle:
+                self._idle = False
+                self._wakeup.release()
+            self._room.notify_all()
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise TimeoutError("the committer did not drain its queue in time")
@@ -255,17 +366,17 @@ class Committer:
 
 
 def _single_record(op: Any) -> bytes:
-    """The 80 bytes of one op that may be submitted alone (no LINKED)."""
-    if isinstance(op, np.void) and op.dtype == OP_DTYPE:
-        flags = int(op["flags"])
+    """The bytes of one op that may be submitted alone (no LINKED)."""
+    if type(op) is bytes and len(op) == _OP_SIZE:
+        raw = op
+    elif isinstance(op, np.void) and op.dtype is OP_DTYPE:
         raw = op.tobytes()
     else:
         rec = _as_records(op)
         if len(rec) != 1:
             raise SchemaError(f"submit takes one op, got {len(rec)}: use submit_chain for a linked chain")
-        flags = int(rec["flags"][0])
         raw = rec.tobytes()
-    if flags & OpFlags.LINKED:
+    if raw[_FLAGS_OFFSET] & _LINKED:
         raise SchemaError("a single op may not carry LINKED: submit a linked chain with submit_chain")
     return raw
 

@@ -50,6 +50,8 @@ from .schema import (
     Result,
 )
 
+#: OpKind.TAP as a plain int: compared once per batch on the hot path.
+_TAP = int(OpKind.TAP)
 #: Initial LMDB map size. It is address space, not disk: the file grows as needed,
 #: and a full map is grown and the batch retried transparently.
 MAP_SIZE_INITIAL_BYTES = 1 << 34
@@ -462,12 +464,13 @@ class Ledger:
         with self._env.begin(write=True) as txn:
             self._catch_up(txn)
             self._record_checkpoint_file(txn, wait=False)
-            taps = ops["kind"] == OpKind.TAP
-            if taps.any() and not self._fare_versions:
+            taps = ops["kind"] == _TAP
+            has_taps = bool(taps.any())
+            if has_taps and not self._fare_versions:
                 self._install_default_fares(txn)
             prior, has_prior = self._lookup_prior(txn, ops)
             results, journal = self._engine.apply(ops, prior, has_prior)
-            if taps.any():
+            if has_taps:
                 charged = taps & (results["code"] == Result.OK)
                 if charged.any():
                     self._note_tap_time(txn, int(ops["time_us"][charged].max()))
@@ -651,9 +654,9 @@ class Ledger:
 
     def _lookup_prior(self, txn: Any, ops: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         cand = self._engine.candidates(ops)
-        idx = np.flatnonzero(cand)
-        if len(idx) == 0:
+        if not cand.any():  # the usual case: every id is new or decided in memory
             return None, None
+        idx = np.flatnonzero(cand)
         prior = np.zeros(len(ops), dtype=JOURNAL_DTYPE)
         has_prior = np.zeros(len(ops), dtype=bool)
         ids_cur = txn.cursor(db=self._dbs[b"ids"])

@@ -90,8 +90,8 @@ def encode_batch(records: np.ndarray, prev_hash: bytes, commit_time_us: int) -> 
     """Return (value, hash) of a journal batch holding `records` (JOURNAL_DTYPE)."""
     n = len(records)
     assert n > 0
-    first = int(records[0]["journal_seq"])
-    last = int(records[-1]["journal_seq"])
+    seqs = records["journal_seq"]
+    first, last = int(seqs[0]), int(seqs[-1])
     assert last - first + 1 == n, "journal_seq must be contiguous within a batch"
     body = pack_journal(records)
     fields = _HASHED_FIELDS.pack(BATCH_MAGIC, FORMAT_VERSION, BATCH_HEADER_SIZE, n, first, last, commit_time_us)
