@@ -114,6 +114,7 @@ def main() -> int:
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default=None,
                    help="event loop for --mode asyncio (default: uvloop when installed)")
     p.add_argument("--linger-us", type=int, default=0)
+    p.add_argument("--batch-ops-max", type=int, default=8192, help="most ops per commit")
     p.add_argument("--switch-interval-us", type=int, default=0,
                    help="sys.setswitchinterval for the run (0: leave Python's default, 5000)")
     p.add_argument("--json")
@@ -125,7 +126,7 @@ def main() -> int:
     per = max(1, a.ops // a.submitters)
     with cardledger.open(tempfile.mkdtemp(prefix="cardledger-gc-")) as led:
         setup(led)
-        with Committer(led, linger_us=a.linger_us) as committer:
+        with Committer(led, linger_us=a.linger_us, batch_ops_max=a.batch_ops_max) as committer:
             t = time.perf_counter()
             if a.mode == "asyncio":
                 lat = run_asyncio(committer, a.submitters, per, a.loop)

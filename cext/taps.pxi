@@ -97,24 +97,35 @@ cdef inline int64_t journey_find(Taps* tp, uint64_t account_id) noexcept nogil:
     return map1_find(tp.jmap, tp.jmap_mask, account_id)
 
 
-cdef int journey_reserve(Taps* tp) noexcept nogil:
-    """Room for one more journey, so that storing it after a tap cannot fail."""
-    cdef uint64_t new_mask, i
+cdef int journey_reserve(Taps* tp, int64_t expect) noexcept nogil:
+    """Room for one more journey, so that storing it after a tap cannot fail.
+
+    When the store must grow, it grows at once to `expect` journeys (the caller passes
+    the number of accounts, a bound on the cards): growing by doubling through a
+    million cards copies the store and rehashes its map at every power of two, and
+    each of those lands on one batch as a stall of hundreds of ms.
+    """
+    cdef uint64_t slots, i
+    cdef int64_t need = tp.n_journeys + 1
     cdef Slot* t
-    if grow(<void**>&tp.journeys, &tp.cap_journeys, tp.n_journeys + 1, sizeof(Journey)) != 0:
+    if need > tp.cap_journeys and expect > need:
+        need = expect
+    if grow(<void**>&tp.journeys, &tp.cap_journeys, need, sizeof(Journey)) != 0:
         return -1
     if (tp.jmap_used + 1) * 2 > <int64_t>(tp.jmap_mask + 1):
         # the same growth map1_insert would do, done before any state changes
-        new_mask = (tp.jmap_mask + 1) * 2 - 1
-        t = <Slot*>big_calloc(new_mask + 1, sizeof(Slot))
+        slots = (tp.jmap_mask + 1) * 2
+        while <int64_t>slots < 2 * need:
+            slots *= 2
+        t = <Slot*>big_calloc(slots, sizeof(Slot))
         if t == NULL:
             return -1
         for i in range(tp.jmap_mask + 1):
             if tp.jmap[i].key != 0:
-                map1_put(t, new_mask, tp.jmap[i].key, tp.jmap[i].val)
+                map1_put(t, slots - 1, tp.jmap[i].key, tp.jmap[i].val)
         free(tp.jmap)
         tp.jmap = t
-        tp.jmap_mask = new_mask
+        tp.jmap_mask = slots - 1
     return 0
 
 
@@ -440,7 +451,7 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     if jidx >= 0:
         j = tp.journeys[jidx]
     else:
-        if journey_reserve(tp) != 0:
+        if journey_reserve(tp, st.n_accounts) != 0:
             st.oom = 1
             return R_OVERFLOW
         journey_init(&j, aid)

@@ -50,6 +50,8 @@ from .schema import (
     Result,
 )
 
+#: Memory page size, for touching a buffer's pages.
+PAGE_BYTES = 4096
 #: OpKind.TAP as a plain int: compared once per batch on the hot path.
 _TAP = int(OpKind.TAP)
 #: Initial LMDB map size. It is address space, not disk: the file grows as needed,
@@ -192,6 +194,7 @@ class Ledger:
         self._snapshot: tuple | None = None  # taken by the current txn, written after commit
         self._recorded_ckpt: int | None = None
         self._snap_buf: np.ndarray | None = None  # reused account snapshot buffer
+        self._jny_buf: np.ndarray | None = None  # reused journey snapshot buffer
         self._snap_seq = 0  # journal_seq of the last account snapshot taken
         self._ids_upto = 0
         self._fare_versions: list = []  # (effective_from_us, FareSystem), oldest first
@@ -425,8 +428,25 @@ class Ledger:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardledger-checkpoint")
         jseq, last_hash, accounts, pending, journeys = snap
         self._file_job = (jseq, last_hash, self._writer.submit(
-            storage.write_checkpoint_file, self.path, jseq, last_hash, accounts, pending, journeys
+            self._write_checkpoint_job, jseq, last_hash, accounts, pending, journeys
         ))
+
+    def _write_checkpoint_job(self, jseq: int, last_hash: bytes, accounts: np.ndarray, pending: np.ndarray,
+                              journeys: np.ndarray) -> bytes:
+        """In the checkpoint thread: write the file, then ready the next snapshot's buffers.
+
+        A fresh buffer's first fill page-faults (about half a second for a million
+        cards' journeys here), and it would land on the batch that takes the next
+        snapshot. So buffers are grown and touched here, off the batch path; the batch
+        thread only takes a snapshot once this job is done, so nothing races on them.
+        """
+        digest = storage.write_checkpoint_file(self.path, jseq, last_hash, accounts, pending, journeys)
+        n_acc, n_jny = len(accounts), len(journeys)
+        self._snap_buf = _warm_buffer(self._snap_buf, n_acc + n_acc // 4 + 1024, ACCOUNT_DTYPE)
+        # Once cards tap, their journeys soon number nearly the cards (never more): size
+        # for that at once rather than grow again on the batch path.
+        self._jny_buf = _warm_buffer(self._jny_buf, (max(n_jny, n_acc) if n_jny else 0) + 1024, journeys.dtype)
+        return digest
 
     def _record_checkpoint_file(self, txn: Any, wait: bool) -> None:
         """Name a finished checkpoint file in LMDB (inside the caller's write txn)."""
@@ -685,13 +705,13 @@ class Ledger:
         # After a reload, the decisions up to ids_upto are replayed but already indexed.
         keep = decisions["journal_seq"] > self._ids_upto
         items, late_items = storage.id_index_items(decisions[keep], late[keep])
-        ids_db, late_db = self._dbs[b"ids"], self._dbs[b"ids_late"]
-        for k, v in items:
-            if not txn.put(k, v, db=ids_db, overwrite=False):
-                raise CorruptionError(f"id index entry {k.hex()} written twice")
-        for k, v in late_items:
-            if not txn.put(k, v, db=late_db, overwrite=False):
-                raise CorruptionError(f"late id index entry {k.hex()} written twice")
+        # putmulti: one C loop for the thousands of values a flush writes (a Python
+        # loop of puts was most of a flush). No `append`: it would skip keys silently.
+        for db, rows, what in ((self._dbs[b"ids"], items, "id index"), (self._dbs[b"ids_late"], late_items, "late id index")):
+            if rows:
+                consumed, added = txn.cursor(db=db).putmulti(rows, overwrite=False)
+                if added != len(rows):
+                    raise CorruptionError(f"{what}: {len(rows) - added} of {len(rows)} entries were written before")
         jseq = int(self._engine.journal_seq)
         for k, v in storage.encode_ids_state(jseq, self._engine.export_sources()).items():
             txn.put(k, v, db=self._dbs[b"state"])
@@ -709,7 +729,7 @@ class Ledger:
         if self._snap_buf is None or len(self._snap_buf) < n:
             self._snap_buf = np.empty(n + n // 4 + 1024, dtype=ACCOUNT_DTYPE)
         accounts, _, pending = self._engine.export_checkpoint(self._snap_buf)
-        journeys = self._engine.export_journeys()
+        journeys = self._engine.snapshot_journeys(self._jny_buf)  # a fresh array if it is too small
         self._snap_seq = self._ids_upto
         self._snapshot = (self._ids_upto, self._last_hash, accounts, pending, journeys)
 
@@ -1029,6 +1049,15 @@ class _EnvRegistry:
 
 
 _ENVS = _EnvRegistry()
+
+
+def _warm_buffer(buf: np.ndarray | None, n: int, dtype: Any) -> np.ndarray:
+    """`buf` if it holds `n` records, else a new buffer of `n` with every page touched."""
+    if buf is not None and len(buf) >= n:
+        return buf
+    buf = np.empty(n, dtype=dtype)
+    buf.view(np.uint8)[:: PAGE_BYTES] = 0
+    return buf
 
 
 class _DecodedBatches:

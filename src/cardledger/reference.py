@@ -103,6 +103,11 @@ class Engine:
         """Every card's fare state (JOURNEY_DTYPE, by account id)."""
         return reference_taps.export_journeys(self.journeys)
 
+    def snapshot_journeys(self, buf: np.ndarray | None = None) -> np.ndarray:
+        """Every card's fare state for a checkpoint (the core's order may differ; `buf`
+        is the core's reusable buffer and unused here)."""
+        return self.export_journeys()
+
     def load_journeys(self, journeys: np.ndarray) -> None:
         """Replace every card's fare state (as `export_journeys` gives)."""
         self.journeys = reference_taps.load_journeys(journeys)
