@@ -189,9 +189,14 @@ class SqliteBaseline(_Baseline):
                 self.db.execute("INSERT OR REPLACE INTO holds_by_account VALUES (?, ?)", (U64_KEY.pack(a), key))
 
     def _delete(self, table: str, key: bytes) -> None:
+        raw = self._get("pending", key) if table == "pending" else None
         self.db.execute(self._del[table], (key,))
-        if table == "pending":
-            self.db.execute("DELETE FROM holds_by_account WHERE k = ?", (key,))
+        if raw is not None:
+            # By the full primary key (a, k): `WHERE k = ?` alone scans the whole table,
+            # which made every metro exit cost a scan of all open entries.
+            row = PENDING_ROW.unpack(raw)
+            for a in (row[2], row[3]):
+                self.db.execute("DELETE FROM holds_by_account WHERE a = ? AND k = ?", (U64_KEY.pack(a), key))
 
     def _holds_of(self, account_id: int) -> list[bytes]:
         rows = self.db.execute("SELECT k FROM holds_by_account WHERE a = ?", (U64_KEY.pack(account_id),))
