@@ -418,6 +418,7 @@ cdef int op_replace(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil
     old.cash_fen = 0
     old.subsidy_fen = 0
     old.flags |= AF_CLOSED
+    journey_move(st, op.account_id, op.counterparty_id)
     set_effect(ef, cash + sub, 0, old, new, sub)
     return R_OK
 

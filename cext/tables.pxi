@@ -17,12 +17,14 @@ cdef enum:
     U_NEW_ACCOUNT = 2  # an account a chain member created (always the last one)
     U_PENDING_ADD = 3  # a hold a chain member placed
     U_PENDING_DEL = 4  # a hold a chain member resolved
+    U_JOURNEY_MOVE = 5 # a card's fare state a REPLACE handed to the new card
 
 cdef struct Undo:
     int kind
     int64_t idx
     Account account
     Pending pending
+    Journey journey             # U_JOURNEY_MOVE: the journey as it was, old card id included
 
 # Fare state for TAP ops (see taps.pxi). Owned by the Engine, not by State: a
 # checkpoint load replaces the ledger state but keeps the journeys and the installed
@@ -515,5 +517,12 @@ cdef void rollback(State* st) noexcept nogil:
                 return
             st.pending[st.n_pending] = u.pending
             st.n_pending += 1
+        elif u.kind == U_JOURNEY_MOVE:
+            # One key out, one in: the map never grows here.
+            map1_delete(st.taps.jmap, st.taps.jmap_mask, &st.taps.jmap_used, st.taps.journeys[u.idx].account_id)
+            if map1_insert(&st.taps.jmap, &st.taps.jmap_mask, &st.taps.jmap_used, u.journey.account_id, u.idx) != 0:
+                st.oom = 1
+                return
+            st.taps.journeys[u.idx] = u.journey
         k -= 1
     st.n_undo = 0

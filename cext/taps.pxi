@@ -129,6 +129,32 @@ cdef int journey_reserve(Taps* tp, int64_t expect) noexcept nogil:
     return 0
 
 
+cdef void journey_move(State* st, uint64_t old_id, uint64_t new_id) noexcept nogil:
+    """REPLACE: the new card carries on the old card's fare state, its open entry
+    dropped (reference.Engine._move_journey; reference_taps rule 9)."""
+    cdef Taps* tp = st.taps
+    cdef int64_t idx = journey_find(tp, old_id)
+    cdef Journey* j
+    if idx < 0:
+        return
+    undo_push(st, U_JOURNEY_MOVE, idx)
+    if st.undo_on and st.oom == 0:
+        st.undo[st.n_undo - 1].journey = tp.journeys[idx]
+    # One key out, one in: the map never grows here.
+    map1_delete(tp.jmap, tp.jmap_mask, &tp.jmap_used, old_id)
+    if map1_insert(&tp.jmap, &tp.jmap_mask, &tp.jmap_used, new_id, idx) != 0:
+        st.oom = 1
+        return
+    j = &tp.journeys[idx]
+    j.account_id = new_id
+    j.entry_version = FARE_NONE
+    j.entry_route = 0
+    j.entry_stop = 0
+    j.entry_time_us = 0
+    j.entry_source = 0
+    j.entry_seq = 0
+
+
 cdef int journey_store(Taps* tp, int64_t idx, Journey* j) noexcept nogil:
     """Write a card's journey back (idx: its slot, -1: a new one; reserved already)."""
     if idx >= 0:

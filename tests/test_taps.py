@@ -1246,3 +1246,55 @@ def test_a_top_up_during_a_metro_ride_cannot_push_the_cash_purse_over_its_cap(tm
     assert (int(r["code"][0]), int(r["amount_fen"][0]), led.balance(100)) == (0, 200, 800)
     assert led.verify().ok
     led.close()
+
+
+# =========================================================================== REPLACE and fare state
+
+
+def test_a_replacement_card_carries_on_the_lost_cards_daily_cap(led, tmp_path):
+    """Cap 500 a day. The old card pays 200 + 200, is lost and replaced; the new card's first bus
+    pays 100 (CAP) and its second 0 (CAP): losing a card costs no cap progress."""
+    rig = synthetic_rig(led, tmp_path, extra_toml=DAY_CAP)
+    old = rig.card(100, 5000)
+    charged(rig.tap(old, T(8), BOARD, "bus_a", "b1"), 200)
+    charged(rig.tap(old, T(9), BOARD, "bus_a", "b1"), 200)
+    rig.freeze(old)
+    rig.admin(dict(kind=OpKind.REPLACE, account_id=old, counterparty_id=200))
+    charged(rig.tap(200, T(10), BOARD, "bus_a", "b1"), 100, discounts=CAP)
+    charged(rig.tap(200, T(11), BOARD, "bus_a", "b1"), 0, balance=4500, discounts=CAP)
+    refused(rig.tap(old, T(12), BOARD, "bus_a", "b1"), Result.ACCOUNT_CLOSED)
+    assert led.verify().ok
+
+
+def test_a_replacement_drops_the_open_entry_whose_hold_replace_voided(hb):
+    """Entry on the old card holds the max fare; REPLACE voids the hold and moves the money; the
+    exit tapped with the new card is an exit without entry (the incomplete charge, 800)."""
+    old = hb.card(100, 5000)
+    hb.tap(old, T(8), ENTRY, "metro_1", "m1_museum")
+    assert hb.held(old) > 0
+    hb.admin(dict(kind=OpKind.REPLACE, account_id=old, counterparty_id=200))
+    assert hb.held(200) == 0 and hb.bal(200) == 5000
+    charged(hb.tap(200, T(8, 20), EXIT, "metro_1", "m1_museum"), 800, balance=4200)
+    assert hb.led.verify().ok
+
+
+def test_a_failed_chain_with_a_replace_leaves_the_fare_state_with_the_old_card(led, tmp_path):
+    """A linked REPLACE whose chain fails moves nothing: the old card keeps its cap progress."""
+    rig = synthetic_rig(led, tmp_path, extra_toml=DAY_CAP)
+    old = rig.card(100, 5000)
+    charged(rig.tap(old, T(8), BOARD, "bus_a", "b1"), 200)
+    charged(rig.tap(old, T(9), BOARD, "bus_a", "b1"), 200)
+    ops = new_ops(2)
+    for i, row in enumerate([
+        dict(kind=OpKind.REPLACE, account_id=old, counterparty_id=200, flags=OpFlags.LINKED),
+        dict(kind=OpKind.SPEND, account_id=200, counterparty_id=CLEARING, amount_fen=10**9),  # fails
+    ]):
+        rig.admin_seq += 1
+        ops[i]["source"], ops[i]["seq"], ops[i]["time_us"] = ADMIN, rig.admin_seq, rig.admin_seq
+        for k, v in row.items():
+            ops[i][k] = int(v)
+    r = led.apply(ops)
+    assert [Result(int(c)).name for c in r["code"]] == ["LINKED_FAILED", "INSUFFICIENT_FUNDS"]
+    charged(rig.tap(old, T(10), BOARD, "bus_a", "b1"), 100, discounts=CAP)  # still the old card's cap
+    refused(rig.tap(200, T(11), BOARD, "bus_a", "b1"), Result.ACCOUNT_NOT_FOUND)
+    assert led.verify().ok

@@ -11,6 +11,8 @@ hands it batches and persists what it returns.
 
 from __future__ import annotations
 
+import copy
+
 from typing import Any
 
 import numpy as np
@@ -403,6 +405,9 @@ class Engine:
                 del self.pending[entry[1]]
             elif entry[0] == "pending_del":
                 self.pending[entry[1]] = entry[2]
+            elif entry[0] == "journey_move":
+                del self.journeys[entry[2]]
+                self.journeys[entry[1]] = entry[3]
         self._undo = []
 
     def _new_account(self, a: Account) -> None:
@@ -748,7 +753,25 @@ class Engine:
         old.debits_posted += cash + sub
         old.cash_fen = old.subsidy_fen = 0
         old.flags |= AccountFlags.CLOSED
+        self._move_journey(aid, nid)
         return Result.OK, (cash + sub, 0, aid, nid, sub)
+
+    def _move_journey(self, old_id: int, new_id: int) -> None:
+        """REPLACE: the new card carries on the old card's fare state (its journey,
+        transfers, caps and spend tiers), so losing a card costs no cap progress. An
+        open metro entry is dropped: REPLACE voided its hold, so an exit tapped with the
+        new card is an exit without entry (reference_taps, rules 7 and 9)."""
+        j = self.journeys.pop(old_id, None)
+        if j is None:
+            return
+        if self._undo is not None:
+            self._undo.append(("journey_move", old_id, new_id, copy.deepcopy(j)))
+        j.account_id = new_id
+        j.entry_version = reference_taps.NONE
+        j.entry_route = j.entry_stop = 0
+        j.entry_time_us = 0
+        j.entry_source = j.entry_seq = 0
+        self.journeys[new_id] = j
 
     def op_close(self, op, jseq):
         aid, cid = op["account_id"], op["counterparty_id"]

@@ -47,6 +47,10 @@ Rules, in the order they are checked and applied:
    `Ledger.denylist()`.
 8. SWEEP: settles the card's open entry as incomplete if it has timed out at
    `time_us`; otherwise does nothing (OK, amount 0).
+9. REPLACE (not a tap) hands the old card's fare state to the new card: its
+   journey, transfer window, cap and tier counters carry on. REPLACE voids every
+   hold of the old card, so an open entry is dropped with it: the new card's exit
+   is an exit without entry (rule 7).
 
 The result's amount is what the tap charged (posted), its balance the card's
 available balance after, and `discounts` the FareDiscount bits. An entry and an
