@@ -272,16 +272,23 @@ def write_checkpoint_file(
     )  # fmt: skip
     final = os.path.join(directory, checkpoint_file_name(journal_seq))
     tmp = f"{final}.tmp-{os.getpid()}"
-    with open(tmp, "wb", buffering=0) as f:
+    with open(tmp, "wb") as f:  # buffered: its write() writes everything it is given
         f.write(header)
+        unsynced = 0
         for part in (acc, pen, jny):
             for start in range(0, len(part), CHECKPOINT_SYNC_BYTES):
-                f.write(part[start : start + CHECKPOINT_SYNC_BYTES])
-                # Written in slices, each made durable before the next: the batches'
-                # commits meanwhile fsync the LMDB file, and on ext4 (data=ordered) such
-                # an fsync also waits for other files' dirty data. Hundreds of MB left
-                # dirty at once stalled commits for a second; a slice costs them a few ms.
-                os.fdatasync(f.fileno())
+                piece = part[start : start + CHECKPOINT_SYNC_BYTES]
+                f.write(piece)
+                unsynced += len(piece)
+                if unsynced >= CHECKPOINT_SYNC_BYTES:
+                    # Made durable slice by slice: the batches' commits meanwhile fsync
+                    # the LMDB file, and on ext4 (data=ordered) such an fsync also waits
+                    # for other files' dirty data. Hundreds of MB left dirty at once
+                    # stalled commits for up to a second; a slice costs them a few ms.
+                    f.flush()
+                    os.fdatasync(f.fileno())
+                    unsynced = 0
+        f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, final)
     dfd = os.open(directory, os.O_RDONLY)
