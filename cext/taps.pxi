@@ -113,9 +113,11 @@ cdef int journey_reserve(Taps* tp, int64_t expect) noexcept nogil:
     if grow(<void**>&tp.journeys, &tp.cap_journeys, need, sizeof(Journey)) != 0:
         return -1
     if (tp.jmap_used + 1) * 2 > <int64_t>(tp.jmap_mask + 1):
-        # the same growth map1_insert would do, done before any state changes
+        # the growth map1_insert would do, done before any state changes, and at once
+        # to twice the store's capacity: rehashing a million keys at every power of
+        # two would stall the batches as the store's growth did
         slots = (tp.jmap_mask + 1) * 2
-        while <int64_t>slots < 2 * need:
+        while <int64_t>slots < 2 * tp.cap_journeys:
             slots *= 2
         t = <Slot*>big_calloc(slots, sizeof(Slot))
         if t == NULL:
