@@ -136,9 +136,7 @@ class Committer:
     def submit_chain(self, ops: np.ndarray, timeout: float | None = None) -> Future:
         """Queue ops that must be committed in one batch (e.g. a LINKED chain); return a
         Future of their results (a RESULT_DTYPE array)."""
-        rec = _as_records(ops)
-        if not 1 <= len(rec) <= self.batch_ops_max:
-            raise SchemaError(f"a chain must have 1..{self.batch_ops_max} ops, got {len(rec)}")
+        rec = self._chain_records(ops)
         fut: Future = Future()
         item = (rec.tobytes(), -len(rec), fut, None)
         if not self._offer(item, len(rec)):
@@ -176,9 +174,7 @@ class Committer:
     def apply_chain_async(self, ops: np.ndarray) -> "asyncio.Future[np.ndarray]":
         """Submit ops that must share one batch (e.g. a LINKED chain) from a running
         event loop; return an asyncio future of their results (a RESULT_DTYPE array)."""
-        rec = _as_records(ops)
-        if not 1 <= len(rec) <= self.batch_ops_max:
-            raise SchemaError(f"a chain must have 1..{self.batch_ops_max} ops, got {len(rec)}")
+        rec = self._chain_records(ops)
         loop = get_running_loop()
         item = (rec.tobytes(), -len(rec), loop.create_future(), loop)
         if self._offer(item, len(rec)):
@@ -197,6 +193,13 @@ class Committer:
 
             waiting.add_done_callback(refused)
         return fut
+
+    def _chain_records(self, ops: np.ndarray) -> np.ndarray:
+        """The ops of a chain as contiguous records; SchemaError unless 1..batch_ops_max."""
+        rec = _as_records(ops)
+        if not 1 <= len(rec) <= self.batch_ops_max:
+            raise SchemaError(f"a chain must have 1..{self.batch_ops_max} ops, got {len(rec)}")
+        return rec
 
     def _offer(self, item: tuple, n: int) -> bool:
         """Queue `item` (`n` ops) if there is room now; False if the queue is full."""
