@@ -92,19 +92,32 @@ class ReferenceReplay:
         self.ledger.close()
 
 
+# A soak starts a fresh ledger every EPOCH_KILLS kills: verify() replays the whole
+# journal, so one ever-growing ledger would make a 1,000-kill soak quadratic. Each
+# epoch still runs long enough for its kills to land in checkpoints and id flushes.
+EPOCH_KILLS = 100
+
+
 def run_kills(tmp_path, kills: int, seed: int, durability: str = "full") -> None:
-    path = str(tmp_path / "ledger")
+    rnd = random.Random(seed)
+    for epoch, first in enumerate(range(0, kills, EPOCH_KILLS)):
+        _run_epoch(tmp_path / f"epoch-{epoch}", range(first, min(kills, first + EPOCH_KILLS)), rnd, seed, durability)
+
+
+def _run_epoch(root, kill_numbers: range, rnd: random.Random, seed: int, durability: str) -> None:
+    root.mkdir()
+    path = str(root / "ledger")
     with cardledger.open(path) as led:
         led.apply(setup_ops())
-    rnd = random.Random(seed)
+        seen_seq = led.journal_seq
     ctx = mp.get_context("fork")
     acked: list[int] = []
-    next_batch = 0
-    reference = ReferenceReplay(str(tmp_path / "reference"))
+    applied: list[int] = []
+    reference = ReferenceReplay(str(root / "reference"))
     try:
-        for k in range(kills):
+        for k in kill_numbers:
             parent, child = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=writer, args=(path, next_batch, child, durability))
+            p = ctx.Process(target=writer, args=(path, len(applied), child, durability))
             p.start()
             child.close()
             deadline = time.monotonic() + rnd.uniform(0.02, 0.4)
@@ -120,11 +133,13 @@ def run_kills(tmp_path, kills: int, seed: int, durability: str = "full") -> None
                     break
             parent.close()
             with cardledger.open(path) as led:
-                applied = _applied_batches(led)
+                now_seq = led.journal_seq
+                assert now_seq >= seen_seq, f"seed {seed} kill {k}: the journal lost committed batches"
+                applied += _batches_between(led, seen_seq + 1)
+                seen_seq = now_seq
                 assert set(acked) <= set(applied), f"seed {seed} kill {k}: acknowledged batches lost"
                 report = led.verify()
                 assert report.ok, f"seed {seed} kill {k}: {report.problems}"
-                next_batch = (max(applied) + 1) if applied else 0
                 live = led.accounts()
             want = reference.state_after(applied)
             assert live.tobytes() == want.tobytes(), f"seed {seed} kill {k}: state is not the replay of whole batches"
@@ -132,9 +147,9 @@ def run_kills(tmp_path, kills: int, seed: int, durability: str = "full") -> None
         reference.close()
 
 
-def _applied_batches(led) -> list[int]:
-    """Batches present in the journal; each must be present whole."""
-    recs = led.journal()
+def _batches_between(led, start_seq: int) -> list[int]:
+    """Batches whose records are in the journal from start_seq on; each must be whole."""
+    recs = led.journal(start_seq)
     mine = recs[recs["source"] == SOURCE]
     idx = (mine["seq"] - 1) // OPS_PER_BATCH
     batches, counts = np.unique(idx, return_counts=True)
