@@ -2,12 +2,18 @@
 """Durable throughput of the core against the two baselines, on the same ops, in one run.
 
     python bench/bench_throughput.py --cards 1000000 --ops 4000000 --batch 8192 \\
-        [--engines core,sqlite,lmdb] [--baseline-ops 500000] [--json report.json]
+        [--engines core,core-submit,sqlite,lmdb] [--baseline-ops 500000] [--json report.json]
 
 Each engine gets a fresh temporary directory, the same setup (OPEN of every account
 plus one initial TOPUP per card, not timed) and then the same "SPEND/TOPUP mix" batches
 (see workload.py), each applied with one `apply` call that returns only after its
 commit is durable. ops/s = ops applied / time spent inside `apply`.
+
+`core-submit` is the core driven through `Ledger.submit` instead: the same batches in
+the same order, each durable before its future resolves, with up to
+PIPELINE_BATCHES_MAX in flight so a batch's kernel overlaps the previous commit. Its
+ops/s = ops / wall time of the phase; a batch's latency runs from `submit` until its
+future resolved.
 
 The baselines are Python loops and slow, so they run only the first --baseline-ops ops
 (rounded up to whole batches): the "prefix". The core runs the prefix, stops the clock
@@ -32,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +53,9 @@ import workload  # noqa: E402
 from _schema import RESULT_DTYPE, SCHEMA_ORIGIN, Result  # noqa: E402
 from baselines import NaiveLmdbLedger, SqliteLedger  # noqa: E402
 
-ENGINES = ("core", "sqlite", "lmdb")
+ENGINES = ("core", "core-submit", "sqlite", "lmdb")
+#: Engines driven through Ledger.submit (pipelined) rather than apply.
+PIPELINED = ("core-submit",)
 BASELINES = ("sqlite", "lmdb")
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_ENGINE_UNAVAILABLE = 0, 1, 3
 _CODE_COUNT = max(int(r) for r in Result) + 1
@@ -145,7 +154,7 @@ def open_core(path: str) -> tuple[Any, dict[str, Any]]:
 
 def open_engine(name: str, path: str) -> tuple[Any, dict[str, Any]]:
     """Open engine `name` (one of ENGINES) in directory `path`; return (ledger, info)."""
-    if name == "core":
+    if name in ("core", "core-submit"):
         return open_core(path)
     if name == "sqlite":
         info: dict[str, Any] = {"sqlite": sqlite3.sqlite_version, "durability": "WAL, synchronous=FULL, cache_size 256 MiB"}
@@ -187,8 +196,44 @@ def apply_checked(ledger: Any, batch: np.ndarray) -> tuple[int, np.ndarray]:
     return elapsed, results
 
 
-def run_phase(ledger: Any, batches: Sequence[np.ndarray], label: str) -> Phase:
+def run_phase_pipelined(ledger: Any, batches: Sequence[np.ndarray], label: str) -> Phase:
+    """Submit `batches` in order with up to PIPELINE_BATCHES_MAX in flight; return the
+    phase's figures (time: the phase's wall clock; latency: submit to resolution)."""
+    from cardledger.pipeline import PIPELINE_BATCHES_MAX
+
+    phase = Phase()
+    in_flight: deque[tuple[int, int, Any, list[int]]] = deque()
+    report_every = max(1, len(batches) // 10)
+
+    def finish_oldest() -> None:
+        submitted_ns, n_ops, future, done_ns = in_flight.popleft()
+        results = np.asarray(future.result())
+        if results.dtype != RESULT_DTYPE or results.shape != (n_ops,):
+            raise RuntimeError(f"submit resolved to {results.dtype} {results.shape}, expected RESULT_DTYPE ({n_ops},)")
+        phase.add(n_ops, done_ns[0] - submitted_ns, results)
+
+    start = time.perf_counter_ns()
+    for i, batch in enumerate(batches, 1):
+        done_ns: list[int] = []
+        submitted_ns = time.perf_counter_ns()
+        future = ledger.submit(batch)
+        future.add_done_callback(lambda _f, box=done_ns: box.append(time.perf_counter_ns()))
+        in_flight.append((submitted_ns, len(batch), future, done_ns))
+        while in_flight and (len(in_flight) >= PIPELINE_BATCHES_MAX or in_flight[0][2].done()):
+            finish_oldest()
+        if i % report_every == 0 or i == len(batches):
+            rate = phase.ops / ((time.perf_counter_ns() - start) / 1e9)
+            log(f"  {label}: {i}/{len(batches)} batches submitted, {phase.ops:,} ops durable, {rate:,.0f} ops/s")
+    while in_flight:
+        finish_oldest()
+    phase.apply_ns = time.perf_counter_ns() - start
+    return phase
+
+
+def run_phase(ledger: Any, batches: Sequence[np.ndarray], label: str, pipelined: bool = False) -> Phase:
     """Apply `batches` in order, timing each apply call; return the phase's figures."""
+    if pipelined:
+        return run_phase_pipelined(ledger, batches, label)
     phase = Phase()
     report_every = max(1, len(batches) // 10)
     for i, batch in enumerate(batches, 1):
@@ -246,7 +291,7 @@ def run_engine(
         try:
             log(f"{name}: {info}")
             run.setup_seconds = run_setup(ledger, setup, name)
-            run.prefix = run_phase(ledger, prefix, f"{name} prefix")
+            run.prefix = run_phase(ledger, prefix, f"{name} prefix", name in PIPELINED)
             reader = balance_reader(ledger)
             if reader is not None:
                 run.prefix_balances = read_balances(reader, all_ids if all_ids is not None else sample_ids)
@@ -255,7 +300,7 @@ def run_engine(
             else:
                 log(f"  {name}: no balance() method: balance checks skipped for it")
             if name not in BASELINES and rest:
-                run.rest = run_phase(ledger, rest, f"{name} rest")
+                run.rest = run_phase(ledger, rest, f"{name} rest", name in PIPELINED)
         finally:
             close = getattr(ledger, "close", None)
             if close is not None:
@@ -354,7 +399,7 @@ def environment() -> dict[str, Any]:
 def engine_label(run: EngineRun) -> str:
     """The engine's name in tables; flags a 'core' that is really the pure-Python reference."""
     impl = run.info.get("implementation")
-    if run.name == "core" and impl not in (None, "cython"):
+    if run.name in ("core", "core-submit") and impl not in (None, "cython"):
         return f"core[{impl}]"
     return run.name
 
@@ -412,21 +457,23 @@ def print_report(report: dict[str, Any], runs: Sequence[EngineRun]) -> None:
 
 
 def ratios(runs: Sequence[EngineRun]) -> dict[str, float]:
-    """Return core/baseline throughput ratios: on the same prefix, and core full run vs prefix."""
+    """Return core/baseline throughput ratios on the same prefix (and full runs vs
+    prefix), for the core driven by apply and by submit."""
     by_name = {r.name: r for r in runs}
-    core = by_name.get("core")
     out: dict[str, float] = {}
-    if core is None:
-        return out
-    core_prefix = core.prefix.summary()["ops_per_s"]
-    core_all = core.prefix.merged(core.rest).summary()["ops_per_s"] if core.rest else core_prefix
-    for name in BASELINES:
-        base = by_name.get(name)
-        base_rate = base.prefix.summary()["ops_per_s"] if base else None
-        if base_rate and core_prefix:
-            out[f"core/{name} (same prefix ops)"] = core_prefix / base_rate
-            if core.rest:
-                out[f"core all ops / {name} prefix"] = core_all / base_rate
+    for core_name in ("core", "core-submit"):
+        core = by_name.get(core_name)
+        if core is None:
+            continue
+        core_prefix = core.prefix.summary()["ops_per_s"]
+        core_all = core.prefix.merged(core.rest).summary()["ops_per_s"] if core.rest else core_prefix
+        for name in BASELINES:
+            base = by_name.get(name)
+            base_rate = base.prefix.summary()["ops_per_s"] if base else None
+            if base_rate and core_prefix:
+                out[f"{core_name}/{name} (same prefix ops)"] = core_prefix / base_rate
+                if core.rest:
+                    out[f"{core_name} all ops / {name} prefix"] = core_all / base_rate
     return out
 
 
@@ -436,7 +483,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--cards", type=int, default=1_000_000, help="number of cards (default 1,000,000)")
     p.add_argument("--ops", type=int, default=4_000_000, help="mix ops the core runs (default 4,000,000)")
     p.add_argument("--batch", type=int, default=8192, help="ops per apply call (default 8192)")
-    p.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset of core,sqlite,lmdb")
+    p.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset of core,core-submit,sqlite,lmdb")
     p.add_argument(
         "--baseline-ops", type=int, default=500_000, help="mix ops the baselines run (default 500,000)"
     )

@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -24,6 +24,7 @@ import lmdb
 import numpy as np
 
 from . import fare_store, storage
+from .pipeline import CommitPipeline, StagedBatch
 from .engine_select import engine_class
 from .errors import (
     AccountNotFoundError,
@@ -199,6 +200,10 @@ class Ledger:
         self._ids_upto = 0
         self._fare_versions: list = []  # (effective_from_us, FareSystem), oldest first
         self._decoded = _DecodedBatches()
+        self._pipeline: CommitPipeline | None = None  # started by the first submit
+        #: Set once a pipelined commit met another writer's batch: from then on every
+        #: batch is applied synchronously (writers in several processes serialise).
+        self._pipeline_off = False
         #: The last error writing a checkpoint file in the background (None: none).
         self.checkpoint_error: OSError | None = None
         if readonly and not os.path.exists(os.path.join(self.path, "data.mdb")):
@@ -323,6 +328,12 @@ class Ledger:
         """
         if self._env is not None and self._pid == os.getpid():
             try:
+                if self._pipeline is not None:
+                    try:
+                        self._settle()  # every batch handed over is stored (or failed) first
+                    finally:
+                        self._pipeline.stop()
+                        self._pipeline = None
                 if not self.readonly:
                     self._finish_checkpoint_file()
             except lmdb.Error as e:
@@ -366,6 +377,12 @@ class Ledger:
                 ) from e
 
     def _check_usable(self) -> None:
+        """Raise unless the ledger is open in this process; then wait for batches in flight."""
+        self._check_open()
+        if self._pipeline is not None:
+            self._settle()
+
+    def _check_open(self) -> None:
         if self._env is None:
             raise LedgerClosedError(f"ledger {self.path!r} is closed: open it again with cardledger.open(path)")
         if os.getpid() != self._pid:
@@ -403,6 +420,11 @@ class Ledger:
         ops = _check_batch(ops)
         if len(ops) == 0:
             return np.zeros(0, dtype=RESULT_DTYPE)
+        return self._apply_retrying(ops)
+
+    def _apply_retrying(self, ops: np.ndarray) -> np.ndarray:
+        """Apply one batch synchronously: grow a full map and retry; on any failure
+        reload the engine from disk, so memory never runs ahead of what is stored."""
         for attempt in range(MAP_GROW_RETRIES_MAX + 1):
             try:
                 return self._apply_once(ops)
@@ -418,6 +440,159 @@ class Ledger:
                 self._reload_after_failure()
                 raise
         raise AssertionError("unreachable")
+
+    def submit(self, ops: np.ndarray) -> Future:
+        """Apply a batch like `apply`, but return at once a Future of its results.
+
+        The batch runs through the engine now, in call order; its durable commit
+        happens in the ledger's commit thread while the caller goes on (for example
+        with the next batch), and the future resolves only once that commit is
+        durable. So `submit(a); submit(b)` applies a then b exactly as two `apply`
+        calls would, with b's kernel overlapping a's commit: see `pipeline.py`.
+        At most PIPELINE_BATCHES_MAX batches are in flight; one more waits.
+
+        Misuse raises here (SchemaError, LedgerReadOnlyError, LedgerClosedError); a
+        storage failure is the future's exception (StorageError: the batch is not
+        applied). The ops are copied, so the caller may reuse its array at once.
+        Every other method of the ledger first waits for the batches in flight.
+        """
+        self._check_open()
+        if self.readonly:
+            raise LedgerReadOnlyError(f"ledger {self.path!r} was opened readonly: open it with readonly=False to apply ops")
+        ops = _check_batch(ops)
+        future: Future = Future()
+        future.set_running_or_notify_cancel()  # a batch handed over cannot be taken back
+        if len(ops) == 0:
+            future.set_result(np.zeros(0, dtype=RESULT_DTYPE))
+            return future
+        with self._lock:
+            self._check_open()
+            if self._pipeline is not None and self._pipeline.broken:
+                self._settle()
+            if not self._can_pipeline(ops):
+                self._settle()
+                try:
+                    future.set_result(self._apply_retrying(ops))
+                except BaseException as e:
+                    future.set_exception(e)
+                return future
+            if self._pipeline is None:
+                self._pipeline = CommitPipeline(self._commit_pipelined, self._repair_soon)
+            ops = ops.copy()
+            expected_seq, ids_upto, fare_count = int(self._engine.journal_seq), self._ids_upto, len(self._fare_versions)
+            try:
+                staged = self._run_kernel(None, ops)
+            except BaseException:
+                # The engine may hold part of this batch: wait for the batches before
+                # it to be stored, then rebuild the engine from disk.
+                self._settle()
+                self._reload_after_failure()
+                raise
+            staged.expected_seq, staged.ids_upto, staged.fare_count = expected_seq, ids_upto, fare_count
+            staged.future = future
+            if staged.value is not None and self._checkpoint_due():
+                self._commit_with_checkpoint(staged)
+            else:
+                self._pipeline.push(staged)
+        return future
+
+    def _can_pipeline(self, ops: np.ndarray) -> bool:
+        """Whether a batch may be staged ahead of the disk (else it is applied synchronously)."""
+        if self._pipeline_off:
+            return False
+        if not self._fare_versions and bool((ops["kind"] == _TAP).any()):
+            return False  # the default fare system is installed in the batch's own txn
+        job = self._file_job
+        return job is None or not job[2].done()  # a finished checkpoint file is named in a sync txn
+
+    def _commit_with_checkpoint(self, staged: StagedBatch) -> None:
+        """Commit a staged batch that must also flush the id index or take a snapshot:
+        in this thread, after the batches before it, as `apply` would."""
+        assert self._pipeline is not None and staged.future is not None
+        failed = self._pipeline.drain()
+        if failed:
+            # An earlier commit failed, so this batch was computed on state that is
+            # not stored: re-apply all of them in order.
+            self._reapply(failed + [staged])
+            return
+        self._snapshot = None
+        self._recorded_ckpt = None
+        try:
+            with self._env.begin(write=True) as txn:
+                self._check_staged_base(txn, staged)
+                self._write_staged(txn, staged)
+                self._checkpoint_if_due(txn)
+            self._committed()
+        except BaseException as e:
+            staged.error = e
+            self._reapply([staged])
+            return
+        staged.future.set_result(staged.results)
+
+    def _commit_pipelined(self, staged: StagedBatch) -> None:
+        """In the commit thread: store one staged batch in its own write transaction."""
+        with self._env.begin(write=True) as txn:
+            self._check_staged_base(txn, staged)
+            self._write_staged(txn, staged)
+
+    def _check_staged_base(self, txn: Any, staged: StagedBatch) -> None:
+        """Raise _StagedOnStaleState unless the stored ledger is what the staged batch
+        was computed on: the same journal head, id state and fare versions."""
+        cur = txn.cursor(db=self._dbs[b"journal"])
+        head = storage.KEY.unpack(cur.key())[0] if cur.last() else 0
+        ids_state = txn.get(b"ids_state", db=self._dbs[b"state"])
+        ids_upto = storage.IDS_STATE.unpack(bytes(ids_state))[1] if ids_state is not None else 0
+        fare_count = txn.stat(self._dbs[b"fares"])["entries"]
+        if (head, ids_upto, fare_count) != (staged.expected_seq, staged.ids_upto, staged.fare_count):
+            raise _StagedOnStaleState(
+                f"another writer changed the ledger: journal head {head}, staged on {staged.expected_seq}"
+            )
+
+    def _repair_soon(self) -> None:
+        """In the commit thread, after a failed commit: have another thread re-apply the
+        batches set aside. (This thread cannot take the ledger lock: a submitter may
+        hold it while it waits for this thread.)"""
+        threading.Thread(target=self._repair, name="cardledger-repair", daemon=True).start()
+
+    def _repair(self) -> None:
+        try:
+            with self._lock:
+                if self._env is not None and self._pid == os.getpid():
+                    self._settle()
+        except BaseException:  # pragma: no cover - every future already carries its error
+            pass
+
+    def _settle(self) -> None:
+        """Wait for the batches in flight to be stored; re-apply, synchronously and in
+        order, any set aside after a failed commit, resolving their futures."""
+        pipeline = self._pipeline
+        if pipeline is None or (pipeline.idle and not pipeline.broken):
+            return
+        with self._lock:
+            failed = pipeline.drain()
+            if failed:
+                self._reapply(failed)
+
+    def _reapply(self, staged: list[StagedBatch]) -> None:
+        """Rebuild the engine from disk and apply these staged batches again,
+        synchronously and in order, resolving their futures (under the lock)."""
+        if any(isinstance(item.error, _StagedOnStaleState) for item in staged):
+            self._pipeline_off = True
+        try:
+            self._reload_after_failure()
+        except BaseException as e:
+            for item in staged:
+                assert item.future is not None
+                item.future.set_exception(e)
+            raise
+        for item in staged:
+            assert item.future is not None
+            try:
+                results = self._apply_retrying(item.ops)
+            except BaseException as e:
+                item.future.set_exception(e)
+            else:
+                item.future.set_result(results)
 
     def _after_commit(self) -> None:
         """Start writing the snapshot taken by the transaction that just committed."""
@@ -484,28 +659,54 @@ class Ledger:
         with self._env.begin(write=True) as txn:
             self._catch_up(txn)
             self._record_checkpoint_file(txn, wait=False)
-            taps = ops["kind"] == _TAP
-            has_taps = bool(taps.any())
-            if has_taps and not self._fare_versions:
-                self._install_default_fares(txn)
-            prior, has_prior = self._lookup_prior(txn, ops)
-            results, journal = self._engine.apply(ops, prior, has_prior)
-            if has_taps:
-                charged = taps & (results["code"] == Result.OK)
-                if charged.any():
-                    self._note_tap_time(txn, int(ops["time_us"][charged].max()))
-            if len(journal):
-                value, digest = storage.encode_batch(journal, self._last_hash, time.time_ns() // 1000)
-                key = storage.KEY.pack(int(journal[-1]["journal_seq"]))
-                if not txn.put(key, value, db=self._dbs[b"journal"], append=True):
-                    raise CorruptionError("journal key out of order: another writer raced this one")
-                self._last_hash = digest
-                if self._engine.journal_seq - self._snap_seq >= self.checkpoint_ops and self._file_job is None:
-                    self._take_snapshot(txn)
-                elif self._engine.recent_count >= self.ids_flush_ops:
-                    self._flush_ids(txn)
+            staged = self._run_kernel(txn, ops)
+            self._write_staged(txn, staged)
+            if staged.value is not None:
+                self._checkpoint_if_due(txn)
         self._committed()
-        return results
+        return staged.results
+
+    def _run_kernel(self, txn: Any, ops: np.ndarray) -> StagedBatch:
+        """Run a batch through the engine and encode its journal batch (nothing stored yet).
+
+        `txn` is the batch's write transaction, or None in a pipelined submit: then
+        the id index is read in a read transaction of its own (every flush of it was
+        committed before, see `submit`).
+        """
+        tap_time_us = -1
+        taps = ops["kind"] == _TAP
+        has_taps = bool(taps.any())
+        if has_taps and not self._fare_versions:
+            self._install_default_fares(txn)
+        prior, has_prior = self._lookup_prior(txn, ops)
+        results, journal = self._engine.apply(ops, prior, has_prior)
+        if has_taps:
+            charged = taps & (results["code"] == Result.OK)
+            if charged.any():
+                tap_time_us = int(ops["time_us"][charged].max())
+        key = value = None
+        if len(journal):
+            value, self._last_hash = storage.encode_batch(journal, self._last_hash, time.time_ns() // 1000)
+            key = storage.KEY.pack(int(journal[-1]["journal_seq"]))
+        return StagedBatch(ops, results, key, value, tap_time_us)
+
+    def _write_staged(self, txn: Any, staged: StagedBatch) -> None:
+        """Store a staged batch in `txn`: its journal batch and the latest tap time."""
+        if staged.tap_time_us >= 0:
+            self._note_tap_time(txn, staged.tap_time_us)
+        if staged.value is not None and not txn.put(staged.key, staged.value, db=self._dbs[b"journal"], append=True):
+            raise CorruptionError("journal key out of order: another writer raced this one")
+
+    def _checkpoint_due(self) -> bool:
+        """Whether the batch just run must flush the id index or take a snapshot."""
+        snapshot_due = self._engine.journal_seq - self._snap_seq >= self.checkpoint_ops and self._file_job is None
+        return snapshot_due or self._engine.recent_count >= self.ids_flush_ops
+
+    def _checkpoint_if_due(self, txn: Any) -> None:
+        if self._engine.journal_seq - self._snap_seq >= self.checkpoint_ops and self._file_job is None:
+            self._take_snapshot(txn)
+        elif self._engine.recent_count >= self.ids_flush_ops:
+            self._flush_ids(txn)
 
     def _install_default_fares(self, txn: Any) -> None:
         """Before the first batch with taps on a ledger without fares: Harbin from 0."""
@@ -673,9 +874,19 @@ class Ledger:
         self._replay_from(txn, self._engine.journal_seq)
 
     def _lookup_prior(self, txn: Any, ops: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The stored decisions of ops whose ids the engine cannot decide from memory.
+
+        `txn` is the batch's write transaction, or None to read in a transaction of
+        its own (a pipelined submit)."""
         cand = self._engine.candidates(ops)
         if not cand.any():  # the usual case: every id is new or decided in memory
             return None, None
+        if txn is None:
+            with self._begin_read() as rtxn:
+                return self._read_prior(rtxn, ops, cand)
+        return self._read_prior(txn, ops, cand)
+
+    def _read_prior(self, txn: Any, ops: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = np.flatnonzero(cand)
         prior = np.zeros(len(ops), dtype=JOURNAL_DTYPE)
         has_prior = np.zeros(len(ops), dtype=bool)
@@ -1058,6 +1269,10 @@ def _warm_buffer(buf: np.ndarray | None, n: int, dtype: Any) -> np.ndarray:
     buf = np.empty(n, dtype=dtype)
     buf.view(np.uint8)[:: PAGE_BYTES] = 0
     return buf
+
+
+class _StagedOnStaleState(LedgerError):
+    """A staged batch was computed on state another writer changed meanwhile."""
 
 
 class _DecodedBatches:

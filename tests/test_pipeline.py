@@ -1,0 +1,258 @@
+"""Ledger.submit: pipelined batches give exactly what apply gives, and a failed commit
+loses nothing.
+
+`submit` runs a batch's kernel at once and commits it in the ledger's commit thread
+while the next batch runs; the future resolves after the durable commit. These tests
+hold it to `apply`'s contract: the same results, balances and journal for the same
+batches; checkpoints and id flushes in the middle of a pipeline; a commit that fails
+or meets another writer's batch re-applies what was staged after it, in order.
+"""
+
+from __future__ import annotations
+
+import random
+
+import lmdb
+import numpy as np
+import pytest
+
+import cardledger
+import cardledger.ledger as ledger_module
+from cardledger import LedgerClosedError, LedgerReadOnlyError, SchemaError, StorageError
+from cardledger.pipeline import PIPELINE_BATCHES_MAX
+from opgen import OpWorld
+
+#: Small, so id flushes and snapshots happen every few batches of the pipeline.
+CHECKPOINT_OPS = 300
+
+
+def _world_batches(seed: int, count: int = 40, size: int = 60) -> list[np.ndarray]:
+    world = OpWorld(random.Random(seed))
+    return [world.setup_batch()] + [world.batch(size) for _ in range(count)]
+
+
+def _applied(path: str, batches: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Results, accounts and journal of `batches` applied one by one with apply."""
+    with cardledger.open(path, checkpoint_ops=CHECKPOINT_OPS) as led:
+        results = [led.apply(b) for b in batches]
+        return results, led.accounts(), led.journal()
+
+
+def _same_results(got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g.tobytes() == w.tobytes(), f"batch {i} differs"
+
+
+def _same_journal(got: np.ndarray, want: np.ndarray) -> None:
+    # commit_time_us is wall-clock: everything else must match.
+    keep = [n for n in want.dtype.names if n != "commit_time_us"]
+    assert got[keep].tobytes() == want[keep].tobytes()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_submitted_batches_give_what_apply_gives(tmp_path, seed):
+    """Same results, balances and journal as apply, across id flushes, snapshots and a reopen."""
+    batches = _world_batches(seed)
+    want, want_accounts, want_journal = _applied(str(tmp_path / "applied"), batches)
+    path = str(tmp_path / "submitted")
+    with cardledger.open(path, checkpoint_ops=CHECKPOINT_OPS) as led:
+        futures = [led.submit(b) for b in batches]
+        got = [f.result(timeout=60) for f in futures]
+        assert led.accounts().tobytes() == want_accounts.tobytes()
+        assert led.verify().ok
+    _same_results(got, want)
+    with cardledger.open(path) as again:
+        assert again.accounts().tobytes() == want_accounts.tobytes()
+        _same_journal(again.journal(), want_journal)
+        assert again.verify().ok
+
+
+def test_a_future_resolves_only_after_its_commit_and_cannot_be_cancelled(tmp_path):
+    batches = _world_batches(4, count=3)
+    with cardledger.open(str(tmp_path / "l")) as led:
+        futures = [led.submit(b) for b in batches]
+        assert not any(f.cancel() for f in futures)
+        results = [f.result(timeout=60) for f in futures]
+        # Every batch resolved is stored: a reader in a new transaction sees its journal.
+        with cardledger.open(str(tmp_path / "l"), readonly=True) as reader:
+            assert reader.journal_seq == max(int(r["journal_seq"].max()) for r in results)
+
+
+def test_apply_after_submit_waits_for_the_batches_in_flight(tmp_path):
+    """Mixing apply and submit keeps call order."""
+    batches = _world_batches(5)
+    want, want_accounts, _ = _applied(str(tmp_path / "applied"), batches)
+    with cardledger.open(str(tmp_path / "mixed"), checkpoint_ops=CHECKPOINT_OPS) as led:
+        got: list = []
+        for i, b in enumerate(batches):
+            got.append(led.submit(b) if i % 3 else led.apply(b))
+        got = [g.result(timeout=60) if hasattr(g, "result") else g for g in got]
+        assert led.accounts().tobytes() == want_accounts.tobytes()
+    _same_results(got, want)
+
+
+def test_the_caller_may_reuse_its_array_at_once(tmp_path):
+    batches = _world_batches(6, count=10)
+    want, _, _ = _applied(str(tmp_path / "applied"), batches)
+    buf = np.zeros(max(len(b) for b in batches), dtype=cardledger.OP_DTYPE)
+    with cardledger.open(str(tmp_path / "reused"), checkpoint_ops=CHECKPOINT_OPS) as led:
+        futures = []
+        for b in batches:
+            buf[: len(b)] = b
+            futures.append(led.submit(buf[: len(b)]))
+            buf[:] = 0  # scribbled over while the batch may still be in flight
+        _same_results([f.result(timeout=60) for f in futures], want)
+
+
+def test_close_stores_every_batch_handed_over(tmp_path):
+    batches = _world_batches(7)
+    _, want_accounts, _ = _applied(str(tmp_path / "applied"), batches)
+    path = str(tmp_path / "closing")
+    led = cardledger.open(path, checkpoint_ops=CHECKPOINT_OPS)
+    futures = [led.submit(b) for b in batches]
+    led.close()
+    assert all(f.done() for f in futures)
+    with cardledger.open(path) as again:
+        assert again.accounts().tobytes() == want_accounts.tobytes()
+
+
+@pytest.mark.parametrize("fail_at", [0, 3, 9])
+def test_a_failed_commit_re_applies_it_and_what_followed_in_order(tmp_path, monkeypatch, fail_at):
+    """One pipelined commit fails once: it and every batch staged after it are applied
+    again from the stored state, so the results equal plain applies."""
+    batches = _world_batches(8, count=20)
+    want, want_accounts, want_journal = _applied(str(tmp_path / "applied"), batches)
+    calls = {"n": 0}
+    real = ledger_module.Ledger._commit_pipelined
+
+    def flaky(self, staged):
+        calls["n"] += 1
+        if calls["n"] == fail_at + 1:
+            raise lmdb.DiskError("injected: the disk said no")
+        return real(self, staged)
+
+    monkeypatch.setattr(ledger_module.Ledger, "_commit_pipelined", flaky)
+    path = str(tmp_path / "flaky")
+    with cardledger.open(path, checkpoint_ops=1 << 20) as led:  # no checkpoint: every commit pipelined
+        futures = [led.submit(b) for b in batches]
+        got = [f.result(timeout=60) for f in futures]
+        assert calls["n"] > fail_at  # the failure did happen
+        assert led.accounts().tobytes() == want_accounts.tobytes()
+        assert led.verify().ok
+    _same_results(got, want)
+    with cardledger.open(path) as again:
+        _same_journal(again.journal(), want_journal)
+
+
+def test_a_storage_error_that_persists_fails_the_future_and_applies_nothing(tmp_path, monkeypatch):
+    batches = _world_batches(9, count=4)
+    path = str(tmp_path / "l")
+    with cardledger.open(path) as led:
+        led.apply(batches[0])
+        before = led.accounts()
+
+        def broken_commit(self, staged):
+            raise lmdb.DiskError("injected: the disk is gone")
+
+        def broken_apply(self, ops):
+            raise lmdb.DiskError("injected: the disk is gone")
+
+        monkeypatch.setattr(ledger_module.Ledger, "_commit_pipelined", broken_commit)
+        monkeypatch.setattr(ledger_module.Ledger, "_apply_once", broken_apply)
+        futures = [led.submit(b) for b in batches[1:]]
+        for f in futures:
+            with pytest.raises(StorageError):
+                f.result(timeout=60)
+        monkeypatch.undo()
+        assert led.accounts().tobytes() == before.tobytes()
+        led.apply(batches[1])  # usable again once the disk is
+        assert led.verify().ok
+
+
+def test_a_full_map_during_pipelined_commits_grows_and_loses_nothing(tmp_path, monkeypatch):
+    batches = _world_batches(10, count=60, size=120)
+    want, want_accounts, _ = _applied(str(tmp_path / "roomy"), batches)
+    monkeypatch.setattr(ledger_module, "MAP_SIZE_INITIAL_BYTES", 128 * 1024)
+    path = str(tmp_path / "cramped")
+    with cardledger.open(path, checkpoint_ops=CHECKPOINT_OPS) as led:
+        got = [f.result(timeout=60) for f in [led.submit(b) for b in batches]]
+        grown_to = led._env.info()["map_size"]
+        assert led.accounts().tobytes() == want_accounts.tobytes()
+        assert led.verify().ok
+    assert grown_to > 128 * 1024
+    _same_results(got, want)
+
+
+def test_a_batch_staged_on_state_another_writer_changed_is_re_applied_after_it(tmp_path):
+    """Writer a stages a batch on state that writer b has moved on from: the commit
+    thread finds the journal head moved, and the batch is applied again on top of b's,
+    as a synchronous apply would (which catches up first)."""
+    world = OpWorld(random.Random(11))
+    setup, x1, y, x2 = world.setup_batch(), world.batch(50), world.batch(50), world.batch(50)
+    with cardledger.open(str(tmp_path / "serial")) as serial:
+        want = [serial.apply(b) for b in (setup, x1, y, x2)]
+        want_accounts = serial.accounts()
+    path = str(tmp_path / "shared")
+    with cardledger.open(path) as a:
+        a.apply(setup)
+        assert a.submit(x1).result(timeout=60).tobytes() == want[1].tobytes()
+        with cardledger.open(path) as b:  # a second writer of the same ledger
+            assert b.apply(y).tobytes() == want[2].tobytes()
+        got = a.submit(x2).result(timeout=60)
+        assert got.tobytes() == want[3].tobytes()
+        assert a._pipeline_off  # it did meet b's batch; from now on a applies synchronously
+        assert a.accounts().tobytes() == want_accounts.tobytes()
+        assert a.verify().ok
+
+
+def test_submit_refuses_misuse_at_once(tmp_path):
+    path = str(tmp_path / "l")
+    led = cardledger.open(path)
+    with pytest.raises(SchemaError):
+        led.submit(np.zeros(3, dtype=np.int64))
+    assert led.submit(cardledger.new_ops(0)).result().size == 0
+    led.close()
+    with pytest.raises(LedgerClosedError):
+        led.submit(cardledger.new_ops(1))
+    with cardledger.open(path, readonly=True) as reader:
+        with pytest.raises(LedgerReadOnlyError):
+            reader.submit(cardledger.new_ops(1))
+
+
+def test_at_most_the_pipeline_depth_is_in_flight(tmp_path, monkeypatch):
+    """submit blocks rather than stage more than PIPELINE_BATCHES_MAX batches ahead."""
+    import threading
+
+    gate = threading.Event()
+    real = ledger_module.Ledger._commit_pipelined
+
+    def slow(self, staged):
+        gate.wait(60)
+        return real(self, staged)
+
+    monkeypatch.setattr(ledger_module.Ledger, "_commit_pipelined", slow)
+    world = OpWorld(random.Random(12))
+    setup = world.setup_batch()
+    batches = []
+    for i in range(PIPELINE_BATCHES_MAX + 3):  # plain transfers: no batch needs a sync commit
+        b = cardledger.new_ops(10)
+        b["source"], b["seq"], b["kind"] = 5, 1 + 10 * i + np.arange(10), cardledger.OpKind.TRANSFER
+        b["account_id"], b["counterparty_id"], b["amount_fen"] = 1, 2, 1
+        batches.append(b)
+    with cardledger.open(str(tmp_path / "l"), checkpoint_ops=1 << 20) as led:
+        led.apply(setup)
+        submitted: list = []
+
+        def submitter():
+            for b in batches:
+                submitted.append(led.submit(b))
+
+        t = threading.Thread(target=submitter)
+        t.start()
+        t.join(1.0)
+        # One in the commit thread, PIPELINE_BATCHES_MAX - 1 queued, the next one waits.
+        assert t.is_alive() and len(submitted) == PIPELINE_BATCHES_MAX
+        gate.set()
+        t.join(60)
+        assert all(f.result(timeout=60) is not None for f in submitted)
