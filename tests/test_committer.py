@@ -96,17 +96,17 @@ def test_close_commits_everything_accepted_then_refuses(led):
 
 
 def _stall(led):
-    """Make the commit thread stop inside its next apply until the returned gate opens;
+    """Make the commit thread stop inside its next submit until the returned gate opens;
     `entered` is set once it is there (its batch taken off the queue)."""
     entered, gate = threading.Event(), threading.Event()
-    real_apply = led.apply
+    real_submit = led.submit
 
-    def slow_apply(ops):
+    def slow_submit(ops):
         entered.set()
         gate.wait(10)
-        return real_apply(ops)
+        return real_submit(ops)
 
-    led.apply = slow_apply
+    led.submit = slow_submit
     return entered, gate
 
 
@@ -175,13 +175,20 @@ def test_asyncio_chains_commit_in_one_batch(led):
     assert led.balance(103) == 100_000
 
 
-def test_a_failing_commit_fails_every_caller_of_that_batch(led):
+def test_a_failing_commit_fails_every_caller_of_that_batch(led, monkeypatch):
+    """The disk fails for good: the pipelined commit fails, so does the ledger's
+    synchronous retry, and every caller of the batch gets the StorageError."""
+    import lmdb
+
+    import cardledger.ledger as ledger_module
+
     _setup(led)
 
-    def broken(ops):
-        raise cardledger.StorageError("disk on fire")
+    def broken(self, *args):
+        raise lmdb.DiskError("disk on fire")
 
-    led.apply = broken
+    monkeypatch.setattr(ledger_module.Ledger, "_commit_pipelined", broken)
+    monkeypatch.setattr(ledger_module.Ledger, "_apply_once", broken)
 
     async def main():
         with Committer(led) as committer:
@@ -190,6 +197,8 @@ def test_a_failing_commit_fails_every_caller_of_that_batch(led):
 
     errors = asyncio.run(main())
     assert all(isinstance(e, cardledger.StorageError) for e in errors)
+    monkeypatch.undo()
+    assert led.balance(104) == 100_000  # nothing of the failed batches was applied
 
 
 def test_replayed_ids_through_the_committer_move_money_once(led):

@@ -1,11 +1,14 @@
 """Group commit for gateways: single ops from many threads and asyncio tasks, one
 durable batch per commit.
 
-A `Committer` owns a Ledger and one thread that applies it. Callers `submit` single
+A `Committer` owns a Ledger and one thread that feeds it. Callers `submit` single
 ops (or a linked chain as one unit) and get a future; the thread takes everything
-queued (at most `batch_ops_max` ops) as one batch, applies it — one LMDB transaction,
-one durable commit — and resolves every caller's future with that caller's own
-result. While one commit is in flight the next batch gathers by itself, so under load
+queued (at most `batch_ops_max` ops) as one batch and hands it to `Ledger.submit` —
+one LMDB transaction, one durable commit, made in the ledger's commit thread — and
+when that commit is durable every caller's future resolves with that caller's own
+result. Meanwhile this thread already gathers and runs the next batch (the ledger
+pipelines them, see `pipeline.py`). While one commit is in flight the next batch
+gathers by itself, so under load
 batches grow with the arrival rate and each op waits about one to two commits; an
 optional `linger_us` waits a little longer for company before a commit when the
 previous batch held more than one submission (fewer fsyncs under moderate load, at
@@ -24,10 +27,12 @@ it sleeps, and an event loop's futures of one batch are resolved by a single cal
 from __future__ import annotations
 
 import asyncio
+import functools
 from asyncio import get_running_loop
 import threading
 import time
 from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import wait as futures_wait
 from typing import Any
 
 import numpy as np
@@ -292,27 +297,46 @@ class Committer:
         self._lock.acquire()
 
     def _run(self) -> None:
+        last: Future | None = None
         while True:
             taken = self._take_batch()
             if taken is None:
-                return
-            ops = np.frombuffer(b"".join([t[_REC] for t in taken]), dtype=OP_DTYPE).copy()
+                break
+            ops = np.frombuffer(b"".join([t[_REC] for t in taken]), dtype=OP_DTYPE)
             try:
-                results = self.ledger.apply(ops)
-            except BaseException as e:  # the batch is not applied: every caller learns why
-                self._settle(taken, None, e)
-                if not isinstance(e, LedgerError) or isinstance(e, LedgerClosedError):
-                    with self._lock:
-                        self._error = e
-                        self._accepting = False
-                        failed, self._queue, self._queued_ops = self._queue, [], 0
-                        self._room.notify_all()
-                    self._settle(failed, None, e)
+                # submit, not apply: this thread gathers the next batch while the
+                # ledger's commit thread makes this one durable.
+                last = self.ledger.submit(ops)
+            except BaseException as e:  # misuse (the ledger closed): nothing was applied
+                self._fail(taken, e)
+                if self._error is not None:
                     return
                 continue
-            self.batches += 1
-            self.ops += len(ops)
-            self._settle(taken, results, None)
+            last.add_done_callback(functools.partial(self._batch_done, taken, len(ops)))
+        if last is not None:
+            futures_wait([last])  # commits resolve in order: the last one resolves last
+
+    def _batch_done(self, taken: list[tuple], n_ops: int, future: Future) -> None:
+        """A batch's future resolved (in the ledger's commit thread, or in this one)."""
+        error = future.exception()
+        if error is not None:
+            self._fail(taken, error)
+            return
+        self.batches += 1
+        self.ops += n_ops
+        self._settle(taken, future.result(), None)
+
+    def _fail(self, taken: list[tuple], error: BaseException) -> None:
+        """The batch is not applied: every caller learns why. An error that is not a
+        ledger's operating failure (StorageError) stops the committer."""
+        self._settle(taken, None, error)
+        if not isinstance(error, LedgerError) or isinstance(error, LedgerClosedError):
+            with self._lock:
+                self._error = error
+                self._accepting = False
+                failed, self._queue, self._queued_ops = self._queue, [], 0
+                self._room.notify_all()
+            self._settle(failed, None, error)
 
     @staticmethod
     def _settle(taken: list[tuple], results: np.ndarray | None, error: BaseException | None) -> None:
