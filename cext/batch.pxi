@@ -95,7 +95,6 @@ cdef enum:
 cdef inline void prefetch_slots(State* st, Op* op) noexcept nogil:
     CL_PREFETCH(&st.amap[mix64(op.account_id) & st.amap_mask])
     CL_PREFETCH(&st.amap[mix64(op.counterparty_id) & st.amap_mask])
-    CL_PREFETCH(&st.rmap[mix128(op.source, op.seq) & st.rmap_mask])
 
 
 cdef inline void prefetch_account(State* st, uint64_t id) noexcept nogil:
@@ -113,10 +112,14 @@ cdef inline Op* op_at(Op* first, int64_t k, size_t stride) noexcept nogil:
 
 cdef inline void prefetch_ahead(State* st, Op* first, int64_t k, int64_t n, size_t stride) noexcept nogil:
     """Prefetch for the op PREFETCH_DISTANCE ahead; `stride` steps over ops or journal records."""
+    cdef Op* op
     if k + 2 * PREFETCH_DISTANCE < n:
         prefetch_slots(st, op_at(first, k + 2 * PREFETCH_DISTANCE, stride))
     if k + PREFETCH_DISTANCE < n:
-        prefetch_account(st, op_at(first, k + PREFETCH_DISTANCE, stride).account_id)
+        op = op_at(first, k + PREFETCH_DISTANCE, stride)
+        prefetch_account(st, op.account_id)
+        prefetch_account(st, op.counterparty_id)
+        CL_PREFETCH(&st.rmap[mix128(op.source, op.seq) & st.rmap_mask])
 
 
 cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Journal* prior,

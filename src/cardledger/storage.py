@@ -25,7 +25,9 @@ Nothing here knows op semantics; `ledger.py` drives it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -244,6 +246,10 @@ def decode_checkpoint_desc(value) -> CheckpointDesc | None:
 
 #: The checkpoint file is written and made durable this many bytes at a time.
 CHECKPOINT_SYNC_BYTES = 8 << 20
+#: Direct (O_DIRECT) writes go through an aligned buffer of this size; a multiple of
+#: every block size a filesystem may ask O_DIRECT writes to be aligned to.
+DIRECT_CHUNK_BYTES = 1 << 20
+DIRECT_ALIGN_BYTES = 4096
 
 
 def write_checkpoint_file(
@@ -258,6 +264,14 @@ def write_checkpoint_file(
 
     The body is the accounts, the outstanding holds and the cards' fare state
     (JOURNEY_DTYPE), each as its raw records.
+
+    The file is written with O_DIRECT where the filesystem allows it. Buffered, a
+    snapshot of a million cards (hundreds of MB) sits dirty in the page cache, and on
+    ext4 (data=ordered) every batch commit's fsync of the LMDB file meanwhile also
+    waits for part of it; the copy through the page cache also costs the batch
+    thread's core memory bandwidth. Direct writes go to the device at once and
+    measured several times faster here. Elsewhere (tmpfs) it is written buffered,
+    made durable slice by slice.
     """
     acc = memoryview(np.ascontiguousarray(accounts)).cast("B")
     pen = memoryview(np.ascontiguousarray(pending)).cast("B")
@@ -270,26 +284,11 @@ def write_checkpoint_file(
         CHECKPOINT_MAGIC, FORMAT_VERSION, journal_seq, len(accounts), len(pending), len(journeys),
         last_batch_hash, digest,
     )  # fmt: skip
+    parts = (memoryview(header), acc, pen, jny)
     final = os.path.join(directory, checkpoint_file_name(journal_seq))
     tmp = f"{final}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:  # buffered: its write() writes everything it is given
-        f.write(header)
-        unsynced = 0
-        for part in (acc, pen, jny):
-            for start in range(0, len(part), CHECKPOINT_SYNC_BYTES):
-                piece = part[start : start + CHECKPOINT_SYNC_BYTES]
-                f.write(piece)
-                unsynced += len(piece)
-                if unsynced >= CHECKPOINT_SYNC_BYTES:
-                    # Made durable slice by slice: the batches' commits meanwhile fsync
-                    # the LMDB file, and on ext4 (data=ordered) such an fsync also waits
-                    # for other files' dirty data. Hundreds of MB left dirty at once
-                    # stalled commits for up to a second; a slice costs them a few ms.
-                    f.flush()
-                    os.fdatasync(f.fileno())
-                    unsynced = 0
-        f.flush()
-        os.fsync(f.fileno())
+    if not _write_direct(tmp, parts):
+        _write_buffered(tmp, parts)
     os.replace(tmp, final)
     dfd = os.open(directory, os.O_RDONLY)
     try:
@@ -297,6 +296,75 @@ def write_checkpoint_file(
     finally:
         os.close(dfd)
     return digest
+
+
+def _write_direct(path: str, parts: tuple[memoryview, ...]) -> bool:
+    """Write `parts` to a new file `path` with O_DIRECT and fsync it; False (nothing
+    left behind) where the filesystem does not take O_DIRECT."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return False
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | flag, 0o644)
+    except OSError:
+        return False
+    try:
+        buf = mmap.mmap(-1, DIRECT_CHUNK_BYTES)  # page-aligned, as O_DIRECT needs
+        try:
+            total = 0
+            fill = 0
+            for part in parts:
+                pos = 0
+                while pos < len(part):
+                    n = min(DIRECT_CHUNK_BYTES - fill, len(part) - pos)
+                    buf[fill : fill + n] = part[pos : pos + n]
+                    fill += n
+                    pos += n
+                    if fill == DIRECT_CHUNK_BYTES:
+                        _write_all(fd, memoryview(buf))
+                        total += fill
+                        fill = 0
+            if fill:
+                # The tail goes out padded to an aligned length, then is cut back.
+                padded = -(-fill // DIRECT_ALIGN_BYTES) * DIRECT_ALIGN_BYTES
+                buf[fill:padded] = bytes(padded - fill)
+                _write_all(fd, memoryview(buf)[:padded])
+                total += fill
+                os.ftruncate(fd, total)
+        finally:
+            buf.close()
+        os.fsync(fd)
+    except OSError as e:
+        os.close(fd)
+        os.unlink(path)
+        if e.errno == errno.EINVAL:  # O_DIRECT accepted at open but refused on write
+            return False
+        raise
+    os.close(fd)
+    return True
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while len(data):
+        data = data[os.write(fd, data) :]
+
+
+def _write_buffered(path: str, parts: tuple[memoryview, ...]) -> None:
+    with open(path, "wb") as f:  # buffered: its write() writes everything it is given
+        unsynced = 0
+        for part in parts:
+            for start in range(0, len(part), CHECKPOINT_SYNC_BYTES):
+                piece = part[start : start + CHECKPOINT_SYNC_BYTES]
+                f.write(piece)
+                unsynced += len(piece)
+                if unsynced >= CHECKPOINT_SYNC_BYTES:
+                    # Made durable slice by slice: hundreds of MB left dirty at once
+                    # stalled concurrent commits for up to a second.
+                    f.flush()
+                    os.fdatasync(f.fileno())
+                    unsynced = 0
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def read_checkpoint_file(directory: str, desc: CheckpointDesc) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
