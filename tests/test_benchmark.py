@@ -104,10 +104,13 @@ def test_the_runner_reports_every_engine_agreeing(tmp_path):
             assert r[key] > 0, key
 
 
-def test_the_tigerbeetle_workload_moves_every_transfer(tmp_path):
-    """--tigerbeetle: raw TRANSFERs among CLEARING accounts all succeed and are counted."""
+@pytest.mark.parametrize("mode", [[], ["--no-pipeline"]])
+def test_the_tigerbeetle_workload_moves_every_transfer(tmp_path, mode):
+    """--tigerbeetle: raw TRANSFERs among CLEARING accounts all succeed and are counted,
+    pipelined through submit or one apply at a time."""
     out = tmp_path / "tb.json"
-    code = runner.main(["--tigerbeetle", "100", "--transfers", "20000", "--json", str(out)])
+    code = runner.main(["--tigerbeetle", "100", "--transfers", "20000", "--json", str(out), *mode])
     assert code == 0
     report = json.loads(out.read_text())
     assert report["transfers"] == 20000 and report["transfers_per_s"] > 0
+    assert report["through"] == ("Ledger.apply" if mode else "Ledger.submit (pipelined)")

@@ -204,6 +204,8 @@ class Ledger:
         #: Set once a pipelined commit met another writer's batch: from then on every
         #: batch is applied synchronously (writers in several processes serialise).
         self._pipeline_off = False
+        #: Id flushes handed to the commit thread, and those it has stored.
+        self._flushes_staged = self._flushes_stored = 0
         #: The last error writing a checkpoint file in the background (None: none).
         self.checkpoint_error: OSError | None = None
         if readonly and not os.path.exists(os.path.join(self.path, "data.mdb")):
@@ -441,7 +443,7 @@ class Ledger:
                 raise
         raise AssertionError("unreachable")
 
-    def submit(self, ops: np.ndarray) -> Future:
+    def submit(self, ops: np.ndarray) -> Future[np.ndarray]:
         """Apply a batch like `apply`, but return at once a Future of its results.
 
         The batch runs through the engine now, in call order; its durable commit
@@ -465,11 +467,16 @@ class Ledger:
         if len(ops) == 0:
             future.set_result(np.zeros(0, dtype=RESULT_DTYPE))
             return future
+        # Kept to re-apply the batch should an earlier commit fail. Copied as raw bytes
+        # (a structured copy goes field by field) and first, so the passes below read
+        # it from cache.
+        ops = ops.view(np.uint8).copy().view(OP_DTYPE)
+        taps = ops["kind"] == _TAP
         with self._lock:
             self._check_open()
             if self._pipeline is not None and self._pipeline.broken:
                 self._settle()
-            if not self._can_pipeline(ops):
+            if not self._can_pipeline(taps):
                 self._settle()
                 try:
                     future.set_result(self._apply_retrying(ops))
@@ -478,10 +485,13 @@ class Ledger:
                 return future
             if self._pipeline is None:
                 self._pipeline = CommitPipeline(self._commit_pipelined, self._repair_soon)
-            ops = ops.copy()
+            if self._flushes_staged != self._flushes_stored and self._engine.candidates(ops).any():
+                # Ids this batch must look up may sit in an id flush still in flight:
+                # the lookup reads only what is stored.
+                self._settle()
             expected_seq, ids_upto, fare_count = int(self._engine.journal_seq), self._ids_upto, len(self._fare_versions)
             try:
-                staged = self._run_kernel(None, ops)
+                staged = self._run_kernel(None, ops, taps)
             except BaseException:
                 # The engine may hold part of this batch: wait for the batches before
                 # it to be stored, then rebuild the engine from disk.
@@ -490,17 +500,21 @@ class Ledger:
                 raise
             staged.expected_seq, staged.ids_upto, staged.fare_count = expected_seq, ids_upto, fare_count
             staged.future = future
-            if staged.value is not None and self._checkpoint_due():
+            if staged.journal is not None and self._snapshot_due():
                 self._commit_with_checkpoint(staged)
-            else:
-                self._pipeline.push(staged)
+                return future
+            if staged.journal is not None and self._flush_due():
+                staged.flush = self._prepare_flush()
+                self._flushes_staged += 1
+            self._pipeline.push(staged)
         return future
 
-    def _can_pipeline(self, ops: np.ndarray) -> bool:
-        """Whether a batch may be staged ahead of the disk (else it is applied synchronously)."""
+    def _can_pipeline(self, taps: np.ndarray) -> bool:
+        """Whether a batch (`taps`: which of its ops are TAPs) may be staged ahead of the
+        disk; else it is applied synchronously."""
         if self._pipeline_off:
             return False
-        if not self._fare_versions and bool((ops["kind"] == _TAP).any()):
+        if not self._fare_versions and bool(taps.any()):
             return False  # the default fare system is installed in the batch's own txn
         job = self._file_job
         return job is None or not job[2].done()  # a finished checkpoint file is named in a sync txn
@@ -534,6 +548,8 @@ class Ledger:
         with self._env.begin(write=True) as txn:
             self._check_staged_base(txn, staged)
             self._write_staged(txn, staged)
+        if staged.flush is not None:
+            self._flushes_stored += 1
 
     def _check_staged_base(self, txn: Any, staged: StagedBatch) -> None:
         """Raise _StagedOnStaleState unless the stored ledger is what the staged batch
@@ -578,6 +594,7 @@ class Ledger:
         synchronously and in order, resolving their futures (under the lock)."""
         if any(isinstance(item.error, _StagedOnStaleState) for item in staged):
             self._pipeline_off = True
+        self._flushes_stored = self._flushes_staged  # nothing is in flight any more
         try:
             self._reload_after_failure()
         except BaseException as e:
@@ -661,12 +678,12 @@ class Ledger:
             self._record_checkpoint_file(txn, wait=False)
             staged = self._run_kernel(txn, ops)
             self._write_staged(txn, staged)
-            if staged.value is not None:
+            if staged.journal is not None:
                 self._checkpoint_if_due(txn)
         self._committed()
         return staged.results
 
-    def _run_kernel(self, txn: Any, ops: np.ndarray) -> StagedBatch:
+    def _run_kernel(self, txn: Any, ops: np.ndarray, taps: np.ndarray | None = None) -> StagedBatch:
         """Run a batch through the engine and encode its journal batch (nothing stored yet).
 
         `txn` is the batch's write transaction, or None in a pipelined submit: then
@@ -674,7 +691,8 @@ class Ledger:
         committed before, see `submit`).
         """
         tap_time_us = -1
-        taps = ops["kind"] == _TAP
+        if taps is None:
+            taps = ops["kind"] == _TAP
         has_taps = bool(taps.any())
         if has_taps and not self._fare_versions:
             self._install_default_fares(txn)
@@ -684,28 +702,38 @@ class Ledger:
             charged = taps & (results["code"] == Result.OK)
             if charged.any():
                 tap_time_us = int(ops["time_us"][charged].max())
-        key = value = None
-        if len(journal):
-            value, self._last_hash = storage.encode_batch(journal, self._last_hash, time.time_ns() // 1000)
-            key = storage.KEY.pack(int(journal[-1]["journal_seq"]))
-        return StagedBatch(ops, results, key, value, tap_time_us)
+        return StagedBatch(ops, results, journal if len(journal) else None, tap_time_us)
 
     def _write_staged(self, txn: Any, staged: StagedBatch) -> None:
-        """Store a staged batch in `txn`: its journal batch and the latest tap time."""
+        """Store a staged batch in `txn`: its journal batch (encoded here, chained to
+        the previous one), the latest tap time, and an id flush prepared with it.
+
+        In a pipelined submit this runs in the commit thread, which then owns the
+        hash chain (`_last_hash`); every other path first waits for that thread."""
         if staged.tap_time_us >= 0:
             self._note_tap_time(txn, staged.tap_time_us)
-        if staged.value is not None and not txn.put(staged.key, staged.value, db=self._dbs[b"journal"], append=True):
-            raise CorruptionError("journal key out of order: another writer raced this one")
+        journal = staged.journal
+        if journal is not None:
+            value, digest = storage.encode_batch(journal, self._last_hash, time.time_ns() // 1000)
+            key = storage.KEY.pack(int(journal[-1]["journal_seq"]))
+            if not txn.put(key, value, db=self._dbs[b"journal"], append=True):
+                raise CorruptionError("journal key out of order: another writer raced this one")
+            self._last_hash = digest
+        if staged.flush is not None:
+            self._write_flush(txn, staged.flush)
 
-    def _checkpoint_due(self) -> bool:
-        """Whether the batch just run must flush the id index or take a snapshot."""
-        snapshot_due = self._engine.journal_seq - self._snap_seq >= self.checkpoint_ops and self._file_job is None
-        return snapshot_due or self._engine.recent_count >= self.ids_flush_ops
+    def _snapshot_due(self) -> bool:
+        """Whether the batch just run must take a snapshot (which also flushes the ids)."""
+        return self._engine.journal_seq - self._snap_seq >= self.checkpoint_ops and self._file_job is None
+
+    def _flush_due(self) -> bool:
+        """Whether the batch just run must flush the id index."""
+        return self._engine.recent_count >= self.ids_flush_ops
 
     def _checkpoint_if_due(self, txn: Any) -> None:
-        if self._engine.journal_seq - self._snap_seq >= self.checkpoint_ops and self._file_job is None:
+        if self._snapshot_due():
             self._take_snapshot(txn)
-        elif self._engine.recent_count >= self.ids_flush_ops:
+        elif self._flush_due():
             self._flush_ids(txn)
 
     def _install_default_fares(self, txn: Any) -> None:
@@ -912,10 +940,24 @@ class Ledger:
         Done every `ids_flush_ops` decisions, so each flush is small (a stall of a few
         ms) and the in-memory decisions window stays small too.
         """
+        self._write_flush(txn, self._prepare_flush())
+
+    def _prepare_flush(self) -> tuple:
+        """Take the decisions out of the engine's window and encode their id index
+        entries and the id state (sources) as of now; `_write_flush` stores them."""
         decisions, late = self._engine.take_decisions()
         # After a reload, the decisions up to ids_upto are replayed but already indexed.
         keep = decisions["journal_seq"] > self._ids_upto
-        items, late_items = storage.id_index_items(decisions[keep], late[keep])
+        if not keep.all():  # (a structured copy goes field by field: skip it when it can)
+            decisions, late = decisions[keep], late[keep]
+        items, late_items = storage.id_index_items(decisions, late)
+        jseq = int(self._engine.journal_seq)
+        state = storage.encode_ids_state(jseq, self._engine.export_sources())
+        self._ids_upto = jseq
+        return items, late_items, state
+
+    def _write_flush(self, txn: Any, flush: tuple) -> None:
+        items, late_items, state = flush
         # putmulti: one C loop for the thousands of values a flush writes (a Python
         # loop of puts was most of a flush). No `append`: it would skip keys silently.
         for db, rows, what in ((self._dbs[b"ids"], items, "id index"), (self._dbs[b"ids_late"], late_items, "late id index")):
@@ -923,10 +965,8 @@ class Ledger:
                 consumed, added = txn.cursor(db=db).putmulti(rows, overwrite=False)
                 if added != len(rows):
                     raise CorruptionError(f"{what}: {len(rows) - added} of {len(rows)} entries were written before")
-        jseq = int(self._engine.journal_seq)
-        for k, v in storage.encode_ids_state(jseq, self._engine.export_sources()).items():
+        for k, v in state.items():
             txn.put(k, v, db=self._dbs[b"state"])
-        self._ids_upto = jseq
 
     def _take_snapshot(self, txn: Any) -> None:
         """Flush the id index and snapshot the accounts (see storage.py).

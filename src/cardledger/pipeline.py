@@ -1,11 +1,12 @@
 """Pipelined commits: one batch's durable commit overlaps the next batch's kernel.
 
 `Ledger.submit(ops)` runs a batch through the engine at once, in the caller's thread
-and in call order, then hands the encoded journal batch to the ledger's commit
-thread. That thread stores it in a write transaction of its own and resolves the
-batch's future once the commit is durable. While it commits (page writes and two
-fsyncs, without the GIL) the caller already runs the next batch: on two cores the
-kernel and the commit overlap instead of taking turns.
+and in call order, then hands its journal records to the ledger's commit thread.
+That thread encodes them (while batches are in flight, the hash chain is its own),
+stores them in a write transaction of its own and resolves the batch's future once
+the commit is durable. While it commits (page writes and two fsyncs, without the
+GIL) the caller already runs the next batch: on two cores the kernel and the commit
+overlap instead of taking turns.
 
 What keeps this exactly as safe as `Ledger.apply`:
 
@@ -16,6 +17,11 @@ What keeps this exactly as safe as `Ledger.apply`:
   the number of fare versions); the commit thread checks them inside its
   transaction, so a batch another process committed meanwhile is a conflict, never
   a fork of the history.
+- An id index flush due after a batch is prepared with it (the decisions leave the
+  engine's window) and stored in the same transaction. Until that commit is done the
+  flushed ids are neither in memory nor readable, so a batch that must look ids up
+  in the index first waits for the pipeline. A batch that takes a snapshot drains
+  the pipeline and commits in the caller's thread, as `apply` does.
 - A commit that fails (a conflict, a full map, a full disk) commits nothing, and
   every batch staged after it was computed on state that never became durable. The
   pipeline stops committing and sets those batches aside; the ledger then reloads
@@ -31,24 +37,25 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-#: Most batches staged in the engine but not yet durable. Two keep both cores busy;
-#: a little more absorbs jitter in commit times.
-PIPELINE_BATCHES_MAX = 4
+#: Most batches handed to the commit thread and not yet durable: one committing and
+#: one waiting, while the caller runs the next. More only lengthens the waits at
+#: the batches that must drain the pipeline (snapshots).
+PIPELINE_BATCHES_MAX = 2
 
 
 class StagedBatch:
-    """A batch whose kernel ran: its results, its encoded journal batch, and what it
-    was computed on (checked again inside the transaction that stores it)."""
+    """A batch whose kernel ran: its results, its journal records, and what it was
+    computed on (checked again inside the transaction that stores it)."""
 
-    __slots__ = ("ops", "results", "key", "value", "tap_time_us", "expected_seq", "ids_upto", "fare_count",
+    __slots__ = ("ops", "results", "journal", "tap_time_us", "flush", "expected_seq", "ids_upto", "fare_count",
                  "future", "error")
 
-    def __init__(self, ops: Any, results: Any, key: bytes | None, value: bytes | None, tap_time_us: int) -> None:
+    def __init__(self, ops: Any, results: Any, journal: Any, tap_time_us: int) -> None:
         self.ops = ops  # kept to re-apply the batch if an earlier commit fails
         self.results = results
-        self.key = key  # None: the batch decided no op anew, nothing to store
-        self.value = value
+        self.journal = journal  # None: the batch decided no op anew, nothing to store
         self.tap_time_us = tap_time_us  # latest time of a tap that rated a fare, or -1
+        self.flush: tuple | None = None  # an id flush prepared after this batch, stored with it
         self.expected_seq = 0
         self.ids_upto = 0
         self.fare_count = 0
