@@ -197,7 +197,7 @@ def apply_checked(ledger: Any, batch: np.ndarray) -> tuple[int, np.ndarray]:
 
 
 def run_phase_pipelined(ledger: Any, batches: Sequence[np.ndarray], label: str) -> Phase:
-    """Submit `batches` in order with up to PIPELINE_BATCHES_MAX in flight; return the
+    """Submit `batches` in order, keeping the pipeline full; return the
     phase's figures (time: the phase's wall clock; latency: submit to resolution)."""
     from cardledger.pipeline import PIPELINE_BATCHES_MAX
 
@@ -219,7 +219,7 @@ def run_phase_pipelined(ledger: Any, batches: Sequence[np.ndarray], label: str) 
         future = ledger.submit(batch)
         future.add_done_callback(lambda _f, box=done_ns: box.append(time.perf_counter_ns()))
         in_flight.append((submitted_ns, len(batch), future, done_ns))
-        while in_flight and (len(in_flight) >= PIPELINE_BATCHES_MAX or in_flight[0][2].done()):
+        while in_flight and (len(in_flight) > PIPELINE_BATCHES_MAX or in_flight[0][2].done()):
             finish_oldest()
         if i % report_every == 0 or i == len(batches):
             rate = phase.ops / ((time.perf_counter_ns() - start) / 1e9)

@@ -95,6 +95,22 @@ cdef enum:
 cdef inline void prefetch_slots(State* st, Op* op) noexcept nogil:
     CL_PREFETCH(&st.amap[mix64(op.account_id) & st.amap_mask])
     CL_PREFETCH(&st.amap[mix64(op.counterparty_id) & st.amap_mask])
+    if op.kind == K_TAP:
+        CL_PREFETCH(&st.taps.jmap[mix64(op.account_id) & st.taps.jmap_mask])
+
+
+cdef inline void prefetch_journey(State* st, uint64_t card_id) noexcept nogil:
+    """A tap reads and rewrites its card's journey: every cache line of it (legs, caps
+    and tiers make about six)."""
+    cdef int64_t i = journey_find(st.taps, card_id)
+    cdef char* p
+    cdef size_t off
+    if i >= 0:
+        p = <char*>&st.taps.journeys[i]
+        off = 0
+        while off < sizeof(Journey):
+            CL_PREFETCH(p + off)
+            off += 64
 
 
 cdef inline void prefetch_account(State* st, uint64_t id) noexcept nogil:
@@ -119,6 +135,8 @@ cdef inline void prefetch_ahead(State* st, Op* first, int64_t k, int64_t n, size
         op = op_at(first, k + PREFETCH_DISTANCE, stride)
         prefetch_account(st, op.account_id)
         prefetch_account(st, op.counterparty_id)
+        if op.kind == K_TAP:
+            prefetch_journey(st, op.account_id)
         CL_PREFETCH(&st.rmap[mix128(op.source, op.seq) & st.rmap_mask])
 
 

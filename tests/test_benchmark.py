@@ -104,6 +104,19 @@ def test_the_runner_reports_every_engine_agreeing(tmp_path):
             assert r[key] > 0, key
 
 
+def test_the_core_through_submit_replays_the_city_as_through_apply(tmp_path):
+    """--engines core,core-submit: the pipelined replay gives the same results and balances."""
+    out = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "cardledger.cli", "bench", "--cards", "300", "--engines", "core,core-submit",
+           "--scenario-dir", str(tmp_path / "scen"), "--json", str(out), "--png", ""]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    assert [r["engine"] for r in report["engines"]] == ["core", "core-submit"]
+    assert report["balances_agree"] and report["results_agree"]
+    assert report["engines"][1]["peak_taps"] == report["engines"][0]["peak_taps"] > 0
+
+
 @pytest.mark.parametrize("mode", [[], ["--no-pipeline"]])
 def test_the_tigerbeetle_workload_moves_every_transfer(tmp_path, mode):
     """--tigerbeetle: raw TRANSFERs among CLEARING accounts all succeed and are counted,

@@ -47,6 +47,9 @@ from ..pipeline import PIPELINE_BATCHES_MAX
 from . import scenario
 
 ENGINES = ("core", "reference", "sqlite", "lmdb")
+#: Engines that may be asked for besides ENGINES: the core replaying through
+#: `Ledger.submit` (pipelined: each batch's kernel overlaps the previous commit).
+EXTRA_ENGINES = ("core-submit",)
 TB_BATCH = 8189
 #: TigerBeetle 0.17.9, single replica, io_uring, measured on this machine (transfers/s).
 TB_MEASURED = {10_000: (277_000, 393_000), 1_000_000: (161_000, 178_000)}
@@ -75,11 +78,11 @@ def _dir_bytes(path: str) -> int:
 
 
 def _open_engine(name: str, path: str) -> Any:
-    if name in ("core", "reference"):
+    if name in ("core", "reference", "core-submit"):
         from .. import open as open_ledger
         from ..fares.system import FareSystem
 
-        led = open_ledger(path, engine="cython" if name == "core" else "python")
+        led = open_ledger(path, engine="python" if name == "reference" else "cython")
         # The first tap would install this same default; doing it here keeps loading
         # the fare system out of the timed replay, as the baselines get it compiled.
         led.install_fares(FareSystem.harbin(), 0)
@@ -93,7 +96,7 @@ def _open_engine(name: str, path: str) -> Any:
 
 
 def _balances(name: str, led: Any) -> np.ndarray:
-    if name in ("core", "reference"):
+    if name in ("core", "reference", "core-submit"):
         acc = np.sort(led.accounts(), order="id")
         return np.array(list(zip(acc["id"], acc["cash_fen"], acc["subsidy_fen"])),
                         dtype=[("id", "<u8"), ("cash_fen", "<i8"), ("subsidy_fen", "<i8")])  # fmt: skip
@@ -116,19 +119,42 @@ def run_child(engine: str, scenario_dir: str, work_dir: str) -> dict:
     started = time.perf_counter()
     setup_s = 0.0
     peak_t0 = started
-    for i, ops in enumerate(batches):
-        if i == setup_n:
-            setup_s = time.perf_counter() - started
-            peak_t0 = time.perf_counter()
-        t0 = time.perf_counter()
-        r = led.apply(ops)
+    in_flight: deque = deque()  # core-submit: (batch index, ops, submitted at, future, resolved at)
+
+    def account(i: int, ops: np.ndarray, r: np.ndarray, seconds: float) -> None:
+        nonlocal peak_ops, peak_taps
         if i >= setup_n:
-            latencies.append(time.perf_counter() - t0)
+            latencies.append(seconds)
             peak_ops += len(ops)
             peak_taps += int((ops["kind"] == OpKind.TAP).sum())
         results_hash.update(np.ascontiguousarray(r[["code", "discounts", "amount_fen", "balance_fen"]]).tobytes())
-        codes += np.bincount(r["code"], minlength=64)
+        codes[:] += np.bincount(r["code"], minlength=64)
         _progress(engine, i + 1, total, started)
+
+    def finish_oldest() -> None:
+        i, ops, submitted, future, resolved = in_flight.popleft()
+        r = future.result()
+        account(i, ops, r, resolved[0] - submitted)
+
+    for i, ops in enumerate(batches):
+        if i == setup_n:
+            while in_flight:
+                finish_oldest()
+            setup_s = time.perf_counter() - started
+            peak_t0 = time.perf_counter()
+        t0 = time.perf_counter()
+        if engine == "core-submit":
+            resolved: list[float] = []
+            future = led.submit(ops)
+            future.add_done_callback(lambda _f, box=resolved: box.append(time.perf_counter()))
+            in_flight.append((i, ops, t0, future, resolved))
+            while in_flight and (len(in_flight) > PIPELINE_BATCHES_MAX or in_flight[0][3].done()):
+                finish_oldest()
+            continue
+        r = led.apply(ops)
+        account(i, ops, r, time.perf_counter() - t0)
+    while in_flight:
+        finish_oldest()
     peak_s = time.perf_counter() - peak_t0
     bal = _balances(engine, led)
     if hasattr(led, "checkpoint"):
@@ -335,7 +361,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cards", type=int, default=1_000_000, help="cards in the city (default 1,000,000)")
     p.add_argument("--seed", type=int, default=20261123)
     p.add_argument("--engines", type=lambda s: s.split(","), default=list(ENGINES),
-                   help="comma-separated subset of core,reference,sqlite,lmdb")  # fmt: skip
+                   help="comma-separated subset of core,reference,sqlite,lmdb (default: all four), "
+                        "or core-submit: the core through Ledger.submit, pipelined")  # fmt: skip
     p.add_argument("--scenario-dir", help="where the scenario's batch files are (generated if missing)")
     p.add_argument("--work-dir", help="where the engines' ledgers go (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the engines' ledgers")
@@ -364,9 +391,9 @@ def dispatch(args: argparse.Namespace) -> int:
         with open(args.child_out, "w") as f:
             json.dump(result, f)
         return 0
-    bad = [e for e in args.engines if e not in ENGINES]
+    bad = [e for e in args.engines if e not in ENGINES + EXTRA_ENGINES]
     if bad:
-        raise SystemExit(f"unknown engines {bad}; choose among {','.join(ENGINES)}")
+        raise SystemExit(f"unknown engines {bad}; choose among {','.join(ENGINES + EXTRA_ENGINES)}")
     if args.tigerbeetle:
         return bench_tigerbeetle(args)
     return bench_city(args)
