@@ -943,21 +943,22 @@ class Ledger:
         self._write_flush(txn, self._prepare_flush())
 
     def _prepare_flush(self) -> tuple:
-        """Take the decisions out of the engine's window and encode their id index
-        entries and the id state (sources) as of now; `_write_flush` stores them."""
+        """Take the decisions out of the engine's window, with the id state (sources)
+        as of now; `_write_flush` encodes and stores them (in a pipelined submit, in
+        the commit thread, off the batch path)."""
         decisions, late = self._engine.take_decisions()
         # After a reload, the decisions up to ids_upto are replayed but already indexed.
         keep = decisions["journal_seq"] > self._ids_upto
         if not keep.all():  # (a structured copy goes field by field: skip it when it can)
             decisions, late = decisions[keep], late[keep]
-        items, late_items = storage.id_index_items(decisions, late)
         jseq = int(self._engine.journal_seq)
-        state = storage.encode_ids_state(jseq, self._engine.export_sources())
+        sources = self._engine.export_sources()
         self._ids_upto = jseq
-        return items, late_items, state
+        return decisions, late, jseq, sources
 
     def _write_flush(self, txn: Any, flush: tuple) -> None:
-        items, late_items, state = flush
+        decisions, late, jseq, sources = flush
+        items, late_items = storage.id_index_items(decisions, late)
         # putmulti: one C loop for the thousands of values a flush writes (a Python
         # loop of puts was most of a flush). No `append`: it would skip keys silently.
         for db, rows, what in ((self._dbs[b"ids"], items, "id index"), (self._dbs[b"ids_late"], late_items, "late id index")):
@@ -965,7 +966,7 @@ class Ledger:
                 consumed, added = txn.cursor(db=db).putmulti(rows, overwrite=False)
                 if added != len(rows):
                     raise CorruptionError(f"{what}: {len(rows) - added} of {len(rows)} entries were written before")
-        for k, v in state.items():
+        for k, v in storage.encode_ids_state(jseq, sources).items():
             txn.put(k, v, db=self._dbs[b"state"])
 
     def _take_snapshot(self, txn: Any) -> None:
