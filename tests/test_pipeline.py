@@ -61,6 +61,8 @@ def test_submitted_batches_give_what_apply_gives(tmp_path, seed):
         got = [f.result(timeout=60) for f in futures]
         assert led.accounts().tobytes() == want_accounts.tobytes()
         assert led.verify().ok
+        # Snapshots were taken and their files named while batches were in flight.
+        assert led._ckpt_seq > 0
     _same_results(got, want)
     with cardledger.open(path) as again:
         assert again.accounts().tobytes() == want_accounts.tobytes()

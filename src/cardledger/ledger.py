@@ -206,6 +206,8 @@ class Ledger:
         self._pipeline_off = False
         #: Id flushes handed to the commit thread, and those it has stored.
         self._flushes_staged = self._flushes_stored = 0
+        #: A snapshot is staged with a batch in flight (its file job not started yet).
+        self._snapshot_staged = False
         #: The last error writing a checkpoint file in the background (None: none).
         self.checkpoint_error: OSError | None = None
         if readonly and not os.path.exists(os.path.join(self.path, "data.mdb")):
@@ -501,9 +503,13 @@ class Ledger:
             staged.expected_seq, staged.ids_upto, staged.fare_count = expected_seq, ids_upto, fare_count
             staged.future = future
             if staged.journal is not None and self._snapshot_due():
-                self._commit_with_checkpoint(staged)
-                return future
-            if staged.journal is not None and self._flush_due():
+                # The snapshot is of the engine as this batch leaves it; the commit
+                # thread hands it to the checkpoint writer once the batch is stored.
+                staged.flush = self._prepare_flush()
+                staged.snapshot = self._export_snapshot()
+                self._flushes_staged += 1
+                self._snapshot_staged = True
+            elif staged.journal is not None and self._flush_due():
                 staged.flush = self._prepare_flush()
                 self._flushes_staged += 1
             self._pipeline.push(staged)
@@ -514,42 +520,28 @@ class Ledger:
         disk; else it is applied synchronously."""
         if self._pipeline_off:
             return False
-        if not self._fare_versions and bool(taps.any()):
-            return False  # the default fare system is installed in the batch's own txn
-        job = self._file_job
-        return job is None or not job[2].done()  # a finished checkpoint file is named in a sync txn
-
-    def _commit_with_checkpoint(self, staged: StagedBatch) -> None:
-        """Commit a staged batch that must also flush the id index or take a snapshot:
-        in this thread, after the batches before it, as `apply` would."""
-        assert self._pipeline is not None and staged.future is not None
-        failed = self._pipeline.drain()
-        if failed:
-            # An earlier commit failed, so this batch was computed on state that is
-            # not stored: re-apply all of them in order.
-            self._reapply(failed + [staged])
-            return
-        self._snapshot = None
-        self._recorded_ckpt = None
-        try:
-            with self._env.begin(write=True) as txn:
-                self._check_staged_base(txn, staged)
-                self._write_staged(txn, staged)
-                self._checkpoint_if_due(txn)
-            self._committed()
-        except BaseException as e:
-            staged.error = e
-            self._reapply([staged])
-            return
-        staged.future.set_result(staged.results)
+        return self._fare_versions or not bool(taps.any())  # else the default fares go in its txn
 
     def _commit_pipelined(self, staged: StagedBatch) -> None:
-        """In the commit thread: store one staged batch in its own write transaction."""
+        """In the commit thread: store one staged batch in its own write transaction.
+
+        While batches are in flight this thread also owns the checkpoint files: it
+        names a finished one in its transaction and starts writing a staged snapshot
+        once the batch it was taken after is stored (every other path first waits
+        for this thread)."""
+        self._recorded_ckpt = None
         with self._env.begin(write=True) as txn:
             self._check_staged_base(txn, staged)
+            self._record_checkpoint_file(txn, wait=False)
             self._write_staged(txn, staged)
         if staged.flush is not None:
             self._flushes_stored += 1
+        self._adopt_recorded_checkpoint()
+        if staged.snapshot is not None:
+            jseq, accounts, pending, journeys = staged.snapshot
+            self._snapshot = (jseq, self._last_hash, accounts, pending, journeys)
+            self._after_commit()
+            self._snapshot_staged = False
 
     def _check_staged_base(self, txn: Any, staged: StagedBatch) -> None:
         """Raise _StagedOnStaleState unless the stored ledger is what the staged batch
@@ -595,6 +587,7 @@ class Ledger:
         if any(isinstance(item.error, _StagedOnStaleState) for item in staged):
             self._pipeline_off = True
         self._flushes_stored = self._flushes_staged  # nothing is in flight any more
+        self._snapshot_staged = False
         try:
             self._reload_after_failure()
         except BaseException as e:
@@ -723,8 +716,11 @@ class Ledger:
             self._write_flush(txn, staged.flush)
 
     def _snapshot_due(self) -> bool:
-        """Whether the batch just run must take a snapshot (which also flushes the ids)."""
-        return self._engine.journal_seq - self._snap_seq >= self.checkpoint_ops and self._file_job is None
+        """Whether the batch just run must take a snapshot (which also flushes the ids):
+        never while the previous one is staged or still being written (its buffers are
+        reused)."""
+        return (self._engine.journal_seq - self._snap_seq >= self.checkpoint_ops and self._file_job is None
+                and not self._snapshot_staged)
 
     def _flush_due(self) -> bool:
         """Whether the batch just run must flush the id index."""
@@ -976,14 +972,20 @@ class Ledger:
         to a file after the commit, off the batch path.
         """
         self._flush_ids(txn)
-        # The snapshot buffer is reused: the previous file job has finished by now.
+        jseq, accounts, pending, journeys = self._export_snapshot()
+        self._snapshot = (jseq, self._last_hash, accounts, pending, journeys)
+
+    def _export_snapshot(self) -> tuple:
+        """Copy the accounts, holds and journeys as of the ids flush just prepared:
+        (journal_seq, accounts, pending, journeys). The buffers are reused: the
+        previous file job has finished by now (see `_snapshot_due`)."""
         n = self._engine.account_count()
         if self._snap_buf is None or len(self._snap_buf) < n:
             self._snap_buf = np.empty(n + n // 4 + 1024, dtype=ACCOUNT_DTYPE)
         accounts, _, pending = self._engine.export_checkpoint(self._snap_buf)
         journeys = self._engine.snapshot_journeys(self._jny_buf)  # a fresh array if it is too small
         self._snap_seq = self._ids_upto
-        self._snapshot = (self._ids_upto, self._last_hash, accounts, pending, journeys)
+        return self._ids_upto, accounts, pending, journeys
 
     @_locked
     def checkpoint(self) -> None:

@@ -20,8 +20,9 @@ What keeps this exactly as safe as `Ledger.apply`:
 - An id index flush due after a batch is prepared with it (the decisions leave the
   engine's window) and stored in the same transaction. Until that commit is done the
   flushed ids are neither in memory nor readable, so a batch that must look ids up
-  in the index first waits for the pipeline. A batch that takes a snapshot drains
-  the pipeline and commits in the caller's thread, as `apply` does.
+  in the index first waits for the pipeline. A snapshot is copied after its batch
+  the same way; the commit thread starts writing its file once that batch is
+  stored, and names a finished file in a later batch's transaction.
 - A commit that fails (a conflict, a full map, a full disk) commits nothing, and
   every batch staged after it was computed on state that never became durable. The
   pipeline stops committing and sets those batches aside; the ledger then reloads
@@ -47,8 +48,8 @@ class StagedBatch:
     """A batch whose kernel ran: its results, its journal records, and what it was
     computed on (checked again inside the transaction that stores it)."""
 
-    __slots__ = ("ops", "results", "journal", "tap_time_us", "flush", "expected_seq", "ids_upto", "fare_count",
-                 "future", "error")
+    __slots__ = ("ops", "results", "journal", "tap_time_us", "flush", "snapshot", "expected_seq", "ids_upto",
+                 "fare_count", "future", "error")
 
     def __init__(self, ops: Any, results: Any, journal: Any, tap_time_us: int) -> None:
         self.ops = ops  # kept to re-apply the batch if an earlier commit fails
@@ -56,6 +57,7 @@ class StagedBatch:
         self.journal = journal  # None: the batch decided no op anew, nothing to store
         self.tap_time_us = tap_time_us  # latest time of a tap that rated a fare, or -1
         self.flush: tuple | None = None  # an id flush prepared after this batch, stored with it
+        self.snapshot: tuple | None = None  # a snapshot taken after it, written once it is stored
         self.expected_seq = 0
         self.ids_upto = 0
         self.fare_count = 0
