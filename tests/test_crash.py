@@ -7,7 +7,9 @@ at a random moment — inside the kernel, the LMDB commit, a checkpoint snapshot
 background checkpoint file write (checkpoint_ops is small, so those are frequent) —
 then reopens and checks: every acknowledged batch is present, every batch present is
 whole, the balances equal a replay of exactly those batches, and `verify()` passes.
-The quick version runs in CI; the soak (`-m soak`) does 1,000 kills.
+The writer either applies each batch (`apply`) or pipelines them (`submit`, up to two
+in flight, each acknowledged once its future resolved). The quick versions run in CI;
+the soak (`-m soak`, CRASH_MODE=apply|submit) does 1,000 kills.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import random
 import signal
 import time
+from collections import deque
 
 import numpy as np
 import pytest
@@ -58,13 +61,23 @@ def setup_ops() -> np.ndarray:
     return np.concatenate([head, ops])
 
 
-def writer(path: str, start: int, conn, durability: str = "full") -> None:
-    """Apply batches start, start+1, ... forever; acknowledge each after apply returns."""
+def writer(path: str, start: int, conn, durability: str = "full", mode: str = "apply") -> None:
+    """Apply batches start, start+1, ... forever; acknowledge each once it is durable:
+    after `apply` returns, or (mode "submit") once its `submit` future resolved, with
+    up to two batches in flight."""
     led = cardledger.open(path, checkpoint_ops=97, durability=durability)
     i = start
+    in_flight: deque = deque()
     while True:
-        led.apply(batch_ops(i))
-        conn.send(i)
+        if mode == "apply":
+            led.apply(batch_ops(i))
+            conn.send(i)
+        else:
+            in_flight.append((i, led.submit(batch_ops(i))))
+            while in_flight and (len(in_flight) > 2 or in_flight[0][1].done()):
+                j, future = in_flight.popleft()
+                future.result()
+                conn.send(j)
         i += 1
 
 
@@ -98,13 +111,14 @@ class ReferenceReplay:
 EPOCH_KILLS = 100
 
 
-def run_kills(tmp_path, kills: int, seed: int, durability: str = "full") -> None:
+def run_kills(tmp_path, kills: int, seed: int, durability: str = "full", mode: str = "apply") -> None:
     rnd = random.Random(seed)
     for epoch, first in enumerate(range(0, kills, EPOCH_KILLS)):
-        _run_epoch(tmp_path / f"epoch-{epoch}", range(first, min(kills, first + EPOCH_KILLS)), rnd, seed, durability)
+        kill_numbers = range(first, min(kills, first + EPOCH_KILLS))
+        _run_epoch(tmp_path / f"epoch-{epoch}", kill_numbers, rnd, seed, durability, mode)
 
 
-def _run_epoch(root, kill_numbers: range, rnd: random.Random, seed: int, durability: str) -> None:
+def _run_epoch(root, kill_numbers: range, rnd: random.Random, seed: int, durability: str, mode: str) -> None:
     root.mkdir()
     path = str(root / "ledger")
     with cardledger.open(path) as led:
@@ -117,7 +131,7 @@ def _run_epoch(root, kill_numbers: range, rnd: random.Random, seed: int, durabil
     try:
         for k in kill_numbers:
             parent, child = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=writer, args=(path, len(applied), child, durability))
+            p = ctx.Process(target=writer, args=(path, len(applied), child, durability, mode))
             p.start()
             child.close()
             deadline = time.monotonic() + rnd.uniform(0.02, 0.4)
@@ -164,6 +178,12 @@ def test_sigkill_never_loses_or_splits_a_batch(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_sigkill_with_pipelined_submits_never_loses_or_splits_a_batch(tmp_path):
+    """Ledger.submit: kills land while batches are staged ahead of the disk too."""
+    run_kills(tmp_path, kills=8, seed=int(os.environ.get("CRASH_SEED", "3")), mode="submit")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_sigkill_in_nometasync_mode_loses_nothing_either(tmp_path):
     """nometasync weakens only power-loss durability: a process crash still loses nothing."""
     run_kills(tmp_path, kills=4, seed=5, durability="nometasync")
@@ -179,5 +199,6 @@ def test_unknown_or_unsafe_durability_modes_are_refused(tmp_path):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_sigkill_soak(tmp_path):
     seed = int(os.environ.get("CRASH_SEED", str(random.randrange(1 << 30))))
-    print(f"crash soak seed {seed}")
-    run_kills(tmp_path, kills=int(os.environ.get("CRASH_KILLS", "1000")), seed=seed)
+    mode = os.environ.get("CRASH_MODE", "apply")  # or "submit": the writer pipelines its batches
+    print(f"crash soak seed {seed} mode {mode}")
+    run_kills(tmp_path, kills=int(os.environ.get("CRASH_KILLS", "1000")), seed=seed, mode=mode)
