@@ -486,7 +486,7 @@ class Ledger:
                     future.set_exception(e)
                 return future
             if self._pipeline is None:
-                self._pipeline = CommitPipeline(self._commit_pipelined, self._repair_soon)
+                self._pipeline = CommitPipeline(self._encode_staged, self._commit_pipelined, self._repair_soon)
             if self._flushes_staged != self._flushes_stored and self._engine.candidates(ops).any():
                 # Ids this batch must look up may sit in an id flush still in flight:
                 # the lookup reads only what is stored.
@@ -533,13 +533,13 @@ class Ledger:
         with self._env.begin(write=True) as txn:
             self._check_staged_base(txn, staged)
             self._record_checkpoint_file(txn, wait=False)
-            self._write_staged(txn, staged)
+            self._store_staged(txn, staged)
         if staged.flush is not None:
             self._flushes_stored += 1
         self._adopt_recorded_checkpoint()
         if staged.snapshot is not None:
             jseq, accounts, pending, journeys = staged.snapshot
-            self._snapshot = (jseq, self._last_hash, accounts, pending, journeys)
+            self._snapshot = (jseq, staged.hash, accounts, pending, journeys)
             self._after_commit()
             self._snapshot_staged = False
 
@@ -698,22 +698,33 @@ class Ledger:
         return StagedBatch(ops, results, journal if len(journal) else None, tap_time_us)
 
     def _write_staged(self, txn: Any, staged: StagedBatch) -> None:
-        """Store a staged batch in `txn`: its journal batch (encoded here, chained to
-        the previous one), the latest tap time, and an id flush prepared with it.
+        """Encode a staged batch and store it in `txn` (see the two steps below)."""
+        self._encode_staged(staged)
+        self._store_staged(txn, staged)
 
-        In a pipelined submit this runs in the commit thread, which then owns the
-        hash chain (`_last_hash`); every other path first waits for that thread."""
-        if staged.tap_time_us >= 0:
-            self._note_tap_time(txn, staged.tap_time_us)
+    def _encode_staged(self, staged: StagedBatch) -> None:
+        """Encode a staged batch: its journal batch, chained to the previous one, and
+        the rows of an id flush prepared with it.
+
+        In a pipelined submit this runs in the encoder thread, which then owns the hash
+        chain (`_last_hash`); every other path first waits for the pipeline."""
         journal = staged.journal
         if journal is not None:
-            value, digest = storage.encode_batch(journal, self._last_hash, time.time_ns() // 1000)
-            key = storage.KEY.pack(int(journal[-1]["journal_seq"]))
-            if not txn.put(key, value, db=self._dbs[b"journal"], append=True):
-                raise CorruptionError("journal key out of order: another writer raced this one")
-            self._last_hash = digest
+            staged.value, staged.hash = storage.encode_batch(journal, self._last_hash, time.time_ns() // 1000)
+            staged.key = storage.KEY.pack(int(journal[-1]["journal_seq"]))
+            self._last_hash = staged.hash
         if staged.flush is not None:
-            self._write_flush(txn, staged.flush)
+            staged.flush_rows = self._encode_flush(staged.flush)
+
+    def _store_staged(self, txn: Any, staged: StagedBatch) -> None:
+        """Store an encoded staged batch in `txn`: the journal batch, the latest tap
+        time, the id flush."""
+        if staged.tap_time_us >= 0:
+            self._note_tap_time(txn, staged.tap_time_us)
+        if staged.value is not None and not txn.put(staged.key, staged.value, db=self._dbs[b"journal"], append=True):
+            raise CorruptionError("journal key out of order: another writer raced this one")
+        if staged.flush_rows is not None:
+            self._put_flush(txn, staged.flush_rows)
 
     def _snapshot_due(self) -> bool:
         """Whether the batch just run must take a snapshot (which also flushes the ids):
@@ -940,8 +951,8 @@ class Ledger:
 
     def _prepare_flush(self) -> tuple:
         """Take the decisions out of the engine's window, with the id state (sources)
-        as of now; `_write_flush` encodes and stores them (in a pipelined submit, in
-        the commit thread, off the batch path)."""
+        as of now; `_write_flush` encodes and stores them (in a pipelined submit, the
+        encoder and commit threads do, off the batch path)."""
         decisions, late = self._engine.take_decisions()
         # After a reload, the decisions up to ids_upto are replayed but already indexed.
         keep = decisions["journal_seq"] > self._ids_upto
@@ -953,8 +964,17 @@ class Ledger:
         return decisions, late, jseq, sources
 
     def _write_flush(self, txn: Any, flush: tuple) -> None:
+        self._put_flush(txn, self._encode_flush(flush))
+
+    @staticmethod
+    def _encode_flush(flush: tuple) -> tuple:
+        """The id index rows and id state entries of a prepared flush."""
         decisions, late, jseq, sources = flush
         items, late_items = storage.id_index_items(decisions, late)
+        return items, late_items, storage.encode_ids_state(jseq, sources)
+
+    def _put_flush(self, txn: Any, rows: tuple) -> None:
+        items, late_items, state = rows
         # putmulti: one C loop for the thousands of values a flush writes (a Python
         # loop of puts was most of a flush). No `append`: it would skip keys silently.
         for db, rows, what in ((self._dbs[b"ids"], items, "id index"), (self._dbs[b"ids_late"], late_items, "late id index")):
@@ -962,7 +982,7 @@ class Ledger:
                 consumed, added = txn.cursor(db=db).putmulti(rows, overwrite=False)
                 if added != len(rows):
                     raise CorruptionError(f"{what}: {len(rows) - added} of {len(rows)} entries were written before")
-        for k, v in storage.encode_ids_state(jseq, sources).items():
+        for k, v in state.items():
             txn.put(k, v, db=self._dbs[b"state"])
 
     def _take_snapshot(self, txn: Any) -> None:

@@ -1,12 +1,13 @@
 """Pipelined commits: one batch's durable commit overlaps the next batch's kernel.
 
 `Ledger.submit(ops)` runs a batch through the engine at once, in the caller's thread
-and in call order, then hands its journal records to the ledger's commit thread.
-That thread encodes them (while batches are in flight, the hash chain is its own),
-stores them in a write transaction of its own and resolves the batch's future once
-the commit is durable. While it commits (page writes and two fsyncs, without the
-GIL) the caller already runs the next batch: on two cores the kernel and the commit
-overlap instead of taking turns.
+and in call order, then hands its journal records to the ledger's two pipeline
+threads. The encoder packs and hashes them (while batches are in flight, the hash
+chain is its own); the committer stores them in a write transaction of its own and
+resolves the batch's future once the commit is durable. While it commits (page
+writes and two fsyncs, without the GIL) the encoder prepares the next batch and the
+caller already runs the one after: on two cores the kernel, the encoding and the
+disk overlap instead of taking turns.
 
 What keeps this exactly as safe as `Ledger.apply`:
 
@@ -38,10 +39,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-#: Most batches handed to the commit thread and not yet durable: one committing and
-#: one waiting, while the caller runs the next. More only lengthens the waits at
-#: the batches that must drain the pipeline (snapshots).
-PIPELINE_BATCHES_MAX = 2
+#: Most batches handed over and not yet durable: about one per stage (encoding,
+#: committing) plus one waiting, while the caller runs the next. More only adds
+#: latency.
+PIPELINE_BATCHES_MAX = 3
 
 
 class StagedBatch:
@@ -49,7 +50,7 @@ class StagedBatch:
     computed on (checked again inside the transaction that stores it)."""
 
     __slots__ = ("ops", "results", "journal", "tap_time_us", "flush", "snapshot", "expected_seq", "ids_upto",
-                 "fare_count", "future", "error")
+                 "fare_count", "future", "error", "order", "key", "value", "hash", "flush_rows")
 
     def __init__(self, ops: Any, results: Any, journal: Any, tap_time_us: int) -> None:
         self.ops = ops  # kept to re-apply the batch if an earlier commit fails
@@ -63,87 +64,119 @@ class StagedBatch:
         self.fare_count = 0
         self.future: Future | None = None
         self.error: BaseException | None = None
+        self.order = 0  # position in submission order
+        # Filled by the encoder: the journal batch's key, value and hash, the flush's rows.
+        self.key: bytes | None = None
+        self.value: bytes | None = None
+        self.hash: bytes | None = None
+        self.flush_rows: tuple | None = None
 
 
 class CommitPipeline:
-    """The commit thread of one Ledger and its queue of staged batches."""
+    """The threads that store one Ledger's staged batches: an encoder, then a committer.
 
-    def __init__(self, commit: Callable[[StagedBatch], None], on_failure: Callable[[], None]) -> None:
-        self._commit = commit  # stores one batch in its own write txn; raises on failure
-        self._on_failure = on_failure  # called (in the commit thread) after a failed commit
+    Each stage takes batches in submission order; the encoder's work (packing and
+    hashing the journal, encoding an id flush) runs while the committer waits on the
+    disk for the batch before. A batch's future resolves after the committer stored it.
+    """
+
+    def __init__(self, prepare: Callable[[StagedBatch], None], commit: Callable[[StagedBatch], None],
+                 on_failure: Callable[[], None]) -> None:
+        self._stages = (prepare, commit)  # each raises on failure
+        self._names = ("cardledger-encode", "cardledger-commit")
+        self._on_failure = on_failure  # called (in a stage's thread) after a failure
         self._cond = threading.Condition(threading.Lock())
-        self._queue: deque[StagedBatch] = deque()
-        self._failed: list[StagedBatch] = []  # set aside, in order, for re-applying
-        self._busy = False
+        self._queues: tuple[deque[StagedBatch], ...] = (deque(), deque())
+        self._in_flight = 0  # pushed and neither resolved nor set aside
+        self._pushed = 0
+        self._failed: list[StagedBatch] = []  # set aside for re-applying
+        self._fail_order: int | None = None  # the first failed batch: every later one is set aside
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     @property
     def broken(self) -> bool:
-        """True while batches are set aside after a failed commit."""
+        """True while batches are set aside after a failure."""
         return bool(self._failed)
 
     @property
     def idle(self) -> bool:
-        """True when nothing is queued or being committed (a hint: no lock taken)."""
-        return not self._queue and not self._busy
+        """True when no batch is in flight (a hint: no lock taken)."""
+        return self._in_flight == 0
 
     def push(self, item: StagedBatch) -> None:
         """Queue a staged batch; blocks while PIPELINE_BATCHES_MAX are in flight."""
         with self._cond:
-            while len(self._queue) + self._busy >= PIPELINE_BATCHES_MAX:
+            while self._in_flight >= PIPELINE_BATCHES_MAX:
                 self._cond.wait()
-            self._queue.append(item)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="cardledger-commit", daemon=True)
-                self._thread.start()
+            item.order = self._pushed
+            self._pushed += 1
+            self._in_flight += 1
+            self._queues[0].append(item)
+            if not self._threads:
+                for i, name in enumerate(self._names):
+                    t = threading.Thread(target=self._run, args=(i,), name=name, daemon=True)
+                    t.start()
+                    self._threads.append(t)
             self._cond.notify_all()
 
     def drain(self) -> list[StagedBatch]:
-        """Wait until nothing is queued or being committed; return the batches set
-        aside after a failed commit (in submission order) and forget them."""
+        """Wait until no batch is in flight; return the batches set aside after a
+        failure (in submission order) and forget them."""
         with self._cond:
-            while self._queue or self._busy:
+            while self._in_flight:
                 self._cond.wait()
-            failed, self._failed = self._failed, []
+            failed, self._failed, self._fail_order = self._failed, [], None
+        failed.sort(key=lambda item: item.order)
         return failed
 
     def stop(self) -> None:
-        """Commit what is queued, then end the commit thread."""
+        """End the threads once nothing is in flight (call `drain` first)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            threads = list(self._threads)
+        for t in threads:
+            if t is not threading.current_thread():
+                t.join()
 
-    def _run(self) -> None:
+    def _run(self, stage: int) -> None:
+        queue, work = self._queues[stage], self._stages[stage]
+        last = stage == len(self._stages) - 1
         while True:
             with self._cond:
-                while not self._queue and not self._stopping:
+                while not queue and not self._stopping:
                     self._cond.wait()
-                if not self._queue:
+                if not queue:
                     return
-                item = self._queue.popleft()
-                self._busy = True
-                if self._failed:
+                item = queue.popleft()
+                if self._fail_order is not None and item.order > self._fail_order:
                     # Computed on top of a batch that never became durable.
-                    self._failed.append(item)
-                    self._busy = False
-                    self._cond.notify_all()
+                    self._set_aside(item)
                     continue
             try:
-                self._commit(item)
+                work(item)
             except BaseException as e:  # the ledger re-applies it: nothing is lost
                 item.error = e
                 with self._cond:
-                    self._failed.append(item)
-                    self._busy = False
-                    self._cond.notify_all()
+                    if self._fail_order is None or item.order < self._fail_order:
+                        self._fail_order = item.order
+                    self._set_aside(item)
                 self._on_failure()
                 continue
-            assert item.future is not None
-            item.future.set_result(item.results)
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
+            if last:
+                assert item.future is not None
+                item.future.set_result(item.results)
+                with self._cond:
+                    self._in_flight -= 1
+                    self._cond.notify_all()
+            else:
+                with self._cond:
+                    self._queues[stage + 1].append(item)
+                    self._cond.notify_all()
+
+    def _set_aside(self, item: StagedBatch) -> None:
+        """With the lock held: a batch leaves the pipeline unstored, for re-applying."""
+        self._failed.append(item)
+        self._in_flight -= 1
+        self._cond.notify_all()
