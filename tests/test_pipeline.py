@@ -258,3 +258,39 @@ def test_at_most_the_pipeline_depth_is_in_flight(tmp_path, monkeypatch):
         gate.set()
         t.join(60)
         assert all(f.result(timeout=60) is not None for f in submitted)
+
+
+def test_replays_of_ids_in_an_id_flush_still_in_flight_are_found(tmp_path, monkeypatch):
+    """A batch's id flush leaves the engine's window before its commit is stored; a
+    replay of those ids meanwhile is found in the flush in flight, with the original
+    figures from the journal in flight: EXISTS, nothing moved twice."""
+    import threading
+
+    gate = threading.Event()
+    real = ledger_module.Ledger._commit_pipelined
+
+    def held(self, staged):
+        gate.wait(60)
+        return real(self, staged)
+
+    world = OpWorld(random.Random(13))
+    setup = world.setup_batch()
+    first = cardledger.new_ops(60)
+    first["source"], first["seq"], first["kind"] = 9, 1 + np.arange(60), cardledger.OpKind.TRANSFER
+    first["account_id"], first["counterparty_id"], first["amount_fen"] = 1, 2, 1 + np.arange(60)
+    with cardledger.open(str(tmp_path / "l")) as led:
+        led.apply(setup)
+        led.ids_flush_ops = 50  # the first batch's decisions are flushed with it
+        before = led.balance(2)
+        monkeypatch.setattr(ledger_module.Ledger, "_commit_pipelined", held)
+        done_first = led.submit(first)
+        replayed = led.submit(first.copy())  # every id decided by `first`, not stored yet
+        assert not done_first.done() and not replayed.done()
+        gate.set()
+        want, got = done_first.result(timeout=60), replayed.result(timeout=60)
+        assert (want["code"] == cardledger.Result.OK).all()
+        assert (got["code"] == cardledger.Result.EXISTS).all()
+        assert (got["amount_fen"] == want["amount_fen"]).all()
+        assert (got["journal_seq"] == want["journal_seq"]).all()
+        assert led.balance(2) - before == int(first["amount_fen"].sum())  # moved once
+        assert led.verify().ok

@@ -204,8 +204,6 @@ class Ledger:
         #: Set once a pipelined commit met another writer's batch: from then on every
         #: batch is applied synchronously (writers in several processes serialise).
         self._pipeline_off = False
-        #: Id flushes handed to the commit thread, and those it has stored.
-        self._flushes_staged = self._flushes_stored = 0
         #: A snapshot is staged with a batch in flight (its file job not started yet).
         self._snapshot_staged = False
         #: The last error writing a checkpoint file in the background (None: none).
@@ -487,10 +485,6 @@ class Ledger:
                 return future
             if self._pipeline is None:
                 self._pipeline = CommitPipeline(self._encode_staged, self._commit_pipelined, self._repair_soon)
-            if self._flushes_staged != self._flushes_stored and self._engine.candidates(ops).any():
-                # Ids this batch must look up may sit in an id flush still in flight:
-                # the lookup reads only what is stored.
-                self._settle()
             expected_seq, ids_upto, fare_count = int(self._engine.journal_seq), self._ids_upto, len(self._fare_versions)
             try:
                 staged = self._run_kernel(None, ops, taps)
@@ -507,11 +501,9 @@ class Ledger:
                 # thread hands it to the checkpoint writer once the batch is stored.
                 staged.flush = self._prepare_flush()
                 staged.snapshot = self._export_snapshot()
-                self._flushes_staged += 1
                 self._snapshot_staged = True
             elif staged.journal is not None and self._flush_due():
                 staged.flush = self._prepare_flush()
-                self._flushes_staged += 1
             self._pipeline.push(staged)
         return future
 
@@ -534,8 +526,6 @@ class Ledger:
             self._check_staged_base(txn, staged)
             self._record_checkpoint_file(txn, wait=False)
             self._store_staged(txn, staged)
-        if staged.flush is not None:
-            self._flushes_stored += 1
         self._adopt_recorded_checkpoint()
         if staged.snapshot is not None:
             jseq, accounts, pending, journeys = staged.snapshot
@@ -586,7 +576,6 @@ class Ledger:
         synchronously and in order, resolving their futures (under the lock)."""
         if any(isinstance(item.error, _StagedOnStaleState) for item in staged):
             self._pipeline_off = True
-        self._flushes_stored = self._flushes_staged  # nothing is in flight any more
         self._snapshot_staged = False
         try:
             self._reload_after_failure()
@@ -917,12 +906,19 @@ class Ledger:
         if not cand.any():  # the usual case: every id is new or decided in memory
             return None, None
         if txn is None:
+            # Batches in flight first, the read transaction after: a batch stored in
+            # between is then seen by the transaction.
+            staged = self._pipeline.in_flight_items() if self._pipeline is not None else []
             with self._begin_read() as rtxn:
-                return self._read_prior(rtxn, ops, cand)
-        return self._read_prior(txn, ops, cand)
+                return self._read_prior(rtxn, ops, cand, staged)
+        return self._read_prior(txn, ops, cand, [])
 
-    def _read_prior(self, txn: Any, ops: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _read_prior(self, txn: Any, ops: np.ndarray, cand: np.ndarray,
+                    staged: list[StagedBatch]) -> tuple[np.ndarray, np.ndarray]:
+        """Find the candidates' decisions: in the id index, else in an id flush still
+        in flight; read each decision's record from a journal batch in flight or stored."""
         idx = np.flatnonzero(cand)
+        flushes = [item.flush[0] for item in staged if item.flush is not None and len(item.flush[0])]
         prior = np.zeros(len(ops), dtype=JOURNAL_DTYPE)
         has_prior = np.zeros(len(ops), dtype=bool)
         ids_cur = txn.cursor(db=self._dbs[b"ids"])
@@ -931,13 +927,17 @@ class Ledger:
         sources, seqs = ops["source"][idx].tolist(), ops["seq"][idx].tolist()
         for i, source, seq in zip(idx.tolist(), sources, seqs):
             jseq = storage.lookup_id(ids_cur, lambda k: txn.get(k, db=late_db), source, seq)
+            if jseq is None and flushes:
+                jseq = _find_decision(flushes, source, seq)
             if jseq is not None:
                 found.append((jseq, i))
         # In journal order, so each stored batch is decoded at most once per apply; the
         # fetcher also keeps recently decoded batches (resent taps point at recent ones).
         fetch = _RecordFetcher(txn, self._dbs[b"journal"], self._decoded)
+        journals = [item.journal for item in staged if item.journal is not None]
         for jseq, i in sorted(found):
-            prior[i] = fetch(jseq)
+            rec = _staged_record(journals, jseq)
+            prior[i] = rec if rec is not None else fetch(jseq)
             has_prior[i] = True
         return prior, has_prior
 
@@ -1362,6 +1362,27 @@ class _DecodedBatches:
         self._by_last[b.last_seq] = b
         while len(self._by_last) > DECODED_BATCHES_MAX:
             del self._by_last[next(iter(self._by_last))]
+
+
+def _find_decision(flushes: list[np.ndarray], source: int, seq: int) -> int | None:
+    """journal_seq of (source, seq) in decisions arrays sorted by (source, seq), or None."""
+    for d in flushes:
+        src = d["source"]
+        lo, hi = int(np.searchsorted(src, source, "left")), int(np.searchsorted(src, source, "right"))
+        if lo < hi:
+            j = lo + int(np.searchsorted(d["seq"][lo:hi], seq))
+            if j < hi and int(d["seq"][j]) == seq:
+                return int(d["journal_seq"][j])
+    return None
+
+
+def _staged_record(journals: list[np.ndarray], jseq: int) -> np.void | None:
+    """The record `jseq` from the journal of a batch still in flight, or None."""
+    for j in journals:
+        first = int(j["journal_seq"][0])
+        if first <= jseq < first + len(j):
+            return j[jseq - first]
+    return None
 
 
 class _RecordFetcher:

@@ -20,8 +20,10 @@ What keeps this exactly as safe as `Ledger.apply`:
   a fork of the history.
 - An id index flush due after a batch is prepared with it (the decisions leave the
   engine's window) and stored in the same transaction. Until that commit is done the
-  flushed ids are neither in memory nor readable, so a batch that must look ids up
-  in the index first waits for the pipeline. A snapshot is copied after its batch
+  flushed ids are not readable from LMDB: a later batch that must look ids up finds
+  them in the in-flight batches' flushes, and their records in the in-flight
+  batches' journals (`in_flight_items`, taken before its read transaction begins,
+  so nothing falls between the two). A snapshot is copied after its batch
   the same way; the commit thread starts writing its file once that batch is
   stored, and names a finished file in a later batch's transaction.
 - A commit that fails (a conflict, a full map, a full disk) commits nothing, and
@@ -88,6 +90,7 @@ class CommitPipeline:
         self._cond = threading.Condition(threading.Lock())
         self._queues: tuple[deque[StagedBatch], ...] = (deque(), deque())
         self._in_flight = 0  # pushed and neither resolved nor set aside
+        self._live: dict[int, StagedBatch] = {}  # those batches, by submission order
         self._pushed = 0
         self._failed: list[StagedBatch] = []  # set aside for re-applying
         self._fail_order: int | None = None  # the first failed batch: every later one is set aside
@@ -112,6 +115,7 @@ class CommitPipeline:
             item.order = self._pushed
             self._pushed += 1
             self._in_flight += 1
+            self._live[item.order] = item
             self._queues[0].append(item)
             if not self._threads:
                 for i, name in enumerate(self._names):
@@ -119,6 +123,12 @@ class CommitPipeline:
                     t.start()
                     self._threads.append(t)
             self._cond.notify_all()
+
+    def in_flight_items(self) -> list[StagedBatch]:
+        """The batches handed over and not yet stored (nor set aside), oldest first.
+        Anything stored before this call is visible to a transaction begun after it."""
+        with self._cond:
+            return list(self._live.values())
 
     def drain(self) -> list[StagedBatch]:
         """Wait until no batch is in flight; return the batches set aside after a
@@ -169,6 +179,7 @@ class CommitPipeline:
                 item.future.set_result(item.results)
                 with self._cond:
                     self._in_flight -= 1
+                    del self._live[item.order]
                     self._cond.notify_all()
             else:
                 with self._cond:
@@ -179,4 +190,5 @@ class CommitPipeline:
         """With the lock held: a batch leaves the pipeline unstored, for re-applying."""
         self._failed.append(item)
         self._in_flight -= 1
+        del self._live[item.order]
         self._cond.notify_all()
