@@ -918,17 +918,17 @@ class Ledger:
         """Find the candidates' decisions: in the id index, else in an id flush still
         in flight; read each decision's record from a journal batch in flight or stored."""
         idx = np.flatnonzero(cand)
-        flushes = [item.flush[0] for item in staged if item.flush is not None and len(item.flush[0])]
         prior = np.zeros(len(ops), dtype=JOURNAL_DTYPE)
         has_prior = np.zeros(len(ops), dtype=bool)
+        # Resent ops are mostly recent: look in the flushes in flight first, all at once.
+        in_flush = _find_in_flushes(staged, ops["source"][idx], ops["seq"][idx])
+        found: list[tuple[int, int]] = [(int(j), int(i)) for i, j in zip(idx, in_flush) if j]  # (journal_seq, op)
         ids_cur = txn.cursor(db=self._dbs[b"ids"])
         late_db = self._dbs[b"ids_late"]
-        found: list[tuple[int, int]] = []  # (journal_seq, op index)
-        sources, seqs = ops["source"][idx].tolist(), ops["seq"][idx].tolist()
-        for i, source, seq in zip(idx.tolist(), sources, seqs):
+        rest = idx[in_flush == 0]
+        sources, seqs = ops["source"][rest].tolist(), ops["seq"][rest].tolist()
+        for i, source, seq in zip(rest.tolist(), sources, seqs):
             jseq = storage.lookup_id(ids_cur, lambda k: txn.get(k, db=late_db), source, seq)
-            if jseq is None and flushes:
-                jseq = _find_decision(flushes, source, seq)
             if jseq is not None:
                 found.append((jseq, i))
         # In journal order, so each stored batch is decoded at most once per apply; the
@@ -1364,16 +1364,30 @@ class _DecodedBatches:
             del self._by_last[next(iter(self._by_last))]
 
 
-def _find_decision(flushes: list[np.ndarray], source: int, seq: int) -> int | None:
-    """journal_seq of (source, seq) in decisions arrays sorted by (source, seq), or None."""
-    for d in flushes:
-        src = d["source"]
-        lo, hi = int(np.searchsorted(src, source, "left")), int(np.searchsorted(src, source, "right"))
-        if lo < hi:
-            j = lo + int(np.searchsorted(d["seq"][lo:hi], seq))
-            if j < hi and int(d["seq"][j]) == seq:
-                return int(d["journal_seq"][j])
-    return None
+#: An op id as a sortable record: numpy compares structured records field by field.
+_ID_KEY_DTYPE = np.dtype([("source", "<u8"), ("seq", "<u8")])
+
+
+def _find_in_flushes(staged: list[StagedBatch], sources: np.ndarray, seqs: np.ndarray) -> np.ndarray:
+    """journal_seq of each (source, seq) in an id flush still in flight, 0 where none
+    holds it. A flush's decisions are sorted by (source, seq): one searchsorted each."""
+    out = np.zeros(len(sources), dtype=np.uint64)
+    query = None
+    for item in staged:
+        if item.flush is None or not len(item.flush[0]):
+            continue
+        decisions = item.flush[0]
+        if item.flush_keys is None:
+            keys = np.empty(len(decisions), dtype=_ID_KEY_DTYPE)
+            keys["source"], keys["seq"] = decisions["source"], decisions["seq"]
+            item.flush_keys = keys
+        if query is None:
+            query = np.empty(len(sources), dtype=_ID_KEY_DTYPE)
+            query["source"], query["seq"] = sources, seqs
+        pos = np.minimum(np.searchsorted(item.flush_keys, query), len(decisions) - 1)
+        hit = (item.flush_keys[pos] == query) & (out == 0)
+        out[hit] = decisions["journal_seq"][pos[hit]]
+    return out
 
 
 def _staged_record(journals: list[np.ndarray], jseq: int) -> np.void | None:

@@ -52,7 +52,7 @@ class StagedBatch:
     computed on (checked again inside the transaction that stores it)."""
 
     __slots__ = ("ops", "results", "journal", "tap_time_us", "flush", "snapshot", "expected_seq", "ids_upto",
-                 "fare_count", "future", "error", "order", "key", "value", "hash", "flush_rows")
+                 "fare_count", "future", "error", "order", "key", "value", "hash", "flush_rows", "flush_keys")
 
     def __init__(self, ops: Any, results: Any, journal: Any, tap_time_us: int) -> None:
         self.ops = ops  # kept to re-apply the batch if an earlier commit fails
@@ -72,6 +72,7 @@ class StagedBatch:
         self.value: bytes | None = None
         self.hash: bytes | None = None
         self.flush_rows: tuple | None = None
+        self.flush_keys: Any = None  # the flush's (source, seq) keys, for lookups meanwhile
 
 
 class CommitPipeline:
