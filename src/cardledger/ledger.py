@@ -9,6 +9,7 @@ is reloaded from disk, so memory never runs ahead of what is stored.
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import functools
 import os
@@ -927,8 +928,9 @@ class Ledger:
         late_db = self._dbs[b"ids_late"]
         rest = idx[in_flush == 0]
         sources, seqs = ops["source"][rest].tolist(), ops["seq"][rest].tolist()
+        late_get = functools.partial(txn.get, db=late_db)
         for i, source, seq in zip(rest.tolist(), sources, seqs):
-            jseq = storage.lookup_id(ids_cur, lambda k: txn.get(k, db=late_db), source, seq)
+            jseq = storage.lookup_id(ids_cur, late_get, source, seq)
             if jseq is not None:
                 found.append((jseq, i))
         # In journal order, so each stored batch is decoded at most once per apply; the
@@ -1348,20 +1350,29 @@ class _DecodedBatches:
 
     def __init__(self) -> None:
         self._by_last: dict[int, storage.CheckedBody] = {}  # insertion order = age
+        self._lasts: list[int] = []  # the same batches' last journal_seqs, sorted
 
     def find(self, jseq: int) -> storage.CheckedBody | None:
         """The cached batch holding jseq, if any (marked as recently used)."""
-        for last, b in self._by_last.items():
-            if b.first_seq <= jseq <= last:
-                self._by_last[last] = self._by_last.pop(last)
-                return b
-        return None
+        i = bisect.bisect_left(self._lasts, jseq)  # the first cached batch ending at or after jseq
+        if i == len(self._lasts):
+            return None
+        last = self._lasts[i]
+        b = self._by_last[last]
+        if b.first_seq > jseq:
+            return None
+        self._by_last[last] = self._by_last.pop(last)
+        return b
 
     def add(self, b: storage.CheckedBody) -> None:
         """Cache a decoded batch, dropping the least recently used beyond the limit."""
-        self._by_last[b.last_seq] = b
+        if self._by_last.pop(b.last_seq, None) is None:
+            bisect.insort(self._lasts, b.last_seq)
+        self._by_last[b.last_seq] = b  # the most recently used
         while len(self._by_last) > DECODED_BATCHES_MAX:
-            del self._by_last[next(iter(self._by_last))]
+            oldest = next(iter(self._by_last))
+            del self._by_last[oldest]
+            del self._lasts[bisect.bisect_left(self._lasts, oldest)]
 
 
 #: An op id as a sortable record: numpy compares structured records field by field.

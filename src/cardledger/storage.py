@@ -468,14 +468,14 @@ def id_index_items(decisions: np.ndarray, late: np.ndarray) -> tuple[list, list]
 
 def lookup_id(ids_cursor, late_get, source: int, seq: int) -> int | None:
     """journal_seq of a decided id up to the checkpoint, or None if never decided there."""
-    if ids_cursor.set_range(KEY2.pack(source, seq)):
-        k_source, _ = KEY2.unpack(ids_cursor.key())
-        if k_source == source:
-            try:
-                jseq = find_pair(ids_cursor.value(), seq)
-            except (ValueError, CorruptionError) as e:
-                raise CorruptionError(f"id index entry of source {source}: {e}") from None
-            if jseq is not None:
-                return int(jseq)
-    v = late_get(KEY2.pack(source, seq))
+    key = KEY2.pack(source, seq)
+    # Keys are big-endian (source, seq): the same source iff the same first 8 bytes.
+    if ids_cursor.set_range(key) and ids_cursor.key()[:8] == key[:8]:
+        try:
+            jseq = find_pair(ids_cursor.value(), seq)
+        except (ValueError, CorruptionError) as e:
+            raise CorruptionError(f"id index entry of source {source}: {e}") from None
+        if jseq is not None:
+            return int(jseq)
+    v = late_get(key)
     return None if v is None else KEY.unpack(bytes(v))[0]
