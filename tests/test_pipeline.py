@@ -294,3 +294,43 @@ def test_replays_of_ids_in_an_id_flush_still_in_flight_are_found(tmp_path, monke
         assert (got["journal_seq"] == want["journal_seq"]).all()
         assert led.balance(2) - before == int(first["amount_fen"].sum())  # moved once
         assert led.verify().ok
+
+
+def test_a_done_callback_calling_the_ledger_is_refused_not_deadlocked(tmp_path, monkeypatch):
+    """Callbacks run in the commit thread; calling the ledger from there would wait for
+    that very thread, so it raises LedgerError at once, and the ledger goes on."""
+    import threading
+
+    gate = threading.Event()
+    real = ledger_module.Ledger._commit_pipelined
+
+    def held(self, staged):
+        gate.wait(60)
+        return real(self, staged)
+
+    world = OpWorld(random.Random(14))
+    batches = [world.setup_batch()]
+    for i in range(6):  # plain transfers: every batch goes through the pipeline
+        b = cardledger.new_ops(10)
+        b["source"], b["seq"], b["kind"] = 5, 1 + 10 * i + np.arange(10), cardledger.OpKind.TRANSFER
+        b["account_id"], b["counterparty_id"], b["amount_fen"] = 1, 2, 1
+        batches.append(b)
+    seen: list = []
+
+    def callback(_future):
+        for call in (lambda: led.balance(1), lambda: led.submit(batches[1]), lambda: led.journal()):
+            try:
+                call()
+            except cardledger.LedgerError as e:
+                seen.append(str(e))
+
+    with cardledger.open(str(tmp_path / "l")) as led:
+        led.apply(batches[0])
+        monkeypatch.setattr(ledger_module.Ledger, "_commit_pipelined", held)
+        futures = [led.submit(b) for b in batches[1:3]]
+        futures[0].add_done_callback(callback)  # not resolved yet: it runs in the commit thread
+        gate.set()
+        futures += [led.submit(b) for b in batches[3:]]
+        results = [f.result(timeout=60) for f in futures]
+        assert len(results) == 6 and led.verify().ok
+    assert len(seen) == 3 and all("commit thread" in e for e in seen)

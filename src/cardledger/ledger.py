@@ -127,10 +127,21 @@ def _locked(method):
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
+        if self._pipeline is not None and self._pipeline.owns_current_thread():
+            _refuse_in_pipeline_thread()
         with self._lock:
             return method(self, *args, **kwargs)
 
     return wrapper
+
+
+def _refuse_in_pipeline_thread() -> None:
+    """A submit future's done-callback runs in the ledger's commit thread: calling the
+    ledger from there would wait for that very thread (the batches in flight)."""
+    raise LedgerError(
+        "a submit future's done-callback runs in the ledger's commit thread and must not call the "
+        "ledger: hand the result to another thread (e.g. loop.call_soon_threadsafe or a queue)"
+    )
 
 
 def open(  # noqa: A001 - the pinned public name
@@ -458,11 +469,15 @@ class Ledger:
         storage failure is the future's exception (StorageError: the batch is not
         applied). The ops are copied, so the caller may reuse its array at once.
         Every other method of the ledger first waits for the batches in flight.
+        The future's done-callbacks run in the ledger's commit thread: they must not
+        call the ledger (LedgerError), only hand the result on.
         """
         self._check_open()
         if self.readonly:
             raise LedgerReadOnlyError(f"ledger {self.path!r} was opened readonly: open it with readonly=False to apply ops")
         ops = _check_batch(ops)
+        if self._pipeline is not None and self._pipeline.owns_current_thread():
+            _refuse_in_pipeline_thread()
         future: Future = Future()
         future.set_running_or_notify_cancel()  # a batch handed over cannot be taken back
         if len(ops) == 0:
@@ -567,6 +582,8 @@ class Ledger:
         pipeline = self._pipeline
         if pipeline is None or (pipeline.idle and not pipeline.broken):
             return
+        if pipeline.owns_current_thread():
+            _refuse_in_pipeline_thread()
         with self._lock:
             failed = pipeline.drain()
             if failed:

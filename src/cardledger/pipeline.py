@@ -103,6 +103,10 @@ class CommitPipeline:
         """True while batches are set aside after a failure."""
         return bool(self._failed)
 
+    def owns_current_thread(self) -> bool:
+        """True when called from one of this pipeline's threads (a future's callback)."""
+        return threading.current_thread() in self._threads
+
     @property
     def idle(self) -> bool:
         """True when no batch is in flight (a hint: no lock taken)."""
@@ -176,12 +180,13 @@ class CommitPipeline:
                 self._on_failure()
                 continue
             if last:
-                assert item.future is not None
-                item.future.set_result(item.results)
                 with self._cond:
                     self._in_flight -= 1
                     del self._live[item.order]
                     self._cond.notify_all()
+                # Stored: resolve it (its done-callbacks run here, in this thread).
+                assert item.future is not None
+                item.future.set_result(item.results)
             else:
                 with self._cond:
                     self._queues[stage + 1].append(item)
