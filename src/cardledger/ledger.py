@@ -528,7 +528,7 @@ class Ledger:
         disk; else it is applied synchronously."""
         if self._pipeline_off:
             return False
-        return self._fare_versions or not bool(taps.any())  # else the default fares go in its txn
+        return bool(self._fare_versions) or not bool(taps.any())  # else the default fares go in its txn
 
     def _commit_pipelined(self, staged: StagedBatch) -> None:
         """In the commit thread: store one staged batch in its own write transaction.
@@ -684,11 +684,11 @@ class Ledger:
         return staged.results
 
     def _run_kernel(self, txn: Any, ops: np.ndarray, taps: np.ndarray | None = None) -> StagedBatch:
-        """Run a batch through the engine and encode its journal batch (nothing stored yet).
+        """Run a batch through the engine (nothing encoded or stored yet).
 
         `txn` is the batch's write transaction, or None in a pipelined submit: then
-        the id index is read in a read transaction of its own (every flush of it was
-        committed before, see `submit`).
+        the id index is read in a read transaction of its own, and ids whose flush is
+        still in flight are found in that flush (see `_read_prior`).
         """
         tap_time_us = -1
         if taps is None:
