@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,33 +198,25 @@ def apply_checked(ledger: Any, batch: np.ndarray) -> tuple[int, np.ndarray]:
 def run_phase_pipelined(ledger: Any, batches: Sequence[np.ndarray], label: str) -> Phase:
     """Submit `batches` in order, keeping the pipeline full; return the
     phase's figures (time: the phase's wall clock; latency: submit to resolution)."""
-    from cardledger.pipeline import PIPELINE_BATCHES_MAX
+    from cardledger.pipeline import SubmitWindow
 
     phase = Phase()
-    in_flight: deque[tuple[int, int, Any, list[int]]] = deque()
     report_every = max(1, len(batches) // 10)
 
-    def finish_oldest() -> None:
-        submitted_ns, n_ops, future, done_ns = in_flight.popleft()
-        results = np.asarray(future.result())
+    def finished(n_ops: int, results: Any, seconds: float) -> None:
+        results = np.asarray(results)
         if results.dtype != RESULT_DTYPE or results.shape != (n_ops,):
             raise RuntimeError(f"submit resolved to {results.dtype} {results.shape}, expected RESULT_DTYPE ({n_ops},)")
-        phase.add(n_ops, done_ns[0] - submitted_ns, results)
+        phase.add(n_ops, int(seconds * 1e9), results)
 
+    window = SubmitWindow(ledger, finished)
     start = time.perf_counter_ns()
     for i, batch in enumerate(batches, 1):
-        done_ns: list[int] = []
-        submitted_ns = time.perf_counter_ns()
-        future = ledger.submit(batch)
-        future.add_done_callback(lambda _f, box=done_ns: box.append(time.perf_counter_ns()))
-        in_flight.append((submitted_ns, len(batch), future, done_ns))
-        while in_flight and (len(in_flight) > PIPELINE_BATCHES_MAX or in_flight[0][2].done()):
-            finish_oldest()
+        window.submit(batch, len(batch))
         if i % report_every == 0 or i == len(batches):
             rate = phase.ops / ((time.perf_counter_ns() - start) / 1e9)
             log(f"  {label}: {i}/{len(batches)} batches submitted, {phase.ops:,} ops durable, {rate:,.0f} ops/s")
-    while in_flight:
-        finish_oldest()
+    window.drain()
     phase.apply_ns = time.perf_counter_ns() - start
     return phase
 

@@ -19,13 +19,13 @@ import os
 import random
 import signal
 import time
-from collections import deque
 
 import numpy as np
 import pytest
 
 import cardledger
 from cardledger import AccountKind, OpKind
+from cardledger.pipeline import SubmitWindow
 
 ACCOUNTS = list(range(10, 18))
 SOURCE = 77
@@ -64,20 +64,16 @@ def setup_ops() -> np.ndarray:
 def writer(path: str, start: int, conn, durability: str = "full", mode: str = "apply") -> None:
     """Apply batches start, start+1, ... forever; acknowledge each once it is durable:
     after `apply` returns, or (mode "submit") once its `submit` future resolved, with
-    up to two batches in flight."""
+    the pipeline kept full."""
     led = cardledger.open(path, checkpoint_ops=97, durability=durability)
+    window = SubmitWindow(led, lambda j, _results, _seconds: conn.send(j))
     i = start
-    in_flight: deque = deque()
     while True:
         if mode == "apply":
             led.apply(batch_ops(i))
             conn.send(i)
         else:
-            in_flight.append((i, led.submit(batch_ops(i))))
-            while in_flight and (len(in_flight) > 2 or in_flight[0][1].done()):
-                j, future = in_flight.popleft()
-                future.result()
-                conn.send(j)
+            window.submit(batch_ops(i), i)
         i += 1
 
 

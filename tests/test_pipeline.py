@@ -11,6 +11,7 @@ or meets another writer's batch re-applies what was staged after it, in order.
 from __future__ import annotations
 
 import random
+import threading
 
 import lmdb
 import numpy as np
@@ -29,6 +30,30 @@ CHECKPOINT_OPS = 300
 def _world_batches(seed: int, count: int = 40, size: int = 60) -> list[np.ndarray]:
     world = OpWorld(random.Random(seed))
     return [world.setup_batch()] + [world.batch(size) for _ in range(count)]
+
+
+def _hold_commits(monkeypatch) -> threading.Event:
+    """Make every pipelined commit wait until the returned event is set."""
+    gate = threading.Event()
+    real = ledger_module.Ledger._commit_pipelined
+
+    def held(self, staged):
+        gate.wait(60)
+        return real(self, staged)
+
+    monkeypatch.setattr(ledger_module.Ledger, "_commit_pipelined", held)
+    return gate
+
+
+def _transfer_batches(count: int, size: int = 10, source: int = 5) -> list[np.ndarray]:
+    """Plain transfers 1 -> 2 with fresh ids: every batch goes through the pipeline."""
+    batches = []
+    for i in range(count):
+        b = cardledger.new_ops(size)
+        b["source"], b["seq"], b["kind"] = source, 1 + size * i + np.arange(size), cardledger.OpKind.TRANSFER
+        b["account_id"], b["counterparty_id"], b["amount_fen"] = 1, 2, 1
+        batches.append(b)
+    return batches
 
 
 def _applied(path: str, batches: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -224,24 +249,9 @@ def test_submit_refuses_misuse_at_once(tmp_path):
 
 def test_at_most_the_pipeline_depth_is_in_flight(tmp_path, monkeypatch):
     """submit blocks rather than stage more than PIPELINE_BATCHES_MAX batches ahead."""
-    import threading
-
-    gate = threading.Event()
-    real = ledger_module.Ledger._commit_pipelined
-
-    def slow(self, staged):
-        gate.wait(60)
-        return real(self, staged)
-
-    monkeypatch.setattr(ledger_module.Ledger, "_commit_pipelined", slow)
-    world = OpWorld(random.Random(12))
-    setup = world.setup_batch()
-    batches = []
-    for i in range(PIPELINE_BATCHES_MAX + 3):  # plain transfers: no batch needs a sync commit
-        b = cardledger.new_ops(10)
-        b["source"], b["seq"], b["kind"] = 5, 1 + 10 * i + np.arange(10), cardledger.OpKind.TRANSFER
-        b["account_id"], b["counterparty_id"], b["amount_fen"] = 1, 2, 1
-        batches.append(b)
+    gate = _hold_commits(monkeypatch)
+    setup = OpWorld(random.Random(12)).setup_batch()
+    batches = _transfer_batches(PIPELINE_BATCHES_MAX + 3)
     with cardledger.open(str(tmp_path / "l"), checkpoint_ops=1 << 20) as led:
         led.apply(setup)
         submitted: list = []
@@ -264,25 +274,14 @@ def test_replays_of_ids_in_an_id_flush_still_in_flight_are_found(tmp_path, monke
     """A batch's id flush leaves the engine's window before its commit is stored; a
     replay of those ids meanwhile is found in the flush in flight, with the original
     figures from the journal in flight: EXISTS, nothing moved twice."""
-    import threading
-
-    gate = threading.Event()
-    real = ledger_module.Ledger._commit_pipelined
-
-    def held(self, staged):
-        gate.wait(60)
-        return real(self, staged)
-
-    world = OpWorld(random.Random(13))
-    setup = world.setup_batch()
-    first = cardledger.new_ops(60)
-    first["source"], first["seq"], first["kind"] = 9, 1 + np.arange(60), cardledger.OpKind.TRANSFER
-    first["account_id"], first["counterparty_id"], first["amount_fen"] = 1, 2, 1 + np.arange(60)
+    setup = OpWorld(random.Random(13)).setup_batch()
+    (first,) = _transfer_batches(1, size=60, source=9)
+    first["amount_fen"] = 1 + np.arange(60)
     with cardledger.open(str(tmp_path / "l")) as led:
         led.apply(setup)
         led.ids_flush_ops = 50  # the first batch's decisions are flushed with it
         before = led.balance(2)
-        monkeypatch.setattr(ledger_module.Ledger, "_commit_pipelined", held)
+        gate = _hold_commits(monkeypatch)
         done_first = led.submit(first)
         replayed = led.submit(first.copy())  # every id decided by `first`, not stored yet
         assert not done_first.done() and not replayed.done()
@@ -299,22 +298,7 @@ def test_replays_of_ids_in_an_id_flush_still_in_flight_are_found(tmp_path, monke
 def test_a_done_callback_calling_the_ledger_is_refused_not_deadlocked(tmp_path, monkeypatch):
     """Callbacks run in the commit thread; calling the ledger from there would wait for
     that very thread, so it raises LedgerError at once, and the ledger goes on."""
-    import threading
-
-    gate = threading.Event()
-    real = ledger_module.Ledger._commit_pipelined
-
-    def held(self, staged):
-        gate.wait(60)
-        return real(self, staged)
-
-    world = OpWorld(random.Random(14))
-    batches = [world.setup_batch()]
-    for i in range(6):  # plain transfers: every batch goes through the pipeline
-        b = cardledger.new_ops(10)
-        b["source"], b["seq"], b["kind"] = 5, 1 + 10 * i + np.arange(10), cardledger.OpKind.TRANSFER
-        b["account_id"], b["counterparty_id"], b["amount_fen"] = 1, 2, 1
-        batches.append(b)
+    batches = [OpWorld(random.Random(14)).setup_batch()] + _transfer_batches(6)
     seen: list = []
 
     def callback(_future):
@@ -326,7 +310,7 @@ def test_a_done_callback_calling_the_ledger_is_refused_not_deadlocked(tmp_path, 
 
     with cardledger.open(str(tmp_path / "l")) as led:
         led.apply(batches[0])
-        monkeypatch.setattr(ledger_module.Ledger, "_commit_pipelined", held)
+        gate = _hold_commits(monkeypatch)
         futures = [led.submit(b) for b in batches[1:3]]
         futures[0].add_done_callback(callback)  # not resolved yet: it runs in the commit thread
         gate.set()

@@ -940,10 +940,11 @@ class Ledger:
         has_prior = np.zeros(len(ops), dtype=bool)
         # Resent ops are mostly recent: look in the flushes in flight first, all at once.
         in_flush = _find_in_flushes(staged, ops["source"][idx], ops["seq"][idx])
-        found: list[tuple[int, int]] = [(int(j), int(i)) for i, j in zip(idx, in_flush) if j]  # (journal_seq, op)
+        hit = in_flush != 0
+        found = list(zip(in_flush[hit].tolist(), idx[hit].tolist()))  # (journal_seq, op index)
         ids_cur = txn.cursor(db=self._dbs[b"ids"])
         late_db = self._dbs[b"ids_late"]
-        rest = idx[in_flush == 0]
+        rest = idx[~hit]
         sources, seqs = ops["source"][rest].tolist(), ops["seq"][rest].tolist()
         late_get = functools.partial(txn.get, db=late_db)
         for i, source, seq in zip(rest.tolist(), sources, seqs):
@@ -966,12 +967,12 @@ class Ledger:
         Done every `ids_flush_ops` decisions, so each flush is small (a stall of a few
         ms) and the in-memory decisions window stays small too.
         """
-        self._write_flush(txn, self._prepare_flush())
+        self._put_flush(txn, self._encode_flush(self._prepare_flush()))
 
     def _prepare_flush(self) -> tuple:
         """Take the decisions out of the engine's window, with the id state (sources)
-        as of now; `_write_flush` encodes and stores them (in a pipelined submit, the
-        encoder and commit threads do, off the batch path)."""
+        as of now; `_encode_flush` and `_put_flush` then encode and store them (in a
+        pipelined submit, in the encoder and commit threads, off the batch path)."""
         decisions, late = self._engine.take_decisions()
         # After a reload, the decisions up to ids_upto are replayed but already indexed.
         keep = decisions["journal_seq"] > self._ids_upto
@@ -981,9 +982,6 @@ class Ledger:
         sources = self._engine.export_sources()
         self._ids_upto = jseq
         return decisions, late, jseq, sources
-
-    def _write_flush(self, txn: Any, flush: tuple) -> None:
-        self._put_flush(txn, self._encode_flush(flush))
 
     @staticmethod
     def _encode_flush(flush: tuple) -> tuple:

@@ -36,6 +36,7 @@ What keeps this exactly as safe as `Ledger.apply`:
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -198,3 +199,37 @@ class CommitPipeline:
         self._in_flight -= 1
         del self._live[item.order]
         self._cond.notify_all()
+
+
+class SubmitWindow:
+    """Feeds a ledger's pipeline from one caller: `submit` batches in order, and each
+    batch's results come back in order to `done(tag, results, latency_s)` once it is
+    durable (latency: from `submit` to the future's resolution). Keeps the pipeline
+    full without letting more than one batch wait for it; `drain` waits for the rest.
+    """
+
+    def __init__(self, ledger: Any, done: Callable[[Any, Any, float], None]) -> None:
+        self._ledger = ledger
+        self._done = done
+        self._in_flight: deque[tuple[Any, float, Future, list[float]]] = deque()
+
+    def submit(self, ops: Any, tag: Any = None) -> None:
+        """Submit one batch; first hand back every earlier batch already durable."""
+        resolved_at: list[float] = []
+        submitted_at = time.perf_counter()
+        future = self._ledger.submit(ops)
+        # Runs in the ledger's commit thread: it only notes the time.
+        future.add_done_callback(lambda _f: resolved_at.append(time.perf_counter()))
+        self._in_flight.append((tag, submitted_at, future, resolved_at))
+        while self._in_flight and (len(self._in_flight) > PIPELINE_BATCHES_MAX or self._in_flight[0][2].done()):
+            self._finish_oldest()
+
+    def drain(self) -> None:
+        """Wait for every batch submitted and hand back their results."""
+        while self._in_flight:
+            self._finish_oldest()
+
+    def _finish_oldest(self) -> None:
+        tag, submitted_at, future, resolved_at = self._in_flight.popleft()
+        results = future.result()
+        self._done(tag, results, resolved_at[0] - submitted_at)

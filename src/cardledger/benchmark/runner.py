@@ -38,13 +38,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from typing import Any
 
 import numpy as np
 
 from ..schema import OP_DTYPE, AccountKind, OpKind, Result
-from ..pipeline import PIPELINE_BATCHES_MAX
+from ..pipeline import SubmitWindow
 from . import scenario
 
 ENGINES = ("core", "reference", "sqlite", "lmdb")
@@ -120,8 +119,6 @@ def run_child(engine: str, scenario_dir: str, work_dir: str) -> dict:
     started = time.perf_counter()
     setup_s = 0.0
     peak_t0 = started
-    in_flight: deque = deque()  # core-submit: (batch index, ops, submitted at, future, resolved at)
-
     def account(i: int, ops: np.ndarray, r: np.ndarray, seconds: float) -> None:
         nonlocal peak_ops, peak_taps
         if i >= setup_n:
@@ -132,30 +129,20 @@ def run_child(engine: str, scenario_dir: str, work_dir: str) -> dict:
         codes[:] += np.bincount(r["code"], minlength=64)
         _progress(engine, i + 1, total, started)
 
-    def finish_oldest() -> None:
-        i, ops, submitted, future, resolved = in_flight.popleft()
-        r = future.result()
-        account(i, ops, r, resolved[0] - submitted)
+    window = SubmitWindow(led, lambda tag, r, seconds: account(*tag, r, seconds))  # core-submit
 
     for i, ops in enumerate(batches):
         if i == setup_n:
-            while in_flight:
-                finish_oldest()
+            window.drain()
             setup_s = time.perf_counter() - started
             peak_t0 = time.perf_counter()
         t0 = time.perf_counter()
         if engine == "core-submit":
-            resolved: list[float] = []
-            future = led.submit(ops)
-            future.add_done_callback(lambda _f, box=resolved: box.append(time.perf_counter()))
-            in_flight.append((i, ops, t0, future, resolved))
-            while in_flight and (len(in_flight) > PIPELINE_BATCHES_MAX or in_flight[0][3].done()):
-                finish_oldest()
+            window.submit(ops, (i, ops))
             continue
         r = led.apply(ops)
         account(i, ops, r, time.perf_counter() - t0)
-    while in_flight:
-        finish_oldest()
+    window.drain()
     peak_s = time.perf_counter() - peak_t0
     bal = _balances(engine, led)
     if hasattr(led, "checkpoint"):
@@ -285,14 +272,13 @@ def bench_tigerbeetle(args: argparse.Namespace) -> int:
             ops["account_kind"] = AccountKind.CLEARING
             led.apply(ops)
         lat: list[float] = []
-        in_flight: deque = deque()
 
-        def finish_oldest() -> None:
-            submitted, future, done_at = in_flight.popleft()
-            r = future.result()
-            lat.append(done_at[0] - submitted)
+        def finished(_tag: Any, r: np.ndarray, seconds: float) -> None:
+            lat.append(seconds)
             if r["code"].any():
                 raise RuntimeError(f"TigerBeetle workload: unexpected results {np.unique(r['code'])}")
+
+        window = SubmitWindow(led, finished)
 
         # The ops are generated before the clock starts (about 1 GB for 10M): what
         # is timed is the ledger, not numpy building batches.
@@ -316,25 +302,16 @@ def bench_tigerbeetle(args: argparse.Namespace) -> int:
             done += n
         t0 = time.perf_counter()
         for b, ops in enumerate(workload):
-            t1 = time.perf_counter()
             if args.no_pipeline:
-                r = led.apply(ops)
-                lat.append(time.perf_counter() - t1)
-                if r["code"].any():
-                    raise RuntimeError(f"TigerBeetle workload: unexpected results {np.unique(r['code'])}")
+                t1 = time.perf_counter()
+                finished(None, led.apply(ops), time.perf_counter() - t1)
             else:
                 # Pipelined: this batch's kernel runs while the previous one commits;
                 # each is durable before its future resolves (Ledger.submit).
-                done_at: list[float] = []
-                future = led.submit(ops)
-                future.add_done_callback(lambda _f, box=done_at: box.append(time.perf_counter()))
-                in_flight.append((t1, future, done_at))
-                while in_flight and (len(in_flight) > PIPELINE_BATCHES_MAX or in_flight[0][1].done()):
-                    finish_oldest()
-            workload[b] = None  # submit copied it
+                window.submit(ops)
+            workload[b] = None  # applied, or copied by submit
             _progress("core", b + 1, total_batches, t0)
-        while in_flight:
-            finish_oldest()
+        window.drain()
         el = time.perf_counter() - t0
         led.close()
     finally:
