@@ -441,6 +441,71 @@ def unpack_journal(buf, int64_t n, uint64_t first_seq):
     return out
 
 
+#: pack_words encodes this many records between checks of its buffer's room.
+cdef int64_t TABLE_CHUNK_RECORDS = 4096
+
+
+def pack_words(records):
+    """Encode a table of fixed-size records (whole 64-bit words, at most 64) into bytes
+    (format: cardledger/codec.py `pack_words`). Runs without the GIL."""
+    cdef cnp.ndarray arr = np.ascontiguousarray(records)
+    cdef int64_t itemsize = arr.dtype.itemsize
+    if arr.ndim != 1 or itemsize % 8 != 0 or not 8 <= itemsize <= 8 * TABLE_WORDS_MAX:
+        raise ValueError("pack_words: records must be 1-d, of 1 to 64 whole 64-bit words")
+    cdef int nw = <int>(itemsize // 8)
+    cdef int64_t n = len(arr), r = 0, k, used = 0, need
+    cdef const uint64_t* w = <const uint64_t*>cnp.PyArray_DATA(arr)
+    cdef uint64_t last[TABLE_WORDS_MAX]
+    cdef int64_t cap = n * nw * 2 + table_record_bytes_max(nw) * TABLE_CHUNK_RECORDS
+    cdef unsigned char* buf = <unsigned char*>malloc(cap)
+    cdef void* q
+    cdef bint failed = False
+    if buf == NULL:
+        raise MemoryError("pack_words: cannot allocate its buffer")
+    memset(last, 0, sizeof(last))
+    with nogil:
+        while r < n:
+            k = min(TABLE_CHUNK_RECORDS, n - r)
+            need = used + k * table_record_bytes_max(nw)
+            if need > cap:
+                cap = max(need, cap * 2)
+                q = realloc(buf, cap)
+                if q == NULL:
+                    failed = True
+                    break
+                buf = <unsigned char*>q
+            used += pack_table(w + r * nw, k, nw, buf + used, last)
+            r += k
+    try:
+        if failed:
+            raise MemoryError("pack_words: cannot grow its buffer")
+        return PyBytes_FromStringAndSize(<char*>buf, used)
+    finally:
+        free(buf)
+
+
+def unpack_words(buf, int64_t n, dtype):
+    """Decode `n` records of `dtype` encoded by `pack_words`; ValueError if malformed."""
+    dt = np.dtype(dtype)
+    if dt.itemsize % 8 != 0 or not 8 <= dt.itemsize <= 8 * TABLE_WORDS_MAX or n < 0:
+        raise ValueError("unpack_words: dtype must be 1 to 64 whole 64-bit words, n >= 0")
+    cdef const unsigned char[::1] b = memoryview(buf).cast("B")
+    cdef int nw = <int>(dt.itemsize // 8)
+    out = np.zeros(n, dtype=dt)
+    cdef uint64_t* w = <uint64_t*>cnp.PyArray_DATA(out)
+    cdef int64_t size = b.shape[0]
+    cdef int64_t rc
+    if size == 0:
+        if n == 0:
+            return out
+        raise ValueError("word table encoding is truncated")
+    with nogil:
+        rc = unpack_table(&b[0], size, n, nw, w)
+    if rc != 0:
+        raise ValueError("word table encoding is truncated or malformed")
+    return out
+
+
 def journal_record_marks(buf, int64_t n, uint64_t first_seq, int64_t stride):
     """Where every stride-th record of `n` encoded records starts: a uint64 array of
     (byte position, previous time_us, previous journal_seq) rows, for

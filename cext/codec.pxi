@@ -246,3 +246,68 @@ cdef int find_pair_in_run(const unsigned char* b, int64_t size, uint64_t seq, ui
         if s > seq:
             return 0
     return 0
+
+
+# ------------------------------------------------------------------ word tables
+# Checkpoint bodies (accounts, holds, journeys): fixed-size records of up to 64
+# little-endian words, mostly zeros or close to the same word of an earlier record.
+# Each record: a varint bitmap of its non-zero words, then each non-zero word as the
+# varint zigzag of its difference from the last non-zero value of that column (0
+# before the first). Format and predictor: cardledger/codec.py (`pack_words`).
+
+cdef enum:
+    TABLE_WORDS_MAX = 64
+
+
+cdef inline int64_t table_record_bytes_max(int nw) noexcept nogil:
+    return 10 + 10 * <int64_t>nw
+
+
+cdef int64_t pack_table(const uint64_t* w, int64_t n, int nw, unsigned char* out,
+                        uint64_t* last) noexcept nogil:
+    """Encode records [0, n) (nw words each) into out; `last` (nw words) carries each
+    column's last non-zero value from one call to the next. Return bytes written."""
+    cdef int64_t r
+    cdef int i
+    cdef uint64_t bitmap
+    cdef unsigned char* p = out
+    for r in range(n):
+        bitmap = 0
+        for i in range(nw):
+            if w[i]:
+                bitmap |= (<uint64_t>1) << i
+        p = put_varint(p, bitmap)
+        for i in range(nw):
+            if w[i]:
+                p = put_varint(p, zigzag(w[i] - last[i]))
+                last[i] = w[i]
+        w += nw
+    return p - out
+
+
+cdef int64_t unpack_table(const unsigned char* buf, int64_t size, int64_t n, int nw,
+                          uint64_t* w) noexcept nogil:
+    """Decode n records of nw words into w (zeroed by the caller); 0, or -1 if the
+    bytes are malformed (truncated, trailing bytes, a bit past nw, a zero word)."""
+    cdef int64_t r, pos = 0
+    cdef int i
+    cdef uint64_t bitmap, v
+    cdef uint64_t last[TABLE_WORDS_MAX]
+    for i in range(nw):
+        last[i] = 0
+    for r in range(n):
+        pos = get_varint(buf, pos, size, &bitmap)
+        if pos < 0 or (nw < 64 and (bitmap >> nw) != 0):
+            return -1
+        for i in range(nw):
+            if (bitmap >> i) & 1:
+                pos = get_varint(buf, pos, size, &v)
+                if pos < 0:
+                    return -1
+                v = last[i] + unzigzag(v)
+                if v == 0:
+                    return -1
+                w[i] = v
+                last[i] = v
+        w += nw
+    return 0 if pos == size else -1

@@ -159,6 +159,43 @@ def test_a_damaged_checkpoint_refuses_to_open(ledger_path):
         cardledger.open(ledger_path)
 
 
+def test_a_checkpoint_file_of_format_4_still_opens(ledger_path):
+    """Format 4 stored the checkpoint tables raw; this version packs them, and reads both."""
+    with cardledger.open(ledger_path) as led:
+        _setup(led)
+        led.checkpoint()
+        before = np.sort(led.accounts(), order="id")
+        desc = storage.decode_checkpoint_desc(led._begin_read().get(b"checkpoint", db=led._dbs[b"state"]))
+    accounts, pending, journeys = storage.read_checkpoint_file(ledger_path, desc)
+    body = accounts.tobytes() + pending.tobytes() + journeys.tobytes()
+    import hashlib
+
+    digest = hashlib.sha256(body).digest()
+    header = storage.CHECKPOINT_HEADER_RAW.pack(
+        storage.CHECKPOINT_MAGIC, storage.FORMAT_VERSION, desc.journal_seq, len(accounts), len(pending),
+        len(journeys), desc.last_batch_hash, digest,
+    )  # fmt: skip
+    with open(os.path.join(ledger_path, storage.checkpoint_file_name(desc.journal_seq)), "wb") as f:
+        f.write(header + body)
+    env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
+    with env.begin(write=True) as txn:
+        txn.put(b"checkpoint", storage.encode_checkpoint_desc(desc.journal_seq, desc.last_batch_hash, digest),
+                db=env.open_db(b"state", txn=txn))
+    env.close()
+    with cardledger.open(ledger_path) as led:
+        assert np.sort(led.accounts(), order="id").tobytes() == before.tobytes()
+        assert led.verify().ok
+
+
+def test_a_checkpoint_file_is_stored_packed(ledger_path):
+    with cardledger.open(ledger_path) as led:
+        _setup(led, cards=range(100, 2100))
+        led.checkpoint()
+        raw = led.accounts().nbytes
+    (name,) = [n for n in os.listdir(ledger_path) if n.startswith("checkpoint-") and n.endswith(".cl")]
+    assert os.path.getsize(os.path.join(ledger_path, name)) < raw / 2
+
+
 def test_a_damaged_id_state_refuses_to_open(ledger_path):
     with cardledger.open(ledger_path) as led:
         _setup(led)

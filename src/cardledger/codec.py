@@ -225,3 +225,69 @@ def find_pair(buf: bytes | memoryview, seq: int) -> int | None:
         if s > seq:
             return None
     return None
+
+
+#: A word table's records have at most this many 64-bit words (the bitmap's width).
+TABLE_WORDS_MAX = 64
+
+
+def pack_words(records: np.ndarray) -> bytes:
+    """Encode a table of fixed-size records (checkpoint bodies) into bytes.
+
+    Each record is taken as its little-endian 64-bit words (1 to TABLE_WORDS_MAX): a
+    varint bitmap of its non-zero words, then each non-zero word as the varint zigzag
+    of its difference from the last non-zero value of the same column (0 before the
+    first). A card's account or fare state is mostly zeros and fields that repeat or
+    change little from one card to the next (kind, cap, ids in order), so a million
+    cards' state shrinks about 3x (accounts) to 6x (journeys) on disk.
+    """
+    arr = np.ascontiguousarray(records)
+    nw = _table_words(arr.dtype, arr.ndim)
+    words = arr.view(np.uint64).reshape(len(arr), nw).tolist()
+    out = bytearray()
+    last = [0] * nw
+    for w in words:
+        bitmap = 0
+        for i in range(nw):
+            if w[i]:
+                bitmap |= 1 << i
+        _put_varint(out, bitmap)
+        for i in range(nw):
+            if w[i]:
+                _put_varint(out, _zigzag((w[i] - last[i]) & MASK64))
+                last[i] = w[i]
+    return bytes(out)
+
+
+def unpack_words(buf: bytes | memoryview, n: int, dtype: np.dtype) -> np.ndarray:
+    """Decode `n` records of `dtype` encoded by `pack_words`; CorruptionError if malformed."""
+    dt = np.dtype(dtype)
+    nw = _table_words(dt, 1)
+    if n < 0:
+        raise ValueError("unpack_words: n must be >= 0")
+    mv = memoryview(buf).cast("B")
+    rows = []
+    last = [0] * nw
+    pos = 0
+    for _ in range(n):
+        bitmap, pos = _get_varint(mv, pos)
+        if bitmap >> nw:
+            raise CorruptionError("word table encoding has an unknown word")
+        w = [0] * nw
+        for i in range(nw):
+            if bitmap >> i & 1:
+                v, pos = _get_varint(mv, pos)
+                v = (last[i] + _unzigzag(v)) & MASK64
+                if v == 0:
+                    raise CorruptionError("word table encoding is not canonical")
+                w[i] = last[i] = v
+        rows.append(w)
+    if pos != len(mv):
+        raise CorruptionError("word table encoding has trailing bytes")
+    return np.array(rows, dtype=np.uint64).reshape(n, nw).view(dt).reshape(n)
+
+
+def _table_words(dt: np.dtype, ndim: int) -> int:
+    if ndim != 1 or dt.itemsize % 8 or not 8 <= dt.itemsize <= 8 * TABLE_WORDS_MAX:
+        raise ValueError("pack_words: records must be 1-d, of 1 to 64 whole 64-bit words")
+    return dt.itemsize // 8

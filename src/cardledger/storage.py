@@ -46,6 +46,7 @@ if os.environ.get("CARDLEDGER_PURE", "") not in ("", "0"):
     pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
     pack_pairs, find_pair, pack_id_runs = codec.pack_pairs, codec.find_pair, codec.pack_id_runs
     unpack_journal_record, journal_record_marks = codec.unpack_journal_record, codec.journal_record_marks
+    pack_words, unpack_words = codec.pack_words, codec.unpack_words
 else:
     try:
         from ._core import (
@@ -54,13 +55,16 @@ else:
             pack_id_runs,
             pack_journal,
             pack_pairs,
+            pack_words,
             unpack_journal,
             unpack_journal_record,
+            unpack_words,
         )
     except ImportError:  # pragma: no cover - only without a compiler
         pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
         pack_pairs, find_pair, pack_id_runs = codec.pack_pairs, codec.find_pair, codec.pack_id_runs
         unpack_journal_record, journal_record_marks = codec.unpack_journal_record, codec.journal_record_marks
+        pack_words, unpack_words = codec.pack_words, codec.unpack_words
 BATCH_MAGIC = b"CLJB"
 #: magic, version, header size, record count, first/last journal_seq, commit time,
 #: previous hash, hash, padding to 128 bytes so the records start 8-byte aligned.
@@ -203,9 +207,17 @@ def decode_batch(key: bytes, value: bytes | memoryview, prev_hash: bytes | None 
 #   the accounts at C <= C', the sources at C', and replays the journal after C.
 
 CHECKPOINT_MAGIC = b"CLCP"
-#: magic, version, journal_seq, account count, hold count, journey count, last batch
-#: hash, body SHA-256
-CHECKPOINT_HEADER = struct.Struct("<4sHxxQQQQ32s32s")
+#: The checkpoint file's own format: its body is the three tables packed with
+#: `pack_words` (a million cards' accounts and fare state: ~400 MB raw, written every
+#: checkpoint, and every batch commit's fsync meanwhile shared the disk with it).
+CHECKPOINT_FILE_VERSION = 5
+#: magic, version, journal_seq, account/hold/journey counts, their packed sizes in
+#: bytes, last batch hash, body SHA-256
+CHECKPOINT_HEADER = struct.Struct("<4sHxxQQQQQQQ32s32s")
+#: Format-4 files (still read): magic, version, journal_seq, account/hold/journey
+#: counts, last batch hash, body SHA-256; the body is the tables' raw records.
+CHECKPOINT_HEADER_RAW = struct.Struct("<4sHxxQQQQ32s32s")
+_CHECKPOINT_TABLES = (ACCOUNT_DTYPE, PENDING_DTYPE, JOURNEY_DTYPE)
 #: descriptor in LMDB: version, journal_seq, last batch hash, file body SHA-256
 CHECKPOINT_DESC = struct.Struct("<HxxxxxxQ32s32s")
 #: id state in LMDB: version, ids_upto, source count, sources SHA-256
@@ -263,28 +275,25 @@ def write_checkpoint_file(
     """Write, fsync and atomically rename the checkpoint file; return its body SHA-256.
 
     The body is the accounts, the outstanding holds and the cards' fare state
-    (JOURNEY_DTYPE), each as its raw records.
+    (JOURNEY_DTYPE), each packed with `pack_words` (in the core, without the GIL: this
+    runs in the checkpoint thread, beside the batches).
 
     The file is written with O_DIRECT where the filesystem allows it. Buffered, a
-    snapshot of a million cards (hundreds of MB) sits dirty in the page cache, and on
-    ext4 (data=ordered) every batch commit's fsync of the LMDB file meanwhile also
-    waits for part of it. Direct writes go to the device at once and leave the page
-    cache alone (on this machine the batches' throughput measured the same either
-    way, within its noise). Elsewhere (tmpfs) it is written buffered, made durable
-    slice by slice.
+    snapshot of a million cards sits dirty in the page cache, and on ext4
+    (data=ordered) every batch commit's fsync of the LMDB file meanwhile also waits
+    for part of it. Direct writes go to the device at once and leave the page cache
+    alone. Elsewhere (tmpfs) it is written buffered, made durable slice by slice.
     """
-    acc = memoryview(np.ascontiguousarray(accounts)).cast("B")
-    pen = memoryview(np.ascontiguousarray(pending)).cast("B")
-    jny = memoryview(np.ascontiguousarray(journeys)).cast("B")
-    h = hashlib.sha256(acc)
-    h.update(pen)
-    h.update(jny)
+    tables = [pack_words(np.ascontiguousarray(a, dtype=dt)) for a, dt in zip((accounts, pending, journeys), _CHECKPOINT_TABLES)]
+    h = hashlib.sha256()
+    for t in tables:
+        h.update(t)
     digest = h.digest()
     header = CHECKPOINT_HEADER.pack(
-        CHECKPOINT_MAGIC, FORMAT_VERSION, journal_seq, len(accounts), len(pending), len(journeys),
-        last_batch_hash, digest,
+        CHECKPOINT_MAGIC, CHECKPOINT_FILE_VERSION, journal_seq, len(accounts), len(pending), len(journeys),
+        *(len(t) for t in tables), last_batch_hash, digest,
     )  # fmt: skip
-    parts = (memoryview(header), acc, pen, jny)
+    parts = (memoryview(header), *(memoryview(t) for t in tables))
     final = os.path.join(directory, checkpoint_file_name(journal_seq))
     tmp = f"{final}.tmp-{os.getpid()}"
     if not _write_direct(tmp, parts):
@@ -368,25 +377,44 @@ def _write_buffered(path: str, parts: tuple[memoryview, ...]) -> None:
 
 
 def read_checkpoint_file(directory: str, desc: CheckpointDesc) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read and check the checkpoint file `desc` names: (accounts, pending holds, journeys)."""
+    """Read and check the checkpoint file `desc` names: (accounts, pending holds, journeys).
+
+    Reads this version's packed files and the raw ones of format 4."""
     path = os.path.join(directory, checkpoint_file_name(desc.journal_seq))
     with open(path, "rb") as f:
         data = f.read()
-    if len(data) < CHECKPOINT_HEADER.size:
+    if len(data) < 6:
         raise CorruptionError(f"{path}: shorter than its header")
-    magic, version, jseq, n_acc, n_pen, n_jny, last_hash, digest = CHECKPOINT_HEADER.unpack_from(data)
-    body = memoryview(data)[CHECKPOINT_HEADER.size :]
-    if magic != CHECKPOINT_MAGIC or version != FORMAT_VERSION or jseq != desc.journal_seq:
+    magic, version = struct.unpack_from("<4sH", data)
+    if magic != CHECKPOINT_MAGIC or version not in (CHECKPOINT_FILE_VERSION, FORMAT_VERSION):
         raise CorruptionError(f"{path}: bad header")
-    sizes = (n_acc * ACCOUNT_DTYPE.itemsize, n_pen * PENDING_DTYPE.itemsize, n_jny * JOURNEY_DTYPE.itemsize)
+    packed = version == CHECKPOINT_FILE_VERSION
+    fmt = CHECKPOINT_HEADER if packed else CHECKPOINT_HEADER_RAW
+    if len(data) < fmt.size:
+        raise CorruptionError(f"{path}: shorter than its header")
+    fields = fmt.unpack_from(data)
+    jseq, counts, (last_hash, digest) = fields[2], fields[3:6], fields[-2:]
+    sizes = fields[6:9] if packed else tuple(n * dt.itemsize for n, dt in zip(counts, _CHECKPOINT_TABLES))
+    body = memoryview(data)[fmt.size :]
+    if jseq != desc.journal_seq:
+        raise CorruptionError(f"{path}: bad header")
     if len(body) != sum(sizes):
         raise CorruptionError(f"{path}: length does not match its counts")
     if digest != desc.body_sha256 or hashlib.sha256(body).digest() != digest or last_hash != desc.last_batch_hash:
         raise CorruptionError(f"{path}: fails its checksum")
-    a_end, p_end = sizes[0], sizes[0] + sizes[1]
-    accounts = np.frombuffer(body[:a_end], dtype=ACCOUNT_DTYPE).copy()
-    pending = np.frombuffer(body[a_end:p_end], dtype=PENDING_DTYPE).copy()
-    journeys = np.frombuffer(body[p_end:], dtype=JOURNEY_DTYPE).copy()
+    out = []
+    start = 0
+    for n, size, dt in zip(counts, sizes, _CHECKPOINT_TABLES):
+        part = body[start : start + size]
+        start += size
+        if not packed:
+            out.append(np.frombuffer(part, dtype=dt).copy())
+            continue
+        try:
+            out.append(unpack_words(part, n, dt))
+        except (ValueError, CorruptionError) as e:  # a bad encoding under a good checksum
+            raise CorruptionError(f"{path}: {e}") from None
+    accounts, pending, journeys = out
     return accounts, pending, journeys
 
 
