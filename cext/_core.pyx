@@ -623,6 +623,45 @@ def find_pair(buf, uint64_t seq):
     return jseq if rc == 1 else None
 
 
+def find_pairs(buf, offsets, runs, seqs):
+    """For each i, the journal_seq paired with seqs[i] in run runs[i] of an id log's
+    blob (run k: buf[offsets[k]:offsets[k+1]]), 0 where runs[i] < 0 or the run does
+    not hold it. ValueError if a run is malformed or out of range."""
+    cdef const unsigned char[::1] b = memoryview(buf).cast("B")
+    cdef const int64_t[::1] off = np.ascontiguousarray(offsets, dtype=np.int64)
+    cdef const int64_t[::1] r = np.ascontiguousarray(runs, dtype=np.int64)
+    cdef const uint64_t[::1] s = np.ascontiguousarray(seqs, dtype=np.uint64)
+    cdef int64_t n = r.shape[0], i, k, lo, hi, nruns = off.shape[0] - 1, size = b.shape[0]
+    if s.shape[0] != n:
+        raise ValueError("find_pairs: runs and seqs differ in length")
+    out = np.zeros(n, dtype=np.uint64)
+    cdef uint64_t[::1] o = out
+    cdef uint64_t jseq
+    cdef int rc = 0
+    with nogil:
+        for i in range(n):
+            k = r[i]
+            if k < 0:
+                continue
+            if k >= nruns:
+                rc = -1
+                break
+            lo = off[k]
+            hi = off[k + 1]
+            if lo < 0 or hi > size or lo >= hi:
+                rc = -1
+                break
+            rc = find_pair_in_run(&b[0] + lo, hi - lo, s[i], &jseq)
+            if rc < 0:
+                break
+            if rc == 1:
+                o[i] = jseq
+            rc = 0
+    if rc < 0:
+        raise ValueError("id log run is malformed or out of range")
+    return out
+
+
 def set_huge_pages(bint on):
     """Whether big tables ask the kernel for 2 MiB pages (default on)."""
     global USE_HUGE

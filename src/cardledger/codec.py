@@ -227,6 +227,23 @@ def find_pair(buf: bytes | memoryview, seq: int) -> int | None:
     return None
 
 
+
+def find_pairs(buf: bytes | memoryview, offsets: np.ndarray, runs: np.ndarray, seqs: np.ndarray) -> np.ndarray:
+    """For each i, the journal_seq paired with seqs[i] in run runs[i] (run k:
+    buf[offsets[k]:offsets[k+1]]), 0 where runs[i] < 0 or the run does not hold it."""
+    mv = memoryview(buf).cast("B")
+    out = np.zeros(len(runs), dtype=np.uint64)
+    off = np.asarray(offsets, dtype=np.int64).tolist()
+    for i, (k, seq) in enumerate(zip(np.asarray(runs).tolist(), np.asarray(seqs, dtype=np.uint64).tolist())):
+        if k < 0:
+            continue
+        if k >= len(off) - 1 or not 0 <= off[k] < off[k + 1] <= len(mv):
+            raise CorruptionError("id log run is out of range")
+        j = find_pair(mv[off[k] : off[k + 1]], seq)
+        if j is not None:
+            out[i] = j
+    return out
+
 #: A word table's records have at most this many 64-bit words (the bitmap's width).
 TABLE_WORDS_MAX = 64
 

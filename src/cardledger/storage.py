@@ -19,6 +19,11 @@ Layout (named LMDB databases in one environment directory):
   seqs, so a checkpoint writes about one value per active source, not one per op.
 - ``ids_late``: ids decided out of order (seq at or below the source's seq at the
   previous checkpoint), one key source+seq each; rare by construction.
+- the *id log* (``state`` keys ``idlog`` + journal_seq): the id flushes not yet
+  merged into ``ids``/``ids_late``, one value each (`encode_id_log`). A flush puts
+  one value appended at the end of the log, where writing its thousand sources' runs
+  straight into ``ids`` dirtied a thousand B-tree pages; every IDS_LOG_FLUSHES_MAX
+  flushes the log is merged into the index in one go.
 
 Nothing here knows op semantics; `ledger.py` drives it.
 """
@@ -46,11 +51,12 @@ if os.environ.get("CARDLEDGER_PURE", "") not in ("", "0"):
     pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
     pack_pairs, find_pair, pack_id_runs = codec.pack_pairs, codec.find_pair, codec.pack_id_runs
     unpack_journal_record, journal_record_marks = codec.unpack_journal_record, codec.journal_record_marks
-    pack_words, unpack_words = codec.pack_words, codec.unpack_words
+    pack_words, unpack_words, find_pairs = codec.pack_words, codec.unpack_words, codec.find_pairs
 else:
     try:
         from ._core import (
             find_pair,
+            find_pairs,
             journal_record_marks,
             pack_id_runs,
             pack_journal,
@@ -64,7 +70,7 @@ else:
         pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
         pack_pairs, find_pair, pack_id_runs = codec.pack_pairs, codec.find_pair, codec.pack_id_runs
         unpack_journal_record, journal_record_marks = codec.unpack_journal_record, codec.journal_record_marks
-        pack_words, unpack_words = codec.pack_words, codec.unpack_words
+        pack_words, unpack_words, find_pairs = codec.pack_words, codec.unpack_words, codec.find_pairs
 BATCH_MAGIC = b"CLJB"
 #: magic, version, header size, record count, first/last journal_seq, commit time,
 #: previous hash, hash, padding to 128 bytes so the records start 8-byte aligned.
@@ -473,27 +479,6 @@ def decode_ids_state(get) -> tuple[int, np.ndarray]:
     return upto, np.frombuffer(blob, dtype=SOURCE_DTYPE).copy()
 
 
-def id_index_items(decisions: np.ndarray, late: np.ndarray) -> tuple[list, list]:
-    """Group checkpointed decisions into (ids items, ids_late items), keys sorted."""
-    run = decisions[~late]
-    items = []
-    if len(run):
-        # A lookup scans one value, so a busy source's run is cut into values of at
-        # most ID_RUN_PAIRS_MAX pairs, each keyed by its highest seq.
-        key_src, key_seq, offsets, blob = pack_id_runs(
-            run["source"], run["seq"], run["journal_seq"], ID_RUN_PAIRS_MAX
-        )
-        bounds = offsets.tolist()
-        items = [
-            (KEY2.pack(s, q), blob[bounds[k] : bounds[k + 1]])
-            for k, (s, q) in enumerate(zip(key_src.tolist(), key_seq.tolist()))
-        ]
-    late_items = [
-        (KEY2.pack(int(d["source"]), int(d["seq"])), KEY.pack(int(d["journal_seq"]))) for d in decisions[late]
-    ]
-    return items, late_items
-
-
 def lookup_id(ids_cursor, late_get, source: int, seq: int) -> int | None:
     """journal_seq of a decided id up to the checkpoint, or None if never decided there."""
     key = KEY2.pack(source, seq)
@@ -507,3 +492,120 @@ def lookup_id(ids_cursor, late_get, source: int, seq: int) -> int | None:
             return int(jseq)
     v = late_get(key)
     return None if v is None else KEY.unpack(bytes(v))[0]
+
+
+# ------------------------------------------------------------------ the id log
+
+IDLOG_MAGIC = b"CLIL"
+IDLOG_PREFIX = b"idlog"
+#: magic, version, ids_upto, run count, late id count, blob size, SHA-256 of the rest
+IDLOG_HEADER = struct.Struct("<4sHxxQQQQ32s")
+ID_KEY_DTYPE = np.dtype([("source", "<u8"), ("seq", "<u8")])
+
+
+def idlog_key(ids_upto: int) -> bytes:
+    """The `state` key of the id log value of the flush up to `ids_upto`."""
+    return IDLOG_PREFIX + KEY.pack(ids_upto)
+
+
+class IdLog:
+    """One id flush not yet merged into the id index, decoded for lookups.
+
+    `keys` are the runs' (source, highest seq), sorted; run k's (seq, journal_seq)
+    pairs are blob[offsets[k]:offsets[k+1]] (`codec.pack_pairs`); `late_keys` and
+    `late_jseq` the flush's ids decided out of order, sorted.
+    """
+
+    __slots__ = ("ids_upto", "keys", "offsets", "blob", "late_keys", "late_jseq")
+
+    def __init__(self, ids_upto: int, keys: np.ndarray, offsets: np.ndarray, blob: bytes,
+                 late_keys: np.ndarray, late_jseq: np.ndarray) -> None:
+        self.ids_upto, self.keys, self.offsets, self.blob = ids_upto, keys, offsets, blob
+        self.late_keys, self.late_jseq = late_keys, late_jseq
+
+    def find(self, query: np.ndarray, out: np.ndarray) -> None:
+        """Fill out[i] (where still 0) with the journal_seq of query[i] (ID_KEY_DTYPE)
+        if this flush decided it."""
+        if len(self.keys):
+            pos = np.searchsorted(self.keys, query)  # first run whose highest seq >= seq
+            inside = pos < len(self.keys)
+            pos_c = np.minimum(pos, len(self.keys) - 1)
+            same = inside & (self.keys["source"][pos_c] == query["source"]) & (out == 0)
+            if same.any():
+                runs = np.where(same, pos_c, -1)
+                try:
+                    found = find_pairs(self.blob, self.offsets, runs, query["seq"])
+                except ValueError as e:
+                    raise CorruptionError(f"id log at {self.ids_upto}: {e}") from None
+                hit = found != 0
+                out[hit] = found[hit]
+        if len(self.late_keys):
+            pos = np.minimum(np.searchsorted(self.late_keys, query), len(self.late_keys) - 1)
+            hit = (self.late_keys[pos] == query) & (out == 0)
+            out[hit] = self.late_jseq[pos[hit]]
+
+    def index_items(self) -> tuple[list, list]:
+        """The (ids items, ids_late items) this flush adds to the id index when merged."""
+        bounds = self.offsets.tolist()
+        items = [
+            (KEY2.pack(s, q), self.blob[bounds[k] : bounds[k + 1]])
+            for k, (s, q) in enumerate(zip(self.keys["source"].tolist(), self.keys["seq"].tolist()))
+        ]
+        late_items = [
+            (KEY2.pack(s, q), KEY.pack(j))
+            for s, q, j in zip(self.late_keys["source"].tolist(), self.late_keys["seq"].tolist(), self.late_jseq.tolist())
+        ]
+        return items, late_items
+
+
+def encode_id_log(decisions: np.ndarray, late: np.ndarray, ids_upto: int) -> tuple[bytes, bytes, IdLog]:
+    """The id log entry of a flush (decisions sorted by (source, seq)): (key, value, IdLog)."""
+    run = decisions[~late]
+    key_src, key_seq, offsets, blob = pack_id_runs(run["source"], run["seq"], run["journal_seq"], ID_RUN_PAIRS_MAX)
+    keys = np.empty(len(key_src), dtype=ID_KEY_DTYPE)
+    keys["source"], keys["seq"] = key_src, key_seq
+    lt = decisions[late]
+    late_keys = np.empty(len(lt), dtype=ID_KEY_DTYPE)
+    late_keys["source"], late_keys["seq"] = lt["source"], lt["seq"]
+    late_jseq = np.ascontiguousarray(lt["journal_seq"], dtype=np.uint64)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    body = b"".join((keys.tobytes(), offsets.tobytes(), late_keys.tobytes(), late_jseq.tobytes(), blob))
+    header = IDLOG_HEADER.pack(IDLOG_MAGIC, FORMAT_VERSION, ids_upto, len(keys), len(late_keys), len(blob),
+                               hashlib.sha256(body).digest())
+    return idlog_key(ids_upto), header + body, IdLog(ids_upto, keys, offsets, blob, late_keys, late_jseq)
+
+
+def decode_id_log(key: bytes, value: Any) -> IdLog:
+    """Decode and check an id log value; CorruptionError if it is damaged."""
+    value = bytes(value)
+    where = f"id log entry {bytes(key)!r}"
+    if len(value) < IDLOG_HEADER.size:
+        raise CorruptionError(f"{where}: shorter than its header")
+    magic, version, upto, n_runs, n_late, n_blob, digest = IDLOG_HEADER.unpack_from(value)
+    body = memoryview(value)[IDLOG_HEADER.size :]
+    sizes = (n_runs * 16, (n_runs + 1) * 8, n_late * 16, n_late * 8, n_blob)
+    if magic != IDLOG_MAGIC or version != FORMAT_VERSION or idlog_key(upto) != bytes(key) or len(body) != sum(sizes):
+        raise CorruptionError(f"{where}: bad header")
+    if hashlib.sha256(body).digest() != digest:
+        raise CorruptionError(f"{where}: fails its checksum")
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(body[start : start + size])
+        start += size
+    keys = np.frombuffer(parts[0], dtype=ID_KEY_DTYPE).copy()
+    offsets = np.frombuffer(parts[1], dtype=np.int64).copy()
+    late_keys = np.frombuffer(parts[2], dtype=ID_KEY_DTYPE).copy()
+    late_jseq = np.frombuffer(parts[3], dtype=np.uint64).copy()
+    return IdLog(upto, keys, offsets, bytes(parts[4]), late_keys, late_jseq)
+
+
+def read_id_log(txn: Any, state_db: Any) -> list[IdLog]:
+    """Every id log entry in the `state` database, oldest first."""
+    logs = []
+    cur = txn.cursor(db=state_db)
+    if cur.set_range(IDLOG_PREFIX):
+        for key, value in cur:
+            if not bytes(key).startswith(IDLOG_PREFIX):
+                break
+            logs.append(decode_id_log(key, value))
+    return logs
