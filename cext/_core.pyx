@@ -376,6 +376,13 @@ cdef class Engine:
         window_end_batch(&self.st)
         return results, journal
 
+    def last_batch_packed(self):
+        """The journal records of the batch `apply` just ran, packed as the journal
+        stores them (`pack_journal` of its journal array, byte for byte). Take it
+        before anything else changes the window (the next apply, take_decisions)."""
+        return PyBytes_FromStringAndSize(<char*>self.st.wbytes + self.st.wlast_batch_off,
+                                         self.st.wbytes_used - self.st.wlast_batch_off)
+
     def replay(self, journal):
         """Re-apply journal records in order, as decided (used on open and by verify).
 

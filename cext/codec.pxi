@@ -64,6 +64,14 @@ cdef inline int64_t get_varint(const unsigned char* buf, int64_t pos, int64_t en
 
 cdef int64_t pack_records(const uint64_t* w, int64_t n, unsigned char* out) noexcept nogil:
     """Encode n records (J_WORDS words each) into out (room for n * RECORD_BYTES_MAX); return bytes."""
+    return pack_records_marked(w, n, out, NULL, NULL, 0)
+
+
+cdef int64_t pack_records_marked(const uint64_t* w, int64_t n, unsigned char* out, int64_t* offs,
+                                 uint64_t* prev_times, int64_t base) noexcept nogil:
+    """pack_records, also noting (when offs is not NULL) where each record starts
+    (base + its offset in out) and its time predictor's state (the previous record's
+    time_us, 0 for the first), so that `unpack_record_from` decodes it alone."""
     cdef int64_t r
     cdef int i
     cdef uint64_t t[J_WORDS]
@@ -72,6 +80,9 @@ cdef int64_t pack_records(const uint64_t* w, int64_t n, unsigned char* out) noex
     cdef uint64_t prev_jseq = w[W_JSEQ] - 1 if n > 0 else 0
     cdef unsigned char* p = out
     for r in range(n):
+        if offs != NULL:
+            offs[r] = base + (p - out)
+            prev_times[r] = prev_time
         for i in range(J_WORDS):
             t[i] = w[i]
         jseq = w[W_JSEQ]

@@ -63,15 +63,19 @@ cdef struct State:
     uint64_t pmap_mask
     int64_t pmap_used
     # The decisions window (see window.pxi): this batch's records in `tail`; the
-    # window's older records packed in `wbytes` at offsets `woff`.
+    # window's older records packed in `wbytes`, batch by batch as the journal stores
+    # them, record i at offset `woff[i]` with its time predictor `wptime[i]`.
     Journal* tail
     int64_t n_tail
     int64_t cap_tail
     unsigned char* wbytes
     int64_t wbytes_used
     int64_t cap_wbytes
+    int64_t wlast_batch_off  # where the last batch's packed records start in wbytes
     int64_t* woff
     int64_t cap_woff
+    uint64_t* wptime
+    int64_t cap_wptime
     uint64_t* whash
     int64_t cap_whash
     int64_t n_dec
@@ -332,6 +336,7 @@ cdef void state_free(State* st) noexcept nogil:
     free(st.tail)
     free(st.wbytes)
     free(st.woff)
+    free(st.wptime)
     free(st.whash)
     free(st.rmap)
     free(st.undo)

@@ -1,8 +1,10 @@
 # The decisions window: every id decided since the last checkpoint, so that a replay
 # of a recent id is answered from memory. The current batch's records sit unpacked in
 # `tail` (the batch loop reads and rewrites them); at the end of each batch they are
-# packed one by one with the journal codec into `wbytes` (about 30 bytes each instead
-# of 152), which keeps the window's memory small. The recent map indexes the window
+# packed with the journal codec into `wbytes` (about 30 bytes each instead of 168),
+# which keeps the window's memory small. They are packed exactly as the journal
+# stores the batch, so the ledger stores those bytes (`last_batch_packed`) instead of
+# packing the batch a second time. The recent map indexes the window
 # by (source, seq): 8-byte slots holding a 32-bit fingerprint and the decision index;
 # `whash` keeps each decision's full hash so the map can grow without decoding.
 
@@ -13,6 +15,8 @@ cdef int window_reserve(State* st, int64_t n) noexcept nogil:
     if grow(<void**>&st.tail, &st.cap_tail, n, sizeof(Journal)) != 0:
         return -1
     if grow(<void**>&st.woff, &st.cap_woff, st.n_dec + n, sizeof(int64_t)) != 0:
+        return -1
+    if grow(<void**>&st.wptime, &st.cap_wptime, st.n_dec + n, sizeof(uint64_t)) != 0:
         return -1
     if grow(<void**>&st.whash, &st.cap_whash, st.n_dec + n, sizeof(uint64_t)) != 0:
         return -1
@@ -27,23 +31,20 @@ cdef inline void window_begin_batch(State* st) noexcept nogil:
 
 
 cdef void window_end_batch(State* st) noexcept nogil:
-    """Pack this batch's records into the window."""
-    cdef int64_t i
-    for i in range(st.n_tail):
-        st.woff[st.batch_base + i] = st.wbytes_used
-        st.wbytes_used += pack_records(<const uint64_t*>&st.tail[i], 1, st.wbytes + st.wbytes_used)
+    """Pack this batch's records into the window, as the journal stores the batch."""
+    st.wlast_batch_off = st.wbytes_used
+    st.wbytes_used += pack_records_marked(<const uint64_t*>st.tail, st.n_tail, st.wbytes + st.wbytes_used,
+                                          st.woff + st.batch_base, st.wptime + st.batch_base, st.wbytes_used)
     st.n_tail = 0
     st.batch_base = st.n_dec
 
 
 cdef Journal* window_record(State* st, int64_t idx, Journal* tmp) noexcept nogil:
     """Decision idx's record: in this batch's tail, or decoded from the window into tmp."""
-    cdef int64_t end
     if idx >= st.batch_base:
         return &st.tail[idx - st.batch_base]
-    end = st.woff[idx + 1] if idx + 1 < st.batch_base else st.wbytes_used
-    if unpack_records(st.wbytes + st.woff[idx], end - st.woff[idx], 1, st.wfirst_jseq + idx,
-                      <uint64_t*>tmp) != 0:
+    if unpack_record_from(st.wbytes, st.wbytes_used, st.woff[idx], 0, st.wptime[idx],
+                          st.wfirst_jseq + idx - 1, <uint64_t*>tmp) != 0:
         return NULL  # cannot happen: the window packed it
     return tmp
 
@@ -79,6 +80,7 @@ cdef void window_clear(State* st) noexcept nogil:
     st.n_dec = 0
     st.batch_base = 0
     st.wbytes_used = 0
+    st.wlast_batch_off = 0
     st.wfirst_jseq = 0
 
 

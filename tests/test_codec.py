@@ -175,3 +175,19 @@ def test_bad_word_tables_are_refused():
     for pack in (codec.pack_words, core.pack_words):
         with pytest.raises(ValueError):
             pack(np.zeros(3, dtype="<u4"))  # not whole 64-bit words
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_engines_hand_over_each_batch_packed_as_the_journal_stores_it(seed):
+    """The core packs a batch once, into its decisions window; the ledger stores those
+    bytes. They must be pack_journal's bytes exactly (the reference packs them anew)."""
+    for engine in (reference.Engine(), core.Engine()):
+        rng = random.Random(seed)
+        world = OpWorld(rng)
+        batches = [world.setup_batch()] + [world.batch(30, 0.2) for _ in range(12)]
+        for i, batch in enumerate(batches + batches[3:6]):  # the replays decide nothing anew
+            _, journal = engine.apply(batch)
+            expected = codec.pack_journal(journal) if len(journal) else b""
+            assert engine.last_batch_packed() == expected
+            if i == 7:
+                engine.take_decisions()  # a flush empties the window

@@ -714,11 +714,12 @@ class Ledger:
             self._install_default_fares(txn)
         prior, has_prior = self._lookup_prior(txn, ops)
         results, journal = self._engine.apply(ops, prior, has_prior)
+        packed = self._engine.last_batch_packed() if len(journal) else None
         if has_taps:
             charged = taps & (results["code"] == Result.OK)
             if charged.any():
                 tap_time_us = int(ops["time_us"][charged].max())
-        return StagedBatch(ops, results, journal if len(journal) else None, tap_time_us)
+        return StagedBatch(ops, results, journal if len(journal) else None, packed, tap_time_us)
 
     def _write_staged(self, txn: Any, staged: StagedBatch) -> None:
         """Encode a staged batch and store it in `txn` (see the two steps below)."""
@@ -733,7 +734,8 @@ class Ledger:
         chain (`_last_hash`); every other path first waits for the pipeline."""
         journal = staged.journal
         if journal is not None:
-            staged.value, staged.hash = storage.encode_batch(journal, self._last_hash, time.time_ns() // 1000)
+            staged.value, staged.hash = storage.encode_batch(journal, self._last_hash, time.time_ns() // 1000,
+                                                             body=staged.packed)
             staged.key = storage.KEY.pack(int(journal[-1]["journal_seq"]))
             self._last_hash = staged.hash
         if staged.flush is not None:

@@ -52,13 +52,15 @@ class StagedBatch:
     """A batch whose kernel ran: its results, its journal records, and what it was
     computed on (checked again inside the transaction that stores it)."""
 
-    __slots__ = ("ops", "results", "journal", "tap_time_us", "flush", "snapshot", "expected_seq", "ids_upto",
-                 "fare_count", "future", "error", "order", "key", "value", "hash", "flush_rows", "flush_keys")
+    __slots__ = ("ops", "results", "journal", "packed", "tap_time_us", "flush", "snapshot", "expected_seq",
+                 "ids_upto", "fare_count", "future", "error", "order", "key", "value", "hash", "flush_rows",
+                 "flush_keys")
 
-    def __init__(self, ops: Any, results: Any, journal: Any, tap_time_us: int) -> None:
+    def __init__(self, ops: Any, results: Any, journal: Any, packed: bytes | None, tap_time_us: int) -> None:
         self.ops = ops  # kept to re-apply the batch if an earlier commit fails
         self.results = results
         self.journal = journal  # None: the batch decided no op anew, nothing to store
+        self.packed = packed  # the journal records as the journal stores them (the engine packed them)
         self.tap_time_us = tap_time_us  # latest time of a tap that rated a fare, or -1
         self.flush: tuple | None = None  # an id flush prepared after this batch, stored with it
         self.snapshot: tuple | None = None  # a snapshot taken after it, written once it is stored

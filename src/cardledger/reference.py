@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import reference_taps
+from . import codec, reference_taps
 from .schema import (
     ACCOUNT_DTYPE,
     ACCOUNT_KINDS,
@@ -85,6 +85,7 @@ class Engine:
 
     def __init__(self, default_cap_fen: int = DEFAULT_CASH_CAP_FEN) -> None:
         self.default_cap_fen = int(default_cap_fen)
+        self._last_journal = np.zeros(0, dtype=JOURNAL_DTYPE)
         self.accounts: dict[int, Account] = {}  # insertion order = creation order
         self.sources: dict[int, list[int]] = {}  # source -> [last_seq, checkpoint_seq]
         self.pending: dict[tuple[int, int], list[int]] = {}  # id -> PENDING_DTYPE row
@@ -222,7 +223,13 @@ class Engine:
             i = j + 1
         for k, r in enumerate(res):
             results[k] = (r[0], r[4], r[1], r[2], r[3])
-        return results, np.array(journal, dtype=JOURNAL_DTYPE)
+        self._last_journal = np.array(journal, dtype=JOURNAL_DTYPE)
+        return results, self._last_journal
+
+    def last_batch_packed(self) -> bytes:
+        """The journal records of the batch `apply` just ran, packed as the journal
+        stores them (the core keeps them packed already; here they are packed now)."""
+        return codec.pack_journal(self._last_journal) if len(self._last_journal) else b""
 
     def _apply_chain(self, rows, lo, hi, prior, has_prior, res, journal) -> None:
         flags_i = OP_FIELDS.index("flags")

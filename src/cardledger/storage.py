@@ -98,14 +98,19 @@ def batch_hash(prev_hash: bytes, fields: bytes, records: bytes | memoryview) -> 
     return h.digest()
 
 
-def encode_batch(records: np.ndarray, prev_hash: bytes, commit_time_us: int) -> tuple[bytes, bytes]:
-    """Return (value, hash) of a journal batch holding `records` (JOURNAL_DTYPE)."""
+def encode_batch(records: np.ndarray, prev_hash: bytes, commit_time_us: int,
+                 body: bytes | None = None) -> tuple[bytes, bytes]:
+    """Return (value, hash) of a journal batch holding `records` (JOURNAL_DTYPE).
+
+    `body`: the records already packed (`pack_journal(records)`, as the core's window
+    holds them), so they are not packed twice."""
     n = len(records)
     assert n > 0
     seqs = records["journal_seq"]
     first, last = int(seqs[0]), int(seqs[-1])
     assert last - first + 1 == n, "journal_seq must be contiguous within a batch"
-    body = pack_journal(records)
+    if body is None:
+        body = pack_journal(records)
     fields = _HASHED_FIELDS.pack(BATCH_MAGIC, FORMAT_VERSION, BATCH_HEADER_SIZE, n, first, last, commit_time_us)
     digest = batch_hash(prev_hash, fields, body)
     header = BATCH_HEADER.pack(
