@@ -36,6 +36,13 @@ cdef inline uint64_t back(uint64_t jseq, uint64_t x) noexcept nogil:
     return nxt - x
 
 
+cdef extern from *:
+    """
+    static inline int cl_ctz64(unsigned long long v) { return __builtin_ctzll(v); }
+    """
+    int cl_ctz64(unsigned long long v) noexcept nogil
+
+
 cdef inline unsigned char* put_varint(unsigned char* p, uint64_t v) noexcept nogil:
     while v >= 0x80:
         p[0] = <unsigned char>((v & 0x7F) | 0x80)
@@ -75,7 +82,7 @@ cdef int64_t pack_records_marked(const uint64_t* w, int64_t n, unsigned char* ou
     cdef int64_t r
     cdef int i
     cdef uint64_t t[J_WORDS]
-    cdef uint64_t bitmap, jseq
+    cdef uint64_t bitmap, bits, jseq
     cdef uint64_t prev_time = 0
     cdef uint64_t prev_jseq = w[W_JSEQ] - 1 if n > 0 else 0
     cdef unsigned char* p = out
@@ -97,14 +104,16 @@ cdef int64_t pack_records_marked(const uint64_t* w, int64_t n, unsigned char* ou
         t[W_LIMIT] = zigzag(w[W_LIMIT])
         t[W_BALANCE] = zigzag(w[W_BALANCE])
         t[W_SUBSIDY] = zigzag(w[W_SUBSIDY])
+        # Branch-free bitmap, then a walk of its set bits: which words are zero
+        # changes record to record, and each mispredicted branch costs.
         bitmap = 0
         for i in range(J_WORDS):
-            if t[i]:
-                bitmap |= (<uint64_t>1) << i
+            bitmap |= (<uint64_t>(t[i] != 0)) << i
         p = put_varint(p, bitmap)
-        for i in range(J_WORDS):
-            if t[i]:
-                p = put_varint(p, t[i])
+        bits = bitmap
+        while bits:
+            p = put_varint(p, t[cl_ctz64(bits)])
+            bits &= bits - 1
         prev_time = w[W_TIME]
         prev_jseq = jseq
         w += J_WORDS
@@ -280,18 +289,19 @@ cdef int64_t pack_table(const uint64_t* w, int64_t n, int nw, unsigned char* out
     column's last non-zero value from one call to the next. Return bytes written."""
     cdef int64_t r
     cdef int i
-    cdef uint64_t bitmap
+    cdef uint64_t bitmap, bits
     cdef unsigned char* p = out
     for r in range(n):
         bitmap = 0
         for i in range(nw):
-            if w[i]:
-                bitmap |= (<uint64_t>1) << i
+            bitmap |= (<uint64_t>(w[i] != 0)) << i
         p = put_varint(p, bitmap)
-        for i in range(nw):
-            if w[i]:
-                p = put_varint(p, zigzag(w[i] - last[i]))
-                last[i] = w[i]
+        bits = bitmap
+        while bits:
+            i = cl_ctz64(bits)
+            p = put_varint(p, zigzag(w[i] - last[i]))
+            last[i] = w[i]
+            bits &= bits - 1
         w += nw
     return p - out
 
