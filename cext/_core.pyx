@@ -630,35 +630,50 @@ def find_pair(buf, uint64_t seq):
     return jseq if rc == 1 else None
 
 
-def find_pairs(buf, offsets, runs, seqs):
-    """For each i, the journal_seq paired with seqs[i] in run runs[i] of an id log's
-    blob (run k: buf[offsets[k]:offsets[k+1]]), 0 where runs[i] < 0 or the run does
-    not hold it. ValueError if a run is malformed or out of range."""
-    cdef const unsigned char[::1] b = memoryview(buf).cast("B")
+cdef inline int64_t _first_key_at_least(const uint64_t* ks, const uint64_t* kq, int64_t n,
+                                         uint64_t src, uint64_t seq) noexcept nogil:
+    """The first k with (ks[k], kq[k]) >= (src, seq) in keys sorted that way, or n."""
+    cdef int64_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ks[mid] < src or (ks[mid] == src and kq[mid] < seq):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def find_ids_in_runs(key_src, key_seq, offsets, buf, q_src, q_seq, out):
+    """Fill out[i], where it is 0, with the journal_seq of id (q_src[i], q_seq[i]) if an
+    id log's runs hold it: runs keyed by (source, highest seq), sorted; run k's pairs
+    are buf[offsets[k]:offsets[k+1]]. ValueError if a run is malformed."""
+    cdef const uint64_t[::1] ks = np.ascontiguousarray(key_src, dtype=np.uint64)
+    cdef const uint64_t[::1] kq = np.ascontiguousarray(key_seq, dtype=np.uint64)
     cdef const int64_t[::1] off = np.ascontiguousarray(offsets, dtype=np.int64)
-    cdef const int64_t[::1] r = np.ascontiguousarray(runs, dtype=np.int64)
-    cdef const uint64_t[::1] s = np.ascontiguousarray(seqs, dtype=np.uint64)
-    cdef int64_t n = r.shape[0], i, k, lo, hi, nruns = off.shape[0] - 1, size = b.shape[0]
-    if s.shape[0] != n:
-        raise ValueError("find_pairs: runs and seqs differ in length")
-    out = np.zeros(n, dtype=np.uint64)
+    cdef const unsigned char[::1] b = memoryview(buf).cast("B")
+    cdef const uint64_t[::1] qs = np.ascontiguousarray(q_src, dtype=np.uint64)
+    cdef const uint64_t[::1] qq = np.ascontiguousarray(q_seq, dtype=np.uint64)
     cdef uint64_t[::1] o = out
+    cdef int64_t n = qs.shape[0], nk = ks.shape[0], i, k, lo, hi, size = b.shape[0]
     cdef uint64_t jseq
     cdef int rc = 0
+    if qq.shape[0] != n or o.shape[0] != n or kq.shape[0] != nk or off.shape[0] != nk + 1:
+        raise ValueError("find_ids_in_runs: arrays differ in length")
+    if nk == 0:
+        return
     with nogil:
         for i in range(n):
-            k = r[i]
-            if k < 0:
+            if o[i] != 0:
                 continue
-            if k >= nruns:
-                rc = -1
-                break
+            k = _first_key_at_least(&ks[0], &kq[0], nk, qs[i], qq[i])
+            if k == nk or ks[k] != qs[i]:
+                continue
             lo = off[k]
             hi = off[k + 1]
             if lo < 0 or hi > size or lo >= hi:
                 rc = -1
                 break
-            rc = find_pair_in_run(&b[0] + lo, hi - lo, s[i], &jseq)
+            rc = find_pair_in_run(&b[0] + lo, hi - lo, qq[i], &jseq)
             if rc < 0:
                 break
             if rc == 1:
@@ -666,7 +681,29 @@ def find_pairs(buf, offsets, runs, seqs):
             rc = 0
     if rc < 0:
         raise ValueError("id log run is malformed or out of range")
-    return out
+
+
+def find_ids_exact(key_src, key_seq, values, q_src, q_seq, out):
+    """Fill out[i], where it is 0, with values[k] for the k whose (key_src[k],
+    key_seq[k]) equals (q_src[i], q_seq[i]), the keys sorted that way."""
+    cdef const uint64_t[::1] ks = np.ascontiguousarray(key_src, dtype=np.uint64)
+    cdef const uint64_t[::1] kq = np.ascontiguousarray(key_seq, dtype=np.uint64)
+    cdef const uint64_t[::1] v = np.ascontiguousarray(values, dtype=np.uint64)
+    cdef const uint64_t[::1] qs = np.ascontiguousarray(q_src, dtype=np.uint64)
+    cdef const uint64_t[::1] qq = np.ascontiguousarray(q_seq, dtype=np.uint64)
+    cdef uint64_t[::1] o = out
+    cdef int64_t n = qs.shape[0], nk = ks.shape[0], i, k
+    if qq.shape[0] != n or o.shape[0] != n or kq.shape[0] != nk or v.shape[0] != nk:
+        raise ValueError("find_ids_exact: arrays differ in length")
+    if nk == 0:
+        return
+    with nogil:
+        for i in range(n):
+            if o[i] != 0:
+                continue
+            k = _first_key_at_least(&ks[0], &kq[0], nk, qs[i], qq[i])
+            if k < nk and ks[k] == qs[i] and kq[k] == qq[i]:
+                o[i] = v[k]
 
 
 def set_huge_pages(bint on):

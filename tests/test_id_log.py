@@ -145,10 +145,36 @@ def test_an_id_log_entry_round_trips():
     late = rng.random(n) < 0.1
     key, value, log = storage.encode_id_log(decisions, late, 5000)
     back = storage.decode_id_log(key, value)
-    query = np.empty(n + 1, dtype=storage.ID_KEY_DTYPE)
-    query["source"] = np.append(decisions["source"], 19)
-    query["seq"] = np.append(decisions["seq"], 10**6)
+    q_src = np.append(decisions["source"], [19, 0]).astype(np.uint64)
+    q_seq = np.append(decisions["seq"], [10**6, 1]).astype(np.uint64)
     for found_log in (log, back):
-        out = np.zeros(n + 1, dtype=np.uint64)
-        found_log.find(query, out)
-        assert (out[:n] == decisions["journal_seq"]).all() and out[n] == 0
+        out = np.zeros(n + 2, dtype=np.uint64)
+        found_log.find(q_src, q_seq, out)
+        assert (out[:n] == decisions["journal_seq"]).all() and (out[n:] == 0).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_both_codecs_find_the_same_ids_in_a_log(seed):
+    from cardledger import _core, codec
+
+    rng = np.random.default_rng(seed)
+    n = 300
+    src = np.sort(rng.integers(1, 12, n)).astype(np.uint64)
+    seq = (np.arange(n) * 3 + 1).astype(np.uint64)
+    jseq = (rng.permutation(n) + 1).astype(np.uint64)
+    key_src, key_seq, offsets, blob = _core.pack_id_runs(src, seq, jseq, 7)  # short runs: several per source
+    q_src = rng.integers(0, 13, 2000).astype(np.uint64)
+    q_seq = rng.integers(0, 3 * n + 3, 2000).astype(np.uint64)
+    results = []
+    for find_runs, find_exact in ((codec.find_ids_in_runs, codec.find_ids_exact),
+                                  (_core.find_ids_in_runs, _core.find_ids_exact)):
+        runs = np.zeros(len(q_src), dtype=np.uint64)
+        find_runs(key_src, key_seq, offsets, blob, q_src, q_seq, runs)
+        exact = np.zeros(len(q_src), dtype=np.uint64)
+        find_exact(src, seq, jseq, q_src, q_seq, exact)
+        results.append((runs, exact))
+    truth = {(s, q): j for s, q, j in zip(src.tolist(), seq.tolist(), jseq.tolist())}
+    expected = np.array([truth.get((s, q), 0) for s, q in zip(q_src.tolist(), q_seq.tolist())], dtype=np.uint64)
+    assert expected.any()
+    for runs, exact in results:
+        assert (runs == expected).all() and (exact == expected).all()

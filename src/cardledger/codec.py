@@ -22,6 +22,8 @@ check that both produce identical bytes.
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 from .errors import CorruptionError
@@ -228,21 +230,40 @@ def find_pair(buf: bytes | memoryview, seq: int) -> int | None:
 
 
 
-def find_pairs(buf: bytes | memoryview, offsets: np.ndarray, runs: np.ndarray, seqs: np.ndarray) -> np.ndarray:
-    """For each i, the journal_seq paired with seqs[i] in run runs[i] (run k:
-    buf[offsets[k]:offsets[k+1]]), 0 where runs[i] < 0 or the run does not hold it."""
+
+def find_ids_in_runs(key_src: np.ndarray, key_seq: np.ndarray, offsets: np.ndarray, buf: bytes | memoryview,
+                     q_src: np.ndarray, q_seq: np.ndarray, out: np.ndarray) -> None:
+    """Fill out[i], where it is 0, with the journal_seq of id (q_src[i], q_seq[i]) if an
+    id log's runs hold it: runs keyed by (source, highest seq), sorted; run k's pairs
+    are buf[offsets[k]:offsets[k+1]]."""
+    keys = list(zip(np.asarray(key_src).tolist(), np.asarray(key_seq).tolist()))
+    off = np.asarray(offsets).tolist()
     mv = memoryview(buf).cast("B")
-    out = np.zeros(len(runs), dtype=np.uint64)
-    off = np.asarray(offsets, dtype=np.int64).tolist()
-    for i, (k, seq) in enumerate(zip(np.asarray(runs).tolist(), np.asarray(seqs, dtype=np.uint64).tolist())):
-        if k < 0:
+    for i, (s, q) in enumerate(zip(np.asarray(q_src).tolist(), np.asarray(q_seq).tolist())):
+        if out[i]:
             continue
-        if k >= len(off) - 1 or not 0 <= off[k] < off[k + 1] <= len(mv):
+        k = bisect.bisect_left(keys, (s, q))
+        if k == len(keys) or keys[k][0] != s:
+            continue
+        if not 0 <= off[k] < off[k + 1] <= len(mv):
             raise CorruptionError("id log run is out of range")
-        j = find_pair(mv[off[k] : off[k + 1]], seq)
+        j = find_pair(mv[off[k] : off[k + 1]], q)
         if j is not None:
             out[i] = j
-    return out
+
+
+def find_ids_exact(key_src: np.ndarray, key_seq: np.ndarray, values: np.ndarray,
+                   q_src: np.ndarray, q_seq: np.ndarray, out: np.ndarray) -> None:
+    """Fill out[i], where it is 0, with values[k] for the k whose (key_src[k],
+    key_seq[k]) equals (q_src[i], q_seq[i]), the keys sorted that way."""
+    keys = list(zip(np.asarray(key_src).tolist(), np.asarray(key_seq).tolist()))
+    vals = np.asarray(values).tolist()
+    for i, (s, q) in enumerate(zip(np.asarray(q_src).tolist(), np.asarray(q_seq).tolist())):
+        if out[i]:
+            continue
+        k = bisect.bisect_left(keys, (s, q))
+        if k < len(keys) and keys[k] == (s, q):
+            out[i] = vals[k]
 
 #: A word table's records have at most this many 64-bit words (the bitmap's width).
 TABLE_WORDS_MAX = 64

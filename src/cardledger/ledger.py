@@ -968,12 +968,11 @@ class Ledger:
         has_prior = np.zeros(len(ops), dtype=bool)
         # Resent ops are mostly recent: look in the flushes in flight and in the id
         # log first, all at once.
-        in_flush = _find_in_flushes(staged, ops["source"][idx], ops["seq"][idx])
-        if logs:
-            query = np.empty(len(idx), dtype=storage.ID_KEY_DTYPE)
-            query["source"], query["seq"] = ops["source"][idx], ops["seq"][idx]
-            for log in logs:
-                log.find(query, in_flush)
+        q_src = np.ascontiguousarray(ops["source"][idx])
+        q_seq = np.ascontiguousarray(ops["seq"][idx])
+        in_flush = _find_in_flushes(staged, q_src, q_seq)
+        for log in logs:
+            log.find(q_src, q_seq, in_flush)
         hit = in_flush != 0
         found = list(zip(in_flush[hit].tolist(), idx[hit].tolist()))  # (journal_seq, op index)
         ids_cur = txn.cursor(db=self._dbs[b"ids"])
@@ -1457,25 +1456,17 @@ class _DecodedBatches:
 
 
 #: An op id as a sortable record: numpy compares structured records field by field.
-def _find_in_flushes(staged: list[StagedBatch], sources: np.ndarray, seqs: np.ndarray) -> np.ndarray:
-    """journal_seq of each (source, seq) in an id flush still in flight, 0 where none
-    holds it. A flush's decisions are sorted by (source, seq): one searchsorted each."""
-    out = np.zeros(len(sources), dtype=np.uint64)
-    query = None
+def _find_in_flushes(staged: list[StagedBatch], q_src: np.ndarray, q_seq: np.ndarray) -> np.ndarray:
+    """journal_seq of each id (q_src[i], q_seq[i]) in an id flush still in flight, 0
+    where none holds it. A flush's decisions are sorted by (source, seq)."""
+    out = np.zeros(len(q_src), dtype=np.uint64)
     for item in staged:
         if item.flush is None or not len(item.flush[0]):
             continue
-        decisions = item.flush[0]
-        if item.flush_keys is None:
-            keys = np.empty(len(decisions), dtype=storage.ID_KEY_DTYPE)
-            keys["source"], keys["seq"] = decisions["source"], decisions["seq"]
-            item.flush_keys = keys
-        if query is None:
-            query = np.empty(len(sources), dtype=storage.ID_KEY_DTYPE)
-            query["source"], query["seq"] = sources, seqs
-        pos = np.minimum(np.searchsorted(item.flush_keys, query), len(decisions) - 1)
-        hit = (item.flush_keys[pos] == query) & (out == 0)
-        out[hit] = decisions["journal_seq"][pos[hit]]
+        if item.flush_keys is None:  # contiguous columns, made once per flush
+            decisions = item.flush[0]
+            item.flush_keys = tuple(np.ascontiguousarray(decisions[f]) for f in ("source", "seq", "journal_seq"))
+        storage.find_ids_exact(*item.flush_keys, q_src, q_seq, out)
     return out
 
 

@@ -51,12 +51,14 @@ if os.environ.get("CARDLEDGER_PURE", "") not in ("", "0"):
     pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
     pack_pairs, find_pair, pack_id_runs = codec.pack_pairs, codec.find_pair, codec.pack_id_runs
     unpack_journal_record, journal_record_marks = codec.unpack_journal_record, codec.journal_record_marks
-    pack_words, unpack_words, find_pairs = codec.pack_words, codec.unpack_words, codec.find_pairs
+    pack_words, unpack_words = codec.pack_words, codec.unpack_words
+    find_ids_in_runs, find_ids_exact = codec.find_ids_in_runs, codec.find_ids_exact
 else:
     try:
         from ._core import (
+            find_ids_exact,
+            find_ids_in_runs,
             find_pair,
-            find_pairs,
             journal_record_marks,
             pack_id_runs,
             pack_journal,
@@ -70,7 +72,8 @@ else:
         pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
         pack_pairs, find_pair, pack_id_runs = codec.pack_pairs, codec.find_pair, codec.pack_id_runs
         unpack_journal_record, journal_record_marks = codec.unpack_journal_record, codec.journal_record_marks
-        pack_words, unpack_words, find_pairs = codec.pack_words, codec.unpack_words, codec.find_pairs
+        pack_words, unpack_words = codec.pack_words, codec.unpack_words
+        find_ids_in_runs, find_ids_exact = codec.find_ids_in_runs, codec.find_ids_exact
 BATCH_MAGIC = b"CLJB"
 #: magic, version, header size, record count, first/last journal_seq, commit time,
 #: previous hash, hash, padding to 128 bytes so the records start 8-byte aligned.
@@ -516,49 +519,41 @@ def idlog_key(ids_upto: int) -> bytes:
 class IdLog:
     """One id flush not yet merged into the id index, decoded for lookups.
 
-    `keys` are the runs' (source, highest seq), sorted; run k's (seq, journal_seq)
-    pairs are blob[offsets[k]:offsets[k+1]] (`codec.pack_pairs`); `late_keys` and
-    `late_jseq` the flush's ids decided out of order, sorted.
+    Its runs are keyed by (key_src[k], key_seq[k]) = (source, highest seq), sorted;
+    run k's (seq, journal_seq) pairs are blob[offsets[k]:offsets[k+1]]
+    (`codec.pack_pairs`). Its ids decided out of order are (late_src, late_seq) ->
+    late_jseq, sorted.
     """
 
-    __slots__ = ("ids_upto", "keys", "offsets", "blob", "late_keys", "late_jseq")
+    __slots__ = ("ids_upto", "key_src", "key_seq", "offsets", "blob", "late_src", "late_seq", "late_jseq")
 
     def __init__(self, ids_upto: int, keys: np.ndarray, offsets: np.ndarray, blob: bytes,
                  late_keys: np.ndarray, late_jseq: np.ndarray) -> None:
-        self.ids_upto, self.keys, self.offsets, self.blob = ids_upto, keys, offsets, blob
-        self.late_keys, self.late_jseq = late_keys, late_jseq
+        self.ids_upto, self.offsets, self.blob, self.late_jseq = ids_upto, offsets, blob, late_jseq
+        self.key_src = np.ascontiguousarray(keys["source"])
+        self.key_seq = np.ascontiguousarray(keys["seq"])
+        self.late_src = np.ascontiguousarray(late_keys["source"])
+        self.late_seq = np.ascontiguousarray(late_keys["seq"])
 
-    def find(self, query: np.ndarray, out: np.ndarray) -> None:
-        """Fill out[i] (where still 0) with the journal_seq of query[i] (ID_KEY_DTYPE)
-        if this flush decided it."""
-        if len(self.keys):
-            pos = np.searchsorted(self.keys, query)  # first run whose highest seq >= seq
-            inside = pos < len(self.keys)
-            pos_c = np.minimum(pos, len(self.keys) - 1)
-            same = inside & (self.keys["source"][pos_c] == query["source"]) & (out == 0)
-            if same.any():
-                runs = np.where(same, pos_c, -1)
-                try:
-                    found = find_pairs(self.blob, self.offsets, runs, query["seq"])
-                except ValueError as e:
-                    raise CorruptionError(f"id log at {self.ids_upto}: {e}") from None
-                hit = found != 0
-                out[hit] = found[hit]
-        if len(self.late_keys):
-            pos = np.minimum(np.searchsorted(self.late_keys, query), len(self.late_keys) - 1)
-            hit = (self.late_keys[pos] == query) & (out == 0)
-            out[hit] = self.late_jseq[pos[hit]]
+    def find(self, q_src: np.ndarray, q_seq: np.ndarray, out: np.ndarray) -> None:
+        """Fill out[i] (where still 0) with the journal_seq of id (q_src[i], q_seq[i]) if
+        this flush decided it (q_src, q_seq: contiguous uint64)."""
+        try:
+            find_ids_in_runs(self.key_src, self.key_seq, self.offsets, self.blob, q_src, q_seq, out)
+        except ValueError as e:
+            raise CorruptionError(f"id log at {self.ids_upto}: {e}") from None
+        find_ids_exact(self.late_src, self.late_seq, self.late_jseq, q_src, q_seq, out)
 
     def index_items(self) -> tuple[list, list]:
         """The (ids items, ids_late items) this flush adds to the id index when merged."""
         bounds = self.offsets.tolist()
         items = [
             (KEY2.pack(s, q), self.blob[bounds[k] : bounds[k + 1]])
-            for k, (s, q) in enumerate(zip(self.keys["source"].tolist(), self.keys["seq"].tolist()))
+            for k, (s, q) in enumerate(zip(self.key_src.tolist(), self.key_seq.tolist()))
         ]
         late_items = [
             (KEY2.pack(s, q), KEY.pack(j))
-            for s, q, j in zip(self.late_keys["source"].tolist(), self.late_keys["seq"].tolist(), self.late_jseq.tolist())
+            for s, q, j in zip(self.late_src.tolist(), self.late_seq.tolist(), self.late_jseq.tolist())
         ]
         return items, late_items
 
