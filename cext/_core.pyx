@@ -263,8 +263,6 @@ cdef class Engine:
         source's decisions are nearly always already in seq order.
         """
         cdef Py_ssize_t i, n = self.st.n_dec, ns = self.st.n_sources
-        cdef Journal* j
-        cdef Journal tmp
         cdef int64_t si, pos
         cdef cnp.ndarray src_ids = np.empty(ns, dtype=np.uint64)
         cdef uint64_t[::1] sid = src_ids
@@ -276,15 +274,10 @@ cdef class Engine:
         for i in range(ns):
             rank_of[ordv[i]] = i
         cdef int64_t[::1] start = np.zeros(ns + 1, dtype=np.int64)
-        cdef int64_t[::1] src_idx = np.empty(n, dtype=np.int64)
-        cdef uint64_t[::1] seqs = np.empty(n, dtype=np.uint64)
-        cdef uint64_t one_source, one_seq
+        cdef int32_t* src_idx = self.st.wsrc
+        cdef uint64_t* seqs = self.st.wseq
         for i in range(n):
-            window_ids(&self.st, i, &one_source, &one_seq)
-            si = map1_find(self.st.smap, self.st.smap_mask, one_source)
-            src_idx[i] = si
-            seqs[i] = one_seq
-            start[rank_of[si] + 1] += 1
+            start[rank_of[src_idx[i]] + 1] += 1
         for i in range(ns):
             start[i + 1] += start[i]
         decisions = np.empty(n, dtype=DECISION_DTYPE)

@@ -13,6 +13,9 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
     cdef Account* a
     st.journal_seq = jseq
     if s == NULL:
+        if st.n_sources >= 0x7FFFFFFF:  # the window notes a decision's source in 32 bits
+            st.oom = 1
+            return NULL
         if grow(<void**>&st.sources, &st.cap_sources, st.n_sources + 1, sizeof(Source)) != 0:
             st.oom = 1
             return NULL
@@ -59,6 +62,8 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
     if recent_insert(st, op.source, op.seq, st.n_dec) != 0:
         st.oom = 1
         return NULL
+    st.wsrc[st.n_dec] = <int32_t>(s - st.sources)
+    st.wseq[st.n_dec] = op.seq
     st.n_tail += 1
     st.n_dec += 1
     return rec

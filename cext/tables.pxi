@@ -76,6 +76,10 @@ cdef struct State:
     int64_t cap_woff
     uint64_t* wptime
     int64_t cap_wptime
+    int32_t* wsrc  # each decision's source (index into sources) and seq, for take_decisions
+    int64_t cap_wsrc
+    uint64_t* wseq
+    int64_t cap_wseq
     uint64_t* whash
     int64_t cap_whash
     int64_t n_dec
@@ -337,6 +341,8 @@ cdef void state_free(State* st) noexcept nogil:
     free(st.wbytes)
     free(st.woff)
     free(st.wptime)
+    free(st.wsrc)
+    free(st.wseq)
     free(st.whash)
     free(st.rmap)
     free(st.undo)

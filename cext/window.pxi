@@ -18,6 +18,10 @@ cdef int window_reserve(State* st, int64_t n) noexcept nogil:
         return -1
     if grow(<void**>&st.wptime, &st.cap_wptime, st.n_dec + n, sizeof(uint64_t)) != 0:
         return -1
+    if grow(<void**>&st.wsrc, &st.cap_wsrc, st.n_dec + n, sizeof(int32_t)) != 0:
+        return -1
+    if grow(<void**>&st.wseq, &st.cap_wseq, st.n_dec + n, sizeof(uint64_t)) != 0:
+        return -1
     if grow(<void**>&st.whash, &st.cap_whash, st.n_dec + n, sizeof(uint64_t)) != 0:
         return -1
     if grow(<void**>&st.wbytes, &st.cap_wbytes, st.wbytes_used + n * RECORD_BYTES_MAX, 1) != 0:
@@ -47,30 +51,6 @@ cdef Journal* window_record(State* st, int64_t idx, Journal* tmp) noexcept nogil
                           st.wfirst_jseq + idx - 1, <uint64_t*>tmp) != 0:
         return NULL  # cannot happen: the window packed it
     return tmp
-
-
-cdef void window_ids(State* st, int64_t idx, uint64_t* source, uint64_t* seq) noexcept nogil:
-    """Decision idx's (source, seq) without decoding the whole record: they are the
-    record's first two words, stored as they are."""
-    cdef Journal* rec
-    cdef uint64_t bitmap = 0
-    cdef int64_t pos, end
-    cdef const unsigned char* b
-    if idx >= st.batch_base:
-        rec = &st.tail[idx - st.batch_base]
-        source[0] = rec.op.source
-        seq[0] = rec.op.seq
-        return
-    end = st.woff[idx + 1] if idx + 1 < st.batch_base else st.wbytes_used
-    b = st.wbytes + st.woff[idx]
-    end -= st.woff[idx]
-    source[0] = 0
-    seq[0] = 0
-    pos = get_varint(b, 0, end, &bitmap)
-    if pos >= 0 and (bitmap & 1):
-        pos = get_varint(b, pos, end, source)
-    if pos >= 0 and (bitmap & 2):
-        get_varint(b, pos, end, seq)
 
 
 cdef void window_clear(State* st) noexcept nogil:
