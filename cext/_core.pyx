@@ -556,6 +556,41 @@ def unpack_journal_record(buf, int64_t n, uint64_t first_seq, int64_t index, mar
     return out[0]
 
 
+def unpack_journal_records(buf, int64_t n, uint64_t first_seq, indexes, marks, int64_t stride):
+    """Decode records `indexes` (sorted or not) of `n` encoded records, each from the
+    nearest mark at or before it (`journal_record_marks(..., stride)`); ValueError if
+    malformed. For reading a few records of a batch whose checksum was verified."""
+    cdef const unsigned char[::1] b = memoryview(buf).cast("B")
+    cdef const int64_t[::1] idx = np.ascontiguousarray(indexes, dtype=np.int64)
+    cdef const uint64_t[:, ::1] m = np.ascontiguousarray(marks, dtype=np.uint64)
+    cdef int64_t count = idx.shape[0], size = b.shape[0], i, k, index, rc = 0
+    out = np.zeros(count, dtype=JOURNAL_DTYPE)
+    cdef uint64_t* w = <uint64_t*>cnp.PyArray_DATA(out)
+    if count == 0:
+        return out
+    if size == 0 or stride <= 0 or m.shape[1] != 3:
+        raise ValueError("journal record encoding is truncated, or the marks are malformed")
+    with nogil:
+        for i in range(count):
+            index = idx[i]
+            if not 0 <= index < n or index // stride >= m.shape[0]:
+                rc = -2
+                break
+            k = index // stride
+            if m[k, 0] >= <uint64_t>size:
+                rc = -1
+                break
+            rc = unpack_record_from(&b[0], size, <int64_t>m[k, 0], index - k * stride, m[k, 1], m[k, 2],
+                                    w + i * J_WORDS)
+            if rc != 0:
+                break
+    if rc == -2:
+        raise ValueError(f"a record index is outside 0..{n - 1}")
+    if rc != 0:
+        raise ValueError("journal record encoding is truncated or malformed")
+    return out
+
+
 def pack_id_runs(sources, seqs, journal_seqs, int64_t max_pairs):
     """Group decisions sorted by (source, seq) into id index values (format: codec.py).
 

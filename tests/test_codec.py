@@ -191,3 +191,19 @@ def test_the_engines_hand_over_each_batch_packed_as_the_journal_stores_it(seed):
             assert engine.last_batch_packed() == expected
             if i == 7:
                 engine.take_decisions()  # a flush empties the window
+
+
+def test_several_records_decode_at_once_as_the_whole_batch_does():
+    recs = real_journal(3)
+    packed = codec.pack_journal(recs)
+    first, n = int(recs[0]["journal_seq"]), len(recs)
+    marks = core.journal_record_marks(packed, n, first, 16)
+    picks = np.array([0, 1, 15, 16, 17, n // 2, n - 1, 5], dtype=np.int64)
+    expected = recs[picks].tobytes()
+    assert core.unpack_journal_records(packed, n, first, picks, marks, 16).tobytes() == expected
+    assert codec.unpack_journal_records(packed, n, first, picks, None, 16).tobytes() == expected
+    for bad in (np.array([n]), np.array([-1])):
+        with pytest.raises(ValueError):
+            core.unpack_journal_records(packed, n, first, bad, marks, 16)
+        with pytest.raises(ValueError):
+            codec.unpack_journal_records(packed, n, first, bad, None, 16)

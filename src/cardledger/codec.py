@@ -178,6 +178,16 @@ def unpack_journal_record(
     return unpack_journal(buf, n, first_seq)[index]
 
 
+def unpack_journal_records(
+    buf: bytes | memoryview, n: int, first_seq: int, indexes: np.ndarray, marks: object, stride: int
+) -> np.ndarray:
+    """Decode records `indexes` of `n` encoded records (the pure twin decodes them all)."""
+    idx = np.asarray(indexes, dtype=np.int64)
+    if len(idx) and not ((0 <= idx) & (idx < n)).all():
+        raise ValueError(f"a record index is outside 0..{n - 1}")
+    return unpack_journal(buf, n, first_seq)[idx] if len(idx) else np.zeros(0, dtype=JOURNAL_DTYPE)
+
+
 def pack_id_runs(
     sources: np.ndarray, seqs: np.ndarray, journal_seqs: np.ndarray, max_pairs: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bytes]:

@@ -984,14 +984,23 @@ class Ledger:
             jseq = storage.lookup_id(ids_cur, late_get, source, seq)
             if jseq is not None:
                 found.append((jseq, i))
-        # In journal order, so each stored batch is decoded at most once per apply; the
-        # fetcher also keeps recently decoded batches (resent taps point at recent ones).
-        fetch = _RecordFetcher(txn, self._dbs[b"journal"], self._decoded)
+        # In journal order, so each stored batch is read at most once per apply, and its
+        # records decoded in one call; the fetcher also keeps recently read batches
+        # (resent taps point at recent ones).
+        found.sort()
         journals = [item.journal for item in staged if item.journal is not None]
-        for jseq, i in sorted(found):
-            rec = _staged_record(journals, jseq)
-            prior[i] = rec if rec is not None else fetch(jseq)
+        stored = []
+        for jseq, i in found:
+            rec = _staged_record(journals, jseq) if journals else None
+            if rec is None:
+                stored.append((jseq, i))
+            else:
+                prior[i] = rec
             has_prior[i] = True
+        if stored:
+            fetch = _RecordFetcher(txn, self._dbs[b"journal"], self._decoded)
+            jseqs = np.array([j for j, _ in stored], dtype=np.uint64)
+            prior[np.array([i for _, i in stored], dtype=np.int64)] = fetch.many(jseqs)
         return prior, has_prior
 
     def _flush_ids(self, txn: Any) -> None:
@@ -1487,6 +1496,21 @@ class _RecordFetcher:
         self._cache = cache
 
     def __call__(self, jseq: int) -> np.void:
+        return self._batch(jseq).record(jseq)
+
+    def many(self, jseqs: np.ndarray) -> np.ndarray:
+        """The records of these journal_seqs (sorted), one decoding call per batch."""
+        out = np.empty(len(jseqs), dtype=JOURNAL_DTYPE)
+        k = 0
+        while k < len(jseqs):
+            b = self._batch(int(jseqs[k]))
+            hi = int(np.searchsorted(jseqs, b.last_seq, side="right"))
+            out[k:hi] = b.records(jseqs[k:hi])
+            k = hi
+        return out
+
+    def _batch(self, jseq: int) -> storage.CheckedBody:
+        """The stored batch holding jseq: cached, or read and checked."""
         b = self._cache.find(jseq)
         if b is None:
             if not self._cur.set_range(storage.KEY.pack(jseq)):
@@ -1495,7 +1519,7 @@ class _RecordFetcher:
             if not (b.first_seq <= jseq <= b.last_seq):
                 raise CorruptionError(f"journal record {jseq} is missing")
             self._cache.add(b)
-        return b.record(jseq)
+        return b
 
 
 def _check_batch(ops: Any) -> np.ndarray:

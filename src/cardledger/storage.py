@@ -51,6 +51,7 @@ if os.environ.get("CARDLEDGER_PURE", "") not in ("", "0"):
     pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
     pack_pairs, find_pair, pack_id_runs = codec.pack_pairs, codec.find_pair, codec.pack_id_runs
     unpack_journal_record, journal_record_marks = codec.unpack_journal_record, codec.journal_record_marks
+    unpack_journal_records = codec.unpack_journal_records
     pack_words, unpack_words = codec.pack_words, codec.unpack_words
     find_ids_in_runs, find_ids_exact = codec.find_ids_in_runs, codec.find_ids_exact
 else:
@@ -66,12 +67,14 @@ else:
             pack_words,
             unpack_journal,
             unpack_journal_record,
+            unpack_journal_records,
             unpack_words,
         )
     except ImportError:  # pragma: no cover - only without a compiler
         pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
         pack_pairs, find_pair, pack_id_runs = codec.pack_pairs, codec.find_pair, codec.pack_id_runs
         unpack_journal_record, journal_record_marks = codec.unpack_journal_record, codec.journal_record_marks
+        unpack_journal_records = codec.unpack_journal_records
         pack_words, unpack_words = codec.pack_words, codec.unpack_words
         find_ids_in_runs, find_ids_exact = codec.find_ids_in_runs, codec.find_ids_exact
 BATCH_MAGIC = b"CLJB"
@@ -159,6 +162,21 @@ class CheckedBody:
         if int(rec["journal_seq"]) != journal_seq:
             raise CorruptionError(f"journal batch ending at {self.last_seq}: record {journal_seq} is not where it belongs")
         return rec
+
+    def records(self, journal_seqs: np.ndarray) -> np.ndarray:
+        """Decode the records with these journal_seqs (all in this batch), in one call."""
+        n = self.last_seq - self.first_seq + 1
+        try:
+            if self.marks is None:
+                recs = unpack_journal(self.body, n, self.first_seq)[journal_seqs.astype(np.int64) - self.first_seq]
+            else:
+                recs = unpack_journal_records(self.body, n, self.first_seq, journal_seqs.astype(np.int64) - self.first_seq,
+                                              self.marks, RECORD_MARK_STRIDE)
+        except (ValueError, CorruptionError, IndexError) as e:
+            raise CorruptionError(f"journal batch ending at {self.last_seq}: {e}") from None
+        if not np.array_equal(recs["journal_seq"], journal_seqs):
+            raise CorruptionError(f"journal batch ending at {self.last_seq}: a record is not where it belongs")
+        return recs
 
 
 def _checked_header(key: bytes, value: bytes | memoryview) -> tuple[str, int, int, int, bytes, bytes, memoryview]:
