@@ -53,8 +53,46 @@ cdef Journal* window_record(State* st, int64_t idx, Journal* tmp) noexcept nogil
     return tmp
 
 
+cdef enum:
+    # A window emptied by a flush keeps its arrays for the next decisions, up to this
+    # many; beyond (after a reopen replayed a long journal tail, or a long stretch
+    # without flushes) they are freed: ~100 bytes a decision, 56 MB for 561,662.
+    WINDOW_KEEP_DECISIONS_MAX = 1 << 17
+
+
+cdef void window_release(State* st) noexcept nogil:
+    """Free the window's per-decision arrays (emptied); they grow again on demand."""
+    cdef uint64_t* t = <uint64_t*>calloc(MAP_SLOTS_INITIAL, sizeof(uint64_t))
+    if t == NULL:
+        return  # keep the big map: still correct, only larger
+    free(st.rmap)
+    st.rmap = t
+    st.rmap_mask = MAP_SLOTS_INITIAL - 1
+    free(st.wbytes)
+    free(st.woff)
+    free(st.wptime)
+    free(st.whash)
+    free(st.wsrc)
+    free(st.wseq)
+    st.wbytes = NULL
+    st.woff = NULL
+    st.wptime = NULL
+    st.whash = NULL
+    st.wsrc = NULL
+    st.wseq = NULL
+    st.cap_wbytes = 0
+    st.cap_woff = 0
+    st.cap_wptime = 0
+    st.cap_whash = 0
+    st.cap_wsrc = 0
+    st.cap_wseq = 0
+
+
 cdef void window_clear(State* st) noexcept nogil:
-    memset(st.rmap, 0, (st.rmap_mask + 1) * sizeof(uint64_t))
+    if st.cap_woff > WINDOW_KEEP_DECISIONS_MAX:
+        window_release(st)
+    else:
+        memset(st.rmap, 0, (st.rmap_mask + 1) * sizeof(uint64_t))
     st.rmap_used = 0
     st.n_tail = 0
     st.n_dec = 0
