@@ -46,37 +46,38 @@ from .schema import ACCOUNT_DTYPE, JOURNAL_DTYPE, JOURNEY_DTYPE, PENDING_DTYPE, 
 
 FORMAT_VERSION = 4
 
-# The journal codec: the core's C version unless the pure-Python engine is forced.
-if os.environ.get("CARDLEDGER_PURE", "") not in ("", "0"):
-    pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
-    pack_pairs, find_pair, pack_id_runs = codec.pack_pairs, codec.find_pair, codec.pack_id_runs
-    unpack_journal_record, journal_record_marks = codec.unpack_journal_record, codec.journal_record_marks
-    unpack_journal_records = codec.unpack_journal_records
-    pack_words, unpack_words = codec.pack_words, codec.unpack_words
-    find_ids_in_runs, find_ids_exact = codec.find_ids_in_runs, codec.find_ids_exact
-else:
+#: The codec functions the core implements in C, twins of those in codec.py.
+_CODEC_FUNCTIONS = (
+    "pack_journal", "unpack_journal", "unpack_journal_record", "unpack_journal_records", "journal_record_marks",
+    "pack_pairs", "find_pair", "pack_id_runs", "find_ids_in_runs", "find_ids_exact", "pack_words", "unpack_words",
+)
+
+
+def _codec_module() -> Any:
+    """The core's C codec, unless the pure-Python engine is forced or the core is not
+    built. A core built from older sources (a function missing) is refused: silently
+    falling back to the Python twins would make every batch many times slower."""
+    if os.environ.get("CARDLEDGER_PURE", "") not in ("", "0"):
+        return codec
     try:
-        from ._core import (
-            find_ids_exact,
-            find_ids_in_runs,
-            find_pair,
-            journal_record_marks,
-            pack_id_runs,
-            pack_journal,
-            pack_pairs,
-            pack_words,
-            unpack_journal,
-            unpack_journal_record,
-            unpack_journal_records,
-            unpack_words,
-        )
+        from . import _core
     except ImportError:  # pragma: no cover - only without a compiler
-        pack_journal, unpack_journal = codec.pack_journal, codec.unpack_journal
-        pack_pairs, find_pair, pack_id_runs = codec.pack_pairs, codec.find_pair, codec.pack_id_runs
-        unpack_journal_record, journal_record_marks = codec.unpack_journal_record, codec.journal_record_marks
-        unpack_journal_records = codec.unpack_journal_records
-        pack_words, unpack_words = codec.pack_words, codec.unpack_words
-        find_ids_in_runs, find_ids_exact = codec.find_ids_in_runs, codec.find_ids_exact
+        return codec
+    missing = [name for name in _CODEC_FUNCTIONS if not hasattr(_core, name)]
+    if missing:
+        raise ImportError(f"cardledger._core is out of date (it lacks {', '.join(missing)}): rebuild it with "
+                          "`pip install -e .` or `python setup.py build_ext --inplace`")
+    return _core
+
+
+_codec = _codec_module()
+pack_journal, unpack_journal = _codec.pack_journal, _codec.unpack_journal
+unpack_journal_record, unpack_journal_records = _codec.unpack_journal_record, _codec.unpack_journal_records
+journal_record_marks = _codec.journal_record_marks
+pack_pairs, find_pair, pack_id_runs = _codec.pack_pairs, _codec.find_pair, _codec.pack_id_runs
+find_ids_in_runs, find_ids_exact = _codec.find_ids_in_runs, _codec.find_ids_exact
+pack_words, unpack_words = _codec.pack_words, _codec.unpack_words
+
 BATCH_MAGIC = b"CLJB"
 #: magic, version, header size, record count, first/last journal_seq, commit time,
 #: previous hash, hash, padding to 128 bytes so the records start 8-byte aligned.
