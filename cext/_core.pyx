@@ -192,6 +192,26 @@ cdef class Engine:
         """Number of cards with fare state."""
         return self.taps.n_journeys
 
+    def journey_capacity(self):
+        """Journeys the store holds room for (it grows at once to the number of cards)."""
+        return self.taps.cap_journeys
+
+    def prefault_journeys(self):
+        """Fault in the pages of the journey store's room not written yet (for a thread
+        beside the batches: first taps otherwise fault them in the batch loop, ~10% of
+        the city's loop). Only asks the kernel to back the pages (MADV_POPULATE_WRITE:
+        their contents stay as they are), so racing the batch loop, or even a store
+        moved meanwhile, is harmless; where the kernel refuses, nothing happens."""
+        cdef size_t page = 1 << 21
+        cdef size_t start = <size_t>(<char*>self.taps.journeys + self.taps.n_journeys * sizeof(Journey))
+        cdef size_t end = <size_t>(<char*>self.taps.journeys + self.taps.cap_journeys * sizeof(Journey))
+        start = (start + page - 1) & ~(page - 1)
+        end = end & ~(<size_t>4095)
+        if self.taps.journeys == NULL or end <= start:
+            return
+        with nogil:
+            madvise(<void*>start, end - start, MADV_POPULATE_WRITE)
+
     # ------------------------------------------------------------------ state I/O
 
     @property

@@ -215,6 +215,7 @@ class Ledger:
         self._jny_buf: np.ndarray | None = None  # reused journey snapshot buffer
         self._snap_seq = 0  # journal_seq of the last account snapshot taken
         self._ids_upto = 0
+        self._journeys_prefaulted = 0  # journey store capacity already faulted in
         #: Id flushes stored in the id log but not merged into the index yet.
         self._id_logs: list[storage.IdLog] = []
         #: The id log as the transaction being committed leaves it (published after).
@@ -719,7 +720,16 @@ class Ledger:
             charged = taps & (results["code"] == Result.OK)
             if charged.any():
                 tap_time_us = int(ops["time_us"][charged].max())
+            self._prefault_journeys_if_grown()
         return StagedBatch(ops, results, journal if len(journal) else None, packed, tap_time_us)
+
+    def _prefault_journeys_if_grown(self) -> None:
+        """After the journey store grew (at once, to the number of cards): fault its new
+        pages in from a thread beside the batches, not one first tap at a time."""
+        capacity = self._engine.journey_capacity()
+        if capacity > self._journeys_prefaulted:
+            self._journeys_prefaulted = capacity
+            threading.Thread(target=self._engine.prefault_journeys, name="cardledger-prefault", daemon=True).start()
 
     def _write_staged(self, txn: Any, staged: StagedBatch) -> None:
         """Encode a staged batch and store it in `txn` (see the two steps below)."""

@@ -226,6 +226,13 @@ class Engine:
         self._last_journal = np.array(journal, dtype=JOURNAL_DTYPE)
         return results, self._last_journal
 
+    def journey_capacity(self) -> int:
+        """The core's journey store capacity; the reference keeps journeys in a dict: 0."""
+        return 0
+
+    def prefault_journeys(self) -> None:
+        """Nothing to fault in: the reference keeps journeys in a dict."""
+
     def last_batch_packed(self) -> bytes:
         """The journal records of the batch `apply` just ran, packed as the journal
         stores them (the core keeps them packed already; here they are packed now)."""
