@@ -194,6 +194,22 @@ def test_first_tap_batch_installs_the_packaged_harbin_system(led):
     assert led.verify().ok
 
 
+def test_faulting_in_the_journey_store_changes_nothing(hb):
+    """Once the journey store grows, a thread faults its new pages in; that touches no
+    journey, and taps go on exactly as before."""
+    cards = [hb.card(100 + i, 1000) for i in range(5)]
+    for card in cards[:3]:
+        charged(hb.tap(card, T(8), BOARD, "bus_1", "bs_0001"), 100, balance=900)
+    engine = hb.led._engine
+    assert hb.led._journeys_prefaulted == engine.journey_capacity()  # asked for, once it grew
+    before = engine.export_journeys().tobytes()
+    engine.prefault_journeys()  # again, in this thread: harmless
+    assert engine.export_journeys().tobytes() == before
+    for card in cards[3:]:
+        charged(hb.tap(card, T(8), BOARD, "bus_1", "bs_0001"), 100, balance=900)
+    assert hb.led.verify().ok
+
+
 def test_bus_board_charges_the_ordinary_route_fare_to_the_bus_operator(hb):
     """BOARD on an ordinary bus route charges 1 yuan, card -> operator 9001."""
     card = hb.card(100, 1000)
