@@ -709,6 +709,8 @@ def find_ids_in_runs(key_src, key_seq, offsets, buf, q_src, q_seq, out):
         raise ValueError("find_ids_in_runs: arrays differ in length")
     if nk == 0:
         return
+    if size == 0:
+        raise ValueError("id log runs are empty but keyed")
     with nogil:
         for i in range(n):
             if o[i] != 0:

@@ -1474,7 +1474,6 @@ class _DecodedBatches:
             del self._lasts[bisect.bisect_left(self._lasts, oldest)]
 
 
-#: An op id as a sortable record: numpy compares structured records field by field.
 def _find_in_flushes(staged: list[StagedBatch], q_src: np.ndarray, q_seq: np.ndarray) -> np.ndarray:
     """journal_seq of each id (q_src[i], q_seq[i]) in an id flush still in flight, 0
     where none holds it. A flush's decisions are sorted by (source, seq)."""
