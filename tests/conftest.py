@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import cardledger
-from cardledger import OpKind
+from cardledger import AccountKind, OpKind
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -56,6 +56,19 @@ class Ops:
                 ops[i][k] = int(v)
         self.rows = []
         return ops
+
+
+def open_cards(led, cards, topup_fen: int, source: int = 50) -> None:
+    """One batch: clearing account 1, merchant 2, and each card opened and topped up by
+    `topup_fen` from the clearing account; every op must succeed."""
+    b = Ops(source=source)
+    b.add(OpKind.OPEN, 1, account_kind=AccountKind.CLEARING)
+    b.add(OpKind.OPEN, 2, account_kind=AccountKind.MERCHANT)
+    for c in cards:
+        b.add(OpKind.OPEN, c, account_kind=AccountKind.CARD)
+        b.add(OpKind.TOPUP, c, 1, topup_fen)
+    r = led.apply(b.take())
+    assert (r["code"] == 0).all(), codes(r)
 
 
 @pytest.fixture

@@ -7,22 +7,16 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import Ops, codes
+from conftest import codes, open_cards
 
 import cardledger
-from cardledger import AccountKind, Committer, OpFlags, OpKind, Result
+from cardledger import Committer, OpFlags, OpKind, Result
 
 CARDS = list(range(100, 132))
 
 
 def _setup(led):
-    b = Ops(source=1)
-    b.add(OpKind.OPEN, 1, account_kind=AccountKind.CLEARING)
-    b.add(OpKind.OPEN, 2, account_kind=AccountKind.MERCHANT)
-    for c in CARDS:
-        b.add(OpKind.OPEN, c, account_kind=AccountKind.CARD)
-        b.add(OpKind.TOPUP, c, 1, 100_000)
-    assert (led.apply(b.take())["code"] == 0).all()
+    open_cards(led, CARDS, 100_000, source=1)
 
 
 def one(source, seq, kind, account, counterparty, amount, flags=0):

@@ -7,10 +7,10 @@ from __future__ import annotations
 import lmdb
 import numpy as np
 import pytest
-from conftest import Ops, codes
+from conftest import Ops, codes, open_cards
 
 import cardledger
-from cardledger import AccountKind, OpKind, storage
+from cardledger import OpKind, storage
 from cardledger.ledger import IDS_LOG_FLUSHES_MAX
 
 CARDS = range(100, 140)
@@ -18,13 +18,7 @@ TERMINALS = range(1_000, 1_007)
 
 
 def _setup(led) -> None:
-    b = Ops(source=50)
-    b.add(OpKind.OPEN, 1, account_kind=AccountKind.CLEARING)
-    b.add(OpKind.OPEN, 2, account_kind=AccountKind.MERCHANT)
-    for c in CARDS:
-        b.add(OpKind.OPEN, c, account_kind=AccountKind.CARD)
-        b.add(OpKind.TOPUP, c, 1, 100_000)
-    assert (led.apply(b.take())["code"] == 0).all()
+    open_cards(led, CARDS, 100_000)
 
 
 def _spends(terminals: dict[int, Ops], n: int, rng: np.random.Generator) -> np.ndarray:

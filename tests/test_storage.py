@@ -8,21 +8,14 @@ import os
 import lmdb
 import numpy as np
 import pytest
-from conftest import Ops, codes
+from conftest import Ops, codes, open_cards
 
 import cardledger
-from cardledger import AccountKind, OpKind, Result, storage
+from cardledger import OpKind, Result, storage
 
 
 def _setup(led, cards=range(100, 110)):
-    b = Ops(source=50)
-    b.add(OpKind.OPEN, 1, account_kind=AccountKind.CLEARING)
-    b.add(OpKind.OPEN, 2, account_kind=AccountKind.MERCHANT)
-    for c in cards:
-        b.add(OpKind.OPEN, c, account_kind=AccountKind.CARD)
-        b.add(OpKind.TOPUP, c, 1, 10_000)
-    r = led.apply(b.take())
-    assert (r["code"] == 0).all(), codes(r)
+    open_cards(led, cards, 10_000)
 
 
 def test_reopen_restores_balances_and_journal_position(ledger_path):

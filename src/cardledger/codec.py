@@ -66,6 +66,19 @@ def _put_varint(out: bytearray, v: int) -> None:
     out.append(v)
 
 
+def _put_sparse(out: bytearray, words: list[int], values: list[int]) -> None:
+    """A record's encoding: a varint bitmap of its non-zero `words`, then, for each of
+    them, values[i] as a varint."""
+    bitmap = 0
+    for i, w in enumerate(words):
+        if w:
+            bitmap |= 1 << i
+    _put_varint(out, bitmap)
+    for i, w in enumerate(words):
+        if w:
+            _put_varint(out, values[i])
+
+
 def _get_varint(buf: memoryview, pos: int) -> tuple[int, int]:
     v = shift = 0
     while True:
@@ -97,14 +110,7 @@ def pack_journal(records: np.ndarray) -> bytes:
         t[W_CPREV] = _back(jseq, w[W_CPREV])
         for i in ZIGZAG_WORDS:
             t[i] = _zigzag(w[i])
-        bitmap = 0
-        for i in range(WORDS):
-            if t[i]:
-                bitmap |= 1 << i
-        _put_varint(out, bitmap)
-        for i in range(WORDS):
-            if t[i]:
-                _put_varint(out, t[i])
+        _put_sparse(out, t, t)
         prev_time, prev_jseq = w[W_TIME], jseq
     return bytes(out)
 
@@ -295,15 +301,8 @@ def pack_words(records: np.ndarray) -> bytes:
     out = bytearray()
     last = [0] * nw
     for w in words:
-        bitmap = 0
-        for i in range(nw):
-            if w[i]:
-                bitmap |= 1 << i
-        _put_varint(out, bitmap)
-        for i in range(nw):
-            if w[i]:
-                _put_varint(out, _zigzag((w[i] - last[i]) & MASK64))
-                last[i] = w[i]
+        _put_sparse(out, w, [_zigzag((w[i] - last[i]) & MASK64) for i in range(nw)])
+        last = [w[i] or last[i] for i in range(nw)]
     return bytes(out)
 
 

@@ -153,27 +153,15 @@ class CheckedBody:
 
     def record(self, journal_seq: int) -> np.void:
         """Decode the one record with this journal_seq (CorruptionError if malformed)."""
-        n = self.last_seq - self.first_seq + 1
-        try:
-            rec = unpack_journal_record(
-                self.body, n, self.first_seq, journal_seq - self.first_seq, self.marks, RECORD_MARK_STRIDE
-            )
-        except (ValueError, CorruptionError) as e:
-            raise CorruptionError(f"journal batch ending at {self.last_seq}: {e}") from None
-        if int(rec["journal_seq"]) != journal_seq:
-            raise CorruptionError(f"journal batch ending at {self.last_seq}: record {journal_seq} is not where it belongs")
-        return rec
+        return self.records(np.array([journal_seq], dtype=np.uint64))[0]
 
     def records(self, journal_seqs: np.ndarray) -> np.ndarray:
         """Decode the records with these journal_seqs (all in this batch), in one call."""
         n = self.last_seq - self.first_seq + 1
         try:
-            if self.marks is None:
-                recs = unpack_journal(self.body, n, self.first_seq)[journal_seqs.astype(np.int64) - self.first_seq]
-            else:
-                recs = unpack_journal_records(self.body, n, self.first_seq, journal_seqs.astype(np.int64) - self.first_seq,
-                                              self.marks, RECORD_MARK_STRIDE)
-        except (ValueError, CorruptionError, IndexError) as e:
+            recs = unpack_journal_records(self.body, n, self.first_seq, journal_seqs.astype(np.int64) - self.first_seq,
+                                          self.marks, RECORD_MARK_STRIDE)
+        except (ValueError, CorruptionError) as e:
             raise CorruptionError(f"journal batch ending at {self.last_seq}: {e}") from None
         if not np.array_equal(recs["journal_seq"], journal_seqs):
             raise CorruptionError(f"journal batch ending at {self.last_seq}: a record is not where it belongs")
@@ -527,9 +515,6 @@ IDLOG_MAGIC = b"CLIL"
 IDLOG_PREFIX = b"idlog"
 #: magic, version, ids_upto, run count, late id count, blob size, SHA-256 of the rest
 IDLOG_HEADER = struct.Struct("<4sHxxQQQQ32s")
-ID_KEY_DTYPE = np.dtype([("source", "<u8"), ("seq", "<u8")])
-
-
 def idlog_key(ids_upto: int) -> bytes:
     """The `state` key of the id log value of the flush up to `ids_upto`."""
     return IDLOG_PREFIX + KEY.pack(ids_upto)
@@ -541,18 +526,18 @@ class IdLog:
     Its runs are keyed by (key_src[k], key_seq[k]) = (source, highest seq), sorted;
     run k's (seq, journal_seq) pairs are blob[offsets[k]:offsets[k+1]]
     (`codec.pack_pairs`). Its ids decided out of order are (late_src, late_seq) ->
-    late_jseq, sorted.
+    late_jseq, sorted. Every array is contiguous uint64 (offsets: int64).
     """
 
     __slots__ = ("ids_upto", "key_src", "key_seq", "offsets", "blob", "late_src", "late_seq", "late_jseq")
+    #: The value's arrays, in the order it stores them after its header and before the blob.
+    COLUMNS = (("key_src", np.uint64), ("key_seq", np.uint64), ("offsets", np.int64),
+               ("late_src", np.uint64), ("late_seq", np.uint64), ("late_jseq", np.uint64))
 
-    def __init__(self, ids_upto: int, keys: np.ndarray, offsets: np.ndarray, blob: bytes,
-                 late_keys: np.ndarray, late_jseq: np.ndarray) -> None:
-        self.ids_upto, self.offsets, self.blob, self.late_jseq = ids_upto, offsets, blob, late_jseq
-        self.key_src = np.ascontiguousarray(keys["source"])
-        self.key_seq = np.ascontiguousarray(keys["seq"])
-        self.late_src = np.ascontiguousarray(late_keys["source"])
-        self.late_seq = np.ascontiguousarray(late_keys["seq"])
+    def __init__(self, ids_upto: int, blob: bytes, **columns: np.ndarray) -> None:
+        self.ids_upto, self.blob = ids_upto, blob
+        for name, dtype in self.COLUMNS:
+            setattr(self, name, np.ascontiguousarray(columns[name], dtype=dtype))
 
     def find(self, q_src: np.ndarray, q_seq: np.ndarray, out: np.ndarray) -> None:
         """Fill out[i] (where still 0) with the journal_seq of id (q_src[i], q_seq[i]) if
@@ -579,19 +564,14 @@ class IdLog:
 
 def encode_id_log(decisions: np.ndarray, late: np.ndarray, ids_upto: int) -> tuple[bytes, bytes, IdLog]:
     """The id log entry of a flush (decisions sorted by (source, seq)): (key, value, IdLog)."""
-    run = decisions[~late]
+    run, lt = decisions[~late], decisions[late]
     key_src, key_seq, offsets, blob = pack_id_runs(run["source"], run["seq"], run["journal_seq"], ID_RUN_PAIRS_MAX)
-    keys = np.empty(len(key_src), dtype=ID_KEY_DTYPE)
-    keys["source"], keys["seq"] = key_src, key_seq
-    lt = decisions[late]
-    late_keys = np.empty(len(lt), dtype=ID_KEY_DTYPE)
-    late_keys["source"], late_keys["seq"] = lt["source"], lt["seq"]
-    late_jseq = np.ascontiguousarray(lt["journal_seq"], dtype=np.uint64)
-    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-    body = b"".join((keys.tobytes(), offsets.tobytes(), late_keys.tobytes(), late_jseq.tobytes(), blob))
-    header = IDLOG_HEADER.pack(IDLOG_MAGIC, FORMAT_VERSION, ids_upto, len(keys), len(late_keys), len(blob),
+    log = IdLog(ids_upto, blob, key_src=key_src, key_seq=key_seq, offsets=offsets,
+                late_src=lt["source"], late_seq=lt["seq"], late_jseq=lt["journal_seq"])
+    body = b"".join([getattr(log, name).tobytes() for name, _ in IdLog.COLUMNS] + [blob])
+    header = IDLOG_HEADER.pack(IDLOG_MAGIC, FORMAT_VERSION, ids_upto, len(key_src), len(lt), len(blob),
                                hashlib.sha256(body).digest())
-    return idlog_key(ids_upto), header + body, IdLog(ids_upto, keys, offsets, blob, late_keys, late_jseq)
+    return idlog_key(ids_upto), header + body, log
 
 
 def decode_id_log(key: bytes, value: Any) -> IdLog:
@@ -602,20 +582,17 @@ def decode_id_log(key: bytes, value: Any) -> IdLog:
         raise CorruptionError(f"{where}: shorter than its header")
     magic, version, upto, n_runs, n_late, n_blob, digest = IDLOG_HEADER.unpack_from(value)
     body = memoryview(value)[IDLOG_HEADER.size :]
-    sizes = (n_runs * 16, (n_runs + 1) * 8, n_late * 16, n_late * 8, n_blob)
-    if magic != IDLOG_MAGIC or version != FORMAT_VERSION or idlog_key(upto) != bytes(key) or len(body) != sum(sizes):
+    counts = dict(key_src=n_runs, key_seq=n_runs, offsets=n_runs + 1, late_src=n_late, late_seq=n_late, late_jseq=n_late)
+    if (magic != IDLOG_MAGIC or version != FORMAT_VERSION or idlog_key(upto) != bytes(key)
+            or len(body) != 8 * sum(counts.values()) + n_blob):
         raise CorruptionError(f"{where}: bad header")
     if hashlib.sha256(body).digest() != digest:
         raise CorruptionError(f"{where}: fails its checksum")
-    parts, start = [], 0
-    for size in sizes:
-        parts.append(body[start : start + size])
-        start += size
-    keys = np.frombuffer(parts[0], dtype=ID_KEY_DTYPE).copy()
-    offsets = np.frombuffer(parts[1], dtype=np.int64).copy()
-    late_keys = np.frombuffer(parts[2], dtype=ID_KEY_DTYPE).copy()
-    late_jseq = np.frombuffer(parts[3], dtype=np.uint64).copy()
-    return IdLog(upto, keys, offsets, bytes(parts[4]), late_keys, late_jseq)
+    columns, start = {}, 0
+    for name, dtype in IdLog.COLUMNS:
+        columns[name] = np.frombuffer(body, dtype=dtype, count=counts[name], offset=start).copy()
+        start += 8 * counts[name]
+    return IdLog(upto, bytes(body[start:]), **columns)
 
 
 def read_id_log(txn: Any, state_db: Any) -> list[IdLog]:
