@@ -79,6 +79,19 @@ def _put_sparse(out: bytearray, words: list[int], values: list[int]) -> None:
             _put_varint(out, values[i])
 
 
+def _get_sparse(mv: memoryview, pos: int, nw: int, what: str) -> tuple[int, list[int], int]:
+    """Read a record written by `_put_sparse`: (bitmap, its nw values with 0 where the
+    bitmap has no bit, next position)."""
+    bitmap, pos = _get_varint(mv, pos)
+    if bitmap >> nw:
+        raise CorruptionError(f"{what} encoding has an unknown word")
+    values = [0] * nw
+    for i in range(nw):
+        if bitmap >> i & 1:
+            values[i], pos = _get_varint(mv, pos)
+    return bitmap, values, pos
+
+
 def _get_varint(buf: memoryview, pos: int) -> tuple[int, int]:
     v = shift = 0
     while True:
@@ -123,15 +136,9 @@ def unpack_journal(buf: bytes | memoryview, n: int, first_seq: int) -> np.ndarra
     prev_time = 0
     prev_jseq = first_seq - 1
     for r in range(n):
-        bitmap, pos = _get_varint(mv, pos)
-        if bitmap >> WORDS:
-            raise CorruptionError("journal record encoding has an unknown word")
-        t = [0] * WORDS
-        for i in range(WORDS):
-            if bitmap >> i & 1:
-                t[i], pos = _get_varint(mv, pos)
-                if t[i] == 0:
-                    raise CorruptionError("journal record encoding is not canonical")
+        bitmap, t, pos = _get_sparse(mv, pos, WORDS, "journal record")
+        if any(bitmap >> i & 1 and not t[i] for i in range(WORDS)):
+            raise CorruptionError("journal record encoding is not canonical")
         w = list(t)
         for i in ZIGZAG_WORDS:
             w[i] = _unzigzag(t[i])
@@ -317,17 +324,12 @@ def unpack_words(buf: bytes | memoryview, n: int, dtype: np.dtype) -> np.ndarray
     last = [0] * nw
     pos = 0
     for _ in range(n):
-        bitmap, pos = _get_varint(mv, pos)
-        if bitmap >> nw:
-            raise CorruptionError("word table encoding has an unknown word")
-        w = [0] * nw
+        bitmap, w, pos = _get_sparse(mv, pos, nw, "word table")
         for i in range(nw):
             if bitmap >> i & 1:
-                v, pos = _get_varint(mv, pos)
-                v = (last[i] + _unzigzag(v)) & MASK64
-                if v == 0:
+                w[i] = last[i] = (last[i] + _unzigzag(w[i])) & MASK64
+                if w[i] == 0:
                     raise CorruptionError("word table encoding is not canonical")
-                w[i] = last[i] = v
         rows.append(w)
     if pos != len(mv):
         raise CorruptionError("word table encoding has trailing bytes")
