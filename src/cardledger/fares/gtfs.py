@@ -381,7 +381,7 @@ class _Row:
 
     def timezone(self, column: str, required: bool = False) -> str | None:
         raw = self.text(column, required)
-        if raw is not None and not _timezone_ok(raw):
+        if raw is not None and raw not in self.loader.known_timezones and not _timezone_ok(raw):
             self.problem(column, f"unknown timezone {raw!r} (use an IANA name like 'Asia/Shanghai')")
             return None
         return raw
@@ -414,9 +414,12 @@ def _route_type_ok(value: int) -> bool:
 class _Loader:
     """Reads every file, collects every problem, and builds the Feed if there are none."""
 
-    def __init__(self, source: _Source) -> None:
+    def __init__(self, source: _Source, known_timezones: Collection[str] = ()) -> None:
         self.source = source
         self.problems: list[Problem] = []
+        # Zones whose offsets come with the feed (a stored system's recorded ones): valid
+        # even where the host's tz database lacks them.
+        self.known_timezones = frozenset(known_timezones)
 
     def add(self, file: str, line: int, column: str | None, message: str) -> None:
         self.problems.append(Problem(file, line, column, message))
@@ -1012,15 +1015,16 @@ class _Loader:
         return rules
 
 
-def load_feed(path: str | os.PathLike[str]) -> Feed:
+def load_feed(path: str | os.PathLike[str], known_timezones: Collection[str] = ()) -> Feed:
     """Load and check the GTFS fare feed at `path` (a directory, a .zip, or a .zip with one folder).
 
     Returns the `Feed` if it has no problem at all. Otherwise raises one `FeedError`
     whose `.problems` lists every problem found in every file (file, line, column,
-    message), sorted by file and line; nothing is half-loaded.
+    message), sorted by file and line; nothing is half-loaded. `known_timezones`: zone
+    names accepted without the host's tz database (their offsets come with the feed).
     """
     source = _Source(path)
     try:
-        return _Loader(source).load()
+        return _Loader(source, known_timezones).load()
     finally:
         source.close()

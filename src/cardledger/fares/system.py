@@ -29,6 +29,7 @@ from .evaluate import FareDiscount, FareStatus, ReferenceEvaluator
 from .gtfs import load_feed
 from .model import Feed
 from .tables import US_PER_S, FareTables, compile_feed
+from .timezones import TIMEZONES_FILE, Transitions, decode_timezones, encode_timezones
 
 #: The config file that sits beside a feed's .txt files.
 CONFIG_FILE = "fares.toml"
@@ -96,11 +97,16 @@ class FareSystem:
         *,
         files: dict[str, bytes] | None = None,
         previous: FareSystem | None = None,
+        timezones: dict[str, Transitions] | None = None,
     ) -> None:
         """Build from a validated `Feed` (use `from_gtfs`/`harbin` normally).
 
         `files` are the source files (kept so a ledger can persist the system
-        byte for byte); `previous` keeps its route and stop indexes stable.
+        byte for byte); `previous` keeps its route and stop indexes stable;
+        `timezones` are UTC offsets recorded with the system (`timezones.py`). The
+        offsets the system is compiled with are added to `files` as TIMEZONES_FILE
+        when it does not hold them all, so a ledger rates its journal the same after
+        the host's tz database changes.
         """
         self.feed = feed
         # A feed without fares.toml can quote; its taps find no operator to pay
@@ -111,8 +117,10 @@ class FareSystem:
             raise ConfigError(problems)
         self.files = dict(files or {})
         self.tables: FareTables = compile_feed(
-            feed, self.config, previous.tables if previous is not None else None
+            feed, self.config, previous.tables if previous is not None else None, timezones
         )
+        if timezones is None or not set(self.tables.tz_names) <= set(timezones):
+            self.files[TIMEZONES_FILE] = encode_timezones(self._compiled_timezones())
         self._route_ix = {r: i for i, r in enumerate(self.tables.route_ids) if r in feed.routes}
         self._stop_ix = {s: i for i, s in enumerate(self.tables.stop_ids) if s in feed.stops}
         self._cat_ix = {c: i for i, c in enumerate(self.tables.rider_category_ids)}
@@ -123,6 +131,14 @@ class FareSystem:
             from .. import _core
 
             self._core = _core.FareEvaluator(self.tables)
+
+    def _compiled_timezones(self) -> dict[str, Transitions]:
+        """The UTC offsets of every zone the compiled tables use, by zone name."""
+        t = self.tables
+        ptr = t.tz_ptr.tolist()
+        froms, offs = t.tz_from_us.tolist(), t.tz_offset_s.tolist()
+        return {name: (tuple(froms[ptr[z] : ptr[z + 1]]), tuple(offs[ptr[z] : ptr[z + 1]]))
+                for z, name in enumerate(t.tz_names)}
 
     # -- construction -------------------------------------------------------
 
@@ -141,7 +157,8 @@ class FareSystem:
         """
         p = pathlib.Path(path)
         files = _read_files(p)
-        feed = load_feed(p)
+        timezones = decode_timezones(files[TIMEZONES_FILE]) if TIMEZONES_FILE in files else None
+        feed = load_feed(p, known_timezones=timezones or ())
         cfg: FareConfig | None
         currency = _feed_currency(feed)
         if isinstance(config, FareConfig):
@@ -154,7 +171,7 @@ class FareSystem:
             cfg = load_config(files[CONFIG_FILE], currency=currency)
         else:
             cfg = None
-        return cls(feed, cfg, files=files, previous=previous)
+        return cls(feed, cfg, files=files, previous=previous, timezones=timezones)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, previous: FareSystem | None = None) -> FareSystem:
@@ -330,13 +347,13 @@ def _read_files(p: pathlib.Path) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     if p.is_dir():
         for f in sorted(p.iterdir()):
-            if f.is_file() and (f.suffix == ".txt" or f.name == CONFIG_FILE):
+            if f.is_file() and (f.suffix == ".txt" or f.name in (CONFIG_FILE, TIMEZONES_FILE)):
                 out[f.name] = f.read_bytes()
         return out
     with zipfile.ZipFile(p) as z:
         for name in z.namelist():
             base = name.rsplit("/", 1)[-1]
-            if base.endswith(".txt") or base == CONFIG_FILE:
+            if base.endswith(".txt") or base in (CONFIG_FILE, TIMEZONES_FILE):
                 out[base] = z.read(name)
     return out
 

@@ -18,22 +18,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import zoneinfo
+from collections.abc import Mapping
 
 import numpy as np
 
 from ..schema import AMOUNT_MAX_FEN
 from .config import FareConfig
 from .model import Feed
+from .timezones import Transitions, tz_transitions
 
 #: "No value" in an index column (an empty GTFS field, a leg without a group…).
 NONE = -1
 #: Price of a product row that the rider may not use (no eligible row).
 NO_PRICE = -(1 << 62)
-#: Timezone offsets are tabulated between these years (UTC); outside, the nearest
-#: offset is used.
-TZ_FIRST_YEAR = 1970
-TZ_LAST_YEAR = 2100
 UNIX_EPOCH_DATE = dt.date(1970, 1, 1)
 US_PER_S = 1_000_000
 S_PER_DAY = 86_400
@@ -147,45 +144,6 @@ def _stable_order(new_ids: list[str], previous: list[str] | None) -> list[str]:
     return list(previous) + [x for x in new_ids if x not in known]
 
 
-@functools.lru_cache(maxsize=64)
-def tz_transitions(name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(from_us, offset_s) pairs of a timezone's UTC offset changes.
-
-    The first pair starts at the smallest int64 (in force before the table). Found
-    by stepping day by day through TZ_FIRST_YEAR..TZ_LAST_YEAR and bisecting each
-    change to the second: zoneinfo offers no transition list.
-    """
-    zone = zoneinfo.ZoneInfo(name)
-
-    def offset(ts: int) -> int:
-        off = dt.datetime.fromtimestamp(ts, zone).utcoffset()
-        assert off is not None
-        return int(off.total_seconds())
-
-    t0 = int(dt.datetime(TZ_FIRST_YEAR, 1, 1, tzinfo=dt.timezone.utc).timestamp())
-    t1 = int(dt.datetime(TZ_LAST_YEAR, 1, 1, tzinfo=dt.timezone.utc).timestamp())
-    froms = [-(1 << 63)]
-    offs = [offset(t0)]
-    ts = t0
-    cur = offs[0]
-    while ts < t1:
-        nxt = ts + S_PER_DAY
-        o = offset(nxt)
-        if o != cur:
-            lo, hi = ts, nxt  # offset(lo) == cur, offset(hi) == o
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if offset(mid) == cur:
-                    lo = mid
-                else:
-                    hi = mid
-            froms.append(hi * US_PER_S)
-            offs.append(o)
-            cur = o
-        ts = nxt
-    return tuple(froms), tuple(offs)
-
-
 def _service_days(feed: Feed) -> tuple[list[str], int, np.ndarray]:
     """Every service id and the local days it runs, as a bit table."""
     service_ids: list[str] = list(feed.calendar)
@@ -216,9 +174,15 @@ def _service_days(feed: Feed) -> tuple[list[str], int, np.ndarray]:
 
 
 def compile_feed(
-    feed: Feed, config: FareConfig | None = None, previous: FareTables | None = None
+    feed: Feed,
+    config: FareConfig | None = None,
+    previous: FareTables | None = None,
+    timezones: Mapping[str, Transitions] | None = None,
 ) -> FareTables:
-    """Turn a validated feed into `FareTables` (see the module docstring)."""
+    """Turn a validated feed into `FareTables` (see the module docstring).
+
+    `timezones`: the UTC offsets recorded with the system (see `timezones.py`); a zone
+    not in it is read from the host's tz database."""
     currencies = {p.currency for p in feed.fare_products}
     currency = currencies.pop() if currencies else "XXX"
 
@@ -307,7 +271,7 @@ def compile_feed(
     tz_from: list[int] = []
     tz_off: list[int] = []
     for name in tz_names:
-        f, o = tz_transitions(name)
+        f, o = timezones[name] if timezones is not None and name in timezones else tz_transitions(name)
         tz_from.extend(f)
         tz_off.extend(o)
         tz_ptr.append(len(tz_from))
