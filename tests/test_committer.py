@@ -91,7 +91,8 @@ def test_close_commits_everything_accepted_then_refuses(led):
 
 def _stall(led):
     """Make the commit thread stop inside its next submit until the returned gate opens;
-    `entered` is set once it is there (its batch taken off the queue)."""
+    `entered` is set once it is there (its batch taken off the queue). The ledger also
+    reports itself busy to event loops, so their batches go to the commit thread too."""
     entered, gate = threading.Event(), threading.Event()
     real_submit = led.submit
 
@@ -101,6 +102,7 @@ def _stall(led):
         return real_submit(ops)
 
     led.submit = slow_submit
+    led._try_submit = lambda ops: None
     return entered, gate
 
 
@@ -214,3 +216,95 @@ def test_a_cancelled_future_does_not_stop_the_committer(led):
     assert int(committer.apply(one(4, 2, OpKind.SPEND, 100, 2, 1))["code"]) == Result.OK
     committer.close()
     assert led.balance(100) == 100_000 - 2
+
+
+def test_an_event_loops_ops_go_to_the_ledger_from_the_loop_itself(led):
+    """apply_async gathers on the loop and hands batches over from the loop's thread,
+    without waiting for the committer thread."""
+    _setup(led)
+    threads = []
+    real_try = led._try_submit
+
+    def spy(ops):
+        threads.append(threading.get_ident())
+        return real_try(ops)
+
+    led._try_submit = spy
+
+    async def main():
+        with Committer(led) as committer:
+            ops = [one(21, s, OpKind.SPEND, CARDS[s % len(CARDS)], 2, 1) for s in range(1, 501)]
+            results = await asyncio.gather(*(committer.apply_async(op) for op in ops))
+            return results, committer.batches, threading.get_ident()
+
+    results, batches, loop_thread = asyncio.run(main())
+    assert [int(r["code"]) for r in results] == [Result.OK] * 500
+    assert threads and set(threads) == {loop_thread}
+    assert batches < 500  # gathered into shared batches
+    assert led.balance(2) == 500
+
+
+def test_a_busy_ledger_sends_a_loops_batch_through_the_committer_thread(led):
+    _setup(led)
+    led._try_submit = lambda ops: None  # as if another thread held the ledger
+
+    async def main():
+        with Committer(led) as committer:
+            return await asyncio.gather(*(committer.apply_async(one(22, s, OpKind.SPEND, 100, 2, 1)) for s in range(1, 51)))
+
+    assert [int(r["code"]) for r in asyncio.run(main())] == [Result.OK] * 50
+    assert led.balance(100) == 100_000 - 50
+
+
+def test_close_in_the_loops_thread_commits_what_the_loop_gathered(led):
+    _setup(led)
+
+    async def main():
+        committer = Committer(led)
+        futures = [committer.apply_async(one(23, s, OpKind.SPEND, 101, 2, 1)) for s in range(1, 41)]
+        committer.close()  # before the loop ever ran its flush
+        assert led.balance(101) == 100_000 - 40  # durable before close returned
+        with pytest.raises(cardledger.LedgerClosedError):
+            committer.apply_async(one(23, 99, OpKind.SPEND, 101, 2, 1))
+        return await asyncio.gather(*futures)
+
+    assert [int(r["code"]) for r in asyncio.run(main())] == [Result.OK] * 40
+
+
+def test_close_from_another_thread_waits_for_a_running_loops_batches(led):
+    _setup(led)
+    committer = Committer(led)
+    gathered, stop = threading.Event(), threading.Event()
+    results = []
+
+    async def main():
+        futures = [committer.apply_async(one(24, s, OpKind.SPEND, 102, 2, 1)) for s in range(1, 61)]
+        gathered.set()
+        for _ in range(1000):  # hold the loop until close() has stopped taking ops
+            if not committer._accepting:
+                break
+            threading.Event().wait(0.01)
+        results.extend(await asyncio.gather(*futures))
+        await asyncio.get_running_loop().run_in_executor(None, stop.wait, 10)
+
+    runner = threading.Thread(target=asyncio.run, args=(main(),))
+    runner.start()
+    assert gathered.wait(10)
+    committer.close(timeout=30)
+    assert led.balance(102) == 100_000 - 60  # every gathered op committed before close returned
+    stop.set()
+    runner.join(10)
+    assert [int(r["code"]) for r in results] == [Result.OK] * 60
+
+
+def test_a_ledger_closed_under_the_committer_fails_a_loops_callers(led):
+    _setup(led)
+
+    async def main():
+        committer = Committer(led)
+        led.close()
+        futures = [committer.apply_async(one(25, s, OpKind.SPEND, 100, 2, 1)) for s in range(1, 4)]
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    errors = asyncio.run(main())
+    assert all(isinstance(e, cardledger.LedgerClosedError) for e in errors)

@@ -486,12 +486,31 @@ class Ledger:
         The future's done-callbacks run in the ledger's commit thread: they must not
         call the ledger (LedgerError), only hand the result on.
         """
+        return self._submit(ops, wait=True)  # type: ignore[return-value]
+
+    def _try_submit(self, ops: np.ndarray) -> Future[np.ndarray] | None:
+        """`submit`, or None at once (nothing done) where `submit` would wait: another
+        thread holds the ledger, PIPELINE_BATCHES_MAX batches are in flight, the batch
+        cannot be pipelined, or it would take a snapshot (a copy of every account). For
+        an event loop, which must not block (the Committer)."""
+        return self._submit(ops, wait=False)
+
+    def _submit(self, ops: np.ndarray, wait: bool) -> Future[np.ndarray] | None:
         self._check_open()
         if self.readonly:
             raise LedgerReadOnlyError(f"ledger {self.path!r} was opened readonly: open it with readonly=False to apply ops")
         ops = _check_batch(ops)
         if self._pipeline is not None and self._pipeline.owns_current_thread():
             _refuse_in_pipeline_thread()
+        if not wait:
+            if not self._lock.acquire(blocking=False):
+                return None
+            try:
+                if not self._may_submit_now(ops):
+                    return None
+                return self._submit(ops, wait=True)  # (the lock is re-entrant)
+            finally:
+                self._lock.release()
         future: Future = Future()
         future.set_running_or_notify_cancel()  # a batch handed over cannot be taken back
         if len(ops) == 0:
@@ -536,6 +555,21 @@ class Ledger:
                 staged.flush = self._prepare_flush()
             self._pipeline.push(staged)
         return future
+
+    def _may_submit_now(self, ops: np.ndarray) -> bool:
+        """With the lock held: whether `submit` of these ops would return without
+        waiting for a commit or copying a snapshot."""
+        if self._env is None or self._pipeline_off:
+            return False
+        pipeline = self._pipeline
+        if pipeline is not None and (pipeline.broken or not pipeline.has_room):
+            return False
+        if not self._fare_versions and bool((ops["kind"] == _TAP).any()):
+            return False  # the default fares go in the batch's own transaction
+        # A snapshot is due once the journal passes checkpoint_ops (and the previous one
+        # is written): judged before the kernel, assuming every op is decided anew.
+        passes = int(self._engine.journal_seq) + len(ops) - self._snap_seq >= self.checkpoint_ops
+        return not (passes and self._file_job is None and not self._snapshot_staged)
 
     def _can_pipeline(self, taps: np.ndarray) -> bool:
         """Whether a batch (`taps`: which of its ops are TAPs) may be staged ahead of the

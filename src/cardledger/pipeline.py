@@ -115,6 +115,12 @@ class CommitPipeline:
         """True when no batch is in flight (a hint: no lock taken)."""
         return self._in_flight == 0
 
+    @property
+    def has_room(self) -> bool:
+        """Whether `push` would return at once (fewer than PIPELINE_BATCHES_MAX in
+        flight). Only the pusher adds batches, so room it sees stays."""
+        return self._in_flight < PIPELINE_BATCHES_MAX
+
     def push(self, item: StagedBatch) -> None:
         """Queue a staged batch; blocks while PIPELINE_BATCHES_MAX are in flight."""
         with self._cond:
