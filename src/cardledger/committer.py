@@ -24,8 +24,8 @@ over hands them to the ledger from the loop's own thread (`Ledger._try_submit`, 
 never waits: a batch the ledger cannot take at once goes to the committer thread
 instead). Woken for them, the committer thread must first win the GIL from the busy
 loop, so it gathered only once the loop went idle, and each wave of submissions, its
-batch and its commit ran one after another: 256 asyncio submitters measured ~55k ops/s
-that way and ~90k this way (README, Performance).
+batch and its commit ran one after another: 256 asyncio submitters measured 57k ops/s on
+average that way and 66k this way, in alternating runs (README, Performance).
 
 Why the hot path looks the way it does: with the GIL, every Python step of a
 submission, of the commit thread and of the event loop shares one core. A submission
