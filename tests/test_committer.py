@@ -308,3 +308,19 @@ def test_a_ledger_closed_under_the_committer_fails_a_loops_callers(led):
 
     errors = asyncio.run(main())
     assert all(isinstance(e, cardledger.LedgerClosedError) for e in errors)
+
+
+def test_ops_gathered_on_a_loop_that_closed_are_still_committed_by_close(led):
+    """Accepted is committed, even when the loop that gathered the ops closed first."""
+    _setup(led)
+    committer = Committer(led)
+    loop = asyncio.new_event_loop()
+
+    async def submit_and_leave():
+        for s in range(1, 11):
+            committer.apply_async(one(26, s, OpKind.SPEND, 103, 2, 1))
+
+    loop.run_until_complete(submit_and_leave())
+    loop.close()
+    committer.close()
+    assert led.balance(103) == 100_000 - 10

@@ -125,7 +125,7 @@ class _LoopBatcher:
     `flush` runs as a loop callback after the iteration that queued them and hands them
     to the ledger a batch at a time, with at most LOOP_BATCHES_IN_FLIGHT_MAX batches in
     flight; a commit landing flushes what gathered meanwhile. Everything here runs in
-    the loop's thread, except `drain` when the loop is not running.
+    the loop's thread, except `Committer._drain` when the loop is not running.
     """
 
     __slots__ = ("committer", "loop", "items", "n_ops", "scheduled", "in_flight")
@@ -321,9 +321,10 @@ class Committer:
 
     def _batcher(self, loop: asyncio.AbstractEventLoop) -> _LoopBatcher:
         """The gatherer of this (running) loop's submissions, made on first use; those of
-        closed loops with nothing left are dropped."""
+        closed loops with nothing gathered are dropped (what a closed loop gathered is
+        handed over by `close`)."""
         with self._lock:
-            for old in [lp for lp, b in self._batchers.items() if lp.is_closed() and not b.items and not b.in_flight]:
+            for old in [lp for lp, b in self._batchers.items() if lp.is_closed() and not b.items]:
                 del self._batchers[old]
             batcher = self._batchers[loop] = _LoopBatcher(self, loop)
         return batcher

@@ -591,6 +591,7 @@ class Ledger:
             self._check_staged_base(txn, staged)
             self._record_checkpoint_file(txn, wait=False)
             self._store_staged(txn, staged)
+        self._decoded.add_stored(staged)
         self._publish_id_log()
         self._adopt_recorded_checkpoint()
         if staged.snapshot is not None:
@@ -732,6 +733,7 @@ class Ledger:
             if staged.journal is not None:
                 self._checkpoint_if_due(txn)
         self._committed()
+        self._decoded.add_stored(staged)
         return staged.results
 
     def _run_kernel(self, txn: Any, ops: np.ndarray, taps: np.ndarray | None = None) -> StagedBatch:
@@ -1474,38 +1476,51 @@ class _StagedOnStaleState(LedgerError):
 
 
 class _DecodedBatches:
-    """Journal batches recently read for id lookups, checked but still encoded.
+    """Journal batches recently stored by this ledger or read for id lookups, checked
+    but still encoded.
 
     Stored batches never change (the journal is append-only), so an entry stays valid;
     the cache only bounds memory (DECODED_BATCHES_MAX encoded batches, ~200 KB each at
-    8,192 ops). A record is decoded alone from its batch's bytes.
+    8,192 ops). A record is decoded alone from its batch's bytes. Every batch this
+    ledger commits goes in as it was written (resent ops point at recent batches: they
+    need neither an LMDB read nor a checksum); the commit thread adds them while a
+    submitter looks up, hence the lock.
     """
 
     def __init__(self) -> None:
         self._by_last: dict[int, storage.CheckedBody] = {}  # insertion order = age
         self._lasts: list[int] = []  # the same batches' last journal_seqs, sorted
+        self._lock = threading.Lock()
 
     def find(self, jseq: int) -> storage.CheckedBody | None:
         """The cached batch holding jseq, if any (marked as recently used)."""
-        i = bisect.bisect_left(self._lasts, jseq)  # the first cached batch ending at or after jseq
-        if i == len(self._lasts):
-            return None
-        last = self._lasts[i]
-        b = self._by_last[last]
-        if b.first_seq > jseq:
-            return None
-        self._by_last[last] = self._by_last.pop(last)
-        return b
+        with self._lock:
+            i = bisect.bisect_left(self._lasts, jseq)  # the first cached batch ending at or after jseq
+            if i == len(self._lasts):
+                return None
+            last = self._lasts[i]
+            b = self._by_last[last]
+            if b.first_seq > jseq:
+                return None
+            self._by_last[last] = self._by_last.pop(last)
+            return b
 
     def add(self, b: storage.CheckedBody) -> None:
         """Cache a decoded batch, dropping the least recently used beyond the limit."""
-        if self._by_last.pop(b.last_seq, None) is None:
-            bisect.insort(self._lasts, b.last_seq)
-        self._by_last[b.last_seq] = b  # the most recently used
-        while len(self._by_last) > DECODED_BATCHES_MAX:
-            oldest = next(iter(self._by_last))
-            del self._by_last[oldest]
-            del self._lasts[bisect.bisect_left(self._lasts, oldest)]
+        with self._lock:
+            if self._by_last.pop(b.last_seq, None) is None:
+                bisect.insort(self._lasts, b.last_seq)
+            self._by_last[b.last_seq] = b  # the most recently used
+            while len(self._by_last) > DECODED_BATCHES_MAX:
+                oldest = next(iter(self._by_last))
+                del self._by_last[oldest]
+                del self._lasts[bisect.bisect_left(self._lasts, oldest)]
+
+    def add_stored(self, staged: StagedBatch) -> None:
+        """Cache a batch this ledger just committed, from the bytes it wrote."""
+        if staged.journal is not None and staged.packed is not None:
+            seqs = staged.journal["journal_seq"]
+            self.add(storage.CheckedBody(int(seqs[0]), int(seqs[-1]), staged.packed, None))
 
 
 def _find_in_flushes(staged: list[StagedBatch], q_src: np.ndarray, q_seq: np.ndarray) -> np.ndarray:

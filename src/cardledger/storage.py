@@ -149,7 +149,7 @@ class CheckedBody:
     first_seq: int
     last_seq: int
     body: bytes
-    marks: Any  # journal_record_marks(...) or None
+    marks: Any  # journal_record_marks(...), or None: computed on first use
 
     def record(self, journal_seq: int) -> np.void:
         """Decode the one record with this journal_seq (CorruptionError if malformed)."""
@@ -159,6 +159,10 @@ class CheckedBody:
         """Decode the records with these journal_seqs (all in this batch), in one call."""
         n = self.last_seq - self.first_seq + 1
         try:
+            if self.marks is None:
+                # A derived index of the immutable body, kept once computed (a batch this
+                # ledger stored itself is cached without it: most are never read).
+                object.__setattr__(self, "marks", journal_record_marks(self.body, n, self.first_seq, RECORD_MARK_STRIDE))
             recs = unpack_journal_records(self.body, n, self.first_seq, journal_seqs.astype(np.int64) - self.first_seq,
                                           self.marks, RECORD_MARK_STRIDE)
         except (ValueError, CorruptionError) as e:
