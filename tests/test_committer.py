@@ -324,3 +324,58 @@ def test_ops_gathered_on_a_loop_that_closed_are_still_committed_by_close(led):
     loop.close()
     committer.close()
     assert led.balance(103) == 100_000 - 10
+
+
+def test_closing_under_load_from_loops_and_threads_loses_nothing_accepted(led):
+    """Two event loops (in their own threads) and two plain threads submit until the
+    committer closes under them: every op it accepted is committed, exactly once."""
+    _setup(led)
+    committer = Committer(led, batch_ops_max=64)
+    accepted = []  # one entry per op the committer took (its future, or its record)
+    lock = threading.Lock()
+    started = threading.Barrier(5)
+
+    async def terminal(source):
+        futures = []
+        for seq in range(1, 10_000):
+            try:
+                futures.append(committer.apply_async(one(source, seq, OpKind.SPEND, 104, 2, 1)))
+            except cardledger.LedgerClosedError:
+                break
+            if seq % 8 == 0:
+                await asyncio.sleep(0)
+        with lock:
+            accepted.extend(futures)
+        return await asyncio.gather(*futures)
+
+    def loop_thread(first_source):
+        async def main():
+            started.wait()
+            return await asyncio.gather(*(terminal(first_source + k) for k in range(20)))
+
+        asyncio.run(main())
+
+    def plain_thread(source):
+        started.wait()
+        for seq in range(1, 10_000):
+            try:
+                f = committer.submit(one(source, seq, OpKind.SPEND, 104, 2, 1))
+            except cardledger.LedgerClosedError:
+                break
+            with lock:
+                accepted.append(f)
+
+    workers = [threading.Thread(target=loop_thread, args=(s,)) for s in (1000, 2000)]
+    workers += [threading.Thread(target=plain_thread, args=(s,)) for s in (3000, 4000)]
+    for w in workers:
+        w.start()
+    started.wait()
+    threading.Event().wait(0.3)
+    committer.close(timeout=60)
+    for w in workers:
+        w.join(60)
+    assert not any(w.is_alive() for w in workers)
+    assert accepted
+    assert all(int(f.result()["code"]) == Result.OK for f in accepted)  # every accepted op committed
+    assert led.balance(104) == 100_000 - len(accepted)  # and nothing else moved money
+    assert led.verify().ok
