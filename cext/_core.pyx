@@ -65,6 +65,11 @@ cdef class Engine:
 
     # ------------------------------------------------------------------ fares
 
+    def set_tap_horizon(self, int64_t horizon_us):
+        """Refuse, from the next `apply` on, every TAP whose time_us is later than
+        horizon_us (TAP_TIME_IN_FUTURE); replays are not affected. Initially none is."""
+        self.st.tap_horizon_us = horizon_us
+
     def set_fare_versions(self, versions):
         """Install the fare-system versions (TapTables, oldest first) taps are rated by."""
         versions = list(versions)
@@ -406,7 +411,11 @@ cdef class Engine:
         if window_reserve(&self.st, n) != 0 or undo_reserve(&self.st, 16) != 0:
             raise MemoryError("cardledger core: cannot grow the decisions window")
         window_begin_batch(&self.st)
+        # A tap decided before is replayed whatever the clock says now.
+        cdef int64_t horizon = self.st.tap_horizon_us
+        self.st.tap_horizon_us = INT64_MAX_
         cdef int64_t bad = replay_records(&self.st, <Journal*>cnp.PyArray_DATA(arr), n)
+        self.st.tap_horizon_us = horizon
         window_end_batch(&self.st)
         if bad == -2:
             raise MemoryError("cardledger core: out of memory during replay")

@@ -151,7 +151,8 @@ cdef enum:
     R_UNKNOWN_STOP = 28
     R_FARE_NOT_FOUND = 29
     R_OPERATOR_NOT_FOUND = 30
-    R_MAX = 30
+    R_TAP_TIME_IN_FUTURE = 31
+    R_MAX = 31
 
 # How a debit draws a card's purses.
 cdef enum:

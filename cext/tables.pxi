@@ -41,6 +41,8 @@ cdef struct Taps:
 
 cdef struct State:
     Taps* taps
+    # A TAP whose time_us is later than this is refused (Engine.set_tap_horizon).
+    int64_t tap_horizon_us
     int64_t default_cap_fen
     uint64_t journal_seq
     int oom
@@ -333,6 +335,7 @@ cdef int grow(void** p, int64_t* capp, int64_t need, size_t item) noexcept nogil
 
 
 cdef int state_init(State* st) noexcept nogil:
+    st.tap_horizon_us = INT64_MAX_
     st.amap = <Slot*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot))
     st.amap_mask = MAP_SLOTS_INITIAL - 1
     st.smap = <Slot*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot))

@@ -459,6 +459,8 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         return R_INVALID_TAP
     if op.time_us < 0 or op.time_us > ((<int64_t>1) << 57):  # schema.TAP_TIME_US_MAX
         return R_INVALID_TAP
+    if op.time_us > st.tap_horizon_us:
+        return R_TAP_TIME_IN_FUTURE
     if amount < 0 or amount > AMOUNT_MAX_FEN:
         return R_INVALID_AMOUNT
     if aid == 0:

@@ -1043,6 +1043,48 @@ def test_install_fares_refuses_times_that_would_re_rate_taps(led, tmp_path):
     charged(rig.tap(card, T(9), BOARD, "bus_a", "b1"), 300, balance=4500)
 
 
+def _now_us() -> int:
+    return int(dt.datetime.now(dt.timezone.utc).timestamp()) * US
+
+
+def test_a_tap_later_than_the_clock_allows_is_refused_and_blocks_no_fare_version(led, tmp_path):
+    """A validator whose clock ran ahead: its tap is refused (TAP_TIME_IN_FUTURE), moves no
+    money, is decided (a resend is ID_ALREADY_FAILED), and does not keep a new version
+    from being installed before that future instant."""
+    rig = synthetic_rig(led, tmp_path)
+    card = rig.card(100, 5000)
+    now = _now_us()
+    wrong = rig.op(card, now + 2 * 24 * HOUR_US, BOARD, "bus_a", "b1")  # two days ahead
+    refused(led.apply(wrong)[0], Result.TAP_TIME_IN_FUTURE)
+    assert rig.bal(card) == 5000
+    assert Result(int(led.apply(wrong)[0]["code"])) == Result.ID_ALREADY_FAILED
+    # (The amounts depend on the hour of the day these run: only codes and sums are checked.)
+    first = rig.tap(card, now + HOUR_US, BOARD, "bus_a", "b1")  # within a day: fine
+    assert Result(int(first["code"])) == Result.OK
+    v2 = FareSystem.from_gtfs(taps_feed.write_feed(tmp_path / "v2", bus_fare="3.00"))
+    led.install_fares(v2, now + 2 * HOUR_US)  # after the last tap rated, before the refused one
+    second = rig.tap(card, now + 3 * HOUR_US, BOARD, "bus_a", "b1")
+    assert Result(int(second["code"])) == Result.OK
+    left = 5000 - int(first["amount_fen"]) - int(second["amount_fen"])
+    assert rig.bal(card) == left
+    path = led.path
+    led.close()
+    with cardledger.open(path) as again:  # the refusal replays as decided, whatever the clock
+        assert again.verify().ok
+        assert again.balance(card) == left
+
+
+def test_the_future_tap_limit_is_configurable(led, tmp_path):
+    rig = synthetic_rig(led, tmp_path)
+    card = rig.card(100, 5000)
+    far = _now_us() + 10 * 24 * HOUR_US
+    led.tap_time_ahead_max_us = None  # no limit: the ledger trusts the validators' clocks
+    assert Result(int(rig.tap(card, far, BOARD, "bus_a", "b1")["code"])) == Result.OK
+    led.tap_time_ahead_max_us = 0  # nothing after this host's clock
+    refused(rig.tap(card, _now_us() + HOUR_US, BOARD, "bus_a", "b1"), Result.TAP_TIME_IN_FUTURE)
+    assert led.verify().ok
+
+
 def test_a_tap_rated_by_a_new_version_starts_a_new_journey(led, tmp_path):
     """Bus 10:00 under v1 (200); v2 (metro A→C 4.50) from 10:15: the metro entered 10:20 is rated
     by v2 and does not continue v1's journey: 450, no transfer."""

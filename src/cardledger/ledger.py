@@ -67,6 +67,12 @@ builtins_open = builtins.open  # `open` below is the public cardledger.open
 
 #: Decisions held in memory before a flush to the LMDB id index (at most checkpoint_ops).
 IDS_FLUSH_OPS_DEFAULT = 1 << 16
+#: How far past this host's clock a TAP's time_us may be (a day): later ones are refused
+#: with TAP_TIME_IN_FUTURE. A validator whose clock ran ahead would otherwise rate taps by
+#: a future fare version and, since a fare version must start after every tap already
+#: rated, keep any new version from being installed before that future instant.
+TAP_TIME_AHEAD_MAX_US_DEFAULT = 24 * 3600 * 1_000_000
+_TAP_HORIZON_NONE = (1 << 63) - 1
 #: Id flushes kept in the id log (one value each, appended) before they are merged
 #: into the id index in one go. Put straight into the index, a flush of a thousand
 #: terminals' runs dirtied a thousand B-tree pages: a 17 ms commit every 8 batches of
@@ -205,6 +211,8 @@ class Ledger:
         self.checkpoint_ops = int(checkpoint_ops)
         #: Decisions held in memory before they are flushed to the id index.
         self.ids_flush_ops = min(IDS_FLUSH_OPS_DEFAULT, self.checkpoint_ops)
+        #: How far past this host's clock a TAP's time_us may be; None: no limit.
+        self.tap_time_ahead_max_us: int | None = TAP_TIME_AHEAD_MAX_US_DEFAULT
         self._pid = os.getpid()
         self._env: Any = None
         self._writer: ThreadPoolExecutor | None = None  # writes checkpoint files
@@ -749,6 +757,9 @@ class Ledger:
         has_taps = bool(taps.any())
         if has_taps and not self._fare_versions:
             self._install_default_fares(txn)
+        if has_taps:
+            ahead = self.tap_time_ahead_max_us
+            self._engine.set_tap_horizon(_TAP_HORIZON_NONE if ahead is None else time.time_ns() // 1000 + ahead)
         prior, has_prior = self._lookup_prior(txn, ops)
         results, journal = self._engine.apply(ops, prior, has_prior)
         packed = self._engine.last_batch_packed() if len(journal) else None

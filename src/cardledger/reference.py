@@ -46,6 +46,8 @@ ACCOUNT_FIELDS = ACCOUNT_DTYPE.names
 JOURNAL_FIELDS = JOURNAL_DTYPE.names
 
 # How a debit draws a card's purses.
+#: No TAP is refused for its time (the engine's initial horizon; int64's largest value).
+TAP_HORIZON_NONE = (1 << 63) - 1
 DRAW_ORDER = 0  # the card's configured order (subsidy first unless CASH_FIRST)
 DRAW_CASH = 1  # the cash purse only
 DRAW_SUBSIDY = 2  # the subsidy purse only
@@ -95,8 +97,14 @@ class Engine:
         self._undo: list[tuple] | None = None
         self.journeys: dict[int, reference_taps.Journey] = {}  # card id -> fare state
         self.fares = reference_taps.FareVersions([])
+        self.tap_horizon_us = TAP_HORIZON_NONE  # later TAPs are refused (set_tap_horizon)
 
     # ------------------------------------------------------------------ fares
+
+    def set_tap_horizon(self, horizon_us: int) -> None:
+        """Refuse, from the next `apply` on, every TAP whose time_us is later than
+        horizon_us (TAP_TIME_IN_FUTURE); replays are not affected. Initially none is."""
+        self.tap_horizon_us = int(horizon_us)
 
     def set_fare_versions(self, versions: list) -> None:
         """Install the fare-system versions (TapTables, oldest first) taps are rated by."""
@@ -366,6 +374,13 @@ class Engine:
         figures; failed ones only re-register their decision. Raises ValueError if
         the journal does not replay to the same figures.
         """
+        horizon, self.tap_horizon_us = self.tap_horizon_us, TAP_HORIZON_NONE  # decided before: replayed
+        try:
+            self._replay(journal)
+        finally:
+            self.tap_horizon_us = horizon
+
+    def _replay(self, journal: np.ndarray) -> None:
         code_i = JOURNAL_FIELDS.index("code")
         nop = len(OP_FIELDS)
         for rec in journal.tolist():

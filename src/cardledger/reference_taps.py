@@ -335,6 +335,8 @@ def op_tap(eng: Engine, op: dict, jseq: int) -> tuple[int, Any]:
         return Result.INVALID_TAP, None
     if not 0 <= op["time_us"] <= TAP_TIME_US_MAX:
         return Result.INVALID_TAP, None
+    if op["time_us"] > eng.tap_horizon_us:
+        return Result.TAP_TIME_IN_FUTURE, None
     amount = op["amount_fen"]
     if amount < 0 or amount > AMOUNT_MAX_FEN:
         return Result.INVALID_AMOUNT, None

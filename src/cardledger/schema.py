@@ -116,6 +116,7 @@ class Result(enum.IntEnum):
     UNKNOWN_STOP = 28
     FARE_NOT_FOUND = 29  # no fare leg rule prices this journey
     OPERATOR_NOT_FOUND = 30  # the route's operator account is missing or not OPERATOR
+    TAP_TIME_IN_FUTURE = 31  # time_us is later than the ledger's clock allows (a validator's clock is wrong)
 
 
 # ---------------------------------------------------------------------------
