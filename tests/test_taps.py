@@ -1043,6 +1043,46 @@ def test_install_fares_refuses_times_that_would_re_rate_taps(led, tmp_path):
     charged(rig.tap(card, T(9), BOARD, "bus_a", "b1"), 300, balance=4500)
 
 
+def test_a_checkpoint_taken_mid_journeys_verifies_and_reopens(hb):
+    """A checkpoint holds the cards' journeys and the open metro entries in the core's
+    store order, not sorted (cards here first tap in the reverse of their opening order,
+    entries come from several gates): verify() and a reopen from it agree with the journal."""
+    cards = [hb.card(100 + i, 5000) for i in range(6)]
+    for i, c in enumerate(reversed(cards)):
+        hb.tap(c, T(8, i), BOARD, "bus_1", "bs_0001")
+    for i, c in enumerate(reversed(cards[:4])):  # entries still open at the checkpoint
+        ops = hb.op(c, T(8, 30 + i), ENTRY, "metro_1", "m1_museum")
+        ops["source"] = 50 - i  # gates with descending ids
+        assert int(hb.led.apply(ops)[0]["code"]) == Result.OK
+    hb.led.checkpoint()
+    for c in cards[:2]:
+        hb.tap(c, T(9), EXIT, "metro_1", "m1_taipingqiao")
+    report = hb.led.verify()
+    assert report.ok, report.problems
+    before = {c: (hb.bal(c), hb.held(c)) for c in cards}
+    path = hb.led.path
+    hb.led.close()
+    with cardledger.open(path) as again:
+        assert {c: (again.balance(c), again.account(c).debits_pending) for c in cards} == before
+        assert again.verify().ok
+
+
+def test_a_journey_snapshot_clears_the_legs_past_its_count(hb):
+    """A checkpoint copies the journey store raw on the batch path and clears the legs
+    past each journey's count in the checkpoint thread: the same rows either way."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), BOARD, "bus_1", "bs_0001")
+    hb.tap(card, T(8, 10), BOARD, "bus_1", "bs_0001")  # a second leg of that journey
+    hb.tap(card, T(12), BOARD, "bus_1", "bs_0001")  # past the journey break: one leg again
+    engine = hb.led._engine
+    raw = engine.snapshot_journeys(clear_unused=False).copy()
+    cleared = engine.snapshot_journeys()
+    engine.clear_unused_legs(raw)
+    assert raw.tobytes() == cleared.tobytes()
+    row = cleared[cleared["account_id"] == card][0]
+    assert int(row["n_legs"]) == 1 and not row["legs"][1:].tobytes().strip(b"\0")
+
+
 def _now_us() -> int:
     return int(dt.datetime.now(dt.timezone.utc).timestamp()) * US
 

@@ -691,6 +691,7 @@ class Ledger:
         snapshot. So buffers are grown and touched here, off the batch path; the batch
         thread only takes a snapshot once this job is done, so nothing races on them.
         """
+        self._engine.clear_unused_legs(journeys)  # left to this thread by _export_snapshot
         digest = storage.write_checkpoint_file(self.path, jseq, last_hash, accounts, pending, journeys)
         n_acc, n_jny = len(accounts), len(journeys)
         self._snap_buf = _warm_buffer(self._snap_buf, n_acc + n_acc // 4 + 1024, ACCOUNT_DTYPE)
@@ -1146,8 +1147,9 @@ class Ledger:
         n = self._engine.account_count()
         if self._snap_buf is None or len(self._snap_buf) < n:
             self._snap_buf = np.empty(n + n // 4 + 1024, dtype=ACCOUNT_DTYPE)
-        accounts, _, pending = self._engine.export_checkpoint(self._snap_buf)
-        journeys = self._engine.snapshot_journeys(self._jny_buf)  # a fresh array if it is too small
+        accounts, _, pending = self._engine.export_checkpoint(self._snap_buf, sort=False)  # loads in any order
+        # (a fresh array if it is too small; its unused legs are cleared by the checkpoint thread)
+        journeys = self._engine.snapshot_journeys(self._jny_buf, clear_unused=False)
         self._snap_seq = self._ids_upto
         return self._ids_upto, accounts, pending, journeys
 
@@ -1374,10 +1376,15 @@ class Ledger:
                     if desc is not None and ckpt_arrays is not None and batch.last_seq == desc.journal_seq:
                         acc, _, pen = fresh.export_checkpoint()
                         jny = fresh.export_journeys()
+                        # A checkpoint holds the holds and journeys in the core's store
+                        # order (loading takes any): compare them in the exports' order.
+                        ck_acc, ck_pen, ck_jny = ckpt_arrays
+                        ck_pen = ck_pen[np.lexsort((ck_pen["seq"], ck_pen["source"]))]
+                        ck_jny = ck_jny[np.argsort(ck_jny["account_id"], kind="stable")]
                         if (
-                            acc.tobytes() != ckpt_arrays[0].tobytes()
-                            or pen.tobytes() != ckpt_arrays[1].tobytes()
-                            or jny.tobytes() != ckpt_arrays[2].tobytes()
+                            acc.tobytes() != ck_acc.tobytes()
+                            or pen.tobytes() != ck_pen.tobytes()
+                            or jny.tobytes() != ck_jny.tobytes()
                         ):
                             report.problems.append(f"checkpoint at {desc.journal_seq} differs from the journal's replay")
                     if ids_sources is not None and batch.last_seq == ids_upto:

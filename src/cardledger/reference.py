@@ -28,6 +28,7 @@ from .schema import (
     DEFAULT_CASH_CAP_FEN,
     INT64_MAX,
     JOURNAL_DTYPE,
+    JOURNEY_LEGS_MAX,
     OP_DTYPE,
     OP_KINDS,
     PENDING_DTYPE,
@@ -47,7 +48,7 @@ JOURNAL_FIELDS = JOURNAL_DTYPE.names
 
 # How a debit draws a card's purses.
 #: No TAP is refused for its time (the engine's initial horizon; int64's largest value).
-TAP_HORIZON_NONE = (1 << 63) - 1
+TAP_HORIZON_NONE = INT64_MAX
 DRAW_ORDER = 0  # the card's configured order (subsidy first unless CASH_FIRST)
 DRAW_CASH = 1  # the cash purse only
 DRAW_SUBSIDY = 2  # the subsidy purse only
@@ -114,10 +115,18 @@ class Engine:
         """Every card's fare state (JOURNEY_DTYPE, by account id)."""
         return reference_taps.export_journeys(self.journeys)
 
-    def snapshot_journeys(self, buf: np.ndarray | None = None) -> np.ndarray:
+    def snapshot_journeys(self, buf: np.ndarray | None = None, clear_unused: bool = True) -> np.ndarray:
         """Every card's fare state for a checkpoint (the core's order may differ; `buf`
-        is the core's reusable buffer and unused here)."""
+        is the core's reusable buffer and unused here; the rows are always cleared past
+        their legs, whatever `clear_unused` asks)."""
         return self.export_journeys()
+
+    def clear_unused_legs(self, journeys: np.ndarray) -> None:
+        """Zero, in place, the legs past each row's n_legs of JOURNEY_DTYPE rows."""
+        stale = np.arange(JOURNEY_LEGS_MAX)[None, :] >= journeys["n_legs"][:, None]
+        if stale.any():
+            legs = journeys["legs"]  # a view: the assignment writes into `journeys`
+            legs[stale] = np.zeros((), dtype=legs.dtype)
 
     def load_journeys(self, journeys: np.ndarray) -> None:
         """Replace every card's fare state (as `export_journeys` gives)."""
@@ -139,10 +148,13 @@ class Engine:
         self.tail = []
         self.journal_seq = int(journal_seq)
 
-    def export_checkpoint(self, accounts_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def export_checkpoint(
+        self, accounts_out: np.ndarray | None = None, sort: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return (accounts in creation order, sources by id, pending holds by id).
 
-        `accounts_out` (a reusable buffer, for the core's sake) is ignored here.
+        `accounts_out` (a reusable buffer) and `sort` are for the core's sake: here the
+        result is always sorted.
         """
         accounts = np.array([a.as_tuple() for a in self.accounts.values()], dtype=ACCOUNT_DTYPE)
         sources = np.array(
