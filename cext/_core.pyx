@@ -38,6 +38,11 @@ include "batch.pxi"
 cdef Py_ssize_t NOGIL_OPS_MIN = 1024
 
 
+# How much of the journey store one prefault call populates (2 huge pages).
+cdef enum:
+    PREFAULT_STEP_BYTES = 4 * 1024 * 1024
+
+
 cdef void clear_legs_past_n(Journey* o, Py_ssize_t n) noexcept nogil:
     """Legs past a journey's n_legs read as zeros, as in export_journeys."""
     cdef Py_ssize_t i
@@ -231,16 +236,26 @@ cdef class Engine:
         beside the batches: first taps otherwise fault them in the batch loop, ~10% of
         the city's loop). Only asks the kernel to back the pages (MADV_POPULATE_WRITE:
         their contents stay as they are), so racing the batch loop, or even a store
-        moved meanwhile, is harmless; where the kernel refuses, nothing happens."""
+        moved meanwhile, is harmless; where the kernel refuses, nothing happens.
+
+        The range is populated PREFAULT_STEP_BYTES at a time: one call over a million
+        cards' store (~336 MB) holds the process's memory-map lock for its whole length,
+        and every mmap/munmap of the batch thread meanwhile (numpy's large arrays) waited
+        for it: a 660 ms batch at the start of the city's peak."""
         cdef size_t page = 1 << 21
         cdef size_t start = <size_t>(<char*>self.taps.journeys + self.taps.n_journeys * sizeof(Journey))
         cdef size_t end = <size_t>(<char*>self.taps.journeys + self.taps.cap_journeys * sizeof(Journey))
+        cdef size_t step
         start = (start + page - 1) & ~(page - 1)
         end = end & ~(<size_t>4095)
         if self.taps.journeys == NULL or end <= start:
             return
         with nogil:
-            madvise(<void*>start, end - start, MADV_POPULATE_WRITE)
+            while start < end:
+                step = min(<size_t>PREFAULT_STEP_BYTES, end - start)
+                if madvise(<void*>start, step, MADV_POPULATE_WRITE) != 0:
+                    break  # refused (an old kernel) or the store moved: stop asking
+                start += step
 
     # ------------------------------------------------------------------ state I/O
 
