@@ -285,10 +285,12 @@ class Committer:
         RESULT_DTYPE record, resolved once the batch holding it is durable
         (`result = await committer.apply_async(op)`).
 
-        Never blocks the loop: when the queue is full, a worker thread waits for room
-        (backpressure) while the future stays pending. A plain function rather than a
-        coroutine, because a coroutine frame per op is a measurable share of a
-        submission's cost on the event loop.
+        Never makes the loop wait: the loop's ops of one iteration go to the ledger from
+        the loop as one batch (the loop runs its engine step, which takes no lock another
+        thread holds: `Ledger._try_submit`), or to the committer thread when the ledger is
+        busy; when the queue is full, a worker thread waits for room (backpressure) while
+        the future stays pending. A plain function rather than a coroutine, because a
+        coroutine frame per op is a measurable share of a submission's cost on the loop.
         """
         # The hot path of a gateway: a handful of attribute reads, no lock (everything
         # here runs in the loop's thread; close() drains the loop from it too).
