@@ -145,12 +145,11 @@ class _LoopBatcher:
             self.scheduled = True
             self.loop.call_soon(self.flush)
 
-    def flush(self, force: bool = False) -> list[Future]:
+    def flush(self, force: bool = False) -> None:
         """Hand the gathered submissions to the ledger; `force` ignores the in-flight
-        bound (closing). Returns the ledger futures of the batches handed over."""
+        bound (closing: `Committer.close` then waits for `_outstanding`)."""
         self.scheduled = False
         c = self.committer
-        handed: list[Future] = []
         while self.items and (force or self.in_flight < LOOP_BATCHES_IN_FLIGHT_MAX):
             taken, n = _take(self.items, c.batch_ops_max)
             self.n_ops -= n
@@ -166,8 +165,6 @@ class _LoopBatcher:
             self.in_flight += 1
             c._track(future)
             future.add_done_callback(functools.partial(self._committed, taken, n))
-            handed.append(future)
-        return handed
 
     def fail_gathered(self, error: BaseException) -> None:
         """The committer stopped: what gathered here never reached the ledger."""
@@ -543,7 +540,7 @@ class Committer:
             self._drain(b, None if deadline is None else max(0.0, deadline - time.monotonic()))
         with self._lock:
             outstanding = list(self._outstanding)
-        done, not_done = futures_wait(outstanding, None if deadline is None else max(0.0, deadline - time.monotonic()))
+        _, not_done = futures_wait(outstanding, None if deadline is None else max(0.0, deadline - time.monotonic()))
         if not_done:
             raise TimeoutError("the committer's event-loop batches did not commit in time")
         with self._lock:

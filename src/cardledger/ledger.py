@@ -46,6 +46,7 @@ from .schema import (
     OP_DTYPE,
     PENDING_DTYPE,
     RESULT_DTYPE,
+    TAP_HORIZON_NONE,
     AccountFlags,
     AccountKind,
     OpKind,
@@ -72,7 +73,6 @@ IDS_FLUSH_OPS_DEFAULT = 1 << 16
 #: a future fare version and, since a fare version must start after every tap already
 #: rated, keep any new version from being installed before that future instant.
 TAP_TIME_AHEAD_MAX_US_DEFAULT = 24 * 3600 * 1_000_000
-_TAP_HORIZON_NONE = (1 << 63) - 1
 #: Id flushes kept in the id log (one value each, appended) before they are merged
 #: into the id index in one go. Put straight into the index, a flush of a thousand
 #: terminals' runs dirtied a thousand B-tree pages: a 17 ms commit every 8 batches of
@@ -760,7 +760,7 @@ class Ledger:
             self._install_default_fares(txn)
         if has_taps:
             ahead = self.tap_time_ahead_max_us
-            self._engine.set_tap_horizon(_TAP_HORIZON_NONE if ahead is None else time.time_ns() // 1000 + ahead)
+            self._engine.set_tap_horizon(TAP_HORIZON_NONE if ahead is None else time.time_ns() // 1000 + ahead)
         prior, has_prior = self._lookup_prior(txn, ops)
         results, journal = self._engine.apply(ops, prior, has_prior)
         packed = self._engine.last_batch_packed() if len(journal) else None

@@ -34,6 +34,7 @@ from .schema import (
     PENDING_DTYPE,
     RESULT_DTYPE,
     SOURCE_DTYPE,
+    TAP_HORIZON_NONE,
     AccountFlags,
     AccountKind,
     OpFlags,
@@ -47,8 +48,6 @@ ACCOUNT_FIELDS = ACCOUNT_DTYPE.names
 JOURNAL_FIELDS = JOURNAL_DTYPE.names
 
 # How a debit draws a card's purses.
-#: No TAP is refused for its time (the engine's initial horizon; int64's largest value).
-TAP_HORIZON_NONE = INT64_MAX
 DRAW_ORDER = 0  # the card's configured order (subsidy first unless CASH_FIRST)
 DRAW_CASH = 1  # the cash purse only
 DRAW_SUBSIDY = 2  # the subsidy purse only

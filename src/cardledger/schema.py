@@ -144,6 +144,8 @@ JOURNEY_LEGS_MAX = 4
 #: Latest time_us a TAP may carry (about the year 6536): keeps every calendar
 #: computation of caps and tiers in range.
 TAP_TIME_US_MAX = 1 << 57
+#: An engine's tap horizon when no TAP is refused for its time (int64's largest value).
+TAP_HORIZON_NONE = INT64_MAX
 #: Caps and spend tiers one fare system may configure (per-card counters are
 #: fixed-size slots).
 FARE_CAPS_MAX = 4
