@@ -90,8 +90,10 @@ def test_the_baselines_end_with_the_ledgers_results_and_balances(city, tmp_path)
 
 
 def test_the_runner_reports_every_engine_agreeing(tmp_path):
-    """`cardledger bench` on a tiny city: a JSON report with every figure, balances agree, exit 0."""
-    out = tmp_path / "report.json"
+    """`cardledger bench` on a tiny city: a JSON report with every figure, balances agree, exit 0.
+
+    The report goes into a folder that does not exist yet: the runner makes it before the run."""
+    out = tmp_path / "reports" / "today" / "report.json"
     cmd = [sys.executable, "-m", "cardledger.cli", "bench", "--cards", "200", "--scenario-dir",
            str(tmp_path / "scen"), "--json", str(out), "--png", ""]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -102,6 +104,8 @@ def test_the_runner_reports_every_engine_agreeing(tmp_path):
     for r in report["engines"]:
         for key in ("ops_per_s", "taps_per_s", "batch_p50_ms", "batch_p99_ms", "peak_rss_bytes", "disk_bytes_per_op"):
             assert r[key] > 0, key
+        peak_batches = report["scenario"]["batches"] - report["scenario"]["setup_batches"]
+        assert len(r["batch_ms"]) == peak_batches and max(r["batch_ms"]) == round(r["batch_max_ms"], 3)
 
 
 def test_the_core_through_submit_replays_the_city_as_through_apply(tmp_path):

@@ -159,6 +159,9 @@ def run_child(engine: str, scenario_dir: str, work_dir: str) -> dict:
         "taps_per_s": peak_taps / peak_s if peak_s else 0.0,
         "batch_p50_ms": float(np.percentile(lat, 50) * 1e3),
         "batch_p99_ms": float(np.percentile(lat, 99) * 1e3),
+        "batch_max_ms": float(lat.max() * 1e3),
+        # Every peak batch's latency, in order: where the slow ones fall says what they wait on.
+        "batch_ms": [round(x * 1e3, 3) for x in latencies],
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "disk_bytes": _dir_bytes(path),
         "disk_bytes_per_op": _dir_bytes(path) / max(manifest["ops"], 1),
@@ -378,6 +381,10 @@ def dispatch(args: argparse.Namespace) -> int:
     bad = [e for e in args.engines if e not in ENGINES + EXTRA_ENGINES]
     if bad:
         raise SystemExit(f"unknown engines {bad}; choose among {','.join(ENGINES + EXTRA_ENGINES)}")
+    # Make the report's folders now: finding one missing after a run of minutes loses the run.
+    for out in (args.json, getattr(args, "png", "")):
+        if out and os.path.dirname(out):
+            os.makedirs(os.path.dirname(out), exist_ok=True)
     if args.tigerbeetle:
         return bench_tigerbeetle(args)
     return bench_city(args)
