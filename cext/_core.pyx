@@ -28,6 +28,7 @@ include "records.pxi"
 include "tables.pxi"
 include "codec.pxi"
 include "window.pxi"
+include "gaps.pxi"
 include "handlers.pxi"
 include "taps.pxi"
 include "batch.pxi"
@@ -396,7 +397,8 @@ cdef class Engine:
         cdef Source* s
         for i in range(n):
             s = source_find(&self.st, o[i].source)
-            if s != NULL and o[i].seq <= s.last_seq and recent_find(&self.st, o[i].source, o[i].seq) < 0:
+            if (s != NULL and o[i].seq <= s.last_seq and recent_find(&self.st, o[i].source, o[i].seq) < 0
+                    and not gaps_known_new(&self.st, s, o[i].seq)):
                 m[i] = 1
         return out
 
@@ -444,6 +446,24 @@ cdef class Engine:
         before anything else changes the window (the next apply, take_decisions)."""
         return PyBytes_FromStringAndSize(<char*>self.st.wbytes + self.st.wlast_batch_off,
                                          self.st.wbytes_used - self.st.wlast_batch_off)
+
+    def last_batch_marks(self, int64_t stride):
+        """Where every stride-th record of `last_batch_packed` starts, as
+        `journal_record_marks` of those bytes gives it, from what the packer noted (a
+        resent op's lookup then decodes its record without walking the batch)."""
+        if stride <= 0:
+            raise ValueError("last_batch_marks: stride must be positive")
+        cdef int64_t base = self.st.wlast_batch_base
+        cdef int64_t n = self.st.n_dec - base if self.st.n_dec > base else 0
+        out = np.zeros(((n + stride - 1) // stride, 3), dtype=np.uint64)
+        cdef uint64_t[:, ::1] m = out
+        cdef int64_t k, idx
+        for k in range(m.shape[0]):
+            idx = base + k * stride
+            m[k, 0] = <uint64_t>(self.st.woff[idx] - self.st.wlast_batch_off)
+            m[k, 1] = self.st.wptime[idx]
+            m[k, 2] = self.st.wfirst_jseq + <uint64_t>idx - 1
+        return out
 
     def replay(self, journal):
         """Re-apply journal records in order, as decided (used on open and by verify).

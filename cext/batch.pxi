@@ -22,13 +22,20 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
         if map1_insert(&st.smap, &st.smap_mask, &st.smap_used, op.source, st.n_sources) != 0:
             st.oom = 1
             return NULL
+        if gaps_source_added(st, st.n_sources, op.seq) != 0:
+            st.oom = 1
+            return NULL
         s = &st.sources[st.n_sources]
         s.source = op.source
         s.last_seq = op.seq
         s.checkpoint_seq = 0
         st.n_sources += 1
-    elif op.seq > s.last_seq:
-        s.last_seq = op.seq
+    else:
+        if gaps_on_decide(st, s - st.sources, s.last_seq, op.seq) != 0:
+            st.oom = 1
+            return NULL
+        if op.seq > s.last_seq:
+            s.last_seq = op.seq
     if st.n_dec == 0:
         st.wfirst_jseq = jseq
     rec = &st.tail[st.n_tail]

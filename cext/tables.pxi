@@ -74,6 +74,7 @@ cdef struct State:
     int64_t wbytes_used
     int64_t cap_wbytes
     int64_t wlast_batch_off  # where the last batch's packed records start in wbytes
+    int64_t wlast_batch_base  # the last batch's first decision index
     int64_t* woff
     int64_t cap_woff
     uint64_t* wptime
@@ -94,6 +95,14 @@ cdef struct State:
     int64_t n_undo
     int64_t cap_undo
     int undo_on
+    # Known gaps (see gaps.pxi): the seqs a source skipped, still undecided, so a late
+    # op is known new without a lookup. Seqs of source i from gap_floor[i] up to its
+    # last_seq are decided unless they are in gmap; below gap_floor[i], unknown.
+    uint64_t* gap_floor
+    int64_t cap_gap_floor
+    Slot2* gmap  # (source, seq) -> 0
+    uint64_t gmap_mask
+    int64_t gmap_used
 
 # Initial table sizes (powers of two); tables double when half full.
 cdef enum:
@@ -344,7 +353,9 @@ cdef int state_init(State* st) noexcept nogil:
     st.pmap_mask = MAP_SLOTS_INITIAL - 1
     st.rmap = <uint64_t*>calloc(MAP_SLOTS_INITIAL, sizeof(uint64_t))
     st.rmap_mask = MAP_SLOTS_INITIAL - 1
-    if st.amap == NULL or st.smap == NULL or st.pmap == NULL or st.rmap == NULL:
+    st.gmap = <Slot2*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot2))
+    st.gmap_mask = MAP_SLOTS_INITIAL - 1
+    if st.amap == NULL or st.smap == NULL or st.pmap == NULL or st.rmap == NULL or st.gmap == NULL:
         return -1
     return 0
 
@@ -365,6 +376,8 @@ cdef void state_free(State* st) noexcept nogil:
     free(st.whash)
     free(st.rmap)
     free(st.undo)
+    free(st.gap_floor)
+    free(st.gmap)
     memset(st, 0, sizeof(State))
 
 
@@ -397,8 +410,12 @@ cdef int state_load(State* st, Account* a, int64_t na, Source* s, int64_t ns,
     st.n_accounts = na
     if grow(<void**>&st.sources, &st.cap_sources, ns, sizeof(Source)) != 0:
         return -1
+    if grow(<void**>&st.gap_floor, &st.cap_gap_floor, ns, sizeof(uint64_t)) != 0:
+        return -1
     for i in range(ns):
         st.sources[i] = s[i]
+        # A checkpoint does not hold the gaps: every seq up to last_seq is unknown.
+        st.gap_floor[i] = s[i].last_seq + 1
         if map1_insert(&st.smap, &st.smap_mask, &st.smap_used, s[i].source, i) != 0:
             return -1
     st.n_sources = ns

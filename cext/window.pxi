@@ -37,6 +37,7 @@ cdef inline void window_begin_batch(State* st) noexcept nogil:
 cdef void window_end_batch(State* st) noexcept nogil:
     """Pack this batch's records into the window, as the journal stores the batch."""
     st.wlast_batch_off = st.wbytes_used
+    st.wlast_batch_base = st.batch_base
     st.wbytes_used += pack_records_marked(<const uint64_t*>st.tail, st.n_tail, st.wbytes + st.wbytes_used,
                                           st.woff + st.batch_base, st.wptime + st.batch_base, st.wbytes_used)
     st.n_tail = 0
@@ -99,6 +100,7 @@ cdef void window_clear(State* st) noexcept nogil:
     st.batch_base = 0
     st.wbytes_used = 0
     st.wlast_batch_off = 0
+    st.wlast_batch_base = 0
     st.wfirst_jseq = 0
 
 

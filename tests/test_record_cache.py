@@ -32,3 +32,32 @@ def test_the_decoded_batches_cache_behaves_as_an_lru_of_seq_ranges(monkeypatch):
                 model.remove(want)
                 model.append(want)
         assert sorted(cache._by_last) == cache._lasts
+
+
+def test_the_cores_record_marks_are_those_of_its_packed_batch():
+    """A batch the core packed comes with the marks `journal_record_marks` would compute
+    from its bytes (a cached batch's single records are then decoded without a walk),
+    for the window's first batch and for later ones."""
+    import pytest
+
+    core = pytest.importorskip("cardledger._core")
+    from opgen import OpWorld
+
+    from cardledger.storage import RECORD_MARK_STRIDE, journal_record_marks, unpack_journal_record
+
+    rng = random.Random(5)
+    world = OpWorld(rng)
+    e = core.Engine()
+    for b in range(30):
+        ops = world.setup_batch() if b == 0 else world.batch(rng.randrange(1, 200), 0.2)
+        _, journal = e.apply(ops)
+        if not len(journal):
+            continue
+        packed, first = e.last_batch_packed(), int(journal["journal_seq"][0])
+        marks = e.last_batch_marks(RECORD_MARK_STRIDE)
+        assert marks.tobytes() == journal_record_marks(packed, len(journal), first, RECORD_MARK_STRIDE).tobytes()
+        k = rng.randrange(len(journal))
+        one = unpack_journal_record(packed, len(journal), first, k, marks, RECORD_MARK_STRIDE)
+        assert one.tobytes() == journal[k : k + 1].tobytes()
+        if b % 7 == 0:
+            e.take_decisions()  # the window starts again

@@ -763,13 +763,18 @@ class Ledger:
             self._engine.set_tap_horizon(TAP_HORIZON_NONE if ahead is None else time.time_ns() // 1000 + ahead)
         prior, has_prior = self._lookup_prior(txn, ops)
         results, journal = self._engine.apply(ops, prior, has_prior)
-        packed = self._engine.last_batch_packed() if len(journal) else None
+        packed = marks = None
+        if len(journal):
+            packed = self._engine.last_batch_packed()
+            marks = self._engine.last_batch_marks(storage.RECORD_MARK_STRIDE)
         if has_taps:
             charged = taps & (results["code"] == Result.OK)
             if charged.any():
                 tap_time_us = int(ops["time_us"][charged].max())
             self._prefault_journeys_if_grown()
-        return StagedBatch(ops, results, journal if len(journal) else None, packed, tap_time_us)
+        staged = StagedBatch(ops, results, journal if len(journal) else None, packed, tap_time_us)
+        staged.marks = marks
+        return staged
 
     def _prefault_journeys_if_grown(self) -> None:
         """After the journey store grew (at once, to the number of cards): fault its new
@@ -1538,7 +1543,7 @@ class _DecodedBatches:
         """Cache a batch this ledger just committed, from the bytes it wrote."""
         if staged.journal is not None and staged.packed is not None:
             seqs = staged.journal["journal_seq"]
-            self.add(storage.CheckedBody(int(seqs[0]), int(seqs[-1]), staged.packed, None))
+            self.add(storage.CheckedBody(int(seqs[0]), int(seqs[-1]), staged.packed, staged.marks))
 
 
 def _find_in_flushes(staged: list[StagedBatch], q_src: np.ndarray, q_seq: np.ndarray) -> np.ndarray:

@@ -52,7 +52,7 @@ class StagedBatch:
     """A batch whose kernel ran: its results, its journal records, and what it was
     computed on (checked again inside the transaction that stores it)."""
 
-    __slots__ = ("ops", "results", "journal", "packed", "tap_time_us", "flush", "snapshot", "expected_seq",
+    __slots__ = ("ops", "results", "journal", "packed", "marks", "tap_time_us", "flush", "snapshot", "expected_seq",
                  "ids_upto", "fare_count", "future", "error", "order", "key", "value", "hash", "flush_rows",
                  "flush_keys")
 
@@ -61,6 +61,7 @@ class StagedBatch:
         self.results = results
         self.journal = journal  # None: the batch decided no op anew, nothing to store
         self.packed = packed  # the journal records as the journal stores them (the engine packed them)
+        self.marks: Any = None  # where its records start (`journal_record_marks`), if the engine noted it
         self.tap_time_us = tap_time_us  # latest time of a tap that rated a fare, or -1
         self.flush: tuple | None = None  # an id flush prepared after this batch, stored with it
         self.snapshot: tuple | None = None  # a snapshot taken after it, written once it is stored

@@ -257,6 +257,10 @@ class Engine:
         stores them (the core keeps them packed already; here they are packed now)."""
         return codec.pack_journal(self._last_journal) if len(self._last_journal) else b""
 
+    def last_batch_marks(self, stride: int) -> None:
+        """None: the reference notes no record positions (a lookup walks the batch)."""
+        return None
+
     def _apply_chain(self, rows, lo, hi, prior, has_prior, res, journal) -> None:
         flags_i = OP_FIELDS.index("flags")
         linked = hi - lo > 1 or (rows[lo][flags_i] & OpFlags.LINKED)
