@@ -684,6 +684,58 @@ def unpack_journal_records(buf, int64_t n, uint64_t first_seq, indexes, marks, i
     return out
 
 
+def unpack_records_of_batches(list bodies, list marks, counts, firsts, which, journal_seqs, int64_t stride):
+    """Decode record journal_seqs[i] from batch which[i] (its encoded records
+    bodies[b] (bytes), counts[b] of them from journal_seq firsts[b], marked by
+    `journal_record_marks(..., stride)` in marks[b]), all in one call: the records a
+    batch of resent ops points at, spread over many stored batches. ValueError if an
+    encoding is malformed or a record is not the one its position says."""
+    cdef const int64_t[::1] cnt = np.ascontiguousarray(counts, dtype=np.int64)
+    cdef const uint64_t[::1] fst = np.ascontiguousarray(firsts, dtype=np.uint64)
+    cdef const int64_t[::1] wh = np.ascontiguousarray(which, dtype=np.int64)
+    cdef const uint64_t[::1] js = np.ascontiguousarray(journal_seqs, dtype=np.uint64)
+    cdef Py_ssize_t nb = len(bodies), count = js.shape[0], i, b
+    if len(marks) != nb or cnt.shape[0] != nb or fst.shape[0] != nb or wh.shape[0] != count or stride <= 0:
+        raise ValueError("unpack_records_of_batches: arguments differ in length, or stride <= 0")
+    out = np.zeros(count, dtype=JOURNAL_DTYPE)
+    if count == 0:
+        return out
+    cdef uint64_t* w = <uint64_t*>cnp.PyArray_DATA(out)
+    cdef cnp.ndarray mk
+    cdef const uint64_t* m
+    cdef const unsigned char* p
+    cdef int64_t size, index, k, rc
+    for i in range(count):
+        b = wh[i]
+        if not 0 <= b < nb:
+            raise ValueError("unpack_records_of_batches: a batch index is out of range")
+        body = bodies[b]
+        if not isinstance(body, bytes):
+            raise ValueError("unpack_records_of_batches: bodies must be bytes")
+        if marks[b] is None or not isinstance(marks[b], np.ndarray):
+            raise ValueError("unpack_records_of_batches: marks must be contiguous (m, 3) uint64 arrays")
+        mk = marks[b]
+        if mk.dtype != np.uint64 or mk.ndim != 2 or mk.shape[1] != 3 or not mk.flags.c_contiguous:
+            raise ValueError("unpack_records_of_batches: marks must be contiguous (m, 3) uint64 arrays")
+        index = <int64_t>(js[i] - fst[b])
+        if js[i] < fst[b] or index >= cnt[b]:
+            raise ValueError(f"journal record {js[i]} is not in the batch given for it")
+        k = index // stride
+        if k >= mk.shape[0]:
+            raise ValueError("journal record marks do not cover the batch")
+        m = <const uint64_t*>cnp.PyArray_DATA(mk) + 3 * k
+        p = <const unsigned char*>(<char*>body)
+        size = len(<bytes>body)
+        if size == 0 or m[0] >= <uint64_t>size:
+            raise ValueError("journal record encoding is truncated, or the marks are malformed")
+        rc = unpack_record_from(p, size, <int64_t>m[0], index - k * stride, m[1], m[2], w + i * J_WORDS)
+        if rc != 0:
+            raise ValueError("journal record encoding is truncated or malformed")
+        if w[i * J_WORDS + W_JSEQ] != js[i]:
+            raise ValueError(f"journal record {js[i]} is not where it belongs")
+    return out
+
+
 def pack_id_runs(sources, seqs, journal_seqs, int64_t max_pairs):
     """Group decisions sorted by (source, seq) into id index values (format: codec.py).
 

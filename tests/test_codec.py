@@ -207,3 +207,31 @@ def test_several_records_decode_at_once_as_the_whole_batch_does():
             core.unpack_journal_records(packed, n, first, bad, marks, 16)
         with pytest.raises(ValueError):
             codec.unpack_journal_records(packed, n, first, bad, None, 16)
+
+
+def test_records_of_many_batches_decode_in_one_call_in_both_codecs():
+    """unpack_records_of_batches: each record from the batch named for it, as decoding
+    each batch whole gives it; a record not in its batch, or not where it belongs, is
+    refused."""
+    recs = real_journal(4)
+    cuts = [0, 40, 41, 150, len(recs)]
+    parts = [recs[a:b] for a, b in zip(cuts, cuts[1:])]
+    bodies = [codec.pack_journal(p) for p in parts]
+    counts = np.array([len(p) for p in parts], dtype=np.int64)
+    firsts = np.array([int(p[0]["journal_seq"]) for p in parts], dtype=np.uint64)
+    marks = [core.journal_record_marks(b, len(p), int(p[0]["journal_seq"]), 8) for b, p in zip(bodies, parts)]
+    picks = [(0, 0), (0, 39), (1, 0), (2, 8), (2, 9), (2, 108), (3, len(parts[3]) - 1)]
+    which = np.array([b for b, _ in picks], dtype=np.int64)
+    seqs = np.array([int(parts[b][i]["journal_seq"]) for b, i in picks], dtype=np.uint64)
+    expected = np.concatenate([parts[b][i : i + 1] for b, i in picks]).tobytes()
+    for impl in (core, codec):
+        assert impl.unpack_records_of_batches(bodies, marks, counts, firsts, which, seqs, 8).tobytes() == expected
+        with pytest.raises(ValueError):  # record 41's seq asked of the first batch
+            impl.unpack_records_of_batches(bodies, marks, counts, firsts, np.array([0]), seqs[2:3], 8)
+        with pytest.raises(ValueError):  # a batch index out of range
+            impl.unpack_records_of_batches(bodies, marks, counts, firsts, np.array([4]), seqs[:1], 8)
+    # A body whose records are not the ones its header says: caught by the seq check.
+    shifted = firsts.copy()
+    shifted[2] += 1
+    with pytest.raises(ValueError):
+        core.unpack_records_of_batches(bodies, marks, counts, shifted, which[3:4], seqs[3:4] + 1, 8)

@@ -67,6 +67,10 @@ def unpack_journal_record(
 def unpack_journal_records(
     buf: bytes | memoryview, n: int, first_seq: int, indexes: np.ndarray, marks: np.ndarray, stride: int
 ) -> np.ndarray: ...
+def unpack_records_of_batches(
+    bodies: list[bytes], marks: list[np.ndarray], counts: np.ndarray, firsts: np.ndarray, which: np.ndarray,
+    journal_seqs: np.ndarray, stride: int,
+) -> np.ndarray: ...
 def pack_id_runs(
     sources: np.ndarray, seqs: np.ndarray, journal_seqs: np.ndarray, max_pairs: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bytes]: ...

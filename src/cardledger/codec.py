@@ -201,6 +201,29 @@ def unpack_journal_records(
     return unpack_journal(buf, n, first_seq)[idx] if len(idx) else np.zeros(0, dtype=JOURNAL_DTYPE)
 
 
+def unpack_records_of_batches(
+    bodies: list, marks: list, counts: np.ndarray, firsts: np.ndarray, which: np.ndarray,
+    journal_seqs: np.ndarray, stride: int,
+) -> np.ndarray:
+    """Decode record journal_seqs[i] from batch which[i] (bodies[b]: counts[b] encoded
+    records from journal_seq firsts[b]); ValueError if malformed or misplaced."""
+    which = np.asarray(which, dtype=np.int64)
+    js = np.asarray(journal_seqs, dtype=np.uint64)
+    if not (len(bodies) == len(marks) == len(counts) == len(firsts)) or len(which) != len(js) or stride <= 0:
+        raise ValueError("unpack_records_of_batches: arguments differ in length, or stride <= 0")
+    out = np.zeros(len(js), dtype=JOURNAL_DTYPE)
+    for i, (b, j) in enumerate(zip(which.tolist(), js.tolist())):
+        if not 0 <= b < len(bodies):
+            raise ValueError("unpack_records_of_batches: a batch index is out of range")
+        first, n = int(firsts[b]), int(counts[b])
+        if not first <= j < first + n:
+            raise ValueError(f"journal record {j} is not in the batch given for it")
+        out[i] = unpack_journal_record(bodies[b], n, first, j - first)
+        if int(out[i]["journal_seq"]) != j:
+            raise ValueError(f"journal record {j} is not where it belongs")
+    return out
+
+
 def pack_id_runs(
     sources: np.ndarray, seqs: np.ndarray, journal_seqs: np.ndarray, max_pairs: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bytes]:

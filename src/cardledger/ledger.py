@@ -1580,15 +1580,28 @@ class _RecordFetcher:
         return self._batch(jseq).record(jseq)
 
     def many(self, jseqs: np.ndarray) -> np.ndarray:
-        """The records of these journal_seqs (sorted), one decoding call per batch."""
-        out = np.empty(len(jseqs), dtype=JOURNAL_DTYPE)
+        """The records of these journal_seqs (sorted), decoded in one call.
+
+        Resent ops point at records spread over many stored batches, one or two in
+        each: the batches are found here, the records decoded together."""
+        seqs = jseqs.tolist()
+        which = np.empty(len(seqs), dtype=np.int64)
+        found: list[storage.CheckedBody] = []
         k = 0
-        while k < len(jseqs):
-            b = self._batch(int(jseqs[k]))
-            hi = int(np.searchsorted(jseqs, b.last_seq, side="right"))
-            out[k:hi] = b.records(jseqs[k:hi])
+        while k < len(seqs):
+            b = self._batch(seqs[k])
+            hi = bisect.bisect_right(seqs, b.last_seq, k)
+            which[k:hi] = len(found)
+            found.append(b)
             k = hi
-        return out
+        try:
+            return storage.unpack_records_of_batches(
+                [b.body for b in found], [b.marked() for b in found],
+                np.array([b.last_seq - b.first_seq + 1 for b in found], dtype=np.int64),
+                np.array([b.first_seq for b in found], dtype=np.uint64), which, jseqs, storage.RECORD_MARK_STRIDE,
+            )
+        except ValueError as e:
+            raise CorruptionError(f"a journal batch holding records {seqs[0]}..{seqs[-1]}: {e}") from None
 
     def _batch(self, jseq: int) -> storage.CheckedBody:
         """The stored batch holding jseq: cached, or read and checked."""

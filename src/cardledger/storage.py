@@ -49,6 +49,7 @@ FORMAT_VERSION = 4
 #: The codec functions the core implements in C, twins of those in codec.py.
 _CODEC_FUNCTIONS = (
     "pack_journal", "unpack_journal", "unpack_journal_record", "unpack_journal_records", "journal_record_marks",
+    "unpack_records_of_batches",
     "pack_pairs", "find_pair", "pack_id_runs", "find_ids_in_runs", "find_ids_exact", "pack_words", "unpack_words",
 )
 
@@ -73,7 +74,7 @@ def _codec_module() -> Any:
 _codec = _codec_module()
 pack_journal, unpack_journal = _codec.pack_journal, _codec.unpack_journal
 unpack_journal_record, unpack_journal_records = _codec.unpack_journal_record, _codec.unpack_journal_records
-journal_record_marks = _codec.journal_record_marks
+journal_record_marks, unpack_records_of_batches = _codec.journal_record_marks, _codec.unpack_records_of_batches
 pack_pairs, find_pair, pack_id_runs = _codec.pack_pairs, _codec.find_pair, _codec.pack_id_runs
 find_ids_in_runs, find_ids_exact = _codec.find_ids_in_runs, _codec.find_ids_exact
 pack_words, unpack_words = _codec.pack_words, _codec.unpack_words
@@ -155,14 +156,20 @@ class CheckedBody:
         """Decode the one record with this journal_seq (CorruptionError if malformed)."""
         return self.records(np.array([journal_seq], dtype=np.uint64))[0]
 
+    def marked(self) -> Any:
+        """This batch's record marks (`journal_record_marks`), computed on first use:
+        a derived index of the immutable body, kept once computed (ValueError if the
+        body is malformed)."""
+        if self.marks is None:
+            n = self.last_seq - self.first_seq + 1
+            object.__setattr__(self, "marks", journal_record_marks(self.body, n, self.first_seq, RECORD_MARK_STRIDE))
+        return self.marks
+
     def records(self, journal_seqs: np.ndarray) -> np.ndarray:
         """Decode the records with these journal_seqs (all in this batch), in one call."""
         n = self.last_seq - self.first_seq + 1
         try:
-            if self.marks is None:
-                # A derived index of the immutable body, kept once computed (a batch this
-                # ledger stored itself is cached without it: most are never read).
-                object.__setattr__(self, "marks", journal_record_marks(self.body, n, self.first_seq, RECORD_MARK_STRIDE))
+            self.marked()
             recs = unpack_journal_records(self.body, n, self.first_seq, journal_seqs.astype(np.int64) - self.first_seq,
                                           self.marks, RECORD_MARK_STRIDE)
         except (ValueError, CorruptionError) as e:
