@@ -54,6 +54,28 @@ cdef void clear_legs_past_n(Journey* o, Py_ssize_t n) noexcept nogil:
             memset(&o[i].legs[k], 0, (JOURNEY_LEGS_MAX_C - k) * sizeof(FareLeg))
 
 
+cdef void sort_late_decisions(uint64_t* d, unsigned char* lt, int64_t n) noexcept nogil:
+    """Sort rows (source, seq, journal_seq) + late flag by (source, seq) in place, rows
+    already grouped by source in order: an insertion sort, linear but for the late
+    decisions (each moves back within its source's group). A full sort of every flush
+    (np.lexsort of 65,536 rows) cost ~8 ms of the batch that flushed."""
+    cdef int64_t i, j
+    cdef uint64_t s0, s1, s2
+    cdef unsigned char f
+    for i in range(1, n):
+        if d[3 * i] != d[3 * (i - 1)] or d[3 * i + 1] >= d[3 * (i - 1) + 1]:
+            continue
+        s0, s1, s2, f = d[3 * i], d[3 * i + 1], d[3 * i + 2], lt[i]
+        j = i
+        while j > 0 and d[3 * (j - 1)] == s0 and d[3 * (j - 1) + 1] > s1:
+            d[3 * j] = d[3 * (j - 1)]
+            d[3 * j + 1] = d[3 * (j - 1) + 1]
+            d[3 * j + 2] = d[3 * (j - 1) + 2]
+            lt[j] = lt[j - 1]
+            j -= 1
+        d[3 * j], d[3 * j + 1], d[3 * j + 2], lt[j] = s0, s1, s2, f
+
+
 cdef class Engine:
     """The core engine (see module docstring); the same face as the reference Engine."""
 
@@ -329,8 +351,8 @@ cdef class Engine:
         """Hand over the decisions made since the last call and forget them.
 
         Returns (decisions, late) as the reference engine does: decisions sorted by
-        (source, seq). Grouping is a stable counting sort by source, since each
-        source's decisions are nearly always already in seq order.
+        (source, seq). Grouping is a stable counting sort by source; within a source
+        the few late decisions are then moved into place (`sort_late_decisions`).
         """
         cdef Py_ssize_t i, n = self.st.n_dec, ns = self.st.n_sources
         cdef int64_t si, pos
@@ -366,12 +388,8 @@ cdef class Engine:
             self.st.sources[i].checkpoint_seq = self.st.sources[i].last_seq
         window_clear(&self.st)
         if n > 1:
-            src = decisions["source"]
-            seq = decisions["seq"]
-            unsorted = np.flatnonzero((src[1:] == src[:-1]) & (seq[1:] < seq[:-1]))
-            if len(unsorted):  # some source decided out of order: sort those groups
-                order = np.lexsort((seq, src))
-                return decisions[order], late[order]
+            with nogil:
+                sort_late_decisions(&d[0, 0], &lt[0], n)
         return decisions, late
 
     # ------------------------------------------------------------------ queries
