@@ -1,6 +1,7 @@
-"""The id log: id flushes are appended to it and merged into the id index every
-IDS_LOG_FLUSHES_MAX flushes; an id is found wherever it sits, before and after a merge,
-across reopens, in order or late, and a damaged entry is detected."""
+"""The id log: id flushes are appended to it and, once it holds IDS_LOG_FLUSHES_MAX,
+merged into the id index a slice of sources per batch; an id is found wherever it
+sits, before, during and after a merge, across reopens, in order or late, and a
+damaged entry is detected."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from conftest import Ops, codes, open_cards
 
 import cardledger
 from cardledger import OpKind, storage
-from cardledger.ledger import IDS_LOG_FLUSHES_MAX
+from cardledger.ledger import IDS_LOG_FLUSHES_MAX, IDS_MERGE_SLICES
 
 CARDS = range(100, 140)
 TERMINALS = range(1_000, 1_007)
@@ -23,32 +24,39 @@ def _setup(led) -> None:
 
 def _spends(terminals: dict[int, Ops], n: int, rng: np.random.Generator) -> np.ndarray:
     """n SPENDs from the terminals in turn (each with its own increasing seqs)."""
+    ids = list(terminals)
     for i in range(n):
-        t = terminals[TERMINALS[i % len(TERMINALS)]]
+        t = terminals[ids[i % len(ids)]]
         t.add(OpKind.SPEND, int(rng.choice(CARDS)), 2, int(rng.integers(1, 50)))
     return np.concatenate([t.take() for t in terminals.values()])
 
 
 def _log_entries(ledger_path: str) -> int:
+    return _log_state(ledger_path)[0]
+
+
+def _log_state(ledger_path: str) -> tuple[int, tuple[int, int] | None]:
+    """(flushes in the id log, the merge in progress) as stored."""
     env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), readonly=True, lock=False)
     try:
         with env.begin() as txn:
-            return len(storage.read_id_log(txn, env.open_db(b"state", txn=txn, create=False)))
+            db = env.open_db(b"state", txn=txn, create=False)
+            return len(storage.read_id_log(txn, db)), storage.decode_id_merge(txn.get(storage.IDMERGE_KEY, db=db))
     finally:
         env.close()
 
 
-def _history(ledger_path: str, flushes: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _history(ledger_path: str, flushes: int, terminals=TERMINALS) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Apply `flushes` flushes' worth of batches (one flush per batch); return the
     batches and their results."""
     rng = np.random.default_rng(7)
-    terminals = {t: Ops(source=t) for t in TERMINALS}
+    by_id = {t: Ops(source=t) for t in terminals}
     batches, results = [], []
     with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
         led.ids_flush_ops = 1  # every batch flushes its ids
         _setup(led)
         for _ in range(flushes):
-            batch = _spends(terminals, 20, rng)
+            batch = _spends(by_id, 20, rng)
             batches.append(batch)
             results.append(led.apply(batch))
     return batches, results
@@ -57,8 +65,16 @@ def _history(ledger_path: str, flushes: int) -> tuple[list[np.ndarray], list[np.
 @pytest.mark.parametrize("flushes", [3, IDS_LOG_FLUSHES_MAX - 1, IDS_LOG_FLUSHES_MAX + 3])
 def test_ids_in_the_log_and_in_the_index_replay_as_exists_after_reopen(ledger_path, flushes):
     batches, results = _history(ledger_path, flushes)
-    # the setup batch and each later one flushed: merged every IDS_LOG_FLUSHES_MAX
-    assert _log_entries(ledger_path) == (flushes + 1) % IDS_LOG_FLUSHES_MAX
+    # The setup batch and each later one flushed. A full log starts merging with the
+    # flush that filled it, a slice of its 8 sources per batch after: 8 batches later,
+    # the merged flushes leave the log.
+    entries, merging = _log_state(ledger_path)
+    if flushes + 1 < IDS_LOG_FLUSHES_MAX:
+        assert (entries, merging) == (flushes + 1, None)
+    elif flushes + 1 == IDS_LOG_FLUSHES_MAX:
+        assert entries == IDS_LOG_FLUSHES_MAX and merging is not None and merging[1] == 0
+    else:
+        assert entries == flushes + 1 and merging is not None and merging[1] > 0
     with cardledger.open(ledger_path) as led:
         before = led.accounts().tobytes()
         for batch, first in zip(batches, results):
@@ -70,9 +86,29 @@ def test_ids_in_the_log_and_in_the_index_replay_as_exists_after_reopen(ledger_pa
         assert led.verify().ok
 
 
-def test_a_merge_writes_every_flushed_id_into_the_index(ledger_path):
+def test_a_full_log_is_merged_a_slice_of_sources_per_batch(ledger_path):
+    """After the log fills, each batch merges the next slice of sources (the merge
+    state moves up, source by source here), ids are found mid-merge, and once every
+    source is merged the flushes leave the log and the index holds every id."""
     batches, _ = _history(ledger_path, IDS_LOG_FLUSHES_MAX - 1)  # + setup = one full log
-    assert _log_entries(ledger_path) == 0
+    entries, merging = _log_state(ledger_path)
+    assert entries == IDS_LOG_FLUSHES_MAX and merging is not None and merging[1] == 0
+    upto = merging[0]
+    sources = sorted({50, *TERMINALS})  # the setup's source and the terminals'
+    assert len(sources) < IDS_MERGE_SLICES  # so one slice a source
+    spender = Ops(source=5_000)
+    seen = []
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+        for step in range(len(sources)):
+            if step == 3:  # mid-merge, each id is found, in the log or in the index
+                again = led.apply(np.concatenate(batches))
+                assert set(codes(again)) == {"EXISTS"}
+            else:
+                led.apply(spender.add(OpKind.SPEND, CARDS[0], 2, 1).take())
+            seen.append((len(led._id_logs), led._merging))
+    assert [m for _, m in seen] == [(upto, s) for s in sources[1:]] + [None]
+    assert [e for e, _ in seen] == [IDS_LOG_FLUSHES_MAX] * (len(sources) - 1) + [0]
+    assert _log_state(ledger_path) == (0, None)
     env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), readonly=True, lock=False)
     try:
         with env.begin() as txn:
@@ -172,3 +208,78 @@ def test_both_codecs_find_the_same_ids_in_a_log(seed):
     assert expected.any()
     for runs, exact in results:
         assert (runs == expected).all() and (exact == expected).all()
+
+
+def test_a_merge_that_falls_behind_the_flushes_is_finished_at_once(ledger_path):
+    """With more sources than the flushes leave batches for (41 slices, a flush every
+    batch), the merge still in progress when the log fills again is finished in that
+    flush's batch: the log never holds more than two logs' worth, and every id stays
+    found, before and after a reopen."""
+    terminals = range(2_000, 2_040)
+    flushes = 3 * IDS_LOG_FLUSHES_MAX
+    batches, results = _history(ledger_path, flushes, terminals)
+    entries, merging = _log_state(ledger_path)
+    assert entries < 2 * IDS_LOG_FLUSHES_MAX and merging is not None
+    with cardledger.open(ledger_path) as led:
+        for batch, first in zip(batches, results):
+            again = led.apply(batch)
+            assert set(codes(again)) == {"EXISTS"}
+            assert (again["journal_seq"] == first["journal_seq"]).all()
+        assert led.verify().ok
+
+
+def test_a_damaged_merge_state_is_detected(ledger_path):
+    """A merge state naming no flush of the id log is refused on open and by verify."""
+    _history(ledger_path, 3)
+    env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
+    with env.begin(write=True) as txn:
+        db = env.open_db(b"state", txn=txn)
+        txn.put(storage.IDMERGE_KEY, storage.encode_id_merge(1, 0), db=db)  # before every flush
+    env.close()
+    with pytest.raises(cardledger.CorruptionError, match="merge"):
+        cardledger.open(ledger_path)
+
+
+def _merge_stepper(path: str, commands, replies) -> None:
+    """A writer in another process: applies one spend per command (never flushing)."""
+    spender = Ops(source=6_000)
+    with cardledger.open(path, checkpoint_ops=1 << 20) as led:
+        while commands.get(timeout=60):
+            led.apply(spender.add(OpKind.SPEND, CARDS[1], 2, 1).take())
+            replies.put(led._merging)
+
+
+def test_a_writer_continues_the_merge_another_process_advanced(ledger_path):
+    """Two writer processes take turns mid-merge: each catches up with the slices the
+    other merged (none is merged twice, none skipped), and every id stays found."""
+    import multiprocessing as mp
+
+    batches, results = _history(ledger_path, IDS_LOG_FLUSHES_MAX - 1)
+    ctx = mp.get_context("spawn")
+    commands, replies = ctx.Queue(), ctx.Queue()
+    other = ctx.Process(target=_merge_stepper, args=(ledger_path, commands, replies))
+    other.start()
+    states = []
+    try:
+        with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+            spender = Ops(source=6_001)
+            while True:
+                commands.put(True)
+                states.append(replies.get(timeout=60))
+                if states[-1] is None:
+                    break
+                led.apply(spender.add(OpKind.SPEND, CARDS[2], 2, 1).take())
+                states.append(led._merging)
+                if states[-1] is None:
+                    break
+            for batch, first in zip(batches, results):
+                again = led.apply(batch)
+                assert set(codes(again)) == {"EXISTS"}
+                assert (again["journal_seq"] == first["journal_seq"]).all()
+            assert led.verify().ok
+    finally:
+        commands.put(False)
+        other.join(60)
+    assert other.exitcode == 0
+    next_sources = [m[1] for m in states[:-1]]
+    assert states[-1] is None and next_sources == sorted(set(next_sources)) and len(states) >= 3

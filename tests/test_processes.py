@@ -27,11 +27,13 @@ def _setup(path):
         assert (led.apply(ops)["code"] == 0).all()
 
 
-def _writer(path, source, batches, queue):
+def _writer(path, source, batches, queue, checkpoint_ops=50, ids_flush_ops=None):
     """Move money among the hot accounts; report the money this writer moved."""
     rng = np.random.default_rng(source)
     moved = ok = 0
-    with cardledger.open(path, checkpoint_ops=50) as led:
+    with cardledger.open(path, checkpoint_ops=checkpoint_ops) as led:
+        if ids_flush_ops is not None:
+            led.ids_flush_ops = ids_flush_ops
         for b in range(batches):
             ops = cardledger.new_ops(20)
             ops["source"], ops["seq"], ops["kind"] = source, b * 20 + 1 + np.arange(20), OpKind.TRANSFER
@@ -53,12 +55,15 @@ def _reader(path, rounds, queue):
     queue.put(("reader", sorted(totals)))
 
 
-def test_writers_in_several_processes_serialise_and_readers_see_whole_batches(tmp_path):
+@pytest.mark.parametrize("checkpoint_ops, ids_flush_ops", [(50, None), (1 << 20, 30)])
+def test_writers_in_several_processes_serialise_and_readers_see_whole_batches(tmp_path, checkpoint_ops, ids_flush_ops):
+    """Writers in three processes, checkpointing often, or flushing ids often (so the
+    id log fills and is merged by the writers)."""
     path = str(tmp_path / "ledger")
     _setup(path)
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(path, 100 + w, 60, q)) for w in range(3)]
+    procs = [ctx.Process(target=_writer, args=(path, 100 + w, 60, q, checkpoint_ops, ids_flush_ops)) for w in range(3)]
     procs.append(ctx.Process(target=_reader, args=(path, 150, q)))
     for p in procs:
         p.start()

@@ -78,6 +78,11 @@ TAP_TIME_AHEAD_MAX_US_DEFAULT = 24 * 3600 * 1_000_000
 #: terminals' runs dirtied a thousand B-tree pages: a 17 ms commit every 8 batches of
 #: 8,192 at a million cards. Merged 16 at a time, the same pages are written once.
 IDS_LOG_FLUSHES_MAX = 16
+#: A full id log is merged into the index in about this many slices of its sources,
+#: one per batch after it filled: merged in one go, it stalled one batch for 250-500
+#: ms at a million cards (and the commit after it for ~100 ms).
+IDS_MERGE_SLICES = 64
+_UNSET: Any = object()  # "no change staged" (None is a value: no merge in progress)
 #: How often opening retries when a writer replaces the checkpoint file meanwhile.
 LOAD_RETRIES_MAX = 5
 #: What each durability mode guarantees. Modes that could corrupt the ledger on
@@ -228,6 +233,12 @@ class Ledger:
         self._id_logs: list[storage.IdLog] = []
         #: The id log as the transaction being committed leaves it (published after).
         self._id_logs_next: list[storage.IdLog] | None = None
+        #: The merge of the id log into the index in progress: (ids_upto of its last
+        #: flush, first source not merged yet), or None; and as the transaction being
+        #: committed leaves it (_UNSET: unchanged).
+        self._merging: tuple[int, int] | None = None
+        self._merging_next: Any = _UNSET
+        self._merge_bounds: tuple[int, np.ndarray] | None = None  # (ids_upto, slice bounds)
         self._fare_versions: list = []  # (effective_from_us, FareSystem), oldest first
         self._decoded = _DecodedBatches()
         self._pipeline: CommitPipeline | None = None  # started by the first submit
@@ -320,12 +331,14 @@ class Ledger:
         id_logs = storage.read_id_log(txn, state)
         if any(log.ids_upto > ids_upto for log in id_logs):
             raise CorruptionError(f"the id log reaches past the id state at {ids_upto}")
+        merging = _checked_merge(storage.decode_id_merge(txn.get(storage.IDMERGE_KEY, db=state)), id_logs)
         engine.load_checkpoint(accounts, sources, pending, ckpt_seq)
         engine.load_journeys(journeys)
         self._use_stored_fares(txn, engine)
         self._engine = engine
         self._ckpt_seq, self._last_hash, self._ids_upto = ckpt_seq, last_hash, ids_upto
         self._id_logs, self._id_logs_next = id_logs, None
+        self._merging, self._merging_next = merging, _UNSET
         self._snap_seq = ckpt_seq
         self._replay_from(txn, ckpt_seq)
 
@@ -594,7 +607,7 @@ class Ledger:
         once the batch it was taken after is stored (every other path first waits
         for this thread)."""
         self._recorded_ckpt = None
-        self._id_logs_next = None
+        self._id_logs_next, self._merging_next = None, _UNSET
         with self._env.begin(write=True) as txn:
             self._check_staged_base(txn, staged)
             self._record_checkpoint_file(txn, wait=False)
@@ -733,7 +746,7 @@ class Ledger:
     def _apply_once(self, ops: np.ndarray) -> np.ndarray:
         self._snapshot = None
         self._recorded_ckpt = None
-        self._id_logs_next = None
+        self._id_logs_next, self._merging_next = None, _UNSET
         with self._env.begin(write=True) as txn:
             self._catch_up(txn)
             self._record_checkpoint_file(txn, wait=False)
@@ -811,6 +824,7 @@ class Ledger:
             self._note_tap_time(txn, staged.tap_time_us)
         if staged.value is not None and not txn.put(staged.key, staged.value, db=self._dbs[b"journal"], append=True):
             raise CorruptionError("journal key out of order: another writer raced this one")
+        self._merge_step(txn)
         if staged.flush_rows is not None:
             self._put_flush(txn, staged.flush_rows)
 
@@ -974,6 +988,8 @@ class Ledger:
         list, assigned once: a lookup in another thread holds the old one or this.)"""
         if self._id_logs_next is not None:
             self._id_logs, self._id_logs_next = self._id_logs_next, None
+        if self._merging_next is not _UNSET:
+            self._merging, self._merging_next = self._merging_next, _UNSET
 
     def _adopt_recorded_checkpoint(self) -> None:
         """After a commit that named a checkpoint file: it is ours now; older ones go."""
@@ -1001,6 +1017,12 @@ class Ledger:
                 # Another writer took a snapshot: its id state replaces ours.
                 self._load(txn)
                 return
+            state = self._dbs[b"state"]
+            merging = storage.decode_id_merge(txn.get(storage.IDMERGE_KEY, db=state))
+            if merging != self._merging:
+                # Another writer merged slices of the id log: the log and the merge as stored.
+                logs = storage.read_id_log(txn, state)
+                self._merging, self._id_logs = _checked_merge(merging, logs), logs
         self._replay_from(txn, self._engine.journal_seq)
 
     def _lookup_prior(self, txn: Any, ops: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -1096,29 +1118,53 @@ class Ledger:
         return log, storage.encode_ids_state(jseq, sources)
 
     def _put_flush(self, txn: Any, rows: tuple) -> None:
-        """Store an encoded flush: append it to the id log, and merge the log into the
-        id index once it holds IDS_LOG_FLUSHES_MAX flushes. The id log this leaves is
-        published once the transaction commits (`_publish_id_log`)."""
+        """Store an encoded flush: append it to the id log, and start merging the log
+        into the id index once it holds IDS_LOG_FLUSHES_MAX flushes (`_merge_step`
+        then merges a slice of it with each batch). The id log and merge this leaves
+        are published once the transaction commits (`_publish_id_log`)."""
         entry, state_rows = rows
         state = self._dbs[b"state"]
         if entry is not None:
             key, value, log = entry
             if not txn.put(key, value, db=state, overwrite=False):
                 raise CorruptionError(f"id log entry {key!r} was written before")
-            logs = self._id_logs + [log]
-            if len(logs) >= IDS_LOG_FLUSHES_MAX:
-                self._merge_id_log(txn, logs)
-                logs = []
+            logs = self._logs_now() + [log]
             self._id_logs_next = logs
+            merging = self._merging_now()
+            if merging is not None and sum(lg.ids_upto > merging[0] for lg in logs) >= IDS_LOG_FLUSHES_MAX:
+                self._merge_step(txn, finish=True)  # the merge fell behind the flushes: finish it
+                logs, merging = self._logs_now(), None
+            if merging is None and len(logs) >= IDS_LOG_FLUSHES_MAX:
+                upto = logs[-1].ids_upto
+                txn.put(storage.IDMERGE_KEY, storage.encode_id_merge(upto, 0), db=state)
+                self._merging_next = (upto, 0)
         for k, v in state_rows.items():
             txn.put(k, v, db=state)
 
-    def _merge_id_log(self, txn: Any, logs: list[storage.IdLog]) -> None:
-        """Move the id log's flushes into the id index (in this transaction)."""
+    def _logs_now(self) -> list[storage.IdLog]:
+        """The id log as this transaction leaves it so far."""
+        return self._id_logs if self._id_logs_next is None else self._id_logs_next
+
+    def _merging_now(self) -> tuple[int, int] | None:
+        """The id log merge in progress as this transaction leaves it so far."""
+        return self._merging if self._merging_next is _UNSET else self._merging_next
+
+    def _merge_step(self, txn: Any, finish: bool = False) -> None:
+        """Merge the next slice of sources of the flushes being merged into the id
+        index (every remaining source if `finish`); once all are merged, the flushes
+        leave the id log. Lookups search the whole log until then, so an id is found
+        whether its slice is merged yet or not."""
+        merging = self._merging_now()
+        if merging is None:
+            return
+        upto, lo = merging
+        logs = self._logs_now()
+        flushes = [lg for lg in logs if lg.ids_upto <= upto]
+        hi = None if finish else self._merge_bound(upto, flushes, lo)
         items: list = []
         late_items: list = []
-        for log in logs:
-            a, b = log.index_items()
+        for lg in flushes:
+            a, b = lg.index_items(lo, hi)
             items += a
             late_items += b
         items.sort()  # putmulti writes fastest in key order; each key is new
@@ -1131,9 +1177,28 @@ class Ledger:
                 if added != len(rows):
                     raise CorruptionError(f"{what}: {len(rows) - added} of {len(rows)} entries were written before")
         state = self._dbs[b"state"]
-        for log in logs:
-            if not txn.delete(storage.idlog_key(log.ids_upto), db=state):
-                raise CorruptionError(f"id log entry at {log.ids_upto} is missing")
+        if hi is not None:
+            txn.put(storage.IDMERGE_KEY, storage.encode_id_merge(upto, hi), db=state)
+            self._merging_next = (upto, hi)
+            return
+        for lg in flushes:
+            if not txn.delete(storage.idlog_key(lg.ids_upto), db=state):
+                raise CorruptionError(f"id log entry at {lg.ids_upto} is missing")
+        txn.delete(storage.IDMERGE_KEY, db=state)
+        self._id_logs_next = [lg for lg in logs if lg.ids_upto > upto]
+        self._merging_next = None
+
+    def _merge_bound(self, upto: int, flushes: list[storage.IdLog], lo: int) -> int | None:
+        """The source where the merge slice starting at `lo` ends (None: the last slice).
+        The bounds cut the flushes' sources into IDS_MERGE_SLICES slices of about the
+        same number of sources, computed once per merge."""
+        if self._merge_bounds is None or self._merge_bounds[0] != upto:
+            sources = np.unique(np.concatenate([x for lg in flushes for x in (lg.key_src, lg.late_src)]))
+            step = max(1, -(-len(sources) // IDS_MERGE_SLICES))
+            self._merge_bounds = (upto, sources[step::step])
+        bounds = self._merge_bounds[1]
+        k = int(np.searchsorted(bounds, np.uint64(lo), side="right"))
+        return int(bounds[k]) if k < len(bounds) else None
 
     def _take_snapshot(self, txn: Any) -> None:
         """Flush the id index and snapshot the accounts (see storage.py).
@@ -1364,7 +1429,8 @@ class Ledger:
             except (CorruptionError, OSError) as e:
                 report.problems.append(f"checkpoint: {e}")
             try:
-                storage.read_id_log(txn, state)
+                _checked_merge(storage.decode_id_merge(txn.get(storage.IDMERGE_KEY, db=state)),
+                               storage.read_id_log(txn, state))
             except CorruptionError as e:
                 report.problems.append(str(e))
             try:
@@ -1614,6 +1680,13 @@ class _RecordFetcher:
                 raise CorruptionError(f"journal record {jseq} is missing")
             self._cache.add(b)
         return b
+
+
+def _checked_merge(merging: tuple[int, int] | None, logs: list[storage.IdLog]) -> tuple[int, int] | None:
+    """A stored id log merge state, checked against the stored id log."""
+    if merging is not None and not any(lg.ids_upto <= merging[0] for lg in logs):
+        raise CorruptionError(f"the id log merge up to {merging[0]} has no flush in the id log")
+    return merging
 
 
 def _check_batch(ops: Any) -> np.ndarray:

@@ -22,8 +22,10 @@ Layout (named LMDB databases in one environment directory):
 - the *id log* (``state`` keys ``idlog`` + journal_seq): the id flushes not yet
   merged into ``ids``/``ids_late``, one value each (`encode_id_log`). A flush puts
   one value appended at the end of the log, where writing its thousand sources' runs
-  straight into ``ids`` dirtied a thousand B-tree pages; every IDS_LOG_FLUSHES_MAX
-  flushes the log is merged into the index in one go.
+  straight into ``ids`` dirtied a thousand B-tree pages. Once the log holds
+  IDS_LOG_FLUSHES_MAX flushes they are merged into the index together, a slice of
+  sources per batch (``state`` key ``idmerge``: the last flush being merged and the
+  first source not merged yet); a flush leaves the log when all of it is merged.
 
 Nothing here knows op semantics; `ledger.py` drives it.
 """
@@ -559,18 +561,28 @@ class IdLog:
             raise CorruptionError(f"id log at {self.ids_upto}: {e}") from None
         find_ids_exact(self.late_src, self.late_seq, self.late_jseq, q_src, q_seq, out)
 
-    def index_items(self) -> tuple[list, list]:
-        """The (ids items, ids_late items) this flush adds to the id index when merged."""
-        bounds = self.offsets.tolist()
+    def index_items(self, lo_source: int = 0, hi_source: int | None = None) -> tuple[list, list]:
+        """The (ids items, ids_late items) this flush adds to the id index when merged:
+        those of sources in [lo_source, hi_source) (hi_source None: to the last)."""
+        a, b = _source_range(self.key_src, lo_source, hi_source)
+        bounds = self.offsets[a : b + 1].tolist()
         items = [
             (KEY2.pack(s, q), self.blob[bounds[k] : bounds[k + 1]])
-            for k, (s, q) in enumerate(zip(self.key_src.tolist(), self.key_seq.tolist()))
+            for k, (s, q) in enumerate(zip(self.key_src[a:b].tolist(), self.key_seq[a:b].tolist()))
         ]
+        a, b = _source_range(self.late_src, lo_source, hi_source)
         late_items = [
             (KEY2.pack(s, q), KEY.pack(j))
-            for s, q, j in zip(self.late_src.tolist(), self.late_seq.tolist(), self.late_jseq.tolist())
+            for s, q, j in zip(self.late_src[a:b].tolist(), self.late_seq[a:b].tolist(), self.late_jseq[a:b].tolist())
         ]
         return items, late_items
+
+
+def _source_range(sources: np.ndarray, lo: int, hi: int | None) -> tuple[int, int]:
+    """Where sources (sorted) in [lo, hi) are: a slice's bounds."""
+    a = int(np.searchsorted(sources, np.uint64(lo), side="left"))
+    b = len(sources) if hi is None else int(np.searchsorted(sources, np.uint64(hi), side="left"))
+    return a, max(a, b)
 
 
 def encode_id_log(decisions: np.ndarray, late: np.ndarray, ids_upto: int) -> tuple[bytes, bytes, IdLog]:
@@ -604,6 +616,28 @@ def decode_id_log(key: bytes, value: Any) -> IdLog:
         columns[name] = np.frombuffer(body, dtype=dtype, count=counts[name], offset=start).copy()
         start += 8 * counts[name]
     return IdLog(upto, bytes(body[start:]), **columns)
+
+
+#: `state` key of the merge of the id log into the index in progress (absent: none).
+IDMERGE_KEY = b"idmerge"
+#: ids_upto of the last flush being merged, first source not merged yet.
+IDMERGE = struct.Struct("<QQ")
+
+
+def encode_id_merge(ids_upto: int, next_source: int) -> bytes:
+    """The `idmerge` value: the flushes up to `ids_upto` are being merged, and every
+    source below `next_source` of theirs is in the index already."""
+    return IDMERGE.pack(ids_upto, next_source)
+
+
+def decode_id_merge(value: bytes | memoryview | None) -> tuple[int, int] | None:
+    """(ids_upto, next_source) of the merge in progress, or None; CorruptionError if malformed."""
+    if value is None:
+        return None
+    if len(value) != IDMERGE.size:
+        raise CorruptionError(f"id log merge state: {len(value)} bytes, expected {IDMERGE.size}")
+    upto, next_source = IDMERGE.unpack(bytes(value))
+    return upto, next_source
 
 
 def read_id_log(txn: Any, state_db: Any) -> list[IdLog]:
