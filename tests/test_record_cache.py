@@ -43,7 +43,7 @@ def test_the_cores_record_marks_are_those_of_its_packed_batch():
     core = pytest.importorskip("cardledger._core")
     from opgen import OpWorld
 
-    from cardledger.storage import RECORD_MARK_STRIDE, journal_record_marks, unpack_journal_record
+    from cardledger.storage import RECORD_MARK_STRIDE
 
     rng = random.Random(5)
     world = OpWorld(rng)
@@ -55,9 +55,9 @@ def test_the_cores_record_marks_are_those_of_its_packed_batch():
             continue
         packed, first = e.last_batch_packed(), int(journal["journal_seq"][0])
         marks = e.last_batch_marks(RECORD_MARK_STRIDE)
-        assert marks.tobytes() == journal_record_marks(packed, len(journal), first, RECORD_MARK_STRIDE).tobytes()
+        assert marks.tobytes() == core.journal_record_marks(packed, len(journal), first, RECORD_MARK_STRIDE).tobytes()
         k = rng.randrange(len(journal))
-        one = unpack_journal_record(packed, len(journal), first, k, marks, RECORD_MARK_STRIDE)
+        one = core.unpack_journal_record(packed, len(journal), first, k, marks, RECORD_MARK_STRIDE)
         assert one.tobytes() == journal[k : k + 1].tobytes()
         if b % 7 == 0:
             e.take_decisions()  # the window starts again
