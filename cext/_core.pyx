@@ -254,6 +254,12 @@ cdef class Engine:
         """Journeys the store holds room for (it grows at once to the number of cards)."""
         return self.taps.cap_journeys
 
+    def reserve_journeys(self, int64_t n):
+        """Grow the journey store (and its map) to hold n journeys now, as the first
+        tap past its room would, so that no batch pays for it. MemoryError if refused."""
+        if n > self.taps.cap_journeys and journey_reserve(&self.taps, n) != 0:
+            raise MemoryError("cardledger core: cannot allocate the journeys")
+
     def prefault_journeys(self):
         """Fault in the pages of the journey store's room not written yet (for a thread
         beside the batches: first taps otherwise fault them in the batch loop, ~10% of

@@ -210,6 +210,22 @@ def test_faulting_in_the_journey_store_changes_nothing(hb):
     assert hb.led.verify().ok
 
 
+def test_reserving_the_journeys_before_the_first_tap_changes_nothing(hb):
+    """Ledger.reserve_journeys makes room for every account's fare state up front (the
+    first tap past the room would); taps then charge as ever, and it can be repeated."""
+    cards = [hb.card(100 + i, 1000) for i in range(5)]
+    engine = hb.led._engine
+    hb.led.reserve_journeys()
+    if cardledger.IMPLEMENTATION == "cython":
+        assert engine.journey_capacity() >= engine.account_count()
+    assert len(engine.export_journeys()) == 0  # room only: no card has fare state yet
+    for card in cards:
+        charged(hb.tap(card, T(8), BOARD, "bus_1", "bs_0001"), 100, balance=900)
+    hb.led.reserve_journeys()
+    charged(hb.tap(cards[0], T(8, 30), BOARD, "bus_1", "bs_0001"), 100, balance=800)
+    assert hb.led.verify().ok
+
+
 def test_bus_board_charges_the_ordinary_route_fare_to_the_bus_operator(hb):
     """BOARD on an ordinary bus route charges 1 yuan, card -> operator 9001."""
     card = hb.card(100, 1000)

@@ -249,6 +249,9 @@ class Engine:
         """The core's journey store capacity; the reference keeps journeys in a dict: 0."""
         return 0
 
+    def reserve_journeys(self, n: int) -> None:
+        """Nothing to reserve: the reference keeps journeys in a dict."""
+
     def prefault_journeys(self) -> None:
         """Nothing to fault in: the reference keeps journeys in a dict."""
 

