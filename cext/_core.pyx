@@ -256,9 +256,18 @@ cdef class Engine:
 
     def reserve_journeys(self, int64_t n):
         """Grow the journey store (and its map) to hold n journeys now, as the first
-        tap past its room would, so that no batch pays for it. MemoryError if refused."""
+        tap past its room would, and the hold map for the metro entries of one card in
+        HOLDS_RESERVED_CARDS_PER_HOLD, so that no batch pays for them. MemoryError if
+        refused."""
         if n > self.taps.cap_journeys and journey_reserve(&self.taps, n) != 0:
             raise MemoryError("cardledger core: cannot allocate the journeys")
+        if journey_map_reserve(&self.taps) != 0:  # (journey_reserve grows it only once half full)
+            raise MemoryError("cardledger core: cannot allocate the journey map")
+        # Metro entries hold their maximum fare until the exit: room for a share of the
+        # cards' holds at once, so the hold map does not rehash on the batch path.
+        if (grow(<void**>&self.st.pending, &self.st.cap_pending, n // HOLDS_RESERVED_CARDS_PER_HOLD, sizeof(Pending)) != 0
+                or map2_reserve(&self.st.pmap, &self.st.pmap_mask, n // HOLDS_RESERVED_CARDS_PER_HOLD) != 0):
+            raise MemoryError("cardledger core: cannot allocate the hold map")
 
     def prefault_journeys(self):
         """Fault in the pages of the journey store's room not written yet (for a thread

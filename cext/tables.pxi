@@ -301,6 +301,29 @@ cdef int map2_insert(Slot2** tp, uint64_t* maskp, int64_t* usedp, uint64_t a, ui
     return 0
 
 
+cdef int map2_reserve(Slot2** tp, uint64_t* maskp, int64_t n) noexcept nogil:
+    """Grow the map now to hold n keys at most half full (no rehash until then)."""
+    cdef uint64_t slots = maskp[0] + 1, new_mask, i
+    cdef Slot2* old
+    cdef Slot2* t
+    if <int64_t>slots >= 2 * n:
+        return 0
+    while <int64_t>slots < 2 * n:
+        slots *= 2
+    new_mask = slots - 1
+    t = <Slot2*>big_calloc(slots, sizeof(Slot2))
+    if t == NULL:
+        return -1
+    old = tp[0]
+    for i in range(maskp[0] + 1):
+        if old[i].k1 != 0:
+            map2_put(t, new_mask, old[i].k1, old[i].k2, old[i].val)
+    free(old)
+    tp[0] = t
+    maskp[0] = new_mask
+    return 0
+
+
 cdef void map2_delete(Slot2* t, uint64_t mask, int64_t* usedp, uint64_t a, uint64_t b) noexcept nogil:
     cdef uint64_t i = mix128(a, b) & mask
     cdef uint64_t j, home

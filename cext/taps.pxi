@@ -59,6 +59,12 @@ cdef extern from *:
 
 # ---------------------------------------------------------------- journey table
 
+cdef enum:
+    # reserve_journeys makes room for one open hold (a metro entry) per this many
+    # cards: the million-card city peaks at ~131,000 holds, one card in eight.
+    HOLDS_RESERVED_CARDS_PER_HOLD = 4
+
+
 cdef int taps_init(Taps* tp) noexcept nogil:
     memset(tp, 0, sizeof(Taps))
     tp.jmap = <Slot*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot))
@@ -105,9 +111,7 @@ cdef int journey_reserve(Taps* tp, int64_t expect) noexcept nogil:
     million cards copies the store and rehashes its map at every power of two, and
     each of those lands on one batch as a stall of hundreds of ms.
     """
-    cdef uint64_t slots, i
     cdef int64_t need = tp.n_journeys + 1
-    cdef Slot* t
     if need > tp.cap_journeys and expect > need:
         need = expect
     if grow(<void**>&tp.journeys, &tp.cap_journeys, need, sizeof(Journey)) != 0:
@@ -116,18 +120,28 @@ cdef int journey_reserve(Taps* tp, int64_t expect) noexcept nogil:
         # the growth map1_insert would do, done before any state changes, and at once
         # to twice the store's capacity: rehashing a million keys at every power of
         # two would stall the batches as the store's growth did
-        slots = (tp.jmap_mask + 1) * 2
-        while <int64_t>slots < 2 * tp.cap_journeys:
-            slots *= 2
-        t = <Slot*>big_calloc(slots, sizeof(Slot))
-        if t == NULL:
-            return -1
-        for i in range(tp.jmap_mask + 1):
-            if tp.jmap[i].key != 0:
-                map1_put(t, slots - 1, tp.jmap[i].key, tp.jmap[i].val)
-        free(tp.jmap)
-        tp.jmap = t
-        tp.jmap_mask = slots - 1
+        return journey_map_reserve(tp)
+    return 0
+
+
+cdef int journey_map_reserve(Taps* tp) noexcept nogil:
+    """Grow the journey map to twice the store's capacity (at most half full once the
+    store is), if it is smaller."""
+    cdef uint64_t slots = tp.jmap_mask + 1, i
+    cdef Slot* t
+    if <int64_t>slots >= 2 * tp.cap_journeys:
+        return 0
+    while <int64_t>slots < 2 * tp.cap_journeys:
+        slots *= 2
+    t = <Slot*>big_calloc(slots, sizeof(Slot))
+    if t == NULL:
+        return -1
+    for i in range(tp.jmap_mask + 1):
+        if tp.jmap[i].key != 0:
+            map1_put(t, slots - 1, tp.jmap[i].key, tp.jmap[i].val)
+    free(tp.jmap)
+    tp.jmap = t
+    tp.jmap_mask = slots - 1
     return 0
 
 

@@ -1233,9 +1233,10 @@ class Ledger:
         The per-card fare state (journeys) grows at once to the number of accounts on
         the first tap past its room, and its memory (336 bytes a card) is then faulted
         in beside the batches; the first batches of taps pay for both (at a million
-        cards, a few batches of 50-250 ms). Call this before a peak, e.g. after
-        opening or after opening many cards, to pay for it here instead. Memory only:
-        nothing is written, and results never depend on it.
+        cards, a few batches of 50-250 ms), and the hold map of metro entries rehashes
+        as it fills. Call this before a peak, e.g. after opening or after opening many
+        cards, to pay for it here instead (room for the holds of one card in four).
+        Memory only: nothing is written, and results never depend on it.
         """
         self._check_usable()
         self._engine.reserve_journeys(self._engine.account_count())
