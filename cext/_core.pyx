@@ -769,6 +769,112 @@ def unpack_records_of_batches(list bodies, list marks, counts, firsts, which, jo
     return out
 
 
+cdef extern from *:
+    """
+    static inline void cl_put_be64(unsigned char* p, unsigned long long v) {
+        for (int i = 7; i >= 0; i--) { p[i] = (unsigned char)(v & 0xFF); v >>= 8; }
+    }
+    """
+    void cl_put_be64(unsigned char* p, uint64_t v) noexcept nogil
+
+
+def id_index_items(list sources, list seqs, list payloads, list offsets, uint64_t lo, hi):
+    """The id index items of several id log flushes for the sources in [lo, hi) (hi
+    None: to the last), merged in key order: a list of (key, value) bytes pairs, key
+    the big-endian (source, seq). Flush f's rows are sources[f], seqs[f] (sorted by
+    (source, seq), contiguous uint64); with `offsets` (int64, one more than rows) row
+    k's value is payloads[f][offsets[f][k]:offsets[f][k+1]] (bytes), with offsets
+    None, payloads[f] is a uint64 array and the value its big-endian 8 bytes (the late
+    ids' journal_seqs). ValueError if the arrays disagree."""
+    cdef Py_ssize_t nf = len(sources), f, k
+    if len(seqs) != nf or len(payloads) != nf or (offsets is not None and len(offsets) != nf):
+        raise ValueError("id_index_items: one entry per flush in every list")
+    cdef bint runs = offsets is not None
+    cdef int64_t* pos = <int64_t*>malloc((nf + 1) * sizeof(int64_t))
+    cdef int64_t* end = <int64_t*>malloc((nf + 1) * sizeof(int64_t))
+    if pos == NULL or end == NULL:
+        free(pos)
+        free(end)
+        raise MemoryError("id_index_items")
+    keep = []  # the arrays the pointers below point into
+    cdef const uint64_t** src_p = <const uint64_t**>malloc((nf + 1) * sizeof(void*))
+    cdef const uint64_t** seq_p = <const uint64_t**>malloc((nf + 1) * sizeof(void*))
+    cdef const int64_t** off_p = <const int64_t**>malloc((nf + 1) * sizeof(void*))
+    cdef const uint64_t** jseq_p = <const uint64_t**>malloc((nf + 1) * sizeof(void*))
+    cdef const char** blob_p = <const char**>malloc((nf + 1) * sizeof(void*))
+    cdef int64_t* blob_n = <int64_t*>malloc((nf + 1) * sizeof(int64_t))
+    cdef cnp.ndarray a_src, a_seq, a_off, a_pay
+    cdef int64_t n, best, o0, o1
+    cdef uint64_t bs, bq
+    cdef unsigned char key[16]
+    cdef unsigned char val8[8]
+    out = []
+    try:
+        if src_p == NULL or seq_p == NULL or off_p == NULL or jseq_p == NULL or blob_p == NULL or blob_n == NULL:
+            raise MemoryError("id_index_items")
+        for f in range(nf):
+            a_src = np.ascontiguousarray(sources[f], dtype=np.uint64)
+            a_seq = np.ascontiguousarray(seqs[f], dtype=np.uint64)
+            n = a_src.shape[0]
+            if a_seq.shape[0] != n:
+                raise ValueError("id_index_items: sources and seqs differ in length")
+            keep += [a_src, a_seq]
+            src_p[f] = <const uint64_t*>cnp.PyArray_DATA(a_src)
+            seq_p[f] = <const uint64_t*>cnp.PyArray_DATA(a_seq)
+            if runs:
+                a_off = np.ascontiguousarray(offsets[f], dtype=np.int64)
+                if a_off.shape[0] != n + 1 or not isinstance(payloads[f], bytes):
+                    raise ValueError("id_index_items: offsets need one more entry than rows, payloads bytes")
+                keep += [a_off, payloads[f]]
+                off_p[f] = <const int64_t*>cnp.PyArray_DATA(a_off)
+                blob_p[f] = <const char*>(<bytes>payloads[f])
+                blob_n[f] = len(<bytes>payloads[f])
+            else:
+                a_pay = np.ascontiguousarray(payloads[f], dtype=np.uint64)
+                if a_pay.shape[0] != n:
+                    raise ValueError("id_index_items: payloads and sources differ in length")
+                keep.append(a_pay)
+                jseq_p[f] = <const uint64_t*>cnp.PyArray_DATA(a_pay)
+            # the rows of sources in [lo, hi): binary searches on the sorted sources
+            pos[f] = int(np.searchsorted(a_src, np.uint64(lo), side="left"))
+            end[f] = n if hi is None else int(np.searchsorted(a_src, np.uint64(hi), side="left"))
+        while True:
+            # k-way merge: the flushes are few (at most two logs' worth), so a scan
+            best = -1
+            for f in range(nf):
+                if pos[f] < end[f] and (best < 0 or src_p[f][pos[f]] < bs or
+                                        (src_p[f][pos[f]] == bs and seq_p[f][pos[f]] < bq)):
+                    best = f
+                    bs = src_p[f][pos[f]]
+                    bq = seq_p[f][pos[f]]
+            if best < 0:
+                break
+            k = pos[best]
+            pos[best] += 1
+            cl_put_be64(key, bs)
+            cl_put_be64(key + 8, bq)
+            if runs:
+                o0 = off_p[best][k]
+                o1 = off_p[best][k + 1]
+                if not 0 <= o0 <= o1 <= blob_n[best]:
+                    raise ValueError("id_index_items: an offset is outside its payload")
+                out.append((PyBytes_FromStringAndSize(<char*>key, 16),
+                            PyBytes_FromStringAndSize(blob_p[best] + o0, o1 - o0)))
+            else:
+                cl_put_be64(val8, jseq_p[best][k])
+                out.append((PyBytes_FromStringAndSize(<char*>key, 16), PyBytes_FromStringAndSize(<char*>val8, 8)))
+    finally:
+        free(pos)
+        free(end)
+        free(src_p)
+        free(seq_p)
+        free(off_p)
+        free(jseq_p)
+        free(blob_p)
+        free(blob_n)
+    return out
+
+
 def pack_id_runs(sources, seqs, journal_seqs, int64_t max_pairs):
     """Group decisions sorted by (source, seq) into id index values (format: codec.py).
 

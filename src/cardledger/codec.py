@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import bisect
 
+import struct
+
 import numpy as np
 
 from .errors import CorruptionError
@@ -221,6 +223,33 @@ def unpack_records_of_batches(
         out[i] = unpack_journal_record(bodies[b], n, first, j - first)
         if int(out[i]["journal_seq"]) != j:
             raise ValueError(f"journal record {j} is not where it belongs")
+    return out
+
+
+def id_index_items(
+    sources: list, seqs: list, payloads: list, offsets: list | None, lo: int, hi: int | None
+) -> list[tuple[bytes, bytes]]:
+    """The id index items of several id log flushes for the sources in [lo, hi), merged
+    in key order (the core's twin; see there)."""
+    if len(seqs) != len(sources) or len(payloads) != len(sources) or (
+        offsets is not None and len(offsets) != len(sources)
+    ):
+        raise ValueError("id_index_items: one entry per flush in every list")
+    out = []
+    for f in range(len(sources)):
+        src = np.asarray(sources[f], dtype=np.uint64)
+        a = int(np.searchsorted(src, np.uint64(lo), side="left"))
+        b = len(src) if hi is None else int(np.searchsorted(src, np.uint64(hi), side="left"))
+        for k in range(a, max(a, b)):
+            key = struct.pack(">QQ", int(src[k]), int(seqs[f][k]))
+            if offsets is not None:
+                o0, o1 = int(offsets[f][k]), int(offsets[f][k + 1])
+                if not 0 <= o0 <= o1 <= len(payloads[f]):
+                    raise ValueError("id_index_items: an offset is outside its payload")
+                out.append((key, bytes(payloads[f][o0:o1])))
+            else:
+                out.append((key, struct.pack(">Q", int(payloads[f][k]))))
+    out.sort()
     return out
 
 

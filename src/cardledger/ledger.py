@@ -1164,14 +1164,8 @@ class Ledger:
         logs = self._logs_now()
         flushes = [lg for lg in logs if lg.ids_upto <= upto]
         hi = None if finish else self._merge_bound(upto, flushes, lo)
-        items: list = []
-        late_items: list = []
-        for lg in flushes:
-            a, b = lg.index_items(lo, hi)
-            items += a
-            late_items += b
-        items.sort()  # putmulti writes fastest in key order; each key is new
-        late_items.sort()
+        # In key order: putmulti writes fastest so; each key is new.
+        items, late_items = storage.merged_index_items(flushes, lo, hi)
         # putmulti: one C loop for the thousands of values (a Python loop of puts was
         # most of the time). No `append`: it would skip keys silently.
         for db, rows, what in ((self._dbs[b"ids"], items, "id index"), (self._dbs[b"ids_late"], late_items, "late id index")):

@@ -77,6 +77,7 @@ _codec = _codec_module()
 pack_journal, unpack_journal = _codec.pack_journal, _codec.unpack_journal
 unpack_journal_record, unpack_journal_records = _codec.unpack_journal_record, _codec.unpack_journal_records
 journal_record_marks, unpack_records_of_batches = _codec.journal_record_marks, _codec.unpack_records_of_batches
+id_index_items = _codec.id_index_items
 pack_pairs, find_pair, pack_id_runs = _codec.pack_pairs, _codec.find_pair, _codec.pack_id_runs
 find_ids_in_runs, find_ids_exact = _codec.find_ids_in_runs, _codec.find_ids_exact
 pack_words, unpack_words = _codec.pack_words, _codec.unpack_words
@@ -561,28 +562,18 @@ class IdLog:
             raise CorruptionError(f"id log at {self.ids_upto}: {e}") from None
         find_ids_exact(self.late_src, self.late_seq, self.late_jseq, q_src, q_seq, out)
 
-    def index_items(self, lo_source: int = 0, hi_source: int | None = None) -> tuple[list, list]:
-        """The (ids items, ids_late items) this flush adds to the id index when merged:
-        those of sources in [lo_source, hi_source) (hi_source None: to the last)."""
-        a, b = _source_range(self.key_src, lo_source, hi_source)
-        bounds = self.offsets[a : b + 1].tolist()
-        items = [
-            (KEY2.pack(s, q), self.blob[bounds[k] : bounds[k + 1]])
-            for k, (s, q) in enumerate(zip(self.key_src[a:b].tolist(), self.key_seq[a:b].tolist()))
-        ]
-        a, b = _source_range(self.late_src, lo_source, hi_source)
-        late_items = [
-            (KEY2.pack(s, q), KEY.pack(j))
-            for s, q, j in zip(self.late_src[a:b].tolist(), self.late_seq[a:b].tolist(), self.late_jseq[a:b].tolist())
-        ]
-        return items, late_items
 
-
-def _source_range(sources: np.ndarray, lo: int, hi: int | None) -> tuple[int, int]:
-    """Where sources (sorted) in [lo, hi) are: a slice's bounds."""
-    a = int(np.searchsorted(sources, np.uint64(lo), side="left"))
-    b = len(sources) if hi is None else int(np.searchsorted(sources, np.uint64(hi), side="left"))
-    return a, max(a, b)
+def merged_index_items(logs: list[IdLog], lo_source: int = 0, hi_source: int | None = None) -> tuple[list, list]:
+    """The (ids items, ids_late items) of several id log flushes for the sources in
+    [lo_source, hi_source) (None: to the last), each list in key order (for putmulti)."""
+    try:
+        items = id_index_items([lg.key_src for lg in logs], [lg.key_seq for lg in logs],
+                               [lg.blob for lg in logs], [lg.offsets for lg in logs], lo_source, hi_source)
+        late = id_index_items([lg.late_src for lg in logs], [lg.late_seq for lg in logs],
+                              [lg.late_jseq for lg in logs], None, lo_source, hi_source)
+    except ValueError as e:
+        raise CorruptionError(f"id log: {e}") from None
+    return items, late
 
 
 def encode_id_log(decisions: np.ndarray, late: np.ndarray, ids_upto: int) -> tuple[bytes, bytes, IdLog]:
