@@ -87,9 +87,10 @@ def test_ids_in_the_log_and_in_the_index_replay_as_exists_after_reopen(ledger_pa
 
 
 def test_a_full_log_is_merged_a_slice_of_sources_per_batch(ledger_path):
-    """After the log fills, each batch merges the next slice of sources (the merge
-    state moves up, source by source here), ids are found mid-merge, and once every
-    source is merged the flushes leave the log and the index holds every id."""
+    """After the log fills, each batch that stores journal records merges the next slice
+    of sources (the merge state moves up, source by source here), ids are found
+    mid-merge, and once every source is merged the flushes leave the log and the index
+    holds every id. A batch of replays only (no journal records) merges nothing."""
     batches, _ = _history(ledger_path, IDS_LOG_FLUSHES_MAX - 1)  # + setup = one full log
     entries, merging = _log_state(ledger_path)
     assert entries == IDS_LOG_FLUSHES_MAX and merging is not None and merging[1] == 0
@@ -101,11 +102,14 @@ def test_a_full_log_is_merged_a_slice_of_sources_per_batch(ledger_path):
     with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
         for step in range(len(sources)):
             if step == 3:  # mid-merge, each id is found, in the log or in the index
-                again = led.apply(np.concatenate(batches))
-                assert set(codes(again)) == {"EXISTS"}
+                again = led.apply(np.concatenate(batches + [spender.add(OpKind.SPEND, CARDS[0], 2, 1).take()]))
+                assert set(codes(again[:-1])) == {"EXISTS"} and codes(again[-1:]) == ["OK"]
             else:
                 led.apply(spender.add(OpKind.SPEND, CARDS[0], 2, 1).take())
             seen.append((len(led._id_logs), led._merging))
+            if step == 1:
+                assert set(codes(led.apply(batches[0]))) == {"EXISTS"}  # nothing stored: no step
+                assert (len(led._id_logs), led._merging) == seen[-1]
     assert [m for _, m in seen] == [(upto, s) for s in sources[1:]] + [None]
     assert [e for e, _ in seen] == [IDS_LOG_FLUSHES_MAX] * (len(sources) - 1) + [0]
     assert _log_state(ledger_path) == (0, None)

@@ -827,7 +827,10 @@ class Ledger:
             self._note_tap_time(txn, staged.tap_time_us)
         if staged.value is not None and not txn.put(staged.key, staged.value, db=self._dbs[b"journal"], append=True):
             raise CorruptionError("journal key out of order: another writer raced this one")
-        self._merge_step(txn)
+        if staged.value is not None:
+            # Only with a journal batch: a writer in another process notices a merge step
+            # by the journal head moving (`_catch_up`), as it notices a flush.
+            self._merge_step(txn)
         if staged.flush_rows is not None:
             self._put_flush(txn, staged.flush_rows)
 
