@@ -72,6 +72,10 @@ def unpack_records_of_batches(
     bodies: list[bytes], marks: list[np.ndarray], counts: np.ndarray, firsts: np.ndarray, which: np.ndarray,
     journal_seqs: np.ndarray, stride: int,
 ) -> np.ndarray: ...
+def id_index_items(
+    sources: list[np.ndarray], seqs: list[np.ndarray], payloads: list, offsets: list[np.ndarray] | None,
+    lo: int, hi: int | None,
+) -> list[tuple[bytes, bytes]]: ...
 def pack_id_runs(
     sources: np.ndarray, seqs: np.ndarray, journal_seqs: np.ndarray, max_pairs: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bytes]: ...
