@@ -259,10 +259,9 @@ cdef class Engine:
         tap past its room would, and the hold map for the metro entries of one card in
         HOLDS_RESERVED_CARDS_PER_HOLD, so that no batch pays for them. MemoryError if
         refused."""
-        if n > self.taps.cap_journeys and journey_reserve(&self.taps, n) != 0:
+        if (grow(<void**>&self.taps.journeys, &self.taps.cap_journeys, n, sizeof(Journey)) != 0
+                or journey_map_reserve(&self.taps) != 0):
             raise MemoryError("cardledger core: cannot allocate the journeys")
-        if journey_map_reserve(&self.taps) != 0:  # (journey_reserve grows it only once half full)
-            raise MemoryError("cardledger core: cannot allocate the journey map")
         # Metro entries hold their maximum fare until the exit: room for a share of the
         # cards' holds at once, so the hold map does not rehash on the batch path.
         if (grow(<void**>&self.st.pending, &self.st.cap_pending, n // HOLDS_RESERVED_CARDS_PER_HOLD, sizeof(Pending)) != 0

@@ -221,8 +221,12 @@ def test_reserving_the_journeys_before_the_first_tap_changes_nothing(hb):
     assert len(engine.export_journeys()) == 0  # room only: no card has fare state yet
     for card in cards:
         charged(hb.tap(card, T(8), BOARD, "bus_1", "bs_0001"), 100, balance=900)
+    more = [hb.card(200 + i, 1000) for i in range(300)]  # past the room reserved above (256)
     hb.led.reserve_journeys()
+    if cardledger.IMPLEMENTATION == "cython":
+        assert engine.journey_capacity() >= engine.account_count()  # grown though not full
     charged(hb.tap(cards[0], T(8, 30), BOARD, "bus_1", "bs_0001"), 100, balance=800)
+    charged(hb.tap(more[-1], T(8, 30), BOARD, "bus_1", "bs_0001"), 100, balance=900)
     assert hb.led.verify().ok
 
 

@@ -23,7 +23,6 @@ check that both produce identical bytes.
 from __future__ import annotations
 
 import bisect
-
 import struct
 
 import numpy as np
@@ -214,13 +213,16 @@ def unpack_records_of_batches(
     if not (len(bodies) == len(marks) == len(counts) == len(firsts)) or len(which) != len(js) or stride <= 0:
         raise ValueError("unpack_records_of_batches: arguments differ in length, or stride <= 0")
     out = np.zeros(len(js), dtype=JOURNAL_DTYPE)
+    decoded: dict[int, np.ndarray] = {}  # each batch decoded once
     for i, (b, j) in enumerate(zip(which.tolist(), js.tolist())):
         if not 0 <= b < len(bodies):
             raise ValueError("unpack_records_of_batches: a batch index is out of range")
         first, n = int(firsts[b]), int(counts[b])
         if not first <= j < first + n:
             raise ValueError(f"journal record {j} is not in the batch given for it")
-        out[i] = unpack_journal_record(bodies[b], n, first, j - first)
+        if b not in decoded:
+            decoded[b] = unpack_journal(bodies[b], n, first)
+        out[i] = decoded[b][j - first]
         if int(out[i]["journal_seq"]) != j:
             raise ValueError(f"journal record {j} is not where it belongs")
     return out

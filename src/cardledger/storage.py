@@ -51,7 +51,7 @@ FORMAT_VERSION = 4
 #: The codec functions the core implements in C, twins of those in codec.py.
 _CODEC_FUNCTIONS = (
     "pack_journal", "unpack_journal", "unpack_journal_record", "unpack_journal_records", "journal_record_marks",
-    "unpack_records_of_batches",
+    "unpack_records_of_batches", "id_index_items",
     "pack_pairs", "find_pair", "pack_id_runs", "find_ids_in_runs", "find_ids_exact", "pack_words", "unpack_words",
 )
 
