@@ -44,6 +44,9 @@ cdef struct EffLeg:
 cdef struct FareTab:
     int32_t n_routes, n_stops, n_areas, n_cat, n_med, n_rules, n_tr, n_jr
     bint has_priority
+    # No transfer rules, no join rules, no negative price: a journey's quote is then
+    # the sum of its legs' own quotes (see `FareEvaluator.additive`).
+    bint additive
     int32_t* route_network
     uint8_t* route_known
     int32_t* stop_station
@@ -538,6 +541,19 @@ cdef class FareEvaluator:
         self.t.jr_to_network = <int32_t*>_arr_ptr(k, tables.jr_to_network, i32)
         self.t.jr_from_stop = <int32_t*>_arr_ptr(k, tables.jr_from_stop, i32)
         self.t.jr_to_stop = <int32_t*>_arr_ptr(k, tables.jr_to_stop, i32)
+        price = np.asarray(tables.price, dtype=i64)
+        self.t.additive = (self.t.n_tr == 0 and self.t.n_jr == 0
+                           and not bool(((price < 0) & (price != NO_PRICE_C)).any()))
+
+    @property
+    def additive(self):
+        """True when a journey's quote is the sum of its legs' quotes, each priced
+        alone: no transfer rules (nothing prices a leg by the one before), no join
+        rules (legs stay apart), no negative price (a journey's total never falls).
+        Then the leg options of each leg are chosen independently, the cheapest
+        first in file order as in a whole-journey quote, and a tap's incremental fare
+        is the quote of its own leg (`tap_rate_leg` takes that shortcut)."""
+        return bool(self.t.additive)
 
     def quote_many(self, legs, journey_ptr, int rider_category, int fare_media):
         """(status, amount, discounts) per journey; see FareSystem.quote_many."""

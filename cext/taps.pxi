@@ -360,15 +360,26 @@ cdef int tap_rate_leg(Taps* tp, Journey* j, int32_t v, FareLeg* leg, int32_t cat
         j.n_legs = 0
         j.charged_fen = 0
     n = j.n_legs
-    for i in range(n):
-        legs[i] = j.legs[i]
-    legs[n] = leg[0]
-    status = fare_quote(tv.ft, legs, n + 1, cat, tv.fare_media, &total, &fl, &prod, &last_fl)
-    if status != FS_OK:
-        return tap_status_result(status)
-    f = total - j.charged_fen
-    if f < 0:
-        f = 0
+    if tv.ft.additive:
+        # The journey's quote with this leg is its quote so far plus this leg's own,
+        # and the journey was charged exactly its quote so far (every increment was
+        # a leg's own quote, never negative, since its first leg under version v):
+        # the increment is this leg's quote. Same figures as the whole quote below,
+        # without re-pricing up to JOURNEY_LEGS_MAX legs on every tap.
+        status = fare_quote(tv.ft, leg, 1, cat, tv.fare_media, &total, &fl, &prod, &last_fl)
+        if status != FS_OK:
+            return tap_status_result(status)
+        f = total
+    else:
+        for i in range(n):
+            legs[i] = j.legs[i]
+        legs[n] = leg[0]
+        status = fare_quote(tv.ft, legs, n + 1, cat, tv.fare_media, &total, &fl, &prod, &last_fl)
+        if status != FS_OK:
+            return tap_status_result(status)
+        f = total - j.charged_fen
+        if f < 0:
+            f = 0
     j.legs[n] = leg[0]
     j.n_legs = n + 1
     j.charged_fen += f

@@ -86,7 +86,9 @@ def _us(d: dt.datetime) -> int:
     return int(d.timestamp()) * US
 
 
-def _synthetic_feed(with_ferry: bool) -> Feed:
+def _synthetic_feed(with_ferry: bool, additive: bool = False) -> Feed:
+    """`additive`: without transfer rules and negative prices, so that the core prices
+    a journey leg by leg (`FareEvaluator.additive`)."""
     tz = "America/New_York"
     agencies = {a: Agency(a, a, tz) for a in ("ag_bus", "ag_metro", "ag_taxi", "ag_ferry")}
     routes = {
@@ -117,7 +119,7 @@ def _synthetic_feed(with_ferry: bool) -> Feed:
         p("metro_short", 300), p("metro_short", 150, "student"),
         p("metro_long", 500), p("metro_long", 250, "student"),
         p("ferry_fare", 1500),
-        p("shuttle_fare", -50),  # a refund kiosk: exercises negative amounts
+        p("shuttle_fare", 50 if additive else -50),  # a refund kiosk: exercises negative amounts
         p("xfer_metro", 350),
     ]
     leg_rules = [
@@ -137,6 +139,8 @@ def _synthetic_feed(with_ferry: bool) -> Feed:
         FareTransferRule(0, "lg_bus", "lg_metro", duration_limit=3600, duration_limit_type=1,
                          fare_product_id="xfer_metro"),
     ]
+    if additive:
+        transfers = []
     networks = {n: Network(n, n) for n in ("bus", "metro", "taxi", "ferry")}
     return Feed(
         agencies=agencies,
@@ -215,6 +219,18 @@ def synthetic_versions():
 
 
 @functools.lru_cache(maxsize=None)
+def additive_versions():
+    s0 = FareSystem(_synthetic_feed(True, additive=True), _synthetic_config(0))
+    s1 = FareSystem(_synthetic_feed(False, additive=True), _synthetic_config(1), previous=s0)
+    return s0, [compile_taps(s0, T0_SYN), compile_taps(s1, T0_SYN + 18 * DAY)]
+
+
+def versions_of(which: str):
+    """(first system, compiled versions) of "synthetic", "additive" or "harbin"."""
+    return {"synthetic": synthetic_versions, "additive": additive_versions, "harbin": harbin_versions}[which]()
+
+
+@functools.lru_cache(maxsize=None)
 def harbin_versions():
     s = FareSystem.harbin()
     return s, [compile_taps(s, T0_HRB), compile_taps(s, T0_HRB + 15 * DAY)]
@@ -229,11 +245,11 @@ class NetPool:
 
 @functools.lru_cache(maxsize=None)
 def networks_of(which: str) -> tuple[list[NetPool], int, int]:
-    system, versions = synthetic_versions() if which == "synthetic" else harbin_versions()
+    system, versions = versions_of(which)
     tt = versions[0]
     t = tt.fares
     ev = ReferenceEvaluator(t)
-    when = T0_SYN if which == "synthetic" else T0_HRB
+    when = T0_HRB if which == "harbin" else T0_SYN
     nets = []
     by_net: dict[int, list[int]] = {}
     for r in range(len(t.route_ids)):
@@ -261,7 +277,7 @@ class TapWorld:
     def __init__(self, rng: random.Random, which: str) -> None:
         self.rng = rng
         self.nets, self.n_routes, self.n_stops = networks_of(which)
-        self.t0 = T0_SYN if which == "synthetic" else T0_HRB
+        self.t0 = T0_HRB if which == "harbin" else T0_SYN
         self.seq = 0
         self.cards: list[int] = []
         self.next_card = 100
@@ -467,7 +483,7 @@ def _describe(ops, r_ref, r_core, j_ref, j_core) -> str:
 
 def run_both(which: str, seed: int, batches: int) -> None:
     rng = random.Random(seed)
-    _, versions = synthetic_versions() if which == "synthetic" else harbin_versions()
+    _, versions = versions_of(which)
     world = TapWorld(rng, which)
     engines = fresh_engines(versions)
     indexed: dict[tuple[int, int], np.void] = {}  # every decision, as a storage id index
@@ -531,6 +547,51 @@ def test_taps_agree_on_a_synthetic_system(seed: int) -> None:
 @given(seed=st.integers(0, 2**32 - 1))
 def test_taps_agree_on_harbin(seed: int) -> None:
     run_both("harbin", seed, batches=12)
+
+
+@settings(max_examples=max(1, HYPOTHESIS_EXAMPLES // 2), **_SETTINGS)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_taps_agree_on_an_additive_system(seed: int) -> None:
+    """The synthetic system without transfer rules or negative prices: the core rates
+    each journey leg alone (its shortcut), the reference quotes the whole journey."""
+    run_both("additive", seed, batches=14)
+
+
+def test_which_systems_are_additive() -> None:
+    """The core prices leg by leg only where a journey's quote is the sum of its legs':
+    Harbin (no transfer or join rules, no negative price) is; a transfer rule or a
+    negative price makes a system not additive."""
+    assert _core.FareEvaluator(harbin_versions()[0].tables).additive
+    assert _core.FareEvaluator(additive_versions()[0].tables).additive
+    assert not _core.FareEvaluator(synthetic_versions()[0].tables).additive
+    feed = _synthetic_feed(True, additive=True)
+    feed.fare_products.append(FareProduct("shuttle_fare", -50, "CNY", rider_category_id="senior"))
+    assert not _core.FareEvaluator(FareSystem(feed, _synthetic_config(0)).tables).additive
+
+
+def test_multi_leg_journeys_are_rated_leg_by_leg_on_harbin() -> None:
+    """A Harbin journey of several legs is charged each leg's own fare, whatever the
+    legs before it: the increment the shortcut charges equals the whole quote's."""
+    system, versions = harbin_versions()
+    t = versions[0].fares
+    ev = ReferenceEvaluator(t)
+    nets, _, _ = networks_of("harbin")
+    rng = random.Random(7)
+    checked = 0
+    for _ in range(200):
+        legs, when = [], T0_HRB
+        for _ in range(rng.randint(2, 4)):
+            pool = rng.choice(nets)
+            r, a, b = rng.choice(pool.routes), rng.choice(pool.stops), rng.choice(pool.stops)
+            legs.append((r, a, b, when, when + 600 * US))
+            when += 900 * US
+        whole = ev.quote(legs, 0, versions[0].fare_media)
+        parts = [ev.quote([leg], 0, versions[0].fare_media) for leg in legs]
+        if whole[0] != FareStatus.OK or any(p[0] != FareStatus.OK for p in parts):
+            continue
+        assert whole[1] == sum(p[1] for p in parts)
+        checked += 1
+    assert checked >= 50
 
 
 def test_tap_outcomes_are_covered() -> None:

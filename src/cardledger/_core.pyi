@@ -45,6 +45,10 @@ class FareEvaluator:
     """The core's fare evaluator over one FareTables."""
 
     def __init__(self, tables: FareTables) -> None: ...
+    @property
+    def additive(self) -> bool:
+        """True when a journey's quote is the sum of its legs' own quotes (no transfer
+        or join rules, no negative price): taps are then rated leg by leg."""
     def quote_many(
         self, legs: np.ndarray, journey_ptr: np.ndarray, rider_category: int, fare_media: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...

@@ -151,7 +151,10 @@ class _LoopBatcher:
         self.scheduled = False
         c = self.committer
         while self.items and (force or self.in_flight < LOOP_BATCHES_IN_FLIGHT_MAX):
-            taken, n = _take(self.items, c.batch_ops_max)
+            if self.n_ops <= c.batch_ops_max:  # the usual case: everything fits
+                taken, n, self.items = self.items, self.n_ops, []
+            else:
+                taken, n = _take(self.items, c.batch_ops_max)
             self.n_ops -= n
             ops = np.frombuffer(b"".join([t[_REC] for t in taken]), dtype=OP_DTYPE)
             try:
