@@ -65,8 +65,15 @@ cdef struct FareTab:
     int32_t* tf_end_s
     int32_t* tf_service
     int64_t* price
-    int64_t* lr_keys
-    int32_t* lr_to_area
+    # The leg rules sorted by (key, to area, file order): lr2_keys[i] =
+    # lr_keys[r] * (n_areas + 2) + lr_to_area[r] + 1 of rule r = lr2_rule[i] (the
+    # FareTables arrays); the lr_* arrays below are indexed by rule.
+    int64_t* lr2_keys
+    int32_t* lr2_rule
+    # lr2 rows of key k (network and from area, as in lr_keys): lr_key_ptr[k] up to
+    # lr_key_ptr[k + 1], for k < n_keys (larger keys have no rule).
+    int32_t n_keys
+    int32_t* lr_key_ptr
     int32_t* lr_from_tf
     int32_t* lr_to_tf
     int32_t* lr_group
@@ -205,7 +212,7 @@ cdef int32_t fare_leg_options(const FareTab* t, const EffLeg* e, int32_t cat, in
     cdef int32_t ta0 = t.stop_area_ptr[e.to_stop], ta1 = t.stop_area_ptr[e.to_stop + 1]
     cdef bint to_listed = False
     cdef bint any_from_listed = False
-    cdef int32_t k, a, ni, r, lo, hi, ta, ftf, ttf, j
+    cdef int32_t k, a, ni, r, q, lo, hi, ta, ftf, ttf, j
     for k in range(ta0, ta1):
         if t.to_area_listed[t.stop_area[k]]:
             to_listed = True
@@ -216,8 +223,9 @@ cdef int32_t fare_leg_options(const FareTab* t, const EffLeg* e, int32_t cat, in
     cdef bint found = False, ok
     cdef int64_t best_r0 = 0, amt, r0
     cdef int32_t n_out = 0
-    cdef int64_t key
-    cdef int64_t a1 = t.n_areas + 1
+    cdef int64_t key, key2
+    cdef int32_t k_lo, k_hi
+    cdef int64_t a1 = t.n_areas + 1, a2 = t.n_areas + 2
     for ni in range(n_nets):
         # from areas: the stop's areas (listed ones only, without priority), then
         # the empty field (with priority always; without, only if none is listed)
@@ -231,38 +239,44 @@ cdef int32_t fare_leg_options(const FareTab* t, const EffLeg* e, int32_t cat, in
                     continue
                 a = FARE_NONE
             key = (nets[ni] + 1) * a1 + (a + 1)
-            lo = lower_bound64(t.lr_keys, t.n_rules, key)
-            hi = lower_bound64(t.lr_keys, t.n_rules, key + 1)
-            for r in range(lo, hi):
-                ta = t.lr_to_area[r]
-                if ta == FARE_NONE:
+            if key >= t.n_keys:
+                continue  # no rule has this (network, from area)
+            k_lo = t.lr_key_ptr[key]
+            k_hi = t.lr_key_ptr[key + 1]
+            if k_lo == k_hi:
+                continue
+            key2 = key * a2
+            # to areas: the stop's areas, then the empty field (with priority always;
+            # without, only if none of the stop's areas is listed). Each is a range of
+            # the rules sorted by (key, to area): no walk over the other stations'.
+            for j in range(ta0, ta1 + 1):
+                if j < ta1:
+                    ta = t.stop_area[j]
+                else:
                     if not prio and to_listed:
                         continue
-                else:
-                    ok = False
-                    for j in range(ta0, ta1):
-                        if t.stop_area[j] == ta:
-                            ok = True
-                            break
-                    if not ok:
+                    ta = FARE_NONE
+                lo = k_lo + lower_bound64(t.lr2_keys + k_lo, k_hi - k_lo, key2 + ta + 1)
+                hi = k_lo + lower_bound64(t.lr2_keys + k_lo, k_hi - k_lo, key2 + ta + 2)
+                for q in range(lo, hi):
+                    r = t.lr2_rule[q]
+                    ftf = t.lr_from_tf[r]
+                    if ftf != FARE_NONE and not fare_in_timeframe(t, ftf, e.from_stop, e.dep_us):
                         continue
-                ftf = t.lr_from_tf[r]
-                if ftf != FARE_NONE and not fare_in_timeframe(t, ftf, e.from_stop, e.dep_us):
-                    continue
-                ttf = t.lr_to_tf[r]
-                if ttf != FARE_NONE and not fare_in_timeframe(t, ttf, e.to_stop, e.arr_us):
-                    continue
-                amt = fare_price(t, t.lr_product[r], cat, med)
-                if amt == NO_PRICE_C:
-                    continue
-                r0 = -(<int64_t>(t.lr_priority[r] if prio else t.lr_nspec[r]))
-                if found and r0 > best_r0:
-                    continue
-                if not found or r0 < best_r0:
-                    found = True
-                    best_r0 = r0
-                    n_out = 0
-                fare_option_add(out, &n_out, amt, t.lr_order[r], t.lr_group[r], t.lr_product[r])
+                    ttf = t.lr_to_tf[r]
+                    if ttf != FARE_NONE and not fare_in_timeframe(t, ttf, e.to_stop, e.arr_us):
+                        continue
+                    amt = fare_price(t, t.lr_product[r], cat, med)
+                    if amt == NO_PRICE_C:
+                        continue
+                    r0 = -(<int64_t>(t.lr_priority[r] if prio else t.lr_nspec[r]))
+                    if found and r0 > best_r0:
+                        continue
+                    if not found or r0 < best_r0:
+                        found = True
+                        best_r0 = r0
+                        n_out = 0
+                    fare_option_add(out, &n_out, amt, t.lr_order[r], t.lr_group[r], t.lr_product[r])
     return n_out
 
 
@@ -516,8 +530,15 @@ cdef class FareEvaluator:
         self.t.tf_end_s = <int32_t*>_arr_ptr(k, tables.tf_end_s, i32)
         self.t.tf_service = <int32_t*>_arr_ptr(k, tables.tf_service, i32)
         self.t.price = <int64_t*>_arr_ptr(k, tables.price, i64)
-        self.t.lr_keys = <int64_t*>_arr_ptr(k, tables.lr_keys, i64)
-        self.t.lr_to_area = <int32_t*>_arr_ptr(k, tables.lr_to_area, i32)
+        keys2 = (np.asarray(tables.lr_keys, dtype=i64) * (self.t.n_areas + 2)
+                 + np.asarray(tables.lr_to_area, dtype=i64) + 1)
+        by_to = np.argsort(keys2, kind="stable")  # file order within a (key, to area)
+        self.t.lr2_keys = <int64_t*>_arr_ptr(k, keys2[by_to], i64)
+        self.t.lr2_rule = <int32_t*>_arr_ptr(k, by_to, i32)
+        lr_keys = np.asarray(tables.lr_keys, dtype=i64)
+        self.t.n_keys = int(lr_keys.max()) + 1 if len(lr_keys) else 0
+        self.t.lr_key_ptr = <int32_t*>_arr_ptr(
+            k, np.searchsorted(lr_keys, np.arange(self.t.n_keys + 1, dtype=i64)), i32)
         self.t.lr_from_tf = <int32_t*>_arr_ptr(k, tables.lr_from_tf, i32)
         self.t.lr_to_tf = <int32_t*>_arr_ptr(k, tables.lr_to_tf, i32)
         self.t.lr_group = <int32_t*>_arr_ptr(k, tables.lr_group, i32)
