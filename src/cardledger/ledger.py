@@ -1062,7 +1062,9 @@ class Ledger:
         q_src = np.ascontiguousarray(ops["source"][idx])
         q_seq = np.ascontiguousarray(ops["seq"][idx])
         in_flush = _find_in_flushes(staged, q_src, q_seq)
-        for log in logs:
+        for log in reversed(logs):  # newest first: a resent op is most likely a recent one
+            if in_flush.all():
+                break  # (an id is decided once: found, it is in no other flush)
             log.find(q_src, q_seq, in_flush)
         hit = in_flush != 0
         found = list(zip(in_flush[hit].tolist(), idx[hit].tolist()))  # (journal_seq, op index)
