@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
 
 import lmdb
 import numpy as np
@@ -331,3 +332,66 @@ def test_a_ledger_that_fails_to_open_releases_its_environment(ledger_path):
     from cardledger.ledger import _ENVS
 
     assert os.path.realpath(ledger_path) not in _ENVS._envs
+
+
+def _checkpoint_tables(n: int, seed: int = 5):
+    """Accounts and journeys of `n` cards with varied contents (they pack to several pieces)."""
+    rng = np.random.default_rng(seed)
+    tables = []
+    for dtype in (storage.ACCOUNT_DTYPE, storage.JOURNEY_DTYPE):
+        a = np.zeros(n, dtype=dtype)
+        words = a.view(np.uint64).reshape(n, -1)
+        words[:, :3] = rng.integers(0, 1 << 40, (n, 3), dtype=np.uint64)
+        tables.append(a)
+    return tables[0], np.zeros(0, dtype=storage.PENDING_DTYPE), tables[1]
+
+
+def test_a_paced_checkpoint_file_is_the_same_file_and_reports_its_progress(tmp_path, monkeypatch):
+    """`pace` is called after every piece written with the bytes written so far (never
+    decreasing, ending at the whole file), and pacing changes nothing in the file."""
+    monkeypatch.setattr(storage, "DIRECT_CHUNK_BYTES", 64 << 10)
+    monkeypatch.setattr(storage, "CHECKPOINT_SYNC_BYTES", 64 << 10)
+    accounts, pending, journeys = _checkpoint_tables(20_000)
+    plain, paced = tmp_path / "plain", tmp_path / "paced"
+    plain.mkdir()
+    paced.mkdir()
+    calls: list[int] = []
+    d1 = storage.write_checkpoint_file(str(plain), 9, b"\1" * 32, accounts, pending, journeys)
+    d2 = storage.write_checkpoint_file(str(paced), 9, b"\1" * 32, accounts, pending, journeys, pace=calls.append)
+    name = storage.checkpoint_file_name(9)
+    data = (plain / name).read_bytes()
+    assert d1 == d2 and data == (paced / name).read_bytes()
+    assert len(calls) >= 4 and calls == sorted(calls)
+    assert len(data) - (64 << 10) <= calls[-1] <= len(data)
+
+
+def test_checkpoint_and_close_do_not_wait_for_the_pace(ledger_path, monkeypatch):
+    """A checkpoint file written beside the batches goes out at
+    `checkpoint_pace_bytes_per_s`; `checkpoint()` and `close()`, which wait for it, lift
+    the pace: here a pace of 1 byte a second would take hours."""
+    monkeypatch.setattr(storage, "DIRECT_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(storage, "CHECKPOINT_SYNC_BYTES", 4096)
+    led = cardledger.open(ledger_path, checkpoint_ops=500)
+    try:
+        led.checkpoint_pace_bytes_per_s = 1
+        _setup(led, cards=range(100, 400))  # 602 ops: a snapshot is taken, its file paced
+        assert led._file_job is not None and not led._file_job[2].done()
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (led.checkpoint(), done.set()), daemon=True)
+        t.start()
+        t.join(120)
+        assert done.is_set(), "checkpoint() waited for the pace"
+        led.apply(Ops(source=7).add(OpKind.SPEND, 100, 2, 2_500).take())
+        more = Ops(source=8)
+        for c in range(400, 700):
+            more.add(OpKind.OPEN, c, account_kind=cardledger.AccountKind.CARD).add(OpKind.TOPUP, c, 1, 10_000)
+        assert (led.apply(more.take())["code"] == 0).all()
+        assert led._file_job is not None and not led._file_job[2].done()  # paced at close
+    finally:
+        closer = threading.Thread(target=led.close, daemon=True)
+        closer.start()
+        closer.join(120)
+        assert not closer.is_alive(), "close() waited for the pace"
+    with cardledger.open(ledger_path) as led:
+        assert led.verify().ok
+        assert led.balance(100) == 7_500 and led.balance(699) == 10_000

@@ -37,6 +37,7 @@ import hashlib
 import mmap
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -306,8 +307,12 @@ def write_checkpoint_file(
     accounts: np.ndarray,
     pending: np.ndarray,
     journeys: np.ndarray,
+    pace: Callable[[int], None] | None = None,
 ) -> bytes:
     """Write, fsync and atomically rename the checkpoint file; return its body SHA-256.
+
+    `pace(bytes_written)`, if given, is called after each piece written (it may sleep
+    to spread the writes out: see `Ledger.checkpoint_pace_bytes_per_s`).
 
     The body is the accounts, the outstanding holds and the cards' fare state
     (JOURNEY_DTYPE), each packed with `pack_words` (in the core, without the GIL: this
@@ -331,8 +336,8 @@ def write_checkpoint_file(
     parts = (memoryview(header), *(memoryview(t) for t in tables))
     final = os.path.join(directory, checkpoint_file_name(journal_seq))
     tmp = f"{final}.tmp-{os.getpid()}"
-    if not _write_direct(tmp, parts):
-        _write_buffered(tmp, parts)
+    if not _write_direct(tmp, parts, pace):
+        _write_buffered(tmp, parts, pace)
     os.replace(tmp, final)
     dfd = os.open(directory, os.O_RDONLY)
     try:
@@ -342,7 +347,7 @@ def write_checkpoint_file(
     return digest
 
 
-def _write_direct(path: str, parts: tuple[memoryview, ...]) -> bool:
+def _write_direct(path: str, parts: tuple[memoryview, ...], pace: Callable[[int], None] | None = None) -> bool:
     """Write `parts` to a new file `path` with O_DIRECT and fsync it; False (nothing
     left behind) where the filesystem does not take O_DIRECT."""
     flag = getattr(os, "O_DIRECT", 0)
@@ -368,6 +373,8 @@ def _write_direct(path: str, parts: tuple[memoryview, ...]) -> bool:
                         _write_all(fd, memoryview(buf))
                         total += fill
                         fill = 0
+                        if pace is not None:
+                            pace(total)
             if fill:
                 # The tail goes out padded to an aligned length, then is cut back.
                 padded = -(-fill // DIRECT_ALIGN_BYTES) * DIRECT_ALIGN_BYTES
@@ -393,20 +400,23 @@ def _write_all(fd: int, data: memoryview) -> None:
         data = data[os.write(fd, data) :]
 
 
-def _write_buffered(path: str, parts: tuple[memoryview, ...]) -> None:
+def _write_buffered(path: str, parts: tuple[memoryview, ...], pace: Callable[[int], None] | None = None) -> None:
     with open(path, "wb") as f:  # buffered: its write() writes everything it is given
-        unsynced = 0
+        unsynced = written = 0
         for part in parts:
             for start in range(0, len(part), CHECKPOINT_SYNC_BYTES):
                 piece = part[start : start + CHECKPOINT_SYNC_BYTES]
                 f.write(piece)
                 unsynced += len(piece)
+                written += len(piece)
                 if unsynced >= CHECKPOINT_SYNC_BYTES:
                     # Made durable slice by slice: hundreds of MB left dirty at once
                     # stalled concurrent commits for up to a second.
                     f.flush()
                     os.fdatasync(f.fileno())
                     unsynced = 0
+                if pace is not None:
+                    pace(written)
         f.flush()
         os.fsync(f.fileno())
 
