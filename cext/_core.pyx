@@ -356,10 +356,14 @@ cdef class Engine:
 
     def export_sources(self):
         """The per-source idempotency state (SOURCE_DTYPE), by source id."""
-        sources = np.empty(self.st.n_sources, dtype=SOURCE_DTYPE)
-        if self.st.n_sources:
-            memcpy(cnp.PyArray_DATA(sources), self.st.sources, self.st.n_sources * sizeof(Source))
-        return sources[np.argsort(sources["source"], kind="stable")]
+        cdef Py_ssize_t n = self.st.n_sources
+        sources = np.empty(n, dtype=SOURCE_DTYPE)
+        if n:
+            memcpy(cnp.PyArray_DATA(sources), self.st.sources, n * sizeof(Source))
+        # Source ids are unique, so any sort gives the one order; rows are moved as
+        # whole words (a structured array's fancy index copies field by field).
+        order = np.argsort(sources["source"])
+        return sources.view(np.uint64).reshape(n, 3)[order].reshape(-1).view(SOURCE_DTYPE)
 
     def take_decisions(self):
         """Hand over the decisions made since the last call and forget them.
@@ -375,8 +379,8 @@ cdef class Engine:
         for i in range(ns):
             sid[i] = self.st.sources[i].source
         cdef int64_t[::1] rank_of = np.empty(ns, dtype=np.int64)
-        order = np.argsort(src_ids, kind="stable")
-        cdef int64_t[::1] ordv = order.astype(np.int64)
+        order = np.argsort(src_ids)  # (source ids are unique: no need for a stable sort)
+        cdef int64_t[::1] ordv = order.astype(np.int64, copy=False)
         for i in range(ns):
             rank_of[ordv[i]] = i
         cdef int64_t[::1] start = np.zeros(ns + 1, dtype=np.int64)
