@@ -48,7 +48,11 @@ def _log_state(ledger_path: str) -> tuple[int, tuple[int, int] | None]:
 
 def _history(ledger_path: str, flushes: int, terminals=TERMINALS) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Apply `flushes` flushes' worth of batches (one flush per batch); return the
-    batches and their results."""
+    batches and their results.
+
+    `apply` stores the flush a batch made due with the next batch (taken before that
+    batch's kernel): the last batch is resent at the end, which decides nothing anew
+    (every op EXISTS) and stores the last flush."""
     rng = np.random.default_rng(7)
     by_id = {t: Ops(source=t) for t in terminals}
     batches, results = [], []
@@ -59,6 +63,8 @@ def _history(ledger_path: str, flushes: int, terminals=TERMINALS) -> tuple[list[
             batch = _spends(by_id, 20, rng)
             batches.append(batch)
             results.append(led.apply(batch))
+        if batches:
+            assert set(codes(led.apply(batches[-1]))) == {"EXISTS"}
     return batches, results
 
 
@@ -319,3 +325,61 @@ def test_merged_index_items_are_every_flushs_items_in_key_order_in_both_codecs(s
             assert part == codec.id_index_items(*args, lo, hi)
             tiled += part
         assert tiled == whole[_core]
+
+
+def _stored_log_entries(led) -> int:
+    """Flushes in the id log of an open ledger, as stored."""
+    with led._env.begin() as txn:
+        return len(storage.read_id_log(txn, led._dbs[b"state"]))
+
+
+def test_apply_stores_a_due_flush_with_the_next_batch_which_finds_its_ids(ledger_path):
+    """`apply` takes the flush a batch made due before the next batch's kernel and
+    stores it in that batch's transaction: that batch's resends of the taken ids (and
+    of older ones) are answered from the flush in flight, EXISTS with their figures."""
+    rng = np.random.default_rng(3)
+    by_id = {t: Ops(source=t) for t in TERMINALS}
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+        led.ids_flush_ops = 30
+        _setup(led)  # 82 decisions: a flush is due
+        first = _spends(by_id, 40, rng)
+        r_first = led.apply(first)  # took the setup's flush before its kernel
+        assert _stored_log_entries(led) == 1 and led._engine.recent_count == len(first)
+        second = _spends(by_id, 20, rng)
+        both = np.concatenate([first[:7], second, first[7:]])  # resends around new ops
+        r = led.apply(both)  # takes `first`'s decisions before its kernel
+        assert _stored_log_entries(led) == 2 and led._engine.recent_count == len(second)
+        resent = np.r_[0:7, 7 + len(second) : len(both)]
+        assert set(codes(r[resent])) == {"EXISTS"} and set(codes(r[7 : 7 + len(second)])) == {"OK"}
+        assert (r["journal_seq"][resent] == r_first["journal_seq"]).all()
+        assert (r["balance_fen"][resent] == r_first["balance_fen"]).all()
+        assert led.verify().ok
+
+
+def test_a_batch_that_fails_after_taking_a_flush_loses_no_id(ledger_path, monkeypatch):
+    """If the batch that took a flush fails (here its encoding), nothing of it is stored,
+    the engine is rebuilt from disk, and the ids it took are found again afterwards."""
+    rng = np.random.default_rng(4)
+    by_id = {t: Ops(source=t) for t in TERMINALS}
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+        led.ids_flush_ops = 30
+        _setup(led)
+        first = _spends(by_id, 40, rng)
+        r_first = led.apply(first)  # a flush of its 40 decisions is now due
+        entries = _stored_log_entries(led)
+
+        def broken(flush):
+            raise OSError("encoding failed")
+
+        monkeypatch.setattr(led, "_encode_flush", broken)
+        second = _spends(by_id, 20, rng)
+        with pytest.raises(OSError, match="encoding failed"):
+            led.apply(second)
+        monkeypatch.undo()
+        assert _stored_log_entries(led) == entries
+        r = led.apply(np.concatenate([first, second]))
+        assert set(codes(r[: len(first)])) == {"EXISTS"} and set(codes(r[len(first) :])) == {"OK"}
+        assert (r["journal_seq"][: len(first)] == r_first["journal_seq"]).all()
+        assert led.verify().ok
+    with cardledger.open(ledger_path) as led:
+        assert set(codes(led.apply(np.concatenate([first, second])))) == {"EXISTS"}

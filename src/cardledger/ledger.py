@@ -233,6 +233,7 @@ class Ledger:
         self._pid = os.getpid()
         self._env: Any = None
         self._writer: ThreadPoolExecutor | None = None  # writes checkpoint files
+        self._flush_encoder: ThreadPoolExecutor | None = None  # encodes id flushes beside the kernel
         self._file_job: tuple | None = None  # (journal_seq, last hash, future) in flight
         self._snapshot: tuple | None = None  # taken by the current txn, written after commit
         self._recorded_ckpt: int | None = None
@@ -403,6 +404,9 @@ class Ledger:
                 if self._writer is not None:
                     self._writer.shutdown(wait=True)
                     self._writer = None
+                if self._flush_encoder is not None:
+                    self._flush_encoder.shutdown(wait=True)
+                    self._flush_encoder = None
         if self._env is not None:
             self._env = None
             self._engine = None
@@ -785,20 +789,30 @@ class Ledger:
         with self._env.begin(write=True) as txn:
             self._catch_up(txn)
             self._record_checkpoint_file(txn, wait=False)
-            staged = self._run_kernel(txn, ops)
+            # An id flush the last batch made due is taken here, before this batch's
+            # kernel, and encoded in a helper thread while the kernel runs (without
+            # the GIL); it is stored in this transaction. Meanwhile this batch finds
+            # the ids it took in the flush itself (`_find_in_flushes`).
+            early = self._start_flush() if self._flush_due() else None
+            staged = self._run_kernel(txn, ops, flushing=early)
             self._write_staged(txn, staged)
-            if staged.journal is not None:
-                self._checkpoint_if_due(txn)
+            if early is not None:
+                assert early.flush_rows is not None
+                self._put_flush(txn, early.flush_rows.result())
+            if staged.journal is not None and self._snapshot_due():
+                self._take_snapshot(txn)
         self._committed()
         self._decoded.add_stored(staged)
         return staged.results
 
-    def _run_kernel(self, txn: Any, ops: np.ndarray, taps: np.ndarray | None = None) -> StagedBatch:
+    def _run_kernel(self, txn: Any, ops: np.ndarray, taps: np.ndarray | None = None,
+                    flushing: StagedBatch | None = None) -> StagedBatch:
         """Run a batch through the engine (nothing encoded or stored yet).
 
         `txn` is the batch's write transaction, or None in a pipelined submit: then
         the id index is read in a read transaction of its own, and ids whose flush is
-        still in flight are found in that flush (see `_read_prior`).
+        still in flight are found in that flush (see `_read_prior`). `flushing`: an id
+        flush taken for this transaction (`_start_flush`), searched the same way.
         """
         tap_time_us = -1
         if taps is None:
@@ -809,7 +823,7 @@ class Ledger:
         if has_taps:
             ahead = self.tap_time_ahead_max_us
             self._engine.set_tap_horizon(TAP_HORIZON_NONE if ahead is None else time.time_ns() // 1000 + ahead)
-        prior, has_prior = self._lookup_prior(txn, ops)
+        prior, has_prior = self._lookup_prior(txn, ops, flushing)
         results, journal = self._engine.apply(ops, prior, has_prior)
         packed = marks = None
         if len(journal):
@@ -874,14 +888,23 @@ class Ledger:
                 and not self._snapshot_staged)
 
     def _flush_due(self) -> bool:
-        """Whether the batch just run must flush the id index."""
+        """Whether the decisions window is due for an id flush: checked after a batch's
+        kernel in a pipelined submit (the flush goes with that batch), and before the
+        kernel in `apply` (the flush goes with the batch about to run)."""
         return self._engine.recent_count >= self.ids_flush_ops
 
-    def _checkpoint_if_due(self, txn: Any) -> None:
-        if self._snapshot_due():
-            self._take_snapshot(txn)
-        elif self._flush_due():
-            self._flush_ids(txn)
+    def _start_flush(self) -> StagedBatch:
+        """Take the decisions out of the engine's window now (`_prepare_flush`) and
+        encode them in the id-flush thread: a stand-in staged batch whose `flush` the
+        batch's id lookups search and whose `flush_rows` is the future of the encoded
+        rows (`_put_flush` them in the same transaction). Encoding (the id runs, the
+        sources array, their SHA-256) took 3-4 ms of a flushing batch of the city."""
+        if self._flush_encoder is None:
+            self._flush_encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardledger-idflush")
+        taken = StagedBatch(None, None, None, None, -1)
+        taken.flush = self._prepare_flush()
+        taken.flush_rows = self._flush_encoder.submit(self._encode_flush, taken.flush)  # type: ignore[assignment]
+        return taken
 
     def _install_default_fares(self, txn: Any) -> None:
         """Before the first batch with taps on a ledger without fares: Harbin from 0."""
@@ -1063,11 +1086,13 @@ class Ledger:
                 self._merging, self._id_logs = _checked_merge(merging, logs), logs
         self._replay_from(txn, self._engine.journal_seq)
 
-    def _lookup_prior(self, txn: Any, ops: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _lookup_prior(self, txn: Any, ops: np.ndarray,
+                      flushing: StagedBatch | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The stored decisions of ops whose ids the engine cannot decide from memory.
 
         `txn` is the batch's write transaction, or None to read in a transaction of
-        its own (a pipelined submit)."""
+        its own (a pipelined submit); `flushing` holds an id flush taken for `txn` and
+        not stored yet."""
         cand = self._engine.candidates(ops)
         if not cand.any():  # the usual case: every id is new or decided in memory
             return None, None
@@ -1079,7 +1104,7 @@ class Ledger:
             logs = self._id_logs
             with self._begin_read() as rtxn:
                 return self._read_prior(rtxn, ops, cand, staged, logs)
-        return self._read_prior(txn, ops, cand, [], self._id_logs)
+        return self._read_prior(txn, ops, cand, [] if flushing is None else [flushing], self._id_logs)
 
     def _read_prior(self, txn: Any, ops: np.ndarray, cand: np.ndarray, staged: list[StagedBatch],
                     logs: list[storage.IdLog]) -> tuple[np.ndarray, np.ndarray]:
