@@ -6,13 +6,14 @@ These check correctness only (a small city); speed is measured by `cardledger be
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from cardledger import OpKind, Result
+from cardledger import IMPLEMENTATION, OpKind, Result
 from cardledger.benchmark import baselines, runner, scenario
 from cardledger.fares import FareSystem
 from cardledger.fares.taptables import compile_taps
@@ -131,3 +132,16 @@ def test_the_tigerbeetle_workload_moves_every_transfer(tmp_path, mode):
     report = json.loads(out.read_text())
     assert report["transfers"] == 20000 and report["transfers_per_s"] > 0
     assert report["through"] == ("Ledger.apply" if mode else "Ledger.submit (pipelined)")
+
+
+@pytest.mark.skipif(IMPLEMENTATION != "cython", reason="the script measures the Cython core's engine")
+def test_the_engine_alone_script_replays_the_peak(city, tmp_path):
+    """bench/bench_city_engine.py runs on a written scenario: it reports the peak's ops/s
+    and batch latencies, and with --setup-only stops before the peak."""
+    scenario.write(tmp_path, city)
+    script = os.path.join(os.path.dirname(__file__), "..", "bench", "bench_city_engine.py")
+    out = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("engine alone: ") and "peak ops/s" in out.stdout and "p99" in out.stdout
+    quiet = subprocess.run([sys.executable, script, str(tmp_path), "--setup-only"], capture_output=True, text=True,
+                           check=True)
+    assert quiet.stdout == ""
