@@ -15,7 +15,7 @@ can be counted, which unlike its time does not drift with this machine's load (v
 a small city: `cardledger bench --cards 100000 --scenario-dir D` writes one):
 
     valgrind --tool=callgrind --collect-atstart=no \\
-        --toggle-collect='__pyx_pw_10cardledger_5_core_6Engine_*_apply' \\
+        --toggle-collect='__pyx_pw_10cardledger_5_core_6Engine_*apply' \\
         python bench/bench_city_engine.py D [--setup-only]
 
 The peak's count is the "Collected" figure without `--setup-only` minus the one with it.
