@@ -797,7 +797,7 @@ class Ledger:
             staged = self._run_kernel(txn, ops, flushing=early)
             self._write_staged(txn, staged)
             if early is not None:
-                assert early.flush_rows is not None
+                assert early.flush_rows is not None  # (encoded beside the kernel)
                 self._put_flush(txn, early.flush_rows.result())
             if staged.journal is not None and self._snapshot_due():
                 self._take_snapshot(txn)
@@ -824,6 +824,12 @@ class Ledger:
             ahead = self.tap_time_ahead_max_us
             self._engine.set_tap_horizon(TAP_HORIZON_NONE if ahead is None else time.time_ns() // 1000 + ahead)
         prior, has_prior = self._lookup_prior(txn, ops, flushing)
+        if flushing is not None and flushing.flush_rows is None:
+            # Encoded now, while the kernel runs without the GIL: started before the
+            # id lookups (Python), the encoding thread and this one took turns at it.
+            if self._flush_encoder is None:
+                self._flush_encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardledger-idflush")
+            flushing.flush_rows = self._flush_encoder.submit(self._encode_flush, flushing.flush)  # type: ignore[assignment]
         results, journal = self._engine.apply(ops, prior, has_prior)
         packed = marks = None
         if len(journal):
@@ -894,16 +900,14 @@ class Ledger:
         return self._engine.recent_count >= self.ids_flush_ops
 
     def _start_flush(self) -> StagedBatch:
-        """Take the decisions out of the engine's window now (`_prepare_flush`) and
-        encode them in the id-flush thread: a stand-in staged batch whose `flush` the
-        batch's id lookups search and whose `flush_rows` is the future of the encoded
-        rows (`_put_flush` them in the same transaction). Encoding (the id runs, the
-        sources array, their SHA-256) took 3-4 ms of a flushing batch of the city."""
-        if self._flush_encoder is None:
-            self._flush_encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardledger-idflush")
+        """Take the decisions out of the engine's window now (`_prepare_flush`): a
+        stand-in staged batch whose `flush` the batch's id lookups search, and whose
+        `flush_rows` `_run_kernel` sets to the future of the encoded rows, encoded in
+        the id-flush thread beside the kernel (`_put_flush` them in the same
+        transaction). Encoding (the id runs, the sources array, their SHA-256) took 3-4
+        ms of a flushing batch of the city."""
         taken = StagedBatch(None, None, None, None, -1)
         taken.flush = self._prepare_flush()
-        taken.flush_rows = self._flush_encoder.submit(self._encode_flush, taken.flush)  # type: ignore[assignment]
         return taken
 
     def _install_default_fares(self, txn: Any) -> None:
