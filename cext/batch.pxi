@@ -104,6 +104,8 @@ cdef enum:
     PREFETCH_DISTANCE = 8
     # A hold's slot is known only once the journey is cached: half the distance.
     HOLD_PREFETCH_DISTANCE = 4
+    # Its record only once its slot is: half again.
+    HOLD_RECORD_PREFETCH_DISTANCE = 2
 
 
 cdef inline void prefetch_slots(State* st, Op* op) noexcept nogil:
@@ -147,6 +149,27 @@ cdef inline void prefetch_hold(State* st, uint64_t card_id) noexcept nogil:
             CL_PREFETCH(&st.pmap[mix128(j.entry_source, j.entry_seq) & st.pmap_mask])
 
 
+cdef inline void prefetch_hold_record(State* st, uint64_t card_id) noexcept nogil:
+    """The hold a metro exit settles (its slot was fetched HOLD_PREFETCH_DISTANCE ahead),
+    and the slot of the store's last hold, which removing it moves into its place."""
+    cdef int64_t i = journey_find(st.taps, card_id)
+    cdef Journey* j
+    cdef int64_t h
+    cdef Pending* last
+    if i < 0:
+        return
+    j = &st.taps.journeys[i]
+    if j.entry_source == 0:
+        return
+    h = map2_find(st.pmap, st.pmap_mask, j.entry_source, j.entry_seq)
+    if h < 0:
+        return
+    CL_PREFETCH(&st.pending[h])
+    CL_PREFETCH(<char*>&st.pending[h] + sizeof(Pending) - 1)
+    last = &st.pending[st.n_pending - 1]
+    CL_PREFETCH(&st.pmap[mix128(last.source, last.seq) & st.pmap_mask])
+
+
 cdef inline Op* op_at(Op* first, int64_t k, size_t stride) noexcept nogil:
     return <Op*>(<char*>first + k * stride)
 
@@ -169,6 +192,10 @@ cdef inline void prefetch_ahead(State* st, Op* first, int64_t k, int64_t n, size
         op = op_at(first, k + HOLD_PREFETCH_DISTANCE, stride)
         if op.kind == K_TAP:
             prefetch_hold(st, op.account_id)
+    if k + HOLD_RECORD_PREFETCH_DISTANCE < n:
+        op = op_at(first, k + HOLD_RECORD_PREFETCH_DISTANCE, stride)
+        if op.kind == K_TAP:
+            prefetch_hold_record(st, op.account_id)
 
 
 cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Journal* prior,
