@@ -374,16 +374,26 @@ def test_checkpoint_and_close_do_not_wait_for_the_pace(ledger_path, monkeypatch)
     led = cardledger.open(ledger_path, checkpoint_ops=500)
     try:
         led.checkpoint_pace_bytes_per_s = 1
-        _setup(led, cards=range(100, 400))  # 602 ops: a snapshot is taken, its file paced
+        paced: list[int] = []  # bytes written, at each call of the file's pace
+        make_pacer = led._checkpoint_pacer
+
+        def counting_pacer():
+            pace = make_pacer()
+            return lambda written: (paced.append(written), pace(written))
+
+        monkeypatch.setattr(led, "_checkpoint_pacer", counting_pacer)
+        # 6,002 ops: a snapshot is taken, its file (~25 kB, several 4 kB pieces) paced
+        _setup(led, cards=range(100, 3_100))
         assert led._file_job is not None and not led._file_job[2].done()
         done = threading.Event()
         t = threading.Thread(target=lambda: (led.checkpoint(), done.set()), daemon=True)
         t.start()
         t.join(120)
         assert done.is_set(), "checkpoint() waited for the pace"
+        assert paced and paced == sorted(paced)  # the file was paced, then hurried
         led.apply(Ops(source=7).add(OpKind.SPEND, 100, 2, 2_500).take())
         more = Ops(source=8)
-        for c in range(400, 700):
+        for c in range(3_100, 3_400):
             more.add(OpKind.OPEN, c, account_kind=cardledger.AccountKind.CARD).add(OpKind.TOPUP, c, 1, 10_000)
         assert (led.apply(more.take())["code"] == 0).all()
         assert led._file_job is not None and not led._file_job[2].done()  # paced at close
@@ -394,4 +404,4 @@ def test_checkpoint_and_close_do_not_wait_for_the_pace(ledger_path, monkeypatch)
         assert not closer.is_alive(), "close() waited for the pace"
     with cardledger.open(ledger_path) as led:
         assert led.verify().ok
-        assert led.balance(100) == 7_500 and led.balance(699) == 10_000
+        assert led.balance(100) == 7_500 and led.balance(3_399) == 10_000
