@@ -363,7 +363,7 @@ cdef class Engine:
         # Source ids are unique, so any sort gives the one order; rows are moved as
         # whole words (a structured array's fancy index copies field by field).
         order = np.argsort(sources["source"])
-        return sources.view(np.uint64).reshape(n, 3)[order].reshape(-1).view(SOURCE_DTYPE)
+        return sources.view(np.uint64).reshape(n, sizeof(Source) // 8)[order].reshape(-1).view(SOURCE_DTYPE)
 
     def take_decisions(self):
         """Hand over the decisions made since the last call and forget them.

@@ -104,9 +104,14 @@ def _values(taken: list[tuple], results: np.ndarray) -> list:
     return values
 
 
-def _take(queue: list[tuple], ops_max: int) -> tuple[list[tuple], int]:
-    """Remove from the front of `queue` the submissions of one batch (at most
-    `ops_max` ops, at least one submission, never part of a chain); (taken, ops)."""
+def _take(queue: list[tuple], ops_max: int, queued_ops: int) -> tuple[list[tuple], int]:
+    """Remove from the front of `queue` (holding `queued_ops` ops) the submissions of
+    one batch (at most `ops_max` ops, at least one submission, never part of a
+    chain); (taken, ops)."""
+    if queued_ops <= ops_max:  # the usual case: everything fits, no walk over it
+        taken = queue[:]
+        queue.clear()
+        return taken, queued_ops
     n = k = 0
     while k < len(queue):
         size = abs(queue[k][_N])
@@ -151,10 +156,7 @@ class _LoopBatcher:
         self.scheduled = False
         c = self.committer
         while self.items and (force or self.in_flight < LOOP_BATCHES_IN_FLIGHT_MAX):
-            if self.n_ops <= c.batch_ops_max:  # the usual case: everything fits
-                taken, n, self.items = self.items, self.n_ops, []
-            else:
-                taken, n = _take(self.items, c.batch_ops_max)
+            taken, n = _take(self.items, c.batch_ops_max, self.n_ops)
             self.n_ops -= n
             ops = np.frombuffer(b"".join([t[_REC] for t in taken]), dtype=OP_DTYPE)
             try:
@@ -434,10 +436,7 @@ class Committer:
         try:
             if not self._queue:
                 return None
-            if self._queued_ops <= self.batch_ops_max:
-                taken, self._queue, n = self._queue, [], self._queued_ops
-            else:
-                taken, n = _take(self._queue, self.batch_ops_max)
+            taken, n = _take(self._queue, self.batch_ops_max, self._queued_ops)
             self._queued_ops -= n
             self._last_batch_units = len(taken)
             if self._blocked:

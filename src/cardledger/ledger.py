@@ -824,12 +824,10 @@ class Ledger:
             ahead = self.tap_time_ahead_max_us
             self._engine.set_tap_horizon(TAP_HORIZON_NONE if ahead is None else time.time_ns() // 1000 + ahead)
         prior, has_prior = self._lookup_prior(txn, ops, flushing)
-        if flushing is not None and flushing.flush_rows is None:
+        if flushing is not None:
             # Encoded now, while the kernel runs without the GIL: started before the
             # id lookups (Python), the encoding thread and this one took turns at it.
-            if self._flush_encoder is None:
-                self._flush_encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardledger-idflush")
-            flushing.flush_rows = self._flush_encoder.submit(self._encode_flush, flushing.flush)  # type: ignore[assignment]
+            self._encode_beside(flushing)
         results, journal = self._engine.apply(ops, prior, has_prior)
         packed = marks = None
         if len(journal):
@@ -902,13 +900,19 @@ class Ledger:
     def _start_flush(self) -> StagedBatch:
         """Take the decisions out of the engine's window now (`_prepare_flush`): a
         stand-in staged batch whose `flush` the batch's id lookups search, and whose
-        `flush_rows` `_run_kernel` sets to the future of the encoded rows, encoded in
-        the id-flush thread beside the kernel (`_put_flush` them in the same
-        transaction). Encoding (the id runs, the sources array, their SHA-256) took 3-4
+        `flush_rows` becomes the future of the encoded rows once `_run_kernel` starts
+        encoding them beside the kernel (`_encode_beside`; `_put_flush` them in the
+        same transaction). Encoding (the id runs, the sources array, their SHA-256) took 3-4
         ms of a flushing batch of the city."""
         taken = StagedBatch(None, None, None, None, -1)
         taken.flush = self._prepare_flush()
         return taken
+
+    def _encode_beside(self, taken: StagedBatch) -> None:
+        """Start encoding a flush taken by `_start_flush` in the id-flush thread."""
+        if self._flush_encoder is None:
+            self._flush_encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardledger-idflush")
+        taken.flush_rows = self._flush_encoder.submit(self._encode_flush, taken.flush)  # type: ignore[assignment]
 
     def _install_default_fares(self, txn: Any) -> None:
         """Before the first batch with taps on a ledger without fares: Harbin from 0."""
