@@ -5,6 +5,8 @@ damaged entry is detected."""
 
 from __future__ import annotations
 
+import threading
+
 import lmdb
 import numpy as np
 import pytest
@@ -383,3 +385,28 @@ def test_a_batch_that_fails_after_taking_a_flush_loses_no_id(ledger_path, monkey
         assert led.verify().ok
     with cardledger.open(ledger_path) as led:
         assert set(codes(led.apply(np.concatenate([first, second])))) == {"EXISTS"}
+
+
+def test_apply_builds_each_merge_steps_items_beside_the_kernel(ledger_path, monkeypatch):
+    """`apply` builds the id index items of its merge step in the id-flush thread while
+    its kernel runs (the slice is known before it): every step of a whole merge uses
+    them, none is built on the batch thread, and every id is in the index after."""
+    batches, _ = _history(ledger_path, IDS_LOG_FLUSHES_MAX - 1)  # + setup = one full log
+    built_in = []
+    merged = storage.merged_index_items
+
+    def recording(*args, **kwargs):
+        built_in.append(threading.current_thread().name)
+        return merged(*args, **kwargs)
+
+    monkeypatch.setattr(storage, "merged_index_items", recording)
+    spender = Ops(source=5_000)
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+        while led._merging is not None:
+            led.apply(spender.add(OpKind.SPEND, CARDS[0], 2, 1).take())
+        steps = len(built_in)
+        assert steps == len({50, *TERMINALS}) and all(n.startswith("cardledger-idflush") for n in built_in)
+        again = led.apply(np.concatenate(batches))
+        assert set(codes(again)) == {"EXISTS"}
+        assert led.verify().ok
+    assert _log_state(ledger_path) == (0, None)
