@@ -258,12 +258,25 @@ def read_balances(reader: Callable[[int], int], account_ids: Sequence[int]) -> d
 
 
 def disk_usage_bytes(path: str) -> int:
-    """Return the bytes actually allocated under `path` (sparse files count what they use)."""
+    """Return the bytes actually allocated under `path` (sparse files count what they use;
+    an LMDB data file at most up to its last page: the ledger writes zeros ahead of it)."""
     total = 0
     for root, _, files in os.walk(path):
         for name in files:
-            total += os.stat(os.path.join(root, name)).st_blocks * 512
+            used = os.stat(os.path.join(root, name)).st_blocks * 512
+            if name == "data.mdb":
+                used = min(used, lmdb_pages_bytes(root))
+            total += used
     return total
+
+
+def lmdb_pages_bytes(path: str) -> int:
+    """Bytes of the LMDB data file in `path` up to its last page."""
+    env = lmdb.open(path, max_dbs=16, readonly=True, lock=False)
+    try:
+        return (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    finally:
+        env.close()
 
 
 def run_engine(

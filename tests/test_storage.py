@@ -405,3 +405,71 @@ def test_checkpoint_and_close_do_not_wait_for_the_pace(ledger_path, monkeypatch)
     with cardledger.open(ledger_path) as led:
         assert led.verify().ok
         assert led.balance(100) == 7_500 and led.balance(3_399) == 10_000
+
+
+def test_zero_extend_appends_written_zeros_up_to_the_limit(tmp_path):
+    """zero_extend appends zeros (blocks the file owns, not a hole) after the data and
+    never past its limit; at or past the limit it changes nothing."""
+    p = tmp_path / "f"
+    p.write_bytes(b"x" * 5000)
+    fd = os.open(p, os.O_RDWR)
+    try:
+        assert storage.zero_extend(fd, 3 * storage.ZERO_PIECE_BYTES + 7, 1 << 30) == 5000 + 3 * storage.ZERO_PIECE_BYTES + 7
+        assert storage.zero_extend(fd, 1 << 20, 5000 + 3 * storage.ZERO_PIECE_BYTES + 100) == 5000 + 3 * storage.ZERO_PIECE_BYTES + 100
+        assert storage.zero_extend(fd, 1 << 20, 10) == 5000 + 3 * storage.ZERO_PIECE_BYTES + 100
+        st = os.fstat(fd)
+        assert st.st_blocks * 512 >= st.st_size - 4096  # written, not sparse
+    finally:
+        os.close(fd)
+    data = p.read_bytes()
+    assert data[:5000] == b"x" * 5000 and data[5000:] == bytes(len(data) - 5000)
+
+
+def test_apply_keeps_the_data_file_extended_ahead_of_its_pages(ledger_path, monkeypatch):
+    """Batches through `apply` extend the LMDB data file with zeros, a piece at a time,
+    until it runs DATA_FILE_AHEAD_BYTES past LMDB's last page; LMDB writes into that
+    room, the ledger reopens and verifies, and the disk figure counts only the pages."""
+    from cardledger import ledger as ledger_mod
+
+    monkeypatch.setattr(ledger_mod, "DATA_FILE_AHEAD_BYTES", 2 << 20)
+    monkeypatch.setattr(ledger_mod, "DATA_FILE_EXTEND_BYTES", 1 << 20)
+    spender = Ops(source=77)
+    with cardledger.open(ledger_path) as led:
+        open_cards(led, range(100, 200), 100_000)
+        for _ in range(6):
+            for card in range(100, 200):
+                spender.add(OpKind.SPEND, card, 2, 1)
+            assert set(codes(led.apply(spender.take()))) == {"OK"}
+        balances = led.accounts().tobytes()
+    size = os.path.getsize(os.path.join(ledger_path, "data.mdb"))
+    used = storage.lmdb_used_bytes(ledger_path)
+    assert size - used >= 2 << 20
+    assert storage.ledger_disk_bytes(ledger_path) <= sum(
+        os.path.getsize(os.path.join(ledger_path, f)) for f in os.listdir(ledger_path)) - (2 << 20)
+    with cardledger.open(ledger_path) as led:
+        assert led.verify().ok and led.accounts().tobytes() == balances
+        for card in range(100, 200):
+            spender.add(OpKind.SPEND, card, 2, 1)
+        assert set(codes(led.apply(spender.take()))) == {"OK"}
+
+
+def test_a_failed_data_file_extension_costs_no_batch(ledger_path, monkeypatch):
+    """Extending the data file is best effort: when it fails (a full disk), the batch
+    commits as usual and the ledger stops extending."""
+    import errno
+
+    calls = []
+
+    def full(*args):
+        calls.append(args)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage, "zero_extend", full)
+    spender = Ops(source=78)
+    with cardledger.open(ledger_path) as led:
+        open_cards(led, range(100, 110), 1_000)
+        for _ in range(3):
+            spender.add(OpKind.SPEND, 100, 2, 1)
+            assert codes(led.apply(spender.take())) == ["OK"]
+        assert len(calls) == 1 and led.balance(100) == 1_000 - 3
+        assert led.verify().ok

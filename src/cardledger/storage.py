@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import lmdb
 import numpy as np
 
 from . import codec
@@ -466,6 +467,61 @@ def read_checkpoint_file(directory: str, desc: CheckpointDesc) -> tuple[np.ndarr
             raise CorruptionError(f"{path}: {e}") from None
     accounts, pending, journeys = out
     return accounts, pending, journeys
+
+
+#: Zeros are written in pieces of this size when the data file is extended ahead.
+ZERO_PIECE_BYTES = 1 << 20
+
+
+def zero_extend(fd: int, extra_bytes: int, limit_bytes: int) -> int:
+    """Append `extra_bytes` of zeros (written, not a hole) to the file open as `fd`,
+    never past `limit_bytes`, and fdatasync it; return the file's new size.
+
+    For the LMDB data file, ahead of its last page: LMDB then overwrites blocks the
+    file already has, and a commit's fdatasync need not also commit the file's growth
+    (its size and new blocks) to the filesystem journal. Call it only while the
+    ledger holds LMDB's write lock and writes no page (during a batch's kernel):
+    it writes past the end of what LMDB has written."""
+    size = os.fstat(fd).st_size
+    end = min(size + extra_bytes, limit_bytes)
+    if end <= size:
+        return size
+    zeros = bytes(ZERO_PIECE_BYTES)
+    at = size
+    while at < end:
+        n = min(ZERO_PIECE_BYTES, end - at)
+        at += os.pwrite(fd, zeros[:n] if n < ZERO_PIECE_BYTES else zeros, at)
+    os.fdatasync(fd)
+    return end
+
+
+def ledger_disk_bytes(path: str | os.PathLike[str]) -> int:
+    """Bytes of the files under `path` (a closed ledger's folder, or any folder), an
+    LMDB data file counted up to its last page (`lmdb_used_bytes`): the zeros written
+    ahead of it are room for the next batches, not what the stored ops take."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            try:
+                size = os.path.getsize(full)
+                if name == "data.mdb":
+                    size = min(size, lmdb_used_bytes(root))
+            except (OSError, lmdb.Error):
+                continue
+            total += size
+    return total
+
+
+def lmdb_used_bytes(path: str | os.PathLike[str]) -> int:
+    """Bytes of the LMDB data file in `path` that hold pages (its last page's end):
+    the file itself may run further, in zeros written ahead (`zero_extend`)."""
+    env = lmdb.open(os.fspath(path), max_dbs=len(DB_NAMES), readonly=True, lock=False)
+    try:
+        info, stat = env.info(), env.stat()
+        return (info["last_pgno"] + 1) * stat["psize"]
+    finally:
+        env.close()
 
 
 def remove_old_checkpoint_files(directory: str, keep_journal_seq: int) -> None:

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import storage
 from ..schema import OP_DTYPE, AccountKind, OpKind, Result
 from ..pipeline import SubmitWindow
 from . import scenario
@@ -71,14 +72,7 @@ def _progress(label: str, done: int, total: int, started: float) -> None:
 
 
 def _dir_bytes(path: str) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.path.getsize(os.path.join(root, f))
-            except OSError:
-                pass
-    return total
+    return storage.ledger_disk_bytes(path)
 
 
 def _open_engine(name: str, path: str) -> Any:
