@@ -85,8 +85,8 @@ CHECKPOINT_PACE_BYTES_PER_S_DEFAULT = 32 << 20
 #: written and synced beforehand (`storage.zero_extend`), a piece of DATA_FILE_EXTEND_BYTES
 #: at a time beside a batch's kernel. A commit that grows the file also commits the
 #: growth to the filesystem's journal in its fdatasync; into blocks the file already
-#: has, it does not: the city's commits took 1.7 ms instead of 2.1-2.6 (p50; mean
-#: 2.2-2.4 instead of 2.8-3.3) with the file extended ahead. The file is larger than
+#: has, it does not: the city's commits took 2.0 ms instead of 2.4-2.9 (p50; mean
+#: 2.6-2.8 instead of 3.3-3.7) with the file extended ahead. The file is larger than
 #: its pages by up to the sum of the two (`storage.lmdb_used_bytes` counts the pages).
 DATA_FILE_AHEAD_BYTES = 32 << 20
 DATA_FILE_EXTEND_BYTES = 4 << 20
