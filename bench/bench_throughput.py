@@ -271,7 +271,8 @@ def disk_usage_bytes(path: str) -> int:
 
 
 def lmdb_pages_bytes(path: str) -> int:
-    """Bytes of the LMDB data file in `path` up to its last page."""
+    """Bytes of the LMDB data file in `path` up to its last page (`cardledger.storage.
+    lmdb_used_bytes`, which this script cannot import when it runs the baselines alone)."""
     env = lmdb.open(path, max_dbs=16, readonly=True, lock=False)
     try:
         return (env.info()["last_pgno"] + 1) * env.stat()["psize"]

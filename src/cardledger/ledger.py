@@ -267,7 +267,6 @@ class Ledger:
         #: The data file, opened for `_extend_data_file_beside` (None: not yet, or off).
         self._data_fd: int | None = None
         self._data_extend_off = readonly  # (set for good by a failed extension: a full disk)
-        self._data_zeroed_to = 0  # the data file's size after the last extension
         self._extension: Future[int] | None = None
         self._extender: ThreadPoolExecutor | None = None
         self._fare_versions: list = []  # (effective_from_us, FareSystem), oldest first
@@ -969,18 +968,15 @@ class Ledger:
         `_join_extension`. Best effort: a failure (a full disk) turns it off."""
         if self._data_extend_off:
             return
-        used = (self._env.info()["last_pgno"] + 1) * self._env.stat()["psize"]
-        if self._data_zeroed_to - used >= DATA_FILE_AHEAD_BYTES:
-            return
-        if self._data_fd is None:
-            try:
+        try:
+            if self._data_fd is None:
                 self._data_fd = os.open(os.path.join(self.path, "data.mdb"), os.O_WRONLY | os.O_CLOEXEC)
-                self._data_zeroed_to = os.fstat(self._data_fd).st_size  # (a reopened file's own tail)
-            except OSError:
-                self._data_extend_off = True
+            # (the file's own size: another Ledger of this process may have extended it)
+            if os.fstat(self._data_fd).st_size - storage.env_used_bytes(self._env) >= DATA_FILE_AHEAD_BYTES:
                 return
-            if self._data_zeroed_to - used >= DATA_FILE_AHEAD_BYTES:
-                return
+        except OSError:
+            self._data_extend_off = True
+            return
         if self._extender is None:
             self._extender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardledger-extend")
         limit = self._env.info()["map_size"]
@@ -992,7 +988,7 @@ class Ledger:
         if extension is None:
             return
         try:
-            self._data_zeroed_to = extension.result()
+            extension.result()
         except OSError:
             self._data_extend_off = True
 

@@ -486,11 +486,10 @@ def zero_extend(fd: int, extra_bytes: int, limit_bytes: int) -> int:
     end = min(size + extra_bytes, limit_bytes)
     if end <= size:
         return size
-    zeros = bytes(ZERO_PIECE_BYTES)
+    zeros = memoryview(bytes(ZERO_PIECE_BYTES))
     at = size
     while at < end:
-        n = min(ZERO_PIECE_BYTES, end - at)
-        at += os.pwrite(fd, zeros[:n] if n < ZERO_PIECE_BYTES else zeros, at)
+        at += os.pwrite(fd, zeros[: min(ZERO_PIECE_BYTES, end - at)], at)
     os.fdatasync(fd)
     return end
 
@@ -518,10 +517,14 @@ def lmdb_used_bytes(path: str | os.PathLike[str]) -> int:
     the file itself may run further, in zeros written ahead (`zero_extend`)."""
     env = lmdb.open(os.fspath(path), max_dbs=len(DB_NAMES), readonly=True, lock=False)
     try:
-        info, stat = env.info(), env.stat()
-        return (info["last_pgno"] + 1) * stat["psize"]
+        return env_used_bytes(env)
     finally:
         env.close()
+
+
+def env_used_bytes(env: Any) -> int:
+    """Bytes of an open LMDB environment's data file up to its last committed page."""
+    return (env.info()["last_pgno"] + 1) * env.stat()["psize"]
 
 
 def remove_old_checkpoint_files(directory: str, keep_journal_seq: int) -> None:

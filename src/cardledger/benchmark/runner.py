@@ -71,10 +71,6 @@ def _progress(label: str, done: int, total: int, started: float) -> None:
     sys.stderr.flush()
 
 
-def _dir_bytes(path: str) -> int:
-    return storage.ledger_disk_bytes(path)
-
-
 def _open_engine(name: str, path: str) -> Any:
     if name in ("core", "reference", "core-submit"):
         from .. import open as open_ledger
@@ -152,6 +148,7 @@ def run_child(engine: str, scenario_dir: str, work_dir: str) -> dict:
     if hasattr(led, "checkpoint"):
         led.checkpoint()
     led.close()
+    disk_bytes = storage.ledger_disk_bytes(path)  # (the data file's pages, not its zeros ahead)
     lat = np.array(latencies) if latencies else np.zeros(1)
     return {
         "engine": engine,
@@ -167,8 +164,8 @@ def run_child(engine: str, scenario_dir: str, work_dir: str) -> dict:
         # Every peak batch's latency, in order: where the slow ones fall says what they wait on.
         "batch_ms": [round(x * 1e3, 3) for x in latencies],
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "disk_bytes": _dir_bytes(path),
-        "disk_bytes_per_op": _dir_bytes(path) / max(manifest["ops"], 1),
+        "disk_bytes": disk_bytes,
+        "disk_bytes_per_op": disk_bytes / max(manifest["ops"], 1),
         "results_sha256": results_hash.hexdigest(),
         "balances_sha256": hashlib.sha256(bal.tobytes()).hexdigest(),
         "total_fen": int(bal["cash_fen"].astype(object).sum() + bal["subsidy_fen"].astype(object).sum()),
