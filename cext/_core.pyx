@@ -82,6 +82,9 @@ cdef class Engine:
     cdef State st
     cdef Taps taps             # journeys and fare versions: kept across load_checkpoint
     cdef list _fare_keep       # what the installed versions' raw pointers point into
+    cdef CowTable _cow_acc     # the snapshot being taken of the accounts (snapshot_begin)
+    cdef CowTable _cow_jny     # ... and of the journeys
+    cdef object _cow_keep      # the snapshot's buffers, alive while their rows are copied
     cdef public int64_t default_cap_fen
 
     implementation = "cython"
@@ -91,11 +94,18 @@ cdef class Engine:
         self._fare_keep = []
         self.default_cap_fen = default_cap_fen
         self.st.default_cap_fen = default_cap_fen
+        memset(&self._cow_acc, 0, sizeof(CowTable))
+        memset(&self._cow_jny, 0, sizeof(CowTable))
         if state_init(&self.st) != 0 or taps_init(&self.taps) != 0:
             raise MemoryError("cardledger core: cannot allocate the initial state")
         self.st.taps = &self.taps
+        self.st.cow = &self._cow_acc
+        self.taps.cow = &self._cow_jny
 
     def __dealloc__(self):
+        # (a copier thread holds a reference: none runs here)
+        cow_free(&self._cow_acc)
+        cow_free(&self._cow_jny)
         state_free(&self.st)
         taps_free_journeys(&self.taps)
         free(self.taps.vers)
@@ -210,6 +220,60 @@ cdef class Engine:
         with nogil:
             clear_legs_past_n(o, n)
 
+    cdef void _settle_snapshot(self) noexcept:
+        """Finish a snapshot being taken (`snapshot_begin`) before the tables are
+        replaced or moved wholesale."""
+        with nogil:
+            cow_copy_all(&self._cow_acc)
+            cow_copy_all(&self._cow_jny)
+
+    def snapshot_begin(self, accounts_buf=None, journeys_buf=None):
+        """Begin a checkpoint's snapshot of the state as it is now: (accounts, pending,
+        journeys), the rows as `export_checkpoint(sort=False)` and
+        `snapshot_journeys(clear_unused=False)` give them.
+
+        Only the holds are copied here. The accounts and journeys are copied on write:
+        `snapshot_complete` (the checkpoint writer's thread) copies their rows into the
+        returned arrays while later batches run, and a batch about to change a row that
+        is not copied yet copies it first. The arrays hold the snapshot only once
+        `snapshot_complete` has returned. They are written into `accounts_buf` and
+        `journeys_buf` when those are large enough (buffers reused across checkpoints
+        cost no page faults). A snapshot still being taken is finished first.
+        """
+        self._settle_snapshot()
+        cdef Py_ssize_t n_acc = self.st.n_accounts, n_jny = self.taps.n_journeys
+        if (accounts_buf is not None and len(accounts_buf) >= n_acc and accounts_buf.dtype == ACCOUNT_DTYPE
+                and accounts_buf.flags.c_contiguous and accounts_buf.flags.writeable):
+            accounts = accounts_buf[:n_acc]
+        else:
+            accounts = np.empty(n_acc, dtype=ACCOUNT_DTYPE)
+        if (journeys_buf is not None and len(journeys_buf) >= n_jny and journeys_buf.dtype == JOURNEY_DTYPE
+                and journeys_buf.flags.c_contiguous and journeys_buf.flags.writeable):
+            journeys = journeys_buf[:n_jny]
+        else:
+            journeys = np.empty(n_jny, dtype=JOURNEY_DTYPE)
+        pending = np.empty(self.st.n_pending, dtype=PENDING_DTYPE)
+        if self.st.n_pending:
+            memcpy(cnp.PyArray_DATA(pending), self.st.pending, self.st.n_pending * sizeof(Pending))
+        self._cow_keep = (accounts, journeys)
+        if (cow_begin(&self._cow_acc, self.st.accounts, n_acc, cnp.PyArray_DATA(accounts), sizeof(Account)) != 0
+                or cow_begin(&self._cow_jny, self.taps.journeys, n_jny, cnp.PyArray_DATA(journeys),
+                             sizeof(Journey)) != 0):
+            cow_copy_all(&self._cow_acc)
+            raise MemoryError("cardledger core: cannot allocate a snapshot")
+        return accounts, pending, journeys
+
+    def snapshot_complete(self):
+        """Copy the rows of the snapshot `snapshot_begin` started that no batch has
+        copied yet; on return its arrays hold the snapshot. Runs without the GIL, beside
+        the batches (the checkpoint writer's thread calls it); nothing to do if no
+        snapshot is being taken."""
+        self._settle_snapshot()
+
+    def snapshot_pending(self):
+        """Whether a snapshot begun by `snapshot_begin` is still being copied."""
+        return bool(cl_load_int(&self._cow_acc.active) or cl_load_int(&self._cow_jny.active))
+
     def load_journeys(self, journeys):
         """Replace every card's fare state (as `export_journeys` gives)."""
         cdef cnp.ndarray a = np.ascontiguousarray(journeys, dtype=JOURNEY_DTYPE)
@@ -221,6 +285,7 @@ cdef class Engine:
         for i in range(n):
             if rows[i].account_id == 0:
                 raise ValueError("load_journeys: account_id 0 is not a card")
+        self._settle_snapshot()
         taps_free_journeys(&self.taps)
         self.taps.jmap = <Slot*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot))
         if self.taps.jmap == NULL:
@@ -259,6 +324,7 @@ cdef class Engine:
         tap past its room would, and the hold map for the metro entries of one card in
         HOLDS_RESERVED_CARDS_PER_HOLD, so that no batch pays for them. MemoryError if
         refused."""
+        self._settle_snapshot()  # the store may move
         if (grow(<void**>&self.taps.journeys, &self.taps.cap_journeys, n, sizeof(Journey)) != 0
                 or journey_map_reserve(&self.taps) != 0):
             raise MemoryError("cardledger core: cannot allocate the journeys")
@@ -315,9 +381,11 @@ cdef class Engine:
         cdef cnp.ndarray a = np.ascontiguousarray(accounts, dtype=ACCOUNT_DTYPE)
         cdef cnp.ndarray s = np.ascontiguousarray(sources, dtype=SOURCE_DTYPE)
         cdef cnp.ndarray p = np.ascontiguousarray(pending, dtype=PENDING_DTYPE)
+        self._settle_snapshot()
         state_free(&self.st)
         memset(&self.st, 0, sizeof(State))
         self.st.taps = &self.taps  # journeys and fare versions survive, as in the reference
+        self.st.cow = &self._cow_acc
         self.st.default_cap_fen = self.default_cap_fen
         if state_init(&self.st) != 0:
             raise MemoryError("cardledger core: cannot allocate the state")

@@ -400,6 +400,7 @@ cdef int op_replace(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil
     if old.flags & AF_CLOSED:
         return R_ACCOUNT_CLOSED
     void_holds_of(st, op.account_id)
+    cow_before_write(st.cow, old_i)
     touch(st, &st.accounts[old_i])
     new = account_new(st, op.counterparty_id)  # may move the accounts array
     if new == NULL:

@@ -114,6 +114,8 @@ cdef int journey_reserve(Taps* tp, int64_t expect) noexcept nogil:
     cdef int64_t need = tp.n_journeys + 1
     if need > tp.cap_journeys and expect > need:
         need = expect
+    if need > tp.cap_journeys:
+        cow_copy_all(tp.cow)  # the store may move: a snapshot being taken must not read it after
     if grow(<void**>&tp.journeys, &tp.cap_journeys, need, sizeof(Journey)) != 0:
         return -1
     if (tp.jmap_used + 1) * 2 > <int64_t>(tp.jmap_mask + 1):
@@ -153,6 +155,7 @@ cdef void journey_move(State* st, uint64_t old_id, uint64_t new_id) noexcept nog
     cdef Journey* j
     if idx < 0:
         return
+    cow_before_write(tp.cow, idx)
     undo_push(st, U_JOURNEY_MOVE, idx)
     if st.undo_on and st.oom == 0:
         st.undo[st.n_undo - 1].journey = tp.journeys[idx]
@@ -174,6 +177,7 @@ cdef void journey_move(State* st, uint64_t old_id, uint64_t new_id) noexcept nog
 cdef int journey_store(Taps* tp, int64_t idx, Journey* j) noexcept nogil:
     """Write a card's journey back (idx: its slot, -1: a new one; reserved already)."""
     if idx >= 0:
+        cow_before_write(tp.cow, idx)
         tp.journeys[idx] = j[0]
         return 0
     if map1_insert(&tp.jmap, &tp.jmap_mask, &tp.jmap_used, j.account_id, tp.n_journeys) != 0:

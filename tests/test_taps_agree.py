@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import random
+import threading
 import zoneinfo
 
 import numpy as np
@@ -481,6 +482,40 @@ def _describe(ops, r_ref, r_core, j_ref, j_core) -> str:
     return "\n".join(out[:6])
 
 
+class CowCheck:
+    """A checkpoint snapshot the core takes copy-on-write (`Engine.snapshot_begin`)
+    while later batches change the rows: once complete it must hold the state as it
+    was when it began. Half the time a thread completes it while the batches run."""
+
+    def __init__(self, core, rng: random.Random, until: int) -> None:
+        self.core, self.until = core, until
+        self.want_accounts = core.export_checkpoint(sort=False)[0].copy()
+        self.want_pending = core.export_checkpoint(sort=False)[2].copy()
+        self.want_journeys = core.snapshot_journeys().copy()
+        # Buffers too small, exactly large enough, or with room to spare.
+        bufs = [None, None]
+        if rng.random() < 0.7:
+            extra = rng.choice((0, 5))
+            bufs = [np.zeros(len(self.want_accounts) + extra, self.want_accounts.dtype),
+                    np.zeros(len(self.want_journeys) + extra, self.want_journeys.dtype)]
+        self.got = core.snapshot_begin(*bufs)
+        self.copier = None
+        if rng.random() < 0.5:
+            self.copier = threading.Thread(target=core.snapshot_complete)
+            self.copier.start()
+
+    def check(self, where: str) -> None:
+        if self.copier is not None:
+            self.copier.join()
+        self.core.snapshot_complete()
+        assert not self.core.snapshot_pending()
+        accounts, pending, journeys = self.got
+        self.core.clear_unused_legs(journeys)
+        assert accounts.tobytes() == self.want_accounts.tobytes(), f"{where}: the accounts' snapshot moved"
+        assert pending.tobytes() == self.want_pending.tobytes(), f"{where}: the holds' snapshot moved"
+        assert journeys.tobytes() == self.want_journeys.tobytes(), f"{where}: the journeys' snapshot moved"
+
+
 def run_both(which: str, seed: int, batches: int) -> None:
     rng = random.Random(seed)
     _, versions = versions_of(which)
@@ -489,7 +524,10 @@ def run_both(which: str, seed: int, batches: int) -> None:
     indexed: dict[tuple[int, int], np.void] = {}  # every decision, as a storage id index
     journal: list[np.ndarray] = []
     reload_at = rng.randrange(1, batches)
+    snap: CowCheck | None = None
     for b in range(batches):
+        if snap is None and b and rng.random() < 0.3:
+            snap = CowCheck(engines[1], rng, until=b + rng.randrange(0, 4))
         ops = to_ops(world.setup() if b == 0 else world.batch())
         outs = []
         for e in engines:
@@ -510,6 +548,9 @@ def run_both(which: str, seed: int, batches: int) -> None:
         if rng.random() < 0.25:  # a checkpoint: decisions leave memory for the id index
             d_ref, d_core = engines[0].take_decisions(), engines[1].take_decisions()
             assert d_ref[0].tobytes() == d_core[0].tobytes() and d_ref[1].tobytes() == d_core[1].tobytes()
+        if snap is not None and (b >= snap.until or b == reload_at):
+            snap.check(f"{which} seed {seed} batch {b}")
+            snap = None
         if b == reload_at:  # move the state into fresh engines
             accounts, sources, pending = engines[1].export_checkpoint()
             # What a checkpoint file holds: the core's journeys in its store's order.

@@ -732,19 +732,21 @@ class Ledger:
         jseq, last_hash, accounts, pending, journeys = snap
         self._ckpt_hurry.clear()  # (the previous file is done: nobody waits any more)
         self._file_job = (jseq, last_hash, self._writer.submit(
-            self._write_checkpoint_job, jseq, last_hash, accounts, pending, journeys
+            self._write_checkpoint_job, self._engine, jseq, last_hash, accounts, pending, journeys
         ))
 
-    def _write_checkpoint_job(self, jseq: int, last_hash: bytes, accounts: np.ndarray, pending: np.ndarray,
-                              journeys: np.ndarray) -> bytes:
-        """In the checkpoint thread: write the file, then ready the next snapshot's buffers.
+    def _write_checkpoint_job(self, engine: Any, jseq: int, last_hash: bytes, accounts: np.ndarray,
+                              pending: np.ndarray, journeys: np.ndarray) -> bytes:
+        """In the checkpoint thread: complete the snapshot `engine` began, write the
+        file, then ready the next snapshot's buffers.
 
         A fresh buffer's first fill page-faults (about half a second for a million
         cards' journeys here), and it would land on the batch that takes the next
         snapshot. So buffers are grown and touched here, off the batch path; the batch
         thread only takes a snapshot once this job is done, so nothing races on them.
         """
-        self._engine.clear_unused_legs(journeys)  # left to this thread by _export_snapshot
+        engine.snapshot_complete()  # copies the rows no batch has copied yet, without the GIL
+        engine.clear_unused_legs(journeys)  # left to this thread by _export_snapshot
         digest = storage.write_checkpoint_file(self.path, jseq, last_hash, accounts, pending, journeys,
                                                pace=self._checkpoint_pacer())
         n_acc, n_jny = len(accounts), len(journeys)
@@ -1366,15 +1368,18 @@ class Ledger:
         self._snapshot = (jseq, self._last_hash, accounts, pending, journeys)
 
     def _export_snapshot(self) -> tuple:
-        """Copy the accounts, holds and journeys as of the ids flush just prepared:
-        (journal_seq, accounts, pending, journeys). The buffers are reused: the
-        previous file job has finished by now (see `_snapshot_due`)."""
+        """Snapshot the accounts, holds and journeys as of the ids flush just prepared:
+        (journal_seq, accounts, pending, journeys). Only the holds are copied now; the
+        accounts and journeys are copied on write (`Engine.snapshot_begin`), and the
+        checkpoint thread completes them (`_write_checkpoint_job`) while the next
+        batches run. The buffers are reused: the previous file job has finished by now
+        (see `_snapshot_due`)."""
         n = self._engine.account_count()
         if self._snap_buf is None or len(self._snap_buf) < n:
             self._snap_buf = np.empty(n + n // 4 + 1024, dtype=ACCOUNT_DTYPE)
-        accounts, _, pending = self._engine.export_checkpoint(self._snap_buf, sort=False)  # loads in any order
-        # (a fresh array if it is too small; its unused legs are cleared by the checkpoint thread)
-        journeys = self._engine.snapshot_journeys(self._jny_buf, clear_unused=False)
+        # (fresh arrays where a buffer is too small; rows in the store's order, which
+        # loading takes; the journeys' unused legs are cleared by the checkpoint thread)
+        accounts, pending, journeys = self._engine.snapshot_begin(self._snap_buf, self._jny_buf)
         self._snap_seq = self._ids_upto
         return self._ids_upto, accounts, pending, journeys
 

@@ -120,6 +120,23 @@ class Engine:
         their legs, whatever `clear_unused` asks)."""
         return self.export_journeys()
 
+    def snapshot_begin(
+        self, accounts_buf: np.ndarray | None = None, journeys_buf: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A checkpoint's snapshot of the state as it is now: (accounts, pending,
+        journeys). The core copies the accounts and journeys on write, beside later
+        batches, until `snapshot_complete`; here they are copied now (the buffers are the
+        core's and unused here)."""
+        accounts, _, pending = self.export_checkpoint(sort=False)
+        return accounts, pending, self.snapshot_journeys(clear_unused=False)
+
+    def snapshot_complete(self) -> None:
+        """Nothing to do: `snapshot_begin` copied everything."""
+
+    def snapshot_pending(self) -> bool:
+        """False: a snapshot here is complete when taken."""
+        return False
+
     def clear_unused_legs(self, journeys: np.ndarray) -> None:
         """Zero, in place, the legs past each row's n_legs of JOURNEY_DTYPE rows."""
         stale = np.arange(JOURNEY_LEGS_MAX)[None, :] >= journeys["n_legs"][:, None]
