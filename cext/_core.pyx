@@ -227,7 +227,7 @@ cdef class Engine:
             cow_copy_all(&self._cow_acc)
             cow_copy_all(&self._cow_jny)
 
-    def snapshot_begin(self, accounts_buf=None, journeys_buf=None):
+    def snapshot_begin(self, accounts_buf=None, journeys_buf=None, pending_buf=None):
         """Begin a checkpoint's snapshot of the state as it is now: (accounts, pending,
         journeys), the rows as `export_checkpoint(sort=False)` and
         `snapshot_journeys(clear_unused=False)` give them.
@@ -236,9 +236,10 @@ cdef class Engine:
         `snapshot_complete` (the checkpoint writer's thread) copies their rows into the
         returned arrays while later batches run, and a batch about to change a row that
         is not copied yet copies it first. The arrays hold the snapshot only once
-        `snapshot_complete` has returned. They are written into `accounts_buf` and
-        `journeys_buf` when those are large enough (buffers reused across checkpoints
-        cost no page faults). A snapshot still being taken is finished first.
+        `snapshot_complete` has returned. They are written into `accounts_buf`,
+        `journeys_buf` and `pending_buf` when those are large enough (buffers reused
+        across checkpoints cost no page faults). A snapshot still being taken is
+        finished first.
         """
         self._settle_snapshot()
         cdef Py_ssize_t n_acc = self.st.n_accounts, n_jny = self.taps.n_journeys
@@ -252,7 +253,11 @@ cdef class Engine:
             journeys = journeys_buf[:n_jny]
         else:
             journeys = np.empty(n_jny, dtype=JOURNEY_DTYPE)
-        pending = np.empty(self.st.n_pending, dtype=PENDING_DTYPE)
+        if (pending_buf is not None and len(pending_buf) >= self.st.n_pending and pending_buf.dtype == PENDING_DTYPE
+                and pending_buf.flags.c_contiguous and pending_buf.flags.writeable):
+            pending = pending_buf[:self.st.n_pending]
+        else:
+            pending = np.empty(self.st.n_pending, dtype=PENDING_DTYPE)
         if self.st.n_pending:
             memcpy(cnp.PyArray_DATA(pending), self.st.pending, self.st.n_pending * sizeof(Pending))
         self._cow_keep = (accounts, journeys)

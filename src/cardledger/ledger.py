@@ -248,6 +248,7 @@ class Ledger:
         self._recorded_ckpt: int | None = None
         self._snap_buf: np.ndarray | None = None  # reused account snapshot buffer
         self._jny_buf: np.ndarray | None = None  # reused journey snapshot buffer
+        self._pen_buf: np.ndarray | None = None  # reused holds snapshot buffer
         self._snap_seq = 0  # journal_seq of the last account snapshot taken
         self._ids_upto = 0
         self._journeys_prefaulted = 0  # journey store capacity already faulted in
@@ -757,6 +758,11 @@ class Ledger:
         # system is installed.
         expect_taps = n_jny > 0 or bool(self._fare_versions)
         self._jny_buf = _warm_buffer(self._jny_buf, (max(n_jny, n_acc) if expect_taps else 0) + 1024, journeys.dtype)
+        # Holds come and go (a metro entry holds its fare until the exit): room for
+        # twice today's, or for one card in four once cards tap (the engine's own room).
+        n_pen = len(pending)
+        self._pen_buf = _warm_buffer(self._pen_buf, max(2 * n_pen, n_acc // 4 if expect_taps else 0) + 1024,
+                                     pending.dtype)
         return digest
 
     def _checkpoint_pacer(self) -> Callable[[int], None] | None:
@@ -1379,7 +1385,7 @@ class Ledger:
             self._snap_buf = np.empty(n + n // 4 + 1024, dtype=ACCOUNT_DTYPE)
         # (fresh arrays where a buffer is too small; rows in the store's order, which
         # loading takes; the journeys' unused legs are cleared by the checkpoint thread)
-        accounts, pending, journeys = self._engine.snapshot_begin(self._snap_buf, self._jny_buf)
+        accounts, pending, journeys = self._engine.snapshot_begin(self._snap_buf, self._jny_buf, self._pen_buf)
         self._snap_seq = self._ids_upto
         return self._ids_upto, accounts, pending, journeys
 

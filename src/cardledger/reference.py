@@ -121,7 +121,8 @@ class Engine:
         return self.export_journeys()
 
     def snapshot_begin(
-        self, accounts_buf: np.ndarray | None = None, journeys_buf: np.ndarray | None = None
+        self, accounts_buf: np.ndarray | None = None, journeys_buf: np.ndarray | None = None,
+        pending_buf: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A checkpoint's snapshot of the state as it is now: (accounts, pending,
         journeys). The core copies the accounts and journeys on write, beside later
