@@ -427,12 +427,16 @@ cdef class Engine:
             pending = pending[np.lexsort((pending["seq"], pending["source"]))]
         return accounts, sources, pending
 
-    def export_sources(self):
-        """The per-source idempotency state (SOURCE_DTYPE), by source id."""
+    def export_sources(self, bint sort=True):
+        """The per-source idempotency state (SOURCE_DTYPE), by source id; with
+        sort=False in the store's order (`storage.encode_ids_state` sorts it beside the
+        next kernel: sorting here was ~1.3 ms of each of the city's flushing batches)."""
         cdef Py_ssize_t n = self.st.n_sources
         sources = np.empty(n, dtype=SOURCE_DTYPE)
         if n:
             memcpy(cnp.PyArray_DATA(sources), self.st.sources, n * sizeof(Source))
+        if not sort:
+            return sources
         # Source ids are unique, so any sort gives the one order; rows are moved as
         # whole words (a structured array's fancy index copies field by field).
         order = np.argsort(sources["source"])

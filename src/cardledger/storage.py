@@ -556,7 +556,14 @@ def _pid_alive(pid: int) -> bool:
 
 
 def encode_ids_state(ids_upto: int, sources: np.ndarray) -> dict[bytes, bytes]:
-    """The LMDB items of the id state: the sources array and its descriptor."""
+    """The LMDB items of the id state: the sources array, sorted by source id here
+    (it may come in any order), and its descriptor."""
+    n = len(sources)
+    if n > 1:
+        # Source ids are unique, so any sort gives the one order; rows are moved as
+        # whole words (a structured array's fancy index copies field by field).
+        order = np.argsort(sources["source"])
+        sources = sources.view(np.uint64).reshape(n, SOURCE_DTYPE.itemsize // 8)[order].reshape(-1).view(SOURCE_DTYPE)
     blob = sources.tobytes()
     return {
         b"sources": blob,
