@@ -85,16 +85,6 @@ cdef class Engine:
     cdef CowTable _cow_acc     # the snapshot being taken of the accounts (snapshot_begin)
     cdef CowTable _cow_jny     # ... and of the journeys
     cdef object _cow_keep      # the snapshot's buffers, alive while their rows are copied
-    # Decisions detached from the window (detach_decisions), until sort_detached: the
-    # window's source-index and seq arrays, swapped with this spare pair.
-    cdef int32_t* _det_src
-    cdef int64_t _det_cap_src
-    cdef uint64_t* _det_seq
-    cdef int64_t _det_cap_seq
-    cdef int64_t _det_n
-    cdef uint64_t _det_first
-    cdef object _det_ident     # each source's (id, checkpoint_seq) as detached; None: nothing
-    cdef bint _det_sorting
     cdef public int64_t default_cap_fen
 
     implementation = "cython"
@@ -116,8 +106,6 @@ cdef class Engine:
         # (a copier thread holds a reference: none runs here)
         cow_free(&self._cow_acc)
         cow_free(&self._cow_jny)
-        free(self._det_src)
-        free(self._det_seq)
         state_free(&self.st)
         taps_free_journeys(&self.taps)
         free(self.taps.vers)
@@ -458,96 +446,45 @@ cdef class Engine:
         """Hand over the decisions made since the last call and forget them.
 
         Returns (decisions, late) as the reference engine does: decisions sorted by
-        (source, seq). `detach_decisions` then `sort_detached`.
+        (source, seq). Grouping is a stable counting sort by source; within a source
+        the few late decisions are then moved into place (`sort_late_decisions`).
         """
-        self.detach_decisions()
-        return self.sort_detached()
-
-    def detach_decisions(self):
-        """Forget the decisions made since the last call, as `take_decisions` does, and
-        keep them for `sort_detached`; return how many. Costs O(sources): the window's
-        per-decision arrays are handed over whole, not sorted here, so the sort (2-7 ms
-        of each of the city's flushing batches) can run in another thread beside the
-        next batches. Detached decisions not sorted yet are dropped (a flush given up)."""
-        cdef Py_ssize_t i, ns = self.st.n_sources
-        cdef int32_t* tsrc
-        cdef uint64_t* tseq
-        cdef int64_t tcap
-        if self._det_sorting:
-            raise RuntimeError("cardledger core: detach_decisions while sort_detached runs")
-        ident = np.empty((ns, 2), dtype=np.uint64)  # each source's id and checkpoint_seq now
-        cdef uint64_t[:, ::1] idv = ident
+        cdef Py_ssize_t i, n = self.st.n_dec, ns = self.st.n_sources
+        cdef int64_t si, pos
+        cdef cnp.ndarray src_ids = np.empty(ns, dtype=np.uint64)
+        cdef uint64_t[::1] sid = src_ids
         for i in range(ns):
-            idv[i, 0] = self.st.sources[i].source
-            idv[i, 1] = self.st.sources[i].checkpoint_seq
-            self.st.sources[i].checkpoint_seq = self.st.sources[i].last_seq
-        # Swap the window's source and seq arrays with the spare pair.
-        tsrc, tcap = self.st.wsrc, self.st.cap_wsrc
-        self.st.wsrc, self.st.cap_wsrc = self._det_src, self._det_cap_src
-        self._det_src, self._det_cap_src = tsrc, tcap
-        tseq, tcap = self.st.wseq, self.st.cap_wseq
-        self.st.wseq, self.st.cap_wseq = self._det_seq, self._det_cap_seq
-        self._det_seq, self._det_cap_seq = tseq, tcap
-        self._det_n = self.st.n_dec
-        self._det_first = self.st.wfirst_jseq
-        self._det_ident = ident
-        window_clear(&self.st)
-        return self._det_n
-
-    def sort_detached(self):
-        """The decisions `detach_decisions` kept, as `take_decisions` returns them:
-        (decisions sorted by (source, seq), late). Grouping is a stable counting sort by
-        source; within a source the few late decisions are then moved into place
-        (`sort_late_decisions`). Reads only what was detached, so it may run in another
-        thread while this engine applies batches; its loops run without the GIL. Once
-        only: the detached decisions are then forgotten."""
-        if self._det_ident is None:
-            raise RuntimeError("cardledger core: sort_detached without detach_decisions")
-        cdef cnp.ndarray ident = self._det_ident
-        self._det_ident = None
-        self._det_sorting = True
-        try:
-            return self._sort_detached(ident)
-        finally:
-            self._det_sorting = False
-
-    cdef tuple _sort_detached(self, cnp.ndarray ident):
-        cdef Py_ssize_t i, n = self._det_n, ns = len(ident)
-        cdef uint64_t[:, ::1] idv = ident
-        cdef int64_t si, r
-        rank_of_a = np.empty(ns, dtype=np.int64)
-        cdef int64_t[::1] rank_of = rank_of_a
-        order = np.argsort(ident[:, 0])  # (source ids are unique: no need for a stable sort)
+            sid[i] = self.st.sources[i].source
+        cdef int64_t[::1] rank_of = np.empty(ns, dtype=np.int64)
+        order = np.argsort(src_ids)  # (source ids are unique: no need for a stable sort)
         cdef int64_t[::1] ordv = order.astype(np.int64, copy=False)
+        for i in range(ns):
+            rank_of[ordv[i]] = i
         cdef int64_t[::1] start = np.zeros(ns + 1, dtype=np.int64)
+        cdef int32_t* src_idx = self.st.wsrc
+        cdef uint64_t* seqs = self.st.wseq
+        for i in range(n):
+            start[rank_of[src_idx[i]] + 1] += 1
+        for i in range(ns):
+            start[i + 1] += start[i]
         decisions = np.empty(n, dtype=DECISION_DTYPE)
         late = np.empty(n, dtype=np.bool_)
-        if n == 0:
-            return decisions, late
-        cdef uint64_t* d = <uint64_t*>cnp.PyArray_DATA(decisions)
-        cdef cnp.uint8_t* lt = <cnp.uint8_t*>cnp.PyArray_DATA(late)
-        cdef int32_t* src_idx = self._det_src
-        cdef uint64_t* seqs = self._det_seq
-        cdef uint64_t first = self._det_first
-        cdef int64_t pos
-        with nogil:
-            for i in range(ns):
-                rank_of[ordv[i]] = i
-            for i in range(n):
-                start[rank_of[src_idx[i]] + 1] += 1
-            for i in range(ns):
-                start[i + 1] += start[i]
-            for i in range(n):
-                si = src_idx[i]
-                r = rank_of[si]
-                pos = start[r]
-                start[r] += 1
-                d[3 * pos] = idv[si, 0]
-                d[3 * pos + 1] = seqs[i]
-                d[3 * pos + 2] = first + i
-                lt[pos] = 1 if seqs[i] <= idv[si, 1] else 0
-            if n > 1:
-                sort_late_decisions(d, lt, n)
+        cdef uint64_t[:, ::1] d = decisions.view(np.uint64).reshape(n, 3)
+        cdef cnp.uint8_t[::1] lt = late.view(np.uint8)
+        for i in range(n):
+            si = src_idx[i]
+            pos = start[rank_of[si]]
+            start[rank_of[si]] += 1
+            d[pos, 0] = self.st.sources[si].source
+            d[pos, 1] = seqs[i]
+            d[pos, 2] = self.st.wfirst_jseq + i
+            lt[pos] = 1 if seqs[i] <= self.st.sources[si].checkpoint_seq else 0
+        for i in range(ns):
+            self.st.sources[i].checkpoint_seq = self.st.sources[i].last_seq
+        window_clear(&self.st)
+        if n > 1:
+            with nogil:
+                sort_late_decisions(&d[0, 0], &lt[0], n)
         return decisions, late
 
     # ------------------------------------------------------------------ queries

@@ -8,7 +8,6 @@ gets the same ops, and the ids decided before a simulated checkpoint are served 
 from __future__ import annotations
 
 import random
-import threading
 
 import numpy as np
 import pytest
@@ -29,14 +28,8 @@ def run_both(seed: int, batches: int) -> None:
     engines = [reference.Engine(), core.Engine()]
     indexed: dict[tuple[int, int], np.void] = {}  # what the id index would hold
     window: dict[tuple[int, int], np.void] = {}
-    detached = None  # the reference's decisions the core detached and sorts beside the next batch
     for b in range(batches):
         ops = world.setup_batch() if b == 0 else world.batch(rng.randrange(1, 40), rng.choice((0.0, 0.2, 0.6)))
-        sorter = None
-        if detached is not None:
-            got: list = []
-            sorter = threading.Thread(target=lambda: got.append(engines[1].sort_detached()))
-            sorter.start()
         outs = []
         for e in engines:
             prior = np.zeros(len(ops), JOURNAL_DTYPE)
@@ -52,20 +45,9 @@ def run_both(seed: int, batches: int) -> None:
         for x, y in zip(engines[0].export_checkpoint(), engines[1].export_checkpoint()):
             assert x.tobytes() == y.tobytes(), f"seed {seed} batch {b}: state differs"
         window.update({(int(r["source"]), int(r["seq"])): r.copy() for r in j_ref})
-        if sorter is not None:
-            sorter.join()
-            assert got, "sort_detached failed"
-            d_core = got[0]
-            assert detached[0].tobytes() == d_core[0].tobytes() and detached[1].tobytes() == d_core[1].tobytes()
-            detached = None
         if rng.random() < 0.2:  # a checkpoint: decisions move from memory to the index
-            d_ref = engines[0].take_decisions()
-            if rng.random() < 0.5:
-                d_core = engines[1].take_decisions()
-                assert d_ref[0].tobytes() == d_core[0].tobytes() and d_ref[1].tobytes() == d_core[1].tobytes()
-            else:  # detached now, sorted in a thread while the next batch runs
-                assert engines[1].detach_decisions() == len(d_ref[0])
-                detached = d_ref
+            d_ref, d_core = engines[0].take_decisions(), engines[1].take_decisions()
+            assert d_ref[0].tobytes() == d_core[0].tobytes() and d_ref[1].tobytes() == d_core[1].tobytes()
             indexed.update(window)
             window = {}
     # Replaying the whole journal into fresh engines rebuilds the same state.
@@ -104,42 +86,3 @@ def test_replay_refuses_a_tampered_record() -> None:
     for fresh in (core.Engine(), reference.Engine()):
         with pytest.raises(ValueError):
             fresh.replay(records)
-
-
-def test_detached_decisions_sort_beside_large_batches() -> None:
-    """The core sorts detached decisions in another thread while batches large enough
-    to run without the GIL fill a new window: the sort gives what take_decisions gives
-    an engine that ran the same batches, and the new window is whole."""
-    import cardledger
-    from cardledger import AccountKind, OpKind
-
-    def batches(rng):
-        setup = cardledger.new_ops(3)
-        setup["source"], setup["seq"], setup["kind"] = 1, [1, 2, 3], OpKind.OPEN
-        setup["account_id"], setup["account_kind"] = [1, 2, 3], [AccountKind.CLEARING, AccountKind.MERCHANT, AccountKind.CARD]
-        yield setup
-        for b in range(4):
-            ops = cardledger.new_ops(8192)
-            ops["source"] = 100 + rng.integers(0, 500, 8192)
-            ops["seq"] = 1 + b * 100_000 + np.arange(8192)  # (sources interleave, seqs rise)
-            ops["kind"], ops["account_id"], ops["counterparty_id"], ops["amount_fen"] = OpKind.TOPUP, 3, 1, 1
-            yield ops
-
-    rng = np.random.default_rng(5)
-    live, twin = core.Engine(), core.Engine()
-    all_batches = list(batches(rng))
-    for e in (live, twin):
-        e.apply(all_batches[0])
-        e.apply(all_batches[1])
-    want = twin.take_decisions()
-    live.detach_decisions()
-    got: list = []
-    sorter = threading.Thread(target=lambda: got.append(live.sort_detached()))
-    sorter.start()
-    for ops in all_batches[2:]:
-        assert (live.apply(ops)[0]["code"] == 0).all()
-        twin.apply(ops)
-    sorter.join()
-    assert got[0][0].tobytes() == want[0].tobytes() and got[0][1].tobytes() == want[1].tobytes()
-    a, b = live.take_decisions(), twin.take_decisions()
-    assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes() and len(a[0]) == 3 * 8192

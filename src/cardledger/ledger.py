@@ -249,7 +249,6 @@ class Ledger:
         self._snap_buf: np.ndarray | None = None  # reused account snapshot buffer
         self._jny_buf: np.ndarray | None = None  # reused journey snapshot buffer
         self._pen_buf: np.ndarray | None = None  # reused holds snapshot buffer
-        self._last_flush: _IdFlush | None = None  # the last id flush prepared (see _prepare_flush)
         self._snap_seq = 0  # journal_seq of the last account snapshot taken
         self._ids_upto = 0
         self._journeys_prefaulted = 0  # journey store capacity already faulted in
@@ -862,14 +861,10 @@ class Ledger:
         if has_taps:
             ahead = self.tap_time_ahead_max_us
             self._engine.set_tap_horizon(TAP_HORIZON_NONE if ahead is None else time.time_ns() // 1000 + ahead)
-        if flushing is not None:
-            # The flush's decisions are sorted beside the id lookups (its loops run
-            # without the GIL; a lookup that needs them waits for them), then encoded
-            # while the kernel runs without the GIL: encoding (Python) started before
-            # the lookups (Python), the encoding thread and this one took turns at it.
-            self._beside(flushing.flush.decisions)
         prior, has_prior = self._lookup_prior(txn, ops, flushing)
         if flushing is not None:
+            # Encoded now, while the kernel runs without the GIL: started before the
+            # id lookups (Python), the encoding thread and this one took turns at it.
             self._encode_beside(flushing)
         if merge_beside:
             self._merge_items_beside()
@@ -1266,28 +1261,26 @@ class Ledger:
         """
         self._put_flush(txn, self._encode_flush(self._prepare_flush()))
 
-    def _prepare_flush(self) -> _IdFlush:
-        """Detach the decisions from the engine's window, with the id state (sources)
-        as of now; `_encode_flush` and `_put_flush` then sort, encode and store them
-        (beside the kernel in `apply`; in a pipelined submit, in the encoder and commit
-        threads: off the batch path either way)."""
-        last = self._last_flush
-        if last is not None and last.unsorted_on(self._engine):
-            last.decisions()  # an engine keeps one detached set at a time
-        self._engine.detach_decisions()
+    def _prepare_flush(self) -> tuple:
+        """Take the decisions out of the engine's window, with the id state (sources)
+        as of now; `_encode_flush` and `_put_flush` then encode and store them (in a
+        pipelined submit, in the encoder and commit threads, off the batch path)."""
+        decisions, late = self._engine.take_decisions()
+        # After a reload, the decisions up to ids_upto are replayed but already indexed.
+        keep = decisions["journal_seq"] > self._ids_upto
+        if not keep.all():  # (a structured copy goes field by field: skip it when it can)
+            decisions, late = decisions[keep], late[keep]
         jseq = int(self._engine.journal_seq)
         sources = self._engine.export_sources(sort=False)  # sorted by `_encode_flush`, beside the kernel
-        flush = _IdFlush(self._engine, self._ids_upto, jseq, sources)
         self._ids_upto = jseq
-        self._last_flush = flush
-        return flush
+        return decisions, late, jseq, sources
 
     @staticmethod
-    def _encode_flush(flush: _IdFlush) -> tuple:
+    def _encode_flush(flush: tuple) -> tuple:
         """The id log entry (key, value, IdLog) and id state entries of a prepared flush."""
-        decisions, late = flush.decisions()
-        log = storage.encode_id_log(decisions, late, flush.jseq) if len(decisions) else None  # (nothing new: no entry)
-        return log, storage.encode_ids_state(flush.jseq, flush.sources)
+        decisions, late, jseq, sources = flush
+        log = storage.encode_id_log(decisions, late, jseq) if len(decisions) else None  # (nothing new: no entry)
+        return log, storage.encode_ids_state(jseq, sources)
 
     def _put_flush(self, txn: Any, rows: tuple) -> None:
         """Store an encoded flush: append it to the id log, and start merging the log
@@ -1802,54 +1795,15 @@ class _DecodedBatches:
             self.add(storage.CheckedBody(int(seqs[0]), int(seqs[-1]), staged.packed, staged.marks))
 
 
-class _IdFlush:
-    """An id flush `Ledger._prepare_flush` detached from the engine's window: the
-    decisions, sorted on first use (`decisions`: by the thread encoding the flush,
-    beside the next kernel, or by an id lookup that needs them first), and the id state
-    (`jseq`, `sources`) as of the detach."""
-
-    __slots__ = ("_engine", "_after", "_lock", "_sorted", "jseq", "sources")
-
-    def __init__(self, engine: Any, after: int, jseq: int, sources: np.ndarray) -> None:
-        self._engine = engine
-        self._after = after  # ids_upto before this flush
-        self._lock = threading.Lock()
-        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
-        self.jseq = jseq
-        self.sources = sources
-
-    def unsorted_on(self, engine: Any) -> bool:
-        """Whether `engine` still holds this flush's decisions, detached and unsorted
-        (after a failed batch the ledger reloads into a new engine: the old flush is
-        then moot)."""
-        with self._lock:
-            return self._engine is engine
-
-    def decisions(self) -> tuple[np.ndarray, np.ndarray]:
-        """(decisions sorted by (source, seq), late), as `Engine.take_decisions` gives."""
-        with self._lock:
-            if self._sorted is None:
-                decisions, late = self._engine.sort_detached()
-                # After a reload, the decisions up to ids_upto are replayed but already indexed.
-                keep = decisions["journal_seq"] > self._after
-                if not keep.all():  # (a structured copy goes field by field: skip it when it can)
-                    decisions, late = decisions[keep], late[keep]
-                self._sorted = (decisions, late)
-                self._engine = None
-            return self._sorted
-
-
 def _find_in_flushes(staged: list[StagedBatch], q_src: np.ndarray, q_seq: np.ndarray) -> np.ndarray:
     """journal_seq of each id (q_src[i], q_seq[i]) in an id flush still in flight, 0
     where none holds it. A flush's decisions are sorted by (source, seq)."""
     out = np.zeros(len(q_src), dtype=np.uint64)
     for item in staged:
-        if item.flush is None:
+        if item.flush is None or not len(item.flush[0]):
             continue
         if item.flush_keys is None:  # contiguous columns, made once per flush
-            decisions = item.flush.decisions()[0]  # (sorted now if no thread has yet)
-            if not len(decisions):
-                continue
+            decisions = item.flush[0]
             item.flush_keys = tuple(np.ascontiguousarray(decisions[f]) for f in ("source", "seq", "journal_seq"))
         storage.find_ids_exact(*item.flush_keys, q_src, q_seq, out)
     return out

@@ -63,7 +63,7 @@ class StagedBatch:
         self.packed = packed  # the journal records as the journal stores them (the engine packed them)
         self.marks: Any = None  # where its records start (`journal_record_marks`), if the engine noted it
         self.tap_time_us = tap_time_us  # latest time of a tap that rated a fare, or -1
-        self.flush: Any = None  # an id flush (ledger._IdFlush) prepared after this batch, stored with it
+        self.flush: tuple | None = None  # an id flush prepared after this batch, stored with it
         self.snapshot: tuple | None = None  # a snapshot taken after it, written once it is stored
         self.expected_seq = 0
         self.ids_upto = 0

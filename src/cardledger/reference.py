@@ -207,21 +207,6 @@ class Engine:
         self.tail = []
         return decisions, late
 
-    def detach_decisions(self) -> int:
-        """Forget the decisions made since the last call, as `take_decisions` does, and
-        keep them for `sort_detached` (the core hands its window over without sorting
-        it); return how many."""
-        self._detached: tuple[np.ndarray, np.ndarray] | None = self.take_decisions()
-        return len(self._detached[0])
-
-    def sort_detached(self) -> tuple[np.ndarray, np.ndarray]:
-        """The decisions `detach_decisions` kept, as `take_decisions` returns them."""
-        detached = getattr(self, "_detached", None)
-        if detached is None:
-            raise RuntimeError("sort_detached without detach_decisions")
-        self._detached = None
-        return detached
-
     @property
     def recent_count(self) -> int:
         """Number of decisions held in memory since the last checkpoint."""
