@@ -54,6 +54,19 @@ def _spends(rng, cards: int, n: int, source: int, seq0: int) -> np.ndarray:
     return ops
 
 
+def _setup_ops(cards: int) -> np.ndarray:
+    """Open the clearing account, a merchant and `cards` cards, each topped up."""
+    ops = cardledger.new_ops(2 + 2 * cards)
+    ops["source"], ops["seq"] = 1, np.arange(1, len(ops) + 1)
+    ops["kind"][:2], ops["account_id"][:2] = OpKind.OPEN, [CLEARING, MERCHANT]
+    ops["account_kind"][:2] = [AccountKind.CLEARING, AccountKind.MERCHANT]
+    ops["kind"][2 : 2 + cards], ops["account_id"][2 : 2 + cards] = OpKind.OPEN, CARD_BASE + np.arange(cards)
+    ops["account_kind"][2 : 2 + cards] = AccountKind.CARD
+    ops["kind"][2 + cards :], ops["account_id"][2 + cards :] = OpKind.TOPUP, CARD_BASE + np.arange(cards)
+    ops["counterparty_id"][2 + cards :], ops["amount_fen"][2 + cards :] = CLEARING, 100_000
+    return ops
+
+
 def _expected(engine):
     accounts, _, pending = engine.export_checkpoint(sort=False)
     return accounts.copy(), pending.copy(), engine.snapshot_journeys().copy()
@@ -161,20 +174,31 @@ def test_ledger_checkpoints_taken_beside_batches_reopen_to_the_same_state(tmp_pa
     rng = np.random.default_rng(10)
     cards = 4_000
     with cardledger.open(str(tmp_path / "l"), checkpoint_ops=5_000) as led:
-        ops = cardledger.new_ops(2 + 2 * cards)
-        ops["source"], ops["seq"] = 1, np.arange(1, len(ops) + 1)
-        ops["kind"][:2], ops["account_id"][:2] = OpKind.OPEN, [CLEARING, MERCHANT]
-        ops["account_kind"][:2] = [AccountKind.CLEARING, AccountKind.MERCHANT]
-        ops["kind"][2 : 2 + cards], ops["account_id"][2 : 2 + cards] = OpKind.OPEN, CARD_BASE + np.arange(cards)
-        ops["account_kind"][2 : 2 + cards] = AccountKind.CARD
-        ops["kind"][2 + cards :], ops["account_id"][2 + cards :] = OpKind.TOPUP, CARD_BASE + np.arange(cards)
-        ops["counterparty_id"][2 + cards :], ops["amount_fen"][2 + cards :] = CLEARING, 100_000
-        led.apply(ops)
+        led.apply(_setup_ops(cards))
         for b in range(12):
             led.apply(_spends(rng, cards, 2048, 7, 1 + 2048 * b))
         led.checkpoint()
         for b in range(12, 15):
             led.apply(_spends(rng, cards, 2048, 7, 1 + 2048 * b))
+        before = led.accounts()
+        assert led.verify().ok
+    with cardledger.open(str(tmp_path / "l")) as led:
+        assert led.accounts().tobytes() == before.tobytes()
+        assert led.verify().ok
+
+
+def test_pipelined_batches_take_snapshots_beside_the_commits_and_reopen_to_the_same_state(tmp_path) -> None:
+    """Through `Ledger.submit` (kernels run ahead of the commits): snapshots are begun in
+    the submitting thread and completed by the checkpoint thread while later batches
+    run; every future resolves, the ledger verifies, and it reopens from its latest
+    checkpoint to the same accounts."""
+    rng = np.random.default_rng(11)
+    cards = 4_000
+    with cardledger.open(str(tmp_path / "l"), checkpoint_ops=3_000) as led:
+        led.apply(_setup_ops(cards))
+        futures = [led.submit(_spends(rng, cards, 1024, 7, 1 + 1024 * b)) for b in range(40)]
+        for f in futures:
+            assert (f.result()["code"] == 0).all()
         before = led.accounts()
         assert led.verify().ok
     with cardledger.open(str(tmp_path / "l")) as led:
