@@ -76,6 +76,24 @@ cdef void sort_late_decisions(uint64_t* d, unsigned char* lt, int64_t n) noexcep
         d[3 * j], d[3 * j + 1], d[3 * j + 2], lt[j] = s0, s1, s2, f
 
 
+cdef object _prefix_or_new(object buf, Py_ssize_t n, object dtype):
+    """The first n rows of `buf` when it is a writable contiguous array of `dtype` that
+    holds n rows (a buffer reused across checkpoints costs no page faults), else a new
+    array of n rows."""
+    if (buf is not None and len(buf) >= n and buf.dtype == dtype and buf.flags.c_contiguous
+            and buf.flags.writeable):
+        return buf[:n]
+    return np.empty(n, dtype=dtype)
+
+
+cdef object _copied_rows(object buf, const void* rows, Py_ssize_t n, size_t item, object dtype):
+    """n rows of `item` bytes at `rows`, copied into `_prefix_or_new(buf, n, dtype)`."""
+    out = _prefix_or_new(buf, n, dtype)
+    if n:
+        memcpy(cnp.PyArray_DATA(out), rows, n * item)
+    return out
+
+
 cdef class Engine:
     """The core engine (see module docstring); the same face as the reference Engine."""
 
@@ -198,13 +216,8 @@ cdef class Engine:
         the checkpoint thread does, off the batch that takes the snapshot (for a million
         cards the clearing is most of the snapshot's time)."""
         cdef Py_ssize_t n = self.taps.n_journeys
-        if buf is not None and len(buf) >= n and buf.dtype == JOURNEY_DTYPE and buf.flags.c_contiguous:
-            out = buf[:n]
-        else:
-            out = np.empty(n, dtype=JOURNEY_DTYPE)
+        out = _copied_rows(buf, self.taps.journeys, n, sizeof(Journey), JOURNEY_DTYPE)
         cdef Journey* o = <Journey*>cnp.PyArray_DATA(out)
-        if n:
-            memcpy(o, self.taps.journeys, n * sizeof(Journey))
         if clear_unused:
             clear_legs_past_n(o, n)
         return out
@@ -243,23 +256,9 @@ cdef class Engine:
         """
         self._settle_snapshot()
         cdef Py_ssize_t n_acc = self.st.n_accounts, n_jny = self.taps.n_journeys
-        if (accounts_buf is not None and len(accounts_buf) >= n_acc and accounts_buf.dtype == ACCOUNT_DTYPE
-                and accounts_buf.flags.c_contiguous and accounts_buf.flags.writeable):
-            accounts = accounts_buf[:n_acc]
-        else:
-            accounts = np.empty(n_acc, dtype=ACCOUNT_DTYPE)
-        if (journeys_buf is not None and len(journeys_buf) >= n_jny and journeys_buf.dtype == JOURNEY_DTYPE
-                and journeys_buf.flags.c_contiguous and journeys_buf.flags.writeable):
-            journeys = journeys_buf[:n_jny]
-        else:
-            journeys = np.empty(n_jny, dtype=JOURNEY_DTYPE)
-        if (pending_buf is not None and len(pending_buf) >= self.st.n_pending and pending_buf.dtype == PENDING_DTYPE
-                and pending_buf.flags.c_contiguous and pending_buf.flags.writeable):
-            pending = pending_buf[:self.st.n_pending]
-        else:
-            pending = np.empty(self.st.n_pending, dtype=PENDING_DTYPE)
-        if self.st.n_pending:
-            memcpy(cnp.PyArray_DATA(pending), self.st.pending, self.st.n_pending * sizeof(Pending))
+        accounts = _prefix_or_new(accounts_buf, n_acc, ACCOUNT_DTYPE)
+        journeys = _prefix_or_new(journeys_buf, n_jny, JOURNEY_DTYPE)
+        pending = _copied_rows(pending_buf, self.st.pending, self.st.n_pending, sizeof(Pending), PENDING_DTYPE)
         self._cow_keep = (accounts, journeys)
         if (cow_begin(&self._cow_acc, self.st.accounts, n_acc, cnp.PyArray_DATA(accounts), sizeof(Account)) != 0
                 or cow_begin(&self._cow_jny, self.taps.journeys, n_jny, cnp.PyArray_DATA(journeys),
@@ -410,37 +409,19 @@ cdef class Engine:
         of a busy metro (~170,000 keyed by validator) took ~100 ms of the batch that
         takes a checkpoint.
         """
-        if accounts_out is not None and len(accounts_out) >= self.st.n_accounts and accounts_out.dtype == ACCOUNT_DTYPE and accounts_out.flags.c_contiguous:
-            accounts = accounts_out[:self.st.n_accounts]
-        else:
-            accounts = np.empty(self.st.n_accounts, dtype=ACCOUNT_DTYPE)
-        if self.st.n_accounts:
-            memcpy(cnp.PyArray_DATA(accounts), self.st.accounts, self.st.n_accounts * sizeof(Account))
-        sources = np.empty(self.st.n_sources, dtype=SOURCE_DTYPE)
-        if self.st.n_sources:
-            memcpy(cnp.PyArray_DATA(sources), self.st.sources, self.st.n_sources * sizeof(Source))
-        pending = np.empty(self.st.n_pending, dtype=PENDING_DTYPE)
-        if self.st.n_pending:
-            memcpy(cnp.PyArray_DATA(pending), self.st.pending, self.st.n_pending * sizeof(Pending))
+        accounts = _copied_rows(accounts_out, self.st.accounts, self.st.n_accounts, sizeof(Account), ACCOUNT_DTYPE)
+        sources = self.export_sources()
+        pending = _copied_rows(None, self.st.pending, self.st.n_pending, sizeof(Pending), PENDING_DTYPE)
         if sort:
             sources = sources[np.argsort(sources["source"], kind="stable")]
             pending = pending[np.lexsort((pending["seq"], pending["source"]))]
         return accounts, sources, pending
 
-    def export_sources(self, bint sort=True):
-        """The per-source idempotency state (SOURCE_DTYPE), by source id; with
-        sort=False in the store's order (`storage.encode_ids_state` sorts it beside the
-        next kernel: sorting here was ~1.3 ms of each of the city's flushing batches)."""
-        cdef Py_ssize_t n = self.st.n_sources
-        sources = np.empty(n, dtype=SOURCE_DTYPE)
-        if n:
-            memcpy(cnp.PyArray_DATA(sources), self.st.sources, n * sizeof(Source))
-        if not sort:
-            return sources
-        # Source ids are unique, so any sort gives the one order; rows are moved as
-        # whole words (a structured array's fancy index copies field by field).
-        order = np.argsort(sources["source"])
-        return sources.view(np.uint64).reshape(n, sizeof(Source) // 8)[order].reshape(-1).view(SOURCE_DTYPE)
+    def export_sources(self):
+        """The per-source idempotency state (SOURCE_DTYPE), in the store's order:
+        `storage.encode_ids_state` sorts it by source id, beside the next kernel
+        (sorting here was ~1.3 ms of each of the city's flushing batches)."""
+        return _copied_rows(None, self.st.sources, self.st.n_sources, sizeof(Source), SOURCE_DTYPE)
 
     def take_decisions(self):
         """Hand over the decisions made since the last call and forget them.

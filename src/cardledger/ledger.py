@@ -1271,7 +1271,7 @@ class Ledger:
         if not keep.all():  # (a structured copy goes field by field: skip it when it can)
             decisions, late = decisions[keep], late[keep]
         jseq = int(self._engine.journal_seq)
-        sources = self._engine.export_sources(sort=False)  # sorted by `_encode_flush`, beside the kernel
+        sources = self._engine.export_sources()  # (sorted by `_encode_flush`, beside the kernel)
         self._ids_upto = jseq
         return decisions, late, jseq, sources
 

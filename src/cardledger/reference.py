@@ -182,9 +182,9 @@ class Engine:
         )
         return accounts, sources, pending
 
-    def export_sources(self, sort: bool = True) -> np.ndarray:
-        """The per-source idempotency state (SOURCE_DTYPE), by source id (always
-        sorted here; `sort=False` lets the core skip its sort)."""
+    def export_sources(self) -> np.ndarray:
+        """The per-source idempotency state (SOURCE_DTYPE), in any order (by source id
+        here; `storage.encode_ids_state` sorts what it stores)."""
         return np.array([(s, v[0], v[1]) for s, v in sorted(self.sources.items())], dtype=SOURCE_DTYPE)
 
     def take_decisions(self) -> tuple[np.ndarray, np.ndarray]:
