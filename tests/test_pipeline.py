@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 import lmdb
 import numpy as np
@@ -19,7 +20,7 @@ import pytest
 
 import cardledger
 import cardledger.ledger as ledger_module
-from cardledger import LedgerClosedError, LedgerReadOnlyError, SchemaError, StorageError
+from cardledger import CorruptionError, LedgerClosedError, LedgerReadOnlyError, SchemaError, StorageError
 from cardledger.pipeline import PIPELINE_BATCHES_MAX
 from opgen import OpWorld
 
@@ -208,6 +209,49 @@ def test_a_full_map_during_pipelined_commits_grows_and_loses_nothing(tmp_path, m
         assert led.accounts().tobytes() == want_accounts.tobytes()
         assert led.verify().ok
     assert grown_to > 128 * 1024
+    _same_results(got, want)
+
+
+def test_a_kernel_failing_on_state_a_failed_commit_discarded_is_applied_again(tmp_path, monkeypatch):
+    """An earlier batch's commit fails while the next batch's kernel runs, and that
+    kernel fails because of it (CI met this: a resent id's decision pointed at a
+    journal record the failed commit would never store). The batch is applied again
+    on the reloaded state, like the batches set aside, and its future carries the
+    results apply would give; nothing raises."""
+    # (Transfers only: a batch with taps is applied synchronously before fares are stored.)
+    batches = [OpWorld(random.Random(12)).setup_batch()] + _transfer_batches(12, size=60)
+    want, want_accounts, _ = _applied(str(tmp_path / "serial"), batches)
+    real_commit, real_kernel = ledger_module.Ledger._commit_pipelined, ledger_module.Ledger._run_kernel
+    calls = {"commits": 0, "injected": 0}
+    failing, kernel_started = threading.Event(), threading.Event()
+
+    def commit_failing_third(self, staged):
+        calls["commits"] += 1
+        if calls["commits"] == 3:
+            failing.set()
+            kernel_started.wait(60)  # fail while the next batch's kernel runs
+            raise lmdb.MapFullError("injected: the third pipelined commit fails")
+        return real_commit(self, staged)
+
+    def kernel_failing_on_discarded_state(self, txn, ops, *args, **kwargs):
+        # (txn is None: a pipelined kernel; the re-applies run in a write transaction)
+        if txn is None and failing.is_set() and not kernel_started.is_set():
+            kernel_started.set()
+            deadline = time.monotonic() + 60
+            while not self._pipeline.broken and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert self._pipeline.broken
+            calls["injected"] += 1
+            raise CorruptionError("injected: journal record 683 is missing")
+        return real_kernel(self, txn, ops, *args, **kwargs)
+
+    monkeypatch.setattr(ledger_module.Ledger, "_commit_pipelined", commit_failing_third)
+    monkeypatch.setattr(ledger_module.Ledger, "_run_kernel", kernel_failing_on_discarded_state)
+    with cardledger.open(str(tmp_path / "piped"), checkpoint_ops=CHECKPOINT_OPS) as led:
+        got = [f.result(timeout=60) for f in [led.submit(b) for b in batches]]
+        assert calls["injected"] == 1
+        assert led.accounts().tobytes() == want_accounts.tobytes()
+        assert led.verify().ok
     _same_results(got, want)
 
 

@@ -598,9 +598,25 @@ class Ledger:
             expected_seq, ids_upto, fare_count = int(self._engine.journal_seq), self._ids_upto, len(self._fare_versions)
             try:
                 staged = self._run_kernel(None, ops, taps)
-            except BaseException:
+            except Exception:
                 # The engine may hold part of this batch: wait for the batches before
                 # it to be stored, then rebuild the engine from disk.
+                broke_meanwhile = self._pipeline.broken
+                self._settle()
+                if not broke_meanwhile:
+                    self._reload_after_failure()
+                    raise
+                # An earlier batch's commit failed while this kernel ran: it ran on
+                # state that never became durable (a lookup may even have been sent to
+                # a journal record that will never exist). The failed batches were
+                # re-applied by _settle; this one is applied the same way, on the
+                # reloaded state, where a genuine error raises again.
+                try:
+                    future.set_result(self._apply_retrying(ops))
+                except BaseException as e:
+                    future.set_exception(e)
+                return future
+            except BaseException:
                 self._settle()
                 self._reload_after_failure()
                 raise
