@@ -65,6 +65,33 @@ def test_asyncio_tasks_await_their_results(led):
     assert led.balance(2) == 3_000
 
 
+def test_a_caller_may_hand_over_its_running_loop_and_gets_the_same_results(led, monkeypatch):
+    """apply_async and apply_chain_async with loop= (a gateway's connection holds it)
+    give what they give without it, and never look the loop up."""
+    _setup(led)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        with Committer(led, batch_ops_max=128) as committer:
+            lookups = []
+            real_lookup = cardledger.committer.get_running_loop
+            monkeypatch.setattr(cardledger.committer, "get_running_loop", lambda: lookups.append(1) or real_lookup())
+            singles = [committer.apply_async(one(8, s, OpKind.SPEND, CARDS[s % len(CARDS)], 2, 10), loop)
+                       for s in range(1, 101)]
+            chain = cardledger.new_ops(2)
+            chain["source"], chain["seq"], chain["kind"] = 8, [101, 102], OpKind.SPEND
+            chain["account_id"], chain["counterparty_id"], chain["amount_fen"] = CARDS[0], 2, 5
+            chain["flags"][0] = OpFlags.LINKED
+            linked = committer.apply_chain_async(chain, loop=loop)
+            assert not lookups
+            return await asyncio.gather(*singles), await linked
+
+    results, chained = asyncio.run(main())
+    assert [int(r["code"]) for r in results] == [Result.OK] * 100
+    assert [int(c) for c in chained["code"]] == [Result.OK] * 2
+    assert led.balance(2) == 100 * 10 + 2 * 5
+
+
 def test_a_chain_commits_in_one_batch_and_single_ops_may_not_link(led):
     _setup(led)
     with Committer(led) as committer:
