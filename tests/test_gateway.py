@@ -146,3 +146,28 @@ def test_an_oversized_frame_gets_an_error_and_closes_the_connection(tmp_path):
 
     reply, rest = asyncio.run(main())
     assert "exceeds" in reply["error"] and rest == b""
+
+
+def test_a_request_split_across_reads_and_one_sent_whole_both_get_their_reply(tmp_path):
+    """The server handles a frame that arrives whole in one read without buffering it,
+    and reassembles one that arrives in pieces (header split, body split)."""
+    async def main():
+        task, port = await _serve(tmp_path)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        whole = protocol.encode_frame({"req": 1, "ops": [
+            {"source": 1, "seq": 1, "kind": "OPEN", "account_id": 1, "account_kind": "CLEARING"}]})
+        writer.write(whole)
+        first = await _read_replies(reader, 1)
+        split = protocol.encode_frame({"req": 2, "ops": [
+            {"source": 1, "seq": 2, "kind": "OPEN", "account_id": 9, "account_kind": "CARD"}]})
+        for piece in (split[:2], split[2:7], split[7:]):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.05)  # each piece its own read on the server
+        second = await _read_replies(reader, 1)
+        writer.close()
+        await _stop(task)
+        return first + second
+
+    replies = asyncio.run(main())
+    assert [(r["req"], r["results"][0]["result"]) for r in replies] == [(1, "OK"), (2, "OK")]

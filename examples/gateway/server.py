@@ -102,6 +102,13 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:  # noqa: D102
         buf = self.buf
+        if not buf and len(data) > _HEADER:
+            # The usual case, one client request in flight: `data` is exactly one whole
+            # frame, handled without copying it through the buffer.
+            size = int.from_bytes(data[:_HEADER], "big")
+            if len(data) == _HEADER + size and size <= protocol.FRAME_BYTES_MAX:
+                self.gateway.request(self, data[_HEADER:])
+                return
         buf += data
         start = 0
         while len(buf) - start >= _HEADER:
