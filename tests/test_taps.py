@@ -547,6 +547,37 @@ def test_sweep_of_a_card_without_an_open_entry_does_nothing(hb):
     charged(hb.tap(card, T(8), SWEEP), 0, balance=5000)
 
 
+def test_a_bus_tap_after_the_timeout_leaves_the_entry_open_for_the_sweep_that_lists_it(hb):
+    """A BOARD at another operator does not settle a timed-out metro entry (the record
+    names one operator: the bus's); `overdue_entries` lists the card from just past
+    the 4 h timeout on, and the SWEEPs built from the list charge the metro operator."""
+    card, other, frozen = hb.card(100, 5000), hb.card(101, 5000), hb.card(102, 5000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    hb.tap(other, T(9), ENTRY, "metro_1", "m1_harbin_east_station")
+    hb.tap(frozen, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    hb.freeze(frozen)
+    charged(hb.tap(card, T(16), BOARD, "bus_1", "bs_0001"), 100, balance=4100)
+    assert hb.held(card) == 800 and hb.bal(BUS_OP) == 100 and hb.bal(METRO_OP) == 0
+    assert hb.led.overdue_entries(T(12)).tolist() == []  # exactly 4 h is not older
+    assert hb.led.overdue_entries(T(12) + 1).tolist() == [card]  # the frozen card is left out
+    assert hb.led.overdue_entries(T(13) + 1).tolist() == [card, other]
+    sweeps = cardledger.new_ops(2)
+    sweeps["source"], sweeps["seq"], sweeps["kind"] = 77, [1, 2], OpKind.TAP
+    sweeps["account_id"], sweeps["time_us"], sweeps["tap"] = hb.led.overdue_entries(T(16)), T(16), SWEEP
+    results = hb.led.apply(sweeps)
+    assert results["code"].tolist() == [Result.OK, Result.OK] and results["amount_fen"].tolist() == [800, 800]
+    assert hb.bal(METRO_OP) == 1600 and hb.held(card) == 0 and hb.held(other) == 0
+    assert hb.led.overdue_entries(T(16)).tolist() == []
+    assert hb.led.verify().ok
+
+
+def test_overdue_entries_of_a_ledger_without_fares_or_entries_is_empty(led):
+    """No fare system installed, or no open entry: nothing to sweep. time_us must be an int."""
+    assert led.overdue_entries(T(8)).tolist() == []
+    with pytest.raises(TypeError):
+        led.overdue_entries(1.5)
+
+
 def test_sweep_with_a_route_or_stop_is_an_invalid_tap(hb):
     """A SWEEP names no route and no stop: either one is INVALID_TAP."""
     card = hb.card(100, 5000)

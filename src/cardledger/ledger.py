@@ -1140,6 +1140,48 @@ class Ledger:
         blocked = ((cards["flags"] & (AccountFlags.FROZEN | AccountFlags.CLOSED)) != 0) | (avail <= -allowance)
         return np.sort(cards["id"][blocked])
 
+    def overdue_entries(self, time_us: int) -> np.ndarray:
+        """Card ids whose open metro (gated) entry has timed out at `time_us`, sorted:
+        the cards a SWEEP tap at that instant would charge the incomplete charge.
+
+        An open entry is settled at the card's next ENTRY, at its next EXIT after the
+        network's timeout, or by a SWEEP; a BOARD tap, or a tap at another operator's
+        gate, leaves it open (a journal record names one card and one operator, and the
+        incomplete charge is owed to the entry's operator). So a gateway sweeps, e.g.
+        nightly: one SWEEP op per card listed, with ids of its own and this `time_us`.
+        Frozen and closed cards are left out: a SWEEP of theirs would be refused (a
+        REPLACE voids the old card's holds; its open entry goes with them).
+        """
+        self._check_usable()
+        if type(time_us) is not int and not isinstance(time_us, np.integer):
+            raise TypeError(f"time_us must be an int (µs since the epoch), got {type(time_us).__name__}")
+        time_us = int(time_us)
+        self._refresh()
+        self._refresh_fares()
+        none = np.zeros(0, dtype=np.uint64)
+        if not self._fare_versions:
+            return none
+        journeys = self._engine.export_journeys()
+        journeys = journeys[journeys["entry_version"] >= 0]
+        if not len(journeys):
+            return none
+        accounts = self._engine.export_checkpoint()[0]
+        blocked = accounts["id"][(accounts["flags"] & (AccountFlags.FROZEN | AccountFlags.CLOSED)) != 0]
+        journeys = journeys[~np.isin(journeys["account_id"], blocked)]
+        tables = fare_store.tap_tables(self._fare_versions)
+        overdue = np.zeros(len(journeys), dtype=bool)
+        for version in np.unique(journeys["entry_version"]).tolist():
+            tt = tables[version]
+            rows = np.flatnonzero(journeys["entry_version"] == version)
+            net = tt.fares.route_network[journeys["entry_route"][rows]]
+            gated = net >= 0  # (an entry is always on a gated network's route)
+            rows, net = rows[gated], net[gated]
+            # As the engines compare (time - entry > timeout), in Python ints: no overflow.
+            ages = [time_us - int(t) for t in journeys["entry_time_us"][rows].tolist()]
+            limits = tt.gate_timeout_us[net].tolist()
+            overdue[rows] = [age > limit for age, limit in zip(ages, limits)]
+        return np.sort(journeys["account_id"][overdue].astype(np.uint64))
+
     def _refresh_fares(self) -> None:
         """Pick up fare versions another process installed (writers refresh only on apply)."""
         with self._begin_read() as txn:
