@@ -181,6 +181,46 @@ def test_an_op_may_be_submitted_as_the_bytes_of_its_record(led):
     assert led.balance(102) == 100_000 - 250
 
 
+def test_a_chain_whose_last_op_links_is_refused_and_never_links_to_another_callers_op(led):
+    """A chain must end with an op without LINKED: gathered with other callers' ops, an
+    open chain would link to the next one and fail it too. submit_chain and
+    apply_chain_async refuse it (SchemaError); the other caller's op is unaffected."""
+    _setup(led)
+    open_chain = cardledger.new_ops(2)
+    open_chain["source"], open_chain["seq"], open_chain["kind"] = 31, [1, 2], OpKind.SPEND
+    open_chain["account_id"], open_chain["counterparty_id"], open_chain["amount_fen"] = 100, 2, 10**9
+    open_chain["flags"] = OpFlags.LINKED
+
+    async def main():
+        with Committer(led) as committer:
+            with pytest.raises(cardledger.SchemaError, match="last op of a chain"):
+                committer.apply_chain_async(open_chain)
+            other = committer.apply_async(one(31, 3, OpKind.SPEND, 101, 2, 7))
+            return await other
+
+    assert int(asyncio.run(main())["code"]) == Result.OK
+    with Committer(led) as committer:
+        with pytest.raises(cardledger.SchemaError, match="last op of a chain"):
+            committer.submit_chain(open_chain)
+    assert led.balance(101) == 100_000 - 7 and led.balance(100) == 100_000
+
+
+def test_a_chain_of_one_op_gathered_with_single_ops_still_gets_an_array(led):
+    """apply_chain_async returns a RESULT_DTYPE array even for a one-op chain sharing
+    its batch with single ops (whose futures get one record each)."""
+    _setup(led)
+
+    async def main():
+        with Committer(led) as committer:
+            singles = [committer.apply_async(one(32, s, OpKind.SPEND, 102, 2, 1)) for s in range(1, 4)]
+            chain = committer.apply_chain_async(np.array([one(32, 4, OpKind.SPEND, 103, 2, 5)]))
+            return await asyncio.gather(*singles), await chain
+
+    singles, chain = asyncio.run(main())
+    assert all(isinstance(r, np.void) and int(r["code"]) == Result.OK for r in singles)
+    assert isinstance(chain, np.ndarray) and chain.shape == (1,) and int(chain["code"][0]) == Result.OK
+
+
 def test_asyncio_chains_commit_in_one_batch(led):
     _setup(led)
     chain = cardledger.new_ops(2)

@@ -171,3 +171,35 @@ def test_a_request_split_across_reads_and_one_sent_whole_both_get_their_reply(tm
 
     replies = asyncio.run(main())
     assert [(r["req"], r["results"][0]["result"]) for r in replies] == [(1, "OK"), (2, "OK")]
+
+
+def test_a_request_whose_chain_stays_open_is_refused_and_fails_no_other_request(tmp_path):
+    """Request 1 ends with a LINKED op (an open chain); request 2, sent in the same write,
+    is an independent spend. Request 1 gets an error reply carrying its id; request 2
+    commits (an open chain gathered into the same batch would have failed it)."""
+    async def main():
+        task, port = await _serve(tmp_path)
+        setup = [{"source": 1, "seq": 1, "kind": "OPEN", "account_id": 1, "account_kind": "CLEARING"},
+                 {"source": 1, "seq": 2, "kind": "OPEN", "account_id": 2, "account_kind": "MERCHANT"},
+                 {"source": 1, "seq": 3, "kind": "OPEN", "account_id": 9, "account_kind": "CARD"},
+                 {"source": 1, "seq": 4, "kind": "TOPUP", "account_id": 9, "counterparty_id": 1, "amount_fen": 500}]
+        assert "results" in (await _exchange(port, [protocol.encode_frame({"req": 0, "ops": setup})]))[0]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        linked = int(cardledger.OpFlags.LINKED)
+        writer.write(protocol.encode_frame({"req": 1, "ops": [
+            {"source": 2, "seq": 1, "kind": "SPEND", "account_id": 9, "counterparty_id": 2, "amount_fen": 10**6,
+             "flags": linked}]}) + protocol.encode_frame({"req": 2, "ops": [
+            {"source": 2, "seq": 2, "kind": "SPEND", "account_id": 9, "counterparty_id": 2, "amount_fen": 100}]})
+            + protocol.encode_frame({"req": 3, "ops": [{"source": 2, "seq": 3, "kind": "SPEND", "amount_fen": 1.5}]}))
+        replies = await _read_replies(reader, 3)
+        writer.close()
+        await _stop(task)
+        return {r["req"]: r for r in replies}
+
+    by_req = asyncio.run(main())
+    assert "last op of a chain" in by_req[1]["error"]
+    assert by_req[2]["results"][0]["result"] == "OK"
+    assert "must be an integer" in by_req[3]["error"]  # a malformed op's reply names its request
+    with cardledger.open(str(tmp_path / "ledger")) as led:
+        assert led.balance(9) == 400
+        assert led.verify().ok

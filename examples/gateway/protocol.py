@@ -33,7 +33,12 @@ _ENUM_FIELDS = {field: {member.name: int(member) for member in enum}
 
 
 class ProtocolError(ValueError):
-    """A malformed frame or request; the message is sent back to the client."""
+    """A malformed frame or request; the message is sent back to the client, tagged with
+    the request's id when it could be read (`req`, else None)."""
+
+    def __init__(self, message: str, req: int | None = None) -> None:
+        super().__init__(message)
+        self.req = req
 
 
 def encode_frame(obj: object) -> bytes:
@@ -93,6 +98,14 @@ def decode_request(payload: bytes) -> tuple[int, list[bytes]]:
     req, items = msg["req"], msg["ops"]
     if type(req) is not int or not 0 <= req < 1 << 63:  # type(), not isinstance: no bools
         raise ProtocolError('"req" must be an integer in [0, 2^63)')
+    try:
+        return req, _decode_ops(items)
+    except ProtocolError as e:
+        e.req = req  # a valid id: the client can tell which of its requests was refused
+        raise
+
+
+def _decode_ops(items: object) -> list[bytes]:
     if type(items) is not list or not 1 <= len(items) <= REQUEST_OPS_MAX:
         raise ProtocolError(f'"ops" must be a list of 1..{REQUEST_OPS_MAX} op maps')
     rows = []
@@ -116,7 +129,7 @@ def decode_request(payload: bytes) -> tuple[int, list[bytes]]:
                 raise ProtocolError(f"op {i}: field {key!r} = {value} is out of range")
             row[pos] = value
         rows.append(_OP_RECORD.pack(*row))
-    return req, rows
+    return rows
 
 
 def ops_array(rows: list[bytes]) -> np.ndarray:

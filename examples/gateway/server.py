@@ -53,7 +53,7 @@ class Gateway:
             req, ops = protocol.decode_request(payload)
         except protocol.ProtocolError as e:
             self.refused += 1
-            conn.send(protocol.encode_error(None, str(e)))
+            conn.send(protocol.encode_error(e.req, str(e)))
             return
         try:
             if len(ops) == 1 and not ops[0][_FLAGS_OFFSET] & _LINKED:

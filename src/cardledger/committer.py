@@ -193,7 +193,9 @@ class _LoopBatcher:
         else:
             c._count(n_ops)
             results = future.result()
-            if n_ops == len(taken):  # single ops only: one record each, in order
+            if n_ops == len(taken) and all(item[_N] == 1 for item in taken):
+                # single ops only: one record each, in order (a chain of one op has
+                # _N == -1 and gets an array)
                 for item, value in zip(taken, results):
                     fut = item[_FUT]
                     if not fut.cancelled():
@@ -381,10 +383,15 @@ class Committer:
         return fut
 
     def _chain_records(self, ops: np.ndarray) -> np.ndarray:
-        """The ops of a chain as contiguous records; SchemaError unless 1..batch_ops_max."""
+        """The ops of a chain as contiguous records; SchemaError unless 1..batch_ops_max
+        ops whose last one does not carry LINKED."""
         rec = _as_records(ops)
         if not 1 <= len(rec) <= self.batch_ops_max:
             raise SchemaError(f"a chain must have 1..{self.batch_ops_max} ops, got {len(rec)}")
+        if int(rec["flags"][-1]) & _LINKED:
+            # In a batch of its own it would fail as LINKED_CHAIN_OPEN; gathered with other
+            # callers' ops it would link to the next caller's op and fail it too.
+            raise SchemaError("the last op of a chain must not carry LINKED (it ends the chain)")
         return rec
 
     def _offer(self, item: tuple, n: int) -> bool:
