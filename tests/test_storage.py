@@ -131,6 +131,57 @@ def test_a_flipped_journal_byte_is_found(ledger_path, offset):
         assert any("hash mismatch" in p for p in report.problems)
 
 
+def test_every_byte_of_a_journal_batch_header_is_checked(ledger_path):
+    """Flipping any of the 128 header bytes of a stored batch (the hashes, the fields and
+    the padding the hash does not cover) is found by verify() or refused at open."""
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+        _setup(led)
+        led.checkpoint()  # the damaged batch lies before the checkpoint: open may succeed
+    env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
+    db = env.open_db(b"journal")
+    with env.begin() as txn:
+        key, original = next(iter(txn.cursor(db=db)))
+    missed = []
+    for offset in range(storage.BATCH_HEADER_SIZE):
+        damaged = bytearray(original)
+        damaged[offset] ^= 0x01
+        with env.begin(write=True) as txn:
+            txn.put(key, bytes(damaged), db=db)
+        env.close()
+        try:
+            with cardledger.open(ledger_path) as led:
+                if led.verify().ok:
+                    missed.append(offset)
+        except cardledger.CorruptionError:
+            pass
+        env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
+        db = env.open_db(b"journal")
+    with env.begin(write=True) as txn:
+        txn.put(key, original, db=db)
+    env.close()
+    assert missed == []
+    with cardledger.open(ledger_path) as led:
+        assert led.verify().ok  # and the undamaged ledger still verifies
+
+
+@pytest.mark.parametrize("field", range(3))
+def test_a_checkpoint_row_count_altered_refuses_to_open_with_a_typed_error(ledger_path, field):
+    """The tables' row counts sit outside the body's checksum: a count inflated (here
+    by 2^32, which would allocate terabytes) is a CorruptionError, not a MemoryError."""
+    with cardledger.open(ledger_path) as led:
+        _setup(led)
+        led.checkpoint()
+    (name,) = [n for n in os.listdir(ledger_path) if n.startswith("checkpoint-") and n.endswith(".cl")]
+    count_at = 8 + 8 + 8 * field  # magic, version, padding, journal_seq, then the counts
+    with open(os.path.join(ledger_path, name), "r+b") as f:
+        f.seek(count_at + 4)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x01]))
+    with pytest.raises(cardledger.CorruptionError):
+        cardledger.open(ledger_path)
+
+
 def test_a_damaged_journal_tail_refuses_to_open(ledger_path):
     with cardledger.open(ledger_path) as led:
         _setup(led)  # no checkpoint yet: opening replays this batch

@@ -91,6 +91,9 @@ BATCH_HEADER = struct.Struct("<4sHHIQQq32s32s28x")
 BATCH_HEADER_SIZE = BATCH_HEADER.size
 #: the header fields covered by the batch hash (everything but the hashes).
 _HASHED_FIELDS = struct.Struct("<4sHHIQQq")
+#: The header's padding: zeros, checked on every read since the hash does not cover it.
+_BATCH_PAD_AT = struct.calcsize("<4sHHIQQq32s32s")
+_BATCH_PAD = bytes(BATCH_HEADER_SIZE - _BATCH_PAD_AT)
 GENESIS_HASH = bytes(32)
 KEY = struct.Struct(">Q")
 KEY2 = struct.Struct(">QQ")
@@ -199,6 +202,8 @@ def _checked_header(key: bytes, value: bytes | memoryview) -> tuple[str, int, in
     where = f"journal batch ending at journal_seq {KEY.unpack(key)[0] if len(key) == 8 else key.hex()}"
     if magic != BATCH_MAGIC or version != FORMAT_VERSION or hsize != BATCH_HEADER_SIZE:
         raise CorruptionError(f"{where}: bad header (magic/version)")
+    if value[_BATCH_PAD_AT:BATCH_HEADER_SIZE] != _BATCH_PAD:  # (outside the hash: must stay zero)
+        raise CorruptionError(f"{where}: bad header (padding altered)")
     if last - first + 1 != n or KEY.pack(last) != bytes(key):
         raise CorruptionError(f"{where}: header journal_seq range {first}..{last} does not match its key")
     body = value[BATCH_HEADER_SIZE:]
@@ -447,8 +452,12 @@ def read_checkpoint_file(directory: str, desc: CheckpointDesc) -> tuple[np.ndarr
     jseq, counts, (last_hash, digest) = fields[2], fields[3:6], fields[-2:]
     sizes = fields[6:9] if packed else tuple(n * dt.itemsize for n, dt in zip(counts, _CHECKPOINT_TABLES))
     body = memoryview(data)[fmt.size :]
-    if jseq != desc.journal_seq:
+    if jseq != desc.journal_seq or data[6:8] != b"\0\0":
         raise CorruptionError(f"{path}: bad header")
+    # The counts are outside the body's checksum: bound them before anything is sized
+    # by them (a packed row takes at least one byte, its bitmap).
+    if packed and any(n > size for n, size in zip(counts, sizes)):
+        raise CorruptionError(f"{path}: a table's row count does not fit its bytes")
     if len(body) != sum(sizes):
         raise CorruptionError(f"{path}: length does not match its counts")
     if digest != desc.body_sha256 or hashlib.sha256(body).digest() != digest or last_hash != desc.last_batch_hash:
