@@ -541,3 +541,17 @@ def test_the_id_state_is_stored_sorted_by_source_whatever_order_it_comes_in():
     assert shuffled == storage.encode_ids_state(77, by_source)
     upto, decoded = storage.decode_ids_state(shuffled.get)
     assert upto == 77 and decoded.tobytes() == by_source.tobytes()
+
+
+@pytest.mark.parametrize("key", [b"default_cap_fen", b"format"])
+def test_a_damaged_meta_value_refuses_to_open_with_a_typed_error(ledger_path, key):
+    """The ledger's meta values (format marker, default cap) cut short: CorruptionError."""
+    with cardledger.open(ledger_path) as led:
+        _setup(led)
+    env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
+    db = env.open_db(b"meta")
+    with env.begin(write=True) as txn:
+        txn.put(key, b"\x01\x02\x03", db=db)
+    env.close()
+    with pytest.raises(cardledger.CorruptionError, match="damaged"):
+        cardledger.open(ledger_path)

@@ -293,8 +293,15 @@ class Ledger:
                 self._env = None
             raise StorageError(f"cannot open ledger at {self.path!r}: {e}") from e
         try:
-            self._init_meta(default_cap_fen)
-            self._load()
+            try:
+                self._init_meta(default_cap_fen)
+                self._load()
+            except (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.BadTxnError, lmdb.BadValsizeError,
+                    lmdb.InvalidError, lmdb.VersionMismatchError) as e:
+                # LMDB's own findings in a damaged data file: ours to name.
+                raise CorruptionError(f"ledger at {self.path!r} is damaged: {type(e).__name__}: {e}") from e
+            except lmdb.Error as e:
+                raise StorageError(f"cannot open ledger at {self.path!r}: {type(e).__name__}: {e}") from e
         except BaseException:
             # A ledger that cannot be opened must not keep the environment open.
             _ENVS.release(self.path)
@@ -313,11 +320,16 @@ class Ledger:
                 txn.put(b"format", storage.KEY.pack(storage.FORMAT_VERSION), db=meta)
                 txn.put(b"default_cap_fen", storage.KEY.pack(int(default_cap_fen)), db=meta)
                 version = storage.KEY.pack(storage.FORMAT_VERSION)
+            if len(version) != storage.KEY.size:
+                raise CorruptionError(f"ledger at {self.path!r}: its format marker is damaged")
             if storage.KEY.unpack(bytes(version))[0] != storage.FORMAT_VERSION:
                 raise CorruptionError(
                     f"ledger format {storage.KEY.unpack(bytes(version))[0]}, this library reads {storage.FORMAT_VERSION}"
                 )
-            self.default_cap_fen = storage.KEY.unpack(bytes(txn.get(b"default_cap_fen", db=meta)))[0]
+            cap = txn.get(b"default_cap_fen", db=meta)
+            if cap is None or len(cap) != storage.KEY.size:
+                raise CorruptionError(f"ledger at {self.path!r}: its default cap is missing or damaged")
+            self.default_cap_fen = storage.KEY.unpack(bytes(cap))[0]
 
     def _load(self, txn: Any = None) -> None:
         """(Re)build the engine: checkpoint file, id state, then replay of the journal.
