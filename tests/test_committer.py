@@ -169,6 +169,37 @@ def test_a_full_queue_makes_asyncio_callers_wait_without_blocking_the_loop(led):
     assert led.balance(101) == 100_000 - 5
 
 
+def test_an_event_loops_ops_stay_within_the_queue_bound_while_the_ledger_is_busy(led):
+    """A loop submitting far more than queue_ops_max without awaiting, while the ledger
+    is busy: what is gathered on the loop plus what waits for the committer thread
+    never passes the bound (the rest waits for room, off the loop); all commit."""
+    _setup(led)
+    entered, gate = _stall(led)
+    committer = Committer(led, batch_ops_max=16, queue_ops_max=64)
+    peak = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        first = committer.apply_async(one(33, 1, OpKind.SPEND, 104, 2, 1))
+        await loop.run_in_executor(None, entered.wait, 10)
+        futures = [first]
+        for s in range(2, 1002):
+            futures.append(committer.apply_async(one(33, s, OpKind.SPEND, 104 + s % 8, 2, 1)))
+            if s % 50 == 0:
+                await asyncio.sleep(0)  # the loop's flush runs: the busy ledger hands it over
+                batcher = committer._batchers[loop]
+                peak.append(batcher.n_ops + committer._queued_ops)
+        await asyncio.sleep(0.05)
+        peak.append(committer._batchers[loop].n_ops + committer._queued_ops)
+        gate.set()
+        return await asyncio.gather(*futures)
+
+    results = asyncio.run(main())
+    committer.close()
+    assert max(peak) <= 64
+    assert [int(r["code"]) for r in results] == [Result.OK] * 1001
+
+
 def test_an_op_may_be_submitted_as_the_bytes_of_its_record(led):
     _setup(led)
     with Committer(led) as committer:

@@ -15,8 +15,12 @@ previous batch held more than one submission (fewer fsyncs under moderate load, 
 the price of latency).
 
 The queue is bounded (`queue_ops_max`): `submit` blocks when it is full
-(backpressure), or raises `QueueFullError` after `timeout`. `close()` stops taking
-ops, commits everything already accepted, and only then returns.
+(backpressure), or raises `QueueFullError` after `timeout`. An event loop's ops count
+toward the same bound, whether gathered on the loop or waiting for the committer
+thread; when it is reached, `apply_async` still returns its future at once, and the op
+waits for room in a worker thread, off the loop. (Thread submitters do not see what a
+loop has gathered: with both at once, at most twice the bound waits.) `close()` stops
+taking ops, commits everything already accepted, and only then returns.
 
 Submissions from an event loop (`apply_async`) take a shorter way: they gather on
 the loop itself, and a callback that runs once the loop iteration that queued them is
@@ -60,6 +64,9 @@ QUEUE_OPS_MAX_DEFAULT = 65_536
 #: Most batches one event loop's submissions have in flight at once; more wait on the
 #: loop for one of them to commit (and then go out together).
 LOOP_BATCHES_IN_FLIGHT_MAX = 2
+#: How often an event loop's submission waiting for room looks again at what the loop
+#: has gathered (which shrinks without notifying it), in seconds.
+LOOP_ROOM_POLL_S = 0.005
 
 _OP_SIZE = OP_DTYPE.itemsize
 _FLAGS_OFFSET = OP_DTYPE.fields["flags"][1]
@@ -312,14 +319,17 @@ class Committer:
         batcher = self._batchers.get(loop)
         if batcher is None:
             batcher = self._batcher(loop)
-        if self._accepting and batcher.n_ops < self.queue_ops_max:
+        # The bound counts what waits for the committer thread too (a busy ledger's
+        # batches go there): read without the lock, it is exact for one loop's ops and
+        # a loop's plus threads' ops stay within twice the bound.
+        if self._accepting and batcher.n_ops + self._queued_ops < self.queue_ops_max:
             batcher.items.append(item)  # (batcher.add, inlined)
             batcher.n_ops += 1
             if not batcher.scheduled:
                 batcher.scheduled = True
                 loop.call_soon(batcher.flush)
             return fut
-        return self._submit_async_slow(loop, item, 1)
+        return self._submit_async_slow(loop, item, 1, batcher)
 
     def apply_chain_async(self, ops: np.ndarray,
                           loop: asyncio.AbstractEventLoop | None = None) -> "asyncio.Future[np.ndarray]":
@@ -331,10 +341,10 @@ class Committer:
             loop = get_running_loop()
         item = (rec.tobytes(), -len(rec), loop.create_future(), loop)
         batcher = self._batchers.get(loop) or self._batcher(loop)
-        if self._accepting and batcher.n_ops + len(rec) <= self.queue_ops_max:
+        if self._accepting and batcher.n_ops + self._queued_ops + len(rec) <= self.queue_ops_max:
             batcher.add(item, len(rec))
             return item[_FUT]
-        return self._submit_async_slow(loop, item, len(rec))
+        return self._submit_async_slow(loop, item, len(rec), batcher)
 
     def _batcher(self, loop: asyncio.AbstractEventLoop) -> _LoopBatcher:
         """The gatherer of this (running) loop's submissions, made on first use; those of
@@ -369,11 +379,13 @@ class Committer:
             self.batches += 1
             self.ops += n_ops
 
-    def _submit_async_slow(self, loop: asyncio.AbstractEventLoop, item: tuple, n: int) -> asyncio.Future:
-        """The queue is full (or the committer closed): wait for room in a worker thread."""
+    def _submit_async_slow(self, loop: asyncio.AbstractEventLoop, item: tuple, n: int,
+                           batcher: _LoopBatcher) -> asyncio.Future:
+        """The queue is full (or the committer closed): wait for room in a worker thread.
+        What the loop has gathered counts toward the bound (`batcher`)."""
         fut = item[_FUT]
-        if not self._offer(item, n):
-            waiting = loop.run_in_executor(None, self._enqueue_blocking, item, None)
+        if not self._offer(item, n, batcher.n_ops):
+            waiting = loop.run_in_executor(None, self._enqueue_blocking, item, None, batcher)
 
             def refused(w: asyncio.Future) -> None:  # queuing failed: the op was never accepted
                 if not w.cancelled() and w.exception() is not None and not fut.done():
@@ -394,12 +406,13 @@ class Committer:
             raise SchemaError("the last op of a chain must not carry LINKED (it ends the chain)")
         return rec
 
-    def _offer(self, item: tuple, n: int) -> bool:
-        """Queue `item` (`n` ops) if there is room now; False if the queue is full."""
+    def _offer(self, item: tuple, n: int, gathered: int = 0) -> bool:
+        """Queue `item` (`n` ops) if there is room now, counting `gathered` ops waiting
+        on the caller's event loop; False if the queue is full."""
         with self._lock:
             if not self._accepting:
                 self._raise_closed()
-            if self._queued_ops + n > self.queue_ops_max:
+            if self._queued_ops + gathered + n > self.queue_ops_max:
                 return False
             self._queue.append(item)
             self._queued_ops += n
@@ -408,17 +421,23 @@ class Committer:
                 self._wakeup.release()
         return True
 
-    def _enqueue_blocking(self, item: tuple, timeout: float | None) -> None:
-        """Queue `item`, waiting for room (backpressure); QueueFullError after `timeout`."""
+    def _enqueue_blocking(self, item: tuple, timeout: float | None, batcher: _LoopBatcher | None = None) -> None:
+        """Queue `item`, waiting for room (backpressure); QueueFullError after `timeout`.
+        With `batcher`, what that event loop has gathered counts toward the bound; it
+        shrinks without a notification (the loop hands it to the ledger itself), so it
+        is read again every LOOP_ROOM_POLL_S."""
         n = abs(item[_N])
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while True:
                 if not self._accepting:
                     self._raise_closed()
-                if self._queued_ops + n <= self.queue_ops_max:
+                gathered = batcher.n_ops if batcher is not None else 0  # (an int read: no lock needed)
+                if self._queued_ops + gathered + n <= self.queue_ops_max:
                     break
                 left = None if deadline is None else deadline - time.monotonic()
+                if batcher is not None:
+                    left = LOOP_ROOM_POLL_S if left is None else min(left, LOOP_ROOM_POLL_S)
                 if left is not None and left <= 0:
                     raise QueueFullError(f"committer queue full ({self.queue_ops_max} ops waiting) for {timeout} s")
                 self._blocked += 1
