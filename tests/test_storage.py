@@ -12,6 +12,7 @@ import pytest
 from conftest import Ops, codes, open_cards
 
 import cardledger
+import cardledger.ledger as ledger_module
 from cardledger import OpKind, Result, storage
 
 
@@ -339,10 +340,10 @@ def test_ids_of_a_busy_source_span_several_index_values(ledger_path, monkeypatch
         assert led.balance(100) == 10_000 - 10
 
 
-def _hold_a_reader_and_die(path, ready):
+def _hold_a_reader_and_die(path, ready, max_readers=4):
     import lmdb as _lmdb
 
-    env = _lmdb.open(path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34, max_readers=4)
+    env = _lmdb.open(path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34, max_readers=max_readers)
     txn = env.begin()  # a reader slot, never released: the process is killed
     ready.set()
     import time as _t
@@ -369,6 +370,69 @@ def test_reader_slots_of_dead_processes_are_reclaimed(ledger_path):
         os.kill(p.pid, signal.SIGKILL)
         p.join()
     with cardledger.open(ledger_path, readonly=True) as reader:  # reader_check on open
+        assert reader.balance(100) == 10_000
+
+
+def test_reader_slots_all_taken_by_dead_processes_are_reclaimed_while_the_ledger_is_open(
+        ledger_path, monkeypatch):
+    """With the environment kept open here (so LMDB cannot reset its lock file), dead
+    processes fill every reader slot: the next read finds none free, reclaims theirs
+    (reader_check) and goes on; a new open in another process does the same."""
+    import multiprocessing as _mp
+    import signal
+
+    slots = 6
+    monkeypatch.setattr(ledger_module, "MAX_READERS", slots)
+    with cardledger.open(ledger_path) as led, cardledger.open(ledger_path, readonly=True) as reader:
+        _setup(led)
+        ctx = _mp.get_context("spawn")
+        procs = []
+        for _ in range(slots):
+            ready = ctx.Event()
+            p = ctx.Process(target=_hold_a_reader_and_die, args=(ledger_path, ready, slots))
+            p.start()
+            assert ready.wait(30)
+            procs.append(p)
+        for p in procs:
+            os.kill(p.pid, signal.SIGKILL)
+            p.join()
+        assert led._env.readers().count("\n") > slots  # the dead processes' slots are still taken
+        assert reader.balance(100) == 10_000  # a read transaction: slots reclaimed, not ReadersFull
+        q = ctx.Queue()
+        p = ctx.Process(target=_balance_in_child, args=(ledger_path, 100, q))
+        p.start()
+        p.join(60)
+        assert q.get(timeout=5) == 10_000
+
+
+def _balance_in_child(path, account, q):
+    with cardledger.open(path, readonly=True) as reader:
+        q.put(reader.balance(account))
+
+
+def test_reader_slots_held_by_live_processes_give_a_storage_error_then_recover(ledger_path, monkeypatch):
+    """Every reader slot held by a live process: a read raises StorageError naming the
+    cause; once those processes are gone, reads work again."""
+    import multiprocessing as _mp
+    import signal
+
+    slots = 4
+    monkeypatch.setattr(ledger_module, "MAX_READERS", slots)
+    with cardledger.open(ledger_path) as led, cardledger.open(ledger_path, readonly=True) as reader:
+        _setup(led)
+        ctx = _mp.get_context("spawn")
+        procs = []
+        for _ in range(slots):
+            ready = ctx.Event()
+            p = ctx.Process(target=_hold_a_reader_and_die, args=(ledger_path, ready, slots))
+            p.start()
+            assert ready.wait(30)
+            procs.append(p)
+        with pytest.raises(cardledger.StorageError, match="reader slots"):
+            reader.balance(100)
+        for p in procs:
+            os.kill(p.pid, signal.SIGKILL)
+            p.join()
         assert reader.balance(100) == 10_000
 
 
