@@ -145,3 +145,18 @@ def test_the_engine_alone_script_replays_the_peak(city, tmp_path):
     quiet = subprocess.run([sys.executable, script, str(tmp_path), "--setup-only"], capture_output=True, text=True,
                            check=True)
     assert quiet.stdout == ""
+
+
+def test_a_scenario_dir_holding_another_city_than_asked_for_is_refused(tmp_path, capsys):
+    """--scenario-dir is reused as it is: a --cards or --seed it does not hold exits 2
+    with a message, and runs nothing (no report written)."""
+    from cardledger.benchmark import scenario
+
+    scen = tmp_path / "scen"
+    scenario.write(scen, scenario.generate(200, 7))
+    out = tmp_path / "report.json"
+    for asked in (["--cards", "300"], ["--seed", "8"]):
+        code = runner.main([*asked, "--scenario-dir", str(scen), "--engines", "core", "--json", str(out), "--png", ""])
+        assert code == 2
+        assert "holds a scenario with" in capsys.readouterr().err
+    assert not out.exists()

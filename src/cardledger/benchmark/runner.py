@@ -56,6 +56,12 @@ ENGINES = ("core", "reference", "sqlite", "lmdb")
 #: `Ledger.submit` (pipelined: each batch's kernel overlaps the previous commit).
 EXTRA_ENGINES = ("core-submit",)
 TB_BATCH = 8189
+#: The city `cardledger bench` generates when neither --cards/--seed nor an existing
+#: --scenario-dir says otherwise.
+CITY_CARDS_DEFAULT = 1_000_000
+CITY_SEED_DEFAULT = 20261123
+#: Exit status of a command line that asks for something inconsistent.
+EXIT_USAGE = 2
 #: TigerBeetle 0.17.9, single replica, io_uring, measured on this machine (transfers/s).
 TB_MEASURED = {10_000: (277_000, 393_000), 1_000_000: (161_000, 178_000)}
 
@@ -209,18 +215,25 @@ def _chart(report: dict, png: str) -> str | None:
 
 def bench_city(args: argparse.Namespace) -> int:
     """The scenario through every engine (module docstring); exit code 0 if all agree."""
-    scen_dir = args.scenario_dir or os.path.join(
-        tempfile.gettempdir(), f"cardledger-scenario-{args.cards}-{args.seed}"
-    )
+    cards = CITY_CARDS_DEFAULT if args.cards is None else args.cards
+    seed = CITY_SEED_DEFAULT if args.seed is None else args.seed
+    scen_dir = args.scenario_dir or os.path.join(tempfile.gettempdir(), f"cardledger-scenario-{cards}-{seed}")
     manifest_path = os.path.join(scen_dir, "manifest.json")
     t0 = time.perf_counter()
     if os.path.exists(manifest_path):
         with open(manifest_path) as f:
             manifest = json.load(f)
-        print(f"scenario: {scen_dir} (reused)")
+        # A scenario directory is reused as it is: a --cards or --seed it does not hold
+        # is an error, never silently another city than the one asked for.
+        for name, asked in (("n_cards", args.cards), ("seed", args.seed)):
+            if asked is not None and manifest[name] != asked:
+                print(f"cardledger bench: {scen_dir} holds a scenario with {name} {manifest[name]}, not {asked}: "
+                      "use another --scenario-dir, or leave --cards/--seed out to replay it", file=sys.stderr)
+                return EXIT_USAGE
+        print(f"scenario: {scen_dir} (reused: {manifest['n_cards']:,} cards, seed {manifest['seed']})")
     else:
-        print(f"scenario: generating {args.cards:,} cards, seed {args.seed} -> {scen_dir}")
-        manifest = scenario.write(scen_dir, scenario.generate(args.cards, args.seed))
+        print(f"scenario: generating {cards:,} cards, seed {seed} -> {scen_dir}")
+        manifest = scenario.write(scen_dir, scenario.generate(cards, seed))
         print(f"  {manifest['ops']:,} ops in {manifest['batches']} batches, {time.perf_counter() - t0:.1f} s")
     work = args.work_dir or tempfile.mkdtemp(prefix="cardledger-bench-")
     rows = []
@@ -263,7 +276,7 @@ def bench_tigerbeetle(args: argparse.Namespace) -> int:
     from .. import open as open_ledger
 
     n_acc, n_tr = args.tigerbeetle, args.transfers
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(CITY_SEED_DEFAULT if args.seed is None else args.seed)
     path = tempfile.mkdtemp(prefix="cardledger-tb-")
     try:
         led = open_ledger(path, engine="cython")
@@ -346,8 +359,10 @@ def bench_tigerbeetle(args: argparse.Namespace) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `cardledger bench`."""
-    p.add_argument("--cards", type=int, default=1_000_000, help="cards in the city (default 1,000,000)")
-    p.add_argument("--seed", type=int, default=20261123)
+    p.add_argument("--cards", type=int, default=None,
+                   help=f"cards in the city (default {CITY_CARDS_DEFAULT:,}, or what --scenario-dir holds)")
+    p.add_argument("--seed", type=int, default=None,
+                   help=f"the scenario's seed (default {CITY_SEED_DEFAULT}, or what --scenario-dir holds)")
     p.add_argument("--engines", type=lambda s: s.split(","), default=list(ENGINES),
                    help="comma-separated subset of core,reference,sqlite,lmdb (default: all four), "
                         "or core-submit: the core through Ledger.submit, pipelined")  # fmt: skip
