@@ -442,9 +442,11 @@ def test_closing_under_load_from_loops_and_threads_loses_nothing_accepted(led):
                 break
             if seq % 8 == 0:
                 await asyncio.sleep(0)
+        await asyncio.gather(*futures, return_exceptions=True)
         with lock:
-            accepted.extend(futures)
-        return await asyncio.gather(*futures)
+            # An op still waiting for room (a full queue: the pure engine is slow) when
+            # the committer closed was never accepted: its future says LedgerClosedError.
+            accepted.extend(f for f in futures if not isinstance(f.exception(), cardledger.LedgerClosedError))
 
     def loop_thread(first_source):
         async def main():

@@ -307,7 +307,8 @@ class Committer:
         the loop as one batch (the loop runs its engine step, which takes no lock another
         thread holds: `Ledger._try_submit`), or to the committer thread when the ledger is
         busy; when the queue is full, a worker thread waits for room (backpressure) while
-        the future stays pending. A plain function rather than a coroutine, because a
+        the future stays pending (should the committer close first, the future fails with
+        LedgerClosedError: that op was never accepted). A plain function rather than a coroutine, because a
         coroutine frame per op is a measurable share of a submission's cost on the loop.
         """
         # The hot path of a gateway: a handful of attribute reads, no lock (everything
