@@ -1152,6 +1152,7 @@ class Ledger:
         blocked = ((cards["flags"] & (AccountFlags.FROZEN | AccountFlags.CLOSED)) != 0) | (avail <= -allowance)
         return np.sort(cards["id"][blocked])
 
+    @_locked
     def overdue_entries(self, time_us: int) -> np.ndarray:
         """Card ids whose open metro (gated) entry has timed out at `time_us`, sorted:
         the cards a SWEEP tap at that instant would charge the incomplete charge.
