@@ -308,8 +308,9 @@ class Committer:
         thread holds: `Ledger._try_submit`), or to the committer thread when the ledger is
         busy; when the queue is full, a worker thread waits for room (backpressure) while
         the future stays pending (should the committer close first, the future fails with
-        LedgerClosedError: that op was never accepted). A plain function rather than a coroutine, because a
-        coroutine frame per op is a measurable share of a submission's cost on the loop.
+        LedgerClosedError: that op was never accepted). A plain function rather than a
+        coroutine, because a coroutine frame per op is a measurable share of a
+        submission's cost on the loop.
         """
         # The hot path of a gateway: a handful of attribute reads, no lock (everything
         # here runs in the loop's thread; close() drains the loop from it too).
