@@ -98,15 +98,20 @@ async def _read_replies(reader, n):
     return replies
 
 
+async def _open_card_9(port, fen):
+    """Through the gateway: clearing 1, merchant 2, card 9 topped up with `fen`."""
+    setup = [{"source": 1, "seq": 1, "kind": "OPEN", "account_id": 1, "account_kind": "CLEARING"},
+             {"source": 1, "seq": 2, "kind": "OPEN", "account_id": 2, "account_kind": "MERCHANT"},
+             {"source": 1, "seq": 3, "kind": "OPEN", "account_id": 9, "account_kind": "CARD"},
+             {"source": 1, "seq": 4, "kind": "TOPUP", "account_id": 9, "counterparty_id": 1, "amount_fen": fen}]
+    assert "results" in (await _exchange(port, [protocol.encode_frame({"req": 0, "ops": setup})]))[0]
+
+
 def test_pipelined_requests_on_one_connection_each_get_their_reply(tmp_path):
     """A client may send many requests without waiting; every reply carries its req."""
     async def main():
         task, port = await _serve(tmp_path)
-        setup = [{"source": 1, "seq": 1, "kind": "OPEN", "account_id": 1, "account_kind": "CLEARING"},
-                 {"source": 1, "seq": 2, "kind": "OPEN", "account_id": 2, "account_kind": "MERCHANT"},
-                 {"source": 1, "seq": 3, "kind": "OPEN", "account_id": 9, "account_kind": "CARD"},
-                 {"source": 1, "seq": 4, "kind": "TOPUP", "account_id": 9, "counterparty_id": 1, "amount_fen": 10_000}]
-        assert "results" in (await _exchange(port, [protocol.encode_frame({"req": 0, "ops": setup})]))[0]
+        await _open_card_9(port, 10_000)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         frames = [protocol.encode_frame({"req": 100 + s, "ops": [
             {"source": 2, "seq": s, "kind": "SPEND", "account_id": 9, "counterparty_id": 2, "amount_fen": 10}]})
@@ -179,11 +184,7 @@ def test_a_request_whose_chain_stays_open_is_refused_and_fails_no_other_request(
     commits (an open chain gathered into the same batch would have failed it)."""
     async def main():
         task, port = await _serve(tmp_path)
-        setup = [{"source": 1, "seq": 1, "kind": "OPEN", "account_id": 1, "account_kind": "CLEARING"},
-                 {"source": 1, "seq": 2, "kind": "OPEN", "account_id": 2, "account_kind": "MERCHANT"},
-                 {"source": 1, "seq": 3, "kind": "OPEN", "account_id": 9, "account_kind": "CARD"},
-                 {"source": 1, "seq": 4, "kind": "TOPUP", "account_id": 9, "counterparty_id": 1, "amount_fen": 500}]
-        assert "results" in (await _exchange(port, [protocol.encode_frame({"req": 0, "ops": setup})]))[0]
+        await _open_card_9(port, 500)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         linked = int(cardledger.OpFlags.LINKED)
         writer.write(protocol.encode_frame({"req": 1, "ops": [

@@ -373,31 +373,45 @@ def test_reader_slots_of_dead_processes_are_reclaimed(ledger_path):
         assert reader.balance(100) == 10_000
 
 
+def _readers_holding_every_slot(path, slots):
+    """`slots` processes, each holding one reader slot of the ledger at `path` (spawned)."""
+    import multiprocessing as _mp
+
+    ctx = _mp.get_context("spawn")
+    procs = []
+    for _ in range(slots):
+        ready = ctx.Event()
+        p = ctx.Process(target=_hold_a_reader_and_die, args=(path, ready, slots))
+        p.start()
+        assert ready.wait(30)
+        procs.append(p)
+    return procs
+
+
+def _kill_all(procs):
+    import signal
+
+    for p in procs:
+        os.kill(p.pid, signal.SIGKILL)
+        p.join()
+
+
 def test_reader_slots_all_taken_by_dead_processes_are_reclaimed_while_the_ledger_is_open(
         ledger_path, monkeypatch):
     """With the environment kept open here (so LMDB cannot reset its lock file), dead
     processes fill every reader slot: the next read finds none free, reclaims theirs
     (reader_check) and goes on; a new open in another process does the same."""
     import multiprocessing as _mp
-    import signal
 
     slots = 6
     monkeypatch.setattr(ledger_module, "MAX_READERS", slots)
     with cardledger.open(ledger_path) as led, cardledger.open(ledger_path, readonly=True) as reader:
         _setup(led)
-        ctx = _mp.get_context("spawn")
-        procs = []
-        for _ in range(slots):
-            ready = ctx.Event()
-            p = ctx.Process(target=_hold_a_reader_and_die, args=(ledger_path, ready, slots))
-            p.start()
-            assert ready.wait(30)
-            procs.append(p)
-        for p in procs:
-            os.kill(p.pid, signal.SIGKILL)
-            p.join()
+        procs = _readers_holding_every_slot(ledger_path, slots)
+        _kill_all(procs)
         assert led._env.readers().count("\n") > slots  # the dead processes' slots are still taken
         assert reader.balance(100) == 10_000  # a read transaction: slots reclaimed, not ReadersFull
+        ctx = _mp.get_context("spawn")
         q = ctx.Queue()
         p = ctx.Process(target=_balance_in_child, args=(ledger_path, 100, q))
         p.start()
@@ -413,26 +427,14 @@ def _balance_in_child(path, account, q):
 def test_reader_slots_held_by_live_processes_give_a_storage_error_then_recover(ledger_path, monkeypatch):
     """Every reader slot held by a live process: a read raises StorageError naming the
     cause; once those processes are gone, reads work again."""
-    import multiprocessing as _mp
-    import signal
-
     slots = 4
     monkeypatch.setattr(ledger_module, "MAX_READERS", slots)
     with cardledger.open(ledger_path) as led, cardledger.open(ledger_path, readonly=True) as reader:
         _setup(led)
-        ctx = _mp.get_context("spawn")
-        procs = []
-        for _ in range(slots):
-            ready = ctx.Event()
-            p = ctx.Process(target=_hold_a_reader_and_die, args=(ledger_path, ready, slots))
-            p.start()
-            assert ready.wait(30)
-            procs.append(p)
+        procs = _readers_holding_every_slot(ledger_path, slots)
         with pytest.raises(cardledger.StorageError, match="reader slots"):
             reader.balance(100)
-        for p in procs:
-            os.kill(p.pid, signal.SIGKILL)
-            p.join()
+        _kill_all(procs)
         assert reader.balance(100) == 10_000
 
 
