@@ -30,8 +30,8 @@ import time
 import numpy as np
 
 from cardledger.benchmark import scenario
-from cardledger.engine_select import engine_class
-from cardledger.fare_store import tap_tables
+from cardledger.engine.select import engine_class
+from cardledger.store.fares import tap_tables
 from cardledger.fares import FareSystem
 
 #: Decisions held before the window is emptied (the ledger's IDS_FLUSH_OPS_DEFAULT).

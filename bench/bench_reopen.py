@@ -24,7 +24,8 @@ import time
 import numpy as np
 
 import cardledger
-from cardledger import AccountKind, OpKind, storage
+from cardledger import AccountKind, OpKind
+from cardledger.store import datafile as storage
 
 BATCH = 8_192
 CARD_BASE = 10_000_000

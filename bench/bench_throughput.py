@@ -198,7 +198,7 @@ def apply_checked(ledger: Any, batch: np.ndarray) -> tuple[int, np.ndarray]:
 def run_phase_pipelined(ledger: Any, batches: Sequence[np.ndarray], label: str) -> Phase:
     """Submit `batches` in order, keeping the pipeline full; return the
     phase's figures (time: the phase's wall clock; latency: submit to resolution)."""
-    from cardledger.pipeline import SubmitWindow
+    from cardledger.commit.pipeline import SubmitWindow
 
     phase = Phase()
     report_every = max(1, len(batches) // 10)
@@ -271,7 +271,7 @@ def disk_usage_bytes(path: str) -> int:
 
 
 def lmdb_pages_bytes(path: str) -> int:
-    """Bytes of the LMDB data file in `path` up to its last page (`cardledger.storage.
+    """Bytes of the LMDB data file in `path` up to its last page (`cardledger.store.datafile.
     lmdb_used_bytes`, which this script cannot import when it runs the baselines alone)."""
     env = lmdb.open(path, max_dbs=16, readonly=True, lock=False)
     try:

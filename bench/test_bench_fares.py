@@ -24,7 +24,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from cardledger.engine_select import IMPLEMENTATION
+from cardledger.engine.select import IMPLEMENTATION
 from cardledger.fares import LEG_DTYPE, FareSystem
 
 SEED = 7

@@ -24,7 +24,7 @@ the total is derived from them by the adopted spec's cost processing, and the
 journey says so in ``note``.
 
 A journey with ``conflict`` keeps the value its source publishes although the
-semantics this package pins (see ``cardledger.fares.evaluate``) give another; the
+semantics this package pins (see ``cardledger.engine.spec.fares``) give another; the
 test marks it xfail with the reason. ``note`` records an assumption or a fix to
 the published data.
 """

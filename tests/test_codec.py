@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opgen import OpWorld
 
-from cardledger import codec, reference
+from cardledger.engine.spec import batch as reference
+from cardledger.engine.spec import codec
 from cardledger.errors import CorruptionError
 from cardledger.schema import JOURNAL_DTYPE
 

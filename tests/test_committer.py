@@ -74,8 +74,8 @@ def test_a_caller_may_hand_over_its_running_loop_and_gets_the_same_results(led, 
         loop = asyncio.get_running_loop()
         with Committer(led, batch_ops_max=128) as committer:
             lookups = []
-            real_lookup = cardledger.committer.get_running_loop
-            monkeypatch.setattr(cardledger.committer, "get_running_loop", lambda: lookups.append(1) or real_lookup())
+            real_lookup = cardledger.commit.committer.get_running_loop
+            monkeypatch.setattr(cardledger.commit.committer, "get_running_loop", lambda: lookups.append(1) or real_lookup())
             singles = [committer.apply_async(one(8, s, OpKind.SPEND, CARDS[s % len(CARDS)], 2, 10), loop)
                        for s in range(1, 101)]
             chain = cardledger.new_ops(2)
@@ -129,7 +129,7 @@ def _stall(led):
         return real_submit(ops)
 
     led.submit = slow_submit
-    led._try_submit = lambda ops: None
+    led.submit_nowait = lambda ops: None
     return entered, gate
 
 
@@ -321,13 +321,13 @@ def test_an_event_loops_ops_go_to_the_ledger_from_the_loop_itself(led):
     without waiting for the committer thread."""
     _setup(led)
     threads = []
-    real_try = led._try_submit
+    real_try = led.submit_nowait
 
     def spy(ops):
         threads.append(threading.get_ident())
         return real_try(ops)
 
-    led._try_submit = spy
+    led.submit_nowait = spy
 
     async def main():
         with Committer(led) as committer:
@@ -344,7 +344,7 @@ def test_an_event_loops_ops_go_to_the_ledger_from_the_loop_itself(led):
 
 def test_a_busy_ledger_sends_a_loops_batch_through_the_committer_thread(led):
     _setup(led)
-    led._try_submit = lambda ops: None  # as if another thread held the ledger
+    led.submit_nowait = lambda ops: None  # as if another thread held the ledger
 
     async def main():
         with Committer(led) as committer:

@@ -25,7 +25,7 @@ import pytest
 
 import cardledger
 from cardledger import AccountKind, OpKind
-from cardledger.pipeline import SubmitWindow
+from cardledger.commit.pipeline import SubmitWindow
 
 ACCOUNTS = list(range(10, 18))
 SOURCE = 77

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opgen import OpWorld
 
-from cardledger import reference
+from cardledger.engine.spec import batch as reference
 from cardledger.schema import JOURNAL_DTYPE
 
 core = pytest.importorskip("cardledger._core")

@@ -1,6 +1,6 @@
 """The core's fare evaluator agrees with the reference evaluator, result for result.
 
-`cardledger.fares.evaluate.ReferenceEvaluator` is the executable specification of
+`cardledger.engine.spec.fares.ReferenceEvaluator` is the executable specification of
 `cext/fares.pxi`. Here both price the same journeys over the same compiled tables,
 and every (status, amount, discounts) must be identical:
 
@@ -31,7 +31,7 @@ from conftest import HYPOTHESIS_EXAMPLES
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cardledger.engine_select import IMPLEMENTATION
+from cardledger.engine.select import IMPLEMENTATION
 
 if IMPLEMENTATION != "cython":
     pytest.skip(
@@ -40,7 +40,7 @@ if IMPLEMENTATION != "cython":
     )
 
 from cardledger.fares.config import FareConfig  # noqa: E402
-from cardledger.fares.evaluate import QUOTE_LEGS_MAX, FareDiscount, FareStatus  # noqa: E402
+from cardledger.engine.spec.fares import QUOTE_LEGS_MAX, FareDiscount, FareStatus  # noqa: E402
 from cardledger.fares.model import (  # noqa: E402
     Agency,
     Area,

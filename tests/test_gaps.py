@@ -125,13 +125,13 @@ def test_a_late_upload_costs_no_id_lookup_in_the_ledger(ledger_path):
         led.apply(_spends([1, 2, 4, 5]))
         led.checkpoint()  # the window's ids go to the index
         looked_up = []
-        real = led._read_prior
+        real = led._ids.lookup
 
-        def read_prior(txn, ops, cand, *rest):
+        def lookup(txn, ops, cand, *rest):
             looked_up.extend(ops["seq"][cand].tolist())
             return real(txn, ops, cand, *rest)
 
-        led._read_prior = read_prior
+        led._ids.lookup = lookup
         assert codes(led.apply(_spends([3]))) == ["OK"]
         assert looked_up == []
         led.checkpoint()

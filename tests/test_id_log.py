@@ -13,8 +13,13 @@ import pytest
 from conftest import Ops, codes, open_cards
 
 import cardledger
-from cardledger import OpKind, storage
-from cardledger.ledger import IDS_LOG_FLUSHES_MAX, IDS_MERGE_SLICES
+from cardledger import OpKind
+from cardledger.engine import select
+from cardledger.store import ids, keys
+from cardledger.store.ids import IDS_LOG_FLUSHES_MAX, IDS_MERGE_SLICES
+
+#: The codec of the engine under test (the pure one when CARDLEDGER_PURE=1).
+CODEC = select.codec_for(None)
 
 CARDS = range(100, 140)
 TERMINALS = range(1_000, 1_007)
@@ -39,11 +44,11 @@ def _log_entries(ledger_path: str) -> int:
 
 def _log_state(ledger_path: str) -> tuple[int, tuple[int, int] | None]:
     """(flushes in the id log, the merge in progress) as stored."""
-    env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), readonly=True, lock=False)
+    env = lmdb.open(ledger_path, max_dbs=len(keys.DB_NAMES), readonly=True, lock=False)
     try:
         with env.begin() as txn:
             db = env.open_db(b"state", txn=txn, create=False)
-            return len(storage.read_id_log(txn, db)), storage.decode_id_merge(txn.get(storage.IDMERGE_KEY, db=db))
+            return len(ids.read_id_log(CODEC, txn, db)), ids.decode_id_merge(txn.get(ids.IDMERGE_KEY, db=db))
     finally:
         env.close()
 
@@ -114,22 +119,22 @@ def test_a_full_log_is_merged_a_slice_of_sources_per_batch(ledger_path):
                 assert set(codes(again[:-1])) == {"EXISTS"} and codes(again[-1:]) == ["OK"]
             else:
                 led.apply(spender.add(OpKind.SPEND, CARDS[0], 2, 1).take())
-            seen.append((len(led._id_logs), led._merging))
+            seen.append((len(led._ids.committed.logs), led._ids.committed.merging))
             if step == 1:
                 assert set(codes(led.apply(batches[0]))) == {"EXISTS"}  # nothing stored: no step
-                assert (len(led._id_logs), led._merging) == seen[-1]
+                assert (len(led._ids.committed.logs), led._ids.committed.merging) == seen[-1]
     assert [m for _, m in seen] == [(upto, s) for s in sources[1:]] + [None]
     assert [e for e, _ in seen] == [IDS_LOG_FLUSHES_MAX] * (len(sources) - 1) + [0]
     assert _log_state(ledger_path) == (0, None)
-    env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), readonly=True, lock=False)
+    env = lmdb.open(ledger_path, max_dbs=len(keys.DB_NAMES), readonly=True, lock=False)
     try:
         with env.begin() as txn:
             cur = txn.cursor(db=env.open_db(b"ids", txn=txn, create=False))
             late_get = lambda k: txn.get(k, db=env.open_db(b"ids_late", txn=txn, create=False))  # noqa: E731
             for batch in batches:
                 for source, seq in zip(batch["source"].tolist(), batch["seq"].tolist()):
-                    assert storage.lookup_id(cur, late_get, source, seq) is not None
-            assert storage.lookup_id(cur, late_get, TERMINALS[0], 10**9) is None
+                    assert ids.lookup_id(CODEC, cur, late_get, source, seq) is not None
+            assert ids.lookup_id(CODEC, cur, late_get, TERMINALS[0], 10**9) is None
     finally:
         env.close()
 
@@ -165,10 +170,10 @@ def test_submit_finds_ids_in_the_log_as_apply_does(ledger_path):
 
 def test_a_damaged_id_log_entry_is_detected(ledger_path):
     _history(ledger_path, 3)
-    env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
+    env = lmdb.open(ledger_path, max_dbs=len(keys.DB_NAMES), map_size=1 << 34)
     with env.begin(write=True) as txn:
         db = env.open_db(b"state", txn=txn)
-        key = storage.idlog_key(storage.read_id_log(txn, db)[0].ids_upto)
+        key = ids.idlog_key(ids.read_id_log(CODEC, txn, db)[0].ids_upto)
         value = bytearray(txn.get(key, db=db))
         value[-3] ^= 0x01
         txn.put(key, bytes(value), db=db)
@@ -185,8 +190,8 @@ def test_an_id_log_entry_round_trips():
     decisions["seq"] = np.arange(n) + 1
     decisions["journal_seq"] = rng.permutation(n) + 1000
     late = rng.random(n) < 0.1
-    key, value, log = storage.encode_id_log(decisions, late, 5000)
-    back = storage.decode_id_log(key, value)
+    key, value, log = ids.encode_id_log(CODEC, decisions, late, 5000)
+    back = ids.decode_id_log(CODEC, key, value)
     q_src = np.append(decisions["source"], [19, 0]).astype(np.uint64)
     q_seq = np.append(decisions["seq"], [10**6, 1]).astype(np.uint64)
     for found_log in (log, back):
@@ -197,7 +202,8 @@ def test_an_id_log_entry_round_trips():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_both_codecs_find_the_same_ids_in_a_log(seed):
-    from cardledger import _core, codec
+    from cardledger import _core
+    from cardledger.engine.spec import codec
 
     rng = np.random.default_rng(seed)
     n = 300
@@ -243,10 +249,10 @@ def test_a_merge_that_falls_behind_the_flushes_is_finished_at_once(ledger_path):
 def test_a_damaged_merge_state_is_detected(ledger_path):
     """A merge state naming no flush of the id log is refused on open and by verify."""
     _history(ledger_path, 3)
-    env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
+    env = lmdb.open(ledger_path, max_dbs=len(keys.DB_NAMES), map_size=1 << 34)
     with env.begin(write=True) as txn:
         db = env.open_db(b"state", txn=txn)
-        txn.put(storage.IDMERGE_KEY, storage.encode_id_merge(1, 0), db=db)  # before every flush
+        txn.put(ids.IDMERGE_KEY, ids.encode_id_merge(1, 0), db=db)  # before every flush
     env.close()
     with pytest.raises(cardledger.CorruptionError, match="merge"):
         cardledger.open(ledger_path)
@@ -258,7 +264,7 @@ def _merge_stepper(path: str, commands, replies) -> None:
     with cardledger.open(path, checkpoint_ops=1 << 20) as led:
         while commands.get(timeout=60):
             led.apply(spender.add(OpKind.SPEND, CARDS[1], 2, 1).take())
-            replies.put(led._merging)
+            replies.put(led._ids.committed.merging)
 
 
 def test_a_writer_continues_the_merge_another_process_advanced(ledger_path):
@@ -281,7 +287,7 @@ def test_a_writer_continues_the_merge_another_process_advanced(ledger_path):
                 if states[-1] is None:
                     break
                 led.apply(spender.add(OpKind.SPEND, CARDS[2], 2, 1).take())
-                states.append(led._merging)
+                states.append(led._ids.committed.merging)
                 if states[-1] is None:
                     break
             for batch, first in zip(batches, results):
@@ -302,7 +308,8 @@ def test_merged_index_items_are_every_flushs_items_in_key_order_in_both_codecs(s
     """id_index_items: the runs (and late ids) of several flushes for a range of
     sources, merged in key order; slices that tile the sources give every item once,
     and the core and the pure codec give the same bytes."""
-    from cardledger import _core, codec
+    from cardledger import _core
+    from cardledger.engine.spec import codec
 
     rng = np.random.default_rng(seed)
     logs = []
@@ -313,7 +320,7 @@ def test_merged_index_items_are_every_flushs_items_in_key_order_in_both_codecs(s
         d["seq"] = np.arange(n) * 5 + f + 1  # flushes decide disjoint seqs
         d["journal_seq"] = rng.permutation(n) + 1 + 1000 * f
         late = rng.random(n) < 0.2
-        logs.append(storage.encode_id_log(d, late, 10_000 + f)[2])
+        logs.append(ids.encode_id_log(CODEC, d, late, 10_000 + f)[2])
     cols = lambda name: [getattr(lg, name) for lg in logs]  # noqa: E731
     cuts = [0, 3, 17, 18, 30]
     for args in ((cols("key_src"), cols("key_seq"), cols("blob"), cols("offsets")),
@@ -331,8 +338,8 @@ def test_merged_index_items_are_every_flushs_items_in_key_order_in_both_codecs(s
 
 def _stored_log_entries(led) -> int:
     """Flushes in the id log of an open ledger, as stored."""
-    with led._env.begin() as txn:
-        return len(storage.read_id_log(txn, led._dbs[b"state"]))
+    with led._store.env.begin() as txn:
+        return len(ids.read_id_log(CODEC, txn, led._store.state_db))
 
 
 def test_apply_stores_a_due_flush_with_the_next_batch_which_finds_its_ids(ledger_path):
@@ -373,7 +380,7 @@ def test_a_batch_that_fails_after_taking_a_flush_loses_no_id(ledger_path, monkey
         def broken(flush):
             raise OSError("encoding failed")
 
-        monkeypatch.setattr(led, "_encode_flush", broken)
+        monkeypatch.setattr(led._ids, "encode", broken)
         second = _spends(by_id, 20, rng)
         with pytest.raises(OSError, match="encoding failed"):
             led.apply(second)
@@ -393,16 +400,16 @@ def test_apply_builds_each_merge_steps_items_beside_the_kernel(ledger_path, monk
     them, none is built on the batch thread, and every id is in the index after."""
     batches, _ = _history(ledger_path, IDS_LOG_FLUSHES_MAX - 1)  # + setup = one full log
     built_in = []
-    merged = storage.merged_index_items
+    merged = ids.merged_index_items
 
     def recording(*args, **kwargs):
         built_in.append(threading.current_thread().name)
         return merged(*args, **kwargs)
 
-    monkeypatch.setattr(storage, "merged_index_items", recording)
+    monkeypatch.setattr(ids, "merged_index_items", recording)
     spender = Ops(source=5_000)
     with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
-        while led._merging is not None:
+        while led._ids.committed.merging is not None:
             led.apply(spender.add(OpKind.SPEND, CARDS[0], 2, 1).take())
         steps = len(built_in)
         assert steps == len({50, *TERMINALS}) and all(n.startswith("cardledger-idflush") for n in built_in)

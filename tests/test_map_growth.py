@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import cardledger
-import cardledger.ledger as ledger_module
+from cardledger.store import env as env_module
 from cardledger import AccountKind, OpKind
 
 #: Small enough that the batches below fill it several times over.
@@ -40,11 +40,11 @@ def test_a_full_map_grows_and_every_batch_applies_once(tmp_path, monkeypatch):
         want = [roomy.apply(b) for b in batches]
         want_accounts = roomy.accounts()
 
-    monkeypatch.setattr(ledger_module, "MAP_SIZE_INITIAL_BYTES", SMALL_MAP_BYTES)
+    monkeypatch.setattr(env_module, "MAP_SIZE_INITIAL_BYTES", SMALL_MAP_BYTES)
     path = str(tmp_path / "cramped")
     with cardledger.open(path, checkpoint_ops=8_192) as led:
         got = [led.apply(b) for b in batches]
-        grown_to = led._env.info()["map_size"]
+        grown_to = led._store.env.info()["map_size"]
         assert led.verify().ok
     assert grown_to > SMALL_MAP_BYTES  # the map did fill and grow
     for g, w in zip(got, want):

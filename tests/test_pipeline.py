@@ -20,8 +20,9 @@ import pytest
 
 import cardledger
 import cardledger.ledger as ledger_module
+from cardledger.store import env as env_module
 from cardledger import CorruptionError, LedgerClosedError, LedgerReadOnlyError, SchemaError, StorageError
-from cardledger.pipeline import PIPELINE_BATCHES_MAX
+from cardledger.commit.pipeline import PIPELINE_BATCHES_MAX
 from opgen import OpWorld
 
 #: Small, so id flushes and snapshots happen every few batches of the pipeline.
@@ -88,7 +89,7 @@ def test_submitted_batches_give_what_apply_gives(tmp_path, seed):
         assert led.accounts().tobytes() == want_accounts.tobytes()
         assert led.verify().ok
         # Snapshots were taken and their files named while batches were in flight.
-        assert led._ckpt_seq > 0
+        assert led._checkpoints.ckpt_seq > 0
     _same_results(got, want)
     with cardledger.open(path) as again:
         assert again.accounts().tobytes() == want_accounts.tobytes()
@@ -201,11 +202,11 @@ def test_a_storage_error_that_persists_fails_the_future_and_applies_nothing(tmp_
 def test_a_full_map_during_pipelined_commits_grows_and_loses_nothing(tmp_path, monkeypatch):
     batches = _world_batches(10, count=60, size=120)
     want, want_accounts, _ = _applied(str(tmp_path / "roomy"), batches)
-    monkeypatch.setattr(ledger_module, "MAP_SIZE_INITIAL_BYTES", 128 * 1024)
+    monkeypatch.setattr(env_module, "MAP_SIZE_INITIAL_BYTES", 128 * 1024)
     path = str(tmp_path / "cramped")
     with cardledger.open(path, checkpoint_ops=CHECKPOINT_OPS) as led:
         got = [f.result(timeout=60) for f in [led.submit(b) for b in batches]]
-        grown_to = led._env.info()["map_size"]
+        grown_to = led._store.env.info()["map_size"]
         assert led.accounts().tobytes() == want_accounts.tobytes()
         assert led.verify().ok
     assert grown_to > 128 * 1024
@@ -356,9 +357,9 @@ def test_a_done_callback_calling_the_ledger_is_refused_not_deadlocked(tmp_path, 
         led.apply(batches[0])
         gate = _hold_commits(monkeypatch)
         futures = [led.submit(b) for b in batches[1:3]]
-        futures[0].add_done_callback(callback)  # not resolved yet: it runs in the commit thread
+        futures[0].add_done_callback(callback)  # not resolved yet: it runs in the store thread
         gate.set()
         futures += [led.submit(b) for b in batches[3:]]
         results = [f.result(timeout=60) for f in futures]
         assert len(results) == 6 and led.verify().ok
-    assert len(seen) == 3 and all("commit thread" in e for e in seen)
+    assert len(seen) == 3 and all("store thread" in e for e in seen)

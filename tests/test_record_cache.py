@@ -6,12 +6,12 @@ from __future__ import annotations
 import random
 from types import SimpleNamespace
 
-import cardledger.ledger as ledger_module
+from cardledger.store import journal
 
 
 def test_the_decoded_batches_cache_behaves_as_an_lru_of_seq_ranges(monkeypatch):
-    monkeypatch.setattr(ledger_module, "DECODED_BATCHES_MAX", 8)
-    cache = ledger_module._DecodedBatches()
+    monkeypatch.setattr(journal, "DECODED_BATCHES_MAX", 8)
+    cache = journal.DecodedBatches(codec=None)
     model: list[tuple[int, int]] = []  # (first, last), least recently used first
     rng = random.Random(1)
     batches = [(1 + 10 * k, 10 + 10 * k) for k in range(40)]
@@ -43,7 +43,7 @@ def test_the_cores_record_marks_are_those_of_its_packed_batch():
     core = pytest.importorskip("cardledger._core")
     from opgen import OpWorld
 
-    from cardledger.storage import RECORD_MARK_STRIDE
+    from cardledger.store.journal import RECORD_MARK_STRIDE
 
     rng = random.Random(5)
     world = OpWorld(rng)

@@ -18,7 +18,7 @@ import pytest
 
 import cardledger
 from cardledger import AccountKind, OpKind
-from cardledger.engine_select import Engine
+from cardledger.engine.select import Engine
 from cardledger.schema import ACCOUNT_DTYPE, OpFlags
 
 CLEARING, MERCHANT = 1, 2

@@ -12,8 +12,10 @@ import pytest
 from conftest import Ops, codes, open_cards
 
 import cardledger
-import cardledger.ledger as ledger_module
-from cardledger import OpKind, Result, storage
+from cardledger.store import env as env_module
+from cardledger import OpKind, Result, schema
+from cardledger.engine import select
+from cardledger.store import checkpoints, datafile, ids, journal, keys
 
 
 def _setup(led, cards=range(100, 110)):
@@ -109,13 +111,13 @@ def test_reader_in_another_process_never_sees_a_partial_batch(ledger_path):
 
 
 def _flip_journal_byte(path, offset_in_records):
-    env = lmdb.open(path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
+    env = lmdb.open(path, max_dbs=len(keys.DB_NAMES), map_size=1 << 34)
     db = env.open_db(b"journal")
     with env.begin(write=True) as txn:
         key, value = next(iter(txn.cursor(db=db)))
         value = bytearray(value)
-        body = len(value) - storage.BATCH_HEADER_SIZE
-        value[storage.BATCH_HEADER_SIZE + offset_in_records % body] ^= 0x01
+        body = len(value) - journal.BATCH_HEADER_SIZE
+        value[journal.BATCH_HEADER_SIZE + offset_in_records % body] ^= 0x01
         txn.put(key, bytes(value), db=db)
     env.close()
 
@@ -138,12 +140,12 @@ def test_every_byte_of_a_journal_batch_header_is_checked(ledger_path):
     with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
         _setup(led)
         led.checkpoint()  # the damaged batch lies before the checkpoint: open may succeed
-    env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
+    env = lmdb.open(ledger_path, max_dbs=len(keys.DB_NAMES), map_size=1 << 34)
     db = env.open_db(b"journal")
     with env.begin() as txn:
         key, original = next(iter(txn.cursor(db=db)))
     missed = []
-    for offset in range(storage.BATCH_HEADER_SIZE):
+    for offset in range(journal.BATCH_HEADER_SIZE):
         damaged = bytearray(original)
         damaged[offset] ^= 0x01
         with env.begin(write=True) as txn:
@@ -155,7 +157,7 @@ def test_every_byte_of_a_journal_batch_header_is_checked(ledger_path):
                     missed.append(offset)
         except cardledger.CorruptionError:
             pass
-        env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
+        env = lmdb.open(ledger_path, max_dbs=len(keys.DB_NAMES), map_size=1 << 34)
         db = env.open_db(b"journal")
     with env.begin(write=True) as txn:
         txn.put(key, original, db=db)
@@ -197,7 +199,7 @@ def test_a_damaged_checkpoint_refuses_to_open(ledger_path):
         led.checkpoint()
     (name,) = [n for n in os.listdir(ledger_path) if n.startswith("checkpoint-") and n.endswith(".cl")]
     with open(os.path.join(ledger_path, name), "r+b") as f:
-        f.seek(storage.CHECKPOINT_HEADER.size + 20)
+        f.seek(checkpoints.CHECKPOINT_HEADER.size + 20)
         byte = f.read(1)
         f.seek(-1, 1)
         f.write(bytes([byte[0] ^ 0x80]))
@@ -211,21 +213,21 @@ def test_a_checkpoint_file_of_format_4_still_opens(ledger_path):
         _setup(led)
         led.checkpoint()
         before = np.sort(led.accounts(), order="id")
-        desc = storage.decode_checkpoint_desc(led._begin_read().get(b"checkpoint", db=led._dbs[b"state"]))
-    accounts, pending, journeys = storage.read_checkpoint_file(ledger_path, desc)
+        desc = checkpoints.decode_checkpoint_desc(led._store.begin_read().get(b"checkpoint", db=led._store.state_db))
+    accounts, pending, journeys = checkpoints.read_checkpoint_file(select.codec_for(None), ledger_path, desc)
     body = accounts.tobytes() + pending.tobytes() + journeys.tobytes()
     import hashlib
 
     digest = hashlib.sha256(body).digest()
-    header = storage.CHECKPOINT_HEADER_RAW.pack(
-        storage.CHECKPOINT_MAGIC, storage.FORMAT_VERSION, desc.journal_seq, len(accounts), len(pending),
+    header = checkpoints.CHECKPOINT_HEADER_RAW.pack(
+        checkpoints.CHECKPOINT_MAGIC, keys.FORMAT_VERSION, desc.journal_seq, len(accounts), len(pending),
         len(journeys), desc.last_batch_hash, digest,
     )  # fmt: skip
-    with open(os.path.join(ledger_path, storage.checkpoint_file_name(desc.journal_seq)), "wb") as f:
+    with open(os.path.join(ledger_path, checkpoints.checkpoint_file_name(desc.journal_seq)), "wb") as f:
         f.write(header + body)
-    env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
+    env = lmdb.open(ledger_path, max_dbs=len(keys.DB_NAMES), map_size=1 << 34)
     with env.begin(write=True) as txn:
-        txn.put(b"checkpoint", storage.encode_checkpoint_desc(desc.journal_seq, desc.last_batch_hash, digest),
+        txn.put(b"checkpoint", checkpoints.encode_checkpoint_desc(desc.journal_seq, desc.last_batch_hash, digest),
                 db=env.open_db(b"state", txn=txn))
     env.close()
     with cardledger.open(ledger_path) as led:
@@ -246,7 +248,7 @@ def test_a_damaged_id_state_refuses_to_open(ledger_path):
     with cardledger.open(ledger_path) as led:
         _setup(led)
         led.checkpoint()
-    env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
+    env = lmdb.open(ledger_path, max_dbs=len(keys.DB_NAMES), map_size=1 << 34)
     db = env.open_db(b"state")
     with env.begin(write=True) as txn:
         blob = bytearray(txn.get(b"sources", db=db))
@@ -326,7 +328,7 @@ def test_verify_reports_ok_on_a_healthy_ledger(ledger_path):
 
 def test_ids_of_a_busy_source_span_several_index_values(ledger_path, monkeypatch):
     """A source's run longer than one index value is cut; every id is still found."""
-    monkeypatch.setattr(storage, "ID_RUN_PAIRS_MAX", 3)
+    monkeypatch.setattr(ids, "ID_RUN_PAIRS_MAX", 3)
     with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
         _setup(led)
         b = Ops(source=33)
@@ -343,7 +345,7 @@ def test_ids_of_a_busy_source_span_several_index_values(ledger_path, monkeypatch
 def _hold_a_reader_and_die(path, ready, max_readers=4):
     import lmdb as _lmdb
 
-    env = _lmdb.open(path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34, max_readers=max_readers)
+    env = _lmdb.open(path, max_dbs=len(keys.DB_NAMES), map_size=1 << 34, max_readers=max_readers)
     txn = env.begin()  # a reader slot, never released: the process is killed
     ready.set()
     import time as _t
@@ -404,12 +406,12 @@ def test_reader_slots_all_taken_by_dead_processes_are_reclaimed_while_the_ledger
     import multiprocessing as _mp
 
     slots = 6
-    monkeypatch.setattr(ledger_module, "MAX_READERS", slots)
+    monkeypatch.setattr(env_module, "MAX_READERS", slots)
     with cardledger.open(ledger_path) as led, cardledger.open(ledger_path, readonly=True) as reader:
         _setup(led)
         procs = _readers_holding_every_slot(ledger_path, slots)
         _kill_all(procs)
-        assert led._env.readers().count("\n") > slots  # the dead processes' slots are still taken
+        assert led._store.env.readers().count("\n") > slots  # the dead processes' slots are still taken
         assert reader.balance(100) == 10_000  # a read transaction: slots reclaimed, not ReadersFull
         ctx = _mp.get_context("spawn")
         q = ctx.Queue()
@@ -428,7 +430,7 @@ def test_reader_slots_held_by_live_processes_give_a_storage_error_then_recover(l
     """Every reader slot held by a live process: a read raises StorageError naming the
     cause; once those processes are gone, reads work again."""
     slots = 4
-    monkeypatch.setattr(ledger_module, "MAX_READERS", slots)
+    monkeypatch.setattr(env_module, "MAX_READERS", slots)
     with cardledger.open(ledger_path) as led, cardledger.open(ledger_path, readonly=True) as reader:
         _setup(led)
         procs = _readers_holding_every_slot(ledger_path, slots)
@@ -445,37 +447,36 @@ def test_a_ledger_that_fails_to_open_releases_its_environment(ledger_path):
     for _ in range(2):  # the second attempt must fail the same way, not on a leaked env
         with pytest.raises(cardledger.CorruptionError):
             cardledger.open(ledger_path)
-    assert storage  # the environment registry holds nothing for this path now
-    from cardledger.ledger import _ENVS
+    from cardledger.store.env import ENVS  # the environment registry holds nothing for this path now
 
-    assert os.path.realpath(ledger_path) not in _ENVS._envs
+    assert os.path.realpath(ledger_path) not in ENVS._envs
 
 
 def _checkpoint_tables(n: int, seed: int = 5):
     """Accounts and journeys of `n` cards with varied contents (they pack to several pieces)."""
     rng = np.random.default_rng(seed)
     tables = []
-    for dtype in (storage.ACCOUNT_DTYPE, storage.JOURNEY_DTYPE):
+    for dtype in (schema.ACCOUNT_DTYPE, schema.JOURNEY_DTYPE):
         a = np.zeros(n, dtype=dtype)
         words = a.view(np.uint64).reshape(n, -1)
         words[:, :3] = rng.integers(0, 1 << 40, (n, 3), dtype=np.uint64)
         tables.append(a)
-    return tables[0], np.zeros(0, dtype=storage.PENDING_DTYPE), tables[1]
+    return tables[0], np.zeros(0, dtype=schema.PENDING_DTYPE), tables[1]
 
 
 def test_a_paced_checkpoint_file_is_the_same_file_and_reports_its_progress(tmp_path, monkeypatch):
     """`pace` is called after every piece written with the bytes written so far (never
     decreasing, ending at the whole file), and pacing changes nothing in the file."""
-    monkeypatch.setattr(storage, "DIRECT_CHUNK_BYTES", 64 << 10)
-    monkeypatch.setattr(storage, "CHECKPOINT_SYNC_BYTES", 64 << 10)
+    monkeypatch.setattr(checkpoints, "DIRECT_CHUNK_BYTES", 64 << 10)
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_SYNC_BYTES", 64 << 10)
     accounts, pending, journeys = _checkpoint_tables(20_000)
     plain, paced = tmp_path / "plain", tmp_path / "paced"
     plain.mkdir()
     paced.mkdir()
     calls: list[int] = []
-    d1 = storage.write_checkpoint_file(str(plain), 9, b"\1" * 32, accounts, pending, journeys)
-    d2 = storage.write_checkpoint_file(str(paced), 9, b"\1" * 32, accounts, pending, journeys, pace=calls.append)
-    name = storage.checkpoint_file_name(9)
+    d1 = checkpoints.write_checkpoint_file(select.codec_for(None), str(plain), 9, b"\1" * 32, accounts, pending, journeys)
+    d2 = checkpoints.write_checkpoint_file(select.codec_for(None), str(paced), 9, b"\1" * 32, accounts, pending, journeys, pace=calls.append)
+    name = checkpoints.checkpoint_file_name(9)
     data = (plain / name).read_bytes()
     assert d1 == d2 and data == (paced / name).read_bytes()
     assert len(calls) >= 4 and calls == sorted(calls)
@@ -486,22 +487,22 @@ def test_checkpoint_and_close_do_not_wait_for_the_pace(ledger_path, monkeypatch)
     """A checkpoint file written beside the batches goes out at
     `checkpoint_pace_bytes_per_s`; `checkpoint()` and `close()`, which wait for it, lift
     the pace: here a pace of 1 byte a second would take hours."""
-    monkeypatch.setattr(storage, "DIRECT_CHUNK_BYTES", 4096)
-    monkeypatch.setattr(storage, "CHECKPOINT_SYNC_BYTES", 4096)
+    monkeypatch.setattr(checkpoints, "DIRECT_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_SYNC_BYTES", 4096)
     led = cardledger.open(ledger_path, checkpoint_ops=500)
     try:
         led.checkpoint_pace_bytes_per_s = 1
         paced: list[int] = []  # bytes written, at each call of the file's pace
-        make_pacer = led._checkpoint_pacer
+        make_pacer = led._checkpoints._pacer
 
         def counting_pacer():
             pace = make_pacer()
             return lambda written: (paced.append(written), pace(written))
 
-        monkeypatch.setattr(led, "_checkpoint_pacer", counting_pacer)
+        monkeypatch.setattr(led._checkpoints, "_pacer", counting_pacer)
         # 6,002 ops: a snapshot is taken, its file (~25 kB, several 4 kB pieces) paced
         _setup(led, cards=range(100, 3_100))
-        assert led._file_job is not None and not led._file_job[2].done()
+        assert led._checkpoints.file_job is not None and not led._checkpoints.file_job[2].done()
         done = threading.Event()
         t = threading.Thread(target=lambda: (led.checkpoint(), done.set()), daemon=True)
         t.start()
@@ -513,7 +514,7 @@ def test_checkpoint_and_close_do_not_wait_for_the_pace(ledger_path, monkeypatch)
         for c in range(3_100, 3_400):
             more.add(OpKind.OPEN, c, account_kind=cardledger.AccountKind.CARD).add(OpKind.TOPUP, c, 1, 10_000)
         assert (led.apply(more.take())["code"] == 0).all()
-        assert led._file_job is not None and not led._file_job[2].done()  # paced at close
+        assert led._checkpoints.file_job is not None and not led._checkpoints.file_job[2].done()  # paced at close
     finally:
         closer = threading.Thread(target=led.close, daemon=True)
         closer.start()
@@ -531,9 +532,9 @@ def test_zero_extend_appends_written_zeros_up_to_the_limit(tmp_path):
     p.write_bytes(b"x" * 5000)
     fd = os.open(p, os.O_RDWR)
     try:
-        assert storage.zero_extend(fd, 3 * storage.ZERO_PIECE_BYTES + 7, 1 << 30) == 5000 + 3 * storage.ZERO_PIECE_BYTES + 7
-        assert storage.zero_extend(fd, 1 << 20, 5000 + 3 * storage.ZERO_PIECE_BYTES + 100) == 5000 + 3 * storage.ZERO_PIECE_BYTES + 100
-        assert storage.zero_extend(fd, 1 << 20, 10) == 5000 + 3 * storage.ZERO_PIECE_BYTES + 100
+        assert datafile.zero_extend(fd, 3 * datafile.ZERO_PIECE_BYTES + 7, 1 << 30) == 5000 + 3 * datafile.ZERO_PIECE_BYTES + 7
+        assert datafile.zero_extend(fd, 1 << 20, 5000 + 3 * datafile.ZERO_PIECE_BYTES + 100) == 5000 + 3 * datafile.ZERO_PIECE_BYTES + 100
+        assert datafile.zero_extend(fd, 1 << 20, 10) == 5000 + 3 * datafile.ZERO_PIECE_BYTES + 100
         st = os.fstat(fd)
         assert st.st_blocks * 512 >= st.st_size - 4096  # written, not sparse
     finally:
@@ -546,10 +547,10 @@ def test_apply_keeps_the_data_file_extended_ahead_of_its_pages(ledger_path, monk
     """Batches through `apply` extend the LMDB data file with zeros, a piece at a time,
     until it runs DATA_FILE_AHEAD_BYTES past LMDB's last page; LMDB writes into that
     room, the ledger reopens and verifies, and the disk figure counts only the pages."""
-    from cardledger import ledger as ledger_mod
+    from cardledger.store import datafile as datafile_mod
 
-    monkeypatch.setattr(ledger_mod, "DATA_FILE_AHEAD_BYTES", 2 << 20)
-    monkeypatch.setattr(ledger_mod, "DATA_FILE_EXTEND_BYTES", 1 << 20)
+    monkeypatch.setattr(datafile_mod, "DATA_FILE_AHEAD_BYTES", 2 << 20)
+    monkeypatch.setattr(datafile_mod, "DATA_FILE_EXTEND_BYTES", 1 << 20)
     spender = Ops(source=77)
     with cardledger.open(ledger_path) as led:
         open_cards(led, range(100, 200), 100_000)
@@ -559,9 +560,9 @@ def test_apply_keeps_the_data_file_extended_ahead_of_its_pages(ledger_path, monk
             assert set(codes(led.apply(spender.take()))) == {"OK"}
         balances = led.accounts().tobytes()
     size = os.path.getsize(os.path.join(ledger_path, "data.mdb"))
-    used = storage.lmdb_used_bytes(ledger_path)
+    used = datafile.lmdb_used_bytes(ledger_path)
     assert size - used >= 2 << 20
-    assert storage.ledger_disk_bytes(ledger_path) <= sum(
+    assert datafile.ledger_disk_bytes(ledger_path) <= sum(
         os.path.getsize(os.path.join(ledger_path, f)) for f in os.listdir(ledger_path)) - (2 << 20)
     with cardledger.open(ledger_path) as led:
         assert led.verify().ok and led.accounts().tobytes() == balances
@@ -581,7 +582,7 @@ def test_a_failed_data_file_extension_costs_no_batch(ledger_path, monkeypatch):
         calls.append(args)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(storage, "zero_extend", full)
+    monkeypatch.setattr(datafile, "zero_extend", full)
     spender = Ops(source=78)
     with cardledger.open(ledger_path) as led:
         open_cards(led, range(100, 110), 1_000)
@@ -603,9 +604,9 @@ def test_the_id_state_is_stored_sorted_by_source_whatever_order_it_comes_in():
     rows["source"] = rng.permutation(10_000)[:500] + 1
     rows["last_seq"], rows["checkpoint_seq"] = rng.integers(0, 1 << 40, 500), rng.integers(0, 1 << 40, 500)
     by_source = rows[np.argsort(rows["source"])]
-    shuffled = storage.encode_ids_state(77, rows)
-    assert shuffled == storage.encode_ids_state(77, by_source)
-    upto, decoded = storage.decode_ids_state(shuffled.get)
+    shuffled = ids.encode_ids_state(77, rows)
+    assert shuffled == ids.encode_ids_state(77, by_source)
+    upto, decoded = ids.decode_ids_state(shuffled.get)
     assert upto == 77 and decoded.tobytes() == by_source.tobytes()
 
 
@@ -614,7 +615,7 @@ def test_a_damaged_meta_value_refuses_to_open_with_a_typed_error(ledger_path, ke
     """The ledger's meta values (format marker, default cap) cut short: CorruptionError."""
     with cardledger.open(ledger_path) as led:
         _setup(led)
-    env = lmdb.open(ledger_path, max_dbs=len(storage.DB_NAMES), map_size=1 << 34)
+    env = lmdb.open(ledger_path, max_dbs=len(keys.DB_NAMES), map_size=1 << 34)
     db = env.open_db(b"meta")
     with env.begin(write=True) as txn:
         txn.put(key, b"\x01\x02\x03", db=db)

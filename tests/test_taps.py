@@ -1,6 +1,6 @@
 """The specification of fare charging by TAP ops, through the public Ledger API.
 
-Each test checks one rule of `cardledger.reference_taps` (its module docstring is
+Each test checks one rule of `cardledger.engine.spec.taps` (its module docstring is
 the rule book). Expected amounts are worked out by hand from the fare tables
 (the Harbin system's README, or the synthetic feed of tests/taps_feed.py) and the
 rules; the comments show the arithmetic. No test asks the engine's own evaluator

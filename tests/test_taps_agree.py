@@ -1,6 +1,6 @@
 """The core's TAP op agrees with the reference, op for op, on random tap workloads.
 
-`cardledger.reference_taps` is the executable specification of `cext/taps.pxi`.
+`cardledger.engine.spec.taps` is the executable specification of `cext/taps.pxi`.
 Both engines get the same fare-system versions and the same random batches: cards
 (some CASH_FIRST, several rider categories) topped up and aided, tapping BOARD,
 ENTRY, EXIT and SWEEP at random times across days, weeks, months and a version
@@ -36,7 +36,7 @@ from conftest import HYPOTHESIS_EXAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cardledger.engine_select import IMPLEMENTATION
+from cardledger.engine.select import IMPLEMENTATION
 
 if IMPLEMENTATION != "cython":
     pytest.skip(
@@ -44,9 +44,10 @@ if IMPLEMENTATION != "cython":
         allow_module_level=True,
     )
 
-from cardledger import _core, reference  # noqa: E402
+from cardledger import _core  # noqa: E402
+from cardledger.engine.spec import batch as reference  # noqa: E402
 from cardledger.fares.config import Cap, EntryExit, FareConfig, Tier  # noqa: E402
-from cardledger.fares.evaluate import FareStatus, ReferenceEvaluator  # noqa: E402
+from cardledger.engine.spec.fares import FareStatus, ReferenceEvaluator  # noqa: E402
 from cardledger.fares.model import (  # noqa: E402
     Agency,
     Area,

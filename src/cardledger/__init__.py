@@ -1,15 +1,16 @@
 """cardledger: the transaction engine behind the Harbin trade-union member card.
 
 An exactly-once, batch-first, double-entry ledger of int64 fen. The hot loop runs in
-a Cython core (`cardledger._core`); a pure-Python reference engine implements the
-same semantics and is used when the core is unavailable or when the environment
-variable CARDLEDGER_PURE=1 forces it (the test suite runs under both).
+a Cython core (`cardledger._core`); a pure-Python engine (`cardledger.engine.spec`)
+implements the same semantics and is used when the core is unavailable or when the
+environment variable CARDLEDGER_PURE=1 forces it (the test suite runs under both).
+`docs/architecture.md` says which room of the package owns what.
 """
 
 from __future__ import annotations
 
-from .committer import Committer, QueueFullError
-from .engine_select import IMPLEMENTATION, Engine
+from .commit.committer import Committer, QueueFullError
+from .engine.select import IMPLEMENTATION, Engine
 from .errors import (
     AccountNotFoundError,
     CorruptionError,

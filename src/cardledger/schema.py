@@ -296,6 +296,25 @@ PENDING_DTYPE = np.dtype(
     ]
 )
 
+# -- the compiled fare tables' vocabulary, shared by `fares/` (which compiles them) and
+#    the engines (which rate taps with them)
+
+#: "No value" in an index column (an empty GTFS field, a leg without a group…).
+NONE = -1
+#: Price of a product row that the rider may not use (no eligible row).
+NO_PRICE = -(1 << 62)
+US_PER_S = 1_000_000
+S_PER_DAY = 86_400
+#: network_mode values
+MODE_JOURNEY = 0  # priced by the feed's rules, one BOARD tap per leg
+MODE_METERED = 1  # the terminal sends the fare (taxi)
+MODE_GATED = 2  # ENTRY and EXIT taps; the maximum fare is held in between
+#: cap_period values
+PERIOD_DAY = 0
+PERIOD_WEEK = 1  # Monday to Sunday
+PERIOD_ROLLING_7D = 2  # seven service days from the first capped tap
+PERIOD_MONTH = 3
+
 #: Decisions since the last checkpoint, handed to storage to index at checkpoint.
 DECISION_DTYPE = np.dtype([("source", "<u8"), ("seq", "<u8"), ("journal_seq", "<u8")])
 

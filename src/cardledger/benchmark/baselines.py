@@ -26,7 +26,8 @@ from typing import Any
 import lmdb
 import numpy as np
 
-from .. import reference, reference_taps
+from ..engine.spec import batch as reference
+from ..engine.spec import taps as reference_taps
 from ..fares.taptables import TapTables
 from ..schema import JOURNEY_DTYPE, OP_DTYPE, RESULT_DTYPE, OpKind, Result
 

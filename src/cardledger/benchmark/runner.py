@@ -46,9 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import storage
+from ..store import datafile as storage
 from ..schema import OP_DTYPE, AccountKind, OpKind, Result
-from ..pipeline import SubmitWindow
+from ..commit.pipeline import SubmitWindow
 from . import scenario
 
 ENGINES = ("core", "reference", "sqlite", "lmdb")

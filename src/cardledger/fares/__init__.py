@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .config import FareConfig
 from .errors import ConfigError, FeedError, Problem, UnknownFareError
-from .evaluate import FareDiscount, FareStatus
+from ..engine.spec.fares import FareDiscount, FareStatus
 from .system import LEG_DTYPE, FareSystem, Leg, Quote
 
 __all__ = [

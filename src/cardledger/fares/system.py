@@ -4,7 +4,7 @@ A FareSystem is immutable once built. `quote()` prices one journey given with GT
 ids and aware datetimes; `quote_many()` prices batches of journeys given as index
 arrays. Both run the evaluator the ledger's taps use: the Cython core's, unless
 the pure-Python reference engine is selected (CARDLEDGER_PURE=1), whose evaluator
-(`cardledger.fares.evaluate`) is the specification of the core's.
+(`cardledger.engine.spec.fares`) is the specification of the core's.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import numpy as np
 
 from .config import FareConfig, check_config_against_feed, load_config
 from .errors import ConfigError, UnknownFareError
-from .evaluate import FareDiscount, FareStatus, ReferenceEvaluator
+from ..engine.select import CYTHON, IMPLEMENTATION, evaluator_for
+from ..engine.spec.fares import FareDiscount, FareStatus, ReferenceEvaluator
 from .gtfs import load_feed
 from .model import Feed
 from .tables import US_PER_S, FareTables, compile_feed
@@ -81,12 +82,6 @@ def _datetime_us(value: dt.datetime, what: str) -> int:
     return (value - _EPOCH) // dt.timedelta(microseconds=1)
 
 
-def _use_core() -> bool:
-    from ..engine_select import IMPLEMENTATION
-
-    return IMPLEMENTATION == "cython"
-
-
 class FareSystem:
     """A fare system: GTFS Fares v2 feed + transit-card config, compiled to tables."""
 
@@ -127,10 +122,8 @@ class FareSystem:
         self._med_ix = {m: i for i, m in enumerate(self.tables.fare_media_ids)}
         self._reference = ReferenceEvaluator(self.tables)
         self._core: Any = None
-        if _use_core():
-            from .. import _core
-
-            self._core = _core.FareEvaluator(self.tables)
+        if IMPLEMENTATION == CYTHON:
+            self._core = evaluator_for(CYTHON)(self.tables)
 
     def _compiled_timezones(self) -> dict[str, Transitions]:
         """The UTC offsets of every zone the compiled tables use, by zone name."""
@@ -255,7 +248,7 @@ class FareSystem:
         rider_category_id: str | None = None,
         fare_media_id: str | None = None,
     ) -> Quote:
-        """Price one journey (GTFS Fares v2; see `cardledger.fares.evaluate`).
+        """Price one journey (GTFS Fares v2; see `cardledger.engine.spec.fares`).
 
         Raises `UnknownFareError` if some leg matches no fare leg rule, KeyError
         for an id the feed does not have, ValueError for naive datetimes.

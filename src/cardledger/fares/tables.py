@@ -22,18 +22,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..schema import AMOUNT_MAX_FEN
+from ..schema import AMOUNT_MAX_FEN, NO_PRICE, NONE, S_PER_DAY, US_PER_S  # (schema's: the engines read them too)
 from .config import FareConfig
 from .model import Feed
 from .timezones import Transitions, tz_transitions
 
-#: "No value" in an index column (an empty GTFS field, a leg without a group…).
-NONE = -1
-#: Price of a product row that the rider may not use (no eligible row).
-NO_PRICE = -(1 << 62)
 UNIX_EPOCH_DATE = dt.date(1970, 1, 1)
-US_PER_S = 1_000_000
-S_PER_DAY = 86_400
 
 
 @dataclasses.dataclass

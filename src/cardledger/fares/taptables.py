@@ -12,22 +12,27 @@ same arrays; a ledger holds one TapTables per installed version, ordered by
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..schema import FARE_CAPS_MAX, FARE_TIERS_MAX, INT64_MAX
+from ..schema import (  # (the modes and periods are schema's: the engines read them too)
+    FARE_CAPS_MAX,
+    FARE_TIERS_MAX,
+    INT64_MAX,
+    MODE_GATED,
+    MODE_JOURNEY,
+    MODE_METERED,
+    PERIOD_DAY,
+    PERIOD_MONTH,
+    PERIOD_ROLLING_7D,
+    PERIOD_WEEK,
+)
 from .tables import US_PER_S, FareTables
 
-#: network_mode values
-MODE_JOURNEY = 0  # priced by the feed's rules, one BOARD tap per leg
-MODE_METERED = 1  # the terminal sends the fare (taxi)
-MODE_GATED = 2  # ENTRY and EXIT taps; the maximum fare is held in between
+if TYPE_CHECKING:  # (FareSystem sits above the engines that use these tables)
+    from .system import FareSystem
 
-#: cap_period values
-PERIOD_DAY = 0
-PERIOD_WEEK = 1  # Monday to Sunday
-PERIOD_ROLLING_7D = 2  # seven service days from the first capped tap
-PERIOD_MONTH = 3
 _PERIODS = {"day": PERIOD_DAY, "week": PERIOD_WEEK, "rolling_7d": PERIOD_ROLLING_7D, "month": PERIOD_MONTH}
 
 
@@ -66,11 +71,8 @@ class TapTables:
         return self.fares.n_categories
 
 
-def compile_taps(system: object, effective_from_us: int) -> TapTables:
+def compile_taps(system: FareSystem, effective_from_us: int) -> TapTables:
     """Build the TapTables of a `FareSystem` coming into force at `effective_from_us`."""
-    from .system import FareSystem
-
-    assert isinstance(system, FareSystem)
     t = system.tables
     cfg = system.config
     n_net, n_cat = len(t.network_ids), t.n_categories

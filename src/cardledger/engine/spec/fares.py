@@ -46,8 +46,12 @@ import bisect
 import enum
 import itertools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from .tables import NO_PRICE, NONE, S_PER_DAY, US_PER_S, FareTables
+from ...schema import NO_PRICE, NONE, S_PER_DAY, US_PER_S
+
+if TYPE_CHECKING:  # (compiled by `fares/`, which sits above the engines)
+    from ...fares.tables import FareTables
 
 
 class FareStatus(enum.IntEnum):

@@ -65,17 +65,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .fares.evaluate import FareDiscount, FareStatus, ReferenceEvaluator
-from .fares.taptables import (
+from . import handlers
+from .fares import FareDiscount, FareStatus, ReferenceEvaluator
+from ...schema import (
     MODE_GATED,
     MODE_METERED,
     PERIOD_DAY,
-    PERIOD_MONTH,
     PERIOD_ROLLING_7D,
     PERIOD_WEEK,
-    TapTables,
-)
-from .schema import (
     AMOUNT_MAX_FEN,
     FARE_CAPS_MAX,
     FARE_TIERS_MAX,
@@ -89,9 +86,11 @@ from .schema import (
 )
 
 if TYPE_CHECKING:
-    from .reference import Account, Engine
+    from ...fares.taptables import TapTables
+    from .batch import Engine
+    from .handlers import Account
 
-NONE = -1
+NONE = handlers.NONE
 _STATUS_RESULT = {
     FareStatus.UNKNOWN_FARE: Result.FARE_NOT_FOUND,
     FareStatus.UNKNOWN_ROUTE: Result.UNKNOWN_ROUTE,
@@ -299,11 +298,11 @@ def _settle_entry(eng: Engine, j: Journey, card: Account, operator: Account, cha
     extra = charge
     if p is not None and p[2] == card.id and p[3] == operator.id:
         posted = min(charge, p[4])
-        sub += eng._release(p, posted)
+        sub += handlers.release(eng, p, posted)
         eng._pending_del(key)
         extra = charge - posted
     if extra:
-        sub += eng._move(card, operator, extra, 0, False)
+        sub += handlers.move(eng, card, operator, extra, 0, False)
     j.entry_version = NONE
     j.entry_route = j.entry_stop = 0
     j.entry_time_us = 0
@@ -409,7 +408,7 @@ def op_tap(eng: Engine, op: dict, jseq: int) -> tuple[int, Any]:
         allowance = int(tt.product_allowance_fen[product]) if product != NONE else int(tt.network_allowance_fen[net])
         if card.available() + allowance < fare:
             return Result.INSUFFICIENT_FUNDS, None
-        sub = eng._move(card, operator, fare, 0, False) if fare else 0
+        sub = handlers.move(eng, card, operator, fare, 0, False) if fare else 0
         eng.journeys[aid] = j
         return Result.OK, (fare, card.available(), aid, operator.id, sub, flags)
 
@@ -433,7 +432,7 @@ def op_tap(eng: Engine, op: dict, jseq: int) -> tuple[int, Any]:
         sub = _settle_entry(eng, j, card, operator, charge) if j.entry_version != NONE else 0
         eng._touch(card)
         eng._touch(operator)
-        hold_sub = eng._draw(card, hold, 0)
+        hold_sub = handlers.draw_purses(eng, card, hold, 0)
         card.debits_pending += hold
         operator.credits_pending += hold
         key = (op["source"], op["seq"])

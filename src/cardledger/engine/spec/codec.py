@@ -27,8 +27,8 @@ import struct
 
 import numpy as np
 
-from .errors import CorruptionError
-from .schema import JOURNAL_DTYPE
+from ...errors import CorruptionError
+from ...schema import JOURNAL_DTYPE
 
 WORDS = JOURNAL_DTYPE.itemsize // 8
 assert WORDS == 21

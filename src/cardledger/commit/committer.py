@@ -4,7 +4,7 @@ durable batch per commit.
 A `Committer` owns a Ledger and one thread that feeds it. Callers `submit` single
 ops (or a linked chain as one unit) and get a future; the thread takes everything
 queued (at most `batch_ops_max` ops) as one batch and hands it to `Ledger.submit` —
-one LMDB transaction, one durable commit, made in the ledger's commit thread — and
+one LMDB transaction, one durable commit, made in the ledger's store thread — and
 when that commit is durable every caller's future resolves with that caller's own
 result. Meanwhile this thread already gathers and runs the next batch (the ledger
 pipelines them, see `pipeline.py`). While one commit is in flight the next batch
@@ -24,7 +24,7 @@ taking ops, commits everything already accepted, and only then returns.
 
 Submissions from an event loop (`apply_async`) take a shorter way: they gather on
 the loop itself, and a callback that runs once the loop iteration that queued them is
-over hands them to the ledger from the loop's own thread (`Ledger._try_submit`, which
+over hands them to the ledger from the loop's own thread (`Ledger.submit_nowait`, which
 never waits: a batch the ledger cannot take at once goes to the committer thread
 instead). Woken for them, the committer thread must first win the GIL from the busy
 loop, so it gathered only once the loop went idle, and each wave of submissions, its
@@ -32,7 +32,7 @@ batch and its commit ran one after another: 256 asyncio submitters measured 57k 
 average that way and 66k this way, in alternating runs (README, Performance).
 
 Why the hot path looks the way it does: with the GIL, every Python step of a
-submission, of the commit thread and of the event loop shares one core. A submission
+submission, of the store thread and of the event loop shares one core. A submission
 is therefore a tuple appended under a plain lock, the commit thread is woken only when
 it sleeps, and an event loop's futures of one batch are resolved by a single callback.
 """
@@ -50,9 +50,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LedgerClosedError, LedgerError, SchemaError
-from .ledger import Ledger
-from .schema import BATCH_OPS_MAX, OP_DTYPE, OpFlags
+from ..errors import LedgerClosedError, LedgerError, SchemaError
+from ..ledger import Ledger
+from ..schema import BATCH_OPS_MAX, OP_DTYPE, OpFlags
 
 #: Default most ops per commit.
 COMMIT_OPS_MAX_DEFAULT = 8_192
@@ -167,7 +167,7 @@ class _LoopBatcher:
             self.n_ops -= n
             ops = np.frombuffer(b"".join([t[_REC] for t in taken]), dtype=OP_DTYPE)
             try:
-                future = c.ledger._try_submit(ops)
+                future = c.ledger.submit_nowait(ops)
             except BaseException as e:  # misuse (the ledger closed): nothing was applied
                 c._fail(taken, e)
                 continue
@@ -305,7 +305,7 @@ class Committer:
 
         Never makes the loop wait: the loop's ops of one iteration go to the ledger from
         the loop as one batch (the loop runs its engine step, which takes no lock another
-        thread holds: `Ledger._try_submit`), or to the committer thread when the ledger is
+        thread holds: `Ledger.submit_nowait`), or to the committer thread when the ledger is
         busy; when the queue is full, a worker thread waits for room (backpressure) while
         the future stays pending (should the committer close first, the future fails with
         LedgerClosedError: that op was never accepted). A plain function rather than a

@@ -3,7 +3,7 @@
 `Ledger.submit(ops)` runs a batch through the engine at once, in the caller's thread
 and in call order, then hands its journal records to the ledger's two pipeline
 threads. The encoder packs and hashes them (while batches are in flight, the hash
-chain is its own); the committer stores them in a write transaction of its own and
+chain is its own); the store thread stores them in a write transaction of its own and
 resolves the batch's future once the commit is durable. While it commits (page
 writes and two fsyncs, without the GIL) the encoder prepares the next batch and the
 caller already runs the one after: on two cores the kernel, the encoding and the
@@ -15,7 +15,7 @@ What keeps this exactly as safe as `Ledger.apply`:
   a future resolves only after its batch is durable.
 - The engine runs ahead of the disk by at most PIPELINE_BATCHES_MAX batches. Each
   staged batch records what it was computed on (the journal head, the id-state mark,
-  the number of fare versions); the commit thread checks them inside its
+  the number of fare versions); the store thread checks them inside its
   transaction, so a batch another process committed meanwhile is a conflict, never
   a fork of the history.
 - An id index flush due after a batch is prepared with it (the decisions leave the
@@ -24,7 +24,7 @@ What keeps this exactly as safe as `Ledger.apply`:
   them in the in-flight batches' flushes, and their records in the in-flight
   batches' journals (`in_flight_items`, taken before its read transaction begins,
   so nothing falls between the two). A snapshot is copied after its batch
-  the same way; the commit thread starts writing its file once that batch is
+  the same way; the store thread starts writing its file once that batch is
   stored, and names a finished file in a later batch's transaction.
 - A commit that fails (a conflict, a full map, a full disk) commits nothing, and
   every batch staged after it was computed on state that never became durable. The
@@ -53,8 +53,7 @@ class StagedBatch:
     computed on (checked again inside the transaction that stores it)."""
 
     __slots__ = ("ops", "results", "journal", "packed", "marks", "tap_time_us", "flush", "snapshot", "expected_seq",
-                 "ids_upto", "fare_count", "future", "error", "order", "key", "value", "hash", "flush_rows",
-                 "flush_keys")
+                 "ids_upto", "fare_count", "future", "error", "order", "key", "value", "hash")
 
     def __init__(self, ops: Any, results: Any, journal: Any, packed: bytes | None, tap_time_us: int) -> None:
         self.ops = ops  # kept to re-apply the batch if an earlier commit fails
@@ -63,7 +62,7 @@ class StagedBatch:
         self.packed = packed  # the journal records as the journal stores them (the engine packed them)
         self.marks: Any = None  # where its records start (`journal_record_marks`), if the engine noted it
         self.tap_time_us = tap_time_us  # latest time of a tap that rated a fare, or -1
-        self.flush: tuple | None = None  # an id flush prepared after this batch, stored with it
+        self.flush: Any = None  # an id flush (store.ids.IdFlush) prepared after this batch, stored with it
         self.snapshot: tuple | None = None  # a snapshot taken after it, written once it is stored
         self.expected_seq = 0
         self.ids_upto = 0
@@ -71,26 +70,25 @@ class StagedBatch:
         self.future: Future | None = None
         self.error: BaseException | None = None
         self.order = 0  # position in submission order
-        # Filled by the encoder: the journal batch's key, value and hash, the flush's rows.
+        # Filled by the encoder: the journal batch's key, value and hash (and the flush's rows).
         self.key: bytes | None = None
         self.value: bytes | None = None
         self.hash: bytes | None = None
-        self.flush_rows: tuple | None = None
-        self.flush_keys: Any = None  # the flush's (source, seq) keys, for lookups meanwhile
 
 
 class CommitPipeline:
-    """The threads that store one Ledger's staged batches: an encoder, then a committer.
+    """The threads that store one Ledger's staged batches: the encode thread, then the
+    store thread (`cardledger-encode`, `cardledger-store`).
 
-    Each stage takes batches in submission order; the encoder's work (packing and
-    hashing the journal, encoding an id flush) runs while the committer waits on the
-    disk for the batch before. A batch's future resolves after the committer stored it.
+    Each stage takes batches in submission order; the encode thread's work (packing and
+    hashing the journal, encoding an id flush) runs while the store thread waits on the
+    disk for the batch before. A batch's future resolves after the store thread stored it.
     """
 
     def __init__(self, prepare: Callable[[StagedBatch], None], commit: Callable[[StagedBatch], None],
                  on_failure: Callable[[], None]) -> None:
         self._stages = (prepare, commit)  # each raises on failure
-        self._names = ("cardledger-encode", "cardledger-commit")
+        self._names = ("cardledger-encode", "cardledger-store")
         self._on_failure = on_failure  # called (in a stage's thread) after a failure
         self._cond = threading.Condition(threading.Lock())
         self._queues: tuple[deque[StagedBatch], ...] = (deque(), deque())
@@ -227,7 +225,7 @@ class SubmitWindow:
         resolved_at: list[float] = []
         submitted_at = time.perf_counter()
         future = self._ledger.submit(ops)
-        # Runs in the ledger's commit thread: it only notes the time.
+        # Runs in the ledger's store thread: it only notes the time.
         future.add_done_callback(lambda _f: resolved_at.append(time.perf_counter()))
         self._in_flight.append((tag, submitted_at, future, resolved_at))
         while self._in_flight and (len(self._in_flight) > PIPELINE_BATCHES_MAX or self._in_flight[0][2].done()):

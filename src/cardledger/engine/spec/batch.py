@@ -11,19 +11,15 @@ hands it batches and persists what it returns.
 
 from __future__ import annotations
 
-import copy
-
 from typing import Any
 
 import numpy as np
 
-from . import codec, reference_taps
-from .schema import (
+from . import codec, handlers, taps
+from .handlers import Account
+from ...schema import (
     ACCOUNT_DTYPE,
-    ACCOUNT_KINDS,
     ALLOWED_FLAGS,
-    AMOUNT_MAX_FEN,
-    CAP_MAX_FEN,
     DECISION_DTYPE,
     DEFAULT_CASH_CAP_FEN,
     INT64_MAX,
@@ -35,8 +31,6 @@ from .schema import (
     RESULT_DTYPE,
     SOURCE_DTYPE,
     TAP_HORIZON_NONE,
-    AccountFlags,
-    AccountKind,
     OpFlags,
     OpKind,
     Result,
@@ -58,28 +52,6 @@ _NO_AMOUNT_KINDS = frozenset(
 )
 
 
-class Account:
-    """One account's state; field names as in ACCOUNT_DTYPE."""
-
-    __slots__ = ACCOUNT_FIELDS
-
-    def __init__(self, **fields: int) -> None:
-        for name in ACCOUNT_FIELDS:
-            setattr(self, name, int(fields.get(name, 0)))
-
-    def copy(self) -> "Account":
-        """Return an independent copy (used by the chain undo log)."""
-        return Account(**{n: getattr(self, n) for n in ACCOUNT_FIELDS})
-
-    def available(self) -> int:
-        """Available balance: both purses of a card; the balance of other kinds."""
-        return self.cash_fen + self.subsidy_fen
-
-    def as_tuple(self) -> tuple:
-        """The record as a tuple in ACCOUNT_DTYPE field order."""
-        return tuple(getattr(self, n) for n in ACCOUNT_FIELDS)
-
-
 class Engine:
     """Reference implementation of the ledger state machine (see module docstring)."""
 
@@ -95,8 +67,8 @@ class Engine:
         self.tail: list[tuple] = []  # journal records decided since the last checkpoint
         self.journal_seq = 0
         self._undo: list[tuple] | None = None
-        self.journeys: dict[int, reference_taps.Journey] = {}  # card id -> fare state
-        self.fares = reference_taps.FareVersions([])
+        self.journeys: dict[int, taps.Journey] = {}  # card id -> fare state
+        self.fares = taps.FareVersions([])
         self.tap_horizon_us = TAP_HORIZON_NONE  # later TAPs are refused (set_tap_horizon)
 
     # ------------------------------------------------------------------ fares
@@ -108,11 +80,11 @@ class Engine:
 
     def set_fare_versions(self, versions: list) -> None:
         """Install the fare-system versions (TapTables, oldest first) taps are rated by."""
-        self.fares = reference_taps.FareVersions(list(versions))
+        self.fares = taps.FareVersions(list(versions))
 
     def export_journeys(self) -> np.ndarray:
         """Every card's fare state (JOURNEY_DTYPE, by account id)."""
-        return reference_taps.export_journeys(self.journeys)
+        return taps.export_journeys(self.journeys)
 
     def snapshot_journeys(self, buf: np.ndarray | None = None, clear_unused: bool = True) -> np.ndarray:
         """Every card's fare state for a checkpoint (the core's order may differ; `buf`
@@ -147,7 +119,7 @@ class Engine:
 
     def load_journeys(self, journeys: np.ndarray) -> None:
         """Replace every card's fare state (as `export_journeys` gives)."""
-        self.journeys = reference_taps.load_journeys(journeys)
+        self.journeys = taps.load_journeys(journeys)
 
     # ------------------------------------------------------------------ state I/O
 
@@ -491,414 +463,18 @@ class Engine:
         if self._undo is not None:
             self._undo.append(("pending_del", key, rec))
 
-    # -- shared checks
-
-    @staticmethod
-    def _amount_ok(amount: int) -> bool:
-        return 0 < amount <= AMOUNT_MAX_FEN
-
-    def _pair(self, op: dict, want_account, want_counterparty):
-        """Common checks of a two-account op. Returns (code, account, counterparty)."""
-        aid, cid = op["account_id"], op["counterparty_id"]
-        if aid == 0 or cid == 0:
-            return Result.INVALID_ACCOUNT_ID, None, None
-        if aid == cid:
-            return Result.ACCOUNTS_MUST_BE_DIFFERENT, None, None
-        a = self.accounts.get(aid)
-        if a is None:
-            return Result.ACCOUNT_NOT_FOUND, None, None
-        c = self.accounts.get(cid)
-        if c is None:
-            return Result.COUNTERPARTY_NOT_FOUND, None, None
-        if not want_account(a.kind):
-            return Result.WRONG_ACCOUNT_KIND, None, None
-        if not want_counterparty(c.kind):
-            return Result.WRONG_COUNTERPARTY_KIND, None, None
-        if (a.flags | c.flags) & AccountFlags.CLOSED:
-            return Result.ACCOUNT_CLOSED, None, None
-        return Result.OK, a, c
-
-    @staticmethod
-    def _purse_available(a: Account, draw: int) -> int:
-        if a.kind != AccountKind.CARD:
-            return a.cash_fen
-        if draw == DRAW_CASH:
-            return a.cash_fen
-        if draw == DRAW_SUBSIDY:
-            return a.subsidy_fen
-        return a.cash_fen + a.subsidy_fen
-
-    def _check_move(self, d: Account, c: Account, amount: int, draw: int, to_subsidy: bool, pending: bool) -> int:
-        """Checks for moving `amount` from d to c, in the documented order."""
-        if d.flags & AccountFlags.FROZEN:
-            return Result.ACCOUNT_FROZEN
-        if d.kind != AccountKind.CLEARING and self._purse_available(d, draw) < amount:
-            return Result.INSUFFICIENT_FUNDS
-        if c.kind == AccountKind.CARD and not to_subsidy:
-            # Holds the card placed come back to its purses if released (a metro exit
-            # releases most of its entry hold): they count against the cap too.
-            if c.cash_fen + c.debits_pending + c.credits_pending + amount > c.cap_fen:
-                return Result.EXCEEDS_CAP
-        d_total = d.debits_pending if pending else d.debits_posted
-        c_total = c.credits_pending if pending else c.credits_posted
-        if d_total > INT64_MAX - amount or c_total > INT64_MAX - amount:
-            return Result.OVERFLOW
-        if d.kind == AccountKind.CLEARING and d.cash_fen < INT64_MIN + amount:
-            return Result.OVERFLOW
-        if c.cash_fen + c.subsidy_fen > INT64_MAX - amount:
-            return Result.OVERFLOW
-        return Result.OK
-
-    def _draw(self, d: Account, amount: int, draw: int) -> int:
-        """Take `amount` out of d's purses; return the part taken from the subsidy purse."""
-        if d.kind != AccountKind.CARD or draw == DRAW_CASH:
-            d.cash_fen -= amount
-            return 0
-        if draw == DRAW_SUBSIDY:
-            d.subsidy_fen -= amount
-            return amount
-        # A tap may take a card's cash purse below zero (its allowance, or an exit
-        # charge above the hold); the subsidy purse never goes below zero.
-        if d.flags & AccountFlags.CASH_FIRST:
-            from_cash = min(max(d.cash_fen, 0), amount)
-            from_subsidy = min(max(d.subsidy_fen, 0), amount - from_cash)
-            from_cash = amount - from_subsidy
-        else:
-            from_subsidy = min(max(d.subsidy_fen, 0), amount)
-            from_cash = amount - from_subsidy
-        d.subsidy_fen -= from_subsidy
-        d.cash_fen -= from_cash
-        return from_subsidy
-
-    def _move(self, d: Account, c: Account, amount: int, draw: int, to_subsidy: bool) -> int:
-        self._touch(d)
-        self._touch(c)
-        sub = self._draw(d, amount, draw)
-        d.debits_posted += amount
-        c.credits_posted += amount
-        if to_subsidy:
-            c.subsidy_fen += amount
-        else:
-            c.cash_fen += amount
-        if d.kind == AccountKind.CARD:
-            return sub
-        return amount if to_subsidy else 0
-
-    def _void_holds_of(self, a: Account) -> None:
-        """Release every hold that involves account `a` (before CLOSE / REPLACE)."""
-        if a.debits_pending == 0 and a.credits_pending == 0:
-            return
-        for key in sorted(self.pending):
-            p = self.pending[key]
-            if p[2] == a.id or p[3] == a.id:
-                self._release(p, 0)
-                self._pending_del(key)
-
-    def _release(self, p: list[int], posted: int) -> int:
-        """Resolve hold `p`, posting `posted` fen of it and returning the rest.
-
-        Returns the part of the posted amount drawn from the debit card's subsidy purse.
-        """
-        d, c = self.accounts[p[2]], self.accounts[p[3]]
-        amount, held_sub = p[4], p[5]
-        held_cash = amount - held_sub
-        self._touch(d)
-        self._touch(c)
-        if d.kind == AccountKind.CARD and d.flags & AccountFlags.CASH_FIRST:
-            post_cash = min(held_cash, posted)
-            post_sub = posted - post_cash
-        else:
-            post_sub = min(held_sub, posted)
-            post_cash = posted - post_sub
-        d.subsidy_fen += held_sub - post_sub
-        d.cash_fen += held_cash - post_cash
-        d.debits_pending -= amount
-        d.debits_posted += posted
-        c.credits_pending -= amount
-        c.credits_posted += posted
-        if p[6]:
-            c.subsidy_fen += posted
-        else:
-            c.cash_fen += posted
-        return post_sub
-
-    # -- handlers: each returns (code, (amount, balance, debit_id, credit_id, subsidy))
-
-    def op_open(self, op: dict, jseq: int):
-        aid = op["account_id"]
-        if aid == 0:
-            return Result.INVALID_ACCOUNT_ID, None
-        kind = op["account_kind"]
-        if kind not in ACCOUNT_KINDS:
-            return Result.INVALID_ACCOUNT_KIND, None
-        limit = op["limit_fen"]
-        if limit < 0 or limit > CAP_MAX_FEN or (kind != AccountKind.CARD and limit != 0):
-            return Result.INVALID_AMOUNT, None
-        if kind != AccountKind.CARD and op["flags"] & OpFlags.CASH_FIRST:
-            return Result.INVALID_FLAGS, None
-        if aid in self.accounts:
-            return Result.ACCOUNT_EXISTS, None
-        flags = AccountFlags.CASH_FIRST if op["flags"] & OpFlags.CASH_FIRST else 0
-        a = Account(
-            id=aid,
-            kind=kind,
-            flags=int(flags),
-            category=op["category"] if kind == AccountKind.CARD else 0,
-            cap_fen=(limit or self.default_cap_fen) if kind == AccountKind.CARD else 0,
-        )
-        self._new_account(a)
-        return Result.OK, (0, 0, aid, 0, 0)
-
-    def _simple_move(self, op, want_a, want_c, debit_is_account, draw, to_subsidy):
-        amount = op["amount_fen"]
-        if not self._amount_ok(amount):
-            return Result.INVALID_AMOUNT, None
-        code, a, c = self._pair(op, want_a, want_c)
-        if code:
-            return code, None
-        d, cr = (a, c) if debit_is_account else (c, a)
-        code = self._check_move(d, cr, amount, draw, to_subsidy, False)
-        if code:
-            return code, None
-        sub = self._move(d, cr, amount, draw, to_subsidy)
-        return Result.OK, (amount, a.available(), d.id, cr.id, sub)
-
-    def op_topup(self, op, jseq):
-        return self._simple_move(
-            op, _is(AccountKind.CARD), _is(AccountKind.CLEARING), False, DRAW_ORDER, False
-        )
-
-    def op_aid(self, op, jseq):
-        return self._simple_move(
-            op, _is(AccountKind.CARD), _is(AccountKind.PROGRAM), False, DRAW_ORDER, True
-        )
-
-    def op_spend(self, op, jseq):
-        return self._simple_move(
-            op, _is(AccountKind.CARD), _is_not(AccountKind.CARD), True, DRAW_ORDER, False
-        )
-
-    def op_withdraw(self, op, jseq):
-        sub_purse = bool(op["flags"] & OpFlags.SUBSIDY_PURSE)
-        if sub_purse:
-            a = self.accounts.get(op["account_id"])
-            if a is not None and a.kind != AccountKind.CARD:
-                return Result.INVALID_FLAGS, None
-        return self._simple_move(
-            op,
-            _is_not(AccountKind.CLEARING),
-            _is(AccountKind.CLEARING),
-            True,
-            DRAW_SUBSIDY if sub_purse else DRAW_CASH,
-            False,
-        )
-
-    def op_transfer(self, op, jseq):
-        to_subsidy = bool(op["flags"] & OpFlags.SUBSIDY_PURSE)
-        if not op["flags"] & OpFlags.PENDING:
-            amount = op["amount_fen"]
-            if not self._amount_ok(amount):
-                return Result.INVALID_AMOUNT, None
-            code, a, c = self._pair(op, _any, _any)
-            if code:
-                return code, None
-            ts = to_subsidy and c.kind == AccountKind.CARD
-            code = self._check_move(a, c, amount, DRAW_ORDER, ts, False)
-            if code:
-                return code, None
-            sub = self._move(a, c, amount, DRAW_ORDER, ts)
-            return Result.OK, (amount, a.available(), a.id, c.id, sub)
-        if to_subsidy:
-            # A hold credits a cash purse only, so a card's incoming holds (its
-            # credits_pending) all count against its cash cap.
-            return Result.INVALID_FLAGS, None
-        amount = op["amount_fen"]
-        if not self._amount_ok(amount):
-            return Result.INVALID_AMOUNT, None
-        code, a, c = self._pair(op, _any, _any)
-        if code:
-            return code, None
-        ts = False
-        code = self._check_move(a, c, amount, DRAW_ORDER, ts, True)
-        if code:
-            return code, None
-        self._touch(a)
-        self._touch(c)
-        sub = self._draw(a, amount, DRAW_ORDER)
-        a.debits_pending += amount
-        c.credits_pending += amount
-        key = (op["source"], op["seq"])
-        self._pending_add(key, [key[0], key[1], a.id, c.id, amount, sub, int(ts), jseq])
-        return Result.OK, (amount, a.available(), a.id, c.id, sub)
-
-    def _find_pending(self, op):
-        return self.pending.get((op["ref_source"], op["ref_seq"]))
-
-    def op_post(self, op, jseq):
-        amount = op["amount_fen"]
-        if amount < 0 or amount > AMOUNT_MAX_FEN:
-            return Result.INVALID_AMOUNT, None
-        p = self._find_pending(op)
-        if p is None:
-            return Result.PENDING_NOT_FOUND, None
-        posted = amount or p[4]
-        if posted > p[4]:
-            return Result.EXCEEDS_PENDING, None
-        d, c = self.accounts[p[2]], self.accounts[p[3]]
-        if d.debits_posted > INT64_MAX - posted or c.credits_posted > INT64_MAX - posted:
-            return Result.OVERFLOW, None
-        sub = self._release(p, posted)
-        self._pending_del((p[0], p[1]))
-        return Result.OK, (posted, d.available(), d.id, c.id, sub)
-
-    def op_void(self, op, jseq):
-        p = self._find_pending(op)
-        if p is None:
-            return Result.PENDING_NOT_FOUND, None
-        d, c = self.accounts[p[2]], self.accounts[p[3]]
-        self._release(p, 0)
-        self._pending_del((p[0], p[1]))
-        return Result.OK, (p[4], d.available(), d.id, c.id, p[5])
-
-    def _lifecycle_target(self, op):
-        aid = op["account_id"]
-        if aid == 0:
-            return Result.INVALID_ACCOUNT_ID, None
-        a = self.accounts.get(aid)
-        if a is None:
-            return Result.ACCOUNT_NOT_FOUND, None
-        if a.flags & AccountFlags.CLOSED:
-            return Result.ACCOUNT_CLOSED, None
-        return Result.OK, a
-
-    def op_freeze(self, op, jseq):
-        code, a = self._lifecycle_target(op)
-        if code:
-            return code, None
-        self._touch(a)
-        a.flags |= AccountFlags.FROZEN
-        return Result.OK, (0, a.available(), a.id, 0, 0)
-
-    def op_unfreeze(self, op, jseq):
-        code, a = self._lifecycle_target(op)
-        if code:
-            return code, None
-        self._touch(a)
-        a.flags &= ~AccountFlags.FROZEN
-        return Result.OK, (0, a.available(), a.id, 0, 0)
-
-    def op_replace(self, op, jseq):
-        aid, nid = op["account_id"], op["counterparty_id"]
-        if aid == 0 or nid == 0:
-            return Result.INVALID_ACCOUNT_ID, None
-        if aid == nid:
-            return Result.ACCOUNTS_MUST_BE_DIFFERENT, None
-        old = self.accounts.get(aid)
-        if old is None:
-            return Result.ACCOUNT_NOT_FOUND, None
-        if nid in self.accounts:
-            return Result.ACCOUNT_EXISTS, None
-        if old.kind != AccountKind.CARD:
-            return Result.WRONG_ACCOUNT_KIND, None
-        if old.flags & AccountFlags.CLOSED:
-            return Result.ACCOUNT_CLOSED, None
-        self._void_holds_of(old)
-        self._touch(old)
-        cash, sub = old.cash_fen, old.subsidy_fen
-        new = Account(
-            id=nid,
-            kind=AccountKind.CARD,
-            flags=old.flags & AccountFlags.CASH_FIRST,
-            category=old.category,
-            cap_fen=old.cap_fen,
-            cash_fen=cash,
-            subsidy_fen=sub,
-            credits_posted=cash + sub,
-        )
-        self._new_account(new)
-        old.debits_posted += cash + sub
-        old.cash_fen = old.subsidy_fen = 0
-        old.flags |= AccountFlags.CLOSED
-        self._move_journey(aid, nid)
-        return Result.OK, (cash + sub, 0, aid, nid, sub)
-
-    def _move_journey(self, old_id: int, new_id: int) -> None:
-        """REPLACE: the new card carries on the old card's fare state (its journey,
-        transfers, caps and spend tiers), so losing a card costs no cap progress. An
-        open metro entry is dropped: REPLACE voided its hold, so an exit tapped with the
-        new card is an exit without entry (reference_taps, rules 7 and 9)."""
-        j = self.journeys.pop(old_id, None)
-        if j is None:
-            return
-        if self._undo is not None:
-            self._undo.append(("journey_move", old_id, new_id, copy.deepcopy(j)))
-        j.account_id = new_id
-        j.entry_version = reference_taps.NONE
-        j.entry_route = j.entry_stop = 0
-        j.entry_time_us = 0
-        j.entry_source = j.entry_seq = 0
-        self.journeys[new_id] = j
-
-    def op_close(self, op, jseq):
-        aid, cid = op["account_id"], op["counterparty_id"]
-        if aid == 0 or cid == 0:
-            return Result.INVALID_ACCOUNT_ID, None
-        if aid == cid:
-            return Result.ACCOUNTS_MUST_BE_DIFFERENT, None
-        a = self.accounts.get(aid)
-        if a is None:
-            return Result.ACCOUNT_NOT_FOUND, None
-        c = self.accounts.get(cid)
-        if c is None:
-            return Result.COUNTERPARTY_NOT_FOUND, None
-        if a.kind == AccountKind.CLEARING:
-            return Result.WRONG_ACCOUNT_KIND, None
-        if c.kind != AccountKind.CLEARING:
-            return Result.WRONG_COUNTERPARTY_KIND, None
-        if (a.flags | c.flags) & AccountFlags.CLOSED:
-            return Result.ACCOUNT_CLOSED, None
-        held = sum(p[4] for p in self.pending.values() if p[2] == aid) if a.debits_pending else 0
-        total = a.cash_fen + a.subsidy_fen + held
-        if total < 0:
-            return Result.INSUFFICIENT_FUNDS, None  # a card in debt (taps) is topped up first
-        if c.credits_posted > INT64_MAX - total or c.cash_fen > INT64_MAX - total:
-            return Result.OVERFLOW, None
-        self._void_holds_of(a)
-        self._touch(a)
-        self._touch(c)
-        cash, sub = a.cash_fen, a.subsidy_fen
-        a.debits_posted += cash + sub
-        a.cash_fen = a.subsidy_fen = 0
-        a.flags |= AccountFlags.CLOSED
-        c.credits_posted += cash + sub
-        c.cash_fen += cash + sub
-        return Result.OK, (cash + sub, 0, aid, cid, sub)
-
-
-def _is(kind: int):
-    return lambda k: k == kind
-
-
-def _is_not(kind: int):
-    return lambda k: k != kind
-
-
-def _any(k: int) -> bool:
-    return True
-
-
 _HANDLERS = {
-    OpKind.OPEN: Engine.op_open,
-    OpKind.TOPUP: Engine.op_topup,
-    OpKind.AID: Engine.op_aid,
-    OpKind.SPEND: Engine.op_spend,
-    OpKind.WITHDRAW: Engine.op_withdraw,
-    OpKind.TRANSFER: Engine.op_transfer,
-    OpKind.POST: Engine.op_post,
-    OpKind.VOID: Engine.op_void,
-    OpKind.FREEZE: Engine.op_freeze,
-    OpKind.UNFREEZE: Engine.op_unfreeze,
-    OpKind.REPLACE: Engine.op_replace,
-    OpKind.CLOSE: Engine.op_close,
-    OpKind.TAP: reference_taps.op_tap,
+    OpKind.OPEN: handlers.op_open,
+    OpKind.TOPUP: handlers.op_topup,
+    OpKind.AID: handlers.op_aid,
+    OpKind.SPEND: handlers.op_spend,
+    OpKind.WITHDRAW: handlers.op_withdraw,
+    OpKind.TRANSFER: handlers.op_transfer,
+    OpKind.POST: handlers.op_post,
+    OpKind.VOID: handlers.op_void,
+    OpKind.FREEZE: handlers.op_freeze,
+    OpKind.UNFREEZE: handlers.op_unfreeze,
+    OpKind.REPLACE: handlers.op_replace,
+    OpKind.CLOSE: handlers.op_close,
+    OpKind.TAP: taps.op_tap,
 }

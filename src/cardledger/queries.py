@@ -1,0 +1,148 @@
+"""Reads of the ledger: accounts, statements, journal ranges, and the lists validators
+and gateways need (denylist, overdue metro entries).
+
+Each function here reads what it is given (an engine's exported arrays, a read
+transaction, the fare versions) and changes nothing; `Ledger` takes its lock, brings
+its state up to date and calls them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import CorruptionError
+from .schema import ACCOUNT_DTYPE, JOURNAL_DTYPE, AccountFlags, AccountKind
+from .store.journal import DecodedBatches, RecordFetcher
+
+_CASH = ACCOUNT_DTYPE.names.index("cash_fen")
+_SUBSIDY = ACCOUNT_DTYPE.names.index("subsidy_fen")
+_LAST_SEQ = ACCOUNT_DTYPE.names.index("last_journal_seq")
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """One account's state, as `Ledger.account` reports it (amounts in fen)."""
+
+    id: int
+    kind: AccountKind
+    balance_fen: int  # available: both purses of a card
+    cash_fen: int
+    subsidy_fen: int
+    cap_fen: int
+    category: int
+    frozen: bool
+    closed: bool
+    cash_first: bool
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+    last_journal_seq: int
+
+
+def balance_of(row: tuple) -> int:
+    """Available balance of an account record (ACCOUNT_DTYPE order): both purses."""
+    return int(row[_CASH] + row[_SUBSIDY])
+
+
+def account_info(row: tuple) -> AccountInfo:
+    """An account record (ACCOUNT_DTYPE order) as an AccountInfo."""
+    r = dict(zip(ACCOUNT_DTYPE.names, row))
+    flags = AccountFlags(r["flags"])
+    return AccountInfo(
+        id=r["id"],
+        kind=AccountKind(r["kind"]),
+        balance_fen=r["cash_fen"] + r["subsidy_fen"],
+        cash_fen=r["cash_fen"],
+        subsidy_fen=r["subsidy_fen"],
+        cap_fen=r["cap_fen"],
+        category=r["category"],
+        frozen=bool(flags & AccountFlags.FROZEN),
+        closed=bool(flags & AccountFlags.CLOSED),
+        cash_first=bool(flags & AccountFlags.CASH_FIRST),
+        debits_posted=r["debits_posted"],
+        credits_posted=r["credits_posted"],
+        debits_pending=r["debits_pending"],
+        credits_pending=r["credits_pending"],
+        last_journal_seq=r["last_journal_seq"],
+    )
+
+
+def statement(codec: Any, txn: Any, journal_db: Any, account_id: int, row: tuple, start_us: int | None,
+              end_us: int | None) -> np.ndarray:
+    """Journal records of one account (its record `row`), walked back along its chain
+    of records from its last one: those whose event time is in [start_us, end_us),
+    ordered by event time, then journal_seq."""
+    jseq = int(row[_LAST_SEQ])
+    out = []
+    fetch = RecordFetcher(txn, journal_db, DecodedBatches(codec))
+    while jseq:
+        rec = fetch(jseq)
+        t = int(rec["time_us"])
+        if (start_us is None or t >= start_us) and (end_us is None or t < end_us):
+            out.append(rec)
+        if int(rec["debit_id"]) == account_id:
+            jseq = int(rec["debit_prev_seq"])
+        elif int(rec["credit_id"]) == account_id:
+            jseq = int(rec["credit_prev_seq"])
+        else:
+            raise CorruptionError(f"statement chain of account {account_id} breaks at journal_seq {jseq}")
+    recs = np.array(out, dtype=JOURNAL_DTYPE)
+    return recs[np.lexsort((recs["journal_seq"], recs["time_us"]))] if len(recs) else recs
+
+
+def journal_range(batches: Any, start_seq: int, end_seq: int | None) -> np.ndarray:
+    """The records with start_seq <= journal_seq < end_seq from `batches` (checked
+    journal batches from start_seq's on, in order)."""
+    parts = []
+    for batch in batches:
+        if end_seq is not None and batch.first_seq >= end_seq:
+            break
+        seqs = batch.records["journal_seq"]
+        keep = seqs >= start_seq
+        if end_seq is not None:
+            keep &= seqs < end_seq
+        parts.append(batch.records[keep])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=JOURNAL_DTYPE)
+
+
+def denylist(accounts: np.ndarray, tap_tables: list) -> np.ndarray:
+    """Card ids validators must refuse, sorted: frozen, closed, or unable to pay (see
+    `Ledger.denylist`); `tap_tables`: the installed fare versions' tables."""
+    cards = accounts[accounts["kind"] == AccountKind.CARD]
+    allowance = 0
+    if tap_tables:
+        tt = tap_tables[-1]
+        if len(tt.product_allowance_fen):
+            allowance = int(tt.product_allowance_fen.max())
+    avail = cards["cash_fen"] + cards["subsidy_fen"] + cards["debits_pending"]
+    blocked = ((cards["flags"] & (AccountFlags.FROZEN | AccountFlags.CLOSED)) != 0) | (avail <= -allowance)
+    return np.sort(cards["id"][blocked])
+
+
+def overdue_entries(accounts: np.ndarray, journeys: np.ndarray, tap_tables: list, time_us: int) -> np.ndarray:
+    """Card ids whose open metro entry has timed out at `time_us`, sorted, frozen and
+    closed cards left out (see `Ledger.overdue_entries`)."""
+    none = np.zeros(0, dtype=np.uint64)
+    if not tap_tables:
+        return none
+    journeys = journeys[journeys["entry_version"] >= 0]
+    if not len(journeys):
+        return none
+    blocked = accounts["id"][(accounts["flags"] & (AccountFlags.FROZEN | AccountFlags.CLOSED)) != 0]
+    journeys = journeys[~np.isin(journeys["account_id"], blocked)]
+    overdue = np.zeros(len(journeys), dtype=bool)
+    for version in np.unique(journeys["entry_version"]).tolist():
+        tt = tap_tables[version]
+        rows = np.flatnonzero(journeys["entry_version"] == version)
+        net = tt.fares.route_network[journeys["entry_route"][rows]]
+        gated = net >= 0  # (an entry is always on a gated network's route)
+        rows, net = rows[gated], net[gated]
+        # As the engines compare (time - entry > timeout), in Python ints: no overflow.
+        ages = [time_us - int(t) for t in journeys["entry_time_us"][rows].tolist()]
+        limits = tt.gate_timeout_us[net].tolist()
+        overdue[rows] = [age > limit for age, limit in zip(ages, limits)]
+    return np.sort(journeys["account_id"][overdue].astype(np.uint64))
