@@ -41,7 +41,7 @@ def test_the_cores_record_marks_are_those_of_its_packed_batch():
     import pytest
 
     core = pytest.importorskip("cardledger._core")
-    from opgen import OpWorld
+    from helpers.opgen import OpWorld
 
     from cardledger.store.journal import RECORD_MARK_STRIDE
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opgen import OpWorld
+from helpers.opgen import OpWorld
 
 from cardledger.engine.spec import batch as reference
 from cardledger.engine.spec import codec

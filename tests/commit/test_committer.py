@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import codes, open_cards
+from helpers import codes, open_cards
 
 import cardledger
 from cardledger import Committer, OpFlags, OpKind, Result

@@ -17,7 +17,7 @@ import pytest
 
 from cardledger.fares import FareSystem, Leg
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 CST = dt.timezone(dt.timedelta(hours=8), "CST")  # Asia/Shanghai has had no DST since 1991
 WEDNESDAY = dt.date(2025, 3, 12)
 SUNDAY = dt.date(2025, 3, 16)

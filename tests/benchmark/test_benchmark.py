@@ -139,7 +139,7 @@ def test_the_engine_alone_script_replays_the_peak(city, tmp_path):
     """bench/bench_city_engine.py runs on a written scenario: it reports the peak's ops/s
     and batch latencies, and with --setup-only stops before the peak."""
     scenario.write(tmp_path, city)
-    script = os.path.join(os.path.dirname(__file__), "..", "bench", "bench_city_engine.py")
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "bench_city_engine.py")
     out = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("engine alone: ") and "peak ops/s" in out.stdout and "p99" in out.stdout
     quiet = subprocess.run([sys.executable, script, str(tmp_path), "--setup-only"], capture_output=True, text=True,

@@ -23,7 +23,7 @@ import cardledger.ledger as ledger_module
 from cardledger.store import env as env_module
 from cardledger import CorruptionError, LedgerClosedError, LedgerReadOnlyError, SchemaError, StorageError
 from cardledger.commit.pipeline import PIPELINE_BATCHES_MAX
-from opgen import OpWorld
+from helpers.opgen import OpWorld
 
 #: Small, so id flushes and snapshots happen every few batches of the pipeline.
 CHECKPOINT_OPS = 300

@@ -11,10 +11,10 @@ import random
 
 import numpy as np
 import pytest
-from conftest import HYPOTHESIS_EXAMPLES
+from helpers import HYPOTHESIS_EXAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opgen import OpWorld
+from helpers.opgen import OpWorld
 
 from cardledger.engine.spec import batch as reference
 from cardledger.schema import JOURNAL_DTYPE

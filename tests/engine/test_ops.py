@@ -14,7 +14,7 @@ import pytest
 
 import cardledger
 from cardledger import AccountKind, OpFlags, OpKind, Result
-from conftest import Ops, codes
+from helpers import Ops, codes
 
 T0 = 1_767_225_600_000_000  # the builder's time base (2026-01-01 UTC), µs
 INT64_MAX = (1 << 63) - 1

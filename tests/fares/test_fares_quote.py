@@ -14,7 +14,7 @@ import io
 
 import pytest
 
-from fares_cases import CASES
+from helpers.fares_cases import CASES
 
 REQUIRED = ("agency.txt", "routes.txt", "stops.txt", "fare_products.txt", "fare_leg_rules.txt")
 

@@ -10,7 +10,7 @@ import msgpack
 
 import cardledger
 
-GATEWAY = os.path.join(os.path.dirname(__file__), "..", "examples", "gateway")
+GATEWAY = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "gateway")
 sys.path.insert(0, os.path.abspath(GATEWAY))
 
 import protocol  # noqa: E402

@@ -16,7 +16,7 @@ import pytest
 
 import cardledger
 from cardledger import AccountKind, OpKind, Result
-from conftest import Ops, codes
+from helpers import Ops, codes
 
 CLEARING, CARD = 1, 10
 

@@ -10,7 +10,7 @@ import threading
 import lmdb
 import numpy as np
 import pytest
-from conftest import Ops, codes, open_cards
+from helpers import Ops, codes, open_cards
 
 import cardledger
 from cardledger import OpKind

@@ -13,11 +13,11 @@ import shutil
 import tempfile
 
 import numpy as np
-from conftest import HYPOTHESIS_EXAMPLES
+from helpers import HYPOTHESIS_EXAMPLES
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from opgen import OpWorld
+from helpers.opgen import OpWorld
 
 import cardledger
 

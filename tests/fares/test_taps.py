@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import cardledger
-import taps_feed
+from helpers import taps_feed
 from cardledger import AccountKind, OpFlags, OpKind, Result, new_ops
 from cardledger.fares import FareDiscount, FareSystem
 from cardledger.schema import TapType

@@ -32,7 +32,7 @@ import zoneinfo
 
 import numpy as np
 import pytest
-from conftest import HYPOTHESIS_EXAMPLES
+from helpers import HYPOTHESIS_EXAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
