@@ -2,7 +2,7 @@
 
 Everything that both engines (the Cython core and the pure-Python reference), the
 storage layer and the documentation must agree on lives here, once. The Cython core
-declares C structs with the same field order; `tests/test_schema.py` checks that the
+declares C structs with the same field order; `tests/engine/test_schema.py` checks that the
 two layouts match byte for byte.
 """
 
