@@ -36,7 +36,7 @@ class OpKind(enum.IntEnum):
 
 
 class TapType(enum.IntEnum):
-    """What a TAP op records (field `tap`): see the README's fares section."""
+    """What a TAP op records (field `tap`): see docs/fares.md."""
 
     BOARD = 1  # boarding a pay-as-you-board vehicle (bus, ferry, coach, taxi)
     ENTRY = 2  # entering a gated network (metro): holds the maximum fare

@@ -1,4 +1,4 @@
-"""The ops, one behaviour per test, read against README "Semantics".
+"""The ops, one behaviour per test, read against docs/semantics.md.
 
 Figures are worked out by hand in each test; the comments show the arithmetic.
 The `world` fixture (conftest.py) gives: clearing 1 (balance -1,000,000 after funding
@@ -118,7 +118,7 @@ def test_open_invalid_account_kind(led, ops, bad_kind):
 
 
 def test_open_negative_limit_is_refused(led, ops):
-    # README leaves the code open; the engines answer INVALID_AMOUNT (a bad figure)
+    # docs/semantics.md leaves the code open; the engines answer INVALID_AMOUNT (a bad figure)
     rec = one(led, ops, OpKind.OPEN, 100, account_kind=AccountKind.CARD, limit_fen=-1)
     assert name(rec) == "INVALID_AMOUNT"
     with pytest.raises(cardledger.AccountNotFoundError):

@@ -1,6 +1,6 @@
 """Misuse of the API raises typed exceptions, writes nothing, and says what to do.
 
-README "Semantics", last paragraph: SchemaError (a TypeError) for a batch that is not a
+docs/semantics.md: SchemaError (a TypeError) for a batch that is not a
 1-D C-contiguous array of OP_DTYPE or is longer than BATCH_OPS_MAX; LedgerClosedError
 after close(); LedgerReadOnlyError for apply on a readonly ledger; AccountNotFoundError
 (a KeyError) for a query of an unknown account.

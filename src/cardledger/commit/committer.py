@@ -28,8 +28,8 @@ over hands them to the ledger from the loop's own thread (`Ledger.submit_nowait`
 never waits: a batch the ledger cannot take at once goes to the committer thread
 instead). Woken for them, the committer thread must first win the GIL from the busy
 loop, so it gathered only once the loop went idle, and each wave of submissions, its
-batch and its commit ran one after another: 256 asyncio submitters measured 57k ops/s on
-average that way and 66k this way, in alternating runs (README, Performance).
+batch and its commit ran one after another; this way is faster in alternating runs
+(docs/performance-log.md, 2026-11-27, group commit).
 
 Why the hot path looks the way it does: with the GIL, every Python step of a
 submission, of the store thread and of the event loop shares one core. A submission
@@ -298,8 +298,8 @@ class Committer:
 
         `loop`: the running loop, when the caller holds it already (a gateway's
         connection does). It saves `asyncio.get_running_loop()`, which on Python 3.11
-        makes a system call (`getpid`, its fork check) on every call: about a tenth of
-        the example gateway's loop time at one op a request. Passing a loop that is not
+        makes a system call (`getpid`, its fork check) on every call: a visible share
+        of a gateway's loop time at one op a request. Passing a loop that is not
         the one running this call is misuse (its future would be touched from two
         threads).
 

@@ -37,8 +37,8 @@ from .keys import FORMAT_VERSION, STATE_CHECKPOINT_KEY
 
 CHECKPOINT_MAGIC = b"CLCP"
 #: The checkpoint file's own format: its body is the three tables packed with
-#: `pack_words` (a million cards' accounts and fare state: ~400 MB raw, written every
-#: checkpoint, and every batch commit's fsync meanwhile shared the disk with it).
+#: `pack_words` (raw, a city's accounts and fare state are hundreds of MB written every
+#: checkpoint, and every batch commit's fsync meanwhile shared the disk with them).
 CHECKPOINT_FILE_VERSION = 5
 #: magic, version, journal_seq, account/hold/journey counts, their packed sizes in
 #: bytes, last batch hash, body SHA-256
@@ -202,8 +202,8 @@ def _write_buffered(path: str, parts: tuple[memoryview, ...], pace: Callable[[in
                 unsynced += len(piece)
                 written += len(piece)
                 if unsynced >= CHECKPOINT_SYNC_BYTES:
-                    # Made durable slice by slice: hundreds of MB left dirty at once
-                    # stalled concurrent commits for up to a second.
+                    # Made durable slice by slice: a whole file left dirty at once
+                    # stalled concurrent commits (docs/performance-log.md).
                     f.flush()
                     os.fdatasync(f.fileno())
                     unsynced = 0

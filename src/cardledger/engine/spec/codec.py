@@ -353,8 +353,8 @@ def pack_words(records: np.ndarray) -> bytes:
     varint bitmap of its non-zero words, then each non-zero word as the varint zigzag
     of its difference from the last non-zero value of the same column (0 before the
     first). A card's account or fare state is mostly zeros and fields that repeat or
-    change little from one card to the next (kind, cap, ids in order), so a million
-    cards' state shrinks about 3x (accounts) to 6x (journeys) on disk.
+    change little from one card to the next (kind, cap, ids in order), so packing
+    shrinks it several-fold on disk (docs/performance-log.md).
     """
     arr = np.ascontiguousarray(records)
     nw = _table_words(arr.dtype, arr.ndim)
