@@ -33,7 +33,7 @@ batch and its commit ran one after another; this way is faster in alternating ru
 
 Why the hot path looks the way it does: with the GIL, every Python step of a
 submission, of the store thread and of the event loop shares one core. A submission
-is therefore a tuple appended under a plain lock, the commit thread is woken only when
+is therefore a tuple appended under a plain lock, the committer thread is woken only when
 it sleeps, and an event loop's futures of one batch are resolved by a single callback.
 """
 
@@ -184,7 +184,7 @@ class _LoopBatcher:
         self.committer._settle(items, None, error)
 
     def _committed(self, taken: list[tuple], n_ops: int, future: Future) -> None:
-        """In the ledger's commit thread: the batch's futures resolve on their loop."""
+        """In the ledger's store thread: the batch's futures resolve on their loop."""
         try:
             self.loop.call_soon_threadsafe(self._landed, taken, n_ops, future)
         except RuntimeError:  # that event loop is closed: nobody is waiting
@@ -236,7 +236,7 @@ class Committer:
         self.linger_s = linger_us / 1e6
         self.queue_ops_max = queue_ops_max
         self._lock = threading.Lock()
-        # The commit thread sleeps by acquiring `_wakeup` (held while it is awake);
+        # The committer thread sleeps by acquiring `_wakeup` (held while it is awake);
         # whoever finds it `_idle` releases it, under `_lock`, once. A bare lock is the
         # cheapest wake-up there is; a Condition costs several Python calls per notify.
         self._wakeup = threading.Lock()
@@ -244,7 +244,7 @@ class Committer:
         self._room = threading.Condition(self._lock)  # blocked submitters sleep here
         self._queue: list[tuple] = []
         self._queued_ops = 0
-        self._idle = False  # the commit thread sleeps on _wakeup
+        self._idle = False  # the committer thread sleeps on _wakeup
         self._blocked = 0  # submitters waiting on _room
         self._accepting = True  # False once closing or stopped by an error
         self._closing = False
@@ -458,7 +458,7 @@ class Committer:
             raise LedgerError(f"the committer stopped after an error: {self._error}") from self._error
         raise LedgerClosedError("the committer is closed: open a new one")
 
-    # ------------------------------------------------------------------ the commit thread
+    # ------------------------------------------------------------------ the committer thread
 
     def _take_batch(self) -> list[tuple] | None:
         """Wait for work; return the submissions of the next batch (None: closed and drained)."""
@@ -502,7 +502,7 @@ class Committer:
             ops = np.frombuffer(b"".join([t[_REC] for t in taken]), dtype=OP_DTYPE)
             try:
                 # submit, not apply: this thread gathers the next batch while the
-                # ledger's commit thread makes this one durable.
+                # ledger's store thread makes this one durable.
                 last = self.ledger.submit(ops)
             except BaseException as e:  # misuse (the ledger closed): nothing was applied
                 self._fail(taken, e)
@@ -514,7 +514,7 @@ class Committer:
             futures_wait([last])  # commits resolve in order: the last one resolves last
 
     def _batch_done(self, taken: list[tuple], n_ops: int, future: Future) -> None:
-        """A batch's future resolved (in the ledger's commit thread, or in this one)."""
+        """A batch's future resolved (in the ledger's store thread, or in this one)."""
         error = future.exception()
         if error is not None:
             self._fail(taken, error)
