@@ -64,7 +64,7 @@ DECISION_ROW = struct.Struct("<IIqqQQQqQQ")
 ID_KEY = struct.Struct(">QQ")  # (source, seq), big-endian so keys sort numerically
 U64_KEY = struct.Struct(">Q")
 
-OP_NAMES = OP_DTYPE.names
+OP_NAMES: tuple[str, ...] = tuple(OP_DTYPE.names or ())
 OP_BYTES = OP_DTYPE.itemsize
 TABLES = ("accounts", "pending", "journeys", "ids", "journal")
 
@@ -97,15 +97,15 @@ def harbin_fare_versions() -> tuple[TapTables, ...]:
     return (compile_taps(FareSystem.harbin(), 0),)
 
 
-def _account(row: tuple) -> reference.Account:
+def _account(row: tuple) -> Any:
     """An unpacked ACCOUNT_ROW as the reference engine's Account (its field order)."""
-    a = _NEW(reference.Account)
+    a: Any = _NEW(reference.Account)
     (a.id, a.kind, a.flags, a.category, a.reserved, a.cap_fen, a.cash_fen, a.subsidy_fen,
      a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, a.last_journal_seq) = row  # fmt: skip
     return a
 
 
-def _account_bytes(a: reference.Account) -> bytes:
+def _account_bytes(a: Any) -> bytes:
     return ACCOUNT_ROW.pack(
         a.id, a.kind, a.flags, a.category, a.reserved, a.cap_fen, a.cash_fen, a.subsidy_fen,
         a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, a.last_journal_seq,
@@ -235,13 +235,13 @@ class _Baseline:
         # The accounts' back-pointers to their previous record, as the ledger's journal keeps them.
         debit_prev = credit_prev = 0
         if debit_id:
-            a = r.accounts[debit_id]
-            debit_prev, a.last_journal_seq = a.last_journal_seq, jseq
+            d: Any = r.accounts[debit_id]
+            debit_prev, d.last_journal_seq = d.last_journal_seq, jseq
         if credit_id:
-            a = r.accounts[credit_id]
-            credit_prev, a.last_journal_seq = a.last_journal_seq, jseq
-        for account_id, a in r.accounts.items():
-            raw = _account_bytes(a)
+            c: Any = r.accounts[credit_id]
+            credit_prev, c.last_journal_seq = c.last_journal_seq, jseq
+        for account_id, account in r.accounts.items():
+            raw = _account_bytes(account)
             if loaded.get(account_id) != raw:
                 self._put("accounts", U64_KEY.pack(account_id), raw)
         for key, row in holds_before.items():
