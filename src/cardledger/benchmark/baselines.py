@@ -17,13 +17,14 @@ The rules, which make a ratio to the core mean something:
 - **Read-modify-write per op.** Nothing is cached between ops: every op claims its
   id in the database, reads the rows it touches (accounts, holds, the card's fare
   state), decides, and writes back the rows it changed, so it sees every earlier op
-  of its batch. The journal record is the ledger's (JOURNAL_DTYPE bytes, with the
-  accounts' back-pointers), appended with one bulk call per batch; the id index maps
-  an id to its journal record, as the ledger's does.
+  of its batch. The journal record holds what the ledger's does (JOURNAL_DTYPE: the
+  op, its decision, the accounts' back-pointers), appended with one bulk call per
+  batch; the id index maps an id to its journal record, as the ledger's does.
 - **One durable commit per batch:** sqlite3 in WAL mode with synchronous=FULL, or an
   LMDB write transaction with sync=True; a batch is whole or absent.
-- **Competently written:** statements prepared once, the batch's op bytes converted
-  once, rows as packed structs, account rows written only when they changed.
+- **Competently written:** statements prepared once, the batch's ops converted once,
+  each database's natural layout (sqlite: typed columns for the journal and the id
+  index; LMDB: packed structs), account rows written only when they changed.
 
 Unsupported, as no benchmark needs them: LINKED chains (ValueError).
 
@@ -66,7 +67,8 @@ U64_KEY = struct.Struct(">Q")
 
 OP_NAMES: tuple[str, ...] = tuple(OP_DTYPE.names or ())
 OP_BYTES = OP_DTYPE.itemsize
-TABLES = ("accounts", "pending", "journeys", "ids", "journal")
+#: Tables of packed rows by key, in both baselines.
+ROW_TABLES = ("accounts", "pending", "journeys")
 
 #: Page cache of the sqlite baseline, KiB. sqlite's default is 2 MiB; anyone running a
 #: city's ledger on it would give it room, as the core keeps its accounts in memory.
@@ -89,6 +91,26 @@ if ACCOUNT_ROW.size != reference.ACCOUNT_DTYPE.itemsize or reference.ACCOUNT_FIE
     raise ImportError("ACCOUNT_DTYPE changed: update ACCOUNT_ROW and _account() in benchmark/baselines.py")
 if OP_BYTES + DECISION_ROW.size != JOURNAL_DTYPE.itemsize:
     raise ImportError("JOURNAL_DTYPE changed: update DECISION_ROW in benchmark/baselines.py")
+
+
+def _signed(dtype: np.dtype) -> np.dtype:
+    """`dtype` with every u64 field as i64: sqlite's integers are signed, and a view
+    through this dtype maps ids at or above 2**63 to negative numbers and back."""
+    names = list(dtype.names or ())
+    formats = [np.dtype("<i8") if dtype[n] == np.dtype("<u8") else dtype[n] for n in names]
+    offsets = [dtype.fields[n][1] for n in names]  # type: ignore[index]
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": dtype.itemsize})
+
+
+#: The ops and journal records as the sqlite baseline stores them, column for column.
+_SQL_OP_DTYPE = _signed(OP_DTYPE)
+_SQL_JOURNAL_DTYPE = _signed(JOURNAL_DTYPE)
+_JOURNAL_COLUMNS: tuple[str, ...] = tuple(JOURNAL_DTYPE.names or ())
+#: Positions, in a decision (JOURNAL_DTYPE's fields after the op's), of the u64 fields.
+_DECISION_U64 = tuple(i for i, name in enumerate(_JOURNAL_COLUMNS[len(OP_NAMES) :])
+                      if JOURNAL_DTYPE[name] == np.dtype("<u8"))  # fmt: skip
+_U64_WRAP = 1 << 64
+_I64_SIGN = 1 << 63
 
 
 @functools.cache
@@ -141,21 +163,15 @@ class _Baseline:
         self._versions = self._rows.fares.versions
         self.journal_seq = self._last_journal_seq()
 
-    # -- the row store (subclasses) ------------------------------------------------
+    # -- the store (subclasses) --------------------------------------------------------
     def _get(self, table: str, key: bytes) -> bytes | None:
+        """The packed row under `key` in one of ROW_TABLES, or None."""
         raise NotImplementedError
 
     def _put(self, table: str, key: bytes, value: bytes) -> None:
         raise NotImplementedError
 
     def _delete(self, table: str, key: bytes) -> None:
-        raise NotImplementedError
-
-    def _claim(self, key: bytes, value: bytes) -> bool:
-        """Store id `key` -> `value` unless it is there already; True if stored."""
-        raise NotImplementedError
-
-    def _append_journal(self, items: list[tuple[bytes, bytes]]) -> None:
         raise NotImplementedError
 
     def _holds_of(self, account_id: int) -> list[bytes]:
@@ -165,6 +181,32 @@ class _Baseline:
         raise NotImplementedError
 
     def _delete_hold(self, key: bytes, row: list[int]) -> None:
+        raise NotImplementedError
+
+    def _begin_batch(self, ops: np.ndarray) -> None:
+        """Convert the batch's ids and op fields once into what the store keeps."""
+        raise NotImplementedError
+
+    def _claim(self, i: int, jseq: int) -> bool:
+        """Index op i's id as journal record `jseq` unless it is there already; True if indexed."""
+        raise NotImplementedError
+
+    def _claimed(self, i: int) -> int:
+        """The journal record op i's id was decided in."""
+        raise NotImplementedError
+
+    def _record(self, i: int, decision: tuple[int, ...]) -> Any:
+        """Op i's journal record, as the store keeps it."""
+        raise NotImplementedError
+
+    def _recorded(self, i: int, record: Any) -> tuple[bool, int, int, int, int]:
+        """(op i has the recorded op's fields, code, discounts, amount, balance) of a record."""
+        raise NotImplementedError
+
+    def _journal_record(self, jseq: int) -> Any:
+        raise NotImplementedError
+
+    def _append_journal(self, first_jseq: int, records: list[Any]) -> None:
         raise NotImplementedError
 
     def _last_journal_seq(self) -> int:
@@ -218,8 +260,9 @@ class _Baseline:
                 self._load_account(int(self._versions[v].route_operator[op["route"]]), loaded)
 
     # -- one new op -----------------------------------------------------------------
-    def _decide(self, op: dict, raw_op: bytes, jseq: int) -> bytes:
-        """Decide a new op as journal record `jseq`, write the rows it changed; return the record."""
+    def _decide(self, op: dict, jseq: int) -> tuple[int, ...]:
+        """Decide a new op as journal record `jseq` and write the rows it changed; return
+        the decision (JOURNAL_DTYPE's fields after the op's)."""
         r = self._rows
         r.accounts, r.pending, r.journeys = {}, {}, {}
         loaded: dict[int, bytes] = {}
@@ -229,7 +272,7 @@ class _Baseline:
         code, effect = r._execute(op, jseq)
         if code != _OK:  # a refused op changed nothing; it reports its account's balance
             a = r.accounts.get(op["account_id"])
-            return raw_op + DECISION_ROW.pack(code, 0, 0, 0 if a is None else a.available(), jseq, 0, 0, 0, 0, 0)
+            return (code, 0, 0, 0 if a is None else a.available(), jseq, 0, 0, 0, 0, 0)
         amount, balance, debit_id, credit_id, subsidy = effect[:5]
         discounts = effect[5] if len(effect) > 5 else 0
         # The accounts' back-pointers to their previous record, as the ledger's journal keeps them.
@@ -254,59 +297,45 @@ class _Baseline:
             self._delete("journeys", U64_KEY.pack(card_id))
         for card_id, j in r.journeys.items():
             self._put("journeys", U64_KEY.pack(card_id), reference_taps.export_journeys({card_id: j}).tobytes())
-        return raw_op + DECISION_ROW.pack(
-            code, discounts, amount, balance, jseq, debit_id, credit_id, subsidy, debit_prev, credit_prev
-        )
+        return (code, discounts, amount, balance, jseq, debit_id, credit_id, subsidy, debit_prev, credit_prev)
 
     def _apply_rows(self, ops: np.ndarray) -> np.ndarray:
         """Decide every op of the batch inside the caller's transaction; return the results."""
         results: list[tuple[int, int, int, int, int]] = []
-        journal: list[tuple[bytes, bytes]] = []
+        journal: list[Any] = []  # the batch's records, stored with one bulk call at its end
         first_jseq = self.journal_seq + 1
-        raw = ops.tobytes()
+        self._begin_batch(ops)
         for i, row in enumerate(ops.tolist()):
-            source, seq = row[0], row[1]
-            if source == 0:
+            if row[0] == 0:  # source 0 is no id
                 results.append((int(Result.INVALID_ID), 0, 0, 0, 0))
                 continue
             op = dict(zip(OP_NAMES, row))
             if op["flags"] & _LINKED:
                 raise ValueError("the baselines do not support LINKED chains")
-            raw_op = raw[i * OP_BYTES : (i + 1) * OP_BYTES]
             jseq = self.journal_seq + 1
-            id_key = ID_KEY.pack(source, seq)
-            jkey = U64_KEY.pack(jseq)
-            if not self._claim(id_key, jkey):
-                results.append(self._replay(raw_op, id_key, journal, first_jseq))
+            if not self._claim(i, jseq):
+                prior = self._claimed(i)
+                record = journal[prior - first_jseq] if prior >= first_jseq else self._journal_record(prior)
+                same_fields, code, discounts, amount, balance = self._recorded(i, record)
+                if code != _OK:
+                    results.append((int(Result.ID_ALREADY_FAILED), 0, 0, 0, prior))
+                elif not same_fields:
+                    results.append((int(Result.EXISTS_WITH_DIFFERENT_FIELDS), 0, 0, 0, prior))
+                else:
+                    results.append((int(Result.EXISTS), discounts, amount, balance, prior))
                 continue
-            record = self._decide(op, raw_op, jseq)
+            decision = self._decide(op, jseq)
             self.journal_seq = jseq
-            journal.append((jkey, record))
-            code, discounts, amount, balance = DECISION_ROW.unpack_from(record, OP_BYTES)[:4]
-            results.append((code, discounts, amount, balance, jseq))
-        self._append_journal(journal)
+            journal.append(self._record(i, decision))
+            results.append((decision[0], decision[1], decision[2], decision[3], jseq))
+        if journal:
+            self._append_journal(first_jseq, journal)
         return np.array(results, dtype=RESULT_DTYPE)
-
-    def _replay(
-        self, raw_op: bytes, id_key: bytes, journal: list[tuple[bytes, bytes]], first_jseq: int
-    ) -> tuple[int, int, int, int, int]:
-        """The result of an op whose id was decided before (in this batch or an earlier one)."""
-        jkey = self._get("ids", id_key)
-        assert jkey is not None
-        jseq = U64_KEY.unpack(jkey)[0]
-        record = journal[jseq - first_jseq][1] if jseq >= first_jseq else self._get("journal", jkey)
-        assert record is not None
-        code, discounts, amount, balance = DECISION_ROW.unpack_from(record, OP_BYTES)[:4]
-        if code != _OK:
-            return (int(Result.ID_ALREADY_FAILED), 0, 0, 0, jseq)
-        if record[:OP_BYTES] != raw_op:
-            return (int(Result.EXISTS_WITH_DIFFERENT_FIELDS), 0, 0, 0, jseq)
-        return (int(Result.EXISTS), discounts, amount, balance, jseq)
 
     # -- reading --------------------------------------------------------------------
     def balance(self, account_id: int) -> int:
         """Available balance (fen: both purses of a card) of `account_id`; KeyError if it does not exist."""
-        raw = self._read("accounts", U64_KEY.pack(account_id))
+        raw = self._read_account(account_id)
         if raw is None:
             raise KeyError(f"balance: no account {account_id}")
         row = ACCOUNT_ROW.unpack(raw)
@@ -323,12 +352,9 @@ class _Baseline:
 
     def journal(self) -> np.ndarray:
         """Every journal record, in order (JOURNAL_DTYPE: the ledger's records for the same ops)."""
-        return np.frombuffer(b"".join(self._journal_rows()), dtype=JOURNAL_DTYPE).copy()
-
-    def _read(self, table: str, key: bytes) -> bytes | None:
         raise NotImplementedError
 
-    def _journal_rows(self) -> Iterable[bytes]:
+    def _read_account(self, account_id: int) -> bytes | None:
         raise NotImplementedError
 
     def __enter__(self) -> _Baseline:
@@ -345,7 +371,12 @@ class _Baseline:
 
 
 class SqliteBaseline(_Baseline):
-    """sqlite3, WAL, synchronous=FULL, one transaction per batch; one key-value table per kind of row."""
+    """sqlite3, WAL, synchronous=FULL, one transaction per batch.
+
+    The journal and the id index are tables of typed columns (JOURNAL_DTYPE's fields;
+    (source, seq) -> journal_seq), as one would lay them out in sqlite; accounts, holds
+    and fare states are packed rows by key, read and written whole.
+    """
 
     def __init__(self, path: str | os.PathLike[str], fare_versions: Iterable[TapTables] | None = None) -> None:
         """Open (creating if needed) the baseline in directory `path`; taps rated by `fare_versions`
@@ -358,32 +389,30 @@ class SqliteBaseline(_Baseline):
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-        for t in TABLES:
+        for t in ROW_TABLES:
             self.db.execute(f"CREATE TABLE IF NOT EXISTS {t} (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
         self.db.execute("CREATE TABLE IF NOT EXISTS holds_by_account (a BLOB, k BLOB, PRIMARY KEY (a, k)) WITHOUT ROWID")
-        self._sel = {t: f"SELECT v FROM {t} WHERE k = ?" for t in TABLES}
-        self._ins = {t: f"INSERT OR REPLACE INTO {t} (k, v) VALUES (?, ?)" for t in TABLES}
-        self._del = {t: f"DELETE FROM {t} WHERE k = ?" for t in TABLES}
+        self.db.execute("CREATE TABLE IF NOT EXISTS ids (source INTEGER, seq INTEGER, journal_seq INTEGER NOT NULL, "
+                        "PRIMARY KEY (source, seq)) WITHOUT ROWID")  # fmt: skip
+        columns = ", ".join(f"{c} INTEGER PRIMARY KEY" if c == "journal_seq" else f"{c} INTEGER NOT NULL"
+                            for c in _JOURNAL_COLUMNS)  # fmt: skip
+        self.db.execute(f"CREATE TABLE IF NOT EXISTS journal ({columns})")
+        self._insert_journal = f"INSERT INTO journal VALUES ({', '.join('?' * len(_JOURNAL_COLUMNS))})"
+        self._sel = {t: f"SELECT v FROM {t} WHERE k = ?" for t in ROW_TABLES}
+        self._ins = {t: f"INSERT OR REPLACE INTO {t} (k, v) VALUES (?, ?)" for t in ROW_TABLES}
+        self._del = {t: f"DELETE FROM {t} WHERE k = ?" for t in ROW_TABLES}
+        self._ops: list[tuple[int, ...]] = []
         super().__init__(fare_versions)
 
     def _get(self, table: str, key: bytes) -> bytes | None:
         row = self.db.execute(self._sel[table], (key,)).fetchone()  # type: ignore[union-attr]
         return None if row is None else row[0]
 
-    _read = _get
-
     def _put(self, table: str, key: bytes, value: bytes) -> None:
         self.db.execute(self._ins[table], (key, value))  # type: ignore[union-attr]
 
     def _delete(self, table: str, key: bytes) -> None:
         self.db.execute(self._del[table], (key,))  # type: ignore[union-attr]
-
-    def _claim(self, key: bytes, value: bytes) -> bool:
-        cur = self.db.execute("INSERT OR IGNORE INTO ids (k, v) VALUES (?, ?)", (key, value))  # type: ignore[union-attr]
-        return cur.rowcount == 1
-
-    def _append_journal(self, items: list[tuple[bytes, bytes]]) -> None:
-        self.db.executemany("INSERT INTO journal (k, v) VALUES (?, ?)", items)  # type: ignore[union-attr]
 
     def _put_hold(self, key: bytes, row: list[int]) -> None:
         self._put("pending", key, PENDING_ROW.pack(*row))
@@ -399,15 +428,51 @@ class SqliteBaseline(_Baseline):
         rows = self.db.execute("SELECT k FROM holds_by_account WHERE a = ?", (U64_KEY.pack(account_id),))  # type: ignore[union-attr]
         return [r[0] for r in rows]
 
+    def _begin_batch(self, ops: np.ndarray) -> None:
+        self._ops = ops.view(_SQL_OP_DTYPE).tolist()
+
+    def _claim(self, i: int, jseq: int) -> bool:
+        op = self._ops[i]
+        cur = self.db.execute("INSERT OR IGNORE INTO ids VALUES (?, ?, ?)", (op[0], op[1], jseq))  # type: ignore[union-attr]
+        return cur.rowcount == 1
+
+    def _claimed(self, i: int) -> int:
+        op = self._ops[i]
+        row = self.db.execute("SELECT journal_seq FROM ids WHERE source = ? AND seq = ?", op[:2]).fetchone()  # type: ignore[union-attr]
+        return int(row[0])
+
+    def _record(self, i: int, decision: tuple[int, ...]) -> tuple[int, ...]:
+        d = list(decision)
+        for k in _DECISION_U64:
+            if d[k] >= _I64_SIGN:
+                d[k] -= _U64_WRAP
+        return (*self._ops[i], *d)
+
+    def _recorded(self, i: int, record: tuple[int, ...]) -> tuple[bool, int, int, int, int]:
+        n = len(OP_NAMES)
+        return (record[:n] == self._ops[i], *record[n : n + 4])  # type: ignore[return-value]
+
+    def _journal_record(self, jseq: int) -> tuple[int, ...]:
+        return self.db.execute("SELECT * FROM journal WHERE journal_seq = ?", (jseq,)).fetchone()  # type: ignore[union-attr, no-any-return]
+
+    def _append_journal(self, first_jseq: int, records: list[Any]) -> None:
+        self.db.executemany(self._insert_journal, records)  # type: ignore[union-attr]
+
     def _last_journal_seq(self) -> int:
-        row = self._live().execute("SELECT k FROM journal ORDER BY k DESC LIMIT 1").fetchone()
-        return 0 if row is None else U64_KEY.unpack(row[0])[0]
+        row = self._live().execute("SELECT MAX(journal_seq) FROM journal").fetchone()
+        return int(row[0] or 0)
+
+    def _read_account(self, account_id: int) -> bytes | None:
+        self._live()
+        return self._get("accounts", U64_KEY.pack(account_id))
 
     def _account_rows(self) -> Iterable[bytes]:
         return [v for (v,) in self._live().execute("SELECT v FROM accounts ORDER BY k")]
 
-    def _journal_rows(self) -> Iterable[bytes]:
-        return [v for (v,) in self._live().execute("SELECT v FROM journal ORDER BY k")]
+    def journal(self) -> np.ndarray:
+        """Every journal record, in order (JOURNAL_DTYPE: the ledger's records for the same ops)."""
+        rows = self._live().execute("SELECT * FROM journal ORDER BY journal_seq").fetchall()
+        return np.array(rows, dtype=_SQL_JOURNAL_DTYPE).view(JOURNAL_DTYPE)
 
     def apply(self, ops: np.ndarray) -> np.ndarray:
         """Apply a batch in one durable transaction; one RESULT_DTYPE record per op."""
@@ -439,7 +504,8 @@ class SqliteBaseline(_Baseline):
 
 
 class LmdbBaseline(_Baseline):
-    """py-lmdb, one write transaction and sync per batch; one named database per kind of row."""
+    """py-lmdb, one write transaction and sync per batch; one named database per kind of
+    row, the journal records as JOURNAL_DTYPE bytes under their journal_seq."""
 
     def __init__(self, path: str | os.PathLike[str], fare_versions: Iterable[TapTables] | None = None) -> None:
         """Open (creating if needed) the baseline in directory `path`; taps rated by `fare_versions`
@@ -447,9 +513,11 @@ class LmdbBaseline(_Baseline):
         os.makedirs(path, exist_ok=True)
         self.path = os.fspath(path)
         self.env: Any = lmdb.open(self.path, map_size=LMDB_MAP_SIZE_BYTES, max_dbs=8, sync=True, metasync=True)
-        self.dbs = {t: self.env.open_db(t.encode()) for t in TABLES}
+        self.dbs = {t: self.env.open_db(t.encode()) for t in (*ROW_TABLES, "ids", "journal")}
         self.dbs["holds_by_account"] = self.env.open_db(b"holds_by_account", dupsort=True)
         self.txn: Any = None
+        self._raw = b""
+        self._id_keys: list[bytes] = []
         super().__init__(fare_versions)
 
     def _get(self, table: str, key: bytes) -> bytes | None:
@@ -460,15 +528,6 @@ class LmdbBaseline(_Baseline):
 
     def _delete(self, table: str, key: bytes) -> None:
         self.txn.delete(key, db=self.dbs[table])
-
-    def _claim(self, key: bytes, value: bytes) -> bool:
-        return bool(self.txn.put(key, value, overwrite=False, db=self.dbs["ids"]))
-
-    def _append_journal(self, items: list[tuple[bytes, bytes]]) -> None:
-        if items:
-            _, added = self.txn.cursor(db=self.dbs["journal"]).putmulti(items, append=True)
-            if added != len(items):  # putmulti(append=True) skips out-of-order keys silently
-                raise RuntimeError(f"journal append stored {added} of {len(items)} records: journal out of order")
 
     def _put_hold(self, key: bytes, row: list[int]) -> None:
         self._put("pending", key, PENDING_ROW.pack(*row))
@@ -486,20 +545,50 @@ class LmdbBaseline(_Baseline):
             return []
         return [bytes(v) for v in cur.iternext_dup()]
 
-    def _read(self, table: str, key: bytes) -> bytes | None:
-        with self._live().begin() as txn:
-            return txn.get(key, db=self.dbs[table])  # type: ignore[no-any-return]
+    def _begin_batch(self, ops: np.ndarray) -> None:
+        self._raw = ops.tobytes()
+        keys = np.empty(len(ops), dtype=[("source", ">u8"), ("seq", ">u8")])  # what ID_KEY packs, in one go
+        keys["source"] = ops["source"]
+        keys["seq"] = ops["seq"]
+        self._id_keys = keys.view("V16").tolist()
+
+    def _claim(self, i: int, jseq: int) -> bool:
+        return bool(self.txn.put(self._id_keys[i], U64_KEY.pack(jseq), overwrite=False, db=self.dbs["ids"]))
+
+    def _claimed(self, i: int) -> int:
+        return int(U64_KEY.unpack(self.txn.get(self._id_keys[i], db=self.dbs["ids"]))[0])
+
+    def _record(self, i: int, decision: tuple[int, ...]) -> bytes:
+        return self._raw[i * OP_BYTES : (i + 1) * OP_BYTES] + DECISION_ROW.pack(*decision)
+
+    def _recorded(self, i: int, record: bytes) -> tuple[bool, int, int, int, int]:
+        code, discounts, amount, balance = DECISION_ROW.unpack_from(record, OP_BYTES)[:4]
+        return record[:OP_BYTES] == self._raw[i * OP_BYTES : (i + 1) * OP_BYTES], code, discounts, amount, balance
+
+    def _journal_record(self, jseq: int) -> bytes:
+        return self.txn.get(U64_KEY.pack(jseq), db=self.dbs["journal"])  # type: ignore[no-any-return]
+
+    def _append_journal(self, first_jseq: int, records: list[Any]) -> None:
+        items = [(U64_KEY.pack(first_jseq + k), rec) for k, rec in enumerate(records)]
+        _, added = self.txn.cursor(db=self.dbs["journal"]).putmulti(items, append=True)
+        if added != len(items):  # putmulti(append=True) skips out-of-order keys silently
+            raise RuntimeError(f"journal append stored {added} of {len(items)} records: journal out of order")
 
     def _last_journal_seq(self) -> int:
         with self._live().begin() as txn:
             cur = txn.cursor(db=self.dbs["journal"])
             return U64_KEY.unpack(cur.key())[0] if cur.last() else 0
 
+    def _read_account(self, account_id: int) -> bytes | None:
+        with self._live().begin() as txn:
+            return txn.get(U64_KEY.pack(account_id), db=self.dbs["accounts"])  # type: ignore[no-any-return]
+
     def _account_rows(self) -> Iterable[bytes]:
         return self._values("accounts")
 
-    def _journal_rows(self) -> Iterable[bytes]:
-        return self._values("journal")
+    def journal(self) -> np.ndarray:
+        """Every journal record, in order (JOURNAL_DTYPE: the ledger's records for the same ops)."""
+        return np.frombuffer(b"".join(self._values("journal")), dtype=JOURNAL_DTYPE).copy()
 
     def _values(self, table: str) -> list[bytes]:
         with self._live().begin() as txn:
