@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import lmdb
@@ -194,7 +195,7 @@ def run_child(engine: str, scenario_dir: str, work_dir: str, prefix_batches: int
     With `prefix_batches`, an engine not in FULL_RUN_ENGINES stops after that many timed
     batches, and every engine hands back its digests as they stood there.
     """
-    manifest, batches = scenario.read(scenario_dir)
+    manifest, files = scenario.read_files(scenario_dir)
     path = os.path.join(work_dir, engine)
     shutil.rmtree(path, ignore_errors=True)
     led = _open_engine(engine, path)
@@ -239,8 +240,24 @@ def run_child(engine: str, scenario_dir: str, work_dir: str, prefix_batches: int
         compared.update(phase.figures(), results_sha256=results_hash.hexdigest(),
                         balances_sha256=hashlib.sha256(bal.tobytes()).hexdigest(), total_fen=total_fen)  # fmt: skip
 
+    def batches() -> Iterator[tuple[int, np.ndarray]]:
+        """The batches in order; the clock stops while a file loads (the pipeline drained first)."""
+        nonlocal submit_t0
+        i = 0
+        while True:
+            paused = time.perf_counter()
+            settle()
+            loaded = next(files, None)
+            if submit_t0 is not None:
+                submit_t0 += time.perf_counter() - paused
+            if loaded is None:
+                return
+            for ops in loaded:
+                yield i, ops
+                i += 1
+
     setup_s = 0.0
-    for i, ops in enumerate(batches):
+    for i, ops in batches():
         if i == setup_n:
             if is_ledger:
                 # A ledger meets the peak checkpointed (the night's opens and top-ups are

@@ -316,6 +316,12 @@ def write(directory: str | os.PathLike[str], scenario: Scenario) -> dict:
 
 def read(directory: str | os.PathLike[str]) -> tuple[dict, Iterator[np.ndarray]]:
     """(manifest, batches) of a written scenario; checks every file's SHA-256."""
+    manifest, files = read_files(directory)
+    return manifest, (ops for batches in files for ops in batches)
+
+
+def read_files(directory: str | os.PathLike[str]) -> tuple[dict, Iterator[list[np.ndarray]]]:
+    """(manifest, the batches file by file): a replay can stop its clock while a file loads."""
     with open(os.path.join(directory, "manifest.json")) as f:
         manifest = json.load(f)
     if manifest.get("format") != SCENARIO_FORMAT or manifest.get("op_itemsize") != OP_DTYPE.itemsize:
@@ -323,13 +329,18 @@ def read(directory: str | os.PathLike[str]) -> tuple[dict, Iterator[np.ndarray]]
     manifest.setdefault("workload", "city")  # written before the manifest named it
     manifest.setdefault("params", {})
 
-    def batches() -> Iterator[np.ndarray]:
+    def files() -> Iterator[list[np.ndarray]]:
         for entry in manifest["files"]:
             with open(os.path.join(directory, entry["name"]), "rb") as f:
                 blob = f.read()
             if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
                 raise ValueError(f"{entry['name']}: checksum mismatch")
-            for raw in msgpack.unpackb(blob, raw=False):
-                yield np.frombuffer(raw, dtype=OP_DTYPE).copy()
+            raws = msgpack.unpackb(blob, raw=False)
+            del blob
+            raws.reverse()
+            batches = []
+            while raws:  # each raw batch freed once copied: the file is in memory once, not twice
+                batches.append(np.frombuffer(raws.pop(), dtype=OP_DTYPE).copy())
+            yield batches
 
-    return manifest, batches()
+    return manifest, files()
