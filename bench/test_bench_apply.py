@@ -40,8 +40,7 @@ import numpy as np
 import pytest
 
 from cardledger import OP_DTYPE, AccountKind, OpFlags, OpKind, Result, TapType
-from cardledger.benchmark import baselines
-from cardledger.benchmark import workloads
+from cardledger.benchmark import baselines, workloads
 
 CARDS = 100_000
 SEED = 11

@@ -14,11 +14,9 @@ import sys
 import numpy as np
 import pytest
 
-from cardledger import IMPLEMENTATION, OpKind, Result
+import cardledger
+from cardledger import IMPLEMENTATION, OpKind, Result, TapType
 from cardledger.benchmark import baselines, runner, scenario, workloads
-from cardledger.fares import FareSystem
-from cardledger.fares.taptables import compile_taps
-from cardledger.schema import TapType
 
 CARDS = 400
 
@@ -67,12 +65,8 @@ def test_the_scenario_has_what_the_city_needs(city):
 
 def test_the_baselines_end_with_the_ledgers_results_and_balances(city, tmp_path):
     """Both baselines (fares rated by the pure-Python evaluator) agree with the ledger, op by op."""
-    import cardledger
-
     led = cardledger.open(tmp_path / "ledger")
-    versions = [compile_taps(FareSystem.harbin(), 0)]
-    bases = [baselines.SqliteBaseline(str(tmp_path / "sqlite"), versions),
-             baselines.LmdbBaseline(str(tmp_path / "lmdb"), versions)]  # fmt: skip
+    bases = [baselines.SqliteBaseline(tmp_path / "sqlite"), baselines.LmdbBaseline(tmp_path / "lmdb")]
     fields = ["code", "discounts", "amount_fen", "balance_fen"]
     for ops in city.batches:
         want = led.apply(ops)
@@ -151,8 +145,6 @@ def test_the_engine_alone_script_replays_the_peak(city, tmp_path):
 def test_a_scenario_dir_holding_another_city_than_asked_for_is_refused(tmp_path, capsys):
     """--scenario-dir is reused as it is: a --cards or --seed it does not hold exits 2
     with a message, and runs nothing (no report written)."""
-    from cardledger.benchmark import scenario
-
     scen = tmp_path / "scen"
     scenario.write(scen, scenario.generate(200, 7))
     out = tmp_path / "report.json"

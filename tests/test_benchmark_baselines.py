@@ -16,7 +16,7 @@ import pytest
 
 import cardledger
 from cardledger import AMOUNT_MAX_FEN, OP_DTYPE, AccountKind, OpFlags, OpKind, Result, SchemaError
-from cardledger.benchmark import baselines
+from cardledger.benchmark import baselines, workloads
 
 CLEARING, MERCHANT, PROGRAM, CARD, CARD2, NEW_CARD = 1, 2, 3, 100, 101, 102
 #: An id above 2**63 (it must survive every key encoding).
@@ -185,8 +185,6 @@ def test_purses_caps_holds_and_the_card_lifecycle(trio: Trio) -> None:
 
 def test_the_mix_and_a_small_city_agree_batch_by_batch(trio: Trio) -> None:
     """The benchmark's own workloads, through the same three (the runner checks digests of these)."""
-    from cardledger.benchmark import workloads
-
     mix = [*workloads.mix_setup(50, seed=3), *workloads.mix_batches(50, 3_000, 1_000, seed=3)]
     for ops in mix:
         trio.apply(ops)

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import msgpack
 import numpy as np
 
-from ..fares.system import FareSystem
+from ..fares import FareSystem
 from ..schema import OP_DTYPE, AccountKind, OpKind, TapType
 
 SCENARIO_FORMAT = 1
