@@ -49,7 +49,17 @@ from .. import reference, reference_taps
 from ..errors import SchemaError
 from ..fares import FareSystem
 from ..fares.taptables import TapTables, compile_taps
-from ..schema import BATCH_OPS_MAX, JOURNAL_DTYPE, JOURNEY_DTYPE, OP_DTYPE, RESULT_DTYPE, OpFlags, OpKind, Result
+from ..schema import (
+    ACCOUNT_DTYPE,
+    BATCH_OPS_MAX,
+    JOURNAL_DTYPE,
+    JOURNEY_DTYPE,
+    OP_DTYPE,
+    RESULT_DTYPE,
+    OpFlags,
+    OpKind,
+    Result,
+)
 
 __all__ = ["BALANCES_DTYPE", "LmdbBaseline", "SqliteBaseline", "harbin_fare_versions"]
 
@@ -84,7 +94,7 @@ _REPLACE_CLOSE = frozenset((int(OpKind.REPLACE), int(OpKind.CLOSE)))
 _TAP = int(OpKind.TAP)
 _NEW = object.__new__
 
-if ACCOUNT_ROW.size != reference.ACCOUNT_DTYPE.itemsize or reference.ACCOUNT_FIELDS != (
+if ACCOUNT_ROW.size != ACCOUNT_DTYPE.itemsize or ACCOUNT_DTYPE.names != (
     "id", "kind", "flags", "category", "reserved", "cap_fen", "cash_fen", "subsidy_fen",
     "debits_posted", "credits_posted", "debits_pending", "credits_pending", "last_journal_seq",
 ):  # fmt: skip
