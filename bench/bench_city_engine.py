@@ -29,10 +29,8 @@ import time
 
 import numpy as np
 
-from cardledger.benchmark import scenario
-from cardledger.engine.select import engine_class
-from cardledger.store.fares import tap_tables
-from cardledger.fares import FareSystem
+import cardledger
+from cardledger.benchmark import baselines, scenario
 
 #: Decisions held before the window is emptied (the ledger's IDS_FLUSH_OPS_DEFAULT).
 WINDOW_OPS = 1 << 16
@@ -43,10 +41,13 @@ def main() -> int:
     p.add_argument("scenario_dir")
     p.add_argument("--setup-only", action="store_true", help="stop after the setup (and the reservation)")
     a = p.parse_args()
+    if cardledger.IMPLEMENTATION != "cython":
+        print("bench_city_engine: the Cython core is not built (pip install -e . with a C compiler)", file=sys.stderr)
+        return 2
     manifest, batches = scenario.read(a.scenario_dir)
     setup = manifest["setup_batches"]
-    engine = engine_class("cython")(500_000)
-    engine.set_fare_versions(tap_tables([(0, FareSystem.harbin())]))
+    engine = cardledger.Engine(500_000)
+    engine.set_fare_versions(list(baselines.harbin_fare_versions()))
     ops_done, flush = 0, 0.0
     batch_s: list[float] = []
     for i, ops in enumerate(batches):

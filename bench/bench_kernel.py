@@ -3,11 +3,11 @@
 
     python bench/bench_kernel.py --cards 1000000 --batches 100 [--repeat 5]
 
-Drives `cardledger._core.Engine.apply` directly, so it measures the kernel without
-LMDB, hashing or encoding (the decisions window is emptied every 2^16 decisions, as the
-ledger's id flush does, untimed): random cards (every access a cache miss) and 1,000 hot
-cards. Prints ops/s per repeat: this machine is noisy, so A/B two builds by
-alternating runs (PYTHONPATH=<other build>/src python bench/bench_kernel.py).
+Drives the core's `Engine.apply` (`cardledger.Engine`) directly, so it measures the
+kernel without LMDB, hashing or encoding (the decisions window is emptied every 2^16
+decisions, as the ledger's id flush does, untimed): random cards (every access a cache
+miss) and 1,000 hot cards. Prints ops/s per repeat: this machine is noisy, so A/B two
+builds by alternating runs (PYTHONPATH=<other build>/src python bench/bench_kernel.py).
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=8192)
     p.add_argument("--repeat", type=int, default=3)
     a = p.parse_args()
-    from cardledger import _core
-
-    e = _core.Engine()
+    if cardledger.IMPLEMENTATION != "cython":
+        print("bench_kernel: the Cython core is not built (pip install -e . with a C compiler)", file=sys.stderr)
+        return 2
+    e = cardledger.Engine()
     seq = [0]
 
     def mk(n, kind, acct, cp, amt, ak=0):

@@ -25,7 +25,7 @@ import numpy as np
 
 import cardledger
 from cardledger import AccountKind, OpKind
-from cardledger.store import datafile as storage
+from cardledger.benchmark.runner import disk_bytes
 
 BATCH = 8_192
 CARD_BASE = 10_000_000
@@ -102,7 +102,7 @@ def main() -> int:
         print(f"built in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     runs = [json.loads(subprocess.check_output([sys.executable, "-c", PROBE, path])) for _ in range(a.runs)]
     opens = sorted(r["open_s"] for r in runs)
-    disk = storage.ledger_disk_bytes(path)  # (not the zeros written ahead of the data file's pages)
+    disk = disk_bytes(path)  # (not the zeros written ahead of the data file's pages)
     report = {
         "implementation": cardledger.IMPLEMENTATION,
         "cards": a.cards,

@@ -31,7 +31,6 @@ reopen, looked up in the LMDB id index.
 from __future__ import annotations
 
 import itertools
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,11 +39,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import workload  # noqa: E402
-from _schema import OP_DTYPE, AccountKind, OpKind, Result, schema  # noqa: E402
-from baselines import NaiveLmdbLedger, SqliteLedger  # noqa: E402
+from cardledger import OP_DTYPE, AccountKind, OpFlags, OpKind, Result, TapType
+from cardledger.benchmark import baselines, workloads
 
 CARDS = 100_000
 SEED = 11
@@ -59,9 +55,9 @@ OK_FRACTION_MIN = 0.9
 def _open(engine: str, path: Path) -> tuple[Any, str]:
     """Open `engine` in `path`; return (ledger, implementation). Skips if the core is missing."""
     if engine == "sqlite":
-        return SqliteLedger(path), "sqlite baseline"
+        return baselines.SqliteBaseline(path), "sqlite baseline"
     if engine == "lmdb":
-        return NaiveLmdbLedger(path), "lmdb baseline"
+        return baselines.LmdbBaseline(path), "lmdb baseline"
     cardledger = pytest.importorskip("cardledger", reason="cardledger does not import; build it first")
     if not hasattr(cardledger, "open"):
         pytest.skip("cardledger.open() does not exist yet")
@@ -74,7 +70,7 @@ def _open(engine: str, path: Path) -> tuple[Any, str]:
 @pytest.fixture(scope="module")
 def setup_batches() -> list[np.ndarray]:
     """OPEN + initial TOPUP batches for CARDS cards, shared by every test."""
-    return workload.make_setup(CARDS, SEED)
+    return workloads.mix_setup(CARDS, SEED)
 
 
 CASES = sorted(ROUNDS, key=lambda case: (case[0] != "core", case[1]))
@@ -92,7 +88,7 @@ def test_apply_spend(
         rounds = ROUNDS[(engine, batch_ops)]
         n_ops = (rounds + WARMUP_ROUNDS) * batch_ops
         batches: Iterator[np.ndarray] = iter(
-            list(workload.make_mix(CARDS, n_ops, batch_ops, SEED, spend_percent=100))
+            list(workloads.mix_batches(CARDS, n_ops, batch_ops, SEED, spend_percent=100))
         )
 
         def next_batch() -> tuple[tuple[np.ndarray], dict[str, Any]]:
@@ -146,7 +142,7 @@ REPLAY_OPS = 8192
 REPLAY_ROUNDS = {"memory": 30, "index": 15}
 
 _next_source = itertools.count(STREAM_SOURCE_BASE)
-_next_time_us = itertools.count(workload.MIX_START_TIME_US, 1_000_000_000)
+_next_time_us = itertools.count(workloads.MIX_START_TIME_US, 1_000_000_000)
 
 
 class LedgerUnderTest:
@@ -173,7 +169,7 @@ class Stream:
     def __init__(self, seed: int) -> None:
         self.source = next(_next_source)
         self.seq = 0
-        self.cards = np.random.default_rng([SEED, seed]).permutation(workload.card_ids(CARDS))
+        self.cards = np.random.default_rng([SEED, seed]).permutation(workloads.card_ids(CARDS))
         self.pos = 0
         self.time_us = next(_next_time_us)
 
@@ -205,8 +201,8 @@ class Stream:
             ops["counterparty_id"] = self.cards[(idx + 1) % CARDS]
         else:
             op_kind, counterparty = {
-                "topup": (OpKind.TOPUP, workload.CLEARING_ID),
-                "spend": (OpKind.SPEND, workload.MERCHANT_ID),
+                "topup": (OpKind.TOPUP, workloads.CLEARING_ID),
+                "spend": (OpKind.SPEND, workloads.MERCHANT_ID),
                 "aid": (OpKind.AID, PROGRAM_ID),
             }[kind]
             ops = self._ops(n, op_kind)
@@ -226,19 +222,19 @@ class Stream:
         if kind == "tap_bus":
             ops = self._ops(n, OpKind.TAP)
             ops["account_id"] = cards
-            ops["tap"] = schema.TapType.BOARD
+            ops["tap"] = TapType.BOARD
             ops["route"] = rng.choice([fs.route_index(f"bus_{i}") for i in (1, 2, 3, 14, 120)], n)
             ops["stop"] = fs.stop_index("bs_0001")
             return (ops,)
         line1 = [i for i, sid in enumerate(fs.tables.stop_ids) if sid.startswith("m1_")]
         entry = self._ops(n, OpKind.TAP)
         entry["account_id"] = cards
-        entry["tap"] = schema.TapType.ENTRY
+        entry["tap"] = TapType.ENTRY
         entry["route"] = fs.route_index("metro_1")
         entry["stop"] = rng.choice(line1, n)
         leave = self._ops(n, OpKind.TAP)
         leave["account_id"] = cards
-        leave["tap"] = schema.TapType.EXIT
+        leave["tap"] = TapType.EXIT
         leave["route"] = entry["route"]
         leave["stop"] = rng.choice(line1, n)
         leave["time_us"] = entry["time_us"] + 15 * 60_000_000
@@ -248,9 +244,9 @@ class Stream:
     def two_phase(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n PENDING TRANSFERs card -> merchant (holds), and the n POSTs resolving them."""
         pending = self._ops(n, OpKind.TRANSFER)
-        pending["flags"] = schema.OpFlags.PENDING
+        pending["flags"] = OpFlags.PENDING
         pending["account_id"] = self._cards(n)
-        pending["counterparty_id"] = workload.MERCHANT_ID
+        pending["counterparty_id"] = workloads.MERCHANT_ID
         pending["amount_fen"] = OP_AMOUNT_FEN
         post = self._ops(n, OpKind.POST)
         post["ref_source"] = pending["source"]
@@ -266,15 +262,15 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LedgerUnderTest
     if lut.implementation != "cython":
         warnings.warn(f"cardledger.IMPLEMENTATION={lut.implementation!r}, not the Cython core")
     try:
-        for batch in workload.make_setup(CARDS, SEED, batch_size=workload.SETUP_BATCH_OPS_DEFAULT):
+        for batch in workloads.mix_setup(CARDS, SEED, batch_size=workloads.SETUP_BATCH_OPS_DEFAULT):
             res = lut.led.apply(batch)
             assert (res["code"] == Result.OK).all()
         fund = np.zeros(2, dtype=OP_DTYPE)
         fund["source"] = FIXTURE_SOURCE
         fund["seq"] = [1, 2]
-        fund["time_us"] = workload.MIX_START_TIME_US - 1
+        fund["time_us"] = workloads.MIX_START_TIME_US - 1
         fund["kind"] = [OpKind.OPEN, OpKind.TRANSFER]
-        fund["account_id"] = [PROGRAM_ID, workload.CLEARING_ID]  # TRANSFER: debited first
+        fund["account_id"] = [PROGRAM_ID, workloads.CLEARING_ID]  # TRANSFER: debited first
         fund["account_kind"][0] = AccountKind.PROGRAM
         fund["counterparty_id"][1] = PROGRAM_ID
         fund["amount_fen"][1] = PROGRAM_BUDGET_FEN

@@ -5,8 +5,8 @@ Run explicitly, never part of the default suite (see conftest.py):
     pytest bench/test_bench_queries.py --benchmark-columns=median,ops,rounds
 
 The module builds one ledger in a tmp dir (not timed): CARDS cards opened and topped up
-once (workload.make_setup, batches of 65,536), a checkpoint, then a journal tail of
-TAIL_BATCHES mix batches of 8,192 ops (workload.make_mix), each carrying STATEMENT_OPS_PER_BATCH
+once (workloads.mix_setup, batches of 65,536), a checkpoint, then a journal tail of
+TAIL_BATCHES mix batches of 8,192 ops (workloads.mix_batches), each carrying STATEMENT_OPS_PER_BATCH
 extra SPEND/TOPUP ops of one card, STATEMENT_CARD, so that its statement has ~100 records
 spread over the tail. Then it times:
 
@@ -19,7 +19,6 @@ spread over the tail. Then it times:
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +27,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import workload  # noqa: E402
-from _schema import OP_DTYPE, OpKind, Result  # noqa: E402
+from cardledger import OP_DTYPE, OpKind, Result
+from cardledger.benchmark import workloads
 
 CARDS = 100_000
 SEED = 13
@@ -39,7 +36,7 @@ TAIL_BATCHES = 24
 TAIL_BATCH_OPS = 8192
 #: The card whose statement is timed, and its ops added to each tail batch:
 #: 2 setup records (OPEN, TOPUP) + 24 * 4 = 98, plus whatever the mix draws for it.
-STATEMENT_CARD = int(workload.CARD_ID_BASE) + 4242
+STATEMENT_CARD = int(workloads.CARD_ID_BASE) + 4242
 STATEMENT_OPS_PER_BATCH = 4
 #: Source of the statement card's extra ops (outside the workload's sources).
 STATEMENT_SOURCE = 2_000_001
@@ -71,7 +68,7 @@ def _statement_ops(batch_no: int, after_time_us: int) -> np.ndarray:
     ops["seq"] = batch_no * n + np.arange(1, n + 1, dtype=np.uint64)
     ops["kind"] = [OpKind.SPEND if i % 2 == 0 else OpKind.TOPUP for i in range(n)]
     ops["account_id"] = STATEMENT_CARD
-    ops["counterparty_id"] = [workload.MERCHANT_ID if i % 2 == 0 else workload.CLEARING_ID for i in range(n)]
+    ops["counterparty_id"] = [workloads.MERCHANT_ID if i % 2 == 0 else workloads.CLEARING_ID for i in range(n)]
     ops["amount_fen"] = 100
     # Between this mix batch's last op and the next one's first (OP_INTERVAL_US apart).
     ops["time_us"] = after_time_us + 1 + np.arange(n, dtype=np.int64)
@@ -86,11 +83,11 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LedgerUnderTest
     if lut.implementation != "cython":
         warnings.warn(f"cardledger.IMPLEMENTATION={lut.implementation!r}, not the Cython core")
     try:
-        for batch in workload.make_setup(CARDS, SEED, batch_size=workload.SETUP_BATCH_OPS_DEFAULT):
+        for batch in workloads.mix_setup(CARDS, SEED, batch_size=workloads.SETUP_BATCH_OPS_DEFAULT):
             assert (lut.led.apply(batch)["code"] == Result.OK).all()
         lut.led.checkpoint()
         setup_records = int(lut.led.journal_seq)
-        mix = workload.make_mix(CARDS, TAIL_BATCHES * TAIL_BATCH_OPS, TAIL_BATCH_OPS, SEED)
+        mix = workloads.mix_batches(CARDS, TAIL_BATCHES * TAIL_BATCH_OPS, TAIL_BATCH_OPS, SEED)
         for batch_no, batch in enumerate(mix):
             extra = _statement_ops(batch_no, int(batch["time_us"][-1]))
             res = lut.led.apply(np.concatenate([batch, extra]))

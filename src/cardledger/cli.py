@@ -1,7 +1,8 @@
 """The `cardledger` command: `bench` (the city scenario), `demo` and `verify`.
 
-`cardledger bench` replays the synthetic Harbin morning peak through the core, the
-reference engine and two baselines (see `cardledger.benchmark.runner`).
+`cardledger bench` replays the synthetic Harbin morning peak (or, with `--mix`, the
+SPEND/TOPUP mix) through the core, the reference engine and two baselines, each in its
+own process (see `cardledger.benchmark.runner`).
 
 `cardledger demo` opens a ledger in a temporary LMDB directory, walks through the
 card's life (accounts, top-ups, spends, an aid disbursement, a two-phase hold, a lost
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("path")
     from .benchmark import runner
 
-    b = sub.add_parser("bench", help="replay the synthetic Harbin peak through the core and the baselines")
+    b = sub.add_parser("bench", help="replay the Harbin peak (or --mix, --tigerbeetle) through the core and the baselines")
     runner.add_arguments(b)
     args = parser.parse_args(argv)
     if args.command == "demo":

@@ -1,6 +1,7 @@
-"""The benchmark scenario and runner: deterministic, faithful, and agreeing across engines.
+"""The benchmark harness: workloads deterministic, engines agreeing, reports well-formed.
 
-These check correctness only (a small city); speed is measured by `cardledger bench`.
+These check correctness only (a small city, a small mix); speed is measured by
+`cardledger bench`. The baselines' semantics: test_benchmark_baselines.py.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ import sys
 import numpy as np
 import pytest
 
-from cardledger import IMPLEMENTATION, OpKind, Result
-from cardledger.benchmark import baselines, runner, scenario
-from cardledger.fares import FareSystem
-from cardledger.fares.taptables import compile_taps
-from cardledger.schema import TapType
+import cardledger
+from cardledger import IMPLEMENTATION, OpKind, Result, TapType
+from cardledger.benchmark import baselines, runner, scenario, workloads
 
 CARDS = 400
 
@@ -66,12 +65,8 @@ def test_the_scenario_has_what_the_city_needs(city):
 
 def test_the_baselines_end_with_the_ledgers_results_and_balances(city, tmp_path):
     """Both baselines (fares rated by the pure-Python evaluator) agree with the ledger, op by op."""
-    import cardledger
-
     led = cardledger.open(tmp_path / "ledger")
-    versions = [compile_taps(FareSystem.harbin(), 0)]
-    bases = [baselines.SqliteBaseline(str(tmp_path / "sqlite"), versions),
-             baselines.LmdbBaseline(str(tmp_path / "lmdb"), versions)]  # fmt: skip
+    bases = [baselines.SqliteBaseline(tmp_path / "sqlite"), baselines.LmdbBaseline(tmp_path / "lmdb")]
     fields = ["code", "discounts", "amount_fen", "balance_fen"]
     for ops in city.batches:
         want = led.apply(ops)
@@ -150,8 +145,6 @@ def test_the_engine_alone_script_replays_the_peak(city, tmp_path):
 def test_a_scenario_dir_holding_another_city_than_asked_for_is_refused(tmp_path, capsys):
     """--scenario-dir is reused as it is: a --cards or --seed it does not hold exits 2
     with a message, and runs nothing (no report written)."""
-    from cardledger.benchmark import scenario
-
     scen = tmp_path / "scen"
     scenario.write(scen, scenario.generate(200, 7))
     out = tmp_path / "report.json"
@@ -160,3 +153,84 @@ def test_a_scenario_dir_holding_another_city_than_asked_for_is_refused(tmp_path,
         assert code == 2
         assert "holds a scenario with" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_mix_is_the_same_ops_whatever_the_batch_size():
+    """mix_batches cuts one stream: another batch size gives the same ops in the same order."""
+    a = np.concatenate(list(workloads.mix_batches(300, 5_000, 1_000, seed=4)))
+    b = np.concatenate(list(workloads.mix_batches(300, 5_000, 777, seed=4)))
+    assert a.tobytes() == b.tobytes()
+    ids = a[["source", "seq"]]
+    assert len(np.unique(ids)) == len(a)
+    assert set(np.unique(a["kind"]).tolist()) == {OpKind.SPEND, OpKind.TOPUP}
+
+
+def test_the_tigerbeetle_transfers_never_move_money_to_their_own_account():
+    ops = np.concatenate(list(workloads.tigerbeetle_transfers(3, 20_000, seed=1)))
+    assert len(ops) == 20_000 and (ops["account_id"] != ops["counterparty_id"]).all()
+    assert set(np.unique(ops["account_id"]).tolist()) == {1, 2, 3}
+    assert 1 <= ops["amount_fen"].min() and ops["amount_fen"].max() <= workloads.TB_AMOUNT_MAX_FEN
+
+
+def test_the_mix_runs_the_baselines_on_a_prefix_and_compares_there(tmp_path):
+    """--mix: the baselines stop after --baseline-ops (whole batches), the core runs on; every
+    engine agrees at the prefix, the ratios compare the same ops, and no \\r reaches a pipe."""
+    out = tmp_path / "mix.json"
+    cmd = [sys.executable, "-m", "cardledger.cli", "bench", "--mix", "--cards", "500", "--ops", "6000",
+           "--batch", "1000", "--baseline-ops", "2500", "--scenario-dir", str(tmp_path / "scen"),
+           "--json", str(out), "--png", ""]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "\r" not in done.stderr and "batches" in done.stderr
+    report = json.loads(out.read_text())
+    assert report["balances_agree"] and report["results_agree"] and report["double_entry"]
+    rows = {r["engine"]: r for r in report["engines"]}
+    assert list(rows) == list(runner.MIX_ENGINES)
+    for name, r in rows.items():
+        assert r["compared"]["peak_ops"] == 3000  # 2,500 rounded up to whole batches
+        assert r["peak_ops"] == (6000 if name in runner.FULL_RUN_ENGINES else 3000)
+        assert r["prefix_only"] == (name not in runner.FULL_RUN_ENGINES)
+        assert len(r["batch_ms"]) == r["peak_ops"] // 1000 and r["disk_bytes_per_op"] > 0
+    assert set(report["ratios"]) >= {"core/sqlite", "core/lmdb", "core-submit/sqlite", "core-submit/lmdb"}
+    assert report["ratios"]["core/sqlite"] == pytest.approx(rows["sqlite"]["core_speedup"])
+
+
+def test_the_progress_bar_draws_frames_only_on_a_terminal(monkeypatch, capsys):
+    """On a terminal the bar is redrawn in place; anywhere else, plain lines (a tenth each)."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    for done in range(1, 21):
+        runner._progress("core", done, 20, 0.0)
+    err = capsys.readouterr().err
+    assert "\r" not in err and len(err.splitlines()) == runner.PROGRESS_LINES
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    runner._progress("core", 1, 2, 0.0)
+    runner._progress("core", 2, 2, 0.0)
+    err = capsys.readouterr().err
+    assert err.count("\r") == 2 and err.endswith("\n")
+
+
+@pytest.mark.parametrize("argv", [["--cards", "0"], ["--cards", "-5"], ["--engines", "core,nope"],
+                                  ["--mix", "--ops", "0"], ["--mix", "--batch", "0"], ["--tigerbeetle", "1"],
+                                  ["--baseline-ops", "0"], ["--mix", "--tigerbeetle", "10"]])  # fmt: skip
+def test_a_command_line_no_run_can_satisfy_is_one_line_and_exit_2(argv, tmp_path):
+    """`cardledger bench --cards 0` and the like: one line on stderr, exit status 2, no traceback."""
+    done = subprocess.run([sys.executable, "-m", "cardledger.cli", "bench", *argv, "--json", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == "" and len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith("cardledger bench: ")
+
+
+def test_a_replay_across_many_batch_files_gives_every_engine_the_same_digests(tmp_path, monkeypatch):
+    """Batches spread over many files (the clock stops while each loads, the pipeline
+    drained first): core, core-submit and a baseline, stopped at a prefix, still agree."""
+    monkeypatch.setattr(scenario, "FILE_BATCHES", 3)
+    manifest = scenario.write(tmp_path / "scen", workloads.mix_scenario(200, 12_000, 500, seed=2))
+    assert len(manifest["files"]) > 4
+    rows = {e: runner.run_child(e, str(tmp_path / "scen"), str(tmp_path / "work"), prefix_batches=9)
+            for e in ("core", "core-submit", "sqlite")}  # fmt: skip
+    assert len({r["results_crc32"] for r in rows.values()}) == 1
+    assert len({r["balances_sha256"] for r in rows.values()}) == 1
+    assert rows["core-submit"]["peak_ops"] == rows["core"]["peak_ops"] == 12_000
+    assert rows["sqlite"]["peak_ops"] == rows["core"]["compared"]["peak_ops"] == 4_500
+    assert rows["core-submit"]["peak_s"] > 0 and rows["core"]["total_fen"] == 0

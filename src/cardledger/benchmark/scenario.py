@@ -28,6 +28,9 @@ Asia/Shanghai):
 Each validator is a source (one per stop and route, seq increasing in event
 time), so late uploads exercise out-of-order ids. Batches hold BATCH_OPS ops in
 upload order; setup batches come first (`setup_batches` in the manifest).
+
+`write` and `read` store any workload so (`workloads.mix_scenario` gives the
+SPEND/TOPUP mix as a Scenario too); the manifest names it (`workload`, `params`).
 """
 
 from __future__ import annotations
@@ -37,17 +40,20 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgpack
 import numpy as np
 
-from ..fares.system import FareSystem
+from ..fares import FareSystem
 from ..schema import OP_DTYPE, AccountKind, OpKind, TapType
 
 SCENARIO_FORMAT = 1
 BATCH_OPS = 8192
-FILE_BATCHES = 64  # batches per msgpack file
+FILE_BATCHES = 64  # batches per msgpack file, at most
+#: Ops per msgpack file, at most: a replaying process holds one file in memory at a
+#: time, which counts in its peak RSS (the mix's setup batches are 8 times the city's).
+FILE_OPS_MAX = FILE_BATCHES * BATCH_OPS
 CARD_ID_BASE = 10_000_000
 REPLACEMENT_ID_BASE = 20_000_000
 CHANNEL_IDS = (1, 2, 3)
@@ -68,13 +74,16 @@ SETUP_US = DAY_US + 5 * HOUR_US
 
 @dataclass
 class Scenario:
-    """The batches, and what they are."""
+    """The batches, and what they are: `workload` names the generator, `params` its
+    arguments besides the cards and the seed."""
 
     batches: list[np.ndarray]
     setup_batches: int
     n_cards: int
     seed: int
     counts: dict[str, int]
+    workload: str = "city"
+    params: dict[str, int] = field(default_factory=dict)
 
     @property
     def ops(self) -> int:
@@ -276,16 +285,22 @@ def write(directory: str | os.PathLike[str], scenario: Scenario) -> dict:
     """Store the batches as msgpack files plus `manifest.json`; return the manifest."""
     os.makedirs(directory, exist_ok=True)
     files = []
-    for f in range(0, len(scenario.batches), FILE_BATCHES):
-        chunk = scenario.batches[f : f + FILE_BATCHES]
+    chunks: list[list[np.ndarray]] = [[]]
+    for b in scenario.batches:
+        if chunks[-1] and (len(chunks[-1]) == FILE_BATCHES or sum(map(len, chunks[-1])) + len(b) > FILE_OPS_MAX):
+            chunks.append([])
+        chunks[-1].append(b)
+    for f, chunk in enumerate(c for c in chunks if c):
         blob = msgpack.packb([b.tobytes() for b in chunk], use_bin_type=True)
-        name = f"batches-{f // FILE_BATCHES:05d}.msgpack"
+        name = f"batches-{f:05d}.msgpack"
         with open(os.path.join(directory, name), "wb") as out:
             out.write(blob)
         files.append({"name": name, "batches": len(chunk), "sha256": hashlib.sha256(blob).hexdigest()})
     manifest = {
         "format": SCENARIO_FORMAT,
         "op_itemsize": OP_DTYPE.itemsize,
+        "workload": scenario.workload,
+        "params": scenario.params,
         "n_cards": scenario.n_cards,
         "seed": scenario.seed,
         "setup_batches": scenario.setup_batches,
@@ -301,18 +316,31 @@ def write(directory: str | os.PathLike[str], scenario: Scenario) -> dict:
 
 def read(directory: str | os.PathLike[str]) -> tuple[dict, Iterator[np.ndarray]]:
     """(manifest, batches) of a written scenario; checks every file's SHA-256."""
+    manifest, files = read_files(directory)
+    return manifest, (ops for batches in files for ops in batches)
+
+
+def read_files(directory: str | os.PathLike[str]) -> tuple[dict, Iterator[list[np.ndarray]]]:
+    """(manifest, the batches file by file): a replay can stop its clock while a file loads."""
     with open(os.path.join(directory, "manifest.json")) as f:
         manifest = json.load(f)
     if manifest.get("format") != SCENARIO_FORMAT or manifest.get("op_itemsize") != OP_DTYPE.itemsize:
         raise ValueError(f"{directory}: scenario written by another version; generate it again")
+    manifest.setdefault("workload", "city")  # written before the manifest named it
+    manifest.setdefault("params", {})
 
-    def batches() -> Iterator[np.ndarray]:
+    def files() -> Iterator[list[np.ndarray]]:
         for entry in manifest["files"]:
             with open(os.path.join(directory, entry["name"]), "rb") as f:
                 blob = f.read()
             if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
                 raise ValueError(f"{entry['name']}: checksum mismatch")
-            for raw in msgpack.unpackb(blob, raw=False):
-                yield np.frombuffer(raw, dtype=OP_DTYPE).copy()
+            raws = msgpack.unpackb(blob, raw=False)
+            del blob
+            raws.reverse()
+            batches = []
+            while raws:  # each raw batch freed once copied: the file is in memory once, not twice
+                batches.append(np.frombuffer(raws.pop(), dtype=OP_DTYPE).copy())
+            yield batches
 
-    return manifest, batches()
+    return manifest, files()

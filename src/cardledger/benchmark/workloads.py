@@ -1,7 +1,8 @@
-"""Deterministic benchmark workloads, built with vectorised numpy.
+"""The benchmark workloads besides the city (`scenario.py`), deterministic by seed.
 
-The "SPEND/TOPUP mix": a city's cards paying at one merchant and being topped up from
-one bank clearing account, issued by 1,000 terminals.
+**The SPEND/TOPUP mix** (`mix_setup`, `mix_batches`, `mix_scenario`): a city's cards
+paying at one merchant and topped up from one bank clearing account, issued by 1,000
+terminals.
 
 - Accounts: CLEARING_ID (clearing), MERCHANT_ID (merchant) and `n_cards` cards with ids
   CARD_ID_BASE + i, each opened with the ledger's default cash cap and given one
@@ -11,9 +12,16 @@ one bank clearing account, issued by 1,000 terminals.
   uniformly; source drawn uniformly from 1..TERMINAL_COUNT with seq increasing per
   source from 1; time_us strictly increasing.
 
-Everything is a pure function of the arguments: the op stream for a seed does not depend
-on `batch_size` (ops are generated in fixed chunks of MIX_CHUNK_OPS and re-cut into
-batches), so two runs with different batch sizes apply the same ops in the same order.
+The op stream for a seed does not depend on `batch_size` (ops are generated in fixed
+chunks of MIX_CHUNK_OPS and re-cut into batches), so two runs with different batch
+sizes apply the same ops in the same order.
+
+**TigerBeetle's benchmark workload** (`tigerbeetle_accounts`, `tigerbeetle_transfers`),
+as `tigerbeetle benchmark` runs it: accounts with no balance limit (CLEARING here),
+transfers with time-ordered ids between uniformly drawn accounts, batches of
+TB_BATCH_OPS, amounts uniform in 1..TB_AMOUNT_MAX_FEN.
+
+Everything here is a pure function of its arguments.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from _schema import BATCH_OPS_MAX, DEFAULT_CASH_CAP_FEN, OP_DTYPE, AccountKind, OpKind
+from ..schema import BATCH_OPS_MAX, DEFAULT_CASH_CAP_FEN, OP_DTYPE, AccountKind, OpKind
+from .scenario import Scenario
 
 CLEARING_ID = 1
 MERCHANT_ID = 2
@@ -77,7 +86,7 @@ def card_ids(n_cards: int) -> np.ndarray:
     return CARD_ID_BASE + np.arange(n_cards, dtype=np.uint64)
 
 
-def make_accounts(n_cards: int, seed: int = 0, batch_size: int = SETUP_BATCH_OPS_DEFAULT) -> list[np.ndarray]:
+def mix_accounts(n_cards: int, seed: int = 0, batch_size: int = SETUP_BATCH_OPS_DEFAULT) -> list[np.ndarray]:
     """Return the OPEN batches: the clearing account, the merchant, then `n_cards` cards.
 
     `seed` is accepted for a uniform signature; the OPENs do not depend on it.
@@ -98,7 +107,7 @@ def make_accounts(n_cards: int, seed: int = 0, batch_size: int = SETUP_BATCH_OPS
     return _split(ops, batch_size)
 
 
-def make_initial_topups(n_cards: int, seed: int, batch_size: int = SETUP_BATCH_OPS_DEFAULT) -> list[np.ndarray]:
+def mix_initial_topups(n_cards: int, seed: int, batch_size: int = SETUP_BATCH_OPS_DEFAULT) -> list[np.ndarray]:
     """Return TOPUP batches giving every card one initial top-up from the clearing account."""
     _check_sizes(n_cards, batch_size)
     rng = np.random.default_rng([seed, _STREAM_INITIAL_TOPUP])
@@ -109,14 +118,14 @@ def make_initial_topups(n_cards: int, seed: int, batch_size: int = SETUP_BATCH_O
     ops["account_id"] = card_ids(n_cards)
     ops["counterparty_id"] = CLEARING_ID
     ops["amount_fen"] = rng.integers(INITIAL_TOPUP_MIN_FEN, INITIAL_TOPUP_MAX_FEN + 1, n_cards, dtype=np.int64)
-    # After every OPEN (make_accounts uses SETUP_TIME_US + 0..n_cards+1).
+    # After every OPEN (mix_accounts uses SETUP_TIME_US + 0..n_cards+1).
     ops["time_us"] = SETUP_TIME_US + (n_cards + 2) + np.arange(n_cards, dtype=np.int64)
     return _split(ops, batch_size)
 
 
-def make_setup(n_cards: int, seed: int, batch_size: int = SETUP_BATCH_OPS_DEFAULT) -> list[np.ndarray]:
+def mix_setup(n_cards: int, seed: int, batch_size: int = SETUP_BATCH_OPS_DEFAULT) -> list[np.ndarray]:
     """Return every setup batch, in order: the OPENs, then the initial TOPUPs."""
-    return make_accounts(n_cards, seed, batch_size) + make_initial_topups(n_cards, seed, batch_size)
+    return mix_accounts(n_cards, seed, batch_size) + mix_initial_topups(n_cards, seed, batch_size)
 
 
 def _mix_chunks(n_cards: int, n_ops: int, seed: int, spend_percent: int) -> Iterator[np.ndarray]:
@@ -157,7 +166,7 @@ def _mix_chunks(n_cards: int, n_ops: int, seed: int, spend_percent: int) -> Iter
         done += n
 
 
-def make_mix(
+def mix_batches(
     n_cards: int,
     n_ops: int,
     batch_size: int,
@@ -166,7 +175,7 @@ def make_mix(
 ) -> Iterator[np.ndarray]:
     """Yield `n_ops` mix ops as OP_DTYPE batches of `batch_size` (the last may be shorter).
 
-    Apply make_setup(n_cards, seed) first. `spend_percent=100` gives a SPEND-only stream.
+    Apply mix_setup(n_cards, seed) first. `spend_percent=100` gives a SPEND-only stream.
     Each batch is a contiguous, writable array that shares memory with no other batch.
     """
     _check_sizes(n_cards, batch_size)
@@ -190,3 +199,62 @@ def make_mix(
         pending_ops = len(rest)
     if pending_ops:
         yield np.concatenate(pending)
+
+
+def mix_scenario(n_cards: int, n_ops: int, batch_size: int, seed: int) -> Scenario:
+    """The mix as a scenario the runner writes and replays: the setup, then `n_ops` mix ops."""
+    setup = mix_setup(n_cards, seed)
+    mix = list(mix_batches(n_cards, n_ops, batch_size, seed))
+    counts = {"setup": sum(len(b) for b in setup), "mix_ops": n_ops}
+    params = {"ops": n_ops, "batch": batch_size}
+    return Scenario(setup + mix, len(setup), n_cards, seed, counts, workload="mix", params=params)
+
+
+# ---------------------------------------------------------------------------------------
+# TigerBeetle's benchmark workload
+# ---------------------------------------------------------------------------------------
+
+#: Transfers per batch: what `tigerbeetle benchmark` sends per request.
+TB_BATCH_OPS = 8189
+TB_AMOUNT_MAX_FEN = 20_000
+TB_OPEN_SOURCE = 1
+TB_TRANSFER_SOURCE = 2
+TB_START_TIME_US = 1_700_000_000_000_000
+#: Accounts opened per setup batch.
+TB_OPEN_BATCH_OPS = 65_536
+
+
+def tigerbeetle_accounts(n_accounts: int) -> Iterator[np.ndarray]:
+    """OPEN batches of accounts 1..n_accounts, CLEARING (like TigerBeetle's default accounts, no limit)."""
+    for lo in range(0, n_accounts, TB_OPEN_BATCH_OPS):
+        ops = np.zeros(min(TB_OPEN_BATCH_OPS, n_accounts - lo), dtype=OP_DTYPE)
+        ops["source"] = TB_OPEN_SOURCE
+        ops["seq"] = np.arange(lo + 1, lo + 1 + len(ops))
+        ops["kind"] = OpKind.OPEN
+        ops["account_id"] = np.arange(lo + 1, lo + 1 + len(ops))
+        ops["account_kind"] = AccountKind.CLEARING
+        yield ops
+
+
+def tigerbeetle_transfers(n_accounts: int, n_transfers: int, seed: int) -> Iterator[np.ndarray]:
+    """`n_transfers` TRANSFERs in batches of TB_BATCH_OPS: time-ordered ids, debit and
+    credit accounts drawn uniformly (never the same), amounts uniform in 1..TB_AMOUNT_MAX_FEN."""
+    if n_accounts < 2:
+        raise ValueError(f"the TigerBeetle workload needs at least 2 accounts, got {n_accounts}")
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < n_transfers:
+        n = min(TB_BATCH_OPS, n_transfers - done)
+        ops = np.zeros(n, dtype=OP_DTYPE)
+        ops["source"] = TB_TRANSFER_SOURCE
+        ops["seq"] = np.arange(done + 1, done + 1 + n)  # time-ordered ids
+        ops["kind"] = OpKind.TRANSFER
+        debit = rng.integers(1, n_accounts + 1, size=n)
+        credit = rng.integers(1, n_accounts, size=n)
+        credit += credit >= debit  # uniform over the other accounts
+        ops["account_id"] = debit
+        ops["counterparty_id"] = credit
+        ops["amount_fen"] = rng.integers(1, TB_AMOUNT_MAX_FEN + 1, size=n)
+        ops["time_us"] = TB_START_TIME_US + done + np.arange(n)
+        yield ops
+        done += n
