@@ -8,6 +8,7 @@ hash tables; every op kind has its own handler (`op_*`), dispatched by `execute`
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
+from core cimport *
 from libc.stdlib cimport malloc, realloc, free, calloc
 from libc.string cimport memset, memcpy, memcmp
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -24,25 +25,13 @@ from cardledger.schema import (
 cnp.import_array()
 
 include "fares.pxi"
-include "records.pxi"
-include "tables.pxi"
+include "state.pxi"
 include "codec.pxi"
 include "window.pxi"
 include "gaps.pxi"
 include "handlers.pxi"
 include "taps.pxi"
 include "batch.pxi"
-
-# Batches at least this long run their loop without the GIL. Below it, dropping and
-# retaking the GIL costs more than it frees: retaking waits for the thread holding it
-# (up to the interpreter's switch interval, 5 ms by default).
-cdef Py_ssize_t NOGIL_OPS_MIN = 1024
-
-
-# How much of the journey store one prefault call populates (2 huge pages).
-cdef enum:
-    PREFAULT_STEP_BYTES = 4 * 1024 * 1024
-
 
 cdef void clear_legs_past_n(Journey* o, Py_ssize_t n) noexcept nogil:
     """Legs past a journey's n_legs read as zeros, as in export_journeys."""
@@ -626,10 +615,6 @@ def unpack_journal(buf, int64_t n, uint64_t first_seq):
     if rc != 0:
         raise ValueError("journal record encoding is truncated or malformed")
     return out
-
-
-#: pack_words encodes this many records between checks of its buffer's room.
-cdef int64_t TABLE_CHUNK_RECORDS = 4096
 
 
 def pack_words(records):

@@ -97,17 +97,6 @@ cdef inline int64_t balance_or_zero(State* st, uint64_t account_id) noexcept nog
     return 0 if a == NULL else available(a)
 
 
-# How far ahead of the op being executed the loop prefetches: hash slots at 2x, the
-# account records (whose slots are cached by then) at 1x. Random accounts over 1M
-# cards miss every cache level; overlapping those misses is most of the core's speed.
-cdef enum:
-    PREFETCH_DISTANCE = 8
-    # A hold's slot is known only once the journey is cached: half the distance.
-    HOLD_PREFETCH_DISTANCE = 4
-    # Its record only once its slot is: half again.
-    HOLD_RECORD_PREFETCH_DISTANCE = 2
-
-
 cdef inline void prefetch_slots(State* st, Op* op) noexcept nogil:
     CL_PREFETCH(&st.amap[mix64(op.account_id) & st.amap_mask])
     CL_PREFETCH(&st.amap[mix64(op.counterparty_id) & st.amap_mask])

@@ -1,22 +1,6 @@
 # The journal's on-disk record encoding, in C: the same format as
 # cardledger/codec.py (see its docstring for the predictors), byte for byte.
 
-cdef enum:
-    J_WORDS = 21
-    W_AMOUNT = 4
-    W_TIME = 5
-    W_LIMIT = 6
-    W_RESULT_AMOUNT = 13
-    W_BALANCE = 14
-    W_JSEQ = 15
-    W_DEBIT = 16
-    W_CREDIT = 17
-    W_SUBSIDY = 18
-    W_DPREV = 19
-    W_CPREV = 20
-    RECORD_BYTES_MAX = 3 + 21 * 10
-
-
 cdef inline uint64_t zigzag(uint64_t u) noexcept nogil:
     cdef int64_t s = <int64_t>u
     return (<uint64_t>s << 1) ^ <uint64_t>(s >> 63)
@@ -274,10 +258,6 @@ cdef int find_pair_in_run(const unsigned char* b, int64_t size, uint64_t seq, ui
 # Each record: a varint bitmap of its non-zero words, then each non-zero word as the
 # varint zigzag of its difference from the last non-zero value of that column (0
 # before the first). Format and predictor: cardledger/codec.py (`pack_words`).
-
-cdef enum:
-    TABLE_WORDS_MAX = 64
-
 
 cdef inline int64_t table_record_bytes_max(int nw) noexcept nogil:
     return 10 + 10 * <int64_t>nw

@@ -2,103 +2,6 @@
 # `cardledger.fares.tables`. A line-by-line twin of `cardledger.fares.evaluate`
 # (the executable spec; read its docstring for the semantics). Pure C, no GIL.
 
-DEF FARE_NONE = -1
-DEF FARE_LEGS_MAX = 64          # legs one quote may have (fares.evaluate.QUOTE_LEGS_MAX)
-DEF US_PER_S_C = 1000000
-DEF S_PER_DAY_C = 86400
-
-# FareStatus codes (fares.evaluate.FareStatus)
-DEF FS_OK = 0
-DEF FS_UNKNOWN_FARE = 1
-DEF FS_UNKNOWN_ROUTE = 2
-DEF FS_UNKNOWN_STOP = 3
-DEF FS_NO_LEGS = 4
-DEF FS_TOO_MANY_LEGS = 5
-
-# FareDiscount bits
-DEF FD_TRANSFER = 1
-DEF FD_CATEGORY = 2
-DEF FD_CAP = 4
-DEF FD_TIER = 8
-
-cdef int64_t NO_PRICE_C = -(1 << 62)
-
-
-cdef struct FareLeg:            # LEG_DTYPE
-    int32_t route
-    int32_t from_stop
-    int32_t to_stop
-    int32_t reserved
-    int64_t departure_us
-    int64_t arrival_us
-
-
-cdef struct EffLeg:
-    int32_t network
-    int32_t from_stop
-    int32_t to_stop
-    int64_t dep_us
-    int64_t arr_us
-
-
-cdef struct FareTab:
-    int32_t n_routes, n_stops, n_areas, n_cat, n_med, n_rules, n_tr, n_jr
-    bint has_priority
-    # No transfer rules, no join rules, no negative price: a journey's quote is then
-    # the sum of its legs' own quotes (see `FareEvaluator.additive`).
-    bint additive
-    int32_t* route_network
-    uint8_t* route_known
-    int32_t* stop_station
-    uint8_t* stop_known
-    int32_t* stop_tz
-    int32_t* stop_area_ptr
-    int32_t* stop_area
-    int32_t* tz_ptr
-    int64_t* tz_from_us
-    int64_t* tz_offset_s
-    int64_t svc_day0
-    int64_t svc_ndays
-    uint8_t* svc_bits
-    int32_t* tf_ptr
-    int32_t* tf_start_s
-    int32_t* tf_end_s
-    int32_t* tf_service
-    int64_t* price
-    # The leg rules sorted by (key, to area, file order): lr2_keys[i] =
-    # lr_keys[r] * (n_areas + 2) + lr_to_area[r] + 1 of rule r = lr2_rule[i] (the
-    # FareTables arrays); the lr_* arrays below are indexed by rule.
-    int64_t* lr2_keys
-    int32_t* lr2_rule
-    # lr2 rows of key k (network and from area, as in lr_keys): lr_key_ptr[k] up to
-    # lr_key_ptr[k + 1], for k < n_keys (larger keys have no rule).
-    int32_t n_keys
-    int32_t* lr_key_ptr
-    int32_t* lr_from_tf
-    int32_t* lr_to_tf
-    int32_t* lr_group
-    int32_t* lr_product
-    int32_t* lr_priority
-    int32_t* lr_nspec
-    int32_t* lr_order
-    uint8_t* network_listed
-    uint8_t* from_area_listed
-    uint8_t* to_area_listed
-    int32_t* tr_from_group
-    int32_t* tr_to_group
-    int32_t* tr_count
-    int64_t* tr_duration_s
-    int32_t* tr_duration_type
-    int32_t* tr_type
-    int32_t* tr_product
-    uint8_t* from_group_listed
-    uint8_t* to_group_listed
-    int32_t* jr_from_network
-    int32_t* jr_to_network
-    int32_t* jr_from_stop
-    int32_t* jr_to_stop
-
-
 cdef inline int64_t floordiv64(int64_t a, int64_t b) noexcept nogil:
     cdef int64_t q = a / b
     if (a % b != 0) and ((a < 0) != (b < 0)):
@@ -148,18 +51,6 @@ cdef inline int32_t lower_bound64(const int64_t* a, int32_t n, int64_t key) noex
         else:
             hi = mid
     return lo
-
-
-DEF LEG_OPTIONS_MAX_C = 8            # fares.evaluate.LEG_OPTIONS_MAX
-DEF QUOTE_COMBINATIONS_MAX_C = 4096  # fares.evaluate.QUOTE_COMBINATIONS_MAX
-cdef int64_t UNLIMITED_RANK_C = (<int64_t>1) << 40  # fares.evaluate.UNLIMITED_RANK
-
-
-cdef struct LegOption:          # one way the leg rules may price an effective leg
-    int64_t amount
-    int32_t order               # the rule's file order (ties after the amount)
-    int32_t group
-    int32_t product
 
 
 cdef inline void fare_option_add(LegOption* out, int32_t* n, int64_t amount, int32_t order,

@@ -13,13 +13,6 @@
 # source's floor moves up past it), and a full set is emptied (every floor moves up
 # to its source's last_seq + 1). A checkpoint does not store the set (state_load).
 
-cdef enum:
-    # Skipped seqs recorded for one jump, at most: an offline run of a validator.
-    GAP_JUMP_TRACKED_MAX = 1024
-    # Undecided seqs tracked in all, at most (16 MiB of map at half load).
-    GAPS_TRACKED_MAX = 1 << 18
-
-
 cdef int gaps_source_added(State* st, int64_t si, uint64_t seq) noexcept nogil:
     """A new source whose first decided seq is `seq`: nothing below it is known."""
     if grow(<void**>&st.gap_floor, &st.cap_gap_floor, si + 1, sizeof(uint64_t)) != 0:

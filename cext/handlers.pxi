@@ -19,16 +19,6 @@ cdef inline int64_t purse_available(Account* a, int draw) noexcept nogil:
     return a.cash_fen + a.subsidy_fen
 
 
-# Kind predicates for pair checks: a bitmask of accepted AccountKinds.
-cdef enum:
-    KM_ANY = 0x7E
-    KM_CARD = 1 << A_CARD
-    KM_CLEARING = 1 << A_CLEARING
-    KM_PROGRAM = 1 << A_PROGRAM
-    KM_NOT_CARD = 0x7E & ~(1 << A_CARD)
-    KM_NOT_CLEARING = 0x7E & ~(1 << A_CLEARING)
-
-
 cdef inline int check_pair(State* st, Op* op, int want_a, int want_c,
                            Account** ap, Account** cp) noexcept nogil:
     cdef Account* a
@@ -466,6 +456,13 @@ cdef int op_close(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     c.cash_fen += cash + sub
     set_effect(ef, cash + sub, 0, a, c, sub)
     return R_OK
+
+
+# Allowed op flags per kind (index = kind); mirrors schema.ALLOWED_FLAGS.
+cdef uint16_t ALLOWED_FLAGS[K_MAX + 1]
+ALLOWED_FLAGS[:] = [0, F_LINKED | F_CASH_FIRST, F_LINKED, F_LINKED, F_LINKED,
+                    F_LINKED | F_SUBSIDY_PURSE, F_LINKED | F_PENDING | F_SUBSIDY_PURSE,
+                    F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0]
 
 
 cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:

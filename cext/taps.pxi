@@ -6,24 +6,6 @@
 # A tap works on a candidate copy of the card's journey (a local struct): on
 # failure nothing is written back, on success the copy replaces the record.
 
-cdef enum:
-    TAP_BOARD = 1
-    TAP_ENTRY = 2
-    TAP_EXIT = 3
-    TAP_SWEEP = 4
-
-# fares.taptables network_mode / cap_period values
-cdef enum:
-    MODE_JOURNEY_C = 0
-    MODE_METERED_C = 1
-    MODE_GATED_C = 2
-
-cdef enum:
-    PERIOD_DAY_C = 0
-    PERIOD_WEEK_C = 1
-    PERIOD_ROLLING_7D_C = 2
-    PERIOD_MONTH_C = 3
-
 cdef extern from *:
     """
     /* Exact comparisons of int64 sums that may overflow int64 (the reference
@@ -58,12 +40,6 @@ cdef extern from *:
 
 
 # ---------------------------------------------------------------- journey table
-
-cdef enum:
-    # reserve_journeys makes room for one open hold (a metro entry) per this many
-    # cards: the million-card city peaks at ~131,000 holds, one card in eight.
-    HOLDS_RESERVED_CARDS_PER_HOLD = 4
-
 
 cdef int taps_init(Taps* tp) noexcept nogil:
     memset(tp, 0, sizeof(Taps))

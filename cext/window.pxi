@@ -54,13 +54,6 @@ cdef Journal* window_record(State* st, int64_t idx, Journal* tmp) noexcept nogil
     return tmp
 
 
-cdef enum:
-    # A window emptied by a flush keeps its arrays for the next decisions, up to this
-    # many; beyond (after a reopen replayed a long journal tail, or a long stretch
-    # without flushes) they are freed: ~100 bytes a decision, 56 MB for 561,662.
-    WINDOW_KEEP_DECISIONS_MAX = 1 << 17
-
-
 cdef void window_release(State* st) noexcept nogil:
     """Free the window's per-decision arrays (emptied); they grow again on demand."""
     cdef uint64_t* t = <uint64_t*>calloc(MAP_SLOTS_INITIAL, sizeof(uint64_t))

@@ -2,133 +2,6 @@
 # (linear probing, key 0 = empty slot, backward-shift deletion), plus the undo log
 # that lets a failed linked chain be rolled back.
 
-cdef struct Slot:
-    uint64_t key
-    int64_t val
-
-cdef struct Slot2:
-    uint64_t k1
-    uint64_t k2
-    int64_t val
-    int64_t pad
-
-cdef enum:
-    U_ACCOUNT = 1      # an account's state before a chain member changed it
-    U_NEW_ACCOUNT = 2  # an account a chain member created (always the last one)
-    U_PENDING_ADD = 3  # a hold a chain member placed
-    U_PENDING_DEL = 4  # a hold a chain member resolved
-    U_JOURNEY_MOVE = 5 # a card's fare state a REPLACE handed to the new card
-
-cdef struct Undo:
-    int kind
-    int64_t idx
-    Account account
-    Pending pending
-    Journey journey             # U_JOURNEY_MOVE: the journey as it was, old card id included
-
-# A snapshot of one table (the accounts, or the journeys) taken copy-on-write: the
-# batch thread only marks the moment; a copier thread (the checkpoint writer) copies
-# the rows into the snapshot buffer beside the next batches, and a batch that is about
-# to change a row not copied yet copies that row first (`cow_before_write`). Copying a
-# million cards' 416 MB on the batch thread was a 75-90 ms batch of the city's peak.
-# Each row's state moves COW_PENDING -> COW_COPYING (whoever claims it copies it) ->
-# COW_DONE, by atomic operations: the copier and the batch loop run at once.
-cdef struct CowTable:
-    int active                  # a snapshot of this table is being taken
-    int copiers                 # copier threads inside cow_copy_all
-    unsigned char* state        # per row of the snapshot: COW_PENDING/COPYING/DONE
-    int64_t cap_state
-    int64_t n                   # rows in the snapshot
-    char* src                   # the table as the snapshot began: never moved while active
-    char* dst                   # the snapshot buffer
-    size_t item                 # bytes a row
-
-# Fare state for TAP ops (see taps.pxi). Owned by the Engine, not by State: a
-# checkpoint load replaces the ledger state but keeps the journeys and the installed
-# fare versions, as the reference engine does.
-cdef struct Taps:
-    Journey* journeys           # one per card that has tapped, in first-tap order
-    int64_t n_journeys
-    int64_t cap_journeys
-    CowTable* cow               # the Engine's copy-on-write snapshot of the journeys
-    Slot* jmap                  # card id -> index into journeys
-    uint64_t jmap_mask
-    int64_t jmap_used
-    TapVer* vers                # installed fare-system versions, oldest first
-    int32_t n_vers
-
-cdef struct State:
-    Taps* taps
-    # A TAP whose time_us is later than this is refused (Engine.set_tap_horizon).
-    int64_t tap_horizon_us
-    int64_t default_cap_fen
-    uint64_t journal_seq
-    int oom
-    CowTable* cow               # the Engine's copy-on-write snapshot of the accounts
-    Account* accounts
-    int64_t n_accounts
-    int64_t cap_accounts
-    Slot* amap
-    uint64_t amap_mask
-    int64_t amap_used
-    Source* sources
-    int64_t n_sources
-    int64_t cap_sources
-    Slot* smap
-    uint64_t smap_mask
-    int64_t smap_used
-    Pending* pending
-    int64_t n_pending
-    int64_t cap_pending
-    Slot2* pmap
-    uint64_t pmap_mask
-    int64_t pmap_used
-    # The decisions window (see window.pxi): this batch's records in `tail`; the
-    # window's older records packed in `wbytes`, batch by batch as the journal stores
-    # them, record i at offset `woff[i]` with its time predictor `wptime[i]`.
-    Journal* tail
-    int64_t n_tail
-    int64_t cap_tail
-    unsigned char* wbytes
-    int64_t wbytes_used
-    int64_t cap_wbytes
-    int64_t wlast_batch_off  # where the last batch's packed records start in wbytes
-    int64_t wlast_batch_base  # the last batch's first decision index
-    int64_t* woff
-    int64_t cap_woff
-    uint64_t* wptime
-    int64_t cap_wptime
-    int32_t* wsrc  # each decision's source (index into sources) and seq, for take_decisions
-    int64_t cap_wsrc
-    uint64_t* wseq
-    int64_t cap_wseq
-    uint64_t* whash
-    int64_t cap_whash
-    int64_t n_dec
-    int64_t batch_base
-    uint64_t wfirst_jseq
-    uint64_t* rmap  # recent decisions: fingerprint << 32 | (decision index + 1)
-    uint64_t rmap_mask
-    int64_t rmap_used
-    Undo* undo
-    int64_t n_undo
-    int64_t cap_undo
-    int undo_on
-    # Known gaps (see gaps.pxi): the seqs a source skipped, still undecided, so a late
-    # op is known new without a lookup. Seqs of source i from gap_floor[i] up to its
-    # last_seq are decided unless they are in gmap; below gap_floor[i], unknown.
-    uint64_t* gap_floor
-    int64_t cap_gap_floor
-    Slot2* gmap  # (source, seq) -> 0
-    uint64_t gmap_mask
-    int64_t gmap_used
-
-# Initial table sizes (powers of two); tables double when half full.
-cdef enum:
-    MAP_SLOTS_INITIAL = 1024
-    ARRAY_INITIAL = 256
-
-
 cdef extern from "<sys/mman.h>" nogil:
     int madvise(void* addr, size_t length, int advice)
     int MADV_HUGEPAGE
@@ -158,13 +31,10 @@ cdef extern from *:
     """
     void CL_PREFETCH(const void* p) noexcept nogil
 
-# Tables this large are backed by 2 MiB pages where the kernel allows it: lookups are
-# random over hundreds of MB, and 4 KiB pages would add a TLB miss to each one.
+# Tables this large (HUGE_MIN_BYTES) are backed by 2 MiB pages where the kernel allows
+# it: lookups are random over hundreds of MB, and 4 KiB pages would add a TLB miss to
+# each one. set_huge_pages turns it off.
 cdef int USE_HUGE = 1
-
-cdef enum:
-    HUGE_PAGE_BYTES = 2 * 1024 * 1024
-    HUGE_MIN_BYTES = 4 * 1024 * 1024
 
 
 cdef void* big_calloc(size_t n, size_t item) noexcept nogil:
@@ -410,12 +280,6 @@ cdef extern from *:
     void cl_store_int(int* p, int v) noexcept nogil
     void cl_add_int(int* p, int v) noexcept nogil
     void cl_cpu_relax() noexcept nogil
-
-cdef enum:
-    COW_PENDING = 0
-    COW_COPYING = 1
-    COW_DONE = 2
-
 
 cdef void cow_copy_row(CowTable* c, int64_t i) noexcept nogil:
     """Make sure row i is in the snapshot: copy it if nobody has claimed it, else

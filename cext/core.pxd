@@ -1,0 +1,601 @@
+# Every struct, enum and constant of the core, in one place: `_core.pyx` cimports them
+# all, and the .pxi files it includes hold only code. Nothing here generates code or
+# needs a module at run time: structs, enums and C constants only.
+#
+# Record structs (Op ... Pending, Journey, FareLeg) match the numpy dtypes of
+# cardledger/schema.py byte for byte (tests/engine/test_schema.py checks the sizes); result,
+# kind and flag codes match the enums there. Limits mirror the named Python constants.
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
+
+
+# ================================================================ typed constants
+
+cdef extern from *:
+    """
+    #define CL_AMOUNT_MAX_FEN 1000000000000000LL
+    #define CL_NO_PRICE (-(1LL << 62))
+    #define CL_UNLIMITED_RANK (1LL << 40)
+    """
+    # schema.AMOUNT_MAX_FEN: the largest amount one op may carry.
+    const int64_t AMOUNT_MAX_FEN "CL_AMOUNT_MAX_FEN"
+    const int64_t INT64_MAX_ "INT64_MAX"
+    const int64_t INT64_MIN_ "INT64_MIN"
+    # fares.tables.NO_PRICE: a (product, category, medium) without a price.
+    const int64_t NO_PRICE_C "CL_NO_PRICE"
+    # fares.evaluate.UNLIMITED_RANK: how a transfer rule of unlimited count ranks.
+    const int64_t UNLIMITED_RANK_C "CL_UNLIMITED_RANK"
+
+
+# ================================================================ codes (schema.py)
+
+cdef enum:                     # OpKind
+    K_OPEN = 1
+    K_TOPUP = 2
+    K_AID = 3
+    K_SPEND = 4
+    K_WITHDRAW = 5
+    K_TRANSFER = 6
+    K_POST = 7
+    K_VOID = 8
+    K_FREEZE = 9
+    K_UNFREEZE = 10
+    K_REPLACE = 11
+    K_CLOSE = 12
+    K_TAP = 13
+    K_MAX = 13
+
+cdef enum:                     # AccountKind
+    A_CARD = 1
+    A_CLEARING = 2
+    A_PROGRAM = 3
+    A_OPERATOR = 4
+    A_MERCHANT = 5
+    A_SUBSIDY = 6
+    A_MAX = 6
+
+cdef enum:                     # OpFlags
+    F_LINKED = 1
+    F_PENDING = 2
+    F_SUBSIDY_PURSE = 4
+    F_CASH_FIRST = 8
+
+cdef enum:                     # AccountFlags
+    AF_FROZEN = 1
+    AF_CLOSED = 2
+    AF_CASH_FIRST = 4
+
+cdef enum:                     # Result
+    R_OK = 0
+    R_EXISTS = 1
+    R_EXISTS_WITH_DIFFERENT_FIELDS = 2
+    R_ID_ALREADY_FAILED = 3
+    R_INVALID_ID = 4
+    R_INVALID_KIND = 5
+    R_INVALID_FLAGS = 6
+    R_INVALID_AMOUNT = 7
+    R_INVALID_ACCOUNT_ID = 8
+    R_INVALID_ACCOUNT_KIND = 9
+    R_ACCOUNT_NOT_FOUND = 10
+    R_COUNTERPARTY_NOT_FOUND = 11
+    R_ACCOUNT_EXISTS = 12
+    R_ACCOUNTS_MUST_BE_DIFFERENT = 13
+    R_WRONG_ACCOUNT_KIND = 14
+    R_WRONG_COUNTERPARTY_KIND = 15
+    R_ACCOUNT_CLOSED = 16
+    R_ACCOUNT_FROZEN = 17
+    R_INSUFFICIENT_FUNDS = 18
+    R_EXCEEDS_CAP = 19
+    R_OVERFLOW = 20
+    R_PENDING_NOT_FOUND = 21
+    R_EXCEEDS_PENDING = 22
+    R_LINKED_FAILED = 23
+    R_LINKED_CHAIN_OPEN = 24
+    R_INVALID_TAP = 25
+    R_NO_FARE_SYSTEM = 26
+    R_UNKNOWN_ROUTE = 27
+    R_UNKNOWN_STOP = 28
+    R_FARE_NOT_FOUND = 29
+    R_OPERATOR_NOT_FOUND = 30
+    R_TAP_TIME_IN_FUTURE = 31
+    R_MAX = 31
+
+cdef enum:                     # TapType
+    TAP_BOARD = 1
+    TAP_ENTRY = 2
+    TAP_EXIT = 3
+    TAP_SWEEP = 4
+
+
+# ================================================================ records (schema.py)
+
+cdef enum:
+    JOURNEY_LEGS_MAX_C = 4     # schema.JOURNEY_LEGS_MAX
+    FARE_CAPS_MAX_C = 4        # schema.FARE_CAPS_MAX
+    FARE_TIERS_MAX_C = 4       # schema.FARE_TIERS_MAX
+
+cdef struct Op:
+    uint64_t source
+    uint64_t seq
+    uint64_t account_id
+    uint64_t counterparty_id
+    int64_t amount_fen
+    int64_t time_us
+    int64_t limit_fen
+    uint64_t ref_source
+    uint64_t ref_seq
+    uint16_t kind
+    uint16_t flags
+    uint16_t account_kind
+    uint16_t category
+    uint32_t route
+    uint32_t stop
+    uint16_t tap
+    uint16_t pad16
+    uint32_t pad32
+
+cdef struct Result:
+    uint32_t code
+    uint32_t discounts
+    int64_t amount_fen
+    int64_t balance_fen
+    uint64_t journal_seq
+
+cdef struct Journal:
+    Op op
+    uint32_t code
+    uint32_t discounts
+    int64_t result_amount_fen
+    int64_t balance_fen
+    uint64_t journal_seq
+    uint64_t debit_id
+    uint64_t credit_id
+    int64_t subsidy_fen
+    uint64_t debit_prev_seq
+    uint64_t credit_prev_seq
+
+cdef struct Account:
+    uint64_t id
+    uint16_t kind
+    uint16_t flags
+    uint16_t category
+    uint16_t reserved
+    int64_t cap_fen
+    int64_t cash_fen
+    int64_t subsidy_fen
+    int64_t debits_posted
+    int64_t credits_posted
+    int64_t debits_pending
+    int64_t credits_pending
+    uint64_t last_journal_seq
+
+cdef struct Source:
+    uint64_t source
+    uint64_t last_seq
+    uint64_t checkpoint_seq
+
+cdef struct Pending:
+    uint64_t source
+    uint64_t seq
+    uint64_t debit_id
+    uint64_t credit_id
+    int64_t amount_fen
+    int64_t subsidy_fen
+    int64_t credit_subsidy
+    uint64_t journal_seq
+
+cdef struct FareLeg:           # JOURNEY_LEG_DTYPE (fares LEG_DTYPE)
+    int32_t route
+    int32_t from_stop
+    int32_t to_stop
+    int32_t reserved
+    int64_t departure_us
+    int64_t arrival_us
+
+# A card's fare state: JOURNEY_DTYPE byte for byte.
+cdef struct Journey:
+    uint64_t account_id
+    int32_t version             # -1: none
+    int32_t n_legs
+    int64_t charged_fen
+    int64_t last_departure_us
+    int64_t last_arrival_us
+    FareLeg legs[JOURNEY_LEGS_MAX_C]
+    int32_t entry_version       # -1: no open entry
+    int32_t entry_route
+    int32_t entry_stop
+    int32_t counter_version     # -1: none
+    int64_t entry_time_us
+    uint64_t entry_source
+    uint64_t entry_seq
+    int64_t cap_period[FARE_CAPS_MAX_C]
+    int64_t cap_spent_fen[FARE_CAPS_MAX_C]
+    int64_t tier_period[FARE_TIERS_MAX_C]
+    int64_t tier_spent_fen[FARE_TIERS_MAX_C]
+
+
+# ================================================================ handlers (handlers.pxi)
+
+# The effect of a successful op, as the journal records it.
+cdef struct Effect:
+    int64_t amount_fen
+    int64_t balance_fen
+    uint64_t debit_id
+    uint64_t credit_id
+    int64_t subsidy_fen
+    Account* debit  # the accounts themselves (valid until the next account is created)
+    Account* credit
+    uint32_t discounts  # TAP: FareDiscount bits (0 for every other kind)
+
+# How a debit draws a card's purses.
+cdef enum:
+    DRAW_ORDER = 0
+    DRAW_CASH = 1
+    DRAW_SUBSIDY = 2
+
+# Kind predicates for pair checks: a bitmask of accepted AccountKinds.
+cdef enum:
+    KM_ANY = 0x7E
+    KM_CARD = 1 << A_CARD
+    KM_CLEARING = 1 << A_CLEARING
+    KM_PROGRAM = 1 << A_PROGRAM
+    KM_NOT_CARD = 0x7E & ~(1 << A_CARD)
+    KM_NOT_CLEARING = 0x7E & ~(1 << A_CLEARING)
+
+
+# ================================================================ fare evaluator (fares.pxi)
+
+cdef enum:
+    FARE_NONE = -1
+    FARE_LEGS_MAX = 64           # legs one quote may have (fares.evaluate.QUOTE_LEGS_MAX)
+    LEG_OPTIONS_MAX_C = 8        # fares.evaluate.LEG_OPTIONS_MAX
+    QUOTE_COMBINATIONS_MAX_C = 4096  # fares.evaluate.QUOTE_COMBINATIONS_MAX
+    US_PER_S_C = 1000000
+    S_PER_DAY_C = 86400
+
+cdef enum:                     # fares.evaluate.FareStatus
+    FS_OK = 0
+    FS_UNKNOWN_FARE = 1
+    FS_UNKNOWN_ROUTE = 2
+    FS_UNKNOWN_STOP = 3
+    FS_NO_LEGS = 4
+    FS_TOO_MANY_LEGS = 5
+
+cdef enum:                     # fares.evaluate.FareDiscount bits
+    FD_TRANSFER = 1
+    FD_CATEGORY = 2
+    FD_CAP = 4
+    FD_TIER = 8
+
+cdef struct EffLeg:
+    int32_t network
+    int32_t from_stop
+    int32_t to_stop
+    int64_t dep_us
+    int64_t arr_us
+
+cdef struct LegOption:          # one way the leg rules may price an effective leg
+    int64_t amount
+    int32_t order               # the rule's file order (ties after the amount)
+    int32_t group
+    int32_t product
+
+# One FareTables (cardledger.fares.tables) as raw pointers into arrays its
+# FareEvaluator keeps alive.
+cdef struct FareTab:
+    int32_t n_routes, n_stops, n_areas, n_cat, n_med, n_rules, n_tr, n_jr
+    bint has_priority
+    # No transfer rules, no join rules, no negative price: a journey's quote is then
+    # the sum of its legs' own quotes (see `FareEvaluator.additive`).
+    bint additive
+    int32_t* route_network
+    uint8_t* route_known
+    int32_t* stop_station
+    uint8_t* stop_known
+    int32_t* stop_tz
+    int32_t* stop_area_ptr
+    int32_t* stop_area
+    int32_t* tz_ptr
+    int64_t* tz_from_us
+    int64_t* tz_offset_s
+    int64_t svc_day0
+    int64_t svc_ndays
+    uint8_t* svc_bits
+    int32_t* tf_ptr
+    int32_t* tf_start_s
+    int32_t* tf_end_s
+    int32_t* tf_service
+    int64_t* price
+    # The leg rules sorted by (key, to area, file order): lr2_keys[i] =
+    # lr_keys[r] * (n_areas + 2) + lr_to_area[r] + 1 of rule r = lr2_rule[i] (the
+    # FareTables arrays); the lr_* arrays below are indexed by rule.
+    int64_t* lr2_keys
+    int32_t* lr2_rule
+    # lr2 rows of key k (network and from area, as in lr_keys): lr_key_ptr[k] up to
+    # lr_key_ptr[k + 1], for k < n_keys (larger keys have no rule).
+    int32_t n_keys
+    int32_t* lr_key_ptr
+    int32_t* lr_from_tf
+    int32_t* lr_to_tf
+    int32_t* lr_group
+    int32_t* lr_product
+    int32_t* lr_priority
+    int32_t* lr_nspec
+    int32_t* lr_order
+    uint8_t* network_listed
+    uint8_t* from_area_listed
+    uint8_t* to_area_listed
+    int32_t* tr_from_group
+    int32_t* tr_to_group
+    int32_t* tr_count
+    int64_t* tr_duration_s
+    int32_t* tr_duration_type
+    int32_t* tr_type
+    int32_t* tr_product
+    uint8_t* from_group_listed
+    uint8_t* to_group_listed
+    int32_t* jr_from_network
+    int32_t* jr_to_network
+    int32_t* jr_from_stop
+    int32_t* jr_to_stop
+
+
+# ================================================================ taps (taps.pxi)
+
+# fares.taptables network_mode values
+cdef enum:
+    MODE_JOURNEY_C = 0
+    MODE_METERED_C = 1
+    MODE_GATED_C = 2
+
+# fares.taptables cap_period values
+cdef enum:
+    PERIOD_DAY_C = 0
+    PERIOD_WEEK_C = 1
+    PERIOD_ROLLING_7D_C = 2
+    PERIOD_MONTH_C = 3
+
+cdef enum:
+    # reserve_journeys makes room for one open hold (a metro entry) per this many
+    # cards: the million-card city peaks at about one card in eight.
+    HOLDS_RESERVED_CARDS_PER_HOLD = 4
+
+# One installed fare-system version: fares.taptables.TapTables as raw pointers into
+# arrays the Engine keeps alive (its `_fare_keep` list).
+cdef struct TapVer:
+    int64_t effective_from_us
+    FareTab* ft                 # the version's FareEvaluator tables
+    int32_t n_codes
+    int32_t* rider_category_of_code
+    int32_t fare_media
+    int64_t journey_break_us
+    int64_t day_start_s
+    uint64_t* route_operator
+    uint8_t* network_mode
+    int64_t* gate_max_fare_fen
+    int64_t* gate_timeout_us
+    int64_t* gate_incomplete_fen
+    int64_t* gate_same_station_fen
+    int64_t* network_allowance_fen
+    int64_t* product_allowance_fen
+    int32_t n_caps
+    int32_t* cap_period
+    int64_t* cap_amount_fen
+    uint8_t* cap_category       # [n_caps, cap_category_w]
+    uint8_t* cap_network        # [n_caps, cap_network_w]
+    int32_t cap_category_w
+    int32_t cap_network_w
+    int32_t n_tiers
+    int64_t* tier_from_fen
+    int64_t* tier_until_fen
+    int32_t* tier_percent_off
+    uint8_t* tier_category      # [n_tiers, tier_category_w]
+    uint8_t* tier_network       # [n_tiers, tier_network_w]
+    int32_t tier_category_w
+    int32_t tier_network_w
+
+
+# ================================================================ state (state.pxi)
+
+# Open-addressing hash table slots (key 0 = empty).
+cdef struct Slot:
+    uint64_t key
+    int64_t val
+
+cdef struct Slot2:
+    uint64_t k1
+    uint64_t k2
+    int64_t val
+    int64_t pad
+
+# Initial table sizes (powers of two); tables double when half full.
+cdef enum:
+    MAP_SLOTS_INITIAL = 1024
+    ARRAY_INITIAL = 256
+
+# Tables this large are backed by 2 MiB pages where the kernel allows it.
+cdef enum:
+    HUGE_PAGE_BYTES = 2 * 1024 * 1024
+    HUGE_MIN_BYTES = 4 * 1024 * 1024
+
+cdef enum:
+    U_ACCOUNT = 1      # an account's state before a chain member changed it
+    U_NEW_ACCOUNT = 2  # an account a chain member created (always the last one)
+    U_PENDING_ADD = 3  # a hold a chain member placed
+    U_PENDING_DEL = 4  # a hold a chain member resolved
+    U_JOURNEY_MOVE = 5 # a card's fare state a REPLACE handed to the new card
+
+cdef struct Undo:
+    int kind
+    int64_t idx
+    Account account
+    Pending pending
+    Journey journey             # U_JOURNEY_MOVE: the journey as it was, old card id included
+
+# A copy-on-write snapshot row's state (see CowTable).
+cdef enum:
+    COW_PENDING = 0
+    COW_COPYING = 1
+    COW_DONE = 2
+
+# A snapshot of one table (the accounts, or the journeys) taken copy-on-write: the
+# batch thread only marks the moment; a copier thread (the checkpoint writer) copies
+# the rows into the snapshot buffer beside the next batches, and a batch that is about
+# to change a row not copied yet copies that row first (`cow_before_write`), so that
+# copying a million cards' rows never lands on one batch. Each row's state moves
+# COW_PENDING -> COW_COPYING (whoever claims it copies it) -> COW_DONE, by atomic
+# operations: the copier and the batch loop run at once.
+cdef struct CowTable:
+    int active                  # a snapshot of this table is being taken
+    int copiers                 # copier threads inside cow_copy_all
+    unsigned char* state        # per row of the snapshot: COW_PENDING/COPYING/DONE
+    int64_t cap_state
+    int64_t n                   # rows in the snapshot
+    char* src                   # the table as the snapshot began: never moved while active
+    char* dst                   # the snapshot buffer
+    size_t item                 # bytes a row
+
+# Fare state for TAP ops (see taps.pxi). Owned by the Engine, not by State: a
+# checkpoint load replaces the ledger state but keeps the journeys and the installed
+# fare versions, as the reference engine does.
+cdef struct Taps:
+    Journey* journeys           # one per card that has tapped, in first-tap order
+    int64_t n_journeys
+    int64_t cap_journeys
+    CowTable* cow               # the Engine's copy-on-write snapshot of the journeys
+    Slot* jmap                  # card id -> index into journeys
+    uint64_t jmap_mask
+    int64_t jmap_used
+    TapVer* vers                # installed fare-system versions, oldest first
+    int32_t n_vers
+
+cdef struct State:
+    Taps* taps
+    # A TAP whose time_us is later than this is refused (Engine.set_tap_horizon).
+    int64_t tap_horizon_us
+    int64_t default_cap_fen
+    uint64_t journal_seq
+    int oom
+    CowTable* cow               # the Engine's copy-on-write snapshot of the accounts
+    Account* accounts
+    int64_t n_accounts
+    int64_t cap_accounts
+    Slot* amap
+    uint64_t amap_mask
+    int64_t amap_used
+    Source* sources
+    int64_t n_sources
+    int64_t cap_sources
+    Slot* smap
+    uint64_t smap_mask
+    int64_t smap_used
+    Pending* pending
+    int64_t n_pending
+    int64_t cap_pending
+    Slot2* pmap
+    uint64_t pmap_mask
+    int64_t pmap_used
+    # The decisions window (see window.pxi): this batch's records in `tail`; the
+    # window's older records packed in `wbytes`, batch by batch as the journal stores
+    # them, record i at offset `woff[i]` with its time predictor `wptime[i]`.
+    Journal* tail
+    int64_t n_tail
+    int64_t cap_tail
+    unsigned char* wbytes
+    int64_t wbytes_used
+    int64_t cap_wbytes
+    int64_t wlast_batch_off  # where the last batch's packed records start in wbytes
+    int64_t wlast_batch_base  # the last batch's first decision index
+    int64_t* woff
+    int64_t cap_woff
+    uint64_t* wptime
+    int64_t cap_wptime
+    int32_t* wsrc  # each decision's source (index into sources) and seq, for take_decisions
+    int64_t cap_wsrc
+    uint64_t* wseq
+    int64_t cap_wseq
+    uint64_t* whash
+    int64_t cap_whash
+    int64_t n_dec
+    int64_t batch_base
+    uint64_t wfirst_jseq
+    uint64_t* rmap  # recent decisions: fingerprint << 32 | (decision index + 1)
+    uint64_t rmap_mask
+    int64_t rmap_used
+    Undo* undo
+    int64_t n_undo
+    int64_t cap_undo
+    int undo_on
+    # Known gaps (see gaps.pxi): the seqs a source skipped, still undecided, so a late
+    # op is known new without a lookup. Seqs of source i from gap_floor[i] up to its
+    # last_seq are decided unless they are in gmap; below gap_floor[i], unknown.
+    uint64_t* gap_floor
+    int64_t cap_gap_floor
+    Slot2* gmap  # (source, seq) -> 0
+    uint64_t gmap_mask
+    int64_t gmap_used
+
+
+# ================================================================ batch loop (batch.pxi)
+
+cdef enum:
+    # Batches at least this long run their loop without the GIL. Below it, dropping
+    # and retaking the GIL costs more than it frees: retaking waits for the thread
+    # holding it (up to the interpreter's switch interval, 5 ms by default).
+    NOGIL_OPS_MIN = 1024
+    # How much of the journey store one prefault call populates (2 huge pages).
+    PREFAULT_STEP_BYTES = 4 * 1024 * 1024
+
+# How far ahead of the op being executed the loop prefetches: hash slots at 2x, the
+# account records (whose slots are cached by then) at 1x. Random accounts over a
+# million cards miss every cache level; overlapping those misses is most of the
+# core's speed.
+cdef enum:
+    PREFETCH_DISTANCE = 8
+    # A hold's slot is known only once the journey is cached: half the distance.
+    HOLD_PREFETCH_DISTANCE = 4
+    # Its record only once its slot is: half again.
+    HOLD_RECORD_PREFETCH_DISTANCE = 2
+
+
+# ================================================================ window (window.pxi)
+
+cdef enum:
+    # A window emptied by a flush keeps its arrays for the next decisions, up to this
+    # many; beyond (after a reopen replayed a long journal tail, or a long stretch
+    # without flushes) they are freed: about 100 bytes a decision.
+    WINDOW_KEEP_DECISIONS_MAX = 1 << 17
+
+
+# ================================================================ gaps (gaps.pxi)
+
+cdef enum:
+    # Skipped seqs recorded for one jump, at most: an offline run of a validator.
+    GAP_JUMP_TRACKED_MAX = 1024
+    # Undecided seqs tracked in all, at most (16 MiB of map at half load).
+    GAPS_TRACKED_MAX = 1 << 18
+
+
+# ================================================================ codec (codec.pxi)
+
+# A journal record as J_WORDS 64-bit words, and the words the codec's predictors use.
+cdef enum:
+    J_WORDS = 21
+    W_AMOUNT = 4
+    W_TIME = 5
+    W_LIMIT = 6
+    W_RESULT_AMOUNT = 13
+    W_BALANCE = 14
+    W_JSEQ = 15
+    W_DEBIT = 16
+    W_CREDIT = 17
+    W_SUBSIDY = 18
+    W_DPREV = 19
+    W_CPREV = 20
+    RECORD_BYTES_MAX = 3 + 21 * 10
+
+cdef enum:
+    # Widest record a word table (pack_words) holds, in 64-bit words.
+    TABLE_WORDS_MAX = 64
+    # pack_words encodes this many records between checks of its buffer's room.
+    TABLE_CHUNK_RECORDS = 4096
