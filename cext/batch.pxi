@@ -1,5 +1,7 @@
-# The batch loop: idempotency first, then linked chains, then the handlers; and the
-# journal replay that rebuilds state on open.
+# The Engine, twin of engine/spec/batch.py: the batch loop (idempotency first, then
+# linked chains, then the handlers), the journal replay that rebuilds state on open,
+# and the Engine class, the core's Python face (state import and export, decisions,
+# snapshots, fare versions).
 
 cdef inline bint is_replay_code(uint32_t code) noexcept nogil:
     return code == R_EXISTS or code == R_EXISTS_WITH_DIFFERENT_FIELDS or \
@@ -322,3 +324,546 @@ cdef int64_t replay_records(State* st, Journal* recs, int64_t n) noexcept nogil:
         if memcmp(got, rec, sizeof(Journal)) != 0:
             return i
     return -1
+
+
+# ---------------------------------------------------------------- the Engine
+
+cdef void clear_legs_past_n(Journey* o, Py_ssize_t n) noexcept nogil:
+    """Legs past a journey's n_legs read as zeros, as in export_journeys."""
+    cdef Py_ssize_t i
+    cdef int32_t k
+    for i in range(n):
+        k = o[i].n_legs if o[i].n_legs > 0 else 0
+        if k < JOURNEY_LEGS_MAX_C:
+            memset(&o[i].legs[k], 0, (JOURNEY_LEGS_MAX_C - k) * sizeof(FareLeg))
+
+
+cdef void sort_late_decisions(uint64_t* d, unsigned char* lt, int64_t n) noexcept nogil:
+    """Sort rows (source, seq, journal_seq) + late flag by (source, seq) in place, rows
+    already grouped by source in order: an insertion sort, linear but for the late
+    decisions (each moves back within its source's group). A full sort of every flush
+    (np.lexsort of 65,536 rows) cost ~8 ms of the batch that flushed."""
+    cdef int64_t i, j
+    cdef uint64_t s0, s1, s2
+    cdef unsigned char f
+    for i in range(1, n):
+        if d[3 * i] != d[3 * (i - 1)] or d[3 * i + 1] >= d[3 * (i - 1) + 1]:
+            continue
+        s0, s1, s2, f = d[3 * i], d[3 * i + 1], d[3 * i + 2], lt[i]
+        j = i
+        while j > 0 and d[3 * (j - 1)] == s0 and d[3 * (j - 1) + 1] > s1:
+            d[3 * j] = d[3 * (j - 1)]
+            d[3 * j + 1] = d[3 * (j - 1) + 1]
+            d[3 * j + 2] = d[3 * (j - 1) + 2]
+            lt[j] = lt[j - 1]
+            j -= 1
+        d[3 * j], d[3 * j + 1], d[3 * j + 2], lt[j] = s0, s1, s2, f
+
+
+cdef object _prefix_or_new(object buf, Py_ssize_t n, object dtype):
+    """The first n rows of `buf` when it is a writable contiguous array of `dtype` that
+    holds n rows (a buffer reused across checkpoints costs no page faults), else a new
+    array of n rows."""
+    if (buf is not None and len(buf) >= n and buf.dtype == dtype and buf.flags.c_contiguous
+            and buf.flags.writeable):
+        return buf[:n]
+    return np.empty(n, dtype=dtype)
+
+
+cdef object _copied_rows(object buf, const void* rows, Py_ssize_t n, size_t item, object dtype):
+    """n rows of `item` bytes at `rows`, copied into `_prefix_or_new(buf, n, dtype)`."""
+    out = _prefix_or_new(buf, n, dtype)
+    if n:
+        memcpy(cnp.PyArray_DATA(out), rows, n * item)
+    return out
+
+
+cdef int32_t _mask_width(object arr):
+    return arr.shape[1] if arr.ndim == 2 else 0
+
+
+cdef class Engine:
+    """The core engine (see module docstring); the same face as the spec's Engine."""
+
+    cdef State st
+    cdef Taps taps             # journeys and fare versions: kept across load_checkpoint
+    cdef list _fare_keep       # what the installed versions' raw pointers point into
+    cdef CowTable _cow_acc     # the snapshot being taken of the accounts (snapshot_begin)
+    cdef CowTable _cow_jny     # ... and of the journeys
+    cdef object _cow_keep      # the snapshot's buffers, alive while their rows are copied
+    cdef public int64_t default_cap_fen
+
+    implementation = "cython"
+
+    def __cinit__(self, int64_t default_cap_fen=DEFAULT_CASH_CAP_FEN):
+        memset(&self.st, 0, sizeof(State))
+        self._fare_keep = []
+        self.default_cap_fen = default_cap_fen
+        self.st.default_cap_fen = default_cap_fen
+        memset(&self._cow_acc, 0, sizeof(CowTable))
+        memset(&self._cow_jny, 0, sizeof(CowTable))
+        if state_init(&self.st) != 0 or taps_init(&self.taps) != 0:
+            raise MemoryError("cardledger core: cannot allocate the initial state")
+        self.st.taps = &self.taps
+        self.st.cow = &self._cow_acc
+        self.taps.cow = &self._cow_jny
+
+    def __dealloc__(self):
+        # (a copier thread holds a reference: none runs here)
+        cow_free(&self._cow_acc)
+        cow_free(&self._cow_jny)
+        state_free(&self.st)
+        taps_free_journeys(&self.taps)
+        free(self.taps.vers)
+        self.taps.vers = NULL
+
+    # ------------------------------------------------------------------ fares
+
+    def set_tap_horizon(self, int64_t horizon_us):
+        """Refuse, from the next `apply` on, every TAP whose time_us is later than
+        horizon_us (TAP_TIME_IN_FUTURE); replays are not affected. Initially none is."""
+        self.st.tap_horizon_us = horizon_us
+
+    def set_fare_versions(self, versions):
+        """Install the fare-system versions (TapTables, oldest first) taps are rated by."""
+        versions = list(versions)
+        cdef Py_ssize_t i, n = len(versions)
+        cdef list keep = []
+        cdef FareEvaluator ev
+        cdef TapVer* tv
+        cdef TapVer* vers = <TapVer*>calloc(n if n > 0 else 1, sizeof(TapVer))
+        if vers == NULL:
+            raise MemoryError("cardledger core: cannot allocate the fare versions")
+        i32, i64, u64, u8 = np.int32, np.int64, np.uint64, np.uint8
+        try:
+            for i in range(n):
+                tt = versions[i]
+                tv = &vers[i]
+                if len(tt.cap_period) > FARE_CAPS_MAX or len(tt.tier_percent_off) > FARE_TIERS_MAX:
+                    raise ValueError(f"fare version {i}: at most {FARE_CAPS_MAX} caps and {FARE_TIERS_MAX} tiers")
+                ev = FareEvaluator(tt.fares)
+                keep.append(ev)
+                tv.ft = &ev.t
+                tv.effective_from_us = tt.effective_from_us
+                tv.n_codes = len(tt.rider_category_of_code)
+                tv.rider_category_of_code = <int32_t*>_arr_ptr(keep, tt.rider_category_of_code, i32)
+                tv.fare_media = tt.fare_media
+                tv.journey_break_us = tt.journey_break_us
+                tv.day_start_s = tt.day_start_s
+                tv.route_operator = <uint64_t*>_arr_ptr(keep, tt.route_operator, u64)
+                tv.network_mode = <uint8_t*>_arr_ptr(keep, tt.network_mode, u8)
+                tv.gate_max_fare_fen = <int64_t*>_arr_ptr(keep, tt.gate_max_fare_fen, i64)
+                tv.gate_timeout_us = <int64_t*>_arr_ptr(keep, tt.gate_timeout_us, i64)
+                tv.gate_incomplete_fen = <int64_t*>_arr_ptr(keep, tt.gate_incomplete_fen, i64)
+                tv.gate_same_station_fen = <int64_t*>_arr_ptr(keep, tt.gate_same_station_fen, i64)
+                tv.network_allowance_fen = <int64_t*>_arr_ptr(keep, tt.network_allowance_fen, i64)
+                tv.product_allowance_fen = <int64_t*>_arr_ptr(keep, tt.product_allowance_fen, i64)
+                tv.n_caps = len(tt.cap_period)
+                tv.cap_period = <int32_t*>_arr_ptr(keep, tt.cap_period, i32)
+                tv.cap_amount_fen = <int64_t*>_arr_ptr(keep, tt.cap_amount_fen, i64)
+                tv.cap_category = <uint8_t*>_arr_ptr(keep, tt.cap_category, u8)
+                tv.cap_network = <uint8_t*>_arr_ptr(keep, tt.cap_network, u8)
+                tv.cap_category_w = _mask_width(tt.cap_category)
+                tv.cap_network_w = _mask_width(tt.cap_network)
+                tv.n_tiers = len(tt.tier_percent_off)
+                tv.tier_from_fen = <int64_t*>_arr_ptr(keep, tt.tier_from_fen, i64)
+                tv.tier_until_fen = <int64_t*>_arr_ptr(keep, tt.tier_until_fen, i64)
+                tv.tier_percent_off = <int32_t*>_arr_ptr(keep, tt.tier_percent_off, i32)
+                tv.tier_category = <uint8_t*>_arr_ptr(keep, tt.tier_category, u8)
+                tv.tier_network = <uint8_t*>_arr_ptr(keep, tt.tier_network, u8)
+                tv.tier_category_w = _mask_width(tt.tier_category)
+                tv.tier_network_w = _mask_width(tt.tier_network)
+        except BaseException:
+            free(vers)
+            raise
+        free(self.taps.vers)
+        self.taps.vers = vers
+        self.taps.n_vers = <int32_t>n
+        self._fare_keep = keep
+
+    def export_journeys(self):
+        """Every card's fare state (JOURNEY_DTYPE, by account id)."""
+        cdef Py_ssize_t i, k, n = self.taps.n_journeys
+        out = np.empty(n, dtype=JOURNEY_DTYPE)
+        cdef Journey* o = <Journey*>cnp.PyArray_DATA(out)
+        if n:
+            memcpy(o, self.taps.journeys, n * sizeof(Journey))
+        for i in range(n):  # legs past n_legs read as zeros, as the reference exports them
+            for k in range(o[i].n_legs, JOURNEY_LEGS_MAX_C):
+                memset(&o[i].legs[k], 0, sizeof(FareLeg))
+        return out[np.argsort(out["account_id"], kind="stable")]
+
+    def snapshot_journeys(self, buf=None, bint clear_unused=True):
+        """Every card's fare state (JOURNEY_DTYPE) for a checkpoint: `export_journeys`
+        in the store's own order, without its sort (a sort of a million 336-byte rows
+        stalls the batch that takes the checkpoint), written into `buf` when it holds
+        enough rows. `load_journeys` takes the rows in any order.
+
+        With clear_unused=False the legs past each row's n_legs keep what the store
+        holds there, and `clear_unused_legs` must clear them before the rows are stored:
+        the checkpoint thread does, off the batch that takes the snapshot (for a million
+        cards the clearing is most of the snapshot's time)."""
+        cdef Py_ssize_t n = self.taps.n_journeys
+        out = _copied_rows(buf, self.taps.journeys, n, sizeof(Journey), JOURNEY_DTYPE)
+        cdef Journey* o = <Journey*>cnp.PyArray_DATA(out)
+        if clear_unused:
+            clear_legs_past_n(o, n)
+        return out
+
+    def clear_unused_legs(self, journeys):
+        """Zero, in place, the legs past each row's n_legs of JOURNEY_DTYPE rows (as
+        `export_journeys` gives them); see `snapshot_journeys`. Touches no engine state."""
+        if not (isinstance(journeys, np.ndarray) and journeys.dtype == JOURNEY_DTYPE
+                and journeys.flags.c_contiguous and journeys.flags.writeable):
+            raise ValueError("clear_unused_legs: a writable contiguous JOURNEY_DTYPE array is needed")
+        cdef Journey* o = <Journey*>cnp.PyArray_DATA(journeys)
+        cdef Py_ssize_t n = len(journeys)
+        with nogil:
+            clear_legs_past_n(o, n)
+
+    cdef void _settle_snapshot(self) noexcept:
+        """Finish a snapshot being taken (`snapshot_begin`) before the tables are
+        replaced or moved wholesale."""
+        with nogil:
+            cow_copy_all(&self._cow_acc)
+            cow_copy_all(&self._cow_jny)
+
+    def snapshot_begin(self, accounts_buf=None, journeys_buf=None, pending_buf=None):
+        """Begin a checkpoint's snapshot of the state as it is now: (accounts, pending,
+        journeys), the rows as `export_checkpoint(sort=False)` and
+        `snapshot_journeys(clear_unused=False)` give them.
+
+        Only the holds are copied here. The accounts and journeys are copied on write:
+        `snapshot_complete` (the checkpoint writer's thread) copies their rows into the
+        returned arrays while later batches run, and a batch about to change a row that
+        is not copied yet copies it first. The arrays hold the snapshot only once
+        `snapshot_complete` has returned. They are written into `accounts_buf`,
+        `journeys_buf` and `pending_buf` when those are large enough (buffers reused
+        across checkpoints cost no page faults). A snapshot still being taken is
+        finished first.
+        """
+        self._settle_snapshot()
+        cdef Py_ssize_t n_acc = self.st.n_accounts, n_jny = self.taps.n_journeys
+        accounts = _prefix_or_new(accounts_buf, n_acc, ACCOUNT_DTYPE)
+        journeys = _prefix_or_new(journeys_buf, n_jny, JOURNEY_DTYPE)
+        pending = _copied_rows(pending_buf, self.st.pending, self.st.n_pending, sizeof(Pending), PENDING_DTYPE)
+        self._cow_keep = (accounts, journeys)
+        if (cow_begin(&self._cow_acc, self.st.accounts, n_acc, cnp.PyArray_DATA(accounts), sizeof(Account)) != 0
+                or cow_begin(&self._cow_jny, self.taps.journeys, n_jny, cnp.PyArray_DATA(journeys),
+                             sizeof(Journey)) != 0):
+            cow_copy_all(&self._cow_acc)
+            raise MemoryError("cardledger core: cannot allocate a snapshot")
+        return accounts, pending, journeys
+
+    def snapshot_complete(self):
+        """Copy the rows of the snapshot `snapshot_begin` started that no batch has
+        copied yet; on return its arrays hold the snapshot. Runs without the GIL, beside
+        the batches (the checkpoint writer's thread calls it); nothing to do if no
+        snapshot is being taken."""
+        self._settle_snapshot()
+
+    def snapshot_pending(self):
+        """Whether a snapshot begun by `snapshot_begin` is still being copied."""
+        return bool(cl_load_int(&self._cow_acc.active) or cl_load_int(&self._cow_jny.active))
+
+    def load_journeys(self, journeys):
+        """Replace every card's fare state (as `export_journeys` gives)."""
+        cdef cnp.ndarray a = np.ascontiguousarray(journeys, dtype=JOURNEY_DTYPE)
+        cdef Py_ssize_t i, k, n = len(a)
+        cdef Journey* rows = <Journey*>cnp.PyArray_DATA(a)
+        cdef Journey j
+        cdef int64_t idx
+        cdef int32_t nl
+        for i in range(n):
+            if rows[i].account_id == 0:
+                raise ValueError("load_journeys: account_id 0 is not a card")
+        self._settle_snapshot()
+        taps_free_journeys(&self.taps)
+        self.taps.jmap = <Slot*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot))
+        if self.taps.jmap == NULL:
+            raise MemoryError("cardledger core: cannot allocate the journeys")
+        self.taps.jmap_mask = MAP_SLOTS_INITIAL - 1
+        for i in range(n):
+            j = rows[i]
+            # Journey.from_row keeps row["legs"][:n_legs] (Python slice bounds)
+            nl = j.n_legs
+            if nl < 0:
+                nl = JOURNEY_LEGS_MAX_C + nl if nl > -JOURNEY_LEGS_MAX_C else 0
+            if nl > JOURNEY_LEGS_MAX_C:
+                nl = JOURNEY_LEGS_MAX_C
+            j.n_legs = nl
+            for k in range(JOURNEY_LEGS_MAX_C):
+                if k < nl:
+                    j.legs[k].reserved = 0
+                else:
+                    memset(&j.legs[k], 0, sizeof(FareLeg))
+            idx = journey_find(&self.taps, j.account_id)
+            if idx < 0:
+                if journey_reserve(&self.taps, n if n > self.st.n_accounts else self.st.n_accounts) != 0:
+                    raise MemoryError("cardledger core: cannot allocate the journeys")
+            journey_store(&self.taps, idx, &j)
+
+    def journey_count(self):
+        """Number of cards with fare state."""
+        return self.taps.n_journeys
+
+    def journey_capacity(self):
+        """Journeys the store holds room for (it grows at once to the number of cards)."""
+        return self.taps.cap_journeys
+
+    def reserve_journeys(self, int64_t n):
+        """Grow the journey store (and its map) to hold n journeys now, as the first
+        tap past its room would, and the hold map for the metro entries of one card in
+        HOLDS_RESERVED_CARDS_PER_HOLD, so that no batch pays for them. MemoryError if
+        refused."""
+        self._settle_snapshot()  # the store may move
+        if (grow(<void**>&self.taps.journeys, &self.taps.cap_journeys, n, sizeof(Journey)) != 0
+                or journey_map_reserve(&self.taps) != 0):
+            raise MemoryError("cardledger core: cannot allocate the journeys")
+        # Metro entries hold their maximum fare until the exit: room for a share of the
+        # cards' holds at once, so the hold map does not rehash on the batch path.
+        if (grow(<void**>&self.st.pending, &self.st.cap_pending, n // HOLDS_RESERVED_CARDS_PER_HOLD, sizeof(Pending)) != 0
+                or map2_reserve(&self.st.pmap, &self.st.pmap_mask, n // HOLDS_RESERVED_CARDS_PER_HOLD) != 0):
+            raise MemoryError("cardledger core: cannot allocate the hold map")
+
+    def prefault_journeys(self):
+        """Fault in the pages of the journey store's room not written yet (for a thread
+        beside the batches: first taps otherwise fault them in the batch loop, ~10% of
+        the city's loop). Only asks the kernel to back the pages (MADV_POPULATE_WRITE:
+        their contents stay as they are), so racing the batch loop, or even a store
+        moved meanwhile, is harmless; where the kernel refuses, nothing happens.
+
+        The range is populated PREFAULT_STEP_BYTES at a time: one call over a million
+        cards' store (~336 MB) holds the process's memory-map lock for its whole length,
+        and every mmap/munmap of the batch thread meanwhile (numpy's large arrays) waited
+        for it: a 660 ms batch at the start of the city's peak."""
+        cdef size_t page = 1 << 21
+        cdef size_t start = <size_t>(<char*>self.taps.journeys + self.taps.n_journeys * sizeof(Journey))
+        cdef size_t end = <size_t>(<char*>self.taps.journeys + self.taps.cap_journeys * sizeof(Journey))
+        cdef size_t step
+        start = (start + page - 1) & ~(page - 1)
+        end = end & ~(<size_t>4095)
+        if self.taps.journeys == NULL or end <= start:
+            return
+        with nogil:
+            while start < end:
+                step = min(<size_t>PREFAULT_STEP_BYTES, end - start)
+                if madvise(<void*>start, step, MADV_POPULATE_WRITE) != 0:
+                    break  # refused (an old kernel) or the store moved: stop asking
+                start += step
+
+    # ------------------------------------------------------------------ state I/O
+
+    @property
+    def journal_seq(self):
+        """Last journal_seq assigned."""
+        return self.st.journal_seq
+
+    @property
+    def recent_count(self):
+        """Number of decisions held in memory since the last checkpoint."""
+        return self.st.n_dec
+
+    def account_count(self):
+        """Number of accounts ever opened (closed ones included)."""
+        return self.st.n_accounts
+
+    def load_checkpoint(self, accounts, sources, pending, journal_seq):
+        """Replace the whole state by a checkpoint (arrays as `export_checkpoint` gives)."""
+        cdef cnp.ndarray a = np.ascontiguousarray(accounts, dtype=ACCOUNT_DTYPE)
+        cdef cnp.ndarray s = np.ascontiguousarray(sources, dtype=SOURCE_DTYPE)
+        cdef cnp.ndarray p = np.ascontiguousarray(pending, dtype=PENDING_DTYPE)
+        self._settle_snapshot()
+        state_free(&self.st)
+        memset(&self.st, 0, sizeof(State))
+        self.st.taps = &self.taps  # journeys and fare versions survive, as in the reference
+        self.st.cow = &self._cow_acc
+        self.st.default_cap_fen = self.default_cap_fen
+        if state_init(&self.st) != 0:
+            raise MemoryError("cardledger core: cannot allocate the state")
+        if state_load(&self.st, <Account*>cnp.PyArray_DATA(a), len(a),
+                      <Source*>cnp.PyArray_DATA(s), len(s),
+                      <Pending*>cnp.PyArray_DATA(p), len(p)) != 0:
+            raise MemoryError("cardledger core: cannot allocate the state")
+        self.st.journal_seq = journal_seq
+
+    def export_checkpoint(self, accounts_out=None, bint sort=True):
+        """Return (accounts in creation order, sources by id, pending holds by id).
+
+        With `accounts_out` (an ACCOUNT_DTYPE array at least as long as the account
+        count), the accounts are copied into its prefix, which is returned: a buffer
+        reused across checkpoints costs no page faults. With sort=False the sources and
+        holds come in the store's order (`load_checkpoint` takes any): sorting the holds
+        of a busy metro (~170,000 keyed by validator) took ~100 ms of the batch that
+        takes a checkpoint.
+        """
+        accounts = _copied_rows(accounts_out, self.st.accounts, self.st.n_accounts, sizeof(Account), ACCOUNT_DTYPE)
+        sources = self.export_sources()
+        pending = _copied_rows(None, self.st.pending, self.st.n_pending, sizeof(Pending), PENDING_DTYPE)
+        if sort:
+            sources = sources[np.argsort(sources["source"], kind="stable")]
+            pending = pending[np.lexsort((pending["seq"], pending["source"]))]
+        return accounts, sources, pending
+
+    def export_sources(self):
+        """The per-source idempotency state (SOURCE_DTYPE), in the store's order:
+        `storage.encode_ids_state` sorts it by source id, beside the next kernel
+        (sorting here was ~1.3 ms of each of the city's flushing batches)."""
+        return _copied_rows(None, self.st.sources, self.st.n_sources, sizeof(Source), SOURCE_DTYPE)
+
+    def take_decisions(self):
+        """Hand over the decisions made since the last call and forget them.
+
+        Returns (decisions, late) as the reference engine does: decisions sorted by
+        (source, seq). Grouping is a stable counting sort by source; within a source
+        the few late decisions are then moved into place (`sort_late_decisions`).
+        """
+        cdef Py_ssize_t i, n = self.st.n_dec, ns = self.st.n_sources
+        cdef int64_t si, pos
+        cdef cnp.ndarray src_ids = np.empty(ns, dtype=np.uint64)
+        cdef uint64_t[::1] sid = src_ids
+        for i in range(ns):
+            sid[i] = self.st.sources[i].source
+        cdef int64_t[::1] rank_of = np.empty(ns, dtype=np.int64)
+        order = np.argsort(src_ids)  # (source ids are unique: no need for a stable sort)
+        cdef int64_t[::1] ordv = order.astype(np.int64, copy=False)
+        for i in range(ns):
+            rank_of[ordv[i]] = i
+        cdef int64_t[::1] start = np.zeros(ns + 1, dtype=np.int64)
+        cdef int32_t* src_idx = self.st.wsrc
+        cdef uint64_t* seqs = self.st.wseq
+        for i in range(n):
+            start[rank_of[src_idx[i]] + 1] += 1
+        for i in range(ns):
+            start[i + 1] += start[i]
+        decisions = np.empty(n, dtype=DECISION_DTYPE)
+        late = np.empty(n, dtype=np.bool_)
+        cdef uint64_t[:, ::1] d = decisions.view(np.uint64).reshape(n, 3)
+        cdef cnp.uint8_t[::1] lt = late.view(np.uint8)
+        for i in range(n):
+            si = src_idx[i]
+            pos = start[rank_of[si]]
+            start[rank_of[si]] += 1
+            d[pos, 0] = self.st.sources[si].source
+            d[pos, 1] = seqs[i]
+            d[pos, 2] = self.st.wfirst_jseq + i
+            lt[pos] = 1 if seqs[i] <= self.st.sources[si].checkpoint_seq else 0
+        for i in range(ns):
+            self.st.sources[i].checkpoint_seq = self.st.sources[i].last_seq
+        window_clear(&self.st)
+        if n > 1:
+            with nogil:
+                sort_late_decisions(&d[0, 0], &lt[0], n)
+        return decisions, late
+
+    # ------------------------------------------------------------------ queries
+
+    def get_account(self, uint64_t account_id):
+        """The account's record as a tuple (ACCOUNT_DTYPE order), or None."""
+        cdef int64_t i = account_find(&self.st, account_id)
+        if i < 0:
+            return None
+        out = np.empty(1, dtype=ACCOUNT_DTYPE)
+        memcpy(cnp.PyArray_DATA(out), &self.st.accounts[i], sizeof(Account))
+        return out[0].item()
+
+    # ------------------------------------------------------------------ batches
+
+    def candidates(self, ops):
+        """Mask of ops whose id may have been decided before the in-memory window."""
+        cdef cnp.ndarray arr = ops
+        cdef Py_ssize_t i, n = len(arr)
+        cdef Op* o = <Op*>cnp.PyArray_DATA(arr)
+        out = np.zeros(n, dtype=np.bool_)
+        cdef cnp.uint8_t[::1] m = out.view(np.uint8)
+        cdef Source* s
+        for i in range(n):
+            s = source_find(&self.st, o[i].source)
+            if (s != NULL and o[i].seq <= s.last_seq and recent_find(&self.st, o[i].source, o[i].seq) < 0
+                    and not gaps_known_new(&self.st, s, o[i].seq)):
+                m[i] = 1
+        return out
+
+    def apply(self, ops, prior=None, has_prior=None):
+        """Apply a batch; return (results RESULT_DTYPE, journal JOURNAL_DTYPE)."""
+        cdef cnp.ndarray arr = ops
+        cdef Py_ssize_t n = len(arr)
+        results = np.zeros(n, dtype=RESULT_DTYPE)
+        cdef cnp.ndarray pr
+        cdef cnp.ndarray hp
+        cdef Journal* prior_p = NULL
+        cdef cnp.uint8_t* has_p = NULL
+        if has_prior is not None:
+            pr = np.ascontiguousarray(prior, dtype=JOURNAL_DTYPE)
+            hp = np.ascontiguousarray(has_prior, dtype=np.uint8)
+            prior_p = <Journal*>cnp.PyArray_DATA(pr)
+            has_p = <cnp.uint8_t*>cnp.PyArray_DATA(hp)
+        if window_reserve(&self.st, n) != 0 or undo_reserve(&self.st, 16) != 0:
+            raise MemoryError("cardledger core: cannot grow the decisions window")
+        window_begin_batch(&self.st)
+        cdef Op* ops_p = <Op*>cnp.PyArray_DATA(arr)
+        cdef Result* res_p = <Result*>cnp.PyArray_DATA(results)
+        cdef int rc
+        # The batch loop touches no Python object: other threads (a gateway's event
+        # loop, the checkpoint writer) run meanwhile. The Ledger serialises callers.
+        # A small batch keeps the GIL: its loop is shorter than the wait to take the
+        # GIL back from a busy event loop (group commit's batches are small).
+        if n >= NOGIL_OPS_MIN:
+            with nogil:
+                rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p)
+        else:
+            rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p)
+        if rc != 0:
+            raise MemoryError("cardledger core: out of memory while applying a batch")
+        cdef Py_ssize_t nj = self.st.n_tail
+        journal = np.empty(nj, dtype=JOURNAL_DTYPE)
+        if nj:
+            memcpy(cnp.PyArray_DATA(journal), self.st.tail, nj * sizeof(Journal))
+        window_end_batch(&self.st)
+        return results, journal
+
+    def last_batch_packed(self):
+        """The journal records of the batch `apply` just ran, packed as the journal
+        stores them (`pack_journal` of its journal array, byte for byte). Take it
+        before anything else changes the window (the next apply, take_decisions)."""
+        return PyBytes_FromStringAndSize(<char*>self.st.wbytes + self.st.wlast_batch_off,
+                                         self.st.wbytes_used - self.st.wlast_batch_off)
+
+    def last_batch_marks(self, int64_t stride):
+        """Where every stride-th record of `last_batch_packed` starts, as
+        `journal_record_marks` of those bytes gives it, from what the packer noted (a
+        resent op's lookup then decodes its record without walking the batch)."""
+        if stride <= 0:
+            raise ValueError("last_batch_marks: stride must be positive")
+        cdef int64_t base = self.st.wlast_batch_base
+        cdef int64_t n = self.st.n_dec - base if self.st.n_dec > base else 0
+        out = np.zeros(((n + stride - 1) // stride, 3), dtype=np.uint64)
+        cdef uint64_t[:, ::1] m = out
+        cdef int64_t k, idx
+        for k in range(m.shape[0]):
+            idx = base + k * stride
+            m[k, 0] = <uint64_t>(self.st.woff[idx] - self.st.wlast_batch_off)
+            m[k, 1] = self.st.wptime[idx]
+            m[k, 2] = self.st.wfirst_jseq + <uint64_t>idx - 1
+        return out
+
+    def replay(self, journal):
+        """Re-apply journal records in order, as decided (used on open and by verify).
+
+        Raises ValueError if the journal does not replay to the same figures.
+        """
+        cdef cnp.ndarray arr = np.ascontiguousarray(journal, dtype=JOURNAL_DTYPE)
+        cdef Py_ssize_t n = len(arr)
+        if window_reserve(&self.st, n) != 0 or undo_reserve(&self.st, 16) != 0:
+            raise MemoryError("cardledger core: cannot grow the decisions window")
+        window_begin_batch(&self.st)
+        # A tap decided before is replayed whatever the clock says now.
+        cdef int64_t horizon = self.st.tap_horizon_us
+        self.st.tap_horizon_us = INT64_MAX_
+        cdef int64_t bad = replay_records(&self.st, <Journal*>cnp.PyArray_DATA(arr), n)
+        self.st.tap_horizon_us = horizon
+        window_end_batch(&self.st)
+        if bad == -2:
+            raise MemoryError("cardledger core: out of memory during replay")
+        if bad >= 0:
+            raise ValueError(f"journal record {arr[bad]['journal_seq']} does not replay to its recorded figures")

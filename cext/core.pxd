@@ -23,7 +23,7 @@ cdef extern from *:
     const int64_t INT64_MIN_ "INT64_MIN"
     # fares.tables.NO_PRICE: a (product, category, medium) without a price.
     const int64_t NO_PRICE_C "CL_NO_PRICE"
-    # fares.evaluate.UNLIMITED_RANK: how a transfer rule of unlimited count ranks.
+    # spec fares.UNLIMITED_RANK: how a transfer rule of unlimited count ranks.
     const int64_t UNLIMITED_RANK_C "CL_UNLIMITED_RANK"
 
 
@@ -247,13 +247,13 @@ cdef enum:
 
 cdef enum:
     FARE_NONE = -1
-    FARE_LEGS_MAX = 64           # legs one quote may have (fares.evaluate.QUOTE_LEGS_MAX)
-    LEG_OPTIONS_MAX_C = 8        # fares.evaluate.LEG_OPTIONS_MAX
-    QUOTE_COMBINATIONS_MAX_C = 4096  # fares.evaluate.QUOTE_COMBINATIONS_MAX
+    FARE_LEGS_MAX = 64           # legs one quote may have (spec fares.QUOTE_LEGS_MAX)
+    LEG_OPTIONS_MAX_C = 8        # spec fares.LEG_OPTIONS_MAX
+    QUOTE_COMBINATIONS_MAX_C = 4096  # spec fares.QUOTE_COMBINATIONS_MAX
     US_PER_S_C = 1000000
     S_PER_DAY_C = 86400
 
-cdef enum:                     # fares.evaluate.FareStatus
+cdef enum:                     # spec fares.FareStatus
     FS_OK = 0
     FS_UNKNOWN_FARE = 1
     FS_UNKNOWN_ROUTE = 2
@@ -261,7 +261,7 @@ cdef enum:                     # fares.evaluate.FareStatus
     FS_NO_LEGS = 4
     FS_TOO_MANY_LEGS = 5
 
-cdef enum:                     # fares.evaluate.FareDiscount bits
+cdef enum:                     # spec fares.FareDiscount bits
     FD_TRANSFER = 1
     FD_CATEGORY = 2
     FD_CAP = 4

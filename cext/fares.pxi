@@ -1,6 +1,6 @@
 # The fare evaluator: GTFS Fares v2 over the integer tables of
-# `cardledger.fares.tables`. A line-by-line twin of `cardledger.fares.evaluate`
-# (the executable spec; read its docstring for the semantics). Pure C, no GIL.
+# `cardledger.fares.tables`. A line-by-line twin of engine/spec/fares.py (the
+# executable spec; read its docstring for the semantics). Pure C, no GIL.
 
 cdef inline int64_t floordiv64(int64_t a, int64_t b) noexcept nogil:
     cdef int64_t q = a / b
@@ -85,7 +85,7 @@ cdef inline void fare_option_add(LegOption* out, int32_t* n, int64_t amount, int
 
 cdef int32_t fare_leg_options(const FareTab* t, const EffLeg* e, int32_t cat, int32_t med,
                               LegOption* out) noexcept nogil:
-    """The ways the leg rules may price an effective leg (fares.evaluate.leg_options):
+    """The ways the leg rules may price an effective leg (spec: fares.leg_options):
     written to out, cheapest first then file order; returns how many (0: none)."""
     cdef bint prio = t.has_priority
     cdef int32_t nets[2]
@@ -195,7 +195,7 @@ cdef void fare_price_journey(const FareTab* t, const EffLeg* eff, int32_t ne,
                              int32_t med, int64_t* out_total, uint8_t* out_flags,
                              uint8_t* out_last_flags) noexcept nogil:
     """(total, TRANSFER bit, TRANSFER bit of the last leg) of effective legs priced by one
-    choice of options, transfers applied (fares.evaluate.price_journey)."""
+    choice of options, transfers applied (spec: fares.price_journey)."""
     cdef int64_t total = amounts[0]
     cdef uint8_t flags = 0, last_flags = 0
     cdef bint have_run = False, reached = False, chosen
@@ -281,7 +281,7 @@ cdef void fare_price_journey(const FareTab* t, const EffLeg* eff, int32_t ne,
 cdef int fare_quote(const FareTab* t, const FareLeg* legs, int32_t n, int32_t cat,
                     int32_t med, int64_t* out_amount, uint8_t* out_flags,
                     int32_t* out_last_product, uint8_t* out_last_flags) noexcept nogil:
-    """Total fare of one journey (fares.evaluate.quote_detail); returns a FareStatus code.
+    """Total fare of one journey (spec: fares.quote_detail); returns a FareStatus code.
 
     Also gives the product that priced the last effective leg and that leg's own
     discounts (TRANSFER if a transfer priced the way into it, CATEGORY if its fare is
@@ -384,7 +384,7 @@ cdef void* _arr_ptr(object holder, object arr, object dtype):
 
 
 cdef class FareEvaluator:
-    """The core's evaluator over one `FareTables` (see cardledger.fares.evaluate)."""
+    """The core's evaluator over one `FareTables` (spec: engine/spec/fares.py)."""
 
     cdef FareTab t
     cdef list _keep

@@ -1,7 +1,7 @@
-# One handler per op kind. Each checks everything before it changes anything, so a
-# failed op leaves the state untouched; each fills `ef` (the journal's view of what
-# it did) and returns a result code. The reference engine has the same handlers, in
-# the same order of checks: keep them in step.
+# One handler per op kind, twin of engine/spec/handlers.py: the same handlers, in the
+# same order of checks; keep them in step. Each checks everything before it changes
+# anything, so a failed op leaves the state untouched; each fills `ef` (the journal's
+# view of what it did) and returns a result code.
 
 cdef inline int64_t available(Account* a) noexcept nogil:
     return a.cash_fen + a.subsidy_fen

@@ -1,4 +1,4 @@
-# TAP ops: fare charging. A step-by-step twin of `cardledger.reference_taps` (the
+# TAP ops: fare charging. A step-by-step twin of engine/spec/taps.py (the
 # executable specification: its docstring states the rules, in the order they are
 # checked). Everything here runs without the GIL over the installed versions'
 # arrays (TapVer) and the cards' journeys (Journey, JOURNEY_DTYPE records).
@@ -60,7 +60,7 @@ cdef void taps_free_journeys(Taps* tp) noexcept nogil:
 
 
 cdef void journey_init(Journey* j, uint64_t account_id) noexcept nogil:
-    """A card's fare state before its first tap (reference_taps.Journey())."""
+    """A card's fare state before its first tap (spec: taps.Journey())."""
     cdef int k
     memset(j, 0, sizeof(Journey))
     j.account_id = account_id
@@ -125,7 +125,7 @@ cdef int journey_map_reserve(Taps* tp) noexcept nogil:
 
 cdef void journey_move(State* st, uint64_t old_id, uint64_t new_id) noexcept nogil:
     """REPLACE: the new card carries on the old card's fare state, its open entry
-    dropped (reference.Engine._move_journey; reference_taps rule 9)."""
+    dropped (spec: taps.py rule 9)."""
     cdef Taps* tp = st.taps
     cdef int64_t idx = journey_find(tp, old_id)
     cdef Journey* j
@@ -437,7 +437,7 @@ cdef inline int tap_ok(Effect* ef, int64_t amount, Account* card, Account* opr,
 # ---------------------------------------------------------------- the handler
 
 cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
-    """Execute one TAP op (reference_taps.op_tap, check for check)."""
+    """Execute one TAP op (spec: taps.op_tap, check for check)."""
     cdef Taps* tp = st.taps
     cdef uint16_t tap = op.tap
     cdef int64_t amount = op.amount_fen
