@@ -12,7 +12,9 @@ codecs), `handlers.pxi` twins `handlers.py` (one handler per op kind, dispatched
 twins `batch.py` (the Engine: batch loop, replay, decisions, checkpoint import and
 export). The others have no twin: `state.pxi` is the C state (growable arrays,
 open-addressing hash tables, the undo log, copy-on-write snapshots), `window.pxi` the
-decisions window, and `gaps.pxi` the sources' known gaps.
+decisions window, `gaps.pxi` the sources' known gaps, and `debug.pxi` the checks of
+what each op did that a debug build runs (`debug.h`: `CL_ASSERT`, compiled out of a
+release build; `DEBUG_ASSERTIONS` says which build this is).
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
@@ -34,12 +36,18 @@ cnp.import_array()
 
 include "fares.pxi"
 include "state.pxi"
+include "debug.pxi"
 include "codec.pxi"
 include "window.pxi"
 include "gaps.pxi"
 include "handlers.pxi"
 include "taps.pxi"
 include "batch.pxi"
+
+
+#: True when the core was built with CARDLEDGER_DEBUG=1: its invariants are checked
+#: after every op, and a broken one aborts the process with its message on stderr.
+DEBUG_ASSERTIONS = CL_DEBUG != 0
 
 
 def set_huge_pages(bint on):

@@ -9,6 +9,20 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 
 
+# ================================================================ debug tripwires
+
+cdef extern from "debug.h" nogil:
+    # 1 when the core was compiled with CARDLEDGER_DEBUG (setup.py), else 0.
+    const int CL_DEBUG
+    # Abort with `msg`, the condition and where it failed when `cond` is false; in a
+    # release build nothing at all: neither argument is evaluated. Call sites in the
+    # hot code pass plain comparisons or debug_* calls (debug.pxi), never `and`/`or`
+    # or conditional expressions, which Cython would compute before the macro.
+    void CL_ASSERT(bint cond, const char* msg) noexcept
+    # Evaluate `expr` (a debug_* bookkeeping call) only in a debug build.
+    void CL_DEBUG_DO(int expr) noexcept
+
+
 # ================================================================ typed constants
 
 cdef extern from *:
@@ -469,6 +483,20 @@ cdef struct Taps:
     TapVer* vers                # installed fare-system versions, oldest first
     int32_t n_vers
 
+cdef enum:
+    # Distinct accounts one op may change and still have its money checked in a
+    # debug build (a CLOSE releasing holds at many operators may touch more: that
+    # op's sums are then not checked).
+    DEBUG_TOUCHED_MAX = 16
+
+# What the op being executed changed, for the debug build's checks after it
+# (debug.pxi): the accounts it touched, as they were before. Unused in a release build.
+cdef struct DebugOp:
+    int n_touched
+    bint overflow               # more than DEBUG_TOUCHED_MAX accounts touched
+    int64_t idx[DEBUG_TOUCHED_MAX]  # indexes into State.accounts
+    Account before[DEBUG_TOUCHED_MAX]
+
 cdef struct State:
     Taps* taps
     # A TAP whose time_us is later than this is refused (Engine.set_tap_horizon).
@@ -534,6 +562,7 @@ cdef struct State:
     Slot2* gmap  # (source, seq) -> 0
     uint64_t gmap_mask
     int64_t gmap_used
+    DebugOp dbg                 # debug builds: what the op being executed touched
 
 
 # ================================================================ batch loop (batch.pxi)

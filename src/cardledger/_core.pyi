@@ -1,9 +1,14 @@
-"""Type stubs of the Cython core (cext/_core.pyx); the same face as reference.Engine."""
+"""Type stubs of the Cython core (cext/_core.pyx); the same face as the pure-Python
+engine (engine/spec/batch.py)."""
 
 import numpy as np
 
 from .fares.tables import FareTables
 from .fares.taptables import TapTables
+
+#: True when the core was built with CARDLEDGER_DEBUG=1: its invariants are checked
+#: after every op, and a broken one aborts the process with its message on stderr.
+DEBUG_ASSERTIONS: bool
 
 class Engine:
     """The core engine: the ledger state machine over C arrays."""
