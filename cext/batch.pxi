@@ -13,6 +13,8 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
     cdef Source* s = source_find(st, op.source)
     cdef Journal* rec
     cdef Account* a
+    CL_ASSERT(jseq == st.journal_seq + 1, "journal_seqs are decided in order, one after another")
+    CL_ASSERT(st.n_tail < st.cap_tail, "a decision's record has room in the tail (window_reserve)")
     st.journal_seq = jseq
     if s == NULL:
         if st.n_sources >= 0x7FFFFFFF:  # the window notes a decision's source in 32 bits
@@ -75,6 +77,8 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
     st.wseq[st.n_dec] = op.seq
     st.n_tail += 1
     st.n_dec += 1
+    CL_ASSERT(s.last_seq >= op.seq, "a source's last_seq is at least every seq it decided")
+    CL_ASSERT(debug_window_ok(st), "the decisions window agrees with the journal")
     return rec
 
 
@@ -205,6 +209,8 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
     cdef Source* src
     cdef uint64_t jseq
     cdef int64_t first_new = st.n_tail
+    CL_ASSERT(lo < hi, "a chain has at least one op")
+    CL_ASSERT(hi <= n, "a chain ends within its batch")
     st.undo_on = linked
     st.n_undo = 0
     for k in range(lo, hi):
@@ -235,7 +241,9 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
         elif open_chain and k == hi - 1:
             code = R_LINKED_CHAIN_OPEN
         else:
+            CL_DEBUG_DO(debug_op_begin(st))
             code = execute(st, op, &ef, jseq)
+            CL_DEBUG_DO(debug_op_check(st, op, code))
         rec = decide(st, op, code, &ef, jseq)
         if rec == NULL:
             return
@@ -275,6 +283,8 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
         if r.code != R_OK:
             r.balance_fen = balance_or_zero(st, ops[k].account_id)
             rec.balance_fen = r.balance_fen
+    CL_ASSERT(t == st.n_tail, "every new decision of a chain has exactly one record in the tail")
+    CL_ASSERT(debug_tables_ok(st), "after a chain the tables and their indexes agree")
     st.undo_on = 0
     st.n_undo = 0
 
@@ -291,6 +301,8 @@ cdef int apply_batch(State* st, Op* ops, int64_t n, Journal* prior,
         if st.oom:
             return -1
         i = j + 1
+    CL_ASSERT(i == n, "the chains cover the batch: every op has its result")
+    CL_ASSERT(st.n_tail <= n, "a batch decides at most one record per op")
     return 0
 
 
@@ -309,7 +321,9 @@ cdef int64_t replay_records(State* st, Journal* recs, int64_t n) noexcept nogil:
         if rec.journal_seq != st.journal_seq + 1:
             return i
         if rec.code == R_OK:
+            CL_DEBUG_DO(debug_op_begin(st))
             code = execute(st, &rec.op, &ef, rec.journal_seq)
+            CL_DEBUG_DO(debug_op_check(st, &rec.op, code))
             if code != R_OK:
                 return -2 if st.oom else i
             got = decide(st, &rec.op, code, &ef, rec.journal_seq)
@@ -321,8 +335,10 @@ cdef int64_t replay_records(State* st, Journal* recs, int64_t n) noexcept nogil:
                 got.balance_fen = rec.balance_fen
         if got == NULL:
             return -2
+        CL_ASSERT(st.journal_seq == rec.journal_seq, "a replayed record takes its own journal_seq")
         if memcmp(got, rec, sizeof(Journal)) != 0:
             return i
+    CL_ASSERT(debug_tables_ok(st), "after a replay the tables and their indexes agree")
     return -1
 
 

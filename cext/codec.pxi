@@ -102,6 +102,8 @@ cdef int64_t pack_records_marked(const uint64_t* w, int64_t n, unsigned char* ou
         prev_time = w[W_TIME]
         prev_jseq = jseq
         w += J_WORDS
+    CL_ASSERT(p - out <= n * RECORD_BYTES_MAX, "a packed record takes at most RECORD_BYTES_MAX bytes")
+    CL_ASSERT(p - out >= n, "a packed record takes at least its bitmap")
     return p - out
 
 
@@ -229,6 +231,8 @@ cdef int64_t pack_pair_run(const uint64_t* seqs, const uint64_t* jseqs, int64_t 
         p = put_varint(p, zigzag(jseqs[i] - prev_j))
         prev_s = seqs[i]
         prev_j = jseqs[i]
+    CL_ASSERT(p - out <= n * 20, "a packed pair takes at most two varints")
+    CL_ASSERT(p - out >= 2 * n, "a packed pair takes at least two bytes")
     return p - out
 
 
@@ -284,6 +288,8 @@ cdef int64_t pack_table(const uint64_t* w, int64_t n, int nw, unsigned char* out
             last[i] = w[i]
             bits &= bits - 1
         w += nw
+    CL_ASSERT(p - out <= n * table_record_bytes_max(nw), "a packed table record fits its bound")
+    CL_ASSERT(p - out >= n, "a packed table record takes at least its bitmap")
     return p - out
 
 

@@ -81,6 +81,8 @@ cdef inline void fare_option_add(LegOption* out, int32_t* n, int64_t amount, int
     out[i].product = product
     if n[0] < LEG_OPTIONS_MAX_C:
         n[0] += 1
+    CL_ASSERT(n[0] <= LEG_OPTIONS_MAX_C, "a leg keeps at most LEG_OPTIONS_MAX options")
+    CL_ASSERT(i < n[0], "the option added is among those kept")
 
 
 cdef int32_t fare_leg_options(const FareTab* t, const EffLeg* e, int32_t cat, int32_t med,
@@ -328,6 +330,8 @@ cdef int fare_quote(const FareTab* t, const FareLeg* legs, int32_t n, int32_t ca
             eff[ne].dep_us = legs[i].departure_us
             eff[ne].arr_us = legs[i].arrival_us
             ne += 1
+    CL_ASSERT(ne >= 1, "a journey has at least one effective leg")
+    CL_ASSERT(ne <= n, "joining legs never makes more of them")
     for i in range(ne):
         nopt[i] = fare_leg_options(t, &eff[i], cat, med, &opts[i][0])
         if nopt[i] == 0:

@@ -57,6 +57,8 @@ cdef int gaps_on_decide(State* st, int64_t si, uint64_t last_seq, uint64_t seq) 
             if map2_insert(&st.gmap, &st.gmap_mask, &st.gmap_used, st.sources[si].source, q, 0) != 0:
                 return -1
             q += 1
+        CL_ASSERT(st.gmap_used <= GAPS_TRACKED_MAX, "the known gaps are bounded")
+        CL_ASSERT(st.gap_floor[si] <= last_seq + 1, "a tracked gap lies above its source's floor")
         return 0
     if st.gmap_used != 0 and seq >= st.gap_floor[si]:
         map2_delete(st.gmap, st.gmap_mask, &st.gmap_used, st.sources[si].source, seq)

@@ -39,6 +39,8 @@ cdef inline int check_pair(State* st, Op* op, int want_a, int want_c,
         return R_WRONG_COUNTERPARTY_KIND
     if (a.flags | c.flags) & AF_CLOSED:
         return R_ACCOUNT_CLOSED
+    CL_ASSERT(a != c, "an op's account and counterparty are two accounts")
+    CL_ASSERT(a.id == op.account_id, "an account is found under its own id")
     ap[0] = a
     cp[0] = c
     return R_OK
@@ -47,6 +49,8 @@ cdef inline int check_pair(State* st, Op* op, int want_a, int want_c,
 cdef inline int check_move(Account* d, Account* c, int64_t amount, int draw,
                            bint to_subsidy, bint pending) noexcept nogil:
     cdef int64_t d_total, c_total
+    CL_ASSERT(amount > 0, "a move carries a positive amount")
+    CL_ASSERT(d != c, "a move is between two accounts")
     if d.flags & AF_FROZEN:
         return R_ACCOUNT_FROZEN
     if d.kind != A_CLEARING and purse_available(d, draw) < amount:
@@ -90,6 +94,8 @@ cdef inline int64_t draw_purses(Account* d, int64_t amount, int draw) noexcept n
     else:
         from_subsidy = sub_pos if sub_pos < amount else amount
         from_cash = amount - from_subsidy
+    CL_ASSERT(from_subsidy >= 0, "a debit takes nothing back into a subsidy purse")
+    CL_ASSERT(from_subsidy <= sub_pos, "a debit takes no more from the subsidy purse than it holds")
     d.subsidy_fen -= from_subsidy
     d.cash_fen -= from_cash
     return from_subsidy
@@ -98,9 +104,12 @@ cdef inline int64_t draw_purses(Account* d, int64_t amount, int draw) noexcept n
 cdef inline int64_t move(State* st, Account* d, Account* c, int64_t amount, int draw,
                          bint to_subsidy) noexcept nogil:
     cdef int64_t sub
+    CL_ASSERT(amount > 0, "a move carries a positive amount")
     touch(st, d)
     touch(st, c)
     sub = draw_purses(d, amount, draw)
+    CL_ASSERT(sub >= 0, "the subsidy part of a debit is not negative")
+    CL_ASSERT(sub <= amount, "the subsidy part of a debit is at most the debit")
     d.debits_posted += amount
     c.credits_posted += amount
     if to_subsidy:
@@ -137,6 +146,14 @@ cdef int64_t release(State* st, Pending* p, int64_t posted) noexcept nogil:
     cdef int64_t held_sub = p.subsidy_fen
     cdef int64_t held_cash = amount - held_sub
     cdef int64_t post_cash, post_sub
+    CL_ASSERT(d != NULL, "a hold's debit account exists")
+    CL_ASSERT(c != NULL, "a hold's credit account exists")
+    CL_ASSERT(posted >= 0, "a hold posts no negative amount")
+    CL_ASSERT(posted <= amount, "a hold posts at most what it holds")
+    CL_ASSERT(held_sub >= 0, "the subsidy part of a hold is not negative")
+    CL_ASSERT(held_sub <= amount, "the subsidy part of a hold is at most the hold")
+    CL_ASSERT(d.debits_pending >= amount, "the debit side's debits_pending includes the hold")
+    CL_ASSERT(c.credits_pending >= amount, "the credit side's credits_pending includes the hold")
     touch(st, d)
     touch(st, c)
     if d.kind == A_CARD and (d.flags & AF_CASH_FIRST):
@@ -155,6 +172,8 @@ cdef int64_t release(State* st, Pending* p, int64_t posted) noexcept nogil:
         c.subsidy_fen += posted
     else:
         c.cash_fen += posted
+    CL_ASSERT(post_sub >= 0, "the subsidy part of a posted hold is not negative")
+    CL_ASSERT(post_sub <= held_sub, "a hold posts no more from the subsidy purse than it held from it")
     return post_sub
 
 
@@ -163,6 +182,7 @@ cdef void void_holds_of(State* st, uint64_t account_id) noexcept nogil:
     cdef int64_t i
     cdef Pending p
     cdef Account* a = account_get(st, account_id)
+    CL_ASSERT(a != NULL, "the account whose holds are voided exists")
     if a.debits_pending == 0 and a.credits_pending == 0:
         return
     i = st.n_pending - 1
@@ -173,6 +193,10 @@ cdef void void_holds_of(State* st, uint64_t account_id) noexcept nogil:
             release(st, &p, 0)
             pending_del(st, &st.pending[i])
         i -= 1
+    # Checked where it is cheap, since this walked every hold: an account's pending
+    # totals are the sums of its holds, so releasing them all leaves nothing pending.
+    CL_ASSERT(a.debits_pending == 0, "debits_pending is the sum of the holds an account placed")
+    CL_ASSERT(a.credits_pending == 0, "credits_pending is the sum of the holds placed for an account")
 
 
 # ---------------------------------------------------------------- handlers
@@ -197,6 +221,9 @@ cdef int op_open(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     if op.account_kind == A_CARD:
         a.category = op.category
         a.cap_fen = op.limit_fen if op.limit_fen != 0 else st.default_cap_fen
+    CL_ASSERT(a.id == op.account_id, "an opened account has the op's id")
+    CL_ASSERT(a.cash_fen == 0, "an account opens empty")
+    CL_ASSERT(a.cap_fen >= 0, "a card's cap is not negative")
     set_effect(ef, 0, 0, a, NULL, 0)
     return R_OK
 
@@ -225,6 +252,8 @@ cdef inline int simple_move(State* st, Op* op, Effect* ef, int want_a, int want_
     if code != R_OK:
         return code
     sub = move(st, d, cr, amount, draw, to_subsidy)
+    CL_ASSERT(debug_within_cap(cr), "a credit leaves a card's cash purse within its cap")
+    CL_ASSERT(d.subsidy_fen >= 0, "a debit leaves a subsidy purse at zero or above")
     set_effect(ef, amount, available(a), d, cr, sub)
     return R_OK
 
@@ -293,6 +322,8 @@ cdef int op_transfer(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
     p.subsidy_fen = sub
     p.credit_subsidy = 1 if ts else 0
     p.journal_seq = jseq
+    CL_ASSERT(sub >= 0, "the subsidy part of a hold is not negative")
+    CL_ASSERT(sub <= amount, "the subsidy part of a hold is at most the hold")
     pending_add(st, &p)
     return R_OK
 
@@ -314,10 +345,13 @@ cdef int op_post(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         return R_EXCEEDS_PENDING
     d = account_get(st, p.debit_id)
     c = account_get(st, p.credit_id)
+    CL_ASSERT(d != NULL, "a hold's debit account exists")
+    CL_ASSERT(c != NULL, "a hold's credit account exists")
     if d.debits_posted > INT64_MAX_ - posted or c.credits_posted > INT64_MAX_ - posted:
         return R_OVERFLOW
     sub = release(st, &p, posted)
     pending_del(st, pending_find(st, p.source, p.seq))
+    CL_ASSERT(pending_find(st, p.source, p.seq) == NULL, "a posted hold is gone")
     set_effect(ef, posted, available(d), d, c, sub)
     return R_OK
 
@@ -330,8 +364,10 @@ cdef int op_void(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         return R_PENDING_NOT_FOUND
     p = pp[0]
     d = account_get(st, p.debit_id)
+    CL_ASSERT(d != NULL, "a hold's debit account exists")
     release(st, &p, 0)
     pending_del(st, pending_find(st, p.source, p.seq))
+    CL_ASSERT(pending_find(st, p.source, p.seq) == NULL, "a voided hold is gone")
     set_effect(ef, p.amount_fen, available(d), d, account_get(st, p.credit_id), p.subsidy_fen)
     return R_OK
 
@@ -356,6 +392,8 @@ cdef int op_freeze(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         return code
     touch(st, a)
     a.flags |= AF_FROZEN
+    CL_ASSERT(a.flags & AF_FROZEN, "a frozen account is frozen")
+    CL_ASSERT(not (a.flags & AF_CLOSED), "a closed account is never frozen")
     set_effect(ef, 0, available(a), a, NULL, 0)
     return R_OK
 
@@ -367,6 +405,8 @@ cdef int op_unfreeze(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
         return code
     touch(st, a)
     a.flags &= ~AF_FROZEN
+    CL_ASSERT(not (a.flags & AF_FROZEN), "an unfrozen account is not frozen")
+    CL_ASSERT(not (a.flags & AF_CLOSED), "a closed account is never unfrozen")
     set_effect(ef, 0, available(a), a, NULL, 0)
     return R_OK
 
@@ -409,6 +449,8 @@ cdef int op_replace(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil
     old.cash_fen = 0
     old.subsidy_fen = 0
     old.flags |= AF_CLOSED
+    CL_ASSERT(old.debits_pending == 0, "a replaced card keeps no hold")
+    CL_ASSERT(new.cap_fen == old.cap_fen, "a new card keeps the old card's cap")
     journey_move(st, op.account_id, op.counterparty_id)
     set_effect(ef, cash + sub, 0, old, new, sub)
     return R_OK
@@ -438,6 +480,8 @@ cdef int op_close(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         for i in range(st.n_pending):
             if st.pending[i].debit_id == a.id:
                 held += st.pending[i].amount_fen
+    # Checked where it is cheap, since this walked every hold.
+    CL_ASSERT(held == a.debits_pending, "debits_pending is the sum of the holds an account placed")
     total = a.cash_fen + a.subsidy_fen + held
     if total < 0:
         return R_INSUFFICIENT_FUNDS  # a card in debt (taps) is topped up first
@@ -454,6 +498,8 @@ cdef int op_close(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     a.flags |= AF_CLOSED
     c.credits_posted += cash + sub
     c.cash_fen += cash + sub
+    CL_ASSERT(cash + sub == total, "a closing account refunds all it had, its released holds included")
+    CL_ASSERT(a.debits_pending == 0, "a closed account keeps no hold")
     set_effect(ef, cash + sub, 0, a, c, sub)
     return R_OK
 

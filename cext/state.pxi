@@ -115,6 +115,8 @@ cdef int map1_insert(Slot** tp, uint64_t* maskp, int64_t* usedp, uint64_t key, i
         maskp[0] = new_mask
     map1_put(tp[0], maskp[0], key, val)
     usedp[0] += 1
+    CL_ASSERT(<uint64_t>usedp[0] * 2 <= maskp[0] + 1, "a map is at most half full, so every probe ends at an empty slot")
+    CL_ASSERT(map1_find(tp[0], maskp[0], key) == val, "an inserted key is found")
     return 0
 
 
@@ -138,6 +140,8 @@ cdef void map1_delete(Slot* t, uint64_t mask, int64_t* usedp, uint64_t key) noex
     t[i].key = 0
     t[i].val = 0
     usedp[0] -= 1
+    CL_ASSERT(usedp[0] >= 0, "a map never holds fewer than no keys")
+    CL_ASSERT(map1_find(t, mask, key) == -1, "a deleted key is not found")
 
 
 # ---------------------------------------------------------------- pair-key map
@@ -187,6 +191,8 @@ cdef int map2_insert(Slot2** tp, uint64_t* maskp, int64_t* usedp, uint64_t a, ui
         maskp[0] = new_mask
     map2_put(tp[0], maskp[0], a, b, val)
     usedp[0] += 1
+    CL_ASSERT(<uint64_t>usedp[0] * 2 <= maskp[0] + 1, "a map is at most half full, so every probe ends at an empty slot")
+    CL_ASSERT(map2_find(tp[0], maskp[0], a, b) == val, "an inserted key is found")
     return 0
 
 
@@ -233,6 +239,8 @@ cdef void map2_delete(Slot2* t, uint64_t mask, int64_t* usedp, uint64_t a, uint6
     t[i].k2 = 0
     t[i].val = 0
     usedp[0] -= 1
+    CL_ASSERT(usedp[0] >= 0, "a map never holds fewer than no keys")
+    CL_ASSERT(map2_find(t, mask, a, b) == -1, "a deleted key is not found")
 
 
 # ---------------------------------------------------------------- growable arrays
@@ -252,6 +260,8 @@ cdef int grow(void** p, int64_t* capp, int64_t need, size_t item) noexcept nogil
         return -1
     p[0] = q
     capp[0] = cap
+    CL_ASSERT(capp[0] >= need, "a grown array has room for what was asked")
+    CL_ASSERT(capp[0] >= ARRAY_INITIAL, "a grown array has at least its initial room")
     return 0
 
 
@@ -285,12 +295,14 @@ cdef void cow_copy_row(CowTable* c, int64_t i) noexcept nogil:
     """Make sure row i is in the snapshot: copy it if nobody has claimed it, else
     wait for whoever did (a row is 80 or 336 bytes: the wait is short)."""
     cdef unsigned char* s = &c.state[i]
+    CL_ASSERT(i < c.n, "a snapshot row copied is one of the snapshot's")
     if cl_claim_u8(s, COW_PENDING, COW_COPYING):
         memcpy(c.dst + <size_t>i * c.item, c.src + <size_t>i * c.item, c.item)
         cl_store_release_u8(s, COW_DONE)
         return
     while cl_load_acquire_u8(s) != COW_DONE:
         cl_cpu_relax()
+    CL_ASSERT(cl_load_acquire_u8(s) == COW_DONE, "a row, once copied, stays copied")
 
 
 cdef inline void cow_before_write(CowTable* c, int64_t i) noexcept nogil:
@@ -425,6 +437,8 @@ cdef int state_load(State* st, Account* a, int64_t na, Source* s, int64_t ns,
         if map2_insert(&st.pmap, &st.pmap_mask, &st.pmap_used, p[i].source, p[i].seq, i) != 0:
             return -1
     st.n_pending = np_
+    CL_ASSERT(debug_tables_ok(st), "the loaded tables and their indexes agree")
+    CL_ASSERT(st.n_dec == 0, "a loaded state has no decisions in its window")
     return 0
 
 
@@ -482,7 +496,10 @@ cdef inline void undo_push(State* st, int kind, int64_t idx) noexcept nogil:
 
 
 cdef inline void touch(State* st, Account* a) noexcept nogil:
-    """Save account a's state in the undo log before a chain member changes it."""
+    """Save account a's state in the undo log before a chain member changes it (and,
+    in a debug build, note it for the checks after the op: every change of an
+    account's money goes through here first)."""
+    CL_DEBUG_DO(debug_note_account(st, a - st.accounts, False))
     if not st.undo_on:
         return
     undo_push(st, U_ACCOUNT, a - st.accounts)
@@ -506,6 +523,9 @@ cdef Account* account_new(State* st, uint64_t id) noexcept nogil:
     a.id = id
     st.n_accounts += 1
     undo_push(st, U_NEW_ACCOUNT, st.n_accounts - 1)
+    CL_DEBUG_DO(debug_note_account(st, st.n_accounts - 1, True))
+    CL_ASSERT(st.n_accounts == st.amap_used, "every account is indexed once")
+    CL_ASSERT(account_find(st, id) == st.n_accounts - 1, "a new account is found by its id")
     return a
 
 
@@ -518,6 +538,8 @@ cdef void pending_add(State* st, Pending* p) noexcept nogil:
         return
     st.pending[st.n_pending] = p[0]
     st.n_pending += 1
+    CL_ASSERT(st.n_pending == st.pmap_used, "every hold is indexed once")
+    CL_ASSERT(p.amount_fen > 0, "a hold holds a positive amount")
     undo_push(st, U_PENDING_ADD, 0)
     if st.undo_on and st.oom == 0:
         st.undo[st.n_undo - 1].pending = p[0]
@@ -536,6 +558,8 @@ cdef void pending_remove_raw(State* st, uint64_t source, uint64_t seq) noexcept 
         moved = map2_slot(st.pmap, st.pmap_mask, st.pending[i].source, st.pending[i].seq)
         moved.val = i
     st.n_pending -= 1
+    CL_ASSERT(st.n_pending == st.pmap_used, "every hold is indexed once")
+    CL_ASSERT(map2_find(st.pmap, st.pmap_mask, source, seq) == -1, "a removed hold is not found")
 
 
 cdef void pending_del(State* st, Pending* p) noexcept nogil:
@@ -582,3 +606,5 @@ cdef void rollback(State* st) noexcept nogil:
             st.taps.journeys[u.idx] = u.journey
         k -= 1
     st.n_undo = 0
+    CL_ASSERT(debug_tables_ok(st), "a rolled back chain leaves the tables and their indexes agreeing")
+    CL_ASSERT(st.taps.n_journeys == st.taps.jmap_used, "every journey is indexed once")

@@ -99,6 +99,8 @@ cdef int journey_reserve(Taps* tp, int64_t expect) noexcept nogil:
         # to twice the store's capacity: rehashing a million keys at every power of
         # two would stall the batches as the store's growth did
         return journey_map_reserve(tp)
+    CL_ASSERT(tp.n_journeys < tp.cap_journeys, "a reserved journey has its room")
+    CL_ASSERT(<uint64_t>(tp.jmap_used + 1) * 2 <= tp.jmap_mask + 1, "a reserved journey's key fits the map without growing it")
     return 0
 
 
@@ -120,6 +122,8 @@ cdef int journey_map_reserve(Taps* tp) noexcept nogil:
     free(tp.jmap)
     tp.jmap = t
     tp.jmap_mask = slots - 1
+    CL_ASSERT(<int64_t>(tp.jmap_mask + 1) >= 2 * tp.cap_journeys, "the journey map holds the whole store at most half full")
+    CL_ASSERT(tp.jmap_used <= tp.n_journeys, "the journey map indexes no more keys than there are journeys")
     return 0
 
 
@@ -140,6 +144,8 @@ cdef void journey_move(State* st, uint64_t old_id, uint64_t new_id) noexcept nog
     if map1_insert(&tp.jmap, &tp.jmap_mask, &tp.jmap_used, new_id, idx) != 0:
         st.oom = 1
         return
+    CL_ASSERT(journey_find(tp, old_id) == -1, "a replaced card's journey is no longer under its id")
+    CL_ASSERT(journey_find(tp, new_id) == idx, "the new card's journey is the old card's")
     j = &tp.journeys[idx]
     j.account_id = new_id
     j.entry_version = FARE_NONE
@@ -160,6 +166,8 @@ cdef int journey_store(Taps* tp, int64_t idx, Journey* j) noexcept nogil:
         return -1
     tp.journeys[tp.n_journeys] = j[0]
     tp.n_journeys += 1
+    CL_ASSERT(tp.n_journeys <= tp.cap_journeys, "a stored journey was reserved room for")
+    CL_ASSERT(tp.n_journeys == tp.jmap_used, "every journey is indexed once")
     return 0
 
 
@@ -237,6 +245,7 @@ cdef int64_t tap_discount(Taps* tp, Journey* j, int32_t v, int64_t when_us, int3
     cdef int64_t caps_spent[FARE_CAPS_MAX_C]
     cdef int64_t day, month, p, spent, key, remaining, pct = 0
     cdef bint fresh
+    CL_ASSERT(fare >= 0, "a fare to discount is not negative")
     if (tv.n_caps == 0 and tv.n_tiers == 0) or fare == 0:
         return fare
     if j.counter_version > v:
@@ -264,6 +273,7 @@ cdef int64_t tap_discount(Taps* tp, Journey* j, int32_t v, int64_t when_us, int3
         if tv.tier_from_fen[k] <= spent < tv.tier_until_fen[k]:
             if tv.tier_percent_off[k] > pct:
                 pct = tv.tier_percent_off[k]
+    CL_ASSERT(pct <= 100, "a spend tier takes at most 100% off")
     if pct:
         fare -= cl_pct_floor(fare, pct)
         flags[0] |= FD_TIER
@@ -310,6 +320,8 @@ cdef int64_t tap_discount(Taps* tp, Journey* j, int32_t v, int64_t when_us, int3
         k = caps_used[p]
         j.cap_period[k] = caps_key[p]
         j.cap_spent_fen[k] = caps_spent[p] + fare
+    CL_ASSERT(fare >= 0, "tiers and caps never make a fare negative")
+    CL_ASSERT(n_tu <= FARE_TIERS_MAX_C, "a fare counts in at most FARE_TIERS_MAX tiers")
     return fare
 
 
@@ -360,6 +372,8 @@ cdef int tap_rate_leg(Taps* tp, Journey* j, int32_t v, FareLeg* leg, int32_t cat
         f = total - j.charged_fen
         if f < 0:
             f = 0
+    CL_ASSERT(f >= 0, "a journey leg is never charged a refund")
+    CL_ASSERT(n < JOURNEY_LEGS_MAX_C, "a journey has at most JOURNEY_LEGS_MAX legs")
     j.legs[n] = leg[0]
     j.n_legs = n + 1
     j.charged_fen += f
@@ -380,6 +394,7 @@ cdef int64_t tap_settle_entry(State* st, Journey* j, Account* card, Account* opr
     cdef Pending* pp = pending_find(st, j.entry_source, j.entry_seq)
     cdef Pending p
     cdef int64_t sub = 0, extra = charge, posted
+    CL_ASSERT(charge >= 0, "an entry is settled with a charge, never a refund")
     if pp != NULL and pp.debit_id == card.id and pp.credit_id == opr.id:
         p = pp[0]
         posted = charge if charge < p.amount_fen else p.amount_fen
@@ -394,6 +409,8 @@ cdef int64_t tap_settle_entry(State* st, Journey* j, Account* card, Account* opr
     j.entry_time_us = 0
     j.entry_source = 0
     j.entry_seq = 0
+    CL_ASSERT(sub >= 0, "the subsidy part of a charge is not negative")
+    CL_ASSERT(sub <= charge, "the subsidy part of a charge is at most the charge")
     return sub
 
 
@@ -553,6 +570,8 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         if cl_sum_lt(available(card), allowance, fare):
             return R_INSUFFICIENT_FUNDS
         sub = move(st, card, opr, fare, DRAW_ORDER, False) if fare else 0
+        CL_ASSERT(not cl_sum_lt(available(card), allowance, 0), "a BOARD tap leaves a card no further below zero than its allowance")
+        CL_ASSERT(card.subsidy_fen >= 0, "a tap never takes a subsidy purse below zero")
         journey_store(tp, jidx, &j)
         return tap_ok(ef, fare, card, opr, sub, flags)
 
@@ -575,6 +594,8 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
                        tv.network_allowance_fen[net], &positive)
         if not positive:
             return R_INSUFFICIENT_FUNDS
+        CL_ASSERT(hold > 0, "an entry holds a positive amount")
+        CL_ASSERT(hold <= tv.gate_max_fare_fen[net], "an entry holds at most the network's maximum fare")
         sub = tap_settle_entry(st, &j, card, opr, charge) if j.entry_version != FARE_NONE else 0
         touch(st, card)
         touch(st, opr)
@@ -596,6 +617,8 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         j.entry_time_us = now
         j.entry_source = op.source
         j.entry_seq = op.seq
+        CL_ASSERT(pending_find(st, op.source, op.seq) != NULL, "an entry's hold is keyed by the entry's id")
+        CL_ASSERT(card.debits_pending >= hold, "a card's debits_pending includes its entry's hold")
         journey_store(tp, jidx, &j)
         return tap_ok(ef, charge, card, opr, sub, 0)
 
@@ -627,5 +650,7 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
                 return code
             charge = tap_discount(tp, &j, j.entry_version, j.entry_time_us, enet, ecat, charge, &flags)
     sub = tap_settle_entry(st, &j, card, opr, charge)
+    CL_ASSERT(j.entry_version == FARE_NONE, "an exit leaves no open entry")
+    CL_ASSERT(card.subsidy_fen >= 0, "a tap never takes a subsidy purse below zero")
     journey_store(tp, jidx, &j)
     return tap_ok(ef, charge, card, opr, sub, flags)

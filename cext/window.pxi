@@ -26,6 +26,8 @@ cdef int window_reserve(State* st, int64_t n) noexcept nogil:
         return -1
     if grow(<void**>&st.wbytes, &st.cap_wbytes, st.wbytes_used + n * RECORD_BYTES_MAX, 1) != 0:
         return -1
+    CL_ASSERT(st.cap_tail >= n, "the tail has room for the batch")
+    CL_ASSERT(st.cap_woff >= st.n_dec + n, "the window has room for the batch's decisions")
     return 0
 
 
@@ -40,6 +42,8 @@ cdef void window_end_batch(State* st) noexcept nogil:
     st.wlast_batch_base = st.batch_base
     st.wbytes_used += pack_records_marked(<const uint64_t*>st.tail, st.n_tail, st.wbytes + st.wbytes_used,
                                           st.woff + st.batch_base, st.wptime + st.batch_base, st.wbytes_used)
+    CL_ASSERT(st.wbytes_used <= st.cap_wbytes, "a packed batch fits the room window_reserve made")
+    CL_ASSERT(debug_window_ok(st), "the decisions window agrees with the journal")
     st.n_tail = 0
     st.batch_base = st.n_dec
 
@@ -146,4 +150,6 @@ cdef int recent_insert(State* st, uint64_t source, uint64_t seq, int64_t idx) no
         st.rmap_mask = new_mask
     recent_put(st.rmap, st.rmap_mask, h, idx)
     st.rmap_used += 1
+    CL_ASSERT(<uint64_t>st.rmap_used * 2 <= st.rmap_mask + 1, "the recent map is at most half full")
+    CL_ASSERT(st.rmap_used == idx + 1, "the recent map indexes every decision of the window once")
     return 0
