@@ -65,12 +65,13 @@ cdef bint debug_posted_ok(const Op* op, const Account* a, const Account* b) noex
     # KNOWN ISSUE, exempted here only: REPLACE of a card in debt (a tap may take a cash
     # purse below zero) opens the new card with the debt as a negative credits_posted
     # and takes it off the old card's debits_posted, in the spec as in the core
-    # (tests/test_taps_agree.py replaces such cards). The money still adds up (the
+    # (tests/fares/test_taps_agree.py replaces such cards). The money still adds up (the
     # identity and the sums of debug_op_check hold); the posted totals are no longer
-    # each side's sum. So REPLACE may lower a posted total, and a card's credits_posted
-    # may stay negative for good. Remove both exemptions once REPLACE posts the debt as
-    # a debit of the new card.
-    CL_ASSERT(a.debits_posted >= 0, "posted totals are never negative")
+    # each side's sum. So REPLACE may lower a posted total, and a card's posted totals
+    # may be negative for good (its debits_posted too, once the new card is replaced
+    # in debt in turn). Remove both exemptions once REPLACE posts the debt as a debit
+    # of the new card.
+    CL_ASSERT(a.kind == A_CARD or a.debits_posted >= 0, "posted totals are never negative")
     CL_ASSERT(a.kind == A_CARD or a.credits_posted >= 0, "posted totals are never negative")
     if op.kind == K_REPLACE:
         return True
