@@ -14,6 +14,7 @@ from cardledger.engine.spec import batch as reference
 from cardledger.engine.spec import codec
 from cardledger.errors import CorruptionError
 from cardledger.schema import JOURNAL_DTYPE
+from cardledger.schema import JOURNAL_DTYPE
 
 core = pytest.importorskip("cardledger._core")
 
@@ -186,10 +187,21 @@ def test_the_engines_hand_over_each_batch_packed_as_the_journal_stores_it(seed):
         rng = random.Random(seed)
         world = OpWorld(rng)
         batches = [world.setup_batch()] + [world.batch(30, 0.2) for _ in range(12)]
+        decided: dict[tuple[int, int], np.void] = {}  # what the ledger's id index would hold
         for i, batch in enumerate(batches + batches[3:6]):  # the replays decide nothing anew
-            _, journal = engine.apply(batch)
+            # As the ledger does: ids the window no longer holds come with their records.
+            cand = engine.candidates(batch)
+            prior = np.zeros(len(batch), dtype=JOURNAL_DTYPE)
+            has_prior = np.zeros(len(batch), dtype=bool)
+            for k in np.flatnonzero(cand).tolist():
+                rec = decided.get((int(batch[k]["source"]), int(batch[k]["seq"])))
+                if rec is not None:
+                    prior[k], has_prior[k] = rec, True
+            _, journal = engine.apply(batch, prior, has_prior)
             expected = codec.pack_journal(journal) if len(journal) else b""
             assert engine.last_batch_packed() == expected
+            for rec in journal:
+                decided[(int(rec["source"]), int(rec["seq"]))] = rec.copy()
             if i == 7:
                 engine.take_decisions()  # a flush empties the window
 
