@@ -129,8 +129,8 @@ STREAM_SOURCE_BASE = 3_000_000
 #: cash purse passes its 500,000-fen cap: each card is hit at most a few times per test.
 OP_AMOUNT_FEN = 100
 KIND_BATCHES = (1, 64, 8192)
-#: Timed rounds per batch size (plus WARMUP_ROUNDS). A round of 8192 stays under ~30 ms,
-#: a round of 1 or 64 is about one durable commit (~1 ms here). At most
+#: Timed rounds per batch size (plus WARMUP_ROUNDS): enough for a stable median, few
+#: enough that a test stays short; a round of 1 or 64 ops is about one durable commit. At most
 #: (30 + 2) * 8192 * 2 = 524,288 ops are decided per test, under the default
 #: checkpoint_ops (2^20), so with the checkpoint taken before each test no automatic
 #: checkpoint lands inside the timed rounds (its stall is measured by bench_throughput.py).

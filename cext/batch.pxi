@@ -358,7 +358,7 @@ cdef void sort_late_decisions(uint64_t* d, unsigned char* lt, int64_t n) noexcep
     """Sort rows (source, seq, journal_seq) + late flag by (source, seq) in place, rows
     already grouped by source in order: an insertion sort, linear but for the late
     decisions (each moves back within its source's group). A full sort of every flush
-    (np.lexsort of 65,536 rows) cost ~8 ms of the batch that flushed."""
+    (np.lexsort of all its rows) was a large share of the batch that flushed."""
     cdef int64_t i, j
     cdef uint64_t s0, s1, s2
     cdef unsigned char f
@@ -644,15 +644,15 @@ cdef class Engine:
 
     def prefault_journeys(self):
         """Fault in the pages of the journey store's room not written yet (for a thread
-        beside the batches: first taps otherwise fault them in the batch loop, ~10% of
-        the city's loop). Only asks the kernel to back the pages (MADV_POPULATE_WRITE:
+        beside the batches: first taps otherwise fault them in the batch loop, a
+        measurable share of the peak's loop). Only asks the kernel to back the pages (MADV_POPULATE_WRITE:
         their contents stay as they are), so racing the batch loop, or even a store
         moved meanwhile, is harmless; where the kernel refuses, nothing happens.
 
-        The range is populated PREFAULT_STEP_BYTES at a time: one call over a million
-        cards' store (~336 MB) holds the process's memory-map lock for its whole length,
-        and every mmap/munmap of the batch thread meanwhile (numpy's large arrays) waited
-        for it: a 660 ms batch at the start of the city's peak."""
+        The range is populated PREFAULT_STEP_BYTES at a time: one call over a city's
+        store holds the process's memory-map lock for its whole length, and every
+        mmap/munmap of the batch thread meanwhile (numpy's large arrays) waits for it:
+        the peak's slowest batch, before it was sliced (docs/performance-log.md)."""
         cdef size_t page = 1 << 21
         cdef size_t start = <size_t>(<char*>self.taps.journeys + self.taps.n_journeys * sizeof(Journey))
         cdef size_t end = <size_t>(<char*>self.taps.journeys + self.taps.cap_journeys * sizeof(Journey))
@@ -709,9 +709,8 @@ cdef class Engine:
         With `accounts_out` (an ACCOUNT_DTYPE array at least as long as the account
         count), the accounts are copied into its prefix, which is returned: a buffer
         reused across checkpoints costs no page faults. With sort=False the sources and
-        holds come in the store's order (`load_checkpoint` takes any): sorting the holds
-        of a busy metro (~170,000 keyed by validator) took ~100 ms of the batch that
-        takes a checkpoint.
+        holds come in the store's order (`load_checkpoint` takes any): sorting a busy
+        metro's open holds stalled the batch that takes a checkpoint.
         """
         accounts = _copied_rows(accounts_out, self.st.accounts, self.st.n_accounts, sizeof(Account), ACCOUNT_DTYPE)
         sources = self.export_sources()
@@ -723,8 +722,8 @@ cdef class Engine:
 
     def export_sources(self):
         """The per-source idempotency state (SOURCE_DTYPE), in the store's order:
-        `storage.encode_ids_state` sorts it by source id, beside the next kernel
-        (sorting here was ~1.3 ms of each of the city's flushing batches)."""
+        `store.ids.encode_ids_state` sorts it by source id, off the batch path (sorting
+        here cost every flushing batch)."""
         return _copied_rows(None, self.st.sources, self.st.n_sources, sizeof(Source), SOURCE_DTYPE)
 
     def take_decisions(self):

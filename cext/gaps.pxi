@@ -3,7 +3,7 @@
 # Terminals issue increasing seqs, so an op above its source's last_seq is new. An op
 # at or below it is a resend or a late upload (an offline validator's backlog), and
 # before gaps were tracked each such op cost an id lookup in LMDB, which for a late
-# upload finds nothing: in the city's last batches, thousands a batch. A source that
+# upload finds nothing, and an offline validator's backlog is many such ops a batch. A source that
 # jumps from last_seq to seq records the skipped seqs here; deciding one removes it.
 # So for a seq in [gap_floor, last_seq]: in the set means new, not in it means decided
 # (found in the window or by a lookup). Below gap_floor nothing is known and the

@@ -84,8 +84,8 @@ cdef int journey_reserve(Taps* tp, int64_t expect) noexcept nogil:
 
     When the store must grow, it grows at once to `expect` journeys (the caller passes
     the number of accounts, a bound on the cards): growing by doubling through a
-    million cards copies the store and rehashes its map at every power of two, and
-    each of those lands on one batch as a stall of hundreds of ms.
+    city's cards copies the store and rehashes its map at every power of two, and
+    each of those lands on one batch as a stall.
     """
     cdef int64_t need = tp.n_journeys + 1
     if need > tp.cap_journeys and expect > need:

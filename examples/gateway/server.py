@@ -10,8 +10,8 @@ replies come as their commits complete. Malformed frames get an error reply and 
 reach the ledger; a frame over FRAME_BYTES_MAX closes the connection.
 
 Built on asyncio's Protocol callbacks rather than streams, and a request's reply is
-written from its future's done-callback rather than from a task: at tens of thousands
-of requests a second a task and two `readexactly` per request are most of the cost.
+written from its future's done-callback rather than from a task: at a gateway's
+request rates a task and two `readexactly` per request would be most of the work.
 Runs on uvloop when it is installed (`pip install uvloop`), else on asyncio's loop.
 """
 

@@ -487,7 +487,7 @@ def bench_tigerbeetle(args: argparse.Namespace) -> int:
                 raise RuntimeError(f"TigerBeetle workload: unexpected results {np.unique(r['code'])}")
 
         window = SubmitWindow(led, finished)
-        # The ops are generated before the clock starts (about 1 GB for 10M): what
+        # The ops are generated before the clock starts (10M of them take a lot of memory): what
         # is timed is the ledger, not numpy building batches.
         workload: list[np.ndarray | None] = list(workloads.tigerbeetle_transfers(n_acc, n_tr, seed))
         total_batches = len(workload)
