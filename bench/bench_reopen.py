@@ -83,7 +83,7 @@ led = cardledger.open(sys.argv[1], readonly=True)
 dt = time.perf_counter() - t
 after = rss()
 print(json.dumps({"open_s": dt, "rss_added_bytes": after - before, "journal_seq": led.journal_seq,
-                  "checkpoint_seq": led._ckpt_seq, "accounts": led._engine.account_count()}))
+                  "checkpoint_seq": led._checkpoints.ckpt_seq, "accounts": led._engine.account_count()}))
 """
 
 

@@ -266,6 +266,10 @@ class Ledger:
         """The last error writing a checkpoint file in the background (None: none)."""
         return self._checkpoints.error
 
+    @checkpoint_error.setter
+    def checkpoint_error(self, value: OSError | None) -> None:
+        self._checkpoints.error = value
+
     # ================================================================== public: writes
 
     @_locked
@@ -484,9 +488,7 @@ class Ledger:
             raise TypeError(f"time_us must be an int (µs since the epoch), got {type(time_us).__name__}")
         self._refresh()
         self._refresh_fares()
-        engine = self._engine
-        return queries.overdue_entries(engine.export_checkpoint()[0], engine.export_journeys(),
-                                       self._fares.tap_tables(), int(time_us))
+        return queries.overdue_entries(self._engine, self._fares.tap_tables(), int(time_us))
 
     @_locked
     def verify(self) -> VerifyReport:
@@ -648,6 +650,10 @@ class Ledger:
                 self._fares.load(txn)
                 self._use_fares(self._engine)
 
+    def _fares_installed(self) -> bool:
+        """Whether a fare system is installed (the checkpoint thread asks)."""
+        return bool(len(self._fares))
+
     def _use_fares(self, engine: Any) -> None:
         """Give the engine the fare versions loaded."""
         engine.set_fare_versions(self._fares.tap_tables())
@@ -708,7 +714,7 @@ class Ledger:
     def _committed(self) -> None:
         """After the batch path's transaction committed: publish what it staged."""
         self._ids.publish()
-        self._checkpoints.committed(self._engine, expect_taps=bool(len(self._fares)))
+        self._checkpoints.committed(self._engine, expect_taps=self._fares_installed)
 
     def _run_kernel(self, txn: Any, ops: np.ndarray, taps: np.ndarray | None = None,
                     flushing: IdFlush | None = None, beside_kernel: bool = False) -> StagedBatch:
@@ -902,7 +908,7 @@ class Ledger:
                 # thread hands it to the checkpoint writer once the batch is stored.
                 staged.flush = self._ids.prepare_flush(engine)
                 staged.snapshot = self._checkpoints.export_snapshot(engine, self._ids.ids_upto)
-                self._checkpoints.staged = True
+                self._checkpoints.snapshot_in_flight = True
             elif staged.journal is not None and self._flush_due():
                 staged.flush = self._ids.prepare_flush(engine)
             self._pipeline.push(staged)
@@ -946,8 +952,8 @@ class Ledger:
         checkpoints.adopt_recorded()
         if staged.snapshot is not None:
             checkpoints.take(staged.snapshot, staged.hash)
-            checkpoints.start_file(self._engine, expect_taps=bool(len(self._fares)))
-            checkpoints.staged = False
+            checkpoints.start_file(self._engine, expect_taps=self._fares_installed)
+            checkpoints.snapshot_in_flight = False
 
     def _check_staged_base(self, txn: Any, staged: StagedBatch) -> None:
         """Raise _StagedOnStaleState unless the stored ledger is what the staged batch
@@ -992,7 +998,7 @@ class Ledger:
         synchronously and in order, resolving their futures (under the lock)."""
         if any(isinstance(item.error, _StagedOnStaleState) for item in staged):
             self._pipeline_off = True
-        self._checkpoints.staged = False
+        self._checkpoints.snapshot_in_flight = False
         try:
             self._reload_after_failure()
         except BaseException as e:

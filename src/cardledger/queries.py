@@ -123,15 +123,18 @@ def denylist(accounts: np.ndarray, tap_tables: list) -> np.ndarray:
     return np.sort(cards["id"][blocked])
 
 
-def overdue_entries(accounts: np.ndarray, journeys: np.ndarray, tap_tables: list, time_us: int) -> np.ndarray:
+def overdue_entries(engine: Any, tap_tables: list, time_us: int) -> np.ndarray:
     """Card ids whose open metro entry has timed out at `time_us`, sorted, frozen and
-    closed cards left out (see `Ledger.overdue_entries`)."""
+    closed cards left out (see `Ledger.overdue_entries`); the engine's state is exported
+    only as far as the answer needs it."""
     none = np.zeros(0, dtype=np.uint64)
     if not tap_tables:
         return none
+    journeys = engine.export_journeys()
     journeys = journeys[journeys["entry_version"] >= 0]
     if not len(journeys):
         return none
+    accounts = engine.export_checkpoint()[0]
     blocked = accounts["id"][(accounts["flags"] & (AccountFlags.FROZEN | AccountFlags.CLOSED)) != 0]
     journeys = journeys[~np.isin(journeys["account_id"], blocked)]
     overdue = np.zeros(len(journeys), dtype=bool)

@@ -16,7 +16,7 @@ import numpy as np
 from .errors import CorruptionError
 from .schema import AccountFlags, AccountKind
 from .store.checkpoints import decode_stored_desc, read_checkpoint_file
-from .store.ids import IDMERGE_KEY, checked_merge, decode_id_merge, decode_ids_state, read_id_log
+from .store.ids import decode_ids_state, read_checked_merge
 from .store.journal import GENESIS_HASH
 
 
@@ -50,7 +50,7 @@ def verify(store: Any, txn: Any, fresh: Any, live: Any, checkpoint_ops: int) -> 
     except (CorruptionError, OSError) as e:
         report.problems.append(f"checkpoint: {e}")
     try:
-        checked_merge(decode_id_merge(txn.get(IDMERGE_KEY, db=state)), read_id_log(codec, txn, state))
+        read_checked_merge(codec, txn, state)
     except CorruptionError as e:
         report.problems.append(str(e))
     try:

@@ -117,9 +117,9 @@ def test_close_commits_everything_accepted_then_refuses(led):
 
 
 def _stall(led):
-    """Make the commit thread stop inside its next submit until the returned gate opens;
+    """Make the committer thread stop inside its next submit until the returned gate opens;
     `entered` is set once it is there (its batch taken off the queue). The ledger also
-    reports itself busy to event loops, so their batches go to the commit thread too."""
+    reports itself busy to event loops, so their batches go to the committer thread too."""
     entered, gate = threading.Event(), threading.Event()
     real_submit = led.submit
 

@@ -1,7 +1,7 @@
 """Ledger.submit: pipelined batches give exactly what apply gives, and a failed commit
 loses nothing.
 
-`submit` runs a batch's kernel at once and commits it in the ledger's commit thread
+`submit` runs a batch's kernel at once and commits it in the ledger's store thread
 while the next batch runs; the future resolves after the durable commit. These tests
 hold it to `apply`'s contract: the same results, balances and journal for the same
 batches; checkpoints and id flushes in the middle of a pipeline; a commit that fails
@@ -308,7 +308,7 @@ def test_at_most_the_pipeline_depth_is_in_flight(tmp_path, monkeypatch):
         t = threading.Thread(target=submitter)
         t.start()
         t.join(1.0)
-        # One in the commit thread, PIPELINE_BATCHES_MAX - 1 queued, the next one waits.
+        # One in the store thread, PIPELINE_BATCHES_MAX - 1 queued, the next one waits.
         assert t.is_alive() and len(submitted) == PIPELINE_BATCHES_MAX
         gate.set()
         t.join(60)
@@ -341,7 +341,7 @@ def test_replays_of_ids_in_an_id_flush_still_in_flight_are_found(tmp_path, monke
 
 
 def test_a_done_callback_calling_the_ledger_is_refused_not_deadlocked(tmp_path, monkeypatch):
-    """Callbacks run in the commit thread; calling the ledger from there would wait for
+    """Callbacks run in the store thread; calling the ledger from there would wait for
     that very thread, so it raises LedgerError at once, and the ledger goes on."""
     batches = [OpWorld(random.Random(14)).setup_batch()] + _transfer_batches(6)
     seen: list = []

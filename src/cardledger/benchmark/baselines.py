@@ -7,7 +7,7 @@ scripts and the pytest benchmarks in bench/ all use these).
 The rules, which make a ratio to the core mean something:
 
 - **The same decisions.** Each op is decided by the reference engine's handlers
-  (`cardledger.reference`, `cardledger.reference_taps`: the executable
+  (`cardledger.engine.spec.batch`, `cardledger.engine.spec.taps`: the executable
   specification, the pure-Python fare evaluator rating every tap), so a baseline
   checks what the ledger checks, in the same order, and gives the same result code,
   amount, balance and discounts for every op of every kind; the runner and the

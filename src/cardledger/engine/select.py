@@ -2,9 +2,11 @@
 
 Two implementations share one set of semantics: the Cython core (`cardledger._core`,
 built from `cext/`) and the pure-Python specification (`engine/spec/`). A ledger runs
-one of them whole: the engine, the codec that stores its journal and id index, and the
-evaluator its FareSystem quotes with all come from the same side, so
-`open(engine="python")` never touches C.
+its engine and the codec that stores its journal, id index and checkpoints from one
+side (`open(engine=...)`; both sides write identical bytes). A `FareSystem` is shared by
+every ledger of the process (its compiled versions are cached), so its `quote` uses
+the default implementation's evaluator (`evaluator_for(None)`); the spec engine rates
+its own taps with the spec evaluator either way.
 
 CARDLEDGER_PURE=1 forces the specification as the default (the test suite runs once
 each way). If the core is not built, the specification is the default and

@@ -340,8 +340,8 @@ class CheckpointWriter:
         #: journal_seq of the checkpoint file in force, and of the last snapshot taken.
         self.ckpt_seq = 0
         self.snap_seq = 0
-        #: A snapshot is staged with a batch in flight (its file not started yet).
-        self.staged = False
+        #: A snapshot rides with a batch in flight (its file not started yet).
+        self.snapshot_in_flight = False
         self._hurry = threading.Event()  # set: someone waits for the file, stop pacing
         self._executor: ThreadPoolExecutor | None = None
         #: (journal_seq, last hash, future of the body digest) of the file being written.
@@ -367,14 +367,14 @@ class CheckpointWriter:
 
     def due(self, engine: Any, checkpoint_ops: int) -> bool:
         """Whether the batch just run must take a snapshot: never while the previous one
-        is staged or still being written (its buffers are reused)."""
-        return engine.journal_seq - self.snap_seq >= checkpoint_ops and self.file_job is None and not self.staged
+        rides with a batch in flight or is still being written (its buffers are reused)."""
+        return engine.journal_seq - self.snap_seq >= checkpoint_ops and self.file_job is None and not self.snapshot_in_flight
 
     def due_before(self, engine: Any, checkpoint_ops: int, n_ops: int) -> bool:
         """Whether a batch of n_ops about to run would take a snapshot, assuming every
         op is decided anew (judged before its kernel)."""
         passes = int(engine.journal_seq) + n_ops - self.snap_seq >= checkpoint_ops
-        return passes and self.file_job is None and not self.staged
+        return passes and self.file_job is None and not self.snapshot_in_flight
 
     def export_snapshot(self, engine: Any, ids_upto: int) -> tuple:
         """Snapshot the accounts, holds and journeys as of the ids flush just prepared:
@@ -422,9 +422,10 @@ class CheckpointWriter:
         txn.put(STATE_CHECKPOINT_KEY, encode_checkpoint_desc(jseq, last_hash, digest), db=self.state_db)
         self._recorded = jseq
 
-    def committed(self, engine: Any, expect_taps: bool) -> None:
+    def committed(self, engine: Any, expect_taps: Callable[[], bool]) -> None:
         """The transaction committed: adopt the file it named (older ones go), and start
-        writing the snapshot it took. `expect_taps`: a fare system is installed."""
+        writing the snapshot it took. `expect_taps()`: whether a fare system is installed
+        (asked once the file is written, to size the next snapshot's buffers)."""
         self.adopt_recorded()
         self.start_file(engine, expect_taps)
 
@@ -434,7 +435,7 @@ class CheckpointWriter:
             self.ckpt_seq, self._recorded = self._recorded, None
             remove_old_checkpoint_files(self.path, self.ckpt_seq)
 
-    def start_file(self, engine: Any, expect_taps: bool) -> None:
+    def start_file(self, engine: Any, expect_taps: Callable[[], bool]) -> None:
         """Start writing the snapshot taken by the transaction that just committed."""
         snap, self._taken = self._taken, None
         if snap is None:
@@ -466,7 +467,7 @@ class CheckpointWriter:
     # -- the checkpoint thread
 
     def _write_job(self, engine: Any, jseq: int, last_hash: bytes, accounts: np.ndarray,
-                   pending: np.ndarray, journeys: np.ndarray, expect_taps: bool) -> bytes:
+                   pending: np.ndarray, journeys: np.ndarray, expect_taps: Callable[[], bool]) -> bytes:
         """In the checkpoint thread: complete the snapshot `engine` began, write the
         file, then ready the next snapshot's buffers.
 
@@ -483,14 +484,14 @@ class CheckpointWriter:
         self._accounts_buf = _warm_buffer(self._accounts_buf, n_acc + n_acc // 4 + 1024, ACCOUNT_DTYPE)
         # Once cards tap, their journeys soon number nearly the cards (never more): size
         # for that at once rather than grow again on the batch path, as soon as taps are
-        # expected (a fare system is installed).
-        expect_taps = expect_taps or n_jny > 0
-        self._journeys_buf = _warm_buffer(self._journeys_buf, (max(n_jny, n_acc) if expect_taps else 0) + 1024,
+        # expected (a fare system is installed, by now: the file took a while).
+        taps_expected = n_jny > 0 or expect_taps()
+        self._journeys_buf = _warm_buffer(self._journeys_buf, (max(n_jny, n_acc) if taps_expected else 0) + 1024,
                                           journeys.dtype)
         # Holds come and go (a metro entry holds its fare until the exit): room for
         # twice today's, or for one card in four once cards tap (the engine's own room).
         n_pen = len(pending)
-        self._pending_buf = _warm_buffer(self._pending_buf, max(2 * n_pen, n_acc // 4 if expect_taps else 0) + 1024,
+        self._pending_buf = _warm_buffer(self._pending_buf, max(2 * n_pen, n_acc // 4 if taps_expected else 0) + 1024,
                                          pending.dtype)
         return digest
 

@@ -231,6 +231,12 @@ def checked_merge(merging: tuple[int, int] | None, logs: list[IdLog]) -> tuple[i
     return merging
 
 
+def read_checked_merge(codec: Any, txn: Any, state_db: Any) -> tuple[int, int] | None:
+    """The stored id log merge state, checked against the stored id log
+    (CorruptionError if either is damaged or they disagree)."""
+    return checked_merge(decode_id_merge(txn.get(IDMERGE_KEY, db=state_db)), read_id_log(codec, txn, state_db))
+
+
 class IdLogState(NamedTuple):
     """The id log and its merge into the index, as one value (replaced whole, never
     changed in place, so a lookup in another thread holds one consistent state)."""

@@ -22,7 +22,6 @@ from ...schema import (
     ALLOWED_FLAGS,
     DECISION_DTYPE,
     DEFAULT_CASH_CAP_FEN,
-    INT64_MAX,
     JOURNAL_DTYPE,
     JOURNEY_LEGS_MAX,
     OP_DTYPE,
@@ -36,15 +35,10 @@ from ...schema import (
     Result,
 )
 
-INT64_MIN = -INT64_MAX - 1
 OP_FIELDS = OP_DTYPE.names
 ACCOUNT_FIELDS = ACCOUNT_DTYPE.names
 JOURNAL_FIELDS = JOURNAL_DTYPE.names
 
-# How a debit draws a card's purses.
-DRAW_ORDER = 0  # the card's configured order (subsidy first unless CASH_FIRST)
-DRAW_CASH = 1  # the cash purse only
-DRAW_SUBSIDY = 2  # the subsidy purse only
 
 # Kinds that carry no amount: their amount_fen must be 0.
 _NO_AMOUNT_KINDS = frozenset(
@@ -156,7 +150,7 @@ class Engine:
 
     def export_sources(self) -> np.ndarray:
         """The per-source idempotency state (SOURCE_DTYPE), in any order (by source id
-        here; `storage.encode_ids_state` sorts what it stores)."""
+        here; `store.ids.encode_ids_state` sorts what it stores)."""
         return np.array([(s, v[0], v[1]) for s, v in sorted(self.sources.items())], dtype=SOURCE_DTYPE)
 
     def take_decisions(self) -> tuple[np.ndarray, np.ndarray]:

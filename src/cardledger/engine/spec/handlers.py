@@ -19,6 +19,7 @@ from ...schema import (
     ACCOUNT_KINDS,
     AMOUNT_MAX_FEN,
     CAP_MAX_FEN,
+    NONE,
     INT64_MAX,
     AccountFlags,
     AccountKind,
@@ -30,8 +31,6 @@ if TYPE_CHECKING:  # (the engine calls these handlers: it is their caller, not t
     from .batch import Engine
 
 INT64_MIN = -INT64_MAX - 1
-#: No index (an unset route, stop or fare version), as in the core.
-NONE = -1
 ACCOUNT_FIELDS = ACCOUNT_DTYPE.names
 
 # How a debit draws a card's purses.

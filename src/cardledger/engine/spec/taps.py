@@ -69,6 +69,7 @@ from . import handlers
 from .fares import FareDiscount, FareStatus, ReferenceEvaluator
 from ...schema import (
     MODE_GATED,
+    NONE,
     MODE_METERED,
     PERIOD_DAY,
     PERIOD_ROLLING_7D,
@@ -90,7 +91,6 @@ if TYPE_CHECKING:
     from .batch import Engine
     from .handlers import Account
 
-NONE = handlers.NONE
 _STATUS_RESULT = {
     FareStatus.UNKNOWN_FARE: Result.FARE_NOT_FOUND,
     FareStatus.UNKNOWN_ROUTE: Result.UNKNOWN_ROUTE,
