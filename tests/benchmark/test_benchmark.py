@@ -234,3 +234,21 @@ def test_a_replay_across_many_batch_files_gives_every_engine_the_same_digests(tm
     assert rows["core-submit"]["peak_ops"] == rows["core"]["peak_ops"] == 12_000
     assert rows["sqlite"]["peak_ops"] == rows["core"]["compared"]["peak_ops"] == 4_500
     assert rows["core-submit"]["peak_s"] > 0 and rows["core"]["total_fen"] == 0
+
+
+def test_the_public_replay_script_gives_the_same_codes_and_balances_applied_or_submitted(tmp_path):
+    """bench/replay.py (for comparing versions) replays a written scenario with the
+    public API only: through apply and through submit it ends with the same result
+    codes and balances."""
+    from cardledger.benchmark import scenario as scenario_mod
+    from cardledger.benchmark import workloads
+
+    directory = tmp_path / "mix"
+    scenario_mod.write(directory, workloads.mix_scenario(2_000, 20_000, 4_096, 3))
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "replay.py")
+    runs = [json.loads(subprocess.run([sys.executable, script, str(directory), *flag], check=True,
+                                      capture_output=True, text=True).stdout)
+            for flag in ([], ["--submit"])]
+    assert runs[0]["ops"] == runs[1]["ops"] == 20_000
+    assert runs[0]["codes_sha256"] == runs[1]["codes_sha256"]
+    assert runs[0]["balances_sha256"] == runs[1]["balances_sha256"]
