@@ -20,11 +20,13 @@ path, under the lock), `cardledger-encode` and `cardledger-store` (the pipeline)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -338,17 +340,10 @@ class Ledger:
             )
         if not 0 <= effective_from_us < 1 << 63:
             raise ValueError(f"effective_from_us must be in [0, 2^63), got {effective_from_us}")
-        try:
-            with store.begin_write() as txn:
-                self._catch_up(txn)
-                self._fares.install(txn, system, int(effective_from_us))
-                self._use_fares(self._engine)
-        except lmdb.Error as e:
-            self._reload_after_failure()
-            raise StorageError(f"fare system not installed: {e}") from e
-        except BaseException:
-            self._reload_after_failure()
-            raise
+        with self._reloading_on_failure("fare system not installed"), store.begin_write() as txn:
+            self._catch_up(txn)
+            self._fares.install(txn, system, int(effective_from_us))
+            self._use_fares(self._engine)
 
     @_locked
     def checkpoint(self) -> None:
@@ -360,7 +355,7 @@ class Ledger:
         store = self._usable()
         if self.readonly:
             raise LedgerReadOnlyError("a readonly ledger cannot write checkpoints")
-        try:
+        with self._reloading_on_failure("checkpoint not written"):
             self._checkpoints.finish(store.env)
             self._begin_transaction()
             with store.begin_write() as txn:
@@ -369,12 +364,6 @@ class Ledger:
                     self._take_snapshot(txn)
             self._committed()
             self._checkpoints.finish(store.env)
-        except lmdb.Error as e:
-            self._reload_after_failure()
-            raise StorageError(f"checkpoint not written: {e}") from e
-        except BaseException:
-            self._reload_after_failure()
-            raise
 
     @_locked
     def backup(self, path: str | os.PathLike[str]) -> None:
@@ -605,6 +594,19 @@ class Ledger:
         except lmdb.Error as e:  # pragma: no cover - disk gone entirely
             self._engine = self._engine_class(self.default_cap_fen)
             raise StorageError(f"cannot reload the ledger after a failed batch: {e}") from e
+
+    @contextlib.contextmanager
+    def _reloading_on_failure(self, what: str) -> Iterator[None]:
+        """Whatever fails inside reloads the engine from disk (it may hold a change that
+        never committed); an LMDB error becomes StorageError("<what>: ...")."""
+        try:
+            yield
+        except lmdb.Error as e:
+            self._reload_after_failure()
+            raise StorageError(f"{what}: {e}") from e
+        except BaseException:
+            self._reload_after_failure()
+            raise
 
     def _catch_up(self, txn: Any) -> None:
         """Bring the engine up to the stored journal (another process may have written)."""
