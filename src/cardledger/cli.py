@@ -1,4 +1,10 @@
-"""The `cardledger` command: `bench` (the city scenario), `demo` and `verify`.
+"""The `cardledger` command (also `python -m cardledger`): `bench` (the city
+scenario), `demo` and `verify`.
+
+Exit codes: 0 done (verify: clean); 1 verify found problems, or the demo's ledger did
+not verify; 2 a bad command line, or a path that is not a ledger; 3 a ledger that
+cannot be read (damaged, or a storage error). Errors are one line on stderr, never a
+traceback.
 
 `cardledger bench` replays the synthetic Harbin morning peak (or, with `--mix`, the
 SPEND/TOPUP mix) through the core, the reference engine and two baselines, each in its
@@ -14,15 +20,20 @@ ledger at the end.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import json
+import os
 import shutil
 import sys
 import tempfile
 import time
+from typing import Any, NoReturn
 
 import numpy as np
 
-from . import IMPLEMENTATION, AccountKind, OpFlags, OpKind, Result, new_ops
+from . import BATCH_OPS_MAX, IMPLEMENTATION, AccountKind, OpFlags, OpKind, Result, new_ops
 from . import open as open_ledger
+from .errors import CorruptionError, StorageError
 
 CLEARING_BANK = 1
 MERCHANT = 2
@@ -30,6 +41,10 @@ OPERATOR_METRO = 3
 PROGRAM_AID = 4
 CARD_BASE = 100_000_000
 T0_US = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC
+#: The demo refers to its first three cards by position (a spender, a lost card, the load's).
+DEMO_CARDS_MIN = 3
+#: Exit codes (see the module docstring).
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
 
 
 class _Ids:
@@ -151,37 +166,97 @@ def demo(cards: int, load_ops: int, batch: int, keep: str | None) -> int:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def verify(path: str) -> int:
-    """Verify the ledger at `path` (opened readonly); return the process exit code."""
-    with open_ledger(path, readonly=True) as led:
-        report = led.verify()
-    print(f"{path}: {'ok' if report.ok else 'FAILED'} ({report.batches} batches, {report.records} records)")
-    for p in report.problems:
-        print("  problem:", p)
-    return 0 if report.ok else 1
+def verify(path: str, as_json: bool = False) -> int:
+    """Verify the ledger at `path` (opened readonly); print the report (as JSON with
+    `as_json`) and return the process exit code."""
+    if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "data.mdb")):
+        what = "no such directory" if not os.path.exists(path) else (
+            "not a directory" if not os.path.isdir(path) else "no ledger in it (no data.mdb)")
+        return _fail(f"verify: {path}: {what}", EXIT_USAGE)
+    try:
+        with open_ledger(path, readonly=True) as led:
+            report = led.verify()
+    except CorruptionError as e:
+        return _fail(f"verify: {path}: unreadable: {e}", EXIT_UNREADABLE)
+    except (StorageError, OSError) as e:
+        return _fail(f"verify: {path}: cannot read it: {e}", EXIT_UNREADABLE)
+    if as_json:
+        print(json.dumps({"path": path, "ok": report.ok, "batches": report.batches, "records": report.records,
+                          "accounts": report.accounts, "problems": report.problems}))
+    else:
+        print(f"{path}: {'ok' if report.ok else 'FAILED'} ({report.batches} batches, {report.records} records)")
+        for p in report.problems:
+            print("  problem:", p)
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def _fail(message: str, code: int) -> int:
+    """Print one line to stderr and return `code`."""
+    print(f"cardledger: {message}", file=sys.stderr)
+    return code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad command line reported as one line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _count(low: int, high: int | None = None) -> Any:
+    """An argparse type: an int in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            bound = f"at least {low:,}" if high is None else f"in {low:,}..{high:,}"
+            raise argparse.ArgumentTypeError(f"{value:,} is out of range: it must be {bound}")
+        return value
+
+    return parse
+
+
+def _version() -> str:
+    try:
+        version = importlib.metadata.version("cardledger")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - not installed
+        version = "unknown"
+    return f"cardledger {version} ({IMPLEMENTATION} engine)"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `cardledger` command."""
-    parser = argparse.ArgumentParser(prog="cardledger", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="run the main job on a temporary ledger")
-    d.add_argument("--cards", type=int, default=200_000)
-    d.add_argument("--ops", type=int, default=2_000_000, help="SPEND/TOPUP ops in the load phase")
-    d.add_argument("--batch", type=int, default=8_192)
-    d.add_argument("--keep", metavar="DIR", help="write the ledger to DIR and keep it")
-    v = sub.add_parser("verify", help="verify a ledger directory")
-    v.add_argument("path")
-    from .benchmark import runner
+    parser = _Parser(prog="cardledger", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version(), help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    d = sub.add_parser("demo", help="walk through a card's life, then a SPEND/TOPUP load, on a temporary ledger")
+    d.add_argument("--cards", type=_count(DEMO_CARDS_MIN), default=200_000,
+                   help=f"cards to open (default 200,000; at least {DEMO_CARDS_MIN})")
+    d.add_argument("--ops", type=_count(0), default=2_000_000, help="SPEND/TOPUP ops in the load phase (default 2,000,000)")
+    d.add_argument("--batch", type=_count(1, BATCH_OPS_MAX), default=8_192,
+                   help=f"ops per batch in the load phase (default 8,192; at most {BATCH_OPS_MAX:,})")
+    d.add_argument("--keep", metavar="DIR",
+                   help="write the demo's ledger to DIR (new or empty) and keep it, instead of a temporary one")
+    v = sub.add_parser("verify", help="verify a ledger directory (exit 0 clean, 1 problems, 2 not a ledger, 3 unreadable)")
+    v.add_argument("path", help="the ledger's directory")
+    v.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    from .benchmark import runner  # (the harness is large: loaded for this command only)
 
     b = sub.add_parser("bench", help="replay the Harbin peak (or --mix, --tigerbeetle) through the core and the baselines")
     runner.add_arguments(b)
     args = parser.parse_args(argv)
     if args.command == "demo":
+        if args.keep is not None and os.path.exists(args.keep) and (
+                not os.path.isdir(args.keep) or os.listdir(args.keep)):
+            return _fail(f"demo: --keep {args.keep}: not a new or empty directory; the demo writes demo money, "
+                         "so it never writes into an existing ledger", EXIT_USAGE)
         return demo(args.cards, args.ops, args.batch, args.keep)
     if args.command == "bench":
         return runner.dispatch(args)
-    return verify(args.path)
+    return verify(args.path, args.json)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,7 @@
+"""`python -m cardledger`: the `cardledger` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
