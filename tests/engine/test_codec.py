@@ -14,7 +14,6 @@ from cardledger.engine.spec import batch as reference
 from cardledger.engine.spec import codec
 from cardledger.errors import CorruptionError
 from cardledger.schema import JOURNAL_DTYPE
-from cardledger.schema import JOURNAL_DTYPE
 
 core = pytest.importorskip("cardledger._core")
 

@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from .config import FareConfig, check_config_against_feed, load_config
-from .errors import ConfigError, UnknownFareError
 from ..engine.select import CYTHON, IMPLEMENTATION, evaluator_for
 from ..engine.spec.fares import FareDiscount, FareStatus, ReferenceEvaluator
+from ..schema import US_PER_S
+from .config import FareConfig, check_config_against_feed, load_config
+from .errors import ConfigError, UnknownFareError
 from .gtfs import load_feed
 from .model import Feed
-from .tables import US_PER_S, FareTables, compile_feed
+from .tables import FareTables, compile_feed
 from .timezones import TIMEZONES_FILE, Transitions, decode_timezones, encode_timezones
 
 #: The config file that sits beside a feed's .txt files.

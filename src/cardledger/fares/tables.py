@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..schema import AMOUNT_MAX_FEN, NO_PRICE, NONE, S_PER_DAY, US_PER_S  # (schema's: the engines read them too)
+from ..schema import AMOUNT_MAX_FEN, NO_PRICE, NONE  # (schema's: the engines read them too)
 from .config import FareConfig
 from .model import Feed
 from .timezones import Transitions, tz_transitions

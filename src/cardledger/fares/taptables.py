@@ -21,14 +21,14 @@ from ..schema import (  # (the modes and periods are schema's: the engines read 
     FARE_TIERS_MAX,
     INT64_MAX,
     MODE_GATED,
-    MODE_JOURNEY,
     MODE_METERED,
     PERIOD_DAY,
     PERIOD_MONTH,
     PERIOD_ROLLING_7D,
     PERIOD_WEEK,
+    US_PER_S,
 )
-from .tables import US_PER_S, FareTables
+from .tables import FareTables
 
 if TYPE_CHECKING:  # (FareSystem sits above the engines that use these tables)
     from .system import FareSystem
