@@ -43,14 +43,12 @@ from .errors import (
     LedgerClosedError,
     LedgerError,
     LedgerReadOnlyError,
-    SchemaError,
     StorageError,
 )
 from .fares.system import FareSystem
 from .queries import AccountInfo
 from .schema import (
     ACCOUNT_DTYPE,
-    BATCH_OPS_MAX,
     CHECKPOINT_OPS_DEFAULT,
     DEFAULT_CASH_CAP_FEN,
     JOURNEY_DTYPE,
@@ -60,6 +58,7 @@ from .schema import (
     TAP_HORIZON_NONE,
     OpKind,
     Result,
+    check_batch,
 )
 from .store.checkpoints import CheckpointFileGone, CheckpointWriter, decode_stored_desc, read_named_checkpoint
 from .store.datafile import DataFileExtender
@@ -285,7 +284,7 @@ class Ledger:
         """
         self._usable()
         self._check_writable()
-        ops = _check_batch(ops)
+        ops = check_batch(ops)
         if len(ops) == 0:
             return np.zeros(0, dtype=RESULT_DTYPE)
         return self._apply_retrying(ops)
@@ -842,7 +841,7 @@ class Ledger:
     def _submit(self, ops: np.ndarray, wait: bool) -> Future[np.ndarray] | None:
         self._check_open()
         self._check_writable()
-        ops = _check_batch(ops)
+        ops = check_batch(ops)
         if self._pipeline is not None and self._pipeline.owns_current_thread():
             _refuse_in_pipeline_thread()
         if not wait:
@@ -870,11 +869,7 @@ class Ledger:
                 self._settle()
             if not self._can_pipeline(taps):
                 self._settle()
-                try:
-                    future.set_result(self._apply_retrying(ops))
-                except BaseException as e:
-                    future.set_exception(e)
-                return future
+                return self._apply_into(future, ops)
             if self._pipeline is None:
                 self._pipeline = CommitPipeline(self._encode_staged, self._commit_pipelined, self._repair_soon)
             engine = self._engine
@@ -894,11 +889,7 @@ class Ledger:
                 # a journal record that will never exist). The failed batches were
                 # re-applied by _settle; this one is applied the same way, on the
                 # reloaded state, where a genuine error raises again.
-                try:
-                    future.set_result(self._apply_retrying(ops))
-                except BaseException as e:
-                    future.set_exception(e)
-                return future
+                return self._apply_into(future, ops)
             except BaseException:
                 self._settle()
                 self._reload_after_failure()
@@ -914,6 +905,14 @@ class Ledger:
             elif staged.journal is not None and self._flush_due():
                 staged.flush = self._ids.prepare_flush(engine)
             self._pipeline.push(staged)
+        return future
+
+    def _apply_into(self, future: Future, ops: np.ndarray) -> Future:
+        """Apply a submitted batch synchronously; its results (or error) resolve `future`."""
+        try:
+            future.set_result(self._apply_retrying(ops))
+        except BaseException as e:
+            future.set_exception(e)
         return future
 
     def _may_submit_now(self, ops: np.ndarray) -> bool:
@@ -1029,18 +1028,3 @@ def _refuse_in_pipeline_thread() -> None:
 
 class _StagedOnStaleState(LedgerError):
     """A staged batch was computed on state another writer changed meanwhile."""
-
-
-def _check_batch(ops: Any) -> np.ndarray:
-    """The ops array, checked for shape and dtype (SchemaError otherwise)."""
-    if not isinstance(ops, np.ndarray):
-        raise SchemaError(f"ops must be a numpy array of dtype cardledger.OP_DTYPE, got {type(ops).__name__}: build it with cardledger.new_ops(n)")
-    if ops.dtype != OP_DTYPE:
-        raise SchemaError(f"ops has dtype {ops.dtype}, expected cardledger.OP_DTYPE: build it with cardledger.new_ops(n)")
-    if ops.ndim != 1:
-        raise SchemaError(f"ops must be one-dimensional, got shape {ops.shape}")
-    if not ops.flags.c_contiguous:
-        raise SchemaError("ops must be C-contiguous (a slice with a step is not): pass np.ascontiguousarray(ops)")
-    if len(ops) > BATCH_OPS_MAX:
-        raise SchemaError(f"batch of {len(ops)} ops exceeds BATCH_OPS_MAX={BATCH_OPS_MAX}: split it")
-    return ops

@@ -9,8 +9,11 @@ two layouts match byte for byte.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import numpy as np
+
+from .errors import SchemaError
 
 # ---------------------------------------------------------------------------
 # Enums
@@ -345,3 +348,19 @@ def new_ops(n: int) -> np.ndarray:
     if n < 0:
         raise ValueError(f"new_ops: n must be >= 0, got {n}")
     return np.zeros(n, dtype=OP_DTYPE)
+
+
+def check_batch(ops: Any) -> np.ndarray:
+    """`ops`, once it is a batch the ledger takes: a 1-D C-contiguous array of OP_DTYPE of
+    at most BATCH_OPS_MAX ops; SchemaError (saying what to do) otherwise."""
+    if not isinstance(ops, np.ndarray):
+        raise SchemaError(f"ops must be a numpy array of dtype cardledger.OP_DTYPE, got {type(ops).__name__}: build it with cardledger.new_ops(n)")
+    if ops.dtype != OP_DTYPE:
+        raise SchemaError(f"ops has dtype {ops.dtype}, expected cardledger.OP_DTYPE: build it with cardledger.new_ops(n)")
+    if ops.ndim != 1:
+        raise SchemaError(f"ops must be one-dimensional, got shape {ops.shape}")
+    if not ops.flags.c_contiguous:
+        raise SchemaError("ops must be C-contiguous (a slice with a step is not): pass np.ascontiguousarray(ops)")
+    if len(ops) > BATCH_OPS_MAX:
+        raise SchemaError(f"batch of {len(ops)} ops exceeds BATCH_OPS_MAX={BATCH_OPS_MAX}: split it")
+    return ops

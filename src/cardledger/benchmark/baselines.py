@@ -47,12 +47,11 @@ import numpy as np
 
 from ..engine.spec import batch as reference
 from ..engine.spec import taps as reference_taps
-from ..errors import SchemaError
 from ..fares import FareSystem
 from ..fares.taptables import TapTables, compile_taps
 from ..schema import (
+    check_batch,
     ACCOUNT_DTYPE,
-    BATCH_OPS_MAX,
     JOURNAL_DTYPE,
     JOURNEY_DTYPE,
     OP_DTYPE,
@@ -143,19 +142,6 @@ def _account_bytes(a: Any) -> bytes:
         a.id, a.kind, a.flags, a.category, a.reserved, a.cap_fen, a.cash_fen, a.subsidy_fen,
         a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, a.last_journal_seq,
     )  # fmt: skip
-
-
-def _check_batch(ops: Any) -> None:
-    """The ledger's checks of a batch (Ledger.apply): SchemaError when it would refuse it."""
-    if not isinstance(ops, np.ndarray) or ops.dtype != OP_DTYPE:
-        raise SchemaError(f"ops must be a numpy array of dtype OP_DTYPE, got {type(ops).__name__} "
-                          f"of {getattr(ops, 'dtype', None)}")  # fmt: skip
-    if ops.ndim != 1:
-        raise SchemaError(f"ops must be one-dimensional, got shape {ops.shape}")
-    if not ops.flags.c_contiguous:
-        raise SchemaError("ops must be C-contiguous: pass np.ascontiguousarray(ops)")
-    if len(ops) > BATCH_OPS_MAX:
-        raise SchemaError(f"batch of {len(ops)} ops exceeds BATCH_OPS_MAX={BATCH_OPS_MAX}: split it")
 
 
 class _Rows(reference.Engine):
@@ -487,7 +473,7 @@ class SqliteBaseline(_Baseline):
 
     def apply(self, ops: np.ndarray) -> np.ndarray:
         """Apply a batch in one durable transaction; one RESULT_DTYPE record per op."""
-        _check_batch(ops)
+        check_batch(ops)
         if len(ops) == 0:
             return np.zeros(0, dtype=RESULT_DTYPE)
         db = self._live()
@@ -607,7 +593,7 @@ class LmdbBaseline(_Baseline):
 
     def apply(self, ops: np.ndarray) -> np.ndarray:
         """Apply a batch in one durable write transaction; one RESULT_DTYPE record per op."""
-        _check_batch(ops)
+        check_batch(ops)
         if len(ops) == 0:
             return np.zeros(0, dtype=RESULT_DTYPE)
         start_seq = self.journal_seq
