@@ -124,7 +124,7 @@ def main() -> int:
     if a.loop is None:
         a.loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     per = max(1, a.ops // a.submitters)
-    with cardledger.open(tempfile.mkdtemp(prefix="cardledger-gc-")) as led:
+    with cardledger.open(tempfile.mkdtemp(prefix="cardledger-gc-"), create=True) as led:
         setup(led)
         with Committer(led, linger_us=a.linger_us, batch_ops_max=a.batch_ops_max) as committer:
             t, cpu = time.perf_counter(), time.process_time()

@@ -48,7 +48,7 @@ def build(path: str, cards: int, entries: int) -> None:
         ops["time_us"] = 1_767_225_600_000_000 + seq
         return ops
 
-    with cardledger.open(path) as led:
+    with cardledger.open(path, create=True) as led:
         led.apply(batch(OpKind.OPEN, np.array([1, 2]), 0, 0, np.array([AccountKind.CLEARING, AccountKind.MERCHANT])))
         ids = np.arange(CARD_BASE, CARD_BASE + cards, dtype=np.uint64)
         for lo in range(0, cards, 65_536):

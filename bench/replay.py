@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_n = int(manifest["setup_batches"])
     work = tempfile.mkdtemp(prefix="cardledger-replay-")
     try:
-        led = cardledger.open(os.path.join(work, "ledger"))
+        led = cardledger.open(os.path.join(work, "ledger"), create=True)
         led.install_fares(FareSystem.harbin(), 0)  # (a city's taps need it; the mix ignores it)
         codes = hashlib.sha256()
         for ops in batches[:setup_n]:

@@ -64,7 +64,7 @@ def _open(engine: str, path: Path) -> tuple[Any, str]:
     implementation = str(getattr(cardledger, "IMPLEMENTATION", "unknown"))
     if implementation != "cython":
         warnings.warn(f"'core' is cardledger.IMPLEMENTATION={implementation!r}, not the Cython core")
-    return cardledger.open(str(path)), implementation
+    return cardledger.open(str(path), create=True), implementation
 
 
 @pytest.fixture(scope="module")
@@ -151,12 +151,12 @@ class LedgerUnderTest:
     def __init__(self, cardledger: Any, path: Path) -> None:
         self.cardledger = cardledger
         self.path = path
-        self.led = cardledger.open(str(path))
+        self.led = cardledger.open(str(path), create=True)
         self.implementation = str(getattr(cardledger, "IMPLEMENTATION", "unknown"))
 
     def reopen(self) -> None:
         self.led.close()
-        self.led = self.cardledger.open(str(self.path))
+        self.led = self.cardledger.open(str(self.path), create=True)
 
     def close(self) -> None:
         self.led.close()

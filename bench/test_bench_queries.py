@@ -50,14 +50,14 @@ class LedgerUnderTest:
     def __init__(self, cardledger: Any, path: Path) -> None:
         self.cardledger = cardledger
         self.path = path
-        self.led = cardledger.open(str(path))
+        self.led = cardledger.open(str(path), create=True)
         self.implementation = str(getattr(cardledger, "IMPLEMENTATION", "unknown"))
         self.journal_records = 0
         self.tail_records = 0
 
     def reopen(self) -> None:
         self.led.close()
-        self.led = self.cardledger.open(str(self.path))
+        self.led = self.cardledger.open(str(self.path), create=True)
 
 
 def _statement_ops(batch_no: int, after_time_us: int) -> np.ndarray:
@@ -140,7 +140,7 @@ def test_reopen(benchmark: Any, ledger: LedgerUnderTest) -> None:
             opened.pop().close()
 
     def reopen() -> Any:
-        led = ledger.cardledger.open(str(ledger.path))
+        led = ledger.cardledger.open(str(ledger.path), create=True)
         opened.append(led)
         return led
 
@@ -150,5 +150,5 @@ def test_reopen(benchmark: Any, ledger: LedgerUnderTest) -> None:
         assert led.balance(STATEMENT_CARD) > 0
     finally:
         close_previous()
-        ledger.led = ledger.cardledger.open(str(ledger.path))
+        ledger.led = ledger.cardledger.open(str(ledger.path), create=True)
     _info(benchmark, ledger, calls_per_round=1, tail_records=ledger.tail_records)

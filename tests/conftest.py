@@ -19,7 +19,7 @@ def ledger_path(tmp_path):
 @pytest.fixture
 def led(ledger_path):
     """An open, empty ledger, closed after the test."""
-    with cardledger.open(ledger_path) as ledger:
+    with cardledger.open(ledger_path, create=True) as ledger:
         yield ledger
 
 

@@ -154,7 +154,7 @@ class Connection(asyncio.Protocol):
 
 async def serve_forever(ledger_path: str, host: str, port: int, ready=None) -> None:
     """Run the gateway until cancelled."""
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         gateway = Gateway(led)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(gateway.connection, host, port)

@@ -1,10 +1,10 @@
 """The `cardledger` command (also `python -m cardledger`): `bench` (the city
-scenario), `demo` and `verify`.
+scenario), `demo`, `verify`, `backup` and `recover`.
 
-Exit codes: 0 done (verify: clean); 1 verify found problems, or the demo's ledger did
-not verify; 2 a bad command line, or a path that is not a ledger; 3 a ledger that
-cannot be read (damaged, or a storage error). Errors are one line on stderr, never a
-traceback.
+Exit codes: 0 done (verify: clean; recover: nothing lost); 1 verify found problems,
+recover lost a journal range, or the demo's ledger did not verify; 2 a bad command
+line, or a path that is not a ledger; 3 a ledger that cannot be read (or salvaged),
+or a storage error. Errors are one line on stderr, never a traceback.
 
 `cardledger bench` replays the synthetic Harbin morning peak (or, with `--mix`, the
 SPEND/TOPUP mix) through the core, the reference engine and two baselines, each in its
@@ -33,7 +33,9 @@ import numpy as np
 
 from . import BATCH_OPS_MAX, IMPLEMENTATION, AccountKind, OpFlags, OpKind, Result, new_ops
 from . import open as open_ledger
-from .errors import CorruptionError, StorageError
+from .errors import CorruptionError, NotALedgerError, StorageError
+from .recover import recover
+from .verify import inspect
 
 CLEARING_BANK = 1
 MERCHANT = 2
@@ -87,7 +89,7 @@ def demo(cards: int, load_ops: int, batch: int, keep: str | None) -> int:
     rng = np.random.default_rng(2026)
     card_ids = np.arange(CARD_BASE, CARD_BASE + cards, dtype=np.uint64)
     try:
-        with open_ledger(path) as led:
+        with open_ledger(path, create=True) as led:
             sys_accounts = _batch(
                 ids, 1, OpKind.OPEN, [CLEARING_BANK, MERCHANT, OPERATOR_METRO, PROGRAM_AID],
                 account_kind=[AccountKind.CLEARING, AccountKind.MERCHANT, AccountKind.OPERATOR, AccountKind.PROGRAM],
@@ -166,28 +168,95 @@ def demo(cards: int, load_ops: int, batch: int, keep: str | None) -> int:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def _not_a_ledger(command: str, path: str) -> int | None:
+    """Exit 2 with a message if `path` is not a ledger directory; None if it may be."""
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "data.mdb")):
+        return None
+    what = "no such directory" if not os.path.exists(path) else (
+        "not a directory" if not os.path.isdir(path) else "no ledger in it (no data.mdb)")
+    return _fail(f"{command}: {path}: {what}", EXIT_USAGE)
+
+
 def verify(path: str, as_json: bool = False) -> int:
-    """Verify the ledger at `path` (opened readonly); print the report (as JSON with
-    `as_json`) and return the process exit code."""
-    if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "data.mdb")):
-        what = "no such directory" if not os.path.exists(path) else (
-            "not a directory" if not os.path.isdir(path) else "no ledger in it (no data.mdb)")
-        return _fail(f"verify: {path}: {what}", EXIT_USAGE)
+    """Inspect the ledger at `path` read-only (`cardledger.inspect`: a damaged ledger
+    is reported, not refused); print the report (as JSON with `as_json`) and return
+    the process exit code."""
+    bad = _not_a_ledger("verify", path)
+    if bad is not None:
+        return bad
     try:
-        with open_ledger(path, readonly=True) as led:
-            report = led.verify()
+        report = inspect(path)
+    except NotALedgerError as e:
+        return _fail(f"verify: {path}: {e}", EXIT_USAGE)
     except CorruptionError as e:
         return _fail(f"verify: {path}: unreadable: {e}", EXIT_UNREADABLE)
     except (StorageError, OSError) as e:
         return _fail(f"verify: {path}: cannot read it: {e}", EXIT_UNREADABLE)
     if as_json:
-        print(json.dumps({"path": path, "ok": report.ok, "batches": report.batches, "records": report.records,
-                          "accounts": report.accounts, "problems": report.problems}))
+        print(json.dumps({"path": path, **report.as_dict()}))
     else:
-        print(f"{path}: {'ok' if report.ok else 'FAILED'} ({report.batches} batches, {report.records} records)")
+        print(f"{path}: {'ok' if report.ok else 'FAILED'} ({report.batches} batches, {report.records} records "
+              f"verified; journal head {'unreadable' if report.journal_head is None else report.journal_head})")
         for p in report.problems:
             print("  problem:", p)
     return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def recover_command(source: str, dest: str, as_json: bool = False) -> int:
+    """Salvage the intact journal prefix of the ledger at `source` into a new ledger
+    at `dest` (`cardledger.recover`); print what was recovered and what was lost.
+    Exit 0 when nothing was lost, 1 when a journal range was lost."""
+    bad = _not_a_ledger("recover", source)
+    if bad is not None:
+        return bad
+    if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
+        return _fail(f"recover: {dest}: not a new or empty directory; recover never writes into an existing one",
+                     EXIT_USAGE)
+    try:
+        report = recover(source, dest)
+    except NotALedgerError as e:
+        return _fail(f"recover: {source}: {e}", EXIT_USAGE)
+    except CorruptionError as e:
+        return _fail(f"recover: {source}: cannot salvage: {e}", EXIT_UNREADABLE)
+    except (StorageError, OSError) as e:
+        return _fail(f"recover: {e}", EXIT_UNREADABLE)
+    lost = report.lost
+    if as_json:
+        print(json.dumps({"source": source, "dest": dest, **report.as_dict()}))
+    else:
+        print(f"{dest}: a new ledger with journal records 1..{report.recovered_seq} "
+              f"({report.batches} batches) from {source}")
+        if lost is None:
+            print("  nothing lost")
+        else:
+            end = "the journal's unreadable end" if lost[1] is None else str(lost[1])
+            print(f"  LOST: journal records {lost[0]}..{end}; terminals re-send their ops "
+                  "(see docs/operations.md, 'Salvage')")
+        for p in report.problems:
+            print("  found:", p)
+    return EXIT_OK if lost is None else EXIT_PROBLEMS
+
+
+def backup_command(source: str, dest: str) -> int:
+    """Write a hot, consistent copy of the ledger at `source` to `dest` (new or empty),
+    as `Ledger.backup` does; writers may keep running."""
+    bad = _not_a_ledger("backup", source)
+    if bad is not None:
+        return bad
+    if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
+        return _fail(f"backup: {dest}: not a new or empty directory", EXIT_USAGE)
+    try:
+        with open_ledger(source, readonly=True) as led:
+            led.backup(dest)
+            seq = led.journal_seq
+    except NotALedgerError as e:
+        return _fail(f"backup: {source}: {e}", EXIT_USAGE)
+    except CorruptionError as e:
+        return _fail(f"backup: {source}: unreadable: {e}", EXIT_UNREADABLE)
+    except (StorageError, OSError) as e:
+        return _fail(f"backup: {e}", EXIT_UNREADABLE)
+    print(f"{dest}: a copy of {source} as of journal_seq {seq} or later; check it with: cardledger verify {dest}")
+    return EXIT_OK
 
 
 def _fail(message: str, code: int) -> int:
@@ -240,9 +309,18 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"ops per batch in the load phase (default 8,192; at most {BATCH_OPS_MAX:,})")
     d.add_argument("--keep", metavar="DIR",
                    help="write the demo's ledger to DIR (new or empty) and keep it, instead of a temporary one")
-    v = sub.add_parser("verify", help="verify a ledger directory (exit 0 clean, 1 problems, 2 not a ledger, 3 unreadable)")
+    v = sub.add_parser("verify", help="inspect a ledger directory read-only and report every problem "
+                                      "(exit 0 clean, 1 problems, 2 not a ledger, 3 unreadable)")
     v.add_argument("path", help="the ledger's directory")
     v.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    r = sub.add_parser("recover", help="build a new ledger from the intact prefix of a damaged ledger's journal "
+                                       "(exit 0 nothing lost, 1 a range lost, 2 bad arguments, 3 nothing salvageable)")
+    r.add_argument("path", help="the damaged ledger's directory (only read)")
+    r.add_argument("dest", help="a new or empty directory for the recovered ledger")
+    r.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    k = sub.add_parser("backup", help="write a hot, consistent copy of a ledger (writers may keep running)")
+    k.add_argument("path", help="the ledger's directory")
+    k.add_argument("dest", help="a new or empty directory for the copy")
     from .benchmark import runner  # (the harness is large: loaded for this command only)
 
     b = sub.add_parser("bench", help="replay the Harbin peak (or --mix, --tigerbeetle) through the core and the baselines")
@@ -256,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
         return demo(args.cards, args.ops, args.batch, args.keep)
     if args.command == "bench":
         return runner.dispatch(args)
+    if args.command == "recover":
+        return recover_command(args.path, args.dest, args.json)
+    if args.command == "backup":
+        return backup_command(args.path, args.dest)
     return verify(args.path, args.json)
 
 

@@ -37,3 +37,7 @@ class StorageError(LedgerError, OSError):
 
 class CorruptionError(LedgerError, RuntimeError):
     """Stored data failed a checksum, the hash chain or a replay check."""
+
+
+class NotALedgerError(CorruptionError):
+    """The directory holds an LMDB environment that is not a cardledger ledger."""

@@ -60,7 +60,13 @@ from .schema import (
     Result,
     check_batch,
 )
-from .store.checkpoints import CheckpointFileGone, CheckpointWriter, decode_stored_desc, read_named_checkpoint
+from .store.checkpoints import (
+    CheckpointFileGone,
+    CheckpointWriter,
+    decode_stored_desc,
+    is_checkpoint_file_name,
+    read_named_checkpoint,
+)
 from .store.datafile import DataFileExtender
 from .store.env import DURABILITY_MODES, LMDB_CORRUPTION_ERRORS, LOAD_RETRIES_MAX, Store
 from .store.fares import FareVersions
@@ -92,9 +98,16 @@ def open(  # noqa: A001 - the pinned public name
     checkpoint_ops: int = CHECKPOINT_OPS_DEFAULT,
     engine: str | None = None,
     durability: str = "full",
+    create: bool = False,
 ) -> "Ledger":
-    """Open (or create) the ledger in directory `path` and return a Ledger.
+    """Open the ledger in directory `path` and return a Ledger.
 
+    A missing ledger is FileNotFoundError unless create=True: then directory `path`
+    (whose parent must exist) is made if missing, and a new ledger is created in it
+    if it holds none. Creating is explicit so that a mistyped path fails instead of
+    quietly starting an empty ledger. A directory holding other files and no ledger
+    is refused (ValueError), as is one holding checkpoint files without their
+    data.mdb (CorruptionError: a ledger that lost its data file).
     readonly=True opens an existing ledger for queries only; it reads committed
     state while a writer runs and never waits for it. `default_cap_fen` is the cash
     purse cap of cards opened with limit_fen=0 (fixed when the ledger is created).
@@ -109,7 +122,36 @@ def open(  # noqa: A001 - the pinned public name
         checkpoint_ops=checkpoint_ops,
         engine=engine,
         durability=durability,
+        create=create,
     )
+
+
+def _make_ledger_directory(path: str) -> None:
+    """Make directory `path` for a new ledger (its parent must exist), or check that
+    the existing one holds no files a ledger does not write."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(
+            f"cannot create a ledger at {path!r}: its parent directory {parent!r} does not exist "
+            "(a ledger directory is made, never a whole tree: create the parent first)"
+        )
+    try:
+        os.mkdir(path)
+        return
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise NotADirectoryError(f"cannot create a ledger at {path!r}: it is a file") from None
+    names = set(os.listdir(path))
+    if any(is_checkpoint_file_name(n) for n in names):
+        raise CorruptionError(
+            f"{path!r} holds checkpoint files but no data.mdb: a ledger that lost its data file; "
+            "restore it from a backup instead of creating a new one here"
+        )
+    if names - {"lock.mdb"}:
+        raise ValueError(
+            f"cannot create a ledger in {path!r}: it is not empty and holds no ledger "
+            f"({', '.join(sorted(names)[:5])}{'…' if len(names) > 5 else ''}); give a new or empty directory"
+        )
 
 
 def _locked(method: Any) -> Any:
@@ -138,6 +180,7 @@ class Ledger:
         checkpoint_ops: int = CHECKPOINT_OPS_DEFAULT,
         engine: str | None = None,
         durability: str = "full",
+        create: bool = False,
     ) -> None:
         self._lock = threading.RLock()
         if durability not in DURABILITY_MODES:
@@ -169,10 +212,15 @@ class Ledger:
         #: Set once a pipelined commit met another writer's batch: from then on every
         #: batch is applied synchronously (writers in several processes serialise).
         self._pipeline_off = False
-        if readonly and not os.path.exists(os.path.join(self.path, "data.mdb")):
-            raise FileNotFoundError(f"no ledger at {self.path!r}: open it once with readonly=False to create it")
-        if not readonly:
-            os.makedirs(self.path, exist_ok=True)
+        if readonly and create:
+            raise ValueError("create=True needs readonly=False: a readonly ledger cannot be created")
+        if not os.path.exists(os.path.join(self.path, "data.mdb")):
+            if not create:
+                raise FileNotFoundError(
+                    f"no ledger at {self.path!r}: pass create=True to create one"
+                    + (" (readonly=False)" if readonly else "")
+                )
+            _make_ledger_directory(self.path)
         store = self._store = Store(self.path, readonly, durability, self._codec)
         self._decoded = DecodedBatches(self._codec)
         self._ids = IdIndex(self._codec, store.state_db, store.ids_db, store.ids_late_db, store.journal_db,

@@ -1,4 +1,5 @@
-"""`Ledger.verify`: walk the whole journal, replay it, and compare with what is stored.
+"""`Ledger.verify` and `inspect`: walk the whole journal, replay it, and compare with
+what is stored.
 
 Checks the hash chain and every record's encoding, replays the journal into a fresh
 engine and compares it with the checkpoint file, the id state and the live state, and
@@ -8,60 +9,146 @@ Reports every problem it finds instead of stopping at the first.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import lmdb
 import numpy as np
 
-from .errors import CorruptionError
-from .schema import AccountFlags, AccountKind
-from .store.checkpoints import decode_stored_desc, read_checkpoint_file
+from .errors import CorruptionError, LedgerError, StorageError
+from .schema import CHECKPOINT_OPS_DEFAULT, AccountFlags, AccountKind
+from .store.checkpoints import checkpoint_file_name, decode_stored_desc, read_checkpoint_file
+from .store.env import LMDB_CORRUPTION_ERRORS, Store
 from .store.ids import decode_ids_state, read_checked_merge
-from .store.journal import GENESIS_HASH
+from .store.journal import GENESIS_HASH, decode_batch
+from .store.keys import KEY
 
 
 @dataclass
 class VerifyReport:
-    """What `Ledger.verify` found; `ok` is true when `problems` is empty."""
+    """What a verify found; `ok` is true when `problems` is empty.
+
+    Each problem is one line naming where it is: a journal batch (by its journal_seq
+    range), the checkpoint (by its journal_seq), the id state, an account's
+    invariant. `intact_seq` is the last journal_seq through which the journal's hash
+    chain holds and replays; `journal_head` the last journal_seq stored (None when
+    the journal's end cannot be read). When they differ, the records between them
+    are lost to verification: `cardledger recover` salvages the intact prefix.
+    """
 
     problems: list[str] = field(default_factory=list)
     batches: int = 0
     records: int = 0
     accounts: int = 0
+    intact_seq: int = 0
+    journal_head: int | None = 0
 
     @property
     def ok(self) -> bool:
         """True when no problem was found."""
         return not self.problems
 
+    def as_dict(self) -> dict[str, Any]:
+        """The report as plain data (what `cardledger verify --json` prints)."""
+        return {"ok": self.ok, "batches": self.batches, "records": self.records, "accounts": self.accounts,
+                "intact_seq": self.intact_seq, "journal_head": self.journal_head, "problems": list(self.problems)}
+
 
 def verify(store: Any, txn: Any, fresh: Any, live: Any, checkpoint_ops: int) -> VerifyReport:
     """Verify the ledger in `store` as of read transaction `txn`: replay its journal
     into `fresh` (a new engine with the fare versions installed) and compare with the
-    stored checkpoint and id state and with `live` (the ledger's engine, up to date)."""
+    stored checkpoint and id state and, unless `live` is None (a ledger inspected
+    without being opened: `inspect`), with `live` (the ledger's engine, up to date).
+
+    Never stops at the first problem: a damaged batch ends the replay (what follows
+    it cannot be checked) but the rest of the journal is still walked to find its end,
+    and the checkpoint, the id state and the invariants are still checked."""
     report = VerifyReport()
     codec, state = store.codec, store.state_db
     desc, ckpt_arrays, ids_upto, ids_sources = None, None, 0, None
     try:
         desc = decode_stored_desc(txn, state)
-        if desc is not None:
-            ckpt_arrays = read_checkpoint_file(codec, store.path, desc)
-        ids_upto, ids_sources = decode_ids_state(lambda k: txn.get(k, db=state))
-    except (CorruptionError, OSError) as e:
+    except CorruptionError as e:
         report.problems.append(f"checkpoint: {e}")
+    if desc is not None:
+        try:
+            ckpt_arrays = read_checkpoint_file(codec, store.path, desc)
+        except FileNotFoundError:
+            report.problems.append(f"checkpoint at {desc.journal_seq}: its file "
+                                   f"{checkpoint_file_name(desc.journal_seq)} is missing")
+        except (CorruptionError, OSError, ValueError) as e:
+            report.problems.append(f"checkpoint at {desc.journal_seq}: {e}")
+    try:
+        ids_upto, ids_sources = decode_ids_state(lambda k: txn.get(k, db=state))
+    except CorruptionError as e:
+        report.problems.append(f"id state: {e}")
     try:
         read_checked_merge(codec, txn, state)
     except CorruptionError as e:
-        report.problems.append(str(e))
+        report.problems.append(f"id log: {e}")
+    intact = _walk_journal(report, store, txn, fresh, checkpoint_ops, desc, ckpt_arrays, ids_upto, ids_sources)
+    replayed = fresh.export_checkpoint()
+    if live is None:
+        exported = replayed
+    else:
+        exported = live.export_checkpoint()
+        if intact and not report.problems:
+            if exported[0].tobytes() != replayed[0].tobytes():
+                report.problems.append("account state differs from the replay of the journal")
+            if exported[2].tobytes() != replayed[2].tobytes():
+                report.problems.append("pending holds differ from the replay of the journal")
+            if not np.array_equal(exported[1][["source", "last_seq"]], replayed[1][["source", "last_seq"]]):
+                report.problems.append("per-source idempotency state differs from the replay of the journal")
+            if live.export_journeys().tobytes() != fresh.export_journeys().tobytes():
+                report.problems.append("cards' fare state differs from the replay of the journal")
+    if desc is not None and desc.journal_seq > report.intact_seq:
+        report.problems.append(f"checkpoint at {desc.journal_seq} lies past the intact journal (which ends at "
+                               f"{report.intact_seq}): it could not be compared with a replay")
+    report.problems.extend(invariant_problems(exported[0], exported[2]))
+    report.accounts = len(exported[0])
+    return report
+
+
+def _walk_journal(report: VerifyReport, store: Any, txn: Any, fresh: Any, checkpoint_ops: int, desc: Any,
+                  ckpt_arrays: tuple | None, ids_upto: int, ids_sources: np.ndarray | None) -> bool:
+    """Walk the journal from its first batch, replaying into `fresh` while the hash
+    chain holds; record the problems and the intact prefix in `report`. Returns
+    whether the whole journal is intact."""
+    codec = store.codec
+    prev_hash, expected_first = GENESIS_HASH, 1
+    broken_at: int | None = None  # journal_seq the damage starts at
+    last_key_seq = 0
+    cur = txn.cursor(db=store.journal_db)
     try:
-        for batch in store.iter_batches(txn, 0, GENESIS_HASH):
-            report.batches += 1
-            report.records += len(batch.records)
+        for key, value in cur:
+            key_seq = KEY.unpack(bytes(key))[0] if len(key) == KEY.size else None
+            if key_seq is None:
+                report.problems.append(f"journal: a key of {len(key)} bytes ({bytes(key).hex()}) is not a journal_seq")
+                broken_at = expected_first if broken_at is None else broken_at
+                continue
+            last_key_seq = key_seq
+            if broken_at is not None:
+                continue  # past the damage: only the journal's end is wanted
+            try:
+                batch = decode_batch(codec, key, value, prev_hash)
+                if batch.first_seq != expected_first:
+                    raise CorruptionError(f"journal batch {batch.first_seq}..{batch.last_seq} does not follow "
+                                          f"journal_seq {expected_first - 1} (records are missing)")
+            except CorruptionError as e:
+                report.problems.append(str(e))
+                broken_at = expected_first
+                continue
             try:
                 fresh.replay(batch.records)
             except ValueError as e:
-                report.problems.append(f"replay: {e}")
-                break
+                report.problems.append(f"journal batch {batch.first_seq}..{batch.last_seq} does not replay: {e}")
+                broken_at = expected_first
+                continue
+            report.batches += 1
+            report.records += len(batch.records)
+            report.intact_seq = batch.last_seq
+            prev_hash, expected_first = batch.hash, batch.last_seq + 1
             if fresh.recent_count >= checkpoint_ops:
                 fresh.take_decisions()  # bound memory; decisions are not compared
             if desc is not None and ckpt_arrays is not None and batch.last_seq == desc.journal_seq:
@@ -70,22 +157,20 @@ def verify(store: Any, txn: Any, fresh: Any, live: Any, checkpoint_ops: int) -> 
                 src = fresh.export_checkpoint()[1]
                 if not np.array_equal(src[["source", "last_seq"]], ids_sources[["source", "last_seq"]]):
                     report.problems.append(f"id state at {ids_upto} differs from the journal's replay")
-    except CorruptionError as e:
-        report.problems.append(str(e))
-    exported = live.export_checkpoint()
-    if not report.problems:
-        replayed = fresh.export_checkpoint()
-        if exported[0].tobytes() != replayed[0].tobytes():
-            report.problems.append("account state differs from the replay of the journal")
-        if exported[2].tobytes() != replayed[2].tobytes():
-            report.problems.append("pending holds differ from the replay of the journal")
-        if not np.array_equal(exported[1][["source", "last_seq"]], replayed[1][["source", "last_seq"]]):
-            report.problems.append("per-source idempotency state differs from the replay of the journal")
-        if live.export_journeys().tobytes() != fresh.export_journeys().tobytes():
-            report.problems.append("cards' fare state differs from the replay of the journal")
-    report.problems.extend(invariant_problems(exported[0], exported[2]))
-    report.accounts = len(exported[0])
-    return report
+    except LMDB_CORRUPTION_ERRORS as e:
+        report.problems.append(f"journal: LMDB cannot read past journal_seq {last_key_seq}: {type(e).__name__}: {e}")
+        broken_at = expected_first if broken_at is None else broken_at
+        report.journal_head = None
+    if report.journal_head is not None:
+        report.journal_head = last_key_seq
+    if broken_at is not None:
+        end = "its unreadable end" if report.journal_head is None else f"journal_seq {report.journal_head}"
+        report.problems.append(
+            f"journal: records from journal_seq {broken_at} to {end} follow the damage and could not be "
+            f"verified; the journal is intact through journal_seq {report.intact_seq} "
+            "(`cardledger recover` salvages it)")
+        return False
+    return True
 
 
 def _compare_checkpoint(report: VerifyReport, fresh: Any, ckpt_arrays: tuple, journal_seq: int) -> None:
@@ -136,3 +221,51 @@ def invariant_problems(accounts: np.ndarray, pending: np.ndarray) -> list[str]:
     for i in np.flatnonzero(closed & (avail != 0))[:10]:
         p.append(f"closed account {accounts[i]['id']} still holds {avail[i]} fen")
     return p
+
+
+def inspect(path: str | os.PathLike[str], *, engine: str | None = None) -> VerifyReport:
+    """Verify the ledger in directory `path` without opening it as a Ledger.
+
+    For an operator with a ledger that may be damaged: it opens the files read-only,
+    repairs nothing, and reports every problem it finds (which batch, which
+    checkpoint, which invariant) where `cardledger.open` would stop at the first. It
+    checks what `Ledger.verify` checks except the comparison with a running
+    ledger's memory. Raises FileNotFoundError / NotADirectoryError when `path` is not
+    a ledger directory, NotALedgerError for an LMDB environment that is not a ledger,
+    and CorruptionError (or StorageError) when the files cannot be read at all (a
+    truncated data file: salvage it with `cardledger recover`).
+    """
+    from .engine import select  # (select imports the engines: only this entry needs them)
+    from .store.fares import FareVersions
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such directory: {path!r}")
+    if not os.path.isdir(path):
+        raise NotADirectoryError(f"{path!r} is not a directory")
+    if not os.path.exists(os.path.join(path, "data.mdb")):
+        raise FileNotFoundError(f"no ledger at {path!r}: it has no data.mdb")
+    implementation = select.resolve(engine)
+    store = Store(path, True, "full", select.codec_for(implementation))
+    try:
+        try:
+            default_cap_fen = store.init_meta(0)
+            with store.begin_read() as txn:
+                fresh = select.engine_class(implementation)(default_cap_fen)
+                fares = FareVersions(store.fares_db, store.meta_db)
+                fare_problem = None
+                try:
+                    fares.load(txn)
+                    fresh.set_fare_versions(fares.tap_tables())
+                except (LedgerError, ValueError, *LMDB_CORRUPTION_ERRORS) as e:
+                    fare_problem = f"fare versions: cannot be read ({type(e).__name__}: {e}); taps cannot be replayed"
+                report = verify(store, txn, fresh, None, CHECKPOINT_OPS_DEFAULT)
+                if fare_problem is not None:
+                    report.problems.insert(0, fare_problem)
+                return report
+        except LMDB_CORRUPTION_ERRORS as e:
+            raise CorruptionError(f"ledger at {path!r} is damaged: {type(e).__name__}: {e}") from e
+        except lmdb.Error as e:
+            raise StorageError(f"cannot read ledger at {path!r}: {type(e).__name__}: {e}") from e
+    finally:
+        store.close()

@@ -65,7 +65,7 @@ def test_the_scenario_has_what_the_city_needs(city):
 
 def test_the_baselines_end_with_the_ledgers_results_and_balances(city, tmp_path):
     """Both baselines (fares rated by the pure-Python evaluator) agree with the ledger, op by op."""
-    led = cardledger.open(tmp_path / "ledger")
+    led = cardledger.open(tmp_path / "ledger", create=True)
     bases = [baselines.SqliteBaseline(tmp_path / "sqlite"), baselines.LmdbBaseline(tmp_path / "lmdb")]
     fields = ["code", "discounts", "amount_fen", "balance_fen"]
     for ops in city.batches:

@@ -59,7 +59,7 @@ class Trio:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.ledger = cardledger.open(root / "ledger")
+        self.ledger = cardledger.open(root / "ledger", create=True)
         self.bases = {"sqlite": baselines.SqliteBaseline(root / "sqlite"), "lmdb": baselines.LmdbBaseline(root / "lmdb")}
 
     def apply(self, ops: np.ndarray) -> np.ndarray:

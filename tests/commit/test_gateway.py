@@ -70,7 +70,7 @@ def test_gateway_commits_requests_and_refuses_malformed_frames(tmp_path):
     assert ok[1]["results"][0]["result"] == "EXISTS"  # a resent request moves money once
     assert all("error" in r for r in bad)
     assert "unknown field" in bad[2]["error"] and "out of range" in bad[3]["error"]
-    with cardledger.open(str(tmp_path / "ledger")) as led:
+    with cardledger.open(str(tmp_path / "ledger"), create=True) as led:
         assert led.balance(9) == 700
         assert led.journal_seq == 3  # nothing malformed reached the ledger
         assert led.verify().ok
@@ -133,7 +133,7 @@ def test_pipelined_requests_on_one_connection_each_get_their_reply(tmp_path):
     assert all(by_req[101 + i]["results"][0]["result"] == "OK" for i in range(50))
     assert [r["result"] for r in by_req[7]["results"]] == ["OK"] * 3
     assert sum(1 for r in replies if "error" in r) == 1
-    with cardledger.open(str(tmp_path / "ledger")) as led:
+    with cardledger.open(str(tmp_path / "ledger"), create=True) as led:
         assert led.balance(9) == 10_000 - 50 * 10 - 3
         assert led.verify().ok
 
@@ -201,6 +201,6 @@ def test_a_request_whose_chain_stays_open_is_refused_and_fails_no_other_request(
     assert "last op of a chain" in by_req[1]["error"]
     assert by_req[2]["results"][0]["result"] == "OK"
     assert "must be an integer" in by_req[3]["error"]  # a malformed op's reply names its request
-    with cardledger.open(str(tmp_path / "ledger")) as led:
+    with cardledger.open(str(tmp_path / "ledger"), create=True) as led:
         assert led.balance(9) == 400
         assert led.verify().ok

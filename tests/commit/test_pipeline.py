@@ -60,7 +60,7 @@ def _transfer_batches(count: int, size: int = 10, source: int = 5) -> list[np.nd
 
 def _applied(path: str, batches: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Results, accounts and journal of `batches` applied one by one with apply."""
-    with cardledger.open(path, checkpoint_ops=CHECKPOINT_OPS) as led:
+    with cardledger.open(path, checkpoint_ops=CHECKPOINT_OPS, create=True) as led:
         results = [led.apply(b) for b in batches]
         return results, led.accounts(), led.journal()
 
@@ -83,7 +83,7 @@ def test_submitted_batches_give_what_apply_gives(tmp_path, seed):
     batches = _world_batches(seed)
     want, want_accounts, want_journal = _applied(str(tmp_path / "applied"), batches)
     path = str(tmp_path / "submitted")
-    with cardledger.open(path, checkpoint_ops=CHECKPOINT_OPS) as led:
+    with cardledger.open(path, checkpoint_ops=CHECKPOINT_OPS, create=True) as led:
         futures = [led.submit(b) for b in batches]
         got = [f.result(timeout=60) for f in futures]
         assert led.accounts().tobytes() == want_accounts.tobytes()
@@ -91,7 +91,7 @@ def test_submitted_batches_give_what_apply_gives(tmp_path, seed):
         # Snapshots were taken and their files named while batches were in flight.
         assert led._checkpoints.ckpt_seq > 0
     _same_results(got, want)
-    with cardledger.open(path) as again:
+    with cardledger.open(path, create=True) as again:
         assert again.accounts().tobytes() == want_accounts.tobytes()
         _same_journal(again.journal(), want_journal)
         assert again.verify().ok
@@ -99,7 +99,7 @@ def test_submitted_batches_give_what_apply_gives(tmp_path, seed):
 
 def test_a_future_resolves_only_after_its_commit_and_cannot_be_cancelled(tmp_path):
     batches = _world_batches(4, count=3)
-    with cardledger.open(str(tmp_path / "l")) as led:
+    with cardledger.open(str(tmp_path / "l"), create=True) as led:
         futures = [led.submit(b) for b in batches]
         assert not any(f.cancel() for f in futures)
         results = [f.result(timeout=60) for f in futures]
@@ -112,7 +112,7 @@ def test_apply_after_submit_waits_for_the_batches_in_flight(tmp_path):
     """Mixing apply and submit keeps call order."""
     batches = _world_batches(5)
     want, want_accounts, _ = _applied(str(tmp_path / "applied"), batches)
-    with cardledger.open(str(tmp_path / "mixed"), checkpoint_ops=CHECKPOINT_OPS) as led:
+    with cardledger.open(str(tmp_path / "mixed"), checkpoint_ops=CHECKPOINT_OPS, create=True) as led:
         got: list = []
         for i, b in enumerate(batches):
             got.append(led.submit(b) if i % 3 else led.apply(b))
@@ -125,7 +125,7 @@ def test_the_caller_may_reuse_its_array_at_once(tmp_path):
     batches = _world_batches(6, count=10)
     want, _, _ = _applied(str(tmp_path / "applied"), batches)
     buf = np.zeros(max(len(b) for b in batches), dtype=cardledger.OP_DTYPE)
-    with cardledger.open(str(tmp_path / "reused"), checkpoint_ops=CHECKPOINT_OPS) as led:
+    with cardledger.open(str(tmp_path / "reused"), checkpoint_ops=CHECKPOINT_OPS, create=True) as led:
         futures = []
         for b in batches:
             buf[: len(b)] = b
@@ -138,11 +138,11 @@ def test_close_stores_every_batch_handed_over(tmp_path):
     batches = _world_batches(7)
     _, want_accounts, _ = _applied(str(tmp_path / "applied"), batches)
     path = str(tmp_path / "closing")
-    led = cardledger.open(path, checkpoint_ops=CHECKPOINT_OPS)
+    led = cardledger.open(path, checkpoint_ops=CHECKPOINT_OPS, create=True)
     futures = [led.submit(b) for b in batches]
     led.close()
     assert all(f.done() for f in futures)
-    with cardledger.open(path) as again:
+    with cardledger.open(path, create=True) as again:
         assert again.accounts().tobytes() == want_accounts.tobytes()
 
 
@@ -163,21 +163,21 @@ def test_a_failed_commit_re_applies_it_and_what_followed_in_order(tmp_path, monk
 
     monkeypatch.setattr(ledger_module.Ledger, "_commit_pipelined", flaky)
     path = str(tmp_path / "flaky")
-    with cardledger.open(path, checkpoint_ops=1 << 20) as led:  # no checkpoint: every commit pipelined
+    with cardledger.open(path, checkpoint_ops=1 << 20, create=True) as led:  # no checkpoint: every commit pipelined
         futures = [led.submit(b) for b in batches]
         got = [f.result(timeout=60) for f in futures]
         assert calls["n"] > fail_at  # the failure did happen
         assert led.accounts().tobytes() == want_accounts.tobytes()
         assert led.verify().ok
     _same_results(got, want)
-    with cardledger.open(path) as again:
+    with cardledger.open(path, create=True) as again:
         _same_journal(again.journal(), want_journal)
 
 
 def test_a_storage_error_that_persists_fails_the_future_and_applies_nothing(tmp_path, monkeypatch):
     batches = _world_batches(9, count=4)
     path = str(tmp_path / "l")
-    with cardledger.open(path) as led:
+    with cardledger.open(path, create=True) as led:
         led.apply(batches[0])
         before = led.accounts()
 
@@ -204,7 +204,7 @@ def test_a_full_map_during_pipelined_commits_grows_and_loses_nothing(tmp_path, m
     want, want_accounts, _ = _applied(str(tmp_path / "roomy"), batches)
     monkeypatch.setattr(env_module, "MAP_SIZE_INITIAL_BYTES", 128 * 1024)
     path = str(tmp_path / "cramped")
-    with cardledger.open(path, checkpoint_ops=CHECKPOINT_OPS) as led:
+    with cardledger.open(path, checkpoint_ops=CHECKPOINT_OPS, create=True) as led:
         got = [f.result(timeout=60) for f in [led.submit(b) for b in batches]]
         grown_to = led._store.env.info()["map_size"]
         assert led.accounts().tobytes() == want_accounts.tobytes()
@@ -248,7 +248,7 @@ def test_a_kernel_failing_on_state_a_failed_commit_discarded_is_applied_again(tm
 
     monkeypatch.setattr(ledger_module.Ledger, "_commit_pipelined", commit_failing_third)
     monkeypatch.setattr(ledger_module.Ledger, "_run_kernel", kernel_failing_on_discarded_state)
-    with cardledger.open(str(tmp_path / "piped"), checkpoint_ops=CHECKPOINT_OPS) as led:
+    with cardledger.open(str(tmp_path / "piped"), checkpoint_ops=CHECKPOINT_OPS, create=True) as led:
         got = [f.result(timeout=60) for f in [led.submit(b) for b in batches]]
         assert calls["injected"] == 1
         assert led.accounts().tobytes() == want_accounts.tobytes()
@@ -262,14 +262,14 @@ def test_a_batch_staged_on_state_another_writer_changed_is_re_applied_after_it(t
     as a synchronous apply would (which catches up first)."""
     world = OpWorld(random.Random(11))
     setup, x1, y, x2 = world.setup_batch(), world.batch(50), world.batch(50), world.batch(50)
-    with cardledger.open(str(tmp_path / "serial")) as serial:
+    with cardledger.open(str(tmp_path / "serial"), create=True) as serial:
         want = [serial.apply(b) for b in (setup, x1, y, x2)]
         want_accounts = serial.accounts()
     path = str(tmp_path / "shared")
-    with cardledger.open(path) as a:
+    with cardledger.open(path, create=True) as a:
         a.apply(setup)
         assert a.submit(x1).result(timeout=60).tobytes() == want[1].tobytes()
-        with cardledger.open(path) as b:  # a second writer of the same ledger
+        with cardledger.open(path, create=True) as b:  # a second writer of the same ledger
             assert b.apply(y).tobytes() == want[2].tobytes()
         got = a.submit(x2).result(timeout=60)
         assert got.tobytes() == want[3].tobytes()
@@ -280,7 +280,7 @@ def test_a_batch_staged_on_state_another_writer_changed_is_re_applied_after_it(t
 
 def test_submit_refuses_misuse_at_once(tmp_path):
     path = str(tmp_path / "l")
-    led = cardledger.open(path)
+    led = cardledger.open(path, create=True)
     with pytest.raises(SchemaError):
         led.submit(np.zeros(3, dtype=np.int64))
     assert led.submit(cardledger.new_ops(0)).result().size == 0
@@ -297,7 +297,7 @@ def test_at_most_the_pipeline_depth_is_in_flight(tmp_path, monkeypatch):
     gate = _hold_commits(monkeypatch)
     setup = OpWorld(random.Random(12)).setup_batch()
     batches = _transfer_batches(PIPELINE_BATCHES_MAX + 3)
-    with cardledger.open(str(tmp_path / "l"), checkpoint_ops=1 << 20) as led:
+    with cardledger.open(str(tmp_path / "l"), checkpoint_ops=1 << 20, create=True) as led:
         led.apply(setup)
         submitted: list = []
 
@@ -322,7 +322,7 @@ def test_replays_of_ids_in_an_id_flush_still_in_flight_are_found(tmp_path, monke
     setup = OpWorld(random.Random(13)).setup_batch()
     (first,) = _transfer_batches(1, size=60, source=9)
     first["amount_fen"] = 1 + np.arange(60)
-    with cardledger.open(str(tmp_path / "l")) as led:
+    with cardledger.open(str(tmp_path / "l"), create=True) as led:
         led.apply(setup)
         led.ids_flush_ops = 50  # the first batch's decisions are flushed with it
         before = led.balance(2)
@@ -353,7 +353,7 @@ def test_a_done_callback_calling_the_ledger_is_refused_not_deadlocked(tmp_path, 
             except cardledger.LedgerError as e:
                 seen.append(str(e))
 
-    with cardledger.open(str(tmp_path / "l")) as led:
+    with cardledger.open(str(tmp_path / "l"), create=True) as led:
         led.apply(batches[0])
         gate = _hold_commits(monkeypatch)
         futures = [led.submit(b) for b in batches[1:3]]

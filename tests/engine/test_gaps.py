@@ -120,7 +120,7 @@ def test_a_late_upload_costs_no_id_lookup_in_the_ledger(ledger_path):
     a lookup, and its resend is looked up and answered EXISTS."""
     if cardledger.IMPLEMENTATION != "cython":
         pytest.skip("the gap set is the core's (the reference looks every such id up)")
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         open_cards(led, [100], 100_000)
         led.apply(_spends([1, 2, 4, 5]))
         led.checkpoint()  # the window's ids go to the index

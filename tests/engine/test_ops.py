@@ -873,7 +873,7 @@ def test_replay_after_reopen(world, ops, ledger_path):
     a = _topup(ops, 1_000)
     original = ok(world.apply(a.copy()))[0]
     world.close()
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _check_replay(led, a, original)
         assert led.balance(CARD) == 1_000
 
@@ -885,7 +885,7 @@ def test_replay_after_checkpoint(world, ops, ledger_path):
     world.checkpoint()
     _check_replay(world, a, original)  # answered from the LMDB id index
     world.close()
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _check_replay(led, a, original)
         assert led.balance(CARD) == 1_500
         assert led.verify().ok
@@ -917,7 +917,7 @@ def test_failed_id_stays_failed(world, ops, ledger_path):
     assert world.balance(CARD) == 0
     world.checkpoint()
     world.close()
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         assert codes(led.apply(fixed.copy())) == ["ID_ALREADY_FAILED"]
         assert codes(led.apply(a.copy())) == ["ID_ALREADY_FAILED"]
         assert led.balance(CARD) == 0
@@ -943,7 +943,7 @@ def test_out_of_order_unused_seq_after_checkpoint_and_reopen(world, ledger_path)
     ok(world.apply(ten.copy()))
     world.checkpoint()
     world.close()
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         b.seq = 3
         late = b.add(OpKind.TOPUP, CARD, CLEARING, 300).take()
         assert codes(led.apply(late.copy())) == ["OK"]
@@ -1182,7 +1182,7 @@ def test_verify_after_a_busy_scenario(world, ops, ledger_path):
     rep = world.verify()
     assert rep.ok, rep.problems
     world.close()
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         assert led.verify().ok
         assert led.balance(20) == 0
 
@@ -1250,7 +1250,7 @@ def test_ids_survive_automatic_checkpoints(tmp_path):
     path = str(tmp_path / "ledger")
     b = Ops(source=5)
     saved = {}
-    with cardledger.open(path, checkpoint_ops=3) as led:
+    with cardledger.open(path, checkpoint_ops=3, create=True) as led:
         w = Ops(source=999)
         ok(led.apply(w.add(OpKind.OPEN, 1, account_kind=AccountKind.CLEARING)
                      .add(OpKind.OPEN, 10, account_kind=AccountKind.CARD).take()))
@@ -1267,7 +1267,7 @@ def test_ids_survive_automatic_checkpoints(tmp_path):
         assert led.balance(CARD) == 73
         for seq in sorted(saved):
             assert codes(led.apply(saved[seq].copy())) == ["ID_ALREADY_FAILED" if seq == 15 else "EXISTS"]
-    with cardledger.open(path, checkpoint_ops=3) as led:
+    with cardledger.open(path, checkpoint_ops=3, create=True) as led:
         for seq in sorted(saved):
             r = led.apply(saved[seq].copy())
             if seq == 15:
@@ -1296,7 +1296,7 @@ def test_statement_follows_a_replaced_card(world, ledger_path):
     assert list(new["result_amount_fen"]) == [3_000, 1_000]
     assert new[-1]["balance_fen"] == 2_000  # 3,000 - 1,000
     world.close()
-    with cardledger.open(ledger_path) as led:  # statements read back from LMDB
+    with cardledger.open(ledger_path, create=True) as led:  # statements read back from LMDB
         assert led.statement(20).tobytes() == new.tobytes()
 
 

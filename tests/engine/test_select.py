@@ -32,7 +32,7 @@ def test_an_unknown_implementation_is_refused_with_the_choices():
 
 def test_a_python_ledger_uses_no_c(ledger_path):
     """open(engine="python") stores its journal with the spec's codec, not the core's."""
-    with cardledger.open(ledger_path, engine="python") as led:
+    with cardledger.open(ledger_path, engine="python", create=True) as led:
         assert led.implementation == "python"
         assert isinstance(led._engine, spec_batch.Engine)
         assert led._codec is spec_codec and led._store.codec is spec_codec
@@ -44,14 +44,14 @@ def test_a_ledger_written_by_one_side_reopens_on_the_other(tmp_path):
     pytest.importorskip("cardledger._core")
     for first, second in (("cython", "python"), ("python", "cython")):
         path = str(tmp_path / f"{first}-then-{second}")
-        with cardledger.open(path, engine=first, checkpoint_ops=50) as led:
+        with cardledger.open(path, engine=first, checkpoint_ops=50, create=True) as led:
             open_cards(led, range(100, 140), 10_000)
             spends = Ops(source=7)
             for c in range(100, 140):
                 spends.add(OpKind.SPEND, c, 2, 99)
             assert set(codes(led.apply(spends.take()))) == {"OK"}
             accounts = led.accounts()
-        with cardledger.open(path, engine=second) as led:
+        with cardledger.open(path, engine=second, create=True) as led:
             assert led.accounts().tobytes() == accounts.tobytes()
             assert led.verify().ok
             again = Ops(source=7)

@@ -173,7 +173,7 @@ def test_ledger_checkpoints_taken_beside_batches_reopen_to_the_same_state(tmp_pa
     checkpoint thread beside the next batches, reopen to the state the journal gives."""
     rng = np.random.default_rng(10)
     cards = 4_000
-    with cardledger.open(str(tmp_path / "l"), checkpoint_ops=5_000) as led:
+    with cardledger.open(str(tmp_path / "l"), checkpoint_ops=5_000, create=True) as led:
         led.apply(_setup_ops(cards))
         for b in range(12):
             led.apply(_spends(rng, cards, 2048, 7, 1 + 2048 * b))
@@ -182,7 +182,7 @@ def test_ledger_checkpoints_taken_beside_batches_reopen_to_the_same_state(tmp_pa
             led.apply(_spends(rng, cards, 2048, 7, 1 + 2048 * b))
         before = led.accounts()
         assert led.verify().ok
-    with cardledger.open(str(tmp_path / "l")) as led:
+    with cardledger.open(str(tmp_path / "l"), create=True) as led:
         assert led.accounts().tobytes() == before.tobytes()
         assert led.verify().ok
 
@@ -194,13 +194,13 @@ def test_pipelined_batches_take_snapshots_beside_the_commits_and_reopen_to_the_s
     checkpoint to the same accounts."""
     rng = np.random.default_rng(11)
     cards = 4_000
-    with cardledger.open(str(tmp_path / "l"), checkpoint_ops=3_000) as led:
+    with cardledger.open(str(tmp_path / "l"), checkpoint_ops=3_000, create=True) as led:
         led.apply(_setup_ops(cards))
         futures = [led.submit(_spends(rng, cards, 1024, 7, 1 + 1024 * b)) for b in range(40)]
         for f in futures:
             assert (f.result()["code"] == 0).all()
         before = led.accounts()
         assert led.verify().ok
-    with cardledger.open(str(tmp_path / "l")) as led:
+    with cardledger.open(str(tmp_path / "l"), create=True) as led:
         assert led.accounts().tobytes() == before.tobytes()
         assert led.verify().ok

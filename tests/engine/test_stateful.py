@@ -40,8 +40,8 @@ class LedgerPair(RuleBasedStateMachine):
 
     def _open(self) -> None:
         """Open both; ids are flushed to the index more often than accounts are snapshotted."""
-        self.test = cardledger.open(self.dir + "/test", checkpoint_ops=self.checkpoint_ops)
-        self.ref = cardledger.open(self.dir + "/ref", checkpoint_ops=self.checkpoint_ops, engine="python")
+        self.test = cardledger.open(self.dir + "/test", checkpoint_ops=self.checkpoint_ops, create=True)
+        self.ref = cardledger.open(self.dir + "/ref", checkpoint_ops=self.checkpoint_ops, engine="python", create=True)
         self.test.ids_flush_ops = self.ref.ids_flush_ops = self.flush_ops
 
     def _apply(self, ops: np.ndarray) -> None:

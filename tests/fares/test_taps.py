@@ -491,7 +491,7 @@ def test_a_refused_tap_id_stays_refused(hb):
 def test_a_tap_batch_replayed_after_reopen_is_exists_with_its_original_figures(ledger_path):
     """checkpoint_ops=2: the first decisions are flushed to the id index; after a reopen the
     replayed batch is found there and answered EXISTS with amount and discounts."""
-    with cardledger.open(ledger_path, checkpoint_ops=2) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=2, create=True) as led:
         rig = harbin_rig(led)
         card = rig.card(100, 5000, category=STUDENT)
         ops = np.concatenate(
@@ -505,7 +505,7 @@ def test_a_tap_batch_replayed_after_reopen_is_exists_with_its_original_figures(l
         assert first["amount_fen"].tolist() == [0, 150, 200]
         for _ in range(3):  # more decisions, so the batch's ids leave the in-memory window
             rig.tap(card, T(10 + _), BOARD, "bus_1", "bs_0001")
-    with cardledger.open(ledger_path, checkpoint_ops=2) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=2, create=True) as led:
         again = led.apply(ops)
         assert [Result(int(c)).name for c in again["code"]] == ["EXISTS"] * 3
         assert again["amount_fen"].tolist() == [0, 150, 200]
@@ -1113,7 +1113,7 @@ def test_a_checkpoint_taken_mid_journeys_verifies_and_reopens(hb):
     before = {c: (hb.bal(c), hb.held(c)) for c in cards}
     path = hb.led.path
     hb.led.close()
-    with cardledger.open(path) as again:
+    with cardledger.open(path, create=True) as again:
         assert {c: (again.balance(c), again.account(c).debits_pending) for c in cards} == before
         assert again.verify().ok
 
@@ -1160,7 +1160,7 @@ def test_a_tap_later_than_the_clock_allows_is_refused_and_blocks_no_fare_version
     assert rig.bal(card) == left
     path = led.path
     led.close()
-    with cardledger.open(path) as again:  # the refusal replays as decided, whatever the clock
+    with cardledger.open(path, create=True) as again:  # the refusal replays as decided, whatever the clock
         assert again.verify().ok
         assert again.balance(card) == left
 
@@ -1221,14 +1221,14 @@ def test_cap_counters_belong_to_one_version(led, tmp_path):
 @pytest.mark.parametrize("checkpoint", [True, False])
 def test_an_open_entry_survives_close_and_reopen(ledger_path, checkpoint):
     """ENTRY, (checkpoint), close, reopen, EXIT: the 6.01 km fare (300) is charged and the hold released."""
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         rig = harbin_rig(led)
         card = rig.card(100, 5000)
         rig.tap(card, T(8), ENTRY, "metro_1", "m1_taipingqiao")
         if checkpoint:
             led.checkpoint()
         seq = rig.gate_seq
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         rig = Rig(led, harbin_system())
         rig.gate_seq, rig.admin_seq = seq, 100
         assert (rig.bal(card), rig.held(card)) == (4200, 800)
@@ -1240,14 +1240,14 @@ def test_an_open_entry_survives_close_and_reopen(ledger_path, checkpoint):
 def test_a_journey_and_the_installed_system_survive_reopen(ledger_path, tmp_path):
     """Synthetic system, bus at 10:00, reopen: the metro after it still gets the transfer (400),
     paid to the synthetic operators (the reopened ledger did not fall back to Harbin)."""
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         rig = synthetic_rig(led, tmp_path)
         card = rig.card(100, 5000)
         rig.tap(card, T(10), BOARD, "bus_a", "b1")
         rig.tap(card, T(10, 10), ENTRY, "metro_x", "ma")
         led.checkpoint()
         seq = rig.gate_seq
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         assert led.fare_system().digest == rig.fs.digest
         rig = Rig(led, led.fare_system())
         rig.gate_seq = seq
@@ -1263,13 +1263,13 @@ def test_taps_across_frequent_snapshots_and_reopens(ledger_path, tmp_path):
     card B: metro A→B 300, then an entry left open that the next day's first tap (SWEEP) settles
     as incomplete (400, not counted by the cap). Expected per day: A 500; B 300 + 400."""
     cap = '[[caps]]\nperiod = "day"\namount = "5.00"\n'
-    with cardledger.open(ledger_path, checkpoint_ops=3) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=3, create=True) as led:
         rig = synthetic_rig(led, tmp_path, extra_toml=cap)
         a, b = rig.card(100, 10_000), rig.card(101, 10_000)
         seqs = (rig.admin_seq, rig.gate_seq)
     days = [DAY + dt.timedelta(days=k) for k in range(4)]
     for k, day in enumerate(days):
-        with cardledger.open(ledger_path, checkpoint_ops=3) as led:
+        with cardledger.open(ledger_path, checkpoint_ops=3, create=True) as led:
             rig = Rig(led, led.fare_system())
             rig.admin_seq, rig.gate_seq = seqs
             if k:
@@ -1281,7 +1281,7 @@ def test_taps_across_frequent_snapshots_and_reopens(ledger_path, tmp_path):
             charged(rig.tap(b, T(9, 20, day=day), EXIT, "metro_x", "mb"), 300)
             charged(rig.tap(b, T(18, day=day), ENTRY, "metro_x", "mc"), 0)
             seqs = (rig.admin_seq, rig.gate_seq)
-    with cardledger.open(ledger_path, checkpoint_ops=3) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=3, create=True) as led:
         # A: 4 × 500. B: 4 × 300 + 3 × 400 settled + the last entry's 500 hold.
         assert led.balance(a) == 10_000 - 4 * 500
         assert led.balance(b) == 10_000 - 4 * 300 - 3 * 400 - 500
@@ -1308,7 +1308,7 @@ def test_a_config_passed_as_an_object_cannot_be_installed_silently(tmp_path):
     for name, raw in harbin.files.items():
         (root / name).write_bytes(raw)
     fs = FareSystem.from_gtfs(root, config=cfg)
-    led = cardledger.open(tmp_path / "led")
+    led = cardledger.open(tmp_path / "led", create=True)
     with pytest.raises(ValueError, match="config"):
         led.install_fares(fs, 0)
     led.close()
@@ -1318,8 +1318,8 @@ def test_a_writer_sees_fare_versions_another_ledger_installed(tmp_path):
     """fare_system() of a writing ledger picks up a version installed through another handle."""
     from cardledger.fares import FareSystem
 
-    a = cardledger.open(tmp_path / "led")
-    b = cardledger.open(tmp_path / "led")
+    a = cardledger.open(tmp_path / "led", create=True)
+    b = cardledger.open(tmp_path / "led", create=True)
     b.install_fares(FareSystem.harbin(), 100)
     assert a.fare_system(200).currency == "CNY"
     a.close()
@@ -1351,8 +1351,8 @@ def test_indexes_follow_each_ledgers_own_chain_of_versions(tmp_path):
             raw = b"\n".join(line for line in raw.split(b"\n") if not line.endswith(b",bus_1"))
         (short / name).write_bytes(raw)
     w = FareSystem.from_gtfs(short)
-    a = cardledger.open(tmp_path / "a")
-    b = cardledger.open(tmp_path / "b")
+    a = cardledger.open(tmp_path / "a", create=True)
+    b = cardledger.open(tmp_path / "b", create=True)
     for led, first in ((b, harbin), (a, w)):  # b first: its chain is compiled (and cached) first
         for start, system in ((10, first), (20, harbin), (30, harbin)):
             led.install_fares(system, start)
@@ -1361,7 +1361,7 @@ def test_indexes_follow_each_ledgers_own_chain_of_versions(tmp_path):
     assert b.fare_system(40).route_index("bus_1") == harbin.route_index("bus_1")
     a.close()
     b.close()
-    again = cardledger.open(tmp_path / "a")
+    again = cardledger.open(tmp_path / "a", create=True)
     assert again.fare_system(40).route_index("bus_1") == len(w.tables.route_ids)
     assert again.verify().ok
     again.close()
@@ -1371,7 +1371,7 @@ def test_a_top_up_during_a_metro_ride_cannot_push_the_cash_purse_over_its_cap(tm
     """Cap 1000, balance 1000: ENTRY holds 800 (available 200); a TOPUP of 800 would leave
     1500 in the purse once the exit releases most of the hold, so it is EXCEEDS_CAP; the
     ride then costs 200 and verify() finds the purse within its cap."""
-    led = cardledger.open(tmp_path / "led")
+    led = cardledger.open(tmp_path / "led", create=True)
     fs = FareSystem.harbin()
     ops = new_ops(5)
     ops["source"], ops["seq"] = 1, np.arange(1, 6)

@@ -76,7 +76,7 @@ def test_verify_tells_a_missing_path_a_file_and_an_empty_directory_apart(tmp_pat
 
 
 def test_verify_reports_a_clean_ledger_as_json_with_exit_0(ledger_path):
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         open_cards(led, [100, 101], 5_000)
     proc = _run("verify", "--json", ledger_path)
     assert proc.returncode == 0, proc.stderr
@@ -84,8 +84,8 @@ def test_verify_reports_a_clean_ledger_as_json_with_exit_0(ledger_path):
     assert report["ok"] is True and report["problems"] == [] and report["accounts"] == 4
 
 
-def test_verify_of_a_damaged_journal_is_one_line_and_exit_3(ledger_path):
-    with cardledger.open(ledger_path) as led:
+def test_verify_reports_a_damaged_journal_batch_by_its_range_with_exit_1(ledger_path):
+    with cardledger.open(ledger_path, create=True) as led:
         open_cards(led, [100], 5_000)
         led.apply(Ops(source=9).add(OpKind.SPEND, 100, 2, 10).take())
     import lmdb
@@ -98,16 +98,43 @@ def test_verify_of_a_damaged_journal_is_one_line_and_exit_3(ledger_path):
         damaged[-1] ^= 0xFF
         txn.put(key, bytes(damaged), db=db)
     env.close()
-    assert "unreadable" in _one_line_error(_run("verify", ledger_path), 3)
+    proc = _run("verify", "--json", ledger_path)
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    # open_cards wrote two batches (ops 1..4), the SPEND a third (op 5): the first is damaged.
+    assert report["ok"] is False and report["intact_seq"] == 0 and report["journal_head"] == 5
+    first = json.loads(json.dumps(report["problems"][0]))
+    assert first.startswith("journal batch ending at journal_seq ") and first.endswith(
+        "hash mismatch (the batch was altered or damaged)")
+    assert "records from journal_seq 1 to journal_seq 5 follow the damage" in report["problems"][1]
+
+
+def test_verify_of_a_truncated_data_file_is_one_line_and_exit_3(ledger_path):
+    with cardledger.open(ledger_path, create=True) as led:
+        open_cards(led, [100], 5_000)
+    os.truncate(os.path.join(ledger_path, "data.mdb"), 12_288)
+    line = _one_line_error(_run("verify", ledger_path), 3)
+    assert "data.mdb is 12,288 bytes but its last committed transaction" in line and "truncated" in line
+
+
+def test_recover_and_backup_refuse_a_destination_that_holds_anything(ledger_path, tmp_path):
+    with cardledger.open(ledger_path, create=True) as led:
+        open_cards(led, [100], 5_000)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("x")
+    assert "not a new or empty directory" in _one_line_error(_run("recover", ledger_path, str(busy)), 2)
+    assert "not a new or empty directory" in _one_line_error(_run("backup", ledger_path, str(busy)), 2)
+    assert "no such directory" in _one_line_error(_run("backup", str(tmp_path / "nope"), str(tmp_path / "b")), 2)
 
 
 def test_demo_keep_refuses_a_directory_that_holds_anything(ledger_path):
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         open_cards(led, [100], 5_000)
         before = led.journal_seq
     line = _one_line_error(_run("demo", "--cards", "3", "--ops", "10", "--keep", ledger_path), 2)
     assert "not a new or empty directory" in line
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         assert led.journal_seq == before  # no demo money written
 
 

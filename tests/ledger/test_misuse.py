@@ -180,12 +180,12 @@ def test_close_is_idempotent_and_nothing_was_written(world, ledger_path):
     world.close()
     with pytest.raises(cardledger.LedgerClosedError):
         world.apply(_topups(1))
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _assert_nothing_written(led, before)
 
 
 def test_context_manager_closes(ledger_path):
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         pass
     with pytest.raises(cardledger.LedgerClosedError):
         led.balance(1)
@@ -242,7 +242,7 @@ def test_readonly_ledger_refuses_apply(world, ledger_path):
         assert ro.journal_seq == before
     finally:
         ro.close()
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _assert_nothing_written(led, before)
 
 
@@ -270,7 +270,7 @@ def test_readonly_on_an_empty_directory(tmp_path):
 
 
 def test_readonly_sees_a_ledger_created_by_a_writer(ledger_path):
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         b = Ops(source=5)
         r = led.apply(b.add(OpKind.OPEN, 1, account_kind=AccountKind.CLEARING).take())
         assert r[0]["code"] == Result.OK

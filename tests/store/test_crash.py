@@ -65,7 +65,7 @@ def writer(path: str, start: int, conn, durability: str = "full", mode: str = "a
     """Apply batches start, start+1, ... forever; acknowledge each once it is durable:
     after `apply` returns, or (mode "submit") once its `submit` future resolved, with
     the pipeline kept full."""
-    led = cardledger.open(path, checkpoint_ops=97, durability=durability)
+    led = cardledger.open(path, checkpoint_ops=97, durability=durability, create=True)
     window = SubmitWindow(led, lambda j, _results, _seconds: conn.send(j))
     i = start
     while True:
@@ -85,7 +85,7 @@ class ReferenceReplay:
     soak's checks stay linear in the batches, not quadratic."""
 
     def __init__(self, path: str) -> None:
-        self.ledger = cardledger.open(path, engine="python")
+        self.ledger = cardledger.open(path, engine="python", create=True)
         self.ledger.apply(setup_ops())
         self.upto = -1  # highest batch applied
 
@@ -117,7 +117,7 @@ def run_kills(tmp_path, kills: int, seed: int, durability: str = "full", mode: s
 def _run_epoch(root, kill_numbers: range, rnd: random.Random, seed: int, durability: str, mode: str) -> None:
     root.mkdir()
     path = str(root / "ledger")
-    with cardledger.open(path) as led:
+    with cardledger.open(path, create=True) as led:
         led.apply(setup_ops())
         seen_seq = led.journal_seq
     ctx = mp.get_context("fork")
@@ -142,7 +142,7 @@ def _run_epoch(root, kill_numbers: range, rnd: random.Random, seed: int, durabil
                 except EOFError:
                     break
             parent.close()
-            with cardledger.open(path) as led:
+            with cardledger.open(path, create=True) as led:
                 now_seq = led.journal_seq
                 assert now_seq >= seen_seq, f"seed {seed} kill {k}: the journal lost committed batches"
                 applied += _batches_between(led, seen_seq + 1)
@@ -188,7 +188,7 @@ def test_sigkill_in_nometasync_mode_loses_nothing_either(tmp_path):
 def test_unknown_or_unsafe_durability_modes_are_refused(tmp_path):
     for mode in ("nosync", "writemap", ""):
         with pytest.raises(ValueError, match="durability"):
-            cardledger.open(str(tmp_path / "x"), durability=mode)
+            cardledger.open(str(tmp_path / "x"), durability=mode, create=True)
 
 
 @pytest.mark.soak

@@ -37,7 +37,7 @@ def _batch(b: int, n: int = 500) -> np.ndarray:
 
 def test_disk_full_gives_storage_error_and_recovers(small_fs):
     path = os.path.join(small_fs, "ledger")
-    led = cardledger.open(path, checkpoint_ops=1 << 20)
+    led = cardledger.open(path, checkpoint_ops=1 << 20, create=True)
     ops = cardledger.new_ops(2)
     ops["source"], ops["seq"], ops["kind"] = 1, [1, 2], OpKind.OPEN
     ops["account_id"], ops["account_kind"] = [1, 2], [AccountKind.CLEARING, AccountKind.MERCHANT]
@@ -58,6 +58,6 @@ def test_disk_full_gives_storage_error_and_recovers(small_fs):
     assert led.balance(2) == (acked + 1) * 500
     assert led.verify().ok
     led.close()
-    with cardledger.open(path) as again:
+    with cardledger.open(path, create=True) as again:
         assert again.balance(2) == (acked + 1) * 500
         assert again.verify().ok

@@ -63,7 +63,7 @@ def _history(ledger_path: str, flushes: int, terminals=TERMINALS) -> tuple[list[
     rng = np.random.default_rng(7)
     by_id = {t: Ops(source=t) for t in terminals}
     batches, results = [], []
-    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20, create=True) as led:
         led.ids_flush_ops = 1  # every batch flushes its ids
         _setup(led)
         for _ in range(flushes):
@@ -88,7 +88,7 @@ def test_ids_in_the_log_and_in_the_index_replay_as_exists_after_reopen(ledger_pa
         assert entries == IDS_LOG_FLUSHES_MAX and merging is not None and merging[1] == 0
     else:
         assert entries == flushes + 1 and merging is not None and merging[1] > 0
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         before = led.accounts().tobytes()
         for batch, first in zip(batches, results):
             again = led.apply(batch)
@@ -112,7 +112,7 @@ def test_a_full_log_is_merged_a_slice_of_sources_per_batch(ledger_path):
     assert len(sources) < IDS_MERGE_SLICES  # so one slice a source
     spender = Ops(source=5_000)
     seen = []
-    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20, create=True) as led:
         for step in range(len(sources)):
             if step == 3:  # mid-merge, each id is found, in the log or in the index
                 again = led.apply(np.concatenate(batches + [spender.add(OpKind.SPEND, CARDS[0], 2, 1).take()]))
@@ -141,7 +141,7 @@ def test_a_full_log_is_merged_a_slice_of_sources_per_batch(ledger_path):
 
 def test_late_ids_are_found_in_the_log_and_after_the_merge(ledger_path):
     """Ids filled into a terminal's gap after its later seqs were flushed are 'late'."""
-    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20, create=True) as led:
         led.ids_flush_ops = 1
         _setup(led)
         led.apply(Ops(source=77, start_seq=100).add(OpKind.SPEND, 100, 2, 5).take())
@@ -152,14 +152,14 @@ def test_late_ids_are_found_in_the_log_and_after_the_merge(ledger_path):
             for earlier in gaps[: k + 1 : 7]:
                 assert codes(led.apply(earlier)) == ["EXISTS"]
         balance = led.balance(101)
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         assert [codes(led.apply(g)) for g in gaps] == [["EXISTS"]] * len(gaps)
         assert led.balance(101) == balance
 
 
 def test_submit_finds_ids_in_the_log_as_apply_does(ledger_path):
     batches, results = _history(ledger_path, IDS_LOG_FLUSHES_MAX + 5)
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         led.ids_flush_ops = 1
         futures = [led.submit(b) for b in batches]
         for f, first in zip(futures, results):
@@ -179,7 +179,7 @@ def test_a_damaged_id_log_entry_is_detected(ledger_path):
         txn.put(key, bytes(value), db=db)
     env.close()
     with pytest.raises(cardledger.CorruptionError, match="id log"):
-        cardledger.open(ledger_path)
+        cardledger.open(ledger_path, create=True)
 
 
 def test_an_id_log_entry_round_trips():
@@ -238,7 +238,7 @@ def test_a_merge_that_falls_behind_the_flushes_is_finished_at_once(ledger_path):
     batches, results = _history(ledger_path, flushes, terminals)
     entries, merging = _log_state(ledger_path)
     assert entries < 2 * IDS_LOG_FLUSHES_MAX and merging is not None
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         for batch, first in zip(batches, results):
             again = led.apply(batch)
             assert set(codes(again)) == {"EXISTS"}
@@ -255,13 +255,13 @@ def test_a_damaged_merge_state_is_detected(ledger_path):
         txn.put(ids.IDMERGE_KEY, ids.encode_id_merge(1, 0), db=db)  # before every flush
     env.close()
     with pytest.raises(cardledger.CorruptionError, match="merge"):
-        cardledger.open(ledger_path)
+        cardledger.open(ledger_path, create=True)
 
 
 def _merge_stepper(path: str, commands, replies) -> None:
     """A writer in another process: applies one spend per command (never flushing)."""
     spender = Ops(source=6_000)
-    with cardledger.open(path, checkpoint_ops=1 << 20) as led:
+    with cardledger.open(path, checkpoint_ops=1 << 20, create=True) as led:
         while commands.get(timeout=60):
             led.apply(spender.add(OpKind.SPEND, CARDS[1], 2, 1).take())
             replies.put(led._ids.committed.merging)
@@ -279,7 +279,7 @@ def test_a_writer_continues_the_merge_another_process_advanced(ledger_path):
     other.start()
     states = []
     try:
-        with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+        with cardledger.open(ledger_path, checkpoint_ops=1 << 20, create=True) as led:
             spender = Ops(source=6_001)
             while True:
                 commands.put(True)
@@ -348,7 +348,7 @@ def test_apply_stores_a_due_flush_with_the_next_batch_which_finds_its_ids(ledger
     of older ones) are answered from the flush in flight, EXISTS with their figures."""
     rng = np.random.default_rng(3)
     by_id = {t: Ops(source=t) for t in TERMINALS}
-    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20, create=True) as led:
         led.ids_flush_ops = 30
         _setup(led)  # 82 decisions: a flush is due
         first = _spends(by_id, 40, rng)
@@ -370,7 +370,7 @@ def test_a_batch_that_fails_after_taking_a_flush_loses_no_id(ledger_path, monkey
     the engine is rebuilt from disk, and the ids it took are found again afterwards."""
     rng = np.random.default_rng(4)
     by_id = {t: Ops(source=t) for t in TERMINALS}
-    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20, create=True) as led:
         led.ids_flush_ops = 30
         _setup(led)
         first = _spends(by_id, 40, rng)
@@ -390,7 +390,7 @@ def test_a_batch_that_fails_after_taking_a_flush_loses_no_id(ledger_path, monkey
         assert set(codes(r[: len(first)])) == {"EXISTS"} and set(codes(r[len(first) :])) == {"OK"}
         assert (r["journal_seq"][: len(first)] == r_first["journal_seq"]).all()
         assert led.verify().ok
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         assert set(codes(led.apply(np.concatenate([first, second])))) == {"EXISTS"}
 
 
@@ -408,7 +408,7 @@ def test_apply_builds_each_merge_steps_items_beside_the_kernel(ledger_path, monk
 
     monkeypatch.setattr(ids, "merged_index_items", recording)
     spender = Ops(source=5_000)
-    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20, create=True) as led:
         while led._ids.committed.merging is not None:
             led.apply(spender.add(OpKind.SPEND, CARDS[0], 2, 1).take())
         steps = len(built_in)

@@ -36,19 +36,19 @@ def _batches() -> list[np.ndarray]:
 
 def test_a_full_map_grows_and_every_batch_applies_once(tmp_path, monkeypatch):
     batches = _batches()
-    with cardledger.open(str(tmp_path / "roomy")) as roomy:
+    with cardledger.open(str(tmp_path / "roomy"), create=True) as roomy:
         want = [roomy.apply(b) for b in batches]
         want_accounts = roomy.accounts()
 
     monkeypatch.setattr(env_module, "MAP_SIZE_INITIAL_BYTES", SMALL_MAP_BYTES)
     path = str(tmp_path / "cramped")
-    with cardledger.open(path, checkpoint_ops=8_192) as led:
+    with cardledger.open(path, checkpoint_ops=8_192, create=True) as led:
         got = [led.apply(b) for b in batches]
         grown_to = led._store.env.info()["map_size"]
         assert led.verify().ok
     assert grown_to > SMALL_MAP_BYTES  # the map did fill and grow
     for g, w in zip(got, want):
         assert g.tobytes() == w.tobytes()  # same results as with room to spare
-    with cardledger.open(path) as again:  # reopens (LMDB keeps the grown size) with the same state
+    with cardledger.open(path, create=True) as again:  # reopens (LMDB keeps the grown size) with the same state
         assert again.accounts().tobytes() == want_accounts.tobytes()
         assert again.verify().ok

@@ -15,7 +15,7 @@ START_FEN = 1_000_000
 
 
 def _setup(path):
-    with cardledger.open(path, checkpoint_ops=50) as led:
+    with cardledger.open(path, checkpoint_ops=50, create=True) as led:
         ops = cardledger.new_ops(1 + 2 * len(HOT))
         ops["source"], ops["seq"] = 1, np.arange(1, len(ops) + 1)
         ops[0]["kind"], ops[0]["account_id"], ops[0]["account_kind"] = OpKind.OPEN, 1, AccountKind.CLEARING
@@ -31,7 +31,7 @@ def _writer(path, source, batches, queue, checkpoint_ops=50, ids_flush_ops=None)
     """Move money among the hot accounts; report the money this writer moved."""
     rng = np.random.default_rng(source)
     moved = ok = 0
-    with cardledger.open(path, checkpoint_ops=checkpoint_ops) as led:
+    with cardledger.open(path, checkpoint_ops=checkpoint_ops, create=True) as led:
         if ids_flush_ops is not None:
             led.ids_flush_ops = ids_flush_ops
         for b in range(batches):
@@ -74,7 +74,7 @@ def test_writers_in_several_processes_serialise_and_readers_see_whole_batches(tm
     reader = [o for o in out if o[0] == "reader"][0]
     assert reader[1] == [len(HOT) * START_FEN]  # money only moves among the hot accounts
     writers = [o for o in out if o[0] != "reader"]
-    with cardledger.open(path) as led:
+    with cardledger.open(path, create=True) as led:
         assert led.verify().ok
         recs = led.journal()
         for source, ok, moved in writers:  # every writer's batches are all there, once
@@ -85,7 +85,7 @@ def test_writers_in_several_processes_serialise_and_readers_see_whole_batches(tm
 
 def _busy_writer(path, stop):
     rng = np.random.default_rng(5)
-    with cardledger.open(path, checkpoint_ops=50) as led:
+    with cardledger.open(path, checkpoint_ops=50, create=True) as led:
         b = 0
         while not stop.is_set():
             ops = cardledger.new_ops(30)
@@ -111,7 +111,7 @@ def test_hot_backup_while_a_writer_runs_opens_and_verifies(tmp_path):
                     pass
                 dest = str(tmp_path / f"backup{k}")
                 reader.backup(dest)
-                with cardledger.open(dest) as copy:
+                with cardledger.open(dest, create=True) as copy:
                     report = copy.verify()
                     assert report.ok, report.problems
                     assert sum(copy.balance(a) for a in HOT) == len(HOT) * START_FEN
@@ -121,5 +121,5 @@ def test_hot_backup_while_a_writer_runs_opens_and_verifies(tmp_path):
         p.join(60)
     assert p.exitcode == 0
     with pytest.raises(ValueError, match="not empty"):
-        with cardledger.open(path) as led:
+        with cardledger.open(path, create=True) as led:
             led.backup(str(tmp_path / "backup0"))

@@ -23,11 +23,11 @@ def _setup(led, cards=range(100, 110)):
 
 
 def test_reopen_restores_balances_and_journal_position(ledger_path):
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _setup(led)
         led.apply(Ops(source=7).add(OpKind.SPEND, 100, 2, 2_500).take())
         seq, accounts = led.journal_seq, led.accounts()
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         assert led.journal_seq == seq
         assert led.accounts().tobytes() == accounts.tobytes()
         assert led.balance(100) == 7_500
@@ -37,14 +37,14 @@ def test_reopen_restores_balances_and_journal_position(ledger_path):
 def test_ids_stay_decided_across_checkpoints_and_restarts(ledger_path, checkpoint_ops):
     """Every id is decided once: replays after checkpoints and reopens move nothing."""
     b = Ops(source=9)
-    with cardledger.open(ledger_path, checkpoint_ops=checkpoint_ops) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=checkpoint_ops, create=True) as led:
         _setup(led)
         first = b.add(OpKind.SPEND, 100, 2, 1_000).add(OpKind.SPEND, 101, 2, 99_999_999).take()
         later = b.add(OpKind.SPEND, 102, 2, 500).take()
         r1 = led.apply(first)
         led.apply(later)
     for _ in range(2):
-        with cardledger.open(ledger_path, checkpoint_ops=checkpoint_ops) as led:
+        with cardledger.open(ledger_path, checkpoint_ops=checkpoint_ops, create=True) as led:
             r = led.apply(np.concatenate([first, later]))
             assert codes(r) == ["EXISTS", "ID_ALREADY_FAILED", "EXISTS"]
             assert r["journal_seq"][0] == r1["journal_seq"][0]
@@ -55,7 +55,7 @@ def test_ids_stay_decided_across_checkpoints_and_restarts(ledger_path, checkpoin
 
 def test_out_of_order_ids_are_found_after_checkpoint(ledger_path):
     """A gap left by a terminal, filled after a checkpoint, is indexed and replays as EXISTS."""
-    with cardledger.open(ledger_path, checkpoint_ops=2) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=2, create=True) as led:
         _setup(led)
         b = Ops(source=11, start_seq=10)
         led.apply(b.add(OpKind.SPEND, 100, 2, 100).add(OpKind.SPEND, 100, 2, 100).take())
@@ -63,13 +63,13 @@ def test_out_of_order_ids_are_found_after_checkpoint(ledger_path):
         gap = Ops(source=11, start_seq=3).add(OpKind.SPEND, 100, 2, 7).take()
         assert codes(led.apply(gap)) == ["OK"]  # seq 3 < 11 but never used: a new op
         led.checkpoint()
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         assert codes(led.apply(gap)) == ["EXISTS"]
         assert led.balance(100) == 10_000 - 207
 
 
 def test_readonly_reader_sees_committed_state_and_catches_up(ledger_path):
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _setup(led)
         reader = cardledger.open(ledger_path, readonly=True)
         assert reader.balance(100) == 10_000
@@ -93,7 +93,7 @@ def _reader_process(path, queue, rounds):
 
 
 def test_reader_in_another_process_never_sees_a_partial_batch(ledger_path):
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _setup(led)
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
@@ -124,11 +124,11 @@ def _flip_journal_byte(path, offset_in_records):
 
 @pytest.mark.parametrize("offset", [0, 40, 151, -1])
 def test_a_flipped_journal_byte_is_found(ledger_path, offset):
-    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20, create=True) as led:
         _setup(led)
         led.checkpoint()  # the damaged batch lies before the checkpoint: open succeeds
     _flip_journal_byte(ledger_path, offset)
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         report = led.verify()
         assert not report.ok
         assert any("hash mismatch" in p for p in report.problems)
@@ -137,7 +137,7 @@ def test_a_flipped_journal_byte_is_found(ledger_path, offset):
 def test_every_byte_of_a_journal_batch_header_is_checked(ledger_path):
     """Flipping any of the 128 header bytes of a stored batch (the hashes, the fields and
     the padding the hash does not cover) is found by verify() or refused at open."""
-    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20, create=True) as led:
         _setup(led)
         led.checkpoint()  # the damaged batch lies before the checkpoint: open may succeed
     env = lmdb.open(ledger_path, max_dbs=len(keys.DB_NAMES), map_size=1 << 34)
@@ -152,7 +152,7 @@ def test_every_byte_of_a_journal_batch_header_is_checked(ledger_path):
             txn.put(key, bytes(damaged), db=db)
         env.close()
         try:
-            with cardledger.open(ledger_path) as led:
+            with cardledger.open(ledger_path, create=True) as led:
                 if led.verify().ok:
                     missed.append(offset)
         except cardledger.CorruptionError:
@@ -163,7 +163,7 @@ def test_every_byte_of_a_journal_batch_header_is_checked(ledger_path):
         txn.put(key, original, db=db)
     env.close()
     assert missed == []
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         assert led.verify().ok  # and the undamaged ledger still verifies
 
 
@@ -171,7 +171,7 @@ def test_every_byte_of_a_journal_batch_header_is_checked(ledger_path):
 def test_a_checkpoint_row_count_altered_refuses_to_open_with_a_typed_error(ledger_path, field):
     """The tables' row counts sit outside the body's checksum: a count inflated (here
     by 2^32, which would allocate terabytes) is a CorruptionError, not a MemoryError."""
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _setup(led)
         led.checkpoint()
     (name,) = [n for n in os.listdir(ledger_path) if n.startswith("checkpoint-") and n.endswith(".cl")]
@@ -182,19 +182,19 @@ def test_a_checkpoint_row_count_altered_refuses_to_open_with_a_typed_error(ledge
         f.seek(-1, 1)
         f.write(bytes([byte[0] ^ 0x01]))
     with pytest.raises(cardledger.CorruptionError):
-        cardledger.open(ledger_path)
+        cardledger.open(ledger_path, create=True)
 
 
 def test_a_damaged_journal_tail_refuses_to_open(ledger_path):
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _setup(led)  # no checkpoint yet: opening replays this batch
     _flip_journal_byte(ledger_path, 60)
     with pytest.raises(cardledger.CorruptionError):
-        cardledger.open(ledger_path)
+        cardledger.open(ledger_path, create=True)
 
 
 def test_a_damaged_checkpoint_refuses_to_open(ledger_path):
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _setup(led)
         led.checkpoint()
     (name,) = [n for n in os.listdir(ledger_path) if n.startswith("checkpoint-") and n.endswith(".cl")]
@@ -204,12 +204,12 @@ def test_a_damaged_checkpoint_refuses_to_open(ledger_path):
         f.seek(-1, 1)
         f.write(bytes([byte[0] ^ 0x80]))
     with pytest.raises(cardledger.CorruptionError, match="checksum"):
-        cardledger.open(ledger_path)
+        cardledger.open(ledger_path, create=True)
 
 
 def test_a_checkpoint_file_of_format_4_still_opens(ledger_path):
     """Format 4 stored the checkpoint tables raw; this version packs them, and reads both."""
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _setup(led)
         led.checkpoint()
         before = np.sort(led.accounts(), order="id")
@@ -230,13 +230,13 @@ def test_a_checkpoint_file_of_format_4_still_opens(ledger_path):
         txn.put(b"checkpoint", checkpoints.encode_checkpoint_desc(desc.journal_seq, desc.last_batch_hash, digest),
                 db=env.open_db(b"state", txn=txn))
     env.close()
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         assert np.sort(led.accounts(), order="id").tobytes() == before.tobytes()
         assert led.verify().ok
 
 
 def test_a_checkpoint_file_is_stored_packed(ledger_path):
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _setup(led, cards=range(100, 2100))
         led.checkpoint()
         raw = led.accounts().nbytes
@@ -245,7 +245,7 @@ def test_a_checkpoint_file_is_stored_packed(ledger_path):
 
 
 def test_a_damaged_id_state_refuses_to_open(ledger_path):
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _setup(led)
         led.checkpoint()
     env = lmdb.open(ledger_path, max_dbs=len(keys.DB_NAMES), map_size=1 << 34)
@@ -256,34 +256,34 @@ def test_a_damaged_id_state_refuses_to_open(ledger_path):
         txn.put(b"sources", bytes(blob), db=db)
     env.close()
     with pytest.raises(cardledger.CorruptionError, match="checksum"):
-        cardledger.open(ledger_path)
+        cardledger.open(ledger_path, create=True)
 
 
 def test_a_missing_checkpoint_file_is_reported(ledger_path):
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _setup(led)
         led.checkpoint()
     for n in os.listdir(ledger_path):
         if n.startswith("checkpoint-"):
             os.remove(os.path.join(ledger_path, n))
     with pytest.raises(cardledger.CorruptionError, match="missing"):
-        cardledger.open(ledger_path)
+        cardledger.open(ledger_path, create=True)
 
 
 def test_old_checkpoint_files_are_removed(ledger_path):
-    with cardledger.open(ledger_path, checkpoint_ops=2) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=2, create=True) as led:
         _setup(led)
         for i in range(6):
             led.apply(Ops(source=70, start_seq=10 * i + 1).add(OpKind.SPEND, 100, 2, 1).add(OpKind.SPEND, 101, 2, 1).take())
     files = [n for n in os.listdir(ledger_path) if n.startswith("checkpoint-")]
     assert len(files) == 1, files
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         assert led.verify().ok
         assert led.balance(100) == 10_000 - 6
 
 
 def test_statement_walks_back_pointers_across_batches_and_checkpoints(ledger_path):
-    with cardledger.open(ledger_path, checkpoint_ops=5) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=5, create=True) as led:
         _setup(led)
         b = Ops(source=4, start_seq=1_000)  # event times after the setup's
         for amount in (100, 200, 300):
@@ -300,7 +300,7 @@ def test_statement_walks_back_pointers_across_batches_and_checkpoints(ledger_pat
 def test_fork_use_is_refused(ledger_path):
     if not hasattr(os, "fork"):
         pytest.skip("no fork")
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _setup(led)
         pid = os.fork()
         if pid == 0:  # child: using the parent's Ledger must raise, opening anew must work
@@ -317,7 +317,7 @@ def test_fork_use_is_refused(ledger_path):
 
 
 def test_verify_reports_ok_on_a_healthy_ledger(ledger_path):
-    with cardledger.open(ledger_path, checkpoint_ops=7) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=7, create=True) as led:
         _setup(led)
         report = led.verify()
         assert report.ok, report.problems
@@ -329,7 +329,7 @@ def test_verify_reports_ok_on_a_healthy_ledger(ledger_path):
 def test_ids_of_a_busy_source_span_several_index_values(ledger_path, monkeypatch):
     """A source's run longer than one index value is cut; every id is still found."""
     monkeypatch.setattr(ids, "ID_RUN_PAIRS_MAX", 3)
-    with cardledger.open(ledger_path, checkpoint_ops=1 << 20) as led:
+    with cardledger.open(ledger_path, checkpoint_ops=1 << 20, create=True) as led:
         _setup(led)
         b = Ops(source=33)
         for _ in range(10):
@@ -337,7 +337,7 @@ def test_ids_of_a_busy_source_span_several_index_values(ledger_path, monkeypatch
         first = b.take()
         led.apply(first)
         led.checkpoint()
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         assert codes(led.apply(first)) == ["EXISTS"] * 10
         assert led.balance(100) == 10_000 - 10
 
@@ -358,7 +358,7 @@ def test_reader_slots_of_dead_processes_are_reclaimed(ledger_path):
     import multiprocessing as _mp
     import signal
 
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _setup(led)
     ctx = _mp.get_context("spawn")
     procs = []
@@ -407,7 +407,7 @@ def test_reader_slots_all_taken_by_dead_processes_are_reclaimed_while_the_ledger
 
     slots = 6
     monkeypatch.setattr(env_module, "MAX_READERS", slots)
-    with cardledger.open(ledger_path) as led, cardledger.open(ledger_path, readonly=True) as reader:
+    with cardledger.open(ledger_path, create=True) as led, cardledger.open(ledger_path, readonly=True) as reader:
         _setup(led)
         procs = _readers_holding_every_slot(ledger_path, slots)
         _kill_all(procs)
@@ -431,7 +431,7 @@ def test_reader_slots_held_by_live_processes_give_a_storage_error_then_recover(l
     cause; once those processes are gone, reads work again."""
     slots = 4
     monkeypatch.setattr(env_module, "MAX_READERS", slots)
-    with cardledger.open(ledger_path) as led, cardledger.open(ledger_path, readonly=True) as reader:
+    with cardledger.open(ledger_path, create=True) as led, cardledger.open(ledger_path, readonly=True) as reader:
         _setup(led)
         procs = _readers_holding_every_slot(ledger_path, slots)
         with pytest.raises(cardledger.StorageError, match="reader slots"):
@@ -441,12 +441,12 @@ def test_reader_slots_held_by_live_processes_give_a_storage_error_then_recover(l
 
 
 def test_a_ledger_that_fails_to_open_releases_its_environment(ledger_path):
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _setup(led)  # no checkpoint: opening replays this batch
     _flip_journal_byte(ledger_path, 60)
     for _ in range(2):  # the second attempt must fail the same way, not on a leaked env
         with pytest.raises(cardledger.CorruptionError):
-            cardledger.open(ledger_path)
+            cardledger.open(ledger_path, create=True)
     from cardledger.store.env import ENVS  # the environment registry holds nothing for this path now
 
     assert os.path.realpath(ledger_path) not in ENVS._envs
@@ -489,7 +489,7 @@ def test_checkpoint_and_close_do_not_wait_for_the_pace(ledger_path, monkeypatch)
     the pace: here a pace of 1 byte a second would take hours."""
     monkeypatch.setattr(checkpoints, "DIRECT_CHUNK_BYTES", 4096)
     monkeypatch.setattr(checkpoints, "CHECKPOINT_SYNC_BYTES", 4096)
-    led = cardledger.open(ledger_path, checkpoint_ops=500)
+    led = cardledger.open(ledger_path, checkpoint_ops=500, create=True)
     try:
         led.checkpoint_pace_bytes_per_s = 1
         paced: list[int] = []  # bytes written, at each call of the file's pace
@@ -520,7 +520,7 @@ def test_checkpoint_and_close_do_not_wait_for_the_pace(ledger_path, monkeypatch)
         closer.start()
         closer.join(120)
         assert not closer.is_alive(), "close() waited for the pace"
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         assert led.verify().ok
         assert led.balance(100) == 7_500 and led.balance(3_399) == 10_000
 
@@ -552,7 +552,7 @@ def test_apply_keeps_the_data_file_extended_ahead_of_its_pages(ledger_path, monk
     monkeypatch.setattr(datafile_mod, "DATA_FILE_AHEAD_BYTES", 2 << 20)
     monkeypatch.setattr(datafile_mod, "DATA_FILE_EXTEND_BYTES", 1 << 20)
     spender = Ops(source=77)
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         open_cards(led, range(100, 200), 100_000)
         for _ in range(6):
             for card in range(100, 200):
@@ -564,7 +564,7 @@ def test_apply_keeps_the_data_file_extended_ahead_of_its_pages(ledger_path, monk
     assert size - used >= 2 << 20
     assert datafile.ledger_disk_bytes(ledger_path) <= sum(
         os.path.getsize(os.path.join(ledger_path, f)) for f in os.listdir(ledger_path)) - (2 << 20)
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         assert led.verify().ok and led.accounts().tobytes() == balances
         for card in range(100, 200):
             spender.add(OpKind.SPEND, card, 2, 1)
@@ -584,7 +584,7 @@ def test_a_failed_data_file_extension_costs_no_batch(ledger_path, monkeypatch):
 
     monkeypatch.setattr(datafile, "zero_extend", full)
     spender = Ops(source=78)
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         open_cards(led, range(100, 110), 1_000)
         for _ in range(3):
             spender.add(OpKind.SPEND, 100, 2, 1)
@@ -613,7 +613,7 @@ def test_the_id_state_is_stored_sorted_by_source_whatever_order_it_comes_in():
 @pytest.mark.parametrize("key", [b"default_cap_fen", b"format"])
 def test_a_damaged_meta_value_refuses_to_open_with_a_typed_error(ledger_path, key):
     """The ledger's meta values (format marker, default cap) cut short: CorruptionError."""
-    with cardledger.open(ledger_path) as led:
+    with cardledger.open(ledger_path, create=True) as led:
         _setup(led)
     env = lmdb.open(ledger_path, max_dbs=len(keys.DB_NAMES), map_size=1 << 34)
     db = env.open_db(b"meta")
@@ -621,4 +621,4 @@ def test_a_damaged_meta_value_refuses_to_open_with_a_typed_error(ledger_path, ke
         txn.put(key, b"\x01\x02\x03", db=db)
     env.close()
     with pytest.raises(cardledger.CorruptionError, match="damaged"):
-        cardledger.open(ledger_path)
+        cardledger.open(ledger_path, create=True)

@@ -128,7 +128,7 @@ def disk_bytes(path: str | os.PathLike[str]) -> int:
 
 def _open_engine(name: str, path: str) -> Any:
     if name in LEDGER_ENGINES:
-        led = open_ledger(path, engine="python" if name == "reference" else "cython")
+        led = open_ledger(path, engine="python" if name == "reference" else "cython", create=True)
         # The first tap would install this same default; doing it here keeps loading
         # the fare system out of the timed replay, as the baselines get it compiled.
         led.install_fares(FareSystem.harbin(), 0)
@@ -476,7 +476,7 @@ def bench_tigerbeetle(args: argparse.Namespace) -> int:
     seed = CITY_SEED_DEFAULT if args.seed is None else args.seed
     path = tempfile.mkdtemp(prefix="cardledger-tb-")
     try:
-        led = open_ledger(path, engine="cython")
+        led = open_ledger(path, engine="cython", create=True)
         for opens in workloads.tigerbeetle_accounts(n_acc):
             led.apply(opens)
         lat: list[float] = []

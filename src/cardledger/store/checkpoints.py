@@ -56,6 +56,11 @@ def checkpoint_file_name(journal_seq: int) -> str:
     return f"checkpoint-{journal_seq:020d}.cl"
 
 
+def is_checkpoint_file_name(name: str) -> bool:
+    """Whether `name` is a checkpoint file's (or one being written)."""
+    return name.startswith("checkpoint-") and (name.endswith(".cl") or ".cl.tmp-" in name)
+
+
 @dataclass(frozen=True)
 class CheckpointDesc:
     """What the LMDB descriptor says about the current checkpoint file."""

@@ -11,11 +11,14 @@ the two constants; `lmdb_used_bytes` counts the pages.
 from __future__ import annotations
 
 import os
+import struct
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import lmdb
 
+from ..errors import CorruptionError, StorageError
 from .keys import DB_NAMES
 
 #: The data file is kept at least this far ahead of its last page.
@@ -134,3 +137,112 @@ class DataFileExtender:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+# -- the data file's own account of its size, read before LMDB maps it
+
+#: LMDB's magic number, at the start of each meta page's body.
+LMDB_MAGIC = 0xBEEFC0DE
+#: The data format of LMDB 0.9 (py-lmdb's bundled library).
+LMDB_DATA_VERSION = 1
+#: A meta page: the page header (pgno u64, pad u16, flags u16, lower u16, upper u16),
+#: then magic, version, address, map size, the two database records (FREE_DBI, whose
+#: first field holds the page size, and MAIN_DBI; 48 bytes each), last page, txnid.
+LMDB_META = struct.Struct("<QHHHHIIQQ48s48sQQ")
+#: P_META, the page flag of a meta page.
+LMDB_P_META = 0x08
+#: Page sizes LMDB can write.
+LMDB_PAGE_SIZES = frozenset(1 << k for k in range(9, 17))
+#: LMDB keeps two meta pages, at pages 0 and 1, and commits alternate between them.
+LMDB_META_PAGES = 2
+
+
+@dataclass(frozen=True)
+class DataFileFacts:
+    """What an LMDB data file's newest meta page says about it."""
+
+    page_bytes: int
+    last_pgno: int  # the last page in use
+    txnid: int  # the last committed write transaction
+    file_bytes: int
+
+    @property
+    def needed_bytes(self) -> int:
+        """Bytes the file must hold for every page in use to be readable."""
+        return (self.last_pgno + 1) * self.page_bytes
+
+
+def check_data_file(path: str, allow_short: bool = False) -> DataFileFacts | None:
+    """Check a ledger directory's `data.mdb` against its own meta pages before LMDB
+    maps it; None if there is no data file yet (a new ledger).
+
+    LMDB maps the file and reads pages through the map: a page past the end of a
+    truncated file is not an error it can report but a SIGBUS that kills the process.
+    So a file shorter than its newest meta page's last page, shorter than the two
+    meta pages, or without LMDB's meta pages at all (a foreign or zeroed file) is a
+    CorruptionError naming the file and what is wrong, raised before LMDB opens it.
+    `allow_short`: return the facts of a file cut short instead (for salvage).
+    """
+    name = os.path.join(path, "data.mdb")
+    try:
+        fd = os.open(name, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise StorageError(f"cannot read {name}: {e}") from e
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, LMDB_META.size, 0)
+        if size == 0:
+            raise CorruptionError(
+                f"{name} is empty: the ledger's data file was truncated (or its creation never finished); "
+                "restore it from a backup"
+            )
+        if len(head) < LMDB_META.size:
+            raise CorruptionError(f"{name} is {size} bytes: too short for an LMDB meta page (truncated?)")
+        page_bytes = _meta_page_bytes(name, head)
+        if size < LMDB_META_PAGES * page_bytes:
+            raise CorruptionError(
+                f"{name} is {size:,} bytes: shorter than LMDB's two meta pages of {page_bytes:,} bytes (truncated)"
+            )
+        metas = [_read_meta(name, os.pread(fd, LMDB_META.size, k * page_bytes), k, page_bytes)
+                 for k in range(LMDB_META_PAGES)]
+    finally:
+        os.close(fd)
+    last_pgno, txnid = max(metas, key=lambda m: m[1])
+    facts = DataFileFacts(page_bytes, last_pgno, txnid, size)
+    if size < facts.needed_bytes and not allow_short:
+        raise CorruptionError(
+            f"{name} is {size:,} bytes but its last committed transaction ({txnid}) uses pages up to "
+            f"{last_pgno:,}, {facts.needed_bytes:,} bytes: the file was truncated; restore it from a backup, or "
+            "salvage the intact journal with `cardledger recover`"
+        )
+    return facts
+
+
+def _meta_page_bytes(name: str, head: bytes) -> int:
+    """The page size recorded in meta page 0 (CorruptionError if it is not one)."""
+    fields = LMDB_META.unpack(head)
+    magic, free_db = fields[5], fields[9]
+    if magic != LMDB_MAGIC:
+        raise CorruptionError(f"{name} is not an LMDB data file (no LMDB magic number in its first page)")
+    page_bytes = struct.unpack_from("<I", free_db)[0]
+    if page_bytes not in LMDB_PAGE_SIZES:
+        raise CorruptionError(f"{name}: meta page 0 records a page size of {page_bytes}, which LMDB never writes")
+    return page_bytes
+
+
+def _read_meta(name: str, raw: bytes, pgno: int, page_bytes: int) -> tuple[int, int]:
+    """(last page in use, txnid) of meta page `pgno`; CorruptionError if it is damaged."""
+    if len(raw) < LMDB_META.size:
+        raise CorruptionError(f"{name}: meta page {pgno} is cut short (truncated)")
+    stored_pgno, _, flags, _, _, magic, version, _, _, free_db, _, last_pgno, txnid = LMDB_META.unpack(raw)
+    if magic != LMDB_MAGIC or not flags & LMDB_P_META or stored_pgno != pgno:
+        raise CorruptionError(f"{name}: meta page {pgno} is damaged (not an LMDB meta page)")
+    if version != LMDB_DATA_VERSION:
+        raise CorruptionError(f"{name}: LMDB data format {version}, this library's LMDB reads {LMDB_DATA_VERSION}")
+    if struct.unpack_from("<I", free_db)[0] != page_bytes:
+        raise CorruptionError(f"{name}: meta page {pgno} disagrees with meta page 0 on the page size")
+    if last_pgno < LMDB_META_PAGES - 1 or last_pgno >= 1 << 48:
+        raise CorruptionError(f"{name}: meta page {pgno} records last page {last_pgno}, which cannot be")
+    return last_pgno, txnid

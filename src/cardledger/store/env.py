@@ -15,8 +15,9 @@ from typing import Any, Iterator
 
 import lmdb
 
-from ..errors import CorruptionError, StorageError
+from ..errors import CorruptionError, NotALedgerError, StorageError
 from .checkpoints import checkpoint_file_name, decode_stored_desc
+from .datafile import check_data_file
 from .journal import Batch, iter_batches, journal_head
 from .keys import DB_NAMES, FORMAT_VERSION, KEY, META_DEFAULT_CAP_KEY, META_FORMAT_KEY
 
@@ -77,6 +78,9 @@ class EnvRegistry:
                 entry[0].close()
             except lmdb.Error:  # pragma: no cover
                 pass
+        # A truncated data file would kill the process with SIGBUS on its first page
+        # read past the end: its own meta pages are checked first.
+        check_data_file(path)
         env = lmdb.open(
             path,
             map_size=MAP_SIZE_INITIAL_BYTES,
@@ -126,6 +130,11 @@ class Store:
             if self.env is not None:
                 ENVS.release(path)
                 self.env = None
+            if readonly and isinstance(e, lmdb.NotFoundError):
+                raise NotALedgerError(f"{path!r} is an LMDB environment but not a cardledger ledger "
+                                      "(it lacks the ledger's databases)") from e
+            if isinstance(e, LMDB_CORRUPTION_ERRORS):
+                raise CorruptionError(f"ledger at {path!r} is damaged: {type(e).__name__}: {e}") from e
             raise StorageError(f"cannot open ledger at {path!r}: {e}") from e
         self.meta_db, self.journal_db, self.state_db = dbs[b"meta"], dbs[b"journal"], dbs[b"state"]
         self.ids_db, self.ids_late_db, self.fares_db = dbs[b"ids"], dbs[b"ids_late"], dbs[b"fares"]
@@ -174,7 +183,7 @@ class Store:
             version = txn.get(META_FORMAT_KEY, db=self.meta_db)
             if version is None:
                 if self.readonly:
-                    raise CorruptionError(f"{self.path!r} is an LMDB environment but not a cardledger ledger")
+                    raise NotALedgerError(f"{self.path!r} is an LMDB environment but not a cardledger ledger")
                 txn.put(META_FORMAT_KEY, KEY.pack(FORMAT_VERSION), db=self.meta_db)
                 txn.put(META_DEFAULT_CAP_KEY, KEY.pack(int(default_cap_fen)), db=self.meta_db)
                 version = KEY.pack(FORMAT_VERSION)
