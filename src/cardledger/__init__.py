@@ -17,10 +17,13 @@ from .errors import (
     LedgerClosedError,
     LedgerError,
     LedgerReadOnlyError,
+    NotALedgerError,
     SchemaError,
     StorageError,
 )
 from .ledger import AccountInfo, Ledger, VerifyReport, open
+from .recover import RecoverReport, recover
+from .verify import inspect
 from .schema import (
     ACCOUNT_DTYPE,
     AMOUNT_MAX_FEN,
@@ -58,14 +61,18 @@ __all__ = [
     "LedgerClosedError",
     "LedgerError",
     "LedgerReadOnlyError",
+    "NotALedgerError",
     "OpFlags",
     "OpKind",
     "QueueFullError",
+    "RecoverReport",
     "Result",
     "SchemaError",
     "StorageError",
     "TapType",
     "VerifyReport",
+    "inspect",
     "new_ops",
     "open",
+    "recover",
 ]

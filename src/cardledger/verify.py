@@ -9,20 +9,23 @@ Reports every problem it finds instead of stopping at the first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import lmdb
 import numpy as np
 
-from .errors import CorruptionError, LedgerError, StorageError
+from .errors import CorruptionError, LedgerError, NotALedgerError, StorageError
 from .schema import CHECKPOINT_OPS_DEFAULT, AccountFlags, AccountKind
 from .store.checkpoints import checkpoint_file_name, decode_stored_desc, read_checkpoint_file
 from .store.env import LMDB_CORRUPTION_ERRORS, Store
-from .store.ids import decode_ids_state, read_checked_merge
+from .store.ids import IdLog, decode_ids_state, read_checked_merge, read_id_log
 from .store.journal import GENESIS_HASH, decode_batch
-from .store.keys import KEY
+from .store.datafile import check_data_file
+from .store.keys import DB_NAMES, FORMAT_VERSION, KEY, KEY2, META_DEFAULT_CAP_KEY, META_FORMAT_KEY
+from .store.pages import PageFile, PageTxn
 
 
 @dataclass
@@ -55,7 +58,8 @@ class VerifyReport:
                 "intact_seq": self.intact_seq, "journal_head": self.journal_head, "problems": list(self.problems)}
 
 
-def verify(store: Any, txn: Any, fresh: Any, live: Any, checkpoint_ops: int) -> VerifyReport:
+def verify(store: Any, txn: Any, fresh: Any, live: Any, checkpoint_ops: int,
+           renew: Callable[[], Any] | None = None) -> VerifyReport:
     """Verify the ledger in `store` as of read transaction `txn`: replay its journal
     into `fresh` (a new engine with the fare versions installed) and compare with the
     stored checkpoint and id state and, unless `live` is None (a ledger inspected
@@ -63,14 +67,27 @@ def verify(store: Any, txn: Any, fresh: Any, live: Any, checkpoint_ops: int) -> 
 
     Never stops at the first problem: a damaged batch ends the replay (what follows
     it cannot be checked) but the rest of the journal is still walked to find its end,
-    and the checkpoint, the id state and the invariants are still checked."""
+    and the checkpoint, the id state and the invariants are still checked. LMDB
+    fails every later read of a transaction in which it met a damaged page: `renew`,
+    if given, returns a new read transaction to go on with after one does."""
     report = VerifyReport()
     codec, state = store.codec, store.state_db
-    desc, ckpt_arrays, ids_upto, ids_sources = None, None, 0, None
-    try:
-        desc = decode_stored_desc(txn, state)
-    except CorruptionError as e:
-        report.problems.append(f"checkpoint: {e}")
+
+    def part(what: str, read: Callable[[Any], Any], default: Any = None) -> Any:
+        """read(txn), with damage recorded as a problem of `what` (and the result `default`)."""
+        nonlocal txn
+        try:
+            return read(txn)
+        except CorruptionError as e:
+            report.problems.append(f"{what}: {e}")
+        except LMDB_CORRUPTION_ERRORS as e:
+            report.problems.append(f"{what}: LMDB cannot read it: {type(e).__name__}: {e}")
+            if renew is not None:
+                txn = renew()
+        return default
+
+    desc = part("checkpoint", lambda t: decode_stored_desc(t, state))
+    ckpt_arrays = None
     if desc is not None:
         try:
             ckpt_arrays = read_checkpoint_file(codec, store.path, desc)
@@ -79,15 +96,13 @@ def verify(store: Any, txn: Any, fresh: Any, live: Any, checkpoint_ops: int) -> 
                                    f"{checkpoint_file_name(desc.journal_seq)} is missing")
         except (CorruptionError, OSError, ValueError) as e:
             report.problems.append(f"checkpoint at {desc.journal_seq}: {e}")
-    try:
-        ids_upto, ids_sources = decode_ids_state(lambda k: txn.get(k, db=state))
-    except CorruptionError as e:
-        report.problems.append(f"id state: {e}")
-    try:
-        read_checked_merge(codec, txn, state)
-    except CorruptionError as e:
-        report.problems.append(f"id log: {e}")
-    intact = _walk_journal(report, store, txn, fresh, checkpoint_ops, desc, ckpt_arrays, ids_upto, ids_sources)
+    ids_upto, ids_sources = part("id state", lambda t: decode_ids_state(lambda k: t.get(k, db=state)), (0, None))
+    part("id log", lambda t: read_checked_merge(codec, t, state))
+    audit = part("id index", lambda t: _IdAudit(codec, t, store, ids_upto))
+    intact = _walk_journal(report, store, txn, fresh, checkpoint_ops, desc, ckpt_arrays, ids_upto, ids_sources,
+                           audit)
+    if audit is not None:
+        report.problems.extend(audit.summary())
     replayed = fresh.export_checkpoint()
     if live is None:
         exported = replayed
@@ -111,7 +126,8 @@ def verify(store: Any, txn: Any, fresh: Any, live: Any, checkpoint_ops: int) -> 
 
 
 def _walk_journal(report: VerifyReport, store: Any, txn: Any, fresh: Any, checkpoint_ops: int, desc: Any,
-                  ckpt_arrays: tuple | None, ids_upto: int, ids_sources: np.ndarray | None) -> bool:
+                  ckpt_arrays: tuple | None, ids_upto: int, ids_sources: np.ndarray | None,
+                  audit: "_IdAudit | None") -> bool:
     """Walk the journal from its first batch, replaying into `fresh` while the hash
     chain holds; record the problems and the intact prefix in `report`. Returns
     whether the whole journal is intact."""
@@ -148,6 +164,8 @@ def _walk_journal(report: VerifyReport, store: Any, txn: Any, fresh: Any, checkp
             report.batches += 1
             report.records += len(batch.records)
             report.intact_seq = batch.last_seq
+            if audit is not None:
+                audit.check(batch.records)
             prev_hash, expected_first = batch.hash, batch.last_seq + 1
             if fresh.recent_count >= checkpoint_ops:
                 fresh.take_decisions()  # bound memory; decisions are not compared
@@ -171,6 +189,77 @@ def _walk_journal(report: VerifyReport, store: Any, txn: Any, fresh: Any, checkp
             "(`cardledger recover` salvages it)")
         return False
     return True
+
+
+#: Ids named one by one in a report; the rest are counted.
+ID_PROBLEMS_NAMED_MAX = 10
+
+
+class _IdAudit:
+    """Checks that every decided op up to the id state's reach is found, by its id,
+    at its own journal record through the id log and the id index: what a resent op
+    relies on. The index has no checksum of its own (LMDB keeps none), so this is
+    how damage to it is found.
+
+    The whole index is held in memory (about 3 bytes a decided op) while verifying.
+    """
+
+    def __init__(self, codec: Any, txn: Any, store: Any, ids_upto: int) -> None:
+        self.ids_upto = ids_upto
+        self.logs = read_id_log(codec, txn, store.state_db)
+        key_src, key_seq, offsets, values = [], [], [0], []
+        prev = None
+        for key, value in txn.cursor(db=store.ids_db):
+            if len(key) != KEY2.size:
+                raise CorruptionError(f"an entry's key is {len(key)} bytes, not a (source, seq)")
+            src, seq = KEY2.unpack(bytes(key))
+            if prev is not None and (src, seq) <= prev:
+                raise CorruptionError(f"entries out of order at source {src}, seq {seq}")
+            prev = (src, seq)
+            key_src.append(src)
+            key_seq.append(seq)
+            values.append(bytes(value))
+            offsets.append(offsets[-1] + len(value))
+        late = [(KEY2.unpack(bytes(k)), bytes(v)) for k, v in txn.cursor(db=store.ids_late_db)]
+        if any(len(v) != KEY.size for _, v in late):
+            raise CorruptionError("an out-of-order id's entry is not a journal_seq")
+        self.index = IdLog(codec, ids_upto, b"".join(values), key_src=np.array(key_src, dtype=np.uint64),
+                           key_seq=np.array(key_seq, dtype=np.uint64), offsets=np.array(offsets, dtype=np.int64),
+                           late_src=np.array([k[0] for k, _ in late], dtype=np.uint64),
+                           late_seq=np.array([k[1] for k, _ in late], dtype=np.uint64),
+                           late_jseq=np.array([KEY.unpack(v)[0] for _, v in late], dtype=np.uint64))
+        self.wrong: list[str] = []
+        self.wrong_count = 0
+
+    def check(self, records: np.ndarray) -> None:
+        """Look up the ids of one batch's records (those up to ids_upto)."""
+        recs = records[records["journal_seq"] <= self.ids_upto]
+        if not len(recs):
+            return
+        q_src = np.ascontiguousarray(recs["source"], dtype=np.uint64)
+        q_seq = np.ascontiguousarray(recs["seq"], dtype=np.uint64)
+        found = np.zeros(len(recs), dtype=np.uint64)
+        try:
+            for log in self.logs:
+                log.find(q_src, q_seq, found)
+            self.index.find(q_src, q_seq, found)
+        except CorruptionError as e:
+            self.wrong_count += len(recs)
+            if len(self.wrong) < ID_PROBLEMS_NAMED_MAX:
+                self.wrong.append(f"id index: {e}")
+            return
+        for i in np.flatnonzero(found != recs["journal_seq"]).tolist():
+            self.wrong_count += 1
+            if len(self.wrong) < ID_PROBLEMS_NAMED_MAX:
+                got = int(found[i])
+                self.wrong.append(
+                    f"id index: op ({int(q_src[i])}, {int(q_seq[i])}) decided at journal_seq "
+                    f"{int(recs['journal_seq'][i])} is " + ("missing" if got == 0 else f"found at {got}"))
+
+    def summary(self) -> list[str]:
+        """The problems found, the ones beyond ID_PROBLEMS_NAMED_MAX counted."""
+        more = self.wrong_count - len(self.wrong)
+        return self.wrong + ([f"id index: {more} more ops are not found at their own record"] if more > 0 else [])
 
 
 def _compare_checkpoint(report: VerifyReport, fresh: Any, ckpt_arrays: tuple, journal_seq: int) -> None:
@@ -226,17 +315,18 @@ def invariant_problems(accounts: np.ndarray, pending: np.ndarray) -> list[str]:
 def inspect(path: str | os.PathLike[str], *, engine: str | None = None) -> VerifyReport:
     """Verify the ledger in directory `path` without opening it as a Ledger.
 
-    For an operator with a ledger that may be damaged: it opens the files read-only,
+    For an operator with a ledger that may be damaged: it reads the files only,
     repairs nothing, and reports every problem it finds (which batch, which
-    checkpoint, which invariant) where `cardledger.open` would stop at the first. It
-    checks what `Ledger.verify` checks except the comparison with a running
-    ledger's memory. Raises FileNotFoundError / NotADirectoryError when `path` is not
-    a ledger directory, NotALedgerError for an LMDB environment that is not a ledger,
-    and CorruptionError (or StorageError) when the files cannot be read at all (a
-    truncated data file: salvage it with `cardledger recover`).
+    checkpoint, which invariant, which page) where `cardledger.open` would stop at
+    the first. It checks what `Ledger.verify` checks except the comparison with a
+    running ledger's memory. A data file with damaged pages, or cut short, is read
+    page by page without LMDB (`store/pages.py`), so damage is reported instead of
+    aborting the process. Raises FileNotFoundError / NotADirectoryError when `path`
+    is not a ledger directory, NotALedgerError for an LMDB environment that is not
+    a ledger, and CorruptionError (or StorageError) when the files cannot be read
+    at all (LMDB's meta pages are damaged).
     """
     from .engine import select  # (select imports the engines: only this entry needs them)
-    from .store.fares import FareVersions
 
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -246,26 +336,88 @@ def inspect(path: str | os.PathLike[str], *, engine: str | None = None) -> Verif
     if not os.path.exists(os.path.join(path, "data.mdb")):
         raise FileNotFoundError(f"no ledger at {path!r}: it has no data.mdb")
     implementation = select.resolve(engine)
+    facts = check_data_file(path, allow_short=True)
+    assert facts is not None
+    with PageFile(path, facts) as pages:
+        page_problems = pages.check(DB_NAMES)
+        if page_problems:
+            return inspect_pages(path, pages, implementation)[0]
     store = Store(path, True, "full", select.codec_for(implementation))
     try:
         try:
-            default_cap_fen = store.init_meta(0)
-            with store.begin_read() as txn:
-                fresh = select.engine_class(implementation)(default_cap_fen)
-                fares = FareVersions(store.fares_db, store.meta_db)
-                fare_problem = None
-                try:
-                    fares.load(txn)
-                    fresh.set_fare_versions(fares.tap_tables())
-                except (LedgerError, ValueError, *LMDB_CORRUPTION_ERRORS) as e:
-                    fare_problem = f"fare versions: cannot be read ({type(e).__name__}: {e}); taps cannot be replayed"
-                report = verify(store, txn, fresh, None, CHECKPOINT_OPS_DEFAULT)
-                if fare_problem is not None:
-                    report.problems.insert(0, fare_problem)
-                return report
+            with contextlib.ExitStack() as txns:
+                txn = txns.enter_context(store.begin_read())
+                return _inspect_in(store, txn, implementation, renew=lambda: txns.enter_context(store.begin_read()))
         except LMDB_CORRUPTION_ERRORS as e:
             raise CorruptionError(f"ledger at {path!r} is damaged: {type(e).__name__}: {e}") from e
         except lmdb.Error as e:
             raise StorageError(f"cannot read ledger at {path!r}: {type(e).__name__}: {e}") from e
     finally:
         store.close()
+
+
+@dataclass
+class PageStore:
+    """The face of a `Store` that `verify` reads, over a `PageTxn` (databases named
+    by their names): a damaged ledger read without LMDB."""
+
+    path: str
+    codec: Any
+    meta_db: bytes = b"meta"
+    journal_db: bytes = b"journal"
+    state_db: bytes = b"state"
+    ids_db: bytes = b"ids"
+    ids_late_db: bytes = b"ids_late"
+    fares_db: bytes = b"fares"
+
+
+def inspect_pages(path: str, pages: PageFile, implementation: str) -> tuple[VerifyReport, PageTxn, PageStore]:
+    """`inspect` of a data file read page by page (`pages`, already checked): the
+    report (page problems first), and the transaction and store it read through."""
+    from .engine import select
+
+    store = PageStore(path, select.codec_for(implementation))
+    txn = PageTxn(pages)
+    try:
+        report = _inspect_in(store, txn, implementation, renew=None)
+    except CorruptionError as e:  # (NotALedgerError too: its meta pages may be the damaged ones)
+        if not pages.check(DB_NAMES):
+            raise
+        raise CorruptionError(f"ledger at {path!r}: its settings cannot be read ({e}); the data file has damaged "
+                              f"pages: {'; '.join(pages.check(DB_NAMES)[:3])}") from e
+    report.problems[:0] = pages.check(DB_NAMES)
+    return report, txn, store
+
+
+def ledger_settings(store: Any, txn: Any) -> int:
+    """The default cap of the ledger read through `txn`, after its format marker is
+    checked (NotALedgerError / CorruptionError)."""
+    version = txn.get(META_FORMAT_KEY, db=store.meta_db)
+    if version is None:
+        raise NotALedgerError(f"{store.path!r} is an LMDB environment but not a cardledger ledger")
+    if len(version) != KEY.size or KEY.unpack(bytes(version))[0] != FORMAT_VERSION:
+        raise CorruptionError(f"ledger at {store.path!r}: its format marker is damaged or of another version")
+    cap = txn.get(META_DEFAULT_CAP_KEY, db=store.meta_db)
+    if cap is None or len(cap) != KEY.size:
+        raise CorruptionError(f"ledger at {store.path!r}: its default cap is missing or damaged")
+    return int(KEY.unpack(bytes(cap))[0])
+
+
+def _inspect_in(store: Any, txn: Any, implementation: str, renew: Callable[[], Any] | None) -> VerifyReport:
+    """Verify through `txn` (an LMDB read transaction or a `PageTxn`) with a fresh engine."""
+    from .engine import select
+    from .store.fares import FareVersions
+
+    default_cap_fen = ledger_settings(store, txn)
+    fresh = select.engine_class(implementation)(default_cap_fen)
+    fares = FareVersions(store.fares_db, store.meta_db)
+    fare_problem = None
+    try:
+        fares.load(txn)
+        fresh.set_fare_versions(fares.tap_tables())
+    except (LedgerError, ValueError, *LMDB_CORRUPTION_ERRORS) as e:
+        fare_problem = f"fare versions: cannot be read ({type(e).__name__}: {e}); taps cannot be replayed"
+    report = verify(store, txn, fresh, None, CHECKPOINT_OPS_DEFAULT, renew=renew)
+    if fare_problem is not None:
+        report.problems.insert(0, fare_problem)
+    return report

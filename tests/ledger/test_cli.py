@@ -103,18 +103,30 @@ def test_verify_reports_a_damaged_journal_batch_by_its_range_with_exit_1(ledger_
     report = json.loads(proc.stdout)
     # open_cards wrote two batches (ops 1..4), the SPEND a third (op 5): the first is damaged.
     assert report["ok"] is False and report["intact_seq"] == 0 and report["journal_head"] == 5
-    first = json.loads(json.dumps(report["problems"][0]))
+    first = report["problems"][0]
     assert first.startswith("journal batch ending at journal_seq ") and first.endswith(
         "hash mismatch (the batch was altered or damaged)")
     assert "records from journal_seq 1 to journal_seq 5 follow the damage" in report["problems"][1]
 
 
-def test_verify_of_a_truncated_data_file_is_one_line_and_exit_3(ledger_path):
+def test_verify_of_a_data_file_cut_to_its_meta_pages_is_one_line_and_exit_3(ledger_path):
     with cardledger.open(ledger_path, create=True) as led:
         open_cards(led, [100], 5_000)
-    os.truncate(os.path.join(ledger_path, "data.mdb"), 12_288)
+    os.truncate(os.path.join(ledger_path, "data.mdb"), 8_192)
     line = _one_line_error(_run("verify", ledger_path), 3)
-    assert "data.mdb is 12,288 bytes but its last committed transaction" in line and "truncated" in line
+    assert "settings cannot be read" in line and "cut short" in line
+
+
+def test_verify_of_a_data_file_cut_short_reports_the_cut_with_exit_1(ledger_path):
+    from cardledger.store.datafile import check_data_file
+
+    with cardledger.open(ledger_path, create=True) as led:
+        open_cards(led, range(100, 600), 5_000)
+    facts = check_data_file(ledger_path)
+    os.truncate(os.path.join(ledger_path, "data.mdb"), facts.needed_bytes - facts.page_bytes)
+    proc = _run("verify", "--json", ledger_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "cut short" in json.loads(proc.stdout)["problems"][0]
 
 
 def test_recover_and_backup_refuse_a_destination_that_holds_anything(ledger_path, tmp_path):

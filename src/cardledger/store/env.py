@@ -17,7 +17,7 @@ import lmdb
 
 from ..errors import CorruptionError, NotALedgerError, StorageError
 from .checkpoints import checkpoint_file_name, decode_stored_desc
-from .datafile import check_data_file
+from .pages import check_pages
 from .journal import Batch, iter_batches, journal_head
 from .keys import DB_NAMES, FORMAT_VERSION, KEY, META_DEFAULT_CAP_KEY, META_FORMAT_KEY
 
@@ -78,9 +78,10 @@ class EnvRegistry:
                 entry[0].close()
             except lmdb.Error:  # pragma: no cover
                 pass
-        # A truncated data file would kill the process with SIGBUS on its first page
-        # read past the end: its own meta pages are checked first.
-        check_data_file(path)
+        # LMDB trusts its pages: a data file cut short is a SIGBUS on the first page
+        # read past its end, a damaged page header can trip an assertion (abort()).
+        # The file's size and its B-trees are checked first (`pages.py`).
+        check_pages(path, DB_NAMES)
         env = lmdb.open(
             path,
             map_size=MAP_SIZE_INITIAL_BYTES,
