@@ -9,14 +9,16 @@ of --batch ops (1: a terminal's single op; more: an upload of several independen
 unlinked ops, as an offline validator or a terminal concentrator sends them) and keeps
 --window requests in flight (1: send, wait for the reply, send the next; more: a
 connection multiplexing several terminals). --ops counts ops, not requests.
-Stops after --ops requests or --seconds, whichever comes first. Prints ops/s and the
-request latency p50/p99 (JSON). Runs on uvloop when it is installed.
+Stops after --ops requests or --seconds, whichever comes first. Prints ops/s, the
+request latency p50/p99 and how many ops got each result code, in the setup and in
+the load (JSON): a rerun against the same ledger shows its ACCOUNT_EXISTS there. Runs on uvloop when it is installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import importlib.util
 import ipaddress
 import json
@@ -40,9 +42,11 @@ async def call(reader, writer, req: int, ops: list[dict]) -> dict:
     return msgpack.unpackb(await reader.readexactly(size), raw=False)
 
 
-async def setup(host: str, port: int, cards: int, source: int) -> None:
+async def setup(host: str, port: int, cards: int, source: int) -> collections.Counter:
+    """Open the accounts the load needs; return how many setup ops got each result."""
     reader, writer = await asyncio.open_connection(host, port)
     seq = 0
+    counts: collections.Counter = collections.Counter()
 
     async def send(ops):
         nonlocal seq
@@ -50,6 +54,7 @@ async def setup(host: str, port: int, cards: int, source: int) -> None:
             seq += 1
             op.update(source=source, seq=seq)
         reply = await call(reader, writer, seq, ops)
+        counts.update(r["result"] for r in reply.get("results", []))
         bad = [r for r in reply.get("results", []) if r["result"] not in ("OK", "EXISTS", "ACCOUNT_EXISTS", "EXCEEDS_CAP")]
         if "error" in reply or bad:
             raise SystemExit(f"setup failed: {str(reply)[:300]}")
@@ -63,6 +68,7 @@ async def setup(host: str, port: int, cards: int, source: int) -> None:
             ops.append({"kind": "TOPUP", "account_id": CARD_BASE + c, "counterparty_id": 1, "amount_fen": 400_000})
         await send(ops)
     writer.close()
+    return counts
 
 
 class Client(asyncio.Protocol):
@@ -75,6 +81,7 @@ class Client(asyncio.Protocol):
         self.sent_at: dict[int, float] = {}
         self.seq = 0
         self.ops_done = 0
+        self.codes: collections.Counter = collections.Counter()  # result name -> ops
         self.buf = bytearray()
         self.done = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
@@ -119,6 +126,7 @@ class Client(asyncio.Protocol):
                 return
             self.lat.append(now - self.sent_at.pop(reply["req"]))
             self.ops_done += len(reply["results"])
+            self.codes.update(r["result"] for r in reply["results"])
             replies += 1
         if start:
             del buf[:start]
@@ -130,8 +138,8 @@ class Client(asyncio.Protocol):
             self.done.set_exception(ConnectionError(f"connection lost: {exc}"))
 
 
-async def client(host, port, source, cards, quota, window, batch, deadline, lat) -> int:
-    """Run one connection to the end; return how many ops it had committed."""
+async def client(host, port, source, cards, quota, window, batch, deadline, lat) -> collections.Counter:
+    """Run one connection to the end; return how many of its ops got each result."""
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_connection(
         lambda: Client(source, cards, quota, window, batch, deadline, lat), host, port)
@@ -139,12 +147,12 @@ async def client(host, port, source, cards, quota, window, batch, deadline, lat)
         await proto.done
     finally:
         transport.close()
-    return proto.ops_done
+    return proto.codes
 
 
 async def run(a) -> dict:
     source_base = int.from_bytes(os.urandom(5), "big") << 12  # fresh ids on every run against the same ledger
-    await setup(a.host, a.port, a.cards, source_base)
+    setup_codes = await setup(a.host, a.port, a.cards, source_base)
     lat: list[float] = []
     deadline = time.monotonic() + a.seconds
     per = max(1, a.ops // a.clients)
@@ -152,6 +160,8 @@ async def run(a) -> dict:
     done = await asyncio.gather(*(client(a.host, a.port, source_base + 1 + i, a.cards, per, a.window, a.batch,
                                          deadline, lat) for i in range(a.clients)))
     dt = time.perf_counter() - t
+    codes: collections.Counter = sum(done, collections.Counter())
+    ops = sum(codes.values())
     lat.sort()
     return {
         "clients": a.clients,
@@ -159,10 +169,12 @@ async def run(a) -> dict:
         "ops_per_request": a.batch,
         "loop": a.loop,
         "requests": len(lat),
-        "ops": sum(done),
-        "ops_per_s": sum(done) / dt,
+        "ops": ops,
+        "ops_per_s": ops / dt,
         "latency_ms_p50": lat[len(lat) // 2] * 1e3,
         "latency_ms_p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3,
+        "setup_results": dict(sorted(setup_codes.items())),
+        "results": dict(sorted(codes.items())),
     }
 
 

@@ -252,3 +252,13 @@ def test_the_public_replay_script_gives_the_same_codes_and_balances_applied_or_s
     assert runs[0]["ops"] == runs[1]["ops"] == 20_000
     assert runs[0]["codes_sha256"] == runs[1]["codes_sha256"]
     assert runs[0]["balances_sha256"] == runs[1]["balances_sha256"]
+
+
+def test_generated_scenarios_are_kept_in_the_user_cache_directory_not_the_system_temp(monkeypatch, tmp_path):
+    from cardledger.benchmark import runner
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert runner.cache_dir() == str(tmp_path / "xdg" / "cardledger")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert runner.cache_dir() == str(tmp_path / "home" / ".cache" / "cardledger")

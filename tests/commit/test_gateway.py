@@ -204,3 +204,26 @@ def test_a_request_whose_chain_stays_open_is_refused_and_fails_no_other_request(
     with cardledger.open(str(tmp_path / "ledger"), create=True) as led:
         assert led.balance(9) == 400
         assert led.verify().ok
+
+
+def test_the_load_generator_reports_its_result_codes_and_a_rerun_shows_account_exists(tmp_path):
+    import types
+
+    import loadgen
+
+    async def main():
+        task, port = await _serve(tmp_path)
+        try:
+            args = types.SimpleNamespace(host="127.0.0.1", port=port, cards=40, clients=2, window=2, batch=3,
+                                         ops=60, seconds=30.0, loop="asyncio")
+            first = await loadgen.run(args)
+            second = await loadgen.run(args)
+        finally:
+            await _stop(task)
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert first["results"] == {"OK": 60} and first["ops"] == 60
+    assert first["setup_results"] == {"OK": 2 + 2 * 40}
+    # The same accounts opened again: the rerun says so instead of hiding it.
+    assert second["setup_results"]["ACCOUNT_EXISTS"] == 2 + 40

@@ -111,7 +111,7 @@ def test_hot_backup_while_a_writer_runs_opens_and_verifies(tmp_path):
                     pass
                 dest = str(tmp_path / f"backup{k}")
                 reader.backup(dest)
-                with cardledger.open(dest, create=True) as copy:
+                with cardledger.open(dest) as copy:
                     report = copy.verify()
                     assert report.ok, report.problems
                     assert sum(copy.balance(a) for a in HOT) == len(HOT) * START_FEN
@@ -123,3 +123,36 @@ def test_hot_backup_while_a_writer_runs_opens_and_verifies(tmp_path):
     with pytest.raises(ValueError, match="not empty"):
         with cardledger.open(path, create=True) as led:
             led.backup(str(tmp_path / "backup0"))
+
+
+def test_backups_taken_under_a_write_load_each_open_and_verify(tmp_path):
+    """`cardledger backup` (the command an operator runs) while another process writes:
+    every copy inspects clean, opens, and holds all the money."""
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "ledger")
+    _setup(path)
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    p = ctx.Process(target=_busy_writer, args=(path, stop))
+    p.start()
+    seqs = []
+    try:
+        with cardledger.open(path, readonly=True) as reader:
+            for k in range(3):
+                while reader.journal_seq < 200 * (k + 1):
+                    pass
+                dest = str(tmp_path / f"backup{k}")
+                proc = subprocess.run([sys.executable, "-m", "cardledger", "backup", path, dest],
+                                      capture_output=True, text=True, timeout=120)
+                assert proc.returncode == 0, proc.stderr
+                assert cardledger.inspect(dest).ok
+                with cardledger.open(dest) as copy:
+                    assert sum(copy.balance(a) for a in HOT) == len(HOT) * START_FEN
+                    seqs.append(copy.journal_seq)
+    finally:
+        stop.set()
+        p.join(60)
+    assert p.exitcode == 0
+    assert seqs == sorted(seqs) and seqs[0] >= 200

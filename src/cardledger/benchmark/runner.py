@@ -128,6 +128,7 @@ def disk_bytes(path: str | os.PathLike[str]) -> int:
 
 def _open_engine(name: str, path: str) -> Any:
     if name in LEDGER_ENGINES:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)  # (the work directory)
         led = open_ledger(path, engine="python" if name == "reference" else "cython", create=True)
         # The first tap would install this same default; doing it here keeps loading
         # the fare system out of the timed replay, as the baselines get it compiled.
@@ -317,6 +318,14 @@ def _spawn(engine: str, scenario_dir: str, work_dir: str, prefix_batches: int | 
 # ---------------------------------------------------------------------------------------
 
 
+def cache_dir() -> str:
+    """Where generated scenarios are kept between runs: the user cache directory
+    ($XDG_CACHE_HOME/cardledger, else ~/.cache/cardledger), not the system temp
+    directory, so they are found again and are the user's to remove."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "cardledger")
+
+
 def _scenario(args: argparse.Namespace) -> tuple[str, dict]:
     """The workload's scenario directory, generated unless it is there; (directory, manifest)."""
     if args.mix:
@@ -331,7 +340,7 @@ def _scenario(args: argparse.Namespace) -> tuple[str, dict]:
         want = {"workload": "city"}
         want.update({k: v for k, v in (("n_cards", args.cards), ("seed", args.seed)) if v is not None})
         default_dir = f"cardledger-scenario-{cards}-{seed}"
-    scen_dir = args.scenario_dir or os.path.join(tempfile.gettempdir(), default_dir)
+    scen_dir = args.scenario_dir or os.path.join(cache_dir(), default_dir)
     if os.path.exists(os.path.join(scen_dir, "manifest.json")):
         try:
             manifest, _ = scenario.read(scen_dir)
@@ -545,7 +554,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline-ops", type=int, default=None,
                    help="reference, sqlite and lmdb run only the first N timed ops (whole batches) and the "
                         f"ratios compare on those (default: all of the city; {MIX_BASELINE_OPS_DEFAULT:,} of the mix)")
-    p.add_argument("--scenario-dir", help="where the workload's batch files are (generated if missing)")
+    p.add_argument("--scenario-dir", help="where the workload's batch files are (generated if missing; default: "
+                                          "a directory named for the workload in the user cache directory, "
+                                          "$XDG_CACHE_HOME/cardledger or ~/.cache/cardledger)")
     p.add_argument("--work-dir", help="where the engines' ledgers go (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the engines' ledgers")
     p.add_argument("--json", default="bench-report.json", help="JSON report path")
