@@ -20,6 +20,7 @@ from helpers import Ops, open_cards
 
 import cardledger
 from cardledger import OpKind
+import cardledger.store.pages
 from cardledger.store.datafile import check_data_file
 
 PROBE = os.path.join(os.path.dirname(__file__), "..", "helpers", "damage_probe.py")
@@ -208,3 +209,32 @@ def test_recover_refuses_a_destination_that_holds_anything(kept, tmp_path):
     (tmp_path / "busy" / "x").write_text("x")
     with pytest.raises(ValueError, match="not a new or empty directory"):
         cardledger.recover(path, str(tmp_path / "busy"))
+
+
+def test_a_missing_checkpoint_file_is_reported_by_name_and_refused_by_open(kept, tmp_path):
+    path, head = kept
+    d = _copy(path, str(tmp_path / "nockpt"))
+    (name,) = [n for n in os.listdir(d) if n.startswith("checkpoint-")]
+    os.remove(os.path.join(d, name))
+    report = cardledger.inspect(d)
+    assert report.problems == [f"checkpoint at {int(name[11:-3])}: its file {name} is missing"]
+    assert report.intact_seq == head  # the journal itself is whole
+    with pytest.raises(cardledger.CorruptionError, match="checkpoint"):
+        cardledger.open(d, readonly=True)
+    # The journal holds everything: recover rebuilds the ledger and loses nothing.
+    assert cardledger.recover(d, str(tmp_path / "rebuilt")).lost is None
+
+
+def test_open_refuses_a_damaged_page_with_a_corruption_error_naming_the_page(kept, tmp_path):
+    path, _ = kept
+    d = _copy(path, str(tmp_path / "flipped"))
+    with cardledger.store.pages.PageFile(d) as pages:
+        root = pages.databases()[b"journal"].root
+        psize = pages.psize
+    with open(os.path.join(d, "data.mdb"), "r+b") as f:
+        f.seek(root * psize + 10)  # the page's flags: no longer a branch or leaf
+        f.write(b"\x00")
+    with pytest.raises(cardledger.CorruptionError, match=f"database journal, page {root}: not a branch or leaf"):
+        cardledger.open(d)
+    report = cardledger.inspect(d)
+    assert report.problems[0].startswith(f"data.mdb: database journal, page {root}")
