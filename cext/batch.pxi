@@ -799,6 +799,29 @@ cdef class Engine:
                 m[i] = 1
         return out
 
+    def recent_decisions(self, ops):
+        """The decisions held in the window of these ops' ids: (records JOURNAL_DTYPE,
+        found mask). Ids decided before the window are the store's to find."""
+        cdef cnp.ndarray arr = ops
+        cdef Py_ssize_t i, n = len(arr)
+        cdef Op* o = <Op*>cnp.PyArray_DATA(arr)
+        records = np.zeros(n, dtype=JOURNAL_DTYPE)
+        found = np.zeros(n, dtype=np.bool_)
+        cdef Journal* out = <Journal*>cnp.PyArray_DATA(records)
+        cdef cnp.uint8_t[::1] m = found.view(np.uint8)
+        cdef int64_t idx
+        cdef Journal tmp
+        cdef Journal* rec
+        for i in range(n):
+            idx = recent_find(&self.st, o[i].source, o[i].seq)
+            if idx >= 0:
+                rec = window_record(&self.st, idx, &tmp)
+                if rec == NULL:
+                    raise ValueError("cardledger core: a decision in the window does not decode")
+                out[i] = rec[0]
+                m[i] = 1
+        return records, found
+
     def apply(self, ops, prior=None, has_prior=None):
         """Apply a batch; return (results RESULT_DTYPE, journal JOURNAL_DTYPE)."""
         cdef cnp.ndarray arr = ops

@@ -458,6 +458,38 @@ class Ledger:
         return self._engine.export_checkpoint()[0]
 
     @_locked
+    def lookup(self, ops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the ledger decided for these ops' ids: (records, decided).
+
+        `ops` is an OP_DTYPE array; only each op's (source, seq) is read. `records[i]`
+        is the journal record (JOURNAL_DTYPE) that decided op i's id, successful or
+        failed, where `decided[i]`; zeros where the id was never decided. Nothing is
+        applied: a caller that must know whether an id is still free before sending it
+        (an aid run choosing its next attempt, a gateway answering "what became of my
+        op?") asks here. A readonly ledger does not keep the decisions it replays, so
+        this is a writer's call (LedgerReadOnlyError).
+        """
+        store = self._usable()
+        self._check_writable()
+        ops = check_batch(ops)
+        if len(ops):
+            # Another writer process may have decided some of these ids: catch up first,
+            # under the write lock as a batch would (nothing is written).
+            with self._reloading_on_failure("lookup failed"):
+                txn = store.begin_write()
+                try:
+                    self._catch_up(txn)
+                finally:
+                    txn.abort()
+        records, decided = self._engine.recent_decisions(ops)
+        if len(ops):
+            prior, has_prior = self._lookup_prior(None, ops)
+            if has_prior is not None:
+                records[has_prior] = prior[has_prior]
+                decided |= has_prior
+        return records, decided
+
+    @_locked
     def statement(self, account_id: int, start_us: int | None = None, end_us: int | None = None) -> np.ndarray:
         """Journal records (JOURNAL_DTYPE) that moved money of, or acted on, one account.
 

@@ -69,6 +69,9 @@ class Engine(Protocol):
     def candidates(self, ops: np.ndarray) -> np.ndarray:
         """Mask of ops whose id may have been decided before the in-memory window."""
 
+    def recent_decisions(self, ops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The decisions held in the window of these ops' ids: (records, found mask)."""
+
     # -- batches
     def apply(self, ops: np.ndarray, prior: np.ndarray | None = None,
               has_prior: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

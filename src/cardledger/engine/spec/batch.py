@@ -204,6 +204,18 @@ class Engine:
             out[i] = s is not None and seq <= s[0] and (src, seq) not in self.recent
         return out
 
+    def recent_decisions(self, ops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The decisions held in the window of these ops' ids: (records JOURNAL_DTYPE,
+        found mask). Ids decided before the window are the store's to find."""
+        records = np.zeros(len(ops), dtype=JOURNAL_DTYPE)
+        found = np.zeros(len(ops), dtype=bool)
+        for i, (src, seq) in enumerate(zip(ops["source"].tolist(), ops["seq"].tolist())):
+            idx = self.recent.get((src, seq))
+            if idx is not None:
+                records[i] = self.tail[idx]
+                found[i] = True
+        return records, found
+
     def apply(
         self, ops: np.ndarray, prior: np.ndarray | None = None, has_prior: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
