@@ -9,6 +9,7 @@ environment variable CARDLEDGER_PURE=1 forces it (the test suite runs under both
 
 from __future__ import annotations
 
+from .aid import DisbursementReport, aid_report, disburse
 from .commit.committer import Committer, QueueFullError
 from .engine.select import IMPLEMENTATION, Engine
 from .errors import (
@@ -55,6 +56,7 @@ __all__ = [
     "AccountKind",
     "AccountNotFoundError",
     "Committer",
+    "DisbursementReport",
     "CorruptionError",
     "Engine",
     "Ledger",
@@ -71,6 +73,8 @@ __all__ = [
     "StorageError",
     "TapType",
     "VerifyReport",
+    "aid_report",
+    "disburse",
     "inspect",
     "new_ops",
     "open",

@@ -1,5 +1,5 @@
 """The `cardledger` command (also `python -m cardledger`): `bench` (the city
-scenario), `demo`, `verify`, `backup` and `recover`.
+scenario), `demo`, `verify`, `backup`, `recover`, `disburse` and `aid-report`.
 
 Exit codes: 0 done (verify: clean; recover: nothing lost); 1 verify found problems,
 recover lost a journal range, or the demo's ledger did not verify; 2 a bad command
@@ -33,7 +33,7 @@ import numpy as np
 
 from . import BATCH_OPS_MAX, IMPLEMENTATION, AccountKind, OpFlags, OpKind, Result, new_ops
 from . import open as open_ledger
-from .errors import CorruptionError, NotALedgerError, StorageError
+from .errors import AccountNotFoundError, CorruptionError, NotALedgerError, StorageError
 from .recover import recover
 from .verify import inspect
 
@@ -259,6 +259,64 @@ def backup_command(source: str, dest: str) -> int:
     return EXIT_OK
 
 
+def disburse_command(path: str, program: int, cycle: str, list_file: str, atomic: bool, report_out: str | None,
+                     as_json: bool) -> int:
+    """Pay an aid list (`cardledger.aid.disburse`); print the summary. Exit 0 when
+    every line is paid or was paid before, 1 when a line failed, conflicts or is bad,
+    2 on a bad command line, list header, program or path."""
+    from .aid import disburse
+
+    bad = _not_a_ledger("disburse", path)
+    if bad is not None:
+        return bad
+    if not os.path.isfile(list_file):
+        return _fail(f"disburse: --file {list_file}: no such file", EXIT_USAGE)
+    try:
+        with open_ledger(path) as led:
+            report = disburse(led, program, cycle, list_file, atomic=atomic)
+    except (ValueError, AccountNotFoundError) as e:
+        return _fail(f"disburse: {e}", EXIT_USAGE)
+    except CorruptionError as e:
+        return _fail(f"disburse: {path}: unreadable: {e}", EXIT_UNREADABLE)
+    except (StorageError, OSError) as e:
+        return _fail(f"disburse: {e}", EXIT_UNREADABLE)
+    if report_out:
+        report.write_csv(report_out)
+    summary = report.summary
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(f"{cycle}: paid {summary['paid']} cards {summary['paid_fen']} fen; already paid "
+              f"{summary['already_paid']}; conflicts {summary['conflicts']}; duplicates {summary['duplicates']}; "
+              f"bad lines {summary['bad_lines']}; failed {summary['failed'] or 0}; program balance "
+              f"{summary['program_balance_before_fen']} -> {summary['program_balance_after_fen']} fen")
+    return EXIT_PROBLEMS if report.troubled else EXIT_OK
+
+
+def aid_report_command(path: str, program: int, cycle: str, as_json: bool) -> int:
+    """Print a cycle's totals from the journal (`cardledger.aid.aid_report`)."""
+    from .aid import aid_report
+
+    bad = _not_a_ledger("aid-report", path)
+    if bad is not None:
+        return bad
+    try:
+        with open_ledger(path, readonly=True) as led:
+            totals = aid_report(led, program, cycle).as_dict()
+    except (ValueError, AccountNotFoundError) as e:
+        return _fail(f"aid-report: {e}", EXIT_USAGE)
+    except CorruptionError as e:
+        return _fail(f"aid-report: {path}: unreadable: {e}", EXIT_UNREADABLE)
+    except (StorageError, OSError) as e:
+        return _fail(f"aid-report: {e}", EXIT_UNREADABLE)
+    if as_json:
+        print(json.dumps(totals, ensure_ascii=False))
+    else:
+        print(f"{cycle} (program {program}): paid {totals['paid']} ops to {totals['cards_paid']} cards, "
+              f"{totals['paid_fen']} fen; failed attempts {totals['failed'] or 0}")
+    return EXIT_OK
+
+
 def _fail(message: str, code: int) -> int:
     """Print one line to stderr and return `code`."""
     print(f"cardledger: {message}", file=sys.stderr)
@@ -318,6 +376,20 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("path", help="the damaged ledger's directory (only read)")
     r.add_argument("dest", help="a new or empty directory for the recovered ledger")
     r.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    a = sub.add_parser("disburse", help="pay an aid list from a program, each card at most once per cycle "
+                                        "(exit 0 all paid, 1 a line failed, 2 bad input)")
+    a.add_argument("path", help="the ledger's directory")
+    a.add_argument("--program", type=_count(1), required=True, help="the PROGRAM account paying")
+    a.add_argument("--cycle", required=True, help='the cycle\'s name, e.g. "2027 春节送温暖"')
+    a.add_argument("--file", required=True, help="the list: CSV card_id,amount_fen[,member_ref][,note] (docs/aid.md)")
+    a.add_argument("--atomic", action="store_true", help="pay every line or none")
+    a.add_argument("--report", metavar="OUT.csv", help="write each line's outcome here")
+    a.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    ar = sub.add_parser("aid-report", help="a cycle's totals from the journal: paid and failed")
+    ar.add_argument("path", help="the ledger's directory")
+    ar.add_argument("--program", type=_count(1), required=True, help="the PROGRAM account")
+    ar.add_argument("--cycle", required=True, help="the cycle's name")
+    ar.add_argument("--json", action="store_true", help="print the totals as one JSON object")
     k = sub.add_parser("backup", help="write a hot, consistent copy of a ledger (writers may keep running)")
     k.add_argument("path", help="the ledger's directory")
     k.add_argument("dest", help="a new or empty directory for the copy")
@@ -338,6 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         return recover_command(args.path, args.dest, args.json)
     if args.command == "backup":
         return backup_command(args.path, args.dest)
+    if args.command == "disburse":
+        return disburse_command(args.path, args.program, args.cycle, args.file, args.atomic, args.report, args.json)
+    if args.command == "aid-report":
+        return aid_report_command(args.path, args.program, args.cycle, args.json)
     return verify(args.path, args.json)
 
 

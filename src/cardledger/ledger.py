@@ -485,6 +485,8 @@ class Ledger:
         if len(ops):
             prior, has_prior = self._lookup_prior(None, ops)
             if has_prior is not None:
+                if not decided.any():
+                    return prior, has_prior  # (no copy of a wide array)
                 records[has_prior] = prior[has_prior]
                 decided |= has_prior
         return records, decided

@@ -487,31 +487,38 @@ class IdIndex:
                 break  # (an id is decided once: found, it is in no other flush)
             log.find(q_src, q_seq, in_flush)
         hit = in_flush != 0
-        found = list(zip(in_flush[hit].tolist(), idx[hit].tolist()))  # (journal_seq, op index)
-        ids_cur = txn.cursor(db=self._ids_db)
+        found_j = [in_flush[hit]]  # journal_seqs found, and the ops they answer
+        found_i = [idx[hit]]
         rest = idx[~hit]
-        sources, seqs = ops["source"][rest].tolist(), ops["seq"][rest].tolist()
-        late_get = functools.partial(txn.get, db=self._late_db)
-        for i, source, seq in zip(rest.tolist(), sources, seqs):
-            jseq = lookup_id(self.codec, ids_cur, late_get, source, seq)
-            if jseq is not None:
-                found.append((jseq, i))
+        if len(rest):
+            ids_cur = txn.cursor(db=self._ids_db)
+            late_get = functools.partial(txn.get, db=self._late_db)
+            more_j, more_i = [], []
+            for i, source, seq in zip(rest.tolist(), ops["source"][rest].tolist(), ops["seq"][rest].tolist()):
+                jseq = lookup_id(self.codec, ids_cur, late_get, source, seq)
+                if jseq is not None:
+                    more_j.append(jseq)
+                    more_i.append(i)
+            found_j.append(np.array(more_j, dtype=np.uint64))
+            found_i.append(np.array(more_i, dtype=np.int64))
+        jseqs = np.concatenate(found_j).astype(np.uint64)
+        which = np.concatenate(found_i).astype(np.int64)
         # In journal order, so each stored batch is read at most once per batch, and its
         # records decoded in one call; the fetcher also keeps recently read batches
         # (resent taps point at recent ones).
-        found.sort()
-        stored = []
-        for jseq, i in found:
-            rec = staged_record(journals, jseq) if journals else None
-            if rec is None:
-                stored.append((jseq, i))
-            else:
-                prior[i] = rec
-            has_prior[i] = True
-        if stored:
+        order = np.argsort(jseqs, kind="stable")
+        jseqs, which = jseqs[order], which[order]
+        has_prior[which] = True
+        stored = np.ones(len(jseqs), dtype=bool)
+        if journals:
+            for k, (jseq, i) in enumerate(zip(jseqs.tolist(), which.tolist())):
+                rec = staged_record(journals, jseq)
+                if rec is not None:
+                    prior[i] = rec
+                    stored[k] = False
+        if stored.any():
             fetch = RecordFetcher(txn, self._journal_db, self._decoded)
-            jseqs = np.array([j for j, _ in stored], dtype=np.uint64)
-            prior[np.array([i for _, i in stored], dtype=np.int64)] = fetch.many(jseqs)
+            prior[which[stored]] = fetch.many(jseqs[stored])
         return prior, has_prior
 
     # -- the id-flush thread
