@@ -21,6 +21,7 @@ from .errors import (
     StorageError,
 )
 from .ledger import AccountInfo, Ledger, VerifyReport, open
+from .opsbuilder import build_ops
 from .schema import (
     ACCOUNT_DTYPE,
     AMOUNT_MAX_FEN,
@@ -66,6 +67,7 @@ __all__ = [
     "StorageError",
     "TapType",
     "VerifyReport",
+    "build_ops",
     "new_ops",
     "open",
 ]

@@ -41,10 +41,7 @@ class Ops:
 
     def take(self) -> np.ndarray:
         """The batch built so far (and start a new one)."""
-        ops = cardledger.new_ops(len(self.rows))
-        for i, row in enumerate(self.rows):
-            for k, v in row.items():
-                ops[i][k] = int(v)
+        ops = cardledger.build_ops(self.rows)
         self.rows = []
         return ops
 
