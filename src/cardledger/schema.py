@@ -174,8 +174,8 @@ assert DEFAULT_CASH_CAP_FEN <= CAP_MAX_FEN
 # Record layouts
 # ---------------------------------------------------------------------------
 
-#: One operation. Unused fields must be zero (they take part in the
-#: "same id, different fields" comparison).
+#: One operation. Unused fields must be zero (OP_FIELDS_USED says which a kind uses;
+#: a new op with another one set is refused) and time_us positive.
 OP_DTYPE = np.dtype(
     [
         ("source", "<u8"),  # who issued the op: terminal, POS, bank channel, office

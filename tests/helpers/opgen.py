@@ -143,7 +143,9 @@ class OpWorld:
             return
         field = r.choice([f for f, _ in UNUSED_FIELD_RESULTS] + ["amount_fen"])
         bits = OP_DTYPE[field].itemsize * 8
-        rec[field] = r.choice((1, 7, (1 << (bits - 1)) - 1))
+        # a large value, one short of a signed field's maximum: a replay altered by +1
+        # (op() above) must not overflow
+        rec[field] = r.choice((1, 7, (1 << (bits - 1)) - 2))
         if field == "category" and rec["kind"] == OpKind.OPEN and r.random() < 0.5:
             rec["account_kind"] = r.choice(list(AccountKind))  # a category on a non-card, often
 

@@ -75,14 +75,13 @@ def check_fields(op: dict) -> int:
     if op["time_us"] <= 0:
         return Result.TIME_MUST_BE_POSITIVE
     used = OP_FIELDS_USED[OpKind(op["kind"])]
+    # Only a card has a rider category. An unknown account_kind is left to the OPEN
+    # handler's INVALID_ACCOUNT_KIND, which says more.
+    opens_other_than_card = (op["kind"] == OpKind.OPEN and op["account_kind"] in ACCOUNT_KINDS
+                             and op["account_kind"] != AccountKind.CARD)
     for field, code in UNUSED_FIELD_RESULTS:
-        if op[field] != 0 and field not in used:
+        if op[field] != 0 and (field not in used or (field == "category" and opens_other_than_card)):
             return code
-        # Only a card has a rider category. An unknown account_kind is left to the
-        # OPEN handler's INVALID_ACCOUNT_KIND, which says more.
-        if (field == "category" and op["kind"] == OpKind.OPEN and op["category"] != 0
-                and op["account_kind"] in ACCOUNT_KINDS and op["account_kind"] != AccountKind.CARD):
-            return Result.CATEGORY_MUST_BE_ZERO
     return Result.OK
 
 
