@@ -244,7 +244,7 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
             CL_DEBUG_DO(debug_op_begin(st))
             code = execute(st, op, &ef, jseq, True)
             CL_DEBUG_DO(debug_op_check(st, op, code))
-            CL_ASSERT(code != R_OK or debug_new_op_strict(op), "a new op decided OK has time_us > 0 and every field its kind does not use at zero")
+            CL_ASSERT(debug_new_op_strict(op, code), "a new op decided OK passed the strict field checks")
         rec = decide(st, op, code, &ef, jseq)
         if rec == NULL:
             return
