@@ -27,6 +27,8 @@ import cardledger
 from cardledger import AccountKind, Committer, OpKind
 
 CARDS = 100_000
+#: Every op's time_us (2026-01-01 UTC): the ledger refuses an op at or before the epoch.
+T0_US = 1_767_225_600_000_000
 
 
 def setup(led) -> None:
@@ -39,6 +41,7 @@ def setup(led) -> None:
     ops["account_kind"][2 : 2 + CARDS] = AccountKind.CARD
     ops["kind"][2 + CARDS :], ops["account_id"][2 + CARDS :] = OpKind.TOPUP, cards
     ops["counterparty_id"][2 + CARDS :], ops["amount_fen"][2 + CARDS :] = 1, 400_000
+    ops["time_us"] = T0_US
     assert (led.apply(ops)["code"] == 0).all()
 
 
@@ -49,6 +52,7 @@ def make_ops(source: int, n: int) -> np.ndarray:
     ops = cardledger.new_ops(n)
     ops["source"], ops["seq"], ops["kind"] = 100 + source, np.arange(1, n + 1), OpKind.SPEND
     ops["account_id"], ops["counterparty_id"], ops["amount_fen"] = 1_000_000 + rng.integers(0, CARDS, n), 2, 1
+    ops["time_us"] = T0_US + ops["seq"]
     return ops
 
 
@@ -57,6 +61,7 @@ def make_op(source: int, seq: int, rng) -> np.void:
     op = cardledger.new_ops(1)[0]
     op["source"], op["seq"], op["kind"] = 100 + source, seq, OpKind.SPEND
     op["account_id"], op["counterparty_id"], op["amount_fen"] = 1_000_000 + rng.integers(CARDS), 2, 1
+    op["time_us"] = T0_US + seq
     return op
 
 

@@ -45,6 +45,7 @@ def main() -> int:
         seq[0] += n
         ops["kind"], ops["account_id"], ops["counterparty_id"] = kind, acct, cp
         ops["amount_fen"], ops["account_kind"] = amt, ak
+        ops["time_us"] = 1_767_225_600_000_000 + ops["seq"]  # the ledger refuses time 0
         return ops
 
     e.apply(mk(2, OpKind.OPEN, np.array([1, 2]), 0, 0, np.array([AccountKind.CLEARING, AccountKind.MERCHANT])))

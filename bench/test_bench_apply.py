@@ -281,6 +281,7 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LedgerUnderTest
         operators["kind"] = OpKind.OPEN
         operators["account_id"] = [BUS_OPERATOR_ID, METRO_OPERATOR_ID]
         operators["account_kind"] = AccountKind.OPERATOR
+        operators["time_us"] = workloads.MIX_START_TIME_US - 1
         assert (lut.led.apply(operators)["code"] == Result.OK).all()
         yield lut
     finally:

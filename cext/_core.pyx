@@ -63,3 +63,9 @@ def record_sizes():
         "ACCOUNT": sizeof(Account), "SOURCE": sizeof(Source), "PENDING": sizeof(Pending),
         "JOURNEY": sizeof(Journey),
     }
+
+
+def op_fields_used():
+    """The core's table of the fields each op kind uses (index = kind, 0 unused): bit i
+    stands for field i of OP_DTYPE. Mirrors schema.OP_FIELDS_USED; a test compares them."""
+    return [int(FIELDS_USED[k]) for k in range(K_MAX + 1)]

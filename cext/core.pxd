@@ -112,7 +112,33 @@ cdef enum:                     # Result
     R_FARE_NOT_FOUND = 29
     R_OPERATOR_NOT_FOUND = 30
     R_TAP_TIME_IN_FUTURE = 31
-    R_MAX = 31
+    R_TIME_MUST_BE_POSITIVE = 32
+    R_ACCOUNT_ID_MUST_BE_ZERO = 33
+    R_COUNTERPARTY_MUST_BE_ZERO = 34
+    R_LIMIT_MUST_BE_ZERO = 35
+    R_REF_MUST_BE_ZERO = 36
+    R_ACCOUNT_KIND_MUST_BE_ZERO = 37
+    R_CATEGORY_MUST_BE_ZERO = 38
+    R_ROUTE_MUST_BE_ZERO = 39
+    R_STOP_MUST_BE_ZERO = 40
+    R_TAP_MUST_BE_ZERO = 41
+    R_RESERVED_MUST_BE_ZERO = 42
+    R_MAX = 42
+
+cdef enum:                     # the op fields a kind may use (schema.OP_FIELDS_USED)
+    # Bit i stands for field i of OP_DTYPE, so that a test can compare the core's
+    # table (`_core.op_fields_used`) with the schema's without a list of names here.
+    OPF_ACCOUNT_ID = 1 << 2
+    OPF_COUNTERPARTY_ID = 1 << 3
+    OPF_AMOUNT = 1 << 4
+    OPF_LIMIT = 1 << 6
+    OPF_REF_SOURCE = 1 << 7
+    OPF_REF_SEQ = 1 << 8
+    OPF_ACCOUNT_KIND = 1 << 11
+    OPF_CATEGORY = 1 << 12
+    OPF_ROUTE = 1 << 13
+    OPF_STOP = 1 << 14
+    OPF_TAP = 1 << 15
 
 cdef enum:                     # TapType
     TAP_BOARD = 1

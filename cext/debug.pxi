@@ -140,3 +140,16 @@ cdef bint debug_tables_ok(State* st) noexcept nogil:
 cdef bint debug_within_cap(const Account* a) noexcept nogil:
     """A card's cash purse is within its cap (any other account has no cap)."""
     return a.kind != A_CARD or a.cash_fen <= a.cap_fen
+
+
+cdef bint debug_new_op_strict(const Op* op, int code) noexcept nogil:
+    """What holds of every new op decided OK (not of a replayed one: older journals may
+    break it): the strict field checks passed, whatever path the op took to OK. (The
+    code is an argument so that the call site stays one plain debug_* call.)"""
+    if code != R_OK:
+        return True
+    CL_ASSERT(op.time_us > 0, "a new op decided OK has a positive time_us")
+    CL_ASSERT(op.pad16 == 0, "a new op decided OK has its reserved fields at zero")
+    CL_ASSERT(op.pad32 == 0, "a new op decided OK has its reserved fields at zero")
+    CL_ASSERT(check_fields(op) == R_OK, "a new op decided OK sets no field its kind does not use")
+    return True

@@ -511,16 +511,81 @@ ALLOWED_FLAGS[:] = [0, F_LINKED | F_CASH_FIRST, F_LINKED, F_LINKED, F_LINKED,
                     F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0]
 
 
-cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
-    """Validate the op's kind, flags and amount shape, then run its handler."""
+# The fields each kind uses besides schema.OP_FIELDS_COMMON (index = kind); mirrors
+# schema.OP_FIELDS_USED (tests/engine/test_strict.py checks they agree).
+cdef uint32_t FIELDS_USED[K_MAX + 1]
+FIELDS_USED[:] = [
+    0,
+    OPF_ACCOUNT_ID | OPF_ACCOUNT_KIND | OPF_CATEGORY | OPF_LIMIT,        # OPEN
+    OPF_ACCOUNT_ID | OPF_COUNTERPARTY_ID | OPF_AMOUNT,                   # TOPUP
+    OPF_ACCOUNT_ID | OPF_COUNTERPARTY_ID | OPF_AMOUNT,                   # AID
+    OPF_ACCOUNT_ID | OPF_COUNTERPARTY_ID | OPF_AMOUNT,                   # SPEND
+    OPF_ACCOUNT_ID | OPF_COUNTERPARTY_ID | OPF_AMOUNT,                   # WITHDRAW
+    OPF_ACCOUNT_ID | OPF_COUNTERPARTY_ID | OPF_AMOUNT,                   # TRANSFER
+    OPF_AMOUNT | OPF_REF_SOURCE | OPF_REF_SEQ,                           # POST
+    OPF_REF_SOURCE | OPF_REF_SEQ,                                        # VOID
+    OPF_ACCOUNT_ID,                                                      # FREEZE
+    OPF_ACCOUNT_ID,                                                      # UNFREEZE
+    OPF_ACCOUNT_ID | OPF_COUNTERPARTY_ID,                                # REPLACE
+    OPF_ACCOUNT_ID | OPF_COUNTERPARTY_ID,                                # CLOSE
+    OPF_ACCOUNT_ID | OPF_AMOUNT | OPF_ROUTE | OPF_STOP | OPF_TAP,        # TAP
+]
+
+
+cdef int check_fields(const Op* op) noexcept nogil:
+    """A new op's record is strict: time_us > 0 and every field its kind does not use
+    zero; the first refusal in schema.UNUSED_FIELD_RESULTS order, or R_OK. The kind is
+    valid. Replays skip this: older journals may hold OK records that break it."""
+    cdef uint32_t used = FIELDS_USED[op.kind]
+    CL_ASSERT(op.kind >= 1, "check_fields is given a valid kind")
+    CL_ASSERT(op.kind <= K_MAX, "check_fields is given a valid kind")
+    if op.time_us <= 0:
+        return R_TIME_MUST_BE_POSITIVE
+    if op.account_id != 0 and not (used & OPF_ACCOUNT_ID):
+        return R_ACCOUNT_ID_MUST_BE_ZERO
+    if op.counterparty_id != 0 and not (used & OPF_COUNTERPARTY_ID):
+        return R_COUNTERPARTY_MUST_BE_ZERO
+    if op.limit_fen != 0 and not (used & OPF_LIMIT):
+        return R_LIMIT_MUST_BE_ZERO
+    if op.ref_source != 0 and not (used & OPF_REF_SOURCE):
+        return R_REF_MUST_BE_ZERO
+    if op.ref_seq != 0 and not (used & OPF_REF_SEQ):
+        return R_REF_MUST_BE_ZERO
+    if op.account_kind != 0 and not (used & OPF_ACCOUNT_KIND):
+        return R_ACCOUNT_KIND_MUST_BE_ZERO
+    if op.category != 0 and not (used & OPF_CATEGORY):
+        return R_CATEGORY_MUST_BE_ZERO
+    # Only a card has a rider category; an unknown account_kind is left to the OPEN
+    # handler's INVALID_ACCOUNT_KIND, which says more.
+    if (op.kind == K_OPEN and op.category != 0 and op.account_kind >= 1
+            and op.account_kind <= A_MAX and op.account_kind != A_CARD):
+        return R_CATEGORY_MUST_BE_ZERO
+    if op.route != 0 and not (used & OPF_ROUTE):
+        return R_ROUTE_MUST_BE_ZERO
+    if op.stop != 0 and not (used & OPF_STOP):
+        return R_STOP_MUST_BE_ZERO
+    if op.tap != 0 and not (used & OPF_TAP):
+        return R_TAP_MUST_BE_ZERO
+    if op.pad16 != 0 or op.pad32 != 0:
+        return R_RESERVED_MUST_BE_ZERO
+    return R_OK
+
+
+cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq, bint strict) noexcept nogil:
+    """Validate the op's kind, flags and amount shape; when `strict` (a new op, not a
+    replay), its time and unused fields (check_fields); then run its handler."""
     cdef int kind = op.kind
+    cdef int code
     if kind < 1 or kind > K_MAX:
         return R_INVALID_KIND
     if op.flags & ~ALLOWED_FLAGS[kind]:
         return R_INVALID_FLAGS
-    if (kind == K_OPEN or kind == K_FREEZE or kind == K_UNFREEZE or kind == K_REPLACE
-            or kind == K_CLOSE or kind == K_VOID) and op.amount_fen != 0:
+    if op.amount_fen != 0 and not (FIELDS_USED[kind] & OPF_AMOUNT):
         return R_INVALID_AMOUNT
+    if strict:
+        code = check_fields(op)
+        if code != R_OK:
+            return code
     if kind == K_SPEND:
         return op_spend(st, op, ef, jseq)
     if kind == K_TOPUP:

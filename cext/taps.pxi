@@ -476,9 +476,6 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     cdef int64_t route, stop
     if tap < TAP_BOARD or tap > TAP_SWEEP:
         return R_INVALID_TAP
-    if (op.counterparty_id or op.limit_fen or op.ref_source or op.ref_seq or op.account_kind
-            or op.category or op.pad16 or op.pad32):
-        return R_INVALID_TAP
     if op.time_us < 0 or op.time_us > ((<int64_t>1) << 57):  # schema.TAP_TIME_US_MAX
         return R_INVALID_TAP
     if op.time_us > st.tap_horizon_us:

@@ -52,7 +52,7 @@ async def setup(host: str, port: int, cards: int, source: int) -> collections.Co
         nonlocal seq
         for op in ops:
             seq += 1
-            op.update(source=source, seq=seq)
+            op.update(source=source, seq=seq, time_us=time.time_ns() // 1_000)  # event time: now
         reply = await call(reader, writer, seq, ops)
         counts.update(r["result"] for r in reply.get("results", []))
         bad = [r for r in reply.get("results", []) if r["result"] not in ("OK", "EXISTS", "ACCOUNT_EXISTS", "EXCEEDS_CAP")]
@@ -100,7 +100,7 @@ class Client(asyncio.Protocol):
             for seq in range(self.seq + 1, min(self.quota, self.seq + self.batch) + 1):
                 ops.append({"source": self.source, "seq": seq, "kind": "SPEND",
                             "account_id": CARD_BASE + (self.source * 7919 + seq) % self.cards,
-                            "counterparty_id": 2, "amount_fen": 1})
+                            "counterparty_id": 2, "amount_fen": 1, "time_us": time.time_ns() // 1_000})
             self.seq += len(ops)
             frames.append(protocol.encode_frame({"req": self.seq, "ops": ops}))
             self.sent_at[self.seq] = now

@@ -23,6 +23,7 @@ from .errors import (
     StorageError,
 )
 from .ledger import AccountInfo, Ledger, VerifyReport, open
+from .opsbuilder import build_ops
 from .recover import RecoverReport, recover
 from .verify import inspect
 from .schema import (
@@ -74,6 +75,7 @@ __all__ = [
     "TapType",
     "VerifyReport",
     "aid_report",
+    "build_ops",
     "disburse",
     "inspect",
     "new_ops",

@@ -120,6 +120,19 @@ class Result(enum.IntEnum):
     FARE_NOT_FOUND = 29  # no fare leg rule prices this journey
     OPERATOR_NOT_FOUND = 30  # the route's operator account is missing or not OPERATOR
     TAP_TIME_IN_FUTURE = 31  # time_us is later than the ledger's clock allows (a validator's clock is wrong)
+    # A new op's record is strict (OP_FIELDS_USED): time_us > 0, and every field its
+    # kind does not use is zero; one code per field, checked in this order.
+    TIME_MUST_BE_POSITIVE = 32
+    ACCOUNT_ID_MUST_BE_ZERO = 33  # POST / VOID name their hold by ref_source, ref_seq
+    COUNTERPARTY_MUST_BE_ZERO = 34
+    LIMIT_MUST_BE_ZERO = 35
+    REF_MUST_BE_ZERO = 36  # ref_source or ref_seq
+    ACCOUNT_KIND_MUST_BE_ZERO = 37
+    CATEGORY_MUST_BE_ZERO = 38  # also an OPEN of an account that is not a CARD
+    ROUTE_MUST_BE_ZERO = 39
+    STOP_MUST_BE_ZERO = 40
+    TAP_MUST_BE_ZERO = 41
+    RESERVED_MUST_BE_ZERO = 42  # pad16 or pad32
 
 
 # ---------------------------------------------------------------------------
@@ -161,8 +174,8 @@ assert DEFAULT_CASH_CAP_FEN <= CAP_MAX_FEN
 # Record layouts
 # ---------------------------------------------------------------------------
 
-#: One operation. Unused fields must be zero (they take part in the
-#: "same id, different fields" comparison).
+#: One operation. Unused fields must be zero (OP_FIELDS_USED says which a kind uses;
+#: a new op with another one set is refused) and time_us positive.
 OP_DTYPE = np.dtype(
     [
         ("source", "<u8"),  # who issued the op: terminal, POS, bank channel, office
@@ -341,6 +354,57 @@ ALLOWED_FLAGS = {
     # a tap moves money and journey state at once; it is never part of a chain
     OpKind.TAP: OpFlags.NONE,
 }
+
+#: The fields every op kind reads: its id, its kind, its flags and its event time.
+OP_FIELDS_COMMON = ("source", "seq", "kind", "flags", "time_us")
+
+#: The other fields each op kind reads (docs/semantics.md, "Fields each kind uses").
+#: A new op must leave every field outside OP_FIELDS_COMMON and its kind's set at zero;
+#: the engines refuse it otherwise, with the code UNUSED_FIELD_RESULTS gives the field
+#: (an amount on a kind that takes none: INVALID_AMOUNT, as it always was). The core
+#: mirrors this table as bitmasks (`FIELDS_USED` in cext/handlers.pxi).
+OP_FIELDS_USED: dict[OpKind, frozenset[str]] = {
+    # category is a card's rider category: an OPEN of another kind leaves it at zero
+    OpKind.OPEN: frozenset({"account_id", "account_kind", "category", "limit_fen"}),
+    OpKind.TOPUP: frozenset({"account_id", "counterparty_id", "amount_fen"}),
+    OpKind.AID: frozenset({"account_id", "counterparty_id", "amount_fen"}),
+    OpKind.SPEND: frozenset({"account_id", "counterparty_id", "amount_fen"}),
+    OpKind.WITHDRAW: frozenset({"account_id", "counterparty_id", "amount_fen"}),
+    OpKind.TRANSFER: frozenset({"account_id", "counterparty_id", "amount_fen"}),
+    # a hold is named by its id; its accounts are the hold's own
+    OpKind.POST: frozenset({"amount_fen", "ref_source", "ref_seq"}),
+    OpKind.VOID: frozenset({"ref_source", "ref_seq"}),
+    OpKind.FREEZE: frozenset({"account_id"}),
+    OpKind.UNFREEZE: frozenset({"account_id"}),
+    OpKind.REPLACE: frozenset({"account_id", "counterparty_id"}),
+    OpKind.CLOSE: frozenset({"account_id", "counterparty_id"}),
+    # a metered BOARD carries its fare in amount_fen; a SWEEP names no route or stop
+    # (INVALID_TAP) and no amount (INVALID_AMOUNT): the tap rules check those
+    OpKind.TAP: frozenset({"account_id", "amount_fen", "route", "stop", "tap"}),
+}
+
+#: Each field a kind may leave unused, with the code a new op gets for setting it, in
+#: the order the engines check them (OP_DTYPE order). amount_fen is not here: the
+#: engines check it earlier, with INVALID_AMOUNT, on every op (replays too).
+UNUSED_FIELD_RESULTS: tuple[tuple[str, Result], ...] = (
+    ("account_id", Result.ACCOUNT_ID_MUST_BE_ZERO),
+    ("counterparty_id", Result.COUNTERPARTY_MUST_BE_ZERO),
+    ("limit_fen", Result.LIMIT_MUST_BE_ZERO),
+    ("ref_source", Result.REF_MUST_BE_ZERO),
+    ("ref_seq", Result.REF_MUST_BE_ZERO),
+    ("account_kind", Result.ACCOUNT_KIND_MUST_BE_ZERO),
+    ("category", Result.CATEGORY_MUST_BE_ZERO),
+    ("route", Result.ROUTE_MUST_BE_ZERO),
+    ("stop", Result.STOP_MUST_BE_ZERO),
+    ("tap", Result.TAP_MUST_BE_ZERO),
+    ("pad16", Result.RESERVED_MUST_BE_ZERO),
+    ("pad32", Result.RESERVED_MUST_BE_ZERO),
+)
+
+# Every field of an op is read by every kind, by some kinds, or by none (the pads).
+assert set(OP_FIELDS_COMMON) | {f for f, _ in UNUSED_FIELD_RESULTS} | {"amount_fen"} == set(OP_DTYPE.names)
+assert all(not (used & set(OP_FIELDS_COMMON)) for used in OP_FIELDS_USED.values())
+assert set(OP_FIELDS_USED) == set(OpKind)
 
 
 def new_ops(n: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from helpers import codes, open_cards
 import cardledger
 from cardledger import Committer, OpFlags, OpKind, Result
 
+T0 = 1_767_225_600_000_000  # every op's time_us (2026-01-01 UTC): it must be positive
 CARDS = list(range(100, 132))
 
 
@@ -23,6 +24,7 @@ def one(source, seq, kind, account, counterparty, amount, flags=0):
     op = cardledger.new_ops(1)[0]
     op["source"], op["seq"], op["kind"] = source, seq, kind
     op["account_id"], op["counterparty_id"], op["amount_fen"], op["flags"] = account, counterparty, amount, flags
+    op["time_us"] = T0
     return op
 
 
@@ -82,6 +84,7 @@ def test_a_caller_may_hand_over_its_running_loop_and_gets_the_same_results(led, 
             chain["source"], chain["seq"], chain["kind"] = 8, [101, 102], OpKind.SPEND
             chain["account_id"], chain["counterparty_id"], chain["amount_fen"] = CARDS[0], 2, 5
             chain["flags"][0] = OpFlags.LINKED
+            chain["time_us"] = T0
             linked = committer.apply_chain_async(chain, loop=loop)
             assert not lookups
             return await asyncio.gather(*singles), await linked
@@ -221,6 +224,7 @@ def test_a_chain_whose_last_op_links_is_refused_and_never_links_to_another_calle
     open_chain["source"], open_chain["seq"], open_chain["kind"] = 31, [1, 2], OpKind.SPEND
     open_chain["account_id"], open_chain["counterparty_id"], open_chain["amount_fen"] = 100, 2, 10**9
     open_chain["flags"] = OpFlags.LINKED
+    open_chain["time_us"] = T0
 
     async def main():
         with Committer(led) as committer:
@@ -259,6 +263,7 @@ def test_asyncio_chains_commit_in_one_batch(led):
     chain["account_id"], chain["counterparty_id"] = 103, 2
     chain["amount_fen"] = [100, 200_000]  # the second is more than the card holds
     chain["flags"][0] = OpFlags.LINKED
+    chain["time_us"] = T0
 
     async def main():
         with Committer(led) as committer:

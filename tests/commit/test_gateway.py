@@ -10,6 +10,7 @@ import msgpack
 
 import cardledger
 
+T0 = 1_767_225_600_000_000  # every op's time_us (2026-01-01 UTC): it must be positive
 GATEWAY = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "gateway")
 sys.path.insert(0, os.path.abspath(GATEWAY))
 
@@ -42,19 +43,19 @@ def test_gateway_commits_requests_and_refuses_malformed_frames(tmp_path):
         port = await started
         ok = await _exchange(port, [
             protocol.encode_frame({"req": 1, "ops": [
-                {"source": 1, "seq": 1, "kind": "OPEN", "account_id": 1, "account_kind": "CLEARING"},
-                {"source": 1, "seq": 2, "kind": "OPEN", "account_id": 9, "account_kind": "CARD"},
-                {"source": 1, "seq": 3, "kind": "TOPUP", "account_id": 9, "counterparty_id": 1, "amount_fen": 700}]}),
-            protocol.encode_frame({"req": 2, "ops": [{"source": 1, "seq": 3, "kind": "TOPUP", "account_id": 9,
+                {"time_us": T0, "source": 1, "seq": 1, "kind": "OPEN", "account_id": 1, "account_kind": "CLEARING"},
+                {"time_us": T0, "source": 1, "seq": 2, "kind": "OPEN", "account_id": 9, "account_kind": "CARD"},
+                {"time_us": T0, "source": 1, "seq": 3, "kind": "TOPUP", "account_id": 9, "counterparty_id": 1, "amount_fen": 700}]}),
+            protocol.encode_frame({"req": 2, "ops": [{"time_us": T0, "source": 1, "seq": 3, "kind": "TOPUP", "account_id": 9,
                                                       "counterparty_id": 1, "amount_fen": 700}]}),
         ])
         bad = await _exchange(port, [
             _raw(b"\xc1 not msgpack"),
             protocol.encode_frame({"req": 3}),
-            protocol.encode_frame({"req": 4, "ops": [{"source": 1, "seq": 9, "kind": "SPEND", "amount": 5}]}),
-            protocol.encode_frame({"req": 5, "ops": [{"source": -1, "seq": 9, "kind": "SPEND"}]}),
-            protocol.encode_frame({"req": 6, "ops": [{"source": 1, "seq": 9, "kind": "NOPE"}]}),
-            protocol.encode_frame({"req": 7, "ops": [{"source": 1, "seq": 9, "kind": 4, "amount_fen": "5"}]}),
+            protocol.encode_frame({"req": 4, "ops": [{"time_us": T0, "source": 1, "seq": 9, "kind": "SPEND", "amount": 5}]}),
+            protocol.encode_frame({"req": 5, "ops": [{"time_us": T0, "source": -1, "seq": 9, "kind": "SPEND"}]}),
+            protocol.encode_frame({"req": 6, "ops": [{"time_us": T0, "source": 1, "seq": 9, "kind": "NOPE"}]}),
+            protocol.encode_frame({"req": 7, "ops": [{"time_us": T0, "source": 1, "seq": 9, "kind": 4, "amount_fen": "5"}]}),
         ])
         task.cancel()
         try:
@@ -100,10 +101,10 @@ async def _read_replies(reader, n):
 
 async def _open_card_9(port, fen):
     """Through the gateway: clearing 1, merchant 2, card 9 topped up with `fen`."""
-    setup = [{"source": 1, "seq": 1, "kind": "OPEN", "account_id": 1, "account_kind": "CLEARING"},
-             {"source": 1, "seq": 2, "kind": "OPEN", "account_id": 2, "account_kind": "MERCHANT"},
-             {"source": 1, "seq": 3, "kind": "OPEN", "account_id": 9, "account_kind": "CARD"},
-             {"source": 1, "seq": 4, "kind": "TOPUP", "account_id": 9, "counterparty_id": 1, "amount_fen": fen}]
+    setup = [{"time_us": T0, "source": 1, "seq": 1, "kind": "OPEN", "account_id": 1, "account_kind": "CLEARING"},
+             {"time_us": T0, "source": 1, "seq": 2, "kind": "OPEN", "account_id": 2, "account_kind": "MERCHANT"},
+             {"time_us": T0, "source": 1, "seq": 3, "kind": "OPEN", "account_id": 9, "account_kind": "CARD"},
+             {"time_us": T0, "source": 1, "seq": 4, "kind": "TOPUP", "account_id": 9, "counterparty_id": 1, "amount_fen": fen}]
     assert "results" in (await _exchange(port, [protocol.encode_frame({"req": 0, "ops": setup})]))[0]
 
 
@@ -114,13 +115,13 @@ def test_pipelined_requests_on_one_connection_each_get_their_reply(tmp_path):
         await _open_card_9(port, 10_000)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         frames = [protocol.encode_frame({"req": 100 + s, "ops": [
-            {"source": 2, "seq": s, "kind": "SPEND", "account_id": 9, "counterparty_id": 2, "amount_fen": 10}]})
+            {"time_us": T0, "source": 2, "seq": s, "kind": "SPEND", "account_id": 9, "counterparty_id": 2, "amount_fen": 10}]})
             for s in range(1, 51)]
         # Plus one request of several independent (unlinked) ops, and a malformed one.
         frames.append(protocol.encode_frame({"req": 7, "ops": [
-            {"source": 3, "seq": s, "kind": "SPEND", "account_id": 9, "counterparty_id": 2, "amount_fen": 1}
+            {"time_us": T0, "source": 3, "seq": s, "kind": "SPEND", "account_id": 9, "counterparty_id": 2, "amount_fen": 1}
             for s in range(1, 4)]}))
-        frames.append(protocol.encode_frame({"req": 8, "ops": [{"source": 3, "seq": 9, "kind": "SPEND", "x": 1}]}))
+        frames.append(protocol.encode_frame({"req": 8, "ops": [{"time_us": T0, "source": 3, "seq": 9, "kind": "SPEND", "x": 1}]}))
         writer.write(b"".join(frames))
         replies = await _read_replies(reader, len(frames))
         writer.close()
@@ -160,11 +161,11 @@ def test_a_request_split_across_reads_and_one_sent_whole_both_get_their_reply(tm
         task, port = await _serve(tmp_path)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         whole = protocol.encode_frame({"req": 1, "ops": [
-            {"source": 1, "seq": 1, "kind": "OPEN", "account_id": 1, "account_kind": "CLEARING"}]})
+            {"time_us": T0, "source": 1, "seq": 1, "kind": "OPEN", "account_id": 1, "account_kind": "CLEARING"}]})
         writer.write(whole)
         first = await _read_replies(reader, 1)
         split = protocol.encode_frame({"req": 2, "ops": [
-            {"source": 1, "seq": 2, "kind": "OPEN", "account_id": 9, "account_kind": "CARD"}]})
+            {"time_us": T0, "source": 1, "seq": 2, "kind": "OPEN", "account_id": 9, "account_kind": "CARD"}]})
         for piece in (split[:2], split[2:7], split[7:]):
             writer.write(piece)
             await writer.drain()
@@ -188,10 +189,10 @@ def test_a_request_whose_chain_stays_open_is_refused_and_fails_no_other_request(
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         linked = int(cardledger.OpFlags.LINKED)
         writer.write(protocol.encode_frame({"req": 1, "ops": [
-            {"source": 2, "seq": 1, "kind": "SPEND", "account_id": 9, "counterparty_id": 2, "amount_fen": 10**6,
+            {"time_us": T0, "source": 2, "seq": 1, "kind": "SPEND", "account_id": 9, "counterparty_id": 2, "amount_fen": 10**6,
              "flags": linked}]}) + protocol.encode_frame({"req": 2, "ops": [
-            {"source": 2, "seq": 2, "kind": "SPEND", "account_id": 9, "counterparty_id": 2, "amount_fen": 100}]})
-            + protocol.encode_frame({"req": 3, "ops": [{"source": 2, "seq": 3, "kind": "SPEND", "amount_fen": 1.5}]}))
+            {"time_us": T0, "source": 2, "seq": 2, "kind": "SPEND", "account_id": 9, "counterparty_id": 2, "amount_fen": 100}]})
+            + protocol.encode_frame({"req": 3, "ops": [{"time_us": T0, "source": 2, "seq": 3, "kind": "SPEND", "amount_fen": 1.5}]}))
         replies = await _read_replies(reader, 3)
         writer.close()
         await _stop(task)

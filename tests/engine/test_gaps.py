@@ -40,6 +40,7 @@ def _engine_with_cards() -> core.Engine:
     ops["account_kind"] = [cardledger.AccountKind.CLEARING, cardledger.AccountKind.MERCHANT,
                            cardledger.AccountKind.CARD, 0]  # fmt: skip
     ops["amount_fen"] = [0, 0, 0, 100_000]
+    ops["time_us"] = 1_767_225_600_000_000
     results, _ = e.apply(ops)
     assert (results["code"] == 0).all()
     return e

@@ -20,7 +20,7 @@ def test_core_structs_match_the_numpy_dtypes():
 
 
 def test_pinned_public_names_exist():
-    for name in ("open", "new_ops", "OP_DTYPE", "RESULT_DTYPE", "IMPLEMENTATION", "OpKind", "AccountKind",
+    for name in ("open", "new_ops", "build_ops", "OP_DTYPE", "RESULT_DTYPE", "IMPLEMENTATION", "OpKind", "AccountKind",
                  "OpFlags", "SchemaError", "Result"):
         assert hasattr(cardledger, name), name
     assert cardledger.Result.OK == 0
@@ -64,6 +64,7 @@ def test_type_stubs_check_with_mypy(tmp_path):
         "import cardledger\n"
         "from cardledger._core import Engine\n"
         "ops = cardledger.new_ops(2)\n"
+        "built = cardledger.build_ops([{'kind': 'OPEN', 'account_id': 1}], source=1, time_us=1)\n"
         "with cardledger.open('x') as led:\n"
         "    r = led.apply(ops)\n"
         "    b: int = led.balance(1)\n"

@@ -691,11 +691,33 @@ def test_a_tap_the_network_does_not_take_is_invalid(hb, tap, route, stop):
     assert (hb.bal(card), hb.held(card)) == (5000, 0)
 
 
-@pytest.mark.parametrize("field", ["counterparty_id", "limit_fen", "ref_source", "ref_seq", "category"])
-def test_a_tap_with_a_field_it_does_not_use_is_invalid(hb, field):
-    """Every field a TAP does not use must be zero."""
+@pytest.mark.parametrize(
+    "field, code",
+    [
+        ("counterparty_id", Result.COUNTERPARTY_MUST_BE_ZERO),
+        ("limit_fen", Result.LIMIT_MUST_BE_ZERO),
+        ("ref_source", Result.REF_MUST_BE_ZERO),
+        ("ref_seq", Result.REF_MUST_BE_ZERO),
+        ("account_kind", Result.ACCOUNT_KIND_MUST_BE_ZERO),
+        ("category", Result.CATEGORY_MUST_BE_ZERO),
+        ("pad16", Result.RESERVED_MUST_BE_ZERO),
+        ("pad32", Result.RESERVED_MUST_BE_ZERO),
+    ],
+)
+def test_a_tap_with_a_field_it_does_not_use_is_refused_by_that_field(hb, field, code):
+    """Every field a TAP does not use must be zero: each one set has its own code
+    (docs/semantics.md, "Fields each kind uses"), as for every other op kind."""
     card = hb.card(100, 5000)
-    refused(hb.tap(card, T(8), BOARD, "bus_1", "bs_0001", **{field: 1}), Result.INVALID_TAP)
+    refused(hb.tap(card, T(8), BOARD, "bus_1", "bs_0001", **{field: 1}), code)
+    assert hb.bal(card) == 5000
+
+
+def test_a_tap_at_or_before_the_epoch_is_refused(hb):
+    """A TAP's time_us must be positive, as every op's: 0 and below are TIME_MUST_BE_POSITIVE
+    (not INVALID_TAP, which is for a time past TAP_TIME_US_MAX)."""
+    card = hb.card(100, 5000)
+    refused(hb.tap(card, 0, SWEEP, 0, 0), Result.TIME_MUST_BE_POSITIVE)
+    refused(hb.tap(card, -1, BOARD, "bus_1", "bs_0001"), Result.TIME_MUST_BE_POSITIVE)
     assert hb.bal(card) == 5000
 
 
@@ -1380,12 +1402,14 @@ def test_a_top_up_during_a_metro_ride_cannot_push_the_cash_purse_over_its_cap(tm
     ops["account_kind"][:3] = [AccountKind.CLEARING, AccountKind.OPERATOR, AccountKind.CARD]
     ops["limit_fen"][2] = 1000
     ops["counterparty_id"][3], ops["amount_fen"][3] = 1, 1000
+    ops["time_us"][:4] = T(7)
     ops["time_us"][4], ops["tap"][4] = T(8), TapType.ENTRY
     ops["route"][4], ops["stop"][4] = fs.route_index("metro_1"), fs.stop_index("m1_harbin_east_station")
     assert led.apply(ops)["code"].tolist() == [0] * 5
     top = new_ops(1)
     top["source"], top["seq"], top["kind"] = 2, 1, OpKind.TOPUP
     top["account_id"], top["counterparty_id"], top["amount_fen"] = 100, 1, 800
+    top["time_us"] = T(8, 10)
     assert led.apply(top)["code"][0] == Result.EXCEEDS_CAP
     out = new_ops(1)
     out["source"], out["seq"], out["kind"], out["account_id"] = 3, 1, OpKind.TAP, 100

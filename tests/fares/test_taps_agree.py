@@ -682,7 +682,7 @@ def test_taps_across_a_version_change() -> None:
 
     def row(**kw) -> dict:
         seq[0] += 1
-        return dict(source=7, seq=seq[0], **kw)
+        return {"source": 7, "seq": seq[0], "time_us": switch - 10 * DAY, **kw}
 
     def tap(card: int, when: int, kind: TapType, route: str = "", stop: str = "") -> dict:
         return row(kind=OpKind.TAP, account_id=card, time_us=when, tap=kind,

@@ -28,21 +28,20 @@ class Ops:
         self.rows: list[dict] = []
 
     def add(self, kind, account_id=0, counterparty_id=0, amount_fen=0, **fields) -> "Ops":
+        """Add one op with the next id, at time T0 + seq unless `fields` give a time_us."""
         row = dict(
             source=self.source, seq=self.seq, kind=int(kind), account_id=account_id,
             counterparty_id=counterparty_id, amount_fen=amount_fen,
-            time_us=1_767_225_600_000_000 + self.seq, **fields,
+            time_us=1_767_225_600_000_000 + self.seq,
         )
+        row.update(fields)
         self.seq += 1
         self.rows.append(row)
         return self
 
     def take(self) -> np.ndarray:
         """The batch built so far (and start a new one)."""
-        ops = cardledger.new_ops(len(self.rows))
-        for i, row in enumerate(self.rows):
-            for k, v in row.items():
-                ops[i][k] = int(v)
+        ops = cardledger.build_ops(self.rows)
         self.rows = []
         return ops
 

@@ -1,8 +1,9 @@
 """Random op batches for differential tests: a small world where everything collides.
 
 Few accounts, few sources, frequent replays of old ids (same or altered fields),
-linked chains, holds with POST/VOID, lifecycle ops and malformed ops, so that every
-result code is reached often. Deterministic for a given `random.Random`.
+linked chains, holds with POST/VOID, lifecycle ops and malformed ops (a non-positive
+time, a field the kind does not use set), so that every result code is reached often.
+Deterministic for a given `random.Random`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import random
 
 import numpy as np
 
-from cardledger.schema import OP_DTYPE, AccountKind, OpFlags, OpKind
+from cardledger.schema import OP_DTYPE, OP_FIELDS_USED, UNUSED_FIELD_RESULTS, AccountKind, OpFlags, OpKind
 
 CLEARING_IDS = (1, 2)
 PROGRAM_IDS = (3,)
@@ -20,6 +21,10 @@ CARD_IDS = tuple(range(10, 20))
 ACCOUNT_POOL = CLEARING_IDS + PROGRAM_IDS + MERCHANT_IDS + CARD_IDS + (99,)
 KIND_OF = {**{i: AccountKind.CLEARING for i in CLEARING_IDS}, **{i: AccountKind.PROGRAM for i in PROGRAM_IDS},
            **{i: AccountKind.MERCHANT for i in MERCHANT_IDS}, **{i: AccountKind.CARD for i in CARD_IDS}}
+#: The time the world starts at (2023-11-14 UTC), µs; every well-formed op is later.
+T0_US = 1_700_000_000_000_000
+#: Share of new ops malformed on purpose: a non-positive time or an unused field set.
+MALFORMED_P = 0.05
 
 
 class OpWorld:
@@ -63,7 +68,7 @@ class OpWorld:
             return old
         src, seq = self._id()
         rec["source"], rec["seq"] = src, seq
-        rec["time_us"] = 1_700_000_000_000_000 + r.randrange(10**9)
+        rec["time_us"] = T0_US + r.randrange(10**9)
         kind = r.choices(
             list(OpKind) + [99],
             weights=[5, 12, 5, 14, 3, 10, 5, 4, 2, 3, 1, 1, 1, 1],
@@ -76,7 +81,7 @@ class OpWorld:
             acct = r.choice(ACCOUNT_POOL + (self.next_new_card,))
             rec["account_kind"] = KIND_OF.get(acct, r.choice((1, 2, 4, 7)))
             rec["limit_fen"] = r.choice((0, 0, 0, 100_000, -1))
-            rec["category"] = r.choice((0, 0, 1, 2))
+            rec["category"] = r.choice((0, 0, 1, 2)) if rec["account_kind"] == AccountKind.CARD else 0
             if r.random() < 0.2:
                 rec["flags"] |= OpFlags.CASH_FIRST
             amt = 0
@@ -120,8 +125,29 @@ class OpWorld:
         if r.random() < 0.01:
             rec["source"] = 0
         rec["account_id"], rec["counterparty_id"], rec["amount_fen"] = acct, cp, amt
+        if kind in OP_FIELDS_USED:  # a well-formed op leaves what its kind does not use at zero
+            for field in ("account_id", "counterparty_id"):
+                if field not in OP_FIELDS_USED[OpKind(kind)]:
+                    rec[field] = 0
+        if r.random() < MALFORMED_P:
+            self._malform(rec)
         self.issued.append(rec.copy())
         return rec
+
+    def _malform(self, rec: np.void) -> None:
+        """Make `rec` one the strict checks refuse (or, for a field its kind uses, maybe
+        not): a time at or before the epoch, or one more field set."""
+        r = self.rng
+        if r.random() < 0.3:
+            rec["time_us"] = r.choice((0, -1, -T0_US))
+            return
+        field = r.choice([f for f, _ in UNUSED_FIELD_RESULTS] + ["amount_fen"])
+        bits = OP_DTYPE[field].itemsize * 8
+        # a large value, one short of a signed field's maximum: a replay altered by +1
+        # (op() above) must not overflow
+        rec[field] = r.choice((1, 7, (1 << (bits - 1)) - 2))
+        if field == "category" and rec["kind"] == OpKind.OPEN and r.random() < 0.5:
+            rec["account_kind"] = r.choice(list(AccountKind))  # a category on a non-card, often
 
     def batch(self, n: int, link_p: float = 0.15) -> np.ndarray:
         """A batch of n ops, some flagged LINKED into chains."""
@@ -142,6 +168,7 @@ class OpWorld:
         for i, (kind, a, c, amt, ak) in enumerate(rows):
             ops[i]["source"] = 1_000_000
             ops[i]["seq"] = i + 1
+            ops[i]["time_us"] = T0_US
             ops[i]["kind"], ops[i]["account_id"], ops[i]["counterparty_id"] = kind, a, c
             ops[i]["amount_fen"], ops[i]["account_kind"] = amt, ak
         return ops

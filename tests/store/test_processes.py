@@ -12,6 +12,7 @@ from cardledger import AccountKind, OpKind
 
 HOT = [10, 11, 12, 13]
 START_FEN = 1_000_000
+T0 = 1_767_225_600_000_000  # every op's time_us (2026-01-01 UTC): it must be positive
 
 
 def _setup(path):
@@ -24,6 +25,7 @@ def _setup(path):
             j = 1 + len(HOT) + i
             ops[j]["kind"], ops[j]["account_id"], ops[j]["counterparty_id"] = OpKind.TRANSFER, 1, a
             ops[j]["amount_fen"] = START_FEN
+        ops["time_us"] = T0
         assert (led.apply(ops)["code"] == 0).all()
 
 
@@ -40,6 +42,7 @@ def _writer(path, source, batches, queue, checkpoint_ops=50, ids_flush_ops=None)
             for i in range(20):
                 ops[i]["account_id"], ops[i]["counterparty_id"] = rng.choice(HOT, 2, replace=False)
             ops["amount_fen"] = rng.integers(1, 1_000, 20)
+            ops["time_us"] = T0 + ops["seq"]
             r = led.apply(ops)
             ok += int((r["code"] == 0).sum())
             moved += int(r["amount_fen"].sum())
@@ -93,6 +96,7 @@ def _busy_writer(path, stop):
             for i in range(30):
                 ops[i]["account_id"], ops[i]["counterparty_id"] = rng.choice(HOT, 2, replace=False)
             ops["amount_fen"] = rng.integers(1, 100, 30)
+            ops["time_us"] = T0 + ops["seq"]
             led.apply(ops)
             b += 1
 
@@ -111,7 +115,7 @@ def test_hot_backup_while_a_writer_runs_opens_and_verifies(tmp_path):
                     pass
                 dest = str(tmp_path / f"backup{k}")
                 reader.backup(dest)
-                with cardledger.open(dest) as copy:
+                with cardledger.open(dest, create=True) as copy:
                     report = copy.verify()
                     assert report.ok, report.problems
                     assert sum(copy.balance(a) for a in HOT) == len(HOT) * START_FEN
@@ -148,7 +152,7 @@ def test_backups_taken_under_a_write_load_each_open_and_verify(tmp_path):
                                       capture_output=True, text=True, timeout=120)
                 assert proc.returncode == 0, proc.stderr
                 assert cardledger.inspect(dest).ok
-                with cardledger.open(dest) as copy:
+                with cardledger.open(dest, create=True) as copy:
                     assert sum(copy.balance(a) for a in HOT) == len(HOT) * START_FEN
                     seqs.append(copy.journal_seq)
     finally:

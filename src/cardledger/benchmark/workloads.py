@@ -220,6 +220,8 @@ TB_AMOUNT_MAX_FEN = 20_000
 TB_OPEN_SOURCE = 1
 TB_TRANSFER_SOURCE = 2
 TB_START_TIME_US = 1_700_000_000_000_000
+#: When the accounts are opened: before the first transfer (every op has a positive time).
+TB_OPEN_TIME_US = TB_START_TIME_US - 1_000_000
 #: Accounts opened per setup batch.
 TB_OPEN_BATCH_OPS = 65_536
 
@@ -233,6 +235,7 @@ def tigerbeetle_accounts(n_accounts: int) -> Iterator[np.ndarray]:
         ops["kind"] = OpKind.OPEN
         ops["account_id"] = np.arange(lo + 1, lo + 1 + len(ops))
         ops["account_kind"] = AccountKind.CLEARING
+        ops["time_us"] = TB_OPEN_TIME_US
         yield ops
 
 

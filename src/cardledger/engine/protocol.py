@@ -78,7 +78,9 @@ class Engine(Protocol):
         """Apply a batch: (results RESULT_DTYPE, journal JOURNAL_DTYPE of the newly decided ops)."""
 
     def replay(self, journal: np.ndarray) -> None:
-        """Re-apply journal records as decided; ValueError if they do not reproduce."""
+        """Re-apply journal records as decided; ValueError if they do not reproduce.
+        Checks that only new ops get (a positive time, unused fields zero; the tap
+        horizon) are not applied: records decided before them replay as they were."""
 
     def last_batch_packed(self) -> bytes:
         """The last applied batch's journal records, packed as the journal stores them."""

@@ -25,6 +25,7 @@ from ...schema import (
     JOURNAL_DTYPE,
     JOURNEY_LEGS_MAX,
     OP_DTYPE,
+    OP_FIELDS_USED,
     OP_KINDS,
     PENDING_DTYPE,
     RESULT_DTYPE,
@@ -40,10 +41,8 @@ ACCOUNT_FIELDS = ACCOUNT_DTYPE.names
 JOURNAL_FIELDS = JOURNAL_DTYPE.names
 
 
-# Kinds that carry no amount: their amount_fen must be 0.
-_NO_AMOUNT_KINDS = frozenset(
-    {OpKind.OPEN, OpKind.FREEZE, OpKind.UNFREEZE, OpKind.REPLACE, OpKind.CLOSE, OpKind.VOID}
-)
+# Kinds that carry no amount: their amount_fen must be 0 (INVALID_AMOUNT).
+_NO_AMOUNT_KINDS = frozenset(k for k, used in OP_FIELDS_USED.items() if "amount_fen" not in used)
 
 
 class Engine:
@@ -406,7 +405,9 @@ class Engine:
                 raise ValueError(f"journal_seq {jseq} follows {self.journal_seq}")
             if rec[code_i] == Result.OK:
                 self._undo = None
-                code, effect = self._execute(op, jseq)
+                # As decided then: a record older than the strict field checks may
+                # break them (a TOPUP at time_us 0), and it stays OK.
+                code, effect = self._execute(op, jseq, strict=False)
                 if code != Result.OK:
                     raise ValueError(f"journal record {jseq} replays as {Result(code).name}")
                 got = self._decide(op, row, code, effect, jseq)
@@ -419,7 +420,10 @@ class Engine:
 
     # ------------------------------------------------------------------ execution
 
-    def _execute(self, op: dict, jseq: int) -> tuple[int, Any]:
+    def _execute(self, op: dict, jseq: int, strict: bool = True) -> tuple[int, Any]:
+        """Decide one op: its shape (kind, flags, an amount where none is taken), then,
+        when `strict` (a new op; not a replay), its time and unused fields
+        (handlers.check_fields), then its handler's checks and effect."""
         kind = op["kind"]
         if kind not in OP_KINDS:
             return Result.INVALID_KIND, None
@@ -427,6 +431,10 @@ class Engine:
             return Result.INVALID_FLAGS, None
         if kind in _NO_AMOUNT_KINDS and op["amount_fen"] != 0:
             return Result.INVALID_AMOUNT, None
+        if strict:
+            code = handlers.check_fields(op)
+            if code != Result.OK:
+                return code, None
         handler = _HANDLERS[kind]
         return handler(self, op, jseq)
 

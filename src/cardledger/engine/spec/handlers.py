@@ -21,9 +21,12 @@ from ...schema import (
     CAP_MAX_FEN,
     NONE,
     INT64_MAX,
+    OP_FIELDS_USED,
+    UNUSED_FIELD_RESULTS,
     AccountFlags,
     AccountKind,
     OpFlags,
+    OpKind,
     Result,
 )
 
@@ -60,6 +63,26 @@ class Account:
         """The record as a tuple in ACCOUNT_DTYPE field order."""
         return tuple(getattr(self, n) for n in ACCOUNT_FIELDS)
 
+
+
+def check_fields(op: dict) -> int:
+    """A new op's record is strict: time_us > 0 and every field its kind does not use
+    (schema.OP_FIELDS_USED) zero. Returns the first refusal, in the order of
+    schema.UNUSED_FIELD_RESULTS, or OK. The kind is known to be valid.
+
+    Only new ops are checked: a journal written before these rules may hold records
+    decided OK that break them, and replay must still reproduce those."""
+    if op["time_us"] <= 0:
+        return Result.TIME_MUST_BE_POSITIVE
+    used = OP_FIELDS_USED[OpKind(op["kind"])]
+    # Only a card has a rider category. An unknown account_kind is left to the OPEN
+    # handler's INVALID_ACCOUNT_KIND, which says more.
+    opens_other_than_card = (op["kind"] == OpKind.OPEN and op["account_kind"] in ACCOUNT_KINDS
+                             and op["account_kind"] != AccountKind.CARD)
+    for field, code in UNUSED_FIELD_RESULTS:
+        if op[field] != 0 and (field not in used or (field == "category" and opens_other_than_card)):
+            return code
+    return Result.OK
 
 
 def amount_ok(amount: int) -> bool:
