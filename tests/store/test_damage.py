@@ -174,7 +174,7 @@ def test_recover_salvages_the_intact_prefix_and_names_the_lost_range(kept, tmp_p
     before = cardledger.inspect(path)
     report = cardledger.recover(d, str(tmp_path / "new"))
     assert report.recovered_seq == intact and report.lost == (intact + 1, head)
-    with cardledger.open(str(tmp_path / "new"), create=True) as led:
+    with cardledger.open(str(tmp_path / "new")) as led:
         assert led.journal_seq == intact
         assert led.verify().ok
         # The salvaged ledger goes on: a terminal re-sends an op from the lost range and
@@ -235,6 +235,6 @@ def test_open_refuses_a_damaged_page_with_a_corruption_error_naming_the_page(kep
         f.seek(root * psize + 10)  # the page's flags: no longer a branch or leaf
         f.write(b"\x00")
     with pytest.raises(cardledger.CorruptionError, match=f"database journal, page {root}: not a branch or leaf"):
-        cardledger.open(d, create=True)
+        cardledger.open(d)
     report = cardledger.inspect(d)
     assert report.problems[0].startswith(f"data.mdb: database journal, page {root}")

@@ -115,7 +115,7 @@ def test_hot_backup_while_a_writer_runs_opens_and_verifies(tmp_path):
                     pass
                 dest = str(tmp_path / f"backup{k}")
                 reader.backup(dest)
-                with cardledger.open(dest, create=True) as copy:
+                with cardledger.open(dest) as copy:
                     report = copy.verify()
                     assert report.ok, report.problems
                     assert sum(copy.balance(a) for a in HOT) == len(HOT) * START_FEN
@@ -152,7 +152,7 @@ def test_backups_taken_under_a_write_load_each_open_and_verify(tmp_path):
                                       capture_output=True, text=True, timeout=120)
                 assert proc.returncode == 0, proc.stderr
                 assert cardledger.inspect(dest).ok
-                with cardledger.open(dest, create=True) as copy:
+                with cardledger.open(dest) as copy:
                     assert sum(copy.balance(a) for a in HOT) == len(HOT) * START_FEN
                     seqs.append(copy.journal_seq)
     finally:
