@@ -57,7 +57,8 @@ cdef enum:                     # OpKind
     K_REPLACE = 11
     K_CLOSE = 12
     K_TAP = 13
-    K_MAX = 13
+    K_ACTIVATE = 14
+    K_MAX = 14
 
 cdef enum:                     # AccountKind
     A_CARD = 1
@@ -73,11 +74,13 @@ cdef enum:                     # OpFlags
     F_PENDING = 2
     F_SUBSIDY_PURSE = 4
     F_CASH_FIRST = 8
+    F_INACTIVE = 16
 
 cdef enum:                     # AccountFlags
     AF_FROZEN = 1
     AF_CLOSED = 2
     AF_CASH_FIRST = 4
+    AF_INACTIVE = 8
 
 cdef enum:                     # Result
     R_OK = 0
@@ -123,7 +126,8 @@ cdef enum:                     # Result
     R_STOP_MUST_BE_ZERO = 40
     R_TAP_MUST_BE_ZERO = 41
     R_RESERVED_MUST_BE_ZERO = 42
-    R_MAX = 42
+    R_ACCOUNT_INACTIVE = 43
+    R_MAX = 43
 
 cdef enum:                     # the op fields a kind may use (schema.OP_FIELDS_USED)
     # Bit i stands for field i of OP_DTYPE, so that a test can compare the core's

@@ -50,7 +50,7 @@ cdef bint debug_account_ok(const Account* a) noexcept nogil:
     CL_ASSERT(a.kind == A_CARD or a.subsidy_fen == 0, "only a card has a subsidy purse")
     CL_ASSERT(a.kind >= 1, "an account's kind is an AccountKind")
     CL_ASSERT(a.kind <= A_MAX, "an account's kind is an AccountKind")
-    CL_ASSERT(a.flags & ~(AF_FROZEN | AF_CLOSED | AF_CASH_FIRST) == 0, "an account's flags are AccountFlags")
+    CL_ASSERT(a.flags & ~(AF_FROZEN | AF_CLOSED | AF_CASH_FIRST | AF_INACTIVE) == 0, "an account's flags are AccountFlags")
     if a.flags & AF_CLOSED:
         CL_ASSERT(a.cash_fen == 0, "a closed account holds no money")
         CL_ASSERT(a.subsidy_fen == 0, "a closed account holds no money")

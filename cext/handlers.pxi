@@ -53,6 +53,8 @@ cdef inline int check_move(Account* d, Account* c, int64_t amount, int draw,
     CL_ASSERT(d != c, "a move is between two accounts")
     if d.flags & AF_FROZEN:
         return R_ACCOUNT_FROZEN
+    if d.flags & AF_INACTIVE:
+        return R_ACCOUNT_INACTIVE
     if d.kind != A_CLEARING and purse_available(d, draw) < amount:
         return R_INSUFFICIENT_FUNDS
     if c.kind == A_CARD and not to_subsidy:
@@ -209,7 +211,7 @@ cdef int op_open(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         return R_INVALID_ACCOUNT_KIND
     if op.limit_fen < 0 or op.limit_fen > AMOUNT_MAX_FEN or (op.account_kind != A_CARD and op.limit_fen != 0):
         return R_INVALID_AMOUNT
-    if op.account_kind != A_CARD and (op.flags & F_CASH_FIRST):
+    if op.account_kind != A_CARD and (op.flags & (F_CASH_FIRST | F_INACTIVE)):
         return R_INVALID_FLAGS
     if account_find(st, op.account_id) >= 0:
         return R_ACCOUNT_EXISTS
@@ -218,6 +220,8 @@ cdef int op_open(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         return R_OVERFLOW
     a.kind = op.account_kind
     a.flags = AF_CASH_FIRST if (op.flags & F_CASH_FIRST) else 0
+    if op.flags & F_INACTIVE:
+        a.flags |= AF_INACTIVE
     if op.account_kind == A_CARD:
         a.category = op.category
         a.cap_fen = op.limit_fen if op.limit_fen != 0 else st.default_cap_fen
@@ -398,6 +402,21 @@ cdef int op_freeze(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     return R_OK
 
 
+cdef int op_activate(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    """A card issued inactive is handed over; activating an active card changes nothing."""
+    cdef Account* a = NULL
+    cdef int code = lifecycle_target(st, op, &a)
+    if code != R_OK:
+        return code
+    if a.kind != A_CARD:
+        return R_WRONG_ACCOUNT_KIND
+    touch(st, a)
+    a.flags &= ~AF_INACTIVE
+    CL_ASSERT(not (a.flags & AF_INACTIVE), "an activated card is active")
+    set_effect(ef, 0, available(a), a, NULL, 0)
+    return R_OK
+
+
 cdef int op_unfreeze(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     cdef Account* a = NULL
     cdef int code = lifecycle_target(st, op, &a)
@@ -506,9 +525,9 @@ cdef int op_close(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
 
 # Allowed op flags per kind (index = kind); mirrors schema.ALLOWED_FLAGS.
 cdef uint16_t ALLOWED_FLAGS[K_MAX + 1]
-ALLOWED_FLAGS[:] = [0, F_LINKED | F_CASH_FIRST, F_LINKED, F_LINKED, F_LINKED,
+ALLOWED_FLAGS[:] = [0, F_LINKED | F_CASH_FIRST | F_INACTIVE, F_LINKED, F_LINKED, F_LINKED,
                     F_LINKED | F_SUBSIDY_PURSE, F_LINKED | F_PENDING | F_SUBSIDY_PURSE,
-                    F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0]
+                    F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0, F_LINKED]
 
 
 # The fields each kind uses besides schema.OP_FIELDS_COMMON (index = kind); mirrors
@@ -529,6 +548,7 @@ FIELDS_USED[:] = [
     OPF_ACCOUNT_ID | OPF_COUNTERPARTY_ID,                                # REPLACE
     OPF_ACCOUNT_ID | OPF_COUNTERPARTY_ID,                                # CLOSE
     OPF_ACCOUNT_ID | OPF_AMOUNT | OPF_ROUTE | OPF_STOP | OPF_TAP,        # TAP
+    OPF_ACCOUNT_ID,                                                      # ACTIVATE
 ]
 
 
@@ -610,4 +630,7 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq, bint strict) noex
         return op_replace(st, op, ef, jseq)
     if kind == K_TAP:
         return op_tap(st, op, ef, jseq)
+    if kind == K_ACTIVATE:
+        return op_activate(st, op, ef, jseq)
+    CL_ASSERT(kind == K_CLOSE, "execute dispatches every kind")
     return op_close(st, op, ef, jseq)

@@ -493,6 +493,8 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         return R_ACCOUNT_CLOSED
     if card.flags & AF_FROZEN:
         return R_ACCOUNT_FROZEN
+    if card.flags & AF_INACTIVE:
+        return R_ACCOUNT_INACTIVE
     v = tap_version_at(tp, now)
     if v == FARE_NONE:
         return R_NO_FARE_SYSTEM

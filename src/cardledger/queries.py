@@ -41,6 +41,7 @@ class AccountInfo:
     debits_pending: int
     credits_pending: int
     last_journal_seq: int
+    inactive: bool = False  # a card issued inactive, not yet ACTIVATEd: credits only
 
 
 def balance_of(row: tuple) -> int:
@@ -68,6 +69,7 @@ def account_info(row: tuple) -> AccountInfo:
         debits_pending=r["debits_pending"],
         credits_pending=r["credits_pending"],
         last_journal_seq=r["last_journal_seq"],
+        inactive=bool(flags & AccountFlags.INACTIVE),
     )
 
 

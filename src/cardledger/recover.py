@@ -24,10 +24,10 @@ from .engine import select
 from .errors import CorruptionError, LedgerError
 from .ledger import Ledger
 from .schema import CHECKPOINT_OPS_DEFAULT
-from .store.datafile import check_data_file
+from .store.env import ENVS
 from .store.journal import BATCH_HEADER, BATCH_HEADER_SIZE
 from .store.keys import KEY, META_MAX_TAP_TIME_KEY
-from .store.pages import PageFile
+from .store.pages import pinned
 from .verify import inspect_pages, ledger_settings
 
 #: Records copied between two checkpoints of the new ledger: bounds the memory of
@@ -85,10 +85,20 @@ def recover(source: str | os.PathLike[str], dest: str | os.PathLike[str], *, eng
     if os.path.realpath(source) == os.path.realpath(dest):
         raise ValueError("recover writes a new ledger: give a destination other than the source")
     implementation = select.resolve(engine)
-    facts = check_data_file(source, allow_short=True)
-    assert facts is not None
     report = RecoverReport()
-    with PageFile(source, facts) as pages:
+    # A read transaction keeps a writer (if one still runs) from reusing the pages read.
+    env = ENVS.acquire(source, True, "full", check=False)
+    try:
+        _recover_pages(source, dest, env, implementation, report)
+    finally:
+        ENVS.release(source)
+    return report
+
+
+def _recover_pages(source: str, dest: str, env: Any, implementation: str, report: RecoverReport) -> None:
+    """`recover`, from the source's pages pinned by a read transaction of `env`."""
+    with pinned(source, env) as pages:
+        assert pages is not None
         inspected, txn, view = inspect_pages(source, pages, implementation)
         report.problems.extend(inspected.problems)
         report.source_head = inspected.journal_head
@@ -115,7 +125,6 @@ def recover(source: str | os.PathLike[str], dest: str | os.PathLike[str], *, eng
                 raise CorruptionError(f"recover: the new ledger at {dest!r} does not verify: {check.problems[:3]}")
         finally:
             led.close()
-    return report
 
 
 def _copy_journal(items: Any, led: Ledger, upto: int, report: RecoverReport) -> None:

@@ -36,6 +36,7 @@ class OpKind(enum.IntEnum):
     REPLACE = 11
     CLOSE = 12
     TAP = 13
+    ACTIVATE = 14  # an inactive card (OPEN with OpFlags.INACTIVE) is handed over: debits and taps allowed
 
 
 class TapType(enum.IntEnum):
@@ -67,6 +68,9 @@ class OpFlags(enum.IntFlag):
         a TRANSFER to a card credits its subsidy purse (default: the cash purse).
     CASH_FIRST: on OPEN of a card, debits draw the cash purse before the subsidy purse
         (default: subsidy purse first).
+    INACTIVE: on OPEN of a card, issue it inactive: it takes credits (aid may arrive
+        before the card is handed over) and refuses every debit and tap with
+        ACCOUNT_INACTIVE until an ACTIVATE.
     """
 
     NONE = 0
@@ -74,6 +78,7 @@ class OpFlags(enum.IntFlag):
     PENDING = 2
     SUBSIDY_PURSE = 4
     CASH_FIRST = 8
+    INACTIVE = 16
 
 
 class AccountFlags(enum.IntFlag):
@@ -83,6 +88,7 @@ class AccountFlags(enum.IntFlag):
     FROZEN = 1
     CLOSED = 2
     CASH_FIRST = 4
+    INACTIVE = 8  # issued, not handed over yet: credits only (OpFlags.INACTIVE, ACTIVATE)
 
 
 class Result(enum.IntEnum):
@@ -133,6 +139,7 @@ class Result(enum.IntEnum):
     STOP_MUST_BE_ZERO = 40
     TAP_MUST_BE_ZERO = 41
     RESERVED_MUST_BE_ZERO = 42  # pad16 or pad32
+    ACCOUNT_INACTIVE = 43  # a debit or tap of a card issued inactive and not yet ACTIVATEd
 
 
 # ---------------------------------------------------------------------------
@@ -339,7 +346,7 @@ OP_KINDS = frozenset(int(k) for k in OpKind)
 
 #: Which op flags each kind accepts; any other bit is INVALID_FLAGS.
 ALLOWED_FLAGS = {
-    OpKind.OPEN: OpFlags.LINKED | OpFlags.CASH_FIRST,
+    OpKind.OPEN: OpFlags.LINKED | OpFlags.CASH_FIRST | OpFlags.INACTIVE,
     OpKind.TOPUP: OpFlags.LINKED,
     OpKind.AID: OpFlags.LINKED,
     OpKind.SPEND: OpFlags.LINKED,
@@ -353,6 +360,7 @@ ALLOWED_FLAGS = {
     OpKind.CLOSE: OpFlags.LINKED,
     # a tap moves money and journey state at once; it is never part of a chain
     OpKind.TAP: OpFlags.NONE,
+    OpKind.ACTIVATE: OpFlags.LINKED,
 }
 
 #: The fields every op kind reads: its id, its kind, its flags and its event time.
@@ -381,6 +389,7 @@ OP_FIELDS_USED: dict[OpKind, frozenset[str]] = {
     # a metered BOARD carries its fare in amount_fen; a SWEEP names no route or stop
     # (INVALID_TAP) and no amount (INVALID_AMOUNT): the tap rules check those
     OpKind.TAP: frozenset({"account_id", "amount_fen", "route", "stop", "tap"}),
+    OpKind.ACTIVATE: frozenset({"account_id"}),
 }
 
 #: Each field a kind may leave unused, with the code a new op gets for setting it, in

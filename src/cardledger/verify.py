@@ -20,12 +20,11 @@ import numpy as np
 from .errors import CorruptionError, LedgerError, NotALedgerError, StorageError
 from .schema import CHECKPOINT_OPS_DEFAULT, AccountFlags, AccountKind
 from .store.checkpoints import checkpoint_file_name, decode_stored_desc, read_checkpoint_file
-from .store.env import LMDB_CORRUPTION_ERRORS, Store
+from .store.env import ENVS, LMDB_CORRUPTION_ERRORS, Store
 from .store.ids import IdLog, decode_ids_state, read_checked_merge, read_id_log
 from .store.journal import GENESIS_HASH, decode_batch
-from .store.datafile import check_data_file
 from .store.keys import DB_NAMES, FORMAT_VERSION, KEY, KEY2, META_DEFAULT_CAP_KEY, META_FORMAT_KEY
-from .store.pages import PageFile, PageTxn
+from .store.pages import PageFile, PageTxn, pinned
 
 
 @dataclass
@@ -336,12 +335,16 @@ def inspect(path: str | os.PathLike[str], *, engine: str | None = None) -> Verif
     if not os.path.exists(os.path.join(path, "data.mdb")):
         raise FileNotFoundError(f"no ledger at {path!r}: it has no data.mdb")
     implementation = select.resolve(engine)
-    facts = check_data_file(path, allow_short=True)
-    assert facts is not None
-    with PageFile(path, facts) as pages:
-        page_problems = pages.check(DB_NAMES)
-        if page_problems:
-            return inspect_pages(path, pages, implementation)[0]
+    # The pages are checked first, read while a read transaction keeps a writer from
+    # reusing them; a damaged or cut-short file is then inspected page by page.
+    env = ENVS.acquire(path, True, "full", check=False)
+    try:
+        with pinned(path, env) as pages:
+            assert pages is not None
+            if pages.check(DB_NAMES):
+                return inspect_pages(path, pages, implementation)[0]
+    finally:
+        ENVS.release(path)
     store = Store(path, True, "full", select.codec_for(implementation))
     try:
         try:

@@ -71,7 +71,7 @@ class OpWorld:
         rec["time_us"] = T0_US + r.randrange(10**9)
         kind = r.choices(
             list(OpKind) + [99],
-            weights=[5, 12, 5, 14, 3, 10, 5, 4, 2, 3, 1, 1, 1, 1],
+            weights=[5, 12, 5, 14, 3, 10, 5, 4, 2, 3, 1, 1, 1, 2, 1],
         )[0]
         rec["kind"] = kind
         amt = r.choice((0, 1, 50, 500, 5_000, 50_000, 400_000, 600_000, -5, 10**16))
@@ -84,6 +84,8 @@ class OpWorld:
             rec["category"] = r.choice((0, 0, 1, 2)) if rec["account_kind"] == AccountKind.CARD else 0
             if r.random() < 0.2:
                 rec["flags"] |= OpFlags.CASH_FIRST
+            if r.random() < 0.15:
+                rec["flags"] |= OpFlags.INACTIVE  # issued, handed over by a later ACTIVATE
             amt = 0
         elif kind == OpKind.TOPUP:
             acct, cp = self._card(), self._pick(CLEARING_IDS)
@@ -107,7 +109,7 @@ class OpWorld:
             if self.transfers:
                 rec["ref_source"], rec["ref_seq"] = r.choice(self.transfers)
             amt = 0 if kind == OpKind.VOID or r.random() < 0.5 else r.choice((1, 100, 5_000))
-        elif kind in (OpKind.FREEZE, OpKind.UNFREEZE):
+        elif kind in (OpKind.FREEZE, OpKind.UNFREEZE, OpKind.ACTIVATE):
             acct = self._card() if r.random() < 0.8 else acct
             amt = 0
         elif kind == OpKind.REPLACE:

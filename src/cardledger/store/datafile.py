@@ -191,8 +191,10 @@ def check_data_file(path: str, allow_short: bool = False) -> DataFileFacts | Non
     except OSError as e:
         raise StorageError(f"cannot read {name}: {e}") from e
     try:
-        size = os.fstat(fd).st_size
+        # The meta pages first, the size after: a writer writes a transaction's pages
+        # before its meta page, so the file holds every page of the meta read.
         head = os.pread(fd, LMDB_META.size, 0)
+        size = os.fstat(fd).st_size if len(head) < LMDB_META.size else None
         if size == 0:
             raise CorruptionError(
                 f"{name} is empty: the ledger's data file was truncated (or its creation never finished); "
@@ -201,12 +203,13 @@ def check_data_file(path: str, allow_short: bool = False) -> DataFileFacts | Non
         if len(head) < LMDB_META.size:
             raise CorruptionError(f"{name} is {size} bytes: too short for an LMDB meta page (truncated?)")
         page_bytes = _meta_page_bytes(name, head)
+        metas = [_read_meta(name, os.pread(fd, LMDB_META.size, k * page_bytes), k, page_bytes)
+                 for k in range(LMDB_META_PAGES)]
+        size = os.fstat(fd).st_size
         if size < LMDB_META_PAGES * page_bytes:
             raise CorruptionError(
                 f"{name} is {size:,} bytes: shorter than LMDB's two meta pages of {page_bytes:,} bytes (truncated)"
             )
-        metas = [_read_meta(name, os.pread(fd, LMDB_META.size, k * page_bytes), k, page_bytes)
-                 for k in range(LMDB_META_PAGES)]
     finally:
         os.close(fd)
     last_pgno, txnid = max(metas, key=lambda m: m[1])

@@ -17,6 +17,7 @@ import lmdb
 
 from ..errors import CorruptionError, NotALedgerError, StorageError
 from .checkpoints import checkpoint_file_name, decode_stored_desc
+from .datafile import check_data_file
 from .pages import check_pages
 from .journal import Batch, iter_batches, journal_head
 from .keys import DB_NAMES, FORMAT_VERSION, KEY, META_DEFAULT_CAP_KEY, META_FORMAT_KEY
@@ -53,8 +54,14 @@ class EnvRegistry:
     def __init__(self) -> None:
         self._envs: dict[str, list] = {}  # realpath -> [env, readonly, refcount, pid, durability]
 
-    def acquire(self, path: str, readonly: bool, durability: str) -> Any:
-        """The environment of `path`, opened if this process has not yet."""
+    def acquire(self, path: str, readonly: bool, durability: str, check: bool = True) -> Any:
+        """The environment of `path`, opened if this process has not yet.
+
+        Opening checks the data file first: its size against its meta pages, and
+        (`check`) every page of its B-trees (`pages.py`), since LMDB dies on damage
+        instead of reporting it. check=False is for readers of damaged files that
+        check the pages themselves (`inspect`, `recover`): only the meta pages are
+        read, which LMDB's open itself does."""
         key = os.path.realpath(path)
         entry = self._envs.get(key)
         if entry is not None and entry[0] is not None and entry[3] == os.getpid():
@@ -80,8 +87,9 @@ class EnvRegistry:
                 pass
         # LMDB trusts its pages: a data file cut short is a SIGBUS on the first page
         # read past its end, a damaged page header can trip an assertion (abort()).
-        # The file's size and its B-trees are checked first (`pages.py`).
-        check_pages(path, DB_NAMES)
+        # The file's size is checked before LMDB maps it, its B-trees before any
+        # transaction uses them (`pages.py`).
+        check_data_file(path, allow_short=not check)
         env = lmdb.open(
             path,
             map_size=MAP_SIZE_INITIAL_BYTES,
@@ -98,6 +106,12 @@ class EnvRegistry:
         )
         # Reader slots left behind by dead processes would pin old pages forever.
         env.reader_check()
+        if check:
+            try:
+                check_pages(path, DB_NAMES, env)
+            except BaseException:
+                env.close()
+                raise
         self._envs[key] = [env, readonly, 1, os.getpid(), durability]
         return env
 

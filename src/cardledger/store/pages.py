@@ -17,13 +17,15 @@ library), the one `datafile.check_data_file` checks the meta pages of.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from ..errors import CorruptionError
+from ..errors import CorruptionError, StorageError
 from .datafile import DataFileFacts, check_data_file
 
 #: Page header: pgno, pad, flags, lower, upper (an overflow page: its page count
@@ -60,8 +62,16 @@ class DbRecord:
     root: int
 
 
+class PagesMoved(Exception):
+    """The meta page a walk was to start from was overwritten by a newer commit."""
+
+
 class PageFile:
-    """A data file's pages, mapped read-only, with the walk that checks them."""
+    """A data file's pages, mapped read-only, with the walk that checks them.
+
+    The walk reads the tree of the meta page whose txnid is `facts.txnid`. While a
+    writer may run, hold an LMDB read transaction of that txnid open meanwhile
+    (`pinned`): LMDB then reuses none of that tree's pages."""
 
     def __init__(self, path: str, facts: DataFileFacts | None = None) -> None:
         self.path = path
@@ -239,8 +249,12 @@ class PageFile:
     # -- the meta pages and records
 
     def _newest_meta(self) -> int:
+        """The meta page of txnid facts.txnid (PagesMoved if a commit overwrote it)."""
         txnids = [struct.unpack_from("<Q", self._map, k * self.psize + 144)[0] for k in (0, 1)]
-        return 0 if txnids[0] >= txnids[1] else 1
+        if self.facts.txnid not in txnids:
+            self._map.close()
+            raise PagesMoved(self.facts.txnid)
+        return txnids.index(self.facts.txnid)
 
     def _db_record(self, name: str, raw: bytes) -> DbRecord:
         _, _, depth, branch, leaf, overflow, entries, root = DB_RECORD.unpack(raw)
@@ -338,15 +352,47 @@ class PageCursor:
         return self._all()[self._at][1]
 
 
-def check_pages(path: str, names: tuple[bytes, ...]) -> None:
+#: Tries at pinning the newest tree while a writer commits meanwhile.
+PIN_RETRIES_MAX = 100
+
+
+@contextlib.contextmanager
+def pinned(path: str, env: Any) -> Iterator[PageFile | None]:
+    """A PageFile of the newest committed tree of `path`, held safe from a concurrent
+    writer by a read transaction of `env` (open on `path`) for as long as the block
+    runs; None if there is no data file.
+
+    LMDB's open and a read transaction's begin read only the meta pages, so they are
+    safe on a damaged file; the transaction pins its txnid's tree, and the walk
+    starts from the meta page of that same txnid (read again if a commit came in
+    between)."""
+    for _ in range(PIN_RETRIES_MAX):
+        facts = check_data_file(path, allow_short=True)
+        if facts is None:
+            yield None
+            return
+        with env.begin() as txn:
+            if txn.id() != facts.txnid:
+                continue  # a commit between the two reads
+            try:
+                pages = PageFile(path, facts)
+            except PagesMoved:
+                continue
+            try:
+                yield pages
+            finally:
+                pages.close()
+            return
+    raise StorageError(f"{path!r}: a writer committed through {PIN_RETRIES_MAX} tries at reading its pages; try again")
+
+
+def check_pages(path: str, names: tuple[bytes, ...], env: Any) -> None:
     """Raise CorruptionError naming the damage if the data file's B-trees (free pages,
     main, and the named databases `names`) are not sound; nothing if they are, or if
-    there is no data file yet."""
-    facts = check_data_file(path)
-    if facts is None:
-        return
-    with PageFile(path, facts) as pages:
-        problems = pages.check(names)
+    there is no data file yet. `env` is LMDB's environment of `path`, opened (which
+    reads the meta pages only) but not yet used."""
+    with pinned(path, env) as pages:
+        problems = pages.check(names) if pages is not None else []
     if problems:
         raise CorruptionError(
             f"{os.path.join(path, 'data.mdb')} has damaged pages: " + "; ".join(problems[:3])

@@ -490,5 +490,6 @@ _HANDLERS = {
     OpKind.UNFREEZE: handlers.op_unfreeze,
     OpKind.REPLACE: handlers.op_replace,
     OpKind.CLOSE: handlers.op_close,
+    OpKind.ACTIVATE: handlers.op_activate,
     OpKind.TAP: taps.op_tap,
 }

@@ -122,6 +122,8 @@ def check_move(eng: Engine, d: Account, c: Account, amount: int, draw: int, to_s
     """Checks for moving `amount` from d to c, in the documented order."""
     if d.flags & AccountFlags.FROZEN:
         return Result.ACCOUNT_FROZEN
+    if d.flags & AccountFlags.INACTIVE:
+        return Result.ACCOUNT_INACTIVE
     if d.kind != AccountKind.CLEARING and purse_available(d, draw) < amount:
         return Result.INSUFFICIENT_FUNDS
     if c.kind == AccountKind.CARD and not to_subsidy:
@@ -224,11 +226,13 @@ def op_open(eng: Engine, op: dict, jseq: int):
     limit = op["limit_fen"]
     if limit < 0 or limit > CAP_MAX_FEN or (kind != AccountKind.CARD and limit != 0):
         return Result.INVALID_AMOUNT, None
-    if kind != AccountKind.CARD and op["flags"] & OpFlags.CASH_FIRST:
+    if kind != AccountKind.CARD and op["flags"] & (OpFlags.CASH_FIRST | OpFlags.INACTIVE):
         return Result.INVALID_FLAGS, None
     if aid in eng.accounts:
         return Result.ACCOUNT_EXISTS, None
     flags = AccountFlags.CASH_FIRST if op["flags"] & OpFlags.CASH_FIRST else 0
+    if op["flags"] & OpFlags.INACTIVE:
+        flags |= AccountFlags.INACTIVE
     a = Account(
         id=aid,
         kind=kind,
@@ -371,6 +375,18 @@ def op_freeze(eng: Engine, op, jseq):
         return code, None
     eng._touch(a)
     a.flags |= AccountFlags.FROZEN
+    return Result.OK, (0, a.available(), a.id, 0, 0)
+
+def op_activate(eng: Engine, op, jseq):
+    """A card issued inactive is handed over: debits and taps are allowed from now on.
+    Activating an active card changes nothing and succeeds."""
+    code, a = lifecycle_target(eng, op)
+    if code:
+        return code, None
+    if a.kind != AccountKind.CARD:
+        return Result.WRONG_ACCOUNT_KIND, None
+    eng._touch(a)
+    a.flags &= ~AccountFlags.INACTIVE
     return Result.OK, (0, a.available(), a.id, 0, 0)
 
 def op_unfreeze(eng: Engine, op, jseq):

@@ -11,7 +11,7 @@ are not repeated here, so that a TAP journaled before them (at time_us 0) replay
 Rules, in the order they are checked and applied:
 
 1. The card must exist, be a CARD, not be closed (ACCOUNT_CLOSED) or frozen
-   (ACCOUNT_FROZEN). The fare-system version in force at `time_us` rates the tap
+   (ACCOUNT_FROZEN), nor inactive (ACCOUNT_INACTIVE). The fare-system version in force at `time_us` rates the tap
    (NO_FARE_SYSTEM if none). The route's agency's operator account is paid
    (OPERATOR_NOT_FOUND if it is missing or not an OPERATOR account).
 2. BOARD (bus, ferry, coach, taxi): the leg is (route, stop → stop, time, time).
@@ -350,6 +350,8 @@ def op_tap(eng: Engine, op: dict, jseq: int) -> tuple[int, Any]:
         return Result.ACCOUNT_CLOSED, None
     if card.flags & AccountFlags.FROZEN:
         return Result.ACCOUNT_FROZEN, None
+    if card.flags & AccountFlags.INACTIVE:
+        return Result.ACCOUNT_INACTIVE, None
     fv: FareVersions = eng.fares
     now = op["time_us"]
     v = fv.at(now)
