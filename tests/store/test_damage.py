@@ -238,3 +238,22 @@ def test_open_refuses_a_damaged_page_with_a_corruption_error_naming_the_page(kep
         cardledger.open(d)
     report = cardledger.inspect(d)
     assert report.problems[0].startswith(f"data.mdb: database journal, page {root}")
+
+
+def test_the_page_walk_orders_the_free_page_tree_by_number_not_by_bytes(tmp_path):
+    """LMDB keys its free-page tree by txnid, native integers: txnid 256 sorts after 255
+    though its little-endian bytes sort before. A walk comparing bytes reported damage
+    that was not there (once a ledger had seen 256 commits with pages held by a reader)."""
+    env = lmdb.open(str(tmp_path), max_dbs=2)
+    db = env.open_db(b"x")
+    with env.begin(write=True) as txn:
+        txn.put(b"k", b"v" * 3000, db=db)
+    reader = env.begin()  # holds every page freed from now on: one free-tree entry a commit
+    for i in range(300):
+        with env.begin(write=True) as txn:
+            txn.put(b"k", bytes([i % 256]) * 3000, db=db)
+    reader.abort()
+    env.close()
+    with cardledger.store.pages.PageFile(str(tmp_path)) as pages:
+        assert pages.free.entries > 256
+        assert pages.check((b"x",)) == []

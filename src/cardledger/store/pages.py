@@ -49,11 +49,17 @@ DEPTH_MAX = 32
 PAGE_PROBLEMS_MAX = 20
 
 
+#: MDB_INTEGERKEY: keys are native (little-endian) integers, ordered as numbers
+#: (LMDB's free-page database: its keys are txnids).
+MDB_INTEGERKEY = 0x08
+
+
 @dataclass
 class DbRecord:
     """A database's record: its root page, depth and counts."""
 
     name: str
+    flags: int
     depth: int
     branch_pages: int
     leaf_pages: int
@@ -199,11 +205,12 @@ class PageFile:
                     ok = False
                     break
                 key = bytes(self._map[key_at : key_at + ksize])
-                if (kind == P_LEAF or i > 0) and prev_key is not None and key <= prev_key:
+                order = int.from_bytes(key, "little") if db.flags & MDB_INTEGERKEY else key
+                if (kind == P_LEAF or i > 0) and prev_key is not None and order <= prev_key:
                     ok = False
                     break
                 if kind == P_LEAF or i > 0:
-                    prev_key = key
+                    prev_key = order
                 nodes[-1] = (*nodes[-1], key, key_at)
             if not ok:
                 self._damaged(counts, f"{where}: a node out of bounds, out of order or of an unknown kind")
@@ -257,8 +264,8 @@ class PageFile:
         return txnids.index(self.facts.txnid)
 
     def _db_record(self, name: str, raw: bytes) -> DbRecord:
-        _, _, depth, branch, leaf, overflow, entries, root = DB_RECORD.unpack(raw)
-        return DbRecord(name, depth, branch, leaf, overflow, entries, root)
+        _, flags, depth, branch, leaf, overflow, entries, root = DB_RECORD.unpack(raw)
+        return DbRecord(name, flags, depth, branch, leaf, overflow, entries, root)
 
     def _damaged(self, counts: dict | None, message: str) -> None:
         if counts is not None:
