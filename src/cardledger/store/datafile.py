@@ -165,6 +165,14 @@ class DataFileFacts:
     last_pgno: int  # the last page in use
     txnid: int  # the last committed write transaction
     file_bytes: int
+    metas: tuple[tuple[int, int], ...] = ()  # (last page, txnid) of meta pages 0 and 1
+
+    def of_txnid(self, txnid: int) -> "DataFileFacts | None":
+        """The facts of the meta page of transaction `txnid` (None: neither is)."""
+        for last_pgno, t in self.metas:
+            if t == txnid:
+                return DataFileFacts(self.page_bytes, last_pgno, t, self.file_bytes, self.metas)
+        return None
 
     @property
     def needed_bytes(self) -> int:
@@ -213,7 +221,7 @@ def check_data_file(path: str, allow_short: bool = False) -> DataFileFacts | Non
     finally:
         os.close(fd)
     last_pgno, txnid = max(metas, key=lambda m: m[1])
-    facts = DataFileFacts(page_bytes, last_pgno, txnid, size)
+    facts = DataFileFacts(page_bytes, last_pgno, txnid, size, tuple(metas))
     if size < facts.needed_bytes and not allow_short:
         raise CorruptionError(
             f"{name} is {size:,} bytes but its last committed transaction ({txnid}) uses pages up to "

@@ -371,16 +371,19 @@ def pinned(path: str, env: Any) -> Iterator[PageFile | None]:
 
     LMDB's open and a read transaction's begin read only the meta pages, so they are
     safe on a damaged file; the transaction pins its txnid's tree, and the walk
-    starts from the meta page of that same txnid (read again if a commit came in
-    between)."""
+    starts from the meta page of that same txnid (tried again if commits since
+    overwrote it)."""
     for _ in range(PIN_RETRIES_MAX):
-        facts = check_data_file(path, allow_short=True)
-        if facts is None:
-            yield None
-            return
         with env.begin() as txn:
-            if txn.id() != facts.txnid:
-                continue  # a commit between the two reads
+            # A writer publishes a commit's txnid to readers just after writing its
+            # meta page: read the meta page of the txnid this transaction holds.
+            newest = check_data_file(path, allow_short=True)
+            if newest is None:
+                yield None
+                return
+            facts = newest.of_txnid(txn.id())
+            if facts is None:
+                continue  # two commits since the transaction began overwrote its meta page
             try:
                 pages = PageFile(path, facts)
             except PagesMoved:
