@@ -2,6 +2,15 @@
 # (see codec.py's docstring for the predictors), the id index runs and the word
 # tables of checkpoints, byte for byte the same formats.
 
+cdef inline int dword(int k) noexcept nogil:
+    """The JOURNAL_DTYPE word of the encoding's word k (user_data is encoded last)."""
+    if k < OP_USER_DATA_WORD:
+        return k
+    if k == W_USER_DATA:
+        return OP_USER_DATA_WORD
+    return k + 1
+
+
 cdef inline uint64_t zigzag(uint64_t u) noexcept nogil:
     cdef int64_t s = <int64_t>u
     return (<uint64_t>s << 1) ^ <uint64_t>(s >> 63)
@@ -59,7 +68,7 @@ cdef int64_t pack_records(const uint64_t* w, int64_t n, unsigned char* out) noex
     return pack_records_marked(w, n, out, NULL, NULL, 0)
 
 
-cdef int64_t pack_records_marked(const uint64_t* w, int64_t n, unsigned char* out, int64_t* offs,
+cdef int64_t pack_records_marked(const uint64_t* wd, int64_t n, unsigned char* out, int64_t* offs,
                                  uint64_t* prev_times, int64_t base) noexcept nogil:
     """pack_records, also noting (when offs is not NULL) where each record starts
     (base + its offset in out) and its time predictor's state (the previous record's
@@ -67,15 +76,17 @@ cdef int64_t pack_records_marked(const uint64_t* w, int64_t n, unsigned char* ou
     cdef int64_t r
     cdef int i
     cdef uint64_t t[J_WORDS]
+    cdef uint64_t w[J_WORDS]  # the record in the encoding's word order
     cdef uint64_t bitmap, bits, jseq
     cdef uint64_t prev_time = 0
-    cdef uint64_t prev_jseq = w[W_JSEQ] - 1 if n > 0 else 0
+    cdef uint64_t prev_jseq = wd[dword(W_JSEQ)] - 1 if n > 0 else 0
     cdef unsigned char* p = out
     for r in range(n):
         if offs != NULL:
             offs[r] = base + (p - out)
             prev_times[r] = prev_time
         for i in range(J_WORDS):
+            w[i] = wd[dword(i)]
             t[i] = w[i]
         jseq = w[W_JSEQ]
         t[W_JSEQ] = jseq - (prev_jseq + 1)
@@ -101,18 +112,19 @@ cdef int64_t pack_records_marked(const uint64_t* w, int64_t n, unsigned char* ou
             bits &= bits - 1
         prev_time = w[W_TIME]
         prev_jseq = jseq
-        w += J_WORDS
+        wd += J_WORDS
     CL_ASSERT(p - out <= n * RECORD_BYTES_MAX, "a packed record takes at most RECORD_BYTES_MAX bytes")
     CL_ASSERT(p - out >= n, "a packed record takes at least its bitmap")
     return p - out
 
 
 cdef int64_t unpack_records(const unsigned char* buf, int64_t size, int64_t n, uint64_t first_seq,
-                            uint64_t* w) noexcept nogil:
-    """Decode n records into w; return 0, or -1 if the bytes are malformed."""
+                            uint64_t* wd) noexcept nogil:
+    """Decode n records into wd; return 0, or -1 if the bytes are malformed."""
     cdef int64_t r, pos = 0
     cdef int i
     cdef uint64_t t[J_WORDS]
+    cdef uint64_t w[J_WORDS]  # the record in the encoding's word order
     cdef uint64_t bitmap, jseq
     cdef uint64_t prev_time = 0
     cdef uint64_t prev_jseq = first_seq - 1
@@ -140,9 +152,11 @@ cdef int64_t unpack_records(const unsigned char* buf, int64_t size, int64_t n, u
         w[W_CREDIT] = t[W_CREDIT] ^ w[3]
         w[W_DPREV] = back(jseq, t[W_DPREV])
         w[W_CPREV] = back(jseq, t[W_CPREV])
+        for i in range(J_WORDS):
+            wd[dword(i)] = w[i]
         prev_time = w[W_TIME]
         prev_jseq = jseq
-        w += J_WORDS
+        wd += J_WORDS
     if pos != size:
         return -1
     return 0
@@ -185,11 +199,12 @@ cdef int64_t unpack_one_record(const unsigned char* buf, int64_t size, int64_t i
 
 
 cdef int64_t unpack_record_from(const unsigned char* buf, int64_t size, int64_t pos, int64_t count,
-                                uint64_t prev_time, uint64_t prev_jseq, uint64_t* w) noexcept nogil:
+                                uint64_t prev_time, uint64_t prev_jseq, uint64_t* wd) noexcept nogil:
     """From a mark (pos and the predictors' state), skip `count` records and decode the next."""
     cdef int64_t r
     cdef int i
     cdef uint64_t t[J_WORDS]
+    cdef uint64_t w[J_WORDS]  # the record in the encoding's word order
     cdef uint64_t bitmap, jseq = 0
     for r in range(count + 1):
         pos = get_varint(buf, pos, size, &bitmap)
@@ -217,6 +232,8 @@ cdef int64_t unpack_record_from(const unsigned char* buf, int64_t size, int64_t 
     w[W_CREDIT] = t[W_CREDIT] ^ w[3]
     w[W_DPREV] = back(jseq, t[W_DPREV])
     w[W_CPREV] = back(jseq, t[W_CPREV])
+    for i in range(J_WORDS):
+        wd[dword(i)] = w[i]
     return 0
 
 
@@ -563,7 +580,7 @@ def unpack_records_of_batches(list bodies, list marks, counts, firsts, which, jo
         rc = unpack_record_from(p, size, <int64_t>m[0], index - k * stride, m[1], m[2], w + i * J_WORDS)
         if rc != 0:
             raise ValueError("journal record encoding is truncated or malformed")
-        if w[i * J_WORDS + W_JSEQ] != js[i]:
+        if w[i * J_WORDS + dword(W_JSEQ)] != js[i]:
             raise ValueError(f"journal record {js[i]} is not where it belongs")
     return out
 

@@ -177,6 +177,7 @@ cdef struct Op:
     uint16_t tap
     uint16_t pad16
     uint32_t pad32
+    uint64_t user_data
 
 cdef struct Result:
     uint32_t code
@@ -638,8 +639,14 @@ cdef enum:
 # ================================================================ codec (codec.pxi)
 
 # A journal record as J_WORDS 64-bit words, and the words the codec's predictors use.
+# The W_ positions are the encoding's: a record's words in JOURNAL_DTYPE order, with
+# user_data (word OP_USER_DATA_WORD, added to OP_DTYPE after the format's first
+# version) moved last, so that records written before it decode as they were, with
+# user_data 0 (codec.pxi `dword`).
 cdef enum:
-    J_WORDS = 21
+    J_WORDS = 22
+    OP_USER_DATA_WORD = 12
+    W_USER_DATA = 21
     W_AMOUNT = 4
     W_TIME = 5
     W_LIMIT = 6
@@ -651,7 +658,7 @@ cdef enum:
     W_SUBSIDY = 18
     W_DPREV = 19
     W_CPREV = 20
-    RECORD_BYTES_MAX = 3 + 21 * 10
+    RECORD_BYTES_MAX = 4 + 22 * 10
 
 cdef enum:
     # Widest record a word table (pack_words) holds, in 64-bit words.

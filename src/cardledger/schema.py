@@ -203,6 +203,10 @@ OP_DTYPE = np.dtype(
         ("tap", "<u2"),  # TAP: a TapType
         ("pad16", "<u2"),  # must be zero
         ("pad32", "<u4"),  # must be zero
+        # The caller's own reference, any op: the bank's transaction number, a POS
+        # receipt, an aid line, a member number on OPEN. Journaled, part of the id's
+        # same-fields comparison, returned by every query; the ledger never reads it.
+        ("user_data", "<u8"),
     ]
 )
 
@@ -364,7 +368,7 @@ ALLOWED_FLAGS = {
 }
 
 #: The fields every op kind reads: its id, its kind, its flags and its event time.
-OP_FIELDS_COMMON = ("source", "seq", "kind", "flags", "time_us")
+OP_FIELDS_COMMON = ("source", "seq", "kind", "flags", "time_us", "user_data")
 
 #: The other fields each op kind reads (docs/semantics.md, "Fields each kind uses").
 #: A new op must leave every field outside OP_FIELDS_COMMON and its kind's set at zero;

@@ -41,7 +41,7 @@ words = st.integers(0, 2**64 - 1) | st.integers(0, 300) | st.just(0)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.lists(words, min_size=21, max_size=21), min_size=1, max_size=8), st.integers(1, 2**40))
+@given(st.lists(st.lists(words, min_size=22, max_size=22), min_size=1, max_size=8), st.integers(1, 2**40))
 def test_arbitrary_words_round_trip(rows, first):
     recs = np.array(rows, dtype=np.uint64).reshape(-1).view(JOURNAL_DTYPE).copy()
     recs["journal_seq"] = np.arange(first, first + len(recs), dtype=np.uint64)
@@ -49,6 +49,43 @@ def test_arbitrary_words_round_trip(rows, first):
     assert core.pack_journal(recs) == packed
     assert codec.unpack_journal(packed, len(recs), first).tobytes() == recs.tobytes()
     assert core.unpack_journal(packed, len(recs), first).tobytes() == recs.tobytes()
+
+
+#: Three records (a TOPUP, a SPEND, a TAP) as the codec wrote them before OP_DTYPE had
+#: user_data (format 4's first records): pinned so that older journals keep decoding.
+RECORDS_BEFORE_USER_DATA = bytes.fromhex(
+    "bf844d07016401904e808082e288d2a30602904e656502bf842107026402f403f601049c4a02b7dc2909"
+    "01643b8a877a0d85808080900101aafeffffffffffffff018c470302")
+
+
+def _three_records() -> np.ndarray:
+    r = np.zeros(3, dtype=JOURNAL_DTYPE)
+    r["source"], r["seq"], r["kind"], r["account_id"] = [7, 7, 9], [1, 2, 1], [2, 4, 13], 100
+    r["counterparty_id"], r["amount_fen"] = [1, 2, 0], [5000, 250, -30]
+    r["time_us"] = [1_767_225_600_000_000, 1_767_225_600_000_123, 1_767_225_601_000_000]
+    r["result_amount_fen"], r["balance_fen"], r["journal_seq"] = [5000, 250, 200], [5000, 4750, 4550], [41, 42, 43]
+    r["debit_id"], r["credit_id"] = [1, 100, 100], [100, 2, 3]
+    r["debit_prev_seq"], r["credit_prev_seq"] = [0, 41, 42], [40, 0, 0]
+    r["route"], r["stop"], r["tap"] = [0, 0, 5], [0, 0, 9], [0, 0, 1]
+    return r
+
+
+def test_records_written_before_user_data_decode_as_they_were_with_user_data_zero():
+    want = _three_records()
+    for unpack in (codec.unpack_journal, core.unpack_journal):
+        got = unpack(RECORDS_BEFORE_USER_DATA, 3, 41)
+        assert got.tobytes() == want.tobytes() and (got["user_data"] == 0).all()
+    # ...and records without a user_data are written exactly as they were.
+    assert codec.pack_journal(want) == core.pack_journal(want) == RECORDS_BEFORE_USER_DATA
+
+
+def test_user_data_round_trips_in_both_codecs():
+    recs = _three_records()
+    recs["user_data"] = [2**64 - 1, 0, 6_222_021_234_567_890]
+    packed = codec.pack_journal(recs)
+    assert core.pack_journal(recs) == packed
+    for unpack in (codec.unpack_journal, core.unpack_journal):
+        assert unpack(packed, 3, 41).tobytes() == recs.tobytes()
 
 
 def test_truncated_or_trailing_bytes_are_refused():

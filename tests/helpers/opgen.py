@@ -69,6 +69,8 @@ class OpWorld:
         src, seq = self._id()
         rec["source"], rec["seq"] = src, seq
         rec["time_us"] = T0_US + r.randrange(10**9)
+        if r.random() < 0.3:
+            rec["user_data"] = r.choice((1, 2**32, 2**64 - 1, r.randrange(2**64)))  # the caller's reference
         kind = r.choices(
             list(OpKind) + [99],
             weights=[5, 12, 5, 14, 3, 10, 5, 4, 2, 3, 1, 1, 1, 2, 1],

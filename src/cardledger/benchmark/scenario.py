@@ -128,16 +128,16 @@ def generate(n_cards: int = 1_000_000, seed: int = 20261123, fares: FareSystem |
     setup = _ops(n_fixed + 1 + 2 * n_cards)
     k = 0
     for cid in CHANNEL_IDS:
-        setup[k] = (OFFICE_SOURCE, k + 1, cid, 0, 0, SETUP_US, 0, 0, 0, OpKind.OPEN, 0, AccountKind.CLEARING, 0, 0, 0, 0, 0, 0)
+        setup[k] = (OFFICE_SOURCE, k + 1, cid, 0, 0, SETUP_US, 0, 0, 0, OpKind.OPEN, 0, AccountKind.CLEARING, 0, 0, 0, 0, 0, 0, 0)
         k += 1
-    setup[k] = (OFFICE_SOURCE, k + 1, PROGRAM_ID, 0, 0, SETUP_US, 0, 0, 0, OpKind.OPEN, 0, AccountKind.PROGRAM, 0, 0, 0, 0, 0, 0)
+    setup[k] = (OFFICE_SOURCE, k + 1, PROGRAM_ID, 0, 0, SETUP_US, 0, 0, 0, OpKind.OPEN, 0, AccountKind.PROGRAM, 0, 0, 0, 0, 0, 0, 0)
     k += 1
     for oid in OPERATOR_IDS:
-        setup[k] = (OFFICE_SOURCE, k + 1, oid, 0, 0, SETUP_US, 0, 0, 0, OpKind.OPEN, 0, AccountKind.OPERATOR, 0, 0, 0, 0, 0, 0)
+        setup[k] = (OFFICE_SOURCE, k + 1, oid, 0, 0, SETUP_US, 0, 0, 0, OpKind.OPEN, 0, AccountKind.OPERATOR, 0, 0, 0, 0, 0, 0, 0)
         k += 1
     n_aid = min(100_000, n_cards // 10)
     aid_each = 20_000  # 200 yuan a line
-    setup[k] = (BANK_SOURCE, 1, CHANNEL_IDS[0], PROGRAM_ID, n_aid * aid_each, SETUP_US, 0, 0, 0, OpKind.TRANSFER, 0, 0, 0, 0, 0, 0, 0, 0)
+    setup[k] = (BANK_SOURCE, 1, CHANNEL_IDS[0], PROGRAM_ID, n_aid * aid_each, SETUP_US, 0, 0, 0, OpKind.TRANSFER, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     k += 1
     category = rng.choice(4, size=n_cards, p=[0.80, 0.10, 0.05, 0.05]).astype(np.uint16)
     opens = setup[k : k + n_cards]
@@ -268,9 +268,9 @@ def generate(n_cards: int = 1_000_000, seed: int = 20261123, fares: FareSystem |
     office_seq0 = n_fixed + 1 + n_cards
     for i, c in enumerate(lost.tolist()):
         office[2 * i] = (OFFICE_SOURCE, office_seq0 + 2 * i, cards[c], 0, 0, DAY_US + 7 * HOUR_US + 15 * MINUTE_US,
-                         0, 0, 0, OpKind.FREEZE, 0, 0, 0, 0, 0, 0, 0, 0)  # fmt: skip
+                         0, 0, 0, OpKind.FREEZE, 0, 0, 0, 0, 0, 0, 0, 0, 0)  # fmt: skip
         office[2 * i + 1] = (OFFICE_SOURCE, office_seq0 + 2 * i + 1, cards[c], REPLACEMENT_ID_BASE + i,
-                             0, DAY_US + 7 * HOUR_US + 45 * MINUTE_US, 0, 0, 0, OpKind.REPLACE, 0, 0, 0, 0, 0, 0, 0, 0)  # fmt: skip
+                             0, DAY_US + 7 * HOUR_US + 45 * MINUTE_US, 0, 0, 0, OpKind.REPLACE, 0, 0, 0, 0, 0, 0, 0, 0, 0)  # fmt: skip
     counts["lost_cards"] = n_lost
 
     peak = np.concatenate([top, dup_ops, peak_top, aid, office])

@@ -1,10 +1,12 @@
 """The journal's on-disk record encoding (pure-Python twin of the core's codec).
 
-A journal record (JOURNAL_DTYPE, 168 bytes) is mostly zeros and values that can be
+A journal record (JOURNAL_DTYPE, 176 bytes) is mostly zeros and values that can be
 predicted from their neighbours, and every stored byte is written, hashed and fsynced
-on the batch path. So each record is stored as its 21 little-endian 64-bit words,
+on the batch path. So each record is stored as its 22 little-endian 64-bit words,
 after predictors, as: a varint bitmap of the non-zero words, then each non-zero word
-as a LEB128 varint. Predictors (all exactly invertible):
+as a LEB128 varint. The words go in JOURNAL_DTYPE order except `user_data`, which
+goes last (`DWORD`): it was added after the first records were written, whose
+bitmaps then simply lack its bit. Predictors (all exactly invertible):
 
 - journal_seq: minus (previous record's journal_seq + 1), the batch's first_seq - 1
   before the first record: 0 for every record of a batch;
@@ -31,14 +33,21 @@ from ...errors import CorruptionError
 from ...schema import JOURNAL_DTYPE
 
 WORDS = JOURNAL_DTYPE.itemsize // 8
-assert WORDS == 21
+assert WORDS == 22
 MASK64 = (1 << 64) - 1
-# Word positions in a record.
+# Word positions in the encoding: a record's words in JOURNAL_DTYPE order, except
+# user_data (the op's word 12, added after the format's first version), which is
+# encoded last. Records written before it then decode as they were, user_data 0.
 W_SOURCE, W_SEQ, W_ACCOUNT, W_COUNTERPARTY, W_AMOUNT, W_TIME, W_LIMIT = 0, 1, 2, 3, 4, 5, 6
 W_RESULT_AMOUNT, W_BALANCE, W_JSEQ, W_DEBIT, W_CREDIT, W_SUBSIDY, W_DPREV, W_CPREV = 13, 14, 15, 16, 17, 18, 19, 20
+W_USER_DATA = 21
+OP_USER_DATA_WORD = JOURNAL_DTYPE.fields["user_data"][1] // 8
+assert OP_USER_DATA_WORD == 12
+#: The JOURNAL_DTYPE word of each encoded word, and back.
+DWORD = [k if k < OP_USER_DATA_WORD else (OP_USER_DATA_WORD if k == W_USER_DATA else k + 1) for k in range(WORDS)]
 ZIGZAG_WORDS = (W_AMOUNT, W_LIMIT, W_BALANCE, W_SUBSIDY)
-#: Longest encoding of one record: a 3-byte bitmap and 21 ten-byte varints.
-RECORD_BYTES_MAX = 3 + WORDS * 10
+#: Longest encoding of one record: a 4-byte bitmap and 22 ten-byte varints.
+RECORD_BYTES_MAX = 4 + WORDS * 10
 
 
 def _zigzag(u: int) -> int:
@@ -108,7 +117,7 @@ def _get_varint(buf: memoryview, pos: int) -> tuple[int, int]:
 
 def pack_journal(records: np.ndarray) -> bytes:
     """Encode JOURNAL_DTYPE records (contiguous journal_seq) into bytes."""
-    words = np.ascontiguousarray(records).view(np.uint64).reshape(len(records), WORDS).tolist()
+    words = np.ascontiguousarray(records).view(np.uint64).reshape(len(records), WORDS)[:, DWORD].tolist()
     out = bytearray()
     prev_time = 0
     prev_jseq = int(records[0]["journal_seq"]) - 1 if len(records) else 0
@@ -151,7 +160,7 @@ def unpack_journal(buf: bytes | memoryview, n: int, first_seq: int) -> np.ndarra
         w[W_CREDIT] = t[W_CREDIT] ^ w[W_COUNTERPARTY]
         w[W_DPREV] = _back(jseq, t[W_DPREV])
         w[W_CPREV] = _back(jseq, t[W_CPREV])
-        out[r] = w
+        out[r, DWORD] = w
         prev_time, prev_jseq = w[W_TIME], jseq
     if pos != len(mv):
         raise CorruptionError("journal batch has bytes after its last record")
