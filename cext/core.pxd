@@ -58,7 +58,8 @@ cdef enum:                     # OpKind
     K_CLOSE = 12
     K_TAP = 13
     K_ACTIVATE = 14
-    K_MAX = 14
+    K_SET_CATEGORY = 15
+    K_MAX = 15
 
 cdef enum:                     # AccountKind
     A_CARD = 1
@@ -127,7 +128,8 @@ cdef enum:                     # Result
     R_TAP_MUST_BE_ZERO = 41
     R_RESERVED_MUST_BE_ZERO = 42
     R_ACCOUNT_INACTIVE = 43
-    R_MAX = 43
+    R_CATEGORY_CHANGED_LATER = 44
+    R_MAX = 44
 
 cdef enum:                     # the op fields a kind may use (schema.OP_FIELDS_USED)
     # Bit i stands for field i of OP_DTYPE, so that a test can compare the core's
@@ -204,7 +206,7 @@ cdef struct Account:
     uint16_t kind
     uint16_t flags
     uint16_t category
-    uint16_t reserved
+    uint16_t category_before
     int64_t cap_fen
     int64_t cash_fen
     int64_t subsidy_fen
@@ -213,6 +215,8 @@ cdef struct Account:
     int64_t debits_pending
     int64_t credits_pending
     uint64_t last_journal_seq
+    uint64_t member_ref
+    int64_t category_since_us
 
 cdef struct Source:
     uint64_t source

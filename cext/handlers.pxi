@@ -225,6 +225,7 @@ cdef int op_open(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     if op.account_kind == A_CARD:
         a.category = op.category
         a.cap_fen = op.limit_fen if op.limit_fen != 0 else st.default_cap_fen
+        a.member_ref = op.user_data
     CL_ASSERT(a.id == op.account_id, "an opened account has the op's id")
     CL_ASSERT(a.cash_fen == 0, "an account opens empty")
     CL_ASSERT(a.cap_fen >= 0, "a card's cap is not negative")
@@ -417,6 +418,31 @@ cdef int op_activate(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
     return R_OK
 
 
+cdef int op_set_category(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    """A card's rider category changes from the op's event time on (the one before is
+    kept for late taps: category_at)."""
+    cdef Account* a = NULL
+    cdef int code = lifecycle_target(st, op, &a)
+    if code != R_OK:
+        return code
+    if a.kind != A_CARD:
+        return R_WRONG_ACCOUNT_KIND
+    if op.time_us <= a.category_since_us:
+        return R_CATEGORY_CHANGED_LATER
+    touch(st, a)
+    a.category_before = a.category
+    a.category = op.category
+    a.category_since_us = op.time_us
+    CL_ASSERT(a.category_since_us > 0, "a category change has a time")
+    set_effect(ef, 0, available(a), a, NULL, 0)
+    return R_OK
+
+
+cdef inline uint16_t category_at(const Account* a, int64_t time_us) noexcept nogil:
+    """The card's rider category at `time_us` (SET_CATEGORY keeps the one before)."""
+    return a.category if time_us >= a.category_since_us else a.category_before
+
+
 cdef int op_unfreeze(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     cdef Account* a = NULL
     cdef int code = lifecycle_target(st, op, &a)
@@ -460,6 +486,9 @@ cdef int op_replace(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil
     new.kind = A_CARD
     new.flags = old.flags & AF_CASH_FIRST
     new.category = old.category
+    new.category_before = old.category_before
+    new.category_since_us = old.category_since_us
+    new.member_ref = old.member_ref
     new.cap_fen = old.cap_fen
     new.cash_fen = cash
     new.subsidy_fen = sub
@@ -527,7 +556,7 @@ cdef int op_close(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
 cdef uint16_t ALLOWED_FLAGS[K_MAX + 1]
 ALLOWED_FLAGS[:] = [0, F_LINKED | F_CASH_FIRST | F_INACTIVE, F_LINKED, F_LINKED, F_LINKED,
                     F_LINKED | F_SUBSIDY_PURSE, F_LINKED | F_PENDING | F_SUBSIDY_PURSE,
-                    F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0, F_LINKED]
+                    F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0, F_LINKED, F_LINKED]
 
 
 # The fields each kind uses besides schema.OP_FIELDS_COMMON (index = kind); mirrors
@@ -549,6 +578,7 @@ FIELDS_USED[:] = [
     OPF_ACCOUNT_ID | OPF_COUNTERPARTY_ID,                                # CLOSE
     OPF_ACCOUNT_ID | OPF_AMOUNT | OPF_ROUTE | OPF_STOP | OPF_TAP,        # TAP
     OPF_ACCOUNT_ID,                                                      # ACTIVATE
+    OPF_ACCOUNT_ID | OPF_CATEGORY,                                       # SET_CATEGORY
 ]
 
 
@@ -632,5 +662,7 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq, bint strict) noex
         return op_tap(st, op, ef, jseq)
     if kind == K_ACTIVATE:
         return op_activate(st, op, ef, jseq)
+    if kind == K_SET_CATEGORY:
+        return op_set_category(st, op, ef, jseq)
     CL_ASSERT(kind == K_CLOSE, "execute dispatches every kind")
     return op_close(st, op, ef, jseq)

@@ -544,7 +544,7 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     code = tap_operator(st, tv.route_operator[route], &opr)
     if code != R_OK:
         return code
-    cat = tap_rider_category(tv, card.category)
+    cat = tap_rider_category(tv, category_at(card, now))
 
     if tap == TAP_BOARD:
         leg.route = <int32_t>route
@@ -634,7 +634,7 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
               and j.entry_stop >= 0 and j.entry_stop < ett.ft.n_stops
               and ett.ft.stop_station[j.entry_stop] == ett.ft.stop_station[stop]):
             charge = ett.gate_same_station_fen[enet]
-            ecat = tap_rider_category(ett, card.category)
+            ecat = tap_rider_category(ett, category_at(card, j.entry_time_us))
             charge = tap_discount(tp, &j, j.entry_version, j.entry_time_us, enet, ecat, charge, &flags)
         else:
             leg.route = j.entry_route
@@ -643,7 +643,7 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
             leg.reserved = 0
             leg.departure_us = j.entry_time_us
             leg.arrival_us = now
-            ecat = tap_rider_category(ett, card.category)
+            ecat = tap_rider_category(ett, category_at(card, j.entry_time_us))
             code = tap_rate_leg(tp, &j, j.entry_version, &leg, ecat, &charge, &flags, &product)
             if code != R_OK:
                 return code

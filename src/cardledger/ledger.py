@@ -56,6 +56,7 @@ from .schema import (
     PENDING_DTYPE,
     RESULT_DTYPE,
     TAP_HORIZON_NONE,
+    AccountKind,
     OpKind,
     Result,
     check_batch,
@@ -456,6 +457,18 @@ class Ledger:
         self._usable()
         self._refresh()
         return self._engine.export_checkpoint()[0]
+
+    @_locked
+    def cards_of_member(self, member_ref: int) -> list[int]:
+        """The cards of member `member_ref` (the user_data of their OPEN, carried over
+        by REPLACE to the new card), replaced and closed ones included, oldest first."""
+        self._usable()
+        self._refresh()
+        if not 0 < int(member_ref) < 1 << 64:
+            raise ValueError(f"member_ref must be in 1..2**64-1, got {member_ref}")
+        accounts = self._engine.export_checkpoint()[0]
+        mine = (accounts["member_ref"] == np.uint64(member_ref)) & (accounts["kind"] == int(AccountKind.CARD))
+        return [int(x) for x in accounts["id"][mine]]
 
     @_locked
     def lookup(self, ops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -42,6 +42,9 @@ class AccountInfo:
     credits_pending: int
     last_journal_seq: int
     inactive: bool = False  # a card issued inactive, not yet ACTIVATEd: credits only
+    member_ref: int = 0  # a card: its OPEN's user_data (the member), carried over by REPLACE
+    category_before: int = 0  # a card: its category before category_since_us (SET_CATEGORY)
+    category_since_us: int = 0  # a card: when `category` took effect (0: since it opened)
 
 
 def balance_of(row: tuple) -> int:
@@ -70,6 +73,9 @@ def account_info(row: tuple) -> AccountInfo:
         credits_pending=r["credits_pending"],
         last_journal_seq=r["last_journal_seq"],
         inactive=bool(flags & AccountFlags.INACTIVE),
+        member_ref=r["member_ref"],
+        category_before=r["category_before"],
+        category_since_us=r["category_since_us"],
     )
 
 

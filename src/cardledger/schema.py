@@ -37,6 +37,7 @@ class OpKind(enum.IntEnum):
     CLOSE = 12
     TAP = 13
     ACTIVATE = 14  # an inactive card (OPEN with OpFlags.INACTIVE) is handed over: debits and taps allowed
+    SET_CATEGORY = 15  # a card's rider category changes from the op's time_us on
 
 
 class TapType(enum.IntEnum):
@@ -140,6 +141,7 @@ class Result(enum.IntEnum):
     TAP_MUST_BE_ZERO = 41
     RESERVED_MUST_BE_ZERO = 42  # pad16 or pad32
     ACCOUNT_INACTIVE = 43  # a debit or tap of a card issued inactive and not yet ACTIVATEd
+    CATEGORY_CHANGED_LATER = 44  # SET_CATEGORY at or before the time of the card's last change
 
 
 # ---------------------------------------------------------------------------
@@ -250,8 +252,8 @@ ACCOUNT_DTYPE = np.dtype(
         ("id", "<u8"),
         ("kind", "<u2"),
         ("flags", "<u2"),
-        ("category", "<u2"),
-        ("reserved", "<u2"),
+        ("category", "<u2"),  # a card's rider category since category_since_us
+        ("category_before", "<u2"),  # ...and before it (SET_CATEGORY: late taps keep it)
         ("cap_fen", "<i8"),  # cash-purse cap (cards only)
         ("cash_fen", "<i8"),  # available balance; for a card its cash purse
         ("subsidy_fen", "<i8"),  # a card's subsidy purse (0 for other kinds)
@@ -260,6 +262,10 @@ ACCOUNT_DTYPE = np.dtype(
         ("debits_pending", "<i8"),
         ("credits_pending", "<i8"),
         ("last_journal_seq", "<u8"),  # head of this account's statement chain
+        # Added after format 4's first ledgers: appended, so their checkpoint files
+        # (words packed behind a bitmap) read with these at zero.
+        ("member_ref", "<u8"),  # a card: its OPEN's user_data, carried over by REPLACE (0: none)
+        ("category_since_us", "<i8"),  # a card: when `category` took effect (0: since it opened)
     ]
 )
 
@@ -365,6 +371,7 @@ ALLOWED_FLAGS = {
     # a tap moves money and journey state at once; it is never part of a chain
     OpKind.TAP: OpFlags.NONE,
     OpKind.ACTIVATE: OpFlags.LINKED,
+    OpKind.SET_CATEGORY: OpFlags.LINKED,
 }
 
 #: The fields every op kind reads: its id, its kind, its flags and its event time.
@@ -394,6 +401,7 @@ OP_FIELDS_USED: dict[OpKind, frozenset[str]] = {
     # (INVALID_TAP) and no amount (INVALID_AMOUNT): the tap rules check those
     OpKind.TAP: frozenset({"account_id", "amount_fen", "route", "stop", "tap"}),
     OpKind.ACTIVATE: frozenset({"account_id"}),
+    OpKind.SET_CATEGORY: frozenset({"account_id", "category"}),
 }
 
 #: Each field a kind may leave unused, with the code a new op gets for setting it, in

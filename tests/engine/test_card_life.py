@@ -98,3 +98,59 @@ def test_an_inactive_card_survives_reopen_and_a_checkpoint(issued, ledger_path):
         assert led.account(10).inactive
         assert codes(led.apply(Ops(source=2).add(OpKind.SPEND, 10, 2, 1).take())) == [Result.ACCOUNT_INACTIVE.name]
         assert led.verify().ok
+
+
+# ---------------------------------------------------------------- rider category
+
+
+def test_set_category_changes_a_cards_category_from_its_time_on(issued):
+    r = issued.apply(Ops(source=20).add(OpKind.SET_CATEGORY, 10, category=1).take())
+    assert codes(r) == ["OK"]
+    info = issued.account(10)
+    assert (info.category, info.category_before) == (1, 0) and info.category_since_us > 0
+
+
+def test_set_category_refuses_a_change_older_than_the_last_one(issued):
+    later = Ops(source=21).add(OpKind.SET_CATEGORY, 10, category=2).take()
+    later["time_us"] += 10_000
+    issued.apply(later)
+    earlier = Ops(source=22).add(OpKind.SET_CATEGORY, 10, category=3).take()
+    assert codes(issued.apply(earlier)) == ["CATEGORY_CHANGED_LATER"]
+    assert issued.account(10).category == 2
+
+
+def test_set_category_names_one_existing_open_card(issued):
+    b = Ops(source=23)
+    b.add(OpKind.SET_CATEGORY, 77, category=1)
+    b.add(OpKind.SET_CATEGORY, 2, category=1)
+    b.add(OpKind.SET_CATEGORY, 10, 1, category=1)
+    assert codes(issued.apply(b.take())) == ["ACCOUNT_NOT_FOUND", "WRONG_ACCOUNT_KIND", "COUNTERPARTY_MUST_BE_ZERO"]
+
+
+def test_replace_carries_the_category_and_its_history_over(issued):
+    issued.apply(Ops(source=24).add(OpKind.SET_CATEGORY, 10, category=1).take())
+    issued.apply(Ops(source=25).add(OpKind.REPLACE, 10, 11).take())
+    old, new = issued.account(10), issued.account(11)
+    assert (new.category, new.category_before, new.category_since_us) == (1, 0, old.category_since_us)
+
+
+# ---------------------------------------------------------------- members
+
+
+def test_a_cards_member_is_its_opens_user_data_and_replace_carries_it_over(led):
+    b = Ops(source=30)
+    b.add(OpKind.OPEN, 1, account_kind=AccountKind.CLEARING, user_data=555)  # not a card: no member
+    b.add(OpKind.OPEN, 20, account_kind=AccountKind.CARD, user_data=9_001)
+    b.add(OpKind.OPEN, 21, account_kind=AccountKind.CARD, user_data=9_002)
+    b.add(OpKind.OPEN, 22, account_kind=AccountKind.CARD, user_data=9_001)
+    assert (led.apply(b.take())["code"] == 0).all()
+    r = led.apply(Ops(source=31).add(OpKind.REPLACE, 20, 23, user_data=4).take())
+    assert codes(r) == ["OK"]
+    assert led.cards_of_member(9_001) == [20, 22, 23]  # the replaced card too, oldest first
+    assert led.cards_of_member(9_002) == [21] and led.cards_of_member(555) == []
+    assert led.account(23).member_ref == 9_001
+
+
+def test_cards_of_member_refuses_member_zero(led):
+    with pytest.raises(ValueError):
+        led.cards_of_member(0)

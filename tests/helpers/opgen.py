@@ -73,7 +73,7 @@ class OpWorld:
             rec["user_data"] = r.choice((1, 2**32, 2**64 - 1, r.randrange(2**64)))  # the caller's reference
         kind = r.choices(
             list(OpKind) + [99],
-            weights=[5, 12, 5, 14, 3, 10, 5, 4, 2, 3, 1, 1, 1, 2, 1],
+            weights=[5, 12, 5, 14, 3, 10, 5, 4, 2, 3, 1, 1, 1, 2, 2, 1],
         )[0]
         rec["kind"] = kind
         amt = r.choice((0, 1, 50, 500, 5_000, 50_000, 400_000, 600_000, -5, 10**16))
@@ -111,6 +111,10 @@ class OpWorld:
             if self.transfers:
                 rec["ref_source"], rec["ref_seq"] = r.choice(self.transfers)
             amt = 0 if kind == OpKind.VOID or r.random() < 0.5 else r.choice((1, 100, 5_000))
+        elif kind == OpKind.SET_CATEGORY:
+            acct = self._card() if r.random() < 0.9 else acct
+            rec["category"] = r.choice((0, 1, 2, 3))
+            amt = 0
         elif kind in (OpKind.FREEZE, OpKind.UNFREEZE, OpKind.ACTIVATE):
             acct = self._card() if r.random() < 0.8 else acct
             amt = 0

@@ -67,7 +67,7 @@ __all__ = ["BALANCES_DTYPE", "LmdbBaseline", "SqliteBaseline", "harbin_fare_vers
 BALANCES_DTYPE = np.dtype([("id", "<u8"), ("cash_fen", "<i8"), ("subsidy_fen", "<i8")])
 
 #: An account row: ACCOUNT_DTYPE's fields, packed.
-ACCOUNT_ROW = struct.Struct("<QHHHHqqqqqqqQ")
+ACCOUNT_ROW = struct.Struct("<QHHHHqqqqqqqQQq")
 #: A hold: PENDING_DTYPE's fields, packed.
 PENDING_ROW = struct.Struct("<QQQQqqqQ")
 #: What the journal adds to an op's bytes: JOURNAL_DTYPE's fields after OP_DTYPE's.
@@ -95,8 +95,9 @@ _TAP = int(OpKind.TAP)
 _NEW = object.__new__
 
 if ACCOUNT_ROW.size != ACCOUNT_DTYPE.itemsize or ACCOUNT_DTYPE.names != (
-    "id", "kind", "flags", "category", "reserved", "cap_fen", "cash_fen", "subsidy_fen",
+    "id", "kind", "flags", "category", "category_before", "cap_fen", "cash_fen", "subsidy_fen",
     "debits_posted", "credits_posted", "debits_pending", "credits_pending", "last_journal_seq",
+    "member_ref", "category_since_us",
 ):  # fmt: skip
     raise ImportError("ACCOUNT_DTYPE changed: update ACCOUNT_ROW and _account() in benchmark/baselines.py")
 if OP_BYTES + DECISION_ROW.size != JOURNAL_DTYPE.itemsize:
@@ -132,15 +133,17 @@ def harbin_fare_versions() -> tuple[TapTables, ...]:
 def _account(row: tuple) -> Any:
     """An unpacked ACCOUNT_ROW as the reference engine's Account (its field order)."""
     a: Any = _NEW(reference.Account)
-    (a.id, a.kind, a.flags, a.category, a.reserved, a.cap_fen, a.cash_fen, a.subsidy_fen,
-     a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, a.last_journal_seq) = row  # fmt: skip
+    (a.id, a.kind, a.flags, a.category, a.category_before, a.cap_fen, a.cash_fen, a.subsidy_fen,
+     a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, a.last_journal_seq,
+     a.member_ref, a.category_since_us) = row  # fmt: skip
     return a
 
 
 def _account_bytes(a: Any) -> bytes:
     return ACCOUNT_ROW.pack(
-        a.id, a.kind, a.flags, a.category, a.reserved, a.cap_fen, a.cash_fen, a.subsidy_fen,
+        a.id, a.kind, a.flags, a.category, a.category_before, a.cap_fen, a.cash_fen, a.subsidy_fen,
         a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, a.last_journal_seq,
+        a.member_ref, a.category_since_us,
     )  # fmt: skip
 
 

@@ -491,5 +491,6 @@ _HANDLERS = {
     OpKind.REPLACE: handlers.op_replace,
     OpKind.CLOSE: handlers.op_close,
     OpKind.ACTIVATE: handlers.op_activate,
+    OpKind.SET_CATEGORY: handlers.op_set_category,
     OpKind.TAP: taps.op_tap,
 }

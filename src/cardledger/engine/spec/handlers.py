@@ -239,6 +239,7 @@ def op_open(eng: Engine, op: dict, jseq: int):
         flags=int(flags),
         category=op["category"] if kind == AccountKind.CARD else 0,
         cap_fen=(limit or eng.default_cap_fen) if kind == AccountKind.CARD else 0,
+        member_ref=op["user_data"] if kind == AccountKind.CARD else 0,
     )
     eng._new_account(a)
     return Result.OK, (0, 0, aid, 0, 0)
@@ -389,6 +390,29 @@ def op_activate(eng: Engine, op, jseq):
     a.flags &= ~AccountFlags.INACTIVE
     return Result.OK, (0, a.available(), a.id, 0, 0)
 
+def op_set_category(eng: Engine, op, jseq):
+    """A card's rider category changes from the op's event time on; taps before it
+    (a late upload) keep the category it had then. One change is remembered: a tap
+    older than the change before the last is rated with the category before the last."""
+    code, a = lifecycle_target(eng, op)
+    if code:
+        return code, None
+    if a.kind != AccountKind.CARD:
+        return Result.WRONG_ACCOUNT_KIND, None
+    if op["time_us"] <= a.category_since_us:
+        return Result.CATEGORY_CHANGED_LATER, None
+    eng._touch(a)
+    a.category_before = a.category
+    a.category = op["category"]
+    a.category_since_us = op["time_us"]
+    return Result.OK, (0, a.available(), a.id, 0, 0)
+
+
+def category_at(a: Account, time_us: int) -> int:
+    """The card's rider category at `time_us` (SET_CATEGORY keeps the one before)."""
+    return a.category if time_us >= a.category_since_us else a.category_before
+
+
 def op_unfreeze(eng: Engine, op, jseq):
     code, a = lifecycle_target(eng, op)
     if code:
@@ -420,6 +444,9 @@ def op_replace(eng: Engine, op, jseq):
         kind=AccountKind.CARD,
         flags=old.flags & AccountFlags.CASH_FIRST,
         category=old.category,
+        category_before=old.category_before,
+        category_since_us=old.category_since_us,
+        member_ref=old.member_ref,
         cap_fen=old.cap_fen,
         cash_fen=cash,
         subsidy_fen=sub,

@@ -395,7 +395,7 @@ def op_tap(eng: Engine, op: dict, jseq: int) -> tuple[int, Any]:
     if code:
         return code, None
     assert operator is not None
-    cat = tt.rider_category(card.category)
+    cat = tt.rider_category(handlers.category_at(card, now))
 
     if tap == TapType.BOARD:
         leg = (route, stop, stop, now, now)
@@ -463,11 +463,11 @@ def op_tap(eng: Engine, op: dict, jseq: int) -> tuple[int, Any]:
             and ett.fares.stop_station[j.entry_stop] == ett.fares.stop_station[stop]
         ):
             charge = int(ett.gate_same_station_fen[enet])
-            ecat = ett.rider_category(card.category)
+            ecat = ett.rider_category(handlers.category_at(card, j.entry_time_us))
             charge, flags = _discount(eng, j, ev, j.entry_time_us, enet, ecat, charge, 0)
         else:
             leg = (j.entry_route, j.entry_stop, stop, j.entry_time_us, now)
-            ecat = ett.rider_category(card.category)
+            ecat = ett.rider_category(handlers.category_at(card, j.entry_time_us))
             code, charge, flags, _ = _rate_leg(eng, j, ev, leg, ecat)
             if code:
                 return code, None
