@@ -83,6 +83,8 @@ class Batch:
 
 #: A checked batch remembers where every RECORD_MARK_STRIDE-th record starts.
 RECORD_MARK_STRIDE = 32
+#: A batch is decoded whole when asked for at least 1/DENSE_SHARE of its records.
+DENSE_SHARE = 4
 
 
 @dataclass(frozen=True)
@@ -270,21 +272,38 @@ class RecordFetcher:
         seqs = jseqs.tolist()
         which = np.empty(len(seqs), dtype=np.int64)
         found: list[CheckedBody] = []
+        spans: list[tuple[int, int]] = []
         k = 0
         while k < len(seqs):
             b = self._batch(seqs[k])
             hi = bisect.bisect_right(seqs, b.last_seq, k)
             which[k:hi] = len(found)
             found.append(b)
+            spans.append((k, hi))
             k = hi
+        codec = self._cache.codec
+        out = np.zeros(len(seqs), dtype=JOURNAL_DTYPE)
+        # A batch asked for many of its records is decoded whole: a record decoded
+        # alone first skips up to RECORD_MARK_STRIDE - 1 records from its mark.
+        sparse = np.ones(len(seqs), dtype=bool)
         try:
-            return self._cache.codec.unpack_records_of_batches(  # type: ignore[no-any-return]
-                [b.body for b in found], [b.marked() for b in found],
-                np.array([b.last_seq - b.first_seq + 1 for b in found], dtype=np.int64),
-                np.array([b.first_seq for b in found], dtype=np.uint64), which, jseqs, RECORD_MARK_STRIDE,
-            )
-        except ValueError as e:
+            for b, (lo, hi) in zip(found, spans):
+                n = b.last_seq - b.first_seq + 1
+                if (hi - lo) * DENSE_SHARE >= n:
+                    out[lo:hi] = codec.unpack_journal(b.body, n, b.first_seq)[jseqs[lo:hi].astype(np.int64) - b.first_seq]
+                    sparse[lo:hi] = False
+            if sparse.any():
+                out[sparse] = codec.unpack_records_of_batches(
+                    [b.body for b in found], [b.marked() for b in found],
+                    np.array([b.last_seq - b.first_seq + 1 for b in found], dtype=np.int64),
+                    np.array([b.first_seq for b in found], dtype=np.uint64), which[sparse], jseqs[sparse],
+                    RECORD_MARK_STRIDE,
+                )
+        except (ValueError, CorruptionError) as e:
             raise CorruptionError(f"a journal batch holding records {seqs[0]}..{seqs[-1]}: {e}") from None
+        if not np.array_equal(out["journal_seq"], jseqs):
+            raise CorruptionError(f"a journal batch holding records {seqs[0]}..{seqs[-1]}: a record is not where it belongs")
+        return out
 
     def _batch(self, jseq: int) -> CheckedBody:
         """The stored batch holding jseq: cached, or read and checked."""
