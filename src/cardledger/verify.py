@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -18,12 +19,21 @@ import lmdb
 import numpy as np
 
 from .errors import CorruptionError, LedgerError, NotALedgerError, StorageError
-from .schema import CHECKPOINT_OPS_DEFAULT, AccountFlags, AccountKind
+from .schema import CHECKPOINT_OPS_DEFAULT, AccountFlags, AccountKind, OpKind, Result
 from .store.checkpoints import checkpoint_file_name, decode_stored_desc, read_checkpoint_file
-from .store.env import ENVS, LMDB_CORRUPTION_ERRORS, Store
+from .store.env import ENVS, LMDB_CORRUPTION_ERRORS, Store, settings_digest
 from .store.ids import IdLog, decode_ids_state, read_checked_merge, read_id_log
 from .store.journal import GENESIS_HASH, decode_batch
-from .store.keys import DB_NAMES, FORMAT_VERSION, KEY, KEY2, META_DEFAULT_CAP_KEY, META_FORMAT_KEY
+from .store.keys import (
+    DB_NAMES,
+    FORMAT_VERSION,
+    KEY,
+    KEY2,
+    META_DEFAULT_CAP_KEY,
+    META_FORMAT_KEY,
+    META_MAX_TAP_TIME_KEY,
+    META_SETTINGS_SHA_KEY,
+)
 from .store.pages import PageFile, PageTxn, pinned
 
 
@@ -45,6 +55,7 @@ class VerifyReport:
     accounts: int = 0
     intact_seq: int = 0
     journal_head: int | None = 0
+    latest_tap_us: int = -(1 << 63)  # the latest time_us of a tap the journal applied
 
     @property
     def ok(self) -> bool:
@@ -116,6 +127,12 @@ def verify(store: Any, txn: Any, fresh: Any, live: Any, checkpoint_ops: int,
                 report.problems.append("per-source idempotency state differs from the replay of the journal")
             if live.export_journeys().tobytes() != fresh.export_journeys().tobytes():
                 report.problems.append("cards' fare state differs from the replay of the journal")
+    stored_tap_us = part("settings", lambda t: t.get(META_MAX_TAP_TIME_KEY, db=store.meta_db))
+    if stored_tap_us is not None and report.latest_tap_us > -(1 << 63):
+        if len(stored_tap_us) != 8 or struct.unpack("<q", bytes(stored_tap_us))[0] < report.latest_tap_us:
+            report.problems.append(
+                f"settings: the latest tap time recorded is damaged or earlier than the journal's latest tap "
+                f"({report.latest_tap_us} µs): a fare version could be installed under taps already rated")
     if desc is not None and desc.journal_seq > report.intact_seq:
         report.problems.append(f"checkpoint at {desc.journal_seq} lies past the intact journal (which ends at "
                                f"{report.intact_seq}): it could not be compared with a replay")
@@ -163,6 +180,9 @@ def _walk_journal(report: VerifyReport, store: Any, txn: Any, fresh: Any, checkp
             report.batches += 1
             report.records += len(batch.records)
             report.intact_seq = batch.last_seq
+            taps = batch.records[(batch.records["kind"] == OpKind.TAP) & (batch.records["code"] == Result.OK)]
+            if len(taps):
+                report.latest_tap_us = max(report.latest_tap_us, int(taps["time_us"].max()))
             if audit is not None:
                 audit.check(batch.records)
             prev_hash, expected_first = batch.hash, batch.last_seq + 1
@@ -403,6 +423,9 @@ def ledger_settings(store: Any, txn: Any) -> int:
     cap = txn.get(META_DEFAULT_CAP_KEY, db=store.meta_db)
     if cap is None or len(cap) != KEY.size:
         raise CorruptionError(f"ledger at {store.path!r}: its default cap is missing or damaged")
+    digest = txn.get(META_SETTINGS_SHA_KEY, db=store.meta_db)
+    if digest is not None and bytes(digest) != settings_digest(bytes(version), bytes(cap)):
+        raise CorruptionError(f"ledger at {store.path!r}: its settings (format, default cap) fail their checksum")
     return int(KEY.unpack(bytes(cap))[0])
 
 

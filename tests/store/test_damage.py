@@ -257,3 +257,42 @@ def test_the_page_walk_orders_the_free_page_tree_by_number_not_by_bytes(tmp_path
     with cardledger.store.pages.PageFile(str(tmp_path)) as pages:
         assert pages.free.entries > 256
         assert pages.check((b"x",)) == []
+
+
+def _put_meta(path: str, key: bytes, value: bytes) -> None:
+    env = lmdb.open(path, max_dbs=8)
+    try:
+        with env.begin(write=True) as txn:
+            txn.put(key, value, db=env.open_db(b"meta", txn=txn))
+    finally:
+        env.close()
+
+
+def test_a_damaged_default_cap_fails_the_settings_checksum(kept, tmp_path):
+    path, _ = kept
+    d = _copy(path, str(tmp_path / "cap"))
+    _put_meta(d, b"default_cap_fen", (500_001).to_bytes(8, "big"))
+    with pytest.raises(cardledger.CorruptionError, match="settings .* fail their checksum"):
+        cardledger.open(d, readonly=True)
+    with pytest.raises(cardledger.CorruptionError, match="settings"):
+        cardledger.inspect(d)
+
+
+def test_a_latest_tap_time_below_the_journals_taps_is_reported(tmp_path):
+    from cardledger import TapType
+
+    path = str(tmp_path / "ledger")
+    with cardledger.open(path, create=True) as led:
+        open_cards(led, [100], 5_000)
+        # The packaged Harbin system installs itself with the first tap; its operators:
+        ops = Ops(source=60)
+        for op in (9001, 9002, 9003, 9004, 9005):
+            ops.add(OpKind.OPEN, op, account_kind=cardledger.AccountKind.OPERATOR)
+        led.apply(ops.take())
+        fs = cardledger.fares.FareSystem.harbin()
+        tap = Ops(source=61).add(OpKind.TAP, 100, route=fs.route_index("bus_14"), stop=fs.stop_index("bs_0001"),
+                                 tap=TapType.BOARD).take()
+        assert led.apply(tap)["code"][0] == 0
+    assert cardledger.inspect(path).ok
+    _put_meta(path, b"max_tap_time_us", (0).to_bytes(8, "little"))
+    assert any("latest tap time" in p for p in cardledger.inspect(path).problems)

@@ -9,6 +9,7 @@ What lives in each database is read and written by the module named for it
 from __future__ import annotations
 
 import builtins
+import hashlib
 import os
 import shutil
 from typing import Any, Iterator
@@ -20,7 +21,7 @@ from .checkpoints import checkpoint_file_name, decode_stored_desc
 from .datafile import check_data_file
 from .pages import check_pages
 from .journal import Batch, iter_batches, journal_head
-from .keys import DB_NAMES, FORMAT_VERSION, KEY, META_DEFAULT_CAP_KEY, META_FORMAT_KEY
+from .keys import DB_NAMES, FORMAT_VERSION, KEY, META_DEFAULT_CAP_KEY, META_FORMAT_KEY, META_SETTINGS_SHA_KEY
 
 #: Initial LMDB map size. It is address space, not disk: the file grows as needed,
 #: and a full map is grown and the batch retried transparently.
@@ -42,6 +43,11 @@ DURABILITY_MODES = {
 #: LMDB's own findings in a damaged data file.
 LMDB_CORRUPTION_ERRORS = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.BadTxnError, lmdb.BadValsizeError,
                           lmdb.InvalidError, lmdb.VersionMismatchError)
+
+
+def settings_digest(format_value: bytes, cap_value: bytes) -> bytes:
+    """The checksum stored beside a ledger's format marker and default cap."""
+    return hashlib.sha256(b"cardledger settings\0" + format_value + cap_value).digest()
 
 
 class EnvRegistry:
@@ -201,6 +207,8 @@ class Store:
                     raise NotALedgerError(f"{self.path!r} is an LMDB environment but not a cardledger ledger")
                 txn.put(META_FORMAT_KEY, KEY.pack(FORMAT_VERSION), db=self.meta_db)
                 txn.put(META_DEFAULT_CAP_KEY, KEY.pack(int(default_cap_fen)), db=self.meta_db)
+                txn.put(META_SETTINGS_SHA_KEY, settings_digest(KEY.pack(FORMAT_VERSION), KEY.pack(int(default_cap_fen))),
+                        db=self.meta_db)
                 version = KEY.pack(FORMAT_VERSION)
             if len(version) != KEY.size:
                 raise CorruptionError(f"ledger at {self.path!r}: its format marker is damaged")
@@ -211,6 +219,9 @@ class Store:
             cap = txn.get(META_DEFAULT_CAP_KEY, db=self.meta_db)
             if cap is None or len(cap) != KEY.size:
                 raise CorruptionError(f"ledger at {self.path!r}: its default cap is missing or damaged")
+            digest = txn.get(META_SETTINGS_SHA_KEY, db=self.meta_db)
+            if digest is not None and bytes(digest) != settings_digest(bytes(version), bytes(cap)):
+                raise CorruptionError(f"ledger at {self.path!r}: its settings (format, default cap) fail their checksum")
             return int(KEY.unpack(bytes(cap))[0])
 
     # -- the journal

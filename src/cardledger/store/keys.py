@@ -48,6 +48,10 @@ META_FORMAT_KEY = b"format"
 META_DEFAULT_CAP_KEY = b"default_cap_fen"
 #: The latest tap time_us ever applied (signed, little-endian).
 META_MAX_TAP_TIME_KEY = b"max_tap_time_us"
+#: SHA-256 of the format marker and the default cap, written with them at creation:
+#: LMDB keeps no checksum, and a damaged cap would change every replay quietly.
+#: (Ledgers created before it have none; verify then has nothing to compare.)
+META_SETTINGS_SHA_KEY = b"settings_sha256"
 
 # -- state
 STATE_CHECKPOINT_KEY = b"checkpoint"
