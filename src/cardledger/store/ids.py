@@ -516,6 +516,9 @@ class IdIndex:
                 if rec is not None:
                     prior[i] = rec
                     stored[k] = False
+        if stored.all() and len(which) == len(ops) and (which[1:] > which[:-1]).all():
+            # Every op found, in op order (a list read back): the records as fetched.
+            return RecordFetcher(txn, self._journal_db, self._decoded).many(jseqs), has_prior
         if stored.any():
             fetch = RecordFetcher(txn, self._journal_db, self._decoded)
             prior[which[stored]] = fetch.many(jseqs[stored])

@@ -282,6 +282,13 @@ class RecordFetcher:
             spans.append((k, hi))
             k = hi
         codec = self._cache.codec
+        if len(found) == 1 and seqs[-1] - seqs[0] + 1 == len(seqs) == found[0].last_seq - found[0].first_seq + 1:
+            # One whole batch (a long list read back): decoded once, nothing copied.
+            b = found[0]
+            try:
+                return codec.unpack_journal(b.body, len(seqs), b.first_seq)  # type: ignore[no-any-return]
+            except (ValueError, CorruptionError) as e:
+                raise CorruptionError(f"journal batch ending at {b.last_seq}: {e}") from None
         out = np.zeros(len(seqs), dtype=JOURNAL_DTYPE)
         # A batch asked for many of its records is decoded whole: a record decoded
         # alone first skips up to RECORD_MARK_STRIDE - 1 records from its mark.
