@@ -20,6 +20,7 @@ ledger at the end.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib.metadata
 import json
 import os
@@ -317,6 +318,125 @@ def aid_report_command(path: str, program: int, cycle: str, as_json: bool) -> in
     return EXIT_OK
 
 
+def _day_range(args: Any) -> tuple[int, int]:
+    """[start_us, end_us) of --day (with --tz, --day-start)."""
+    from .days import service_day
+
+    return service_day(args.day, args.tz, args.day_start)
+
+
+def _progress(label: str) -> Any:
+    """A progress line redrawn on a terminal; None in a pipe (nothing printed)."""
+    if not sys.stderr.isatty():
+        return None
+    last = [0.0]
+
+    def show(n: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.2:
+            last[0] = now
+            print(f"\r{label}: {n:,} records", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def export_command(args: Any) -> int:
+    """Export journal records (`cardledger.exports`): by --day, --from/--to (event
+    time) or --from-seq/--to-seq (journal range)."""
+    from .days import to_us
+    from .exports import export, select
+
+    bad = _not_a_ledger("export", args.path)
+    if bad is not None:
+        return bad
+    chosen = [x for x in (args.day, args.start, args.from_seq) if x is not None]
+    if len(chosen) != 1:
+        return _fail("export: give exactly one of --day, --from/--to, --from-seq/--to-seq", EXIT_USAGE)
+    try:
+        start_us = end_us = None
+        after, end_seq = 0, None
+        if args.day is not None:
+            start_us, end_us = _day_range(args)
+        elif args.start is not None:
+            if args.end is None:
+                return _fail("export: --from needs --to", EXIT_USAGE)
+            start_us, end_us = (to_us(dt.datetime.fromisoformat(x)) for x in (args.start, args.end))
+        else:
+            after, end_seq = args.from_seq - 1, (args.to_seq + 1 if args.to_seq is not None else None)
+        with open_ledger(args.path, readonly=True) as led:
+            n = export(select(led.batches(after, end_seq), start_us, end_us), args.output, args.format, tz=args.tz,
+                       progress=_progress(f"export {args.output}"))
+    except ValueError as e:
+        return _fail(f"export: {e}", EXIT_USAGE)
+    except CorruptionError as e:
+        return _fail(f"export: {args.path}: unreadable: {e}", EXIT_UNREADABLE)
+    except (StorageError, OSError) as e:
+        return _fail(f"export: {e}", EXIT_UNREADABLE)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(f"{args.output}: {n:,} journal records ({args.format})")
+    return EXIT_OK
+
+
+def match_command(args: Any) -> int:
+    """Match a counterparty's file against the ledger (`cardledger.matching`)."""
+    from .matching import match
+
+    bad = _not_a_ledger("match", args.path)
+    if bad is not None:
+        return bad
+    if not os.path.isfile(args.file):
+        return _fail(f"match: --file {args.file}: no such file", EXIT_USAGE)
+    try:
+        kinds = tuple(OpKind[k.strip().upper()] for k in args.kinds.split(",") if k.strip())
+    except KeyError as e:
+        return _fail(f"match: --kinds: {e.args[0]} is not an op kind", EXIT_USAGE)
+    try:
+        start_us, end_us = _day_range(args)
+        with open_ledger(args.path, readonly=True) as led:
+            report = match(led.batches(), args.file, kinds, start_us, end_us)
+    except ValueError as e:
+        return _fail(f"match: {e}", EXIT_USAGE)
+    except CorruptionError as e:
+        return _fail(f"match: {args.path}: unreadable: {e}", EXIT_UNREADABLE)
+    except (StorageError, OSError) as e:
+        return _fail(f"match: {e}", EXIT_UNREADABLE)
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        d = report.as_dict()
+        print(f"matched {d['matched']}; missing in the ledger {len(d['missing_in_ledger'])}; missing in the file "
+              f"{len(d['missing_in_file'])}; mismatched {len(d['mismatched'])}; duplicated in the file "
+              f"{len(d['duplicates_in_file'])}; bad lines {len(d['bad_lines'])}")
+        for b in d["bad_lines"]:
+            print(f"  {args.file}:{b['line']}: {b['error']}")
+    return EXIT_OK if report.clean else EXIT_PROBLEMS
+
+
+def follow_command(args: Any) -> int:
+    """Print each committed journal record as a JSON line, as it commits."""
+    from .days import iso_times
+    from .schema import JOURNAL_DTYPE
+
+    bad = _not_a_ledger("follow", args.path)
+    if bad is not None:
+        return bad
+    names = JOURNAL_DTYPE.names
+    try:
+        with open_ledger(args.path, readonly=True) as led:
+            for recs in led.follow(args.after, idle_timeout_s=args.idle_timeout):
+                for rec, t in zip(recs.tolist(), iso_times(recs["time_us"], args.tz)):
+                    print(json.dumps({**dict(zip(names, rec)), "time": t}), flush=False)
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except CorruptionError as e:
+        return _fail(f"follow: {args.path}: {e}", EXIT_UNREADABLE)
+    except (StorageError, OSError) as e:
+        return _fail(f"follow: {e}", EXIT_UNREADABLE)
+    return EXIT_OK
+
+
 def _fail(message: str, code: int) -> int:
     """Print one line to stderr and return `code`."""
     print(f"cardledger: {message}", file=sys.stderr)
@@ -390,6 +510,29 @@ def main(argv: list[str] | None = None) -> int:
     ar.add_argument("--program", type=_count(1), required=True, help="the PROGRAM account")
     ar.add_argument("--cycle", required=True, help="the cycle's name")
     ar.add_argument("--json", action="store_true", help="print the totals as one JSON object")
+    e = sub.add_parser("export", help="export journal records as CSV, JSON lines or Parquet")
+    e.add_argument("path", help="the ledger's directory")
+    e.add_argument("--day", help="a service day YYYY-MM-DD (event time; see --tz, --day-start)")
+    e.add_argument("--from", dest="start", metavar="ISO", help="event time from (ISO 8601 with offset)")
+    e.add_argument("--to", dest="end", metavar="ISO", help="event time to, excluded")
+    e.add_argument("--from-seq", type=_count(1), help="journal_seq from")
+    e.add_argument("--to-seq", type=_count(1), help="journal_seq to, included")
+    e.add_argument("--format", choices=("csv", "jsonl", "parquet"), default="csv", help="the file's format (csv)")
+    e.add_argument("-o", "--output", required=True, help="the file to write")
+    m = sub.add_parser("match", help="match a counterparty's file (user_data,account_id,amount_fen,time) "
+                                     "against a service day (exit 0 agree, 1 differences, 2 bad input)")
+    m.add_argument("path", help="the ledger's directory")
+    m.add_argument("--file", required=True, help="the counterparty's CSV file")
+    m.add_argument("--day", required=True, help="the service day YYYY-MM-DD")
+    m.add_argument("--kinds", default="TOPUP", help="comma-separated op kinds to match (default TOPUP)")
+    m.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    f = sub.add_parser("follow", help="print each journal record as it commits, as JSON lines")
+    f.add_argument("path", help="the ledger's directory")
+    f.add_argument("--after", type=_count(0), default=0, help="the last journal_seq already handled (default 0)")
+    f.add_argument("--idle-timeout", type=float, default=None, help="stop after this many seconds without a commit")
+    for sp in (e, m, f):
+        sp.add_argument("--tz", default="Asia/Shanghai", help="the service time zone (default Asia/Shanghai)")
+        sp.add_argument("--day-start", default="00:00", help="local time a service day starts (default 00:00)")
     k = sub.add_parser("backup", help="write a hot, consistent copy of a ledger (writers may keep running)")
     k.add_argument("path", help="the ledger's directory")
     k.add_argument("dest", help="a new or empty directory for the copy")
@@ -410,6 +553,12 @@ def main(argv: list[str] | None = None) -> int:
         return recover_command(args.path, args.dest, args.json)
     if args.command == "backup":
         return backup_command(args.path, args.dest)
+    if args.command == "export":
+        return export_command(args)
+    if args.command == "match":
+        return match_command(args)
+    if args.command == "follow":
+        return follow_command(args)
     if args.command == "disburse":
         return disburse_command(args.path, args.program, args.cycle, args.file, args.atomic, args.report, args.json)
     if args.command == "aid-report":

@@ -33,7 +33,7 @@ from typing import Any
 import lmdb
 import numpy as np
 
-from . import queries
+from . import feed, queries
 from .commit.pipeline import CommitPipeline, StagedBatch
 from .engine import select
 from .engine.protocol import Engine
@@ -457,6 +457,24 @@ class Ledger:
         self._usable()
         self._refresh()
         return self._engine.export_checkpoint()[0]
+
+    def follow(self, after_journal_seq: int = 0, *, idle_timeout_s: float | None = None) -> Iterator[np.ndarray]:
+        """Yield the journal records (JOURNAL_DTYPE) of each batch committed after
+        `after_journal_seq`, one array per batch, in order, as they commit.
+
+        Works in any process, readonly included, and resumes from any position: pass
+        the last journal_seq already handled. Runs until the caller stops iterating,
+        or, with `idle_timeout_s`, until no batch has committed for that long. Each
+        batch must chain to the one before it (CorruptionError otherwise). What a
+        data warehouse loader or a notifier subscribes to (see `feed.py`)."""
+        self._check_open()
+        return feed.follow(self._check_open, int(after_journal_seq), idle_timeout_s)
+
+    def batches(self, after_journal_seq: int = 0, end_journal_seq: int | None = None) -> Iterator[np.ndarray]:
+        """Yield the committed journal records after `after_journal_seq` (and before
+        `end_journal_seq`), one array per stored batch, in order; memory stays that
+        of one batch whatever the journal's length."""
+        return feed.batches(self._check_open(), int(after_journal_seq), end_journal_seq)
 
     @_locked
     def cards_of_member(self, member_ref: int) -> list[int]:

@@ -1,0 +1,98 @@
+"""Exports of journal records: CSV, JSON lines and Parquet, streamed batch by batch.
+
+Every decided op, failed ones with their result code, selected by journal range or
+by event time (a service day, or [start_us, end_us)). Columns are the journal's
+fields (JOURNAL_DTYPE), amounts as integers; CSV and JSON lines add `time` (the event
+time as ISO 8601 local time with its offset, in the export's time zone) and `result`
+(the code's name). Parquet keeps the fields' own integer types; it needs pyarrow
+(`pip install 'cardledger[parquet]'`). Memory stays that of one stored batch.
+
+Until the journal has a time index, a selection by event time reads the whole journal
+(the records of a late upload may sit anywhere in it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from .days import SERVICE_TZ_DEFAULT, iso_times
+from .schema import JOURNAL_DTYPE, Result
+
+#: The export formats.
+FORMATS = ("csv", "jsonl", "parquet")
+#: The columns of a CSV or JSON lines export, in order.
+COLUMNS = (*JOURNAL_DTYPE.names, "time", "result")
+_RESULT_NAMES = {int(r): r.name for r in Result}
+
+
+def select(batches: Iterator[np.ndarray], start_us: int | None = None,
+           end_us: int | None = None) -> Iterator[np.ndarray]:
+    """The records of `batches` whose event time is in [start_us, end_us) (None: open)."""
+    for recs in batches:
+        keep = np.ones(len(recs), dtype=bool)
+        if start_us is not None:
+            keep &= recs["time_us"] >= start_us
+        if end_us is not None:
+            keep &= recs["time_us"] < end_us
+        if keep.any():
+            yield recs[keep]
+
+
+def export(records: Iterator[np.ndarray], path: str | os.PathLike[str], fmt: str, *,
+           tz: str = SERVICE_TZ_DEFAULT, progress: Callable[[int], None] | None = None) -> int:
+    """Write the records (arrays of JOURNAL_DTYPE, in order) to `path` as `fmt`
+    ("csv", "jsonl" or "parquet"); return how many were written. `progress(n)` is
+    called with the running count after each array."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "parquet":
+        return _parquet(records, path, progress)
+    written = 0
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        if fmt == "csv":
+            out.write(",".join(COLUMNS) + "\n")
+        line = _CSV_LINE if fmt == "csv" else _JSON_LINE
+        for recs in records:
+            times = iso_times(recs["time_us"], tz)
+            rows = recs.tolist()
+            out.write("".join(line % (*row, t, _RESULT_NAMES.get(row[_CODE], str(row[_CODE])))
+                              for row, t in zip(rows, times)))
+            written += len(recs)
+            if progress is not None:
+                progress(written)
+    return written
+
+
+_CODE = JOURNAL_DTYPE.names.index("code")
+# Every journal field is an integer: one format string writes a row.
+_CSV_LINE = ",".join(["%d"] * len(JOURNAL_DTYPE.names) + ["%s", "%s"]) + "\n"
+_JSON_LINE = "{" + ",".join([f'"{n}":%d' for n in JOURNAL_DTYPE.names] + ['"time":"%s"', '"result":"%s"']) + "}\n"
+
+
+def _parquet(records: Iterator[np.ndarray], path: str | os.PathLike[str],
+             progress: Callable[[int], None] | None) -> int:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ValueError("Parquet export needs pyarrow: pip install 'cardledger[parquet]'") from None
+    schema = pa.schema([(n, pa.from_numpy_dtype(JOURNAL_DTYPE[n])) for n in JOURNAL_DTYPE.names])
+    written = 0
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for recs in records:
+            writer.write_table(pa.table({n: recs[n] for n in JOURNAL_DTYPE.names}, schema=schema))
+            written += len(recs)
+            if progress is not None:
+                progress(written)
+    return written
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of a JSON lines export (for tests and small scripts)."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
