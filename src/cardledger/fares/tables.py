@@ -24,7 +24,7 @@ import numpy as np
 
 from ..schema import AMOUNT_MAX_FEN, NO_PRICE, NONE  # (schema's: the engines read them too)
 from .config import FareConfig
-from .model import Feed
+from .model import Feed, Stop
 from .timezones import Transitions, tz_transitions
 
 UNIX_EPOCH_DATE = dt.date(1970, 1, 1)
@@ -119,6 +119,38 @@ class FareTables:
     def n_media(self) -> int:
         """Number of fare media (index M of `price` is 'none given')."""
         return len(self.fare_media_ids)
+
+
+def _station_of(feed: Feed, stop: Stop) -> Stop:
+    """The station a location belongs to: itself when it is a station or has no parent;
+    a boarding area's is its platform's (the loader checked the hierarchy, so the walk
+    is at most two steps)."""
+    s = stop
+    for _ in range(2):
+        if s.location_type == 1 or not s.parent_station:
+            return s
+        parent = feed.stops.get(s.parent_station)
+        if parent is None:
+            return s
+        s = parent
+    return s
+
+
+def _areas_of(feed: Feed, stop: Stop, own_areas: dict[str, list[int]]) -> list[int]:
+    """A location's areas (stop_areas.txt): its own if it has any; otherwise a platform
+    takes its station's, and a boarding area its platform's (so, in turn, the
+    station's)."""
+    s = stop
+    for _ in range(3):
+        if s.stop_id in own_areas:
+            return own_areas[s.stop_id]
+        if s.location_type == 1 or not s.parent_station:
+            return []
+        parent = feed.stops.get(s.parent_station)
+        if parent is None:
+            return []
+        s = parent
+    return []
 
 
 def _indexer(ids: list[str]) -> dict[str, int]:
@@ -249,16 +281,18 @@ def compile_feed(
         s = feed.stops.get(sid)
         areas: list[int] = []
         if s is not None:
-            parent = feed.stops.get(s.parent_station) if s.parent_station else None
-            if parent is not None and s.location_type != 1:
-                stop_station[i] = stop_ix[parent.stop_id]
-            tz = s.stop_timezone or (parent.stop_timezone if parent is not None else None)
-            tz = tz or default_tz
+            station = _station_of(feed, s)
+            if station is not s:
+                stop_station[i] = stop_ix[station.stop_id]
+            # stops.txt, stop_timezone: a location with a parent station takes the
+            # station's zone instead of its own; a station or parentless stop without
+            # one takes the agency's. A boarding area reaches its station through
+            # its platform.
+            tz = station.stop_timezone or default_tz
             if tz not in tz_names:
                 tz_names.append(tz)
             stop_tz[i] = tz_names.index(tz)
-            # a platform inherits its station's areas unless it has its own
-            areas = own_areas.get(sid) or (own_areas.get(parent.stop_id, []) if parent else [])
+            areas = _areas_of(feed, s, own_areas)
         stop_area_vals.extend(sorted(set(areas)))
         stop_area_ptr[i + 1] = len(stop_area_vals)
     tz_ptr = [0]
