@@ -193,6 +193,39 @@ cdef inline void prefetch_ahead(State* st, Op* first, int64_t k, int64_t n, size
             prefetch_hold_record(st, op.account_id)
 
 
+cdef uint64_t settle_first(State* st, Op* op) noexcept nogil:
+    """Settle the overdue entry of the card `op` taps (spec: Engine._settle_first,
+    taps.py rule 9): a SWEEP of the card at the tap's time, id (SETTLE_SOURCE, next
+    seq), decided and journaled before the tap. Returns the journal_seq the tap then
+    takes (0: out of memory). Writes nothing if the SWEEP cannot settle."""
+    cdef Op sweep
+    cdef Effect ef
+    cdef Source* s = source_find(st, SETTLE_SOURCE_C)
+    cdef uint64_t jseq = st.journal_seq + 1
+    cdef int code
+    memset(&sweep, 0, sizeof(Op))
+    sweep.source = SETTLE_SOURCE_C
+    sweep.seq = (s.last_seq if s != NULL else 0) + 1
+    sweep.account_id = op.account_id
+    sweep.time_us = op.time_us
+    sweep.kind = K_TAP
+    sweep.tap = TAP_SWEEP
+    CL_ASSERT(st.settle_on == 0, "a settlement's SWEEP settles nothing first itself")
+    code = execute(st, &sweep, &ef, jseq)
+    if code == R_OK and ef.amount_fen != 0:
+        if decide(st, &sweep, code, &ef, jseq) == NULL:
+            return 0
+    CL_ASSERT(st.journal_seq + 1 >= jseq, "the tap takes the journal_seq after the settlement's")
+    return st.journal_seq + 1
+
+
+cdef int64_t count_taps(Op* ops, int64_t n) noexcept nogil:
+    cdef int64_t i, c = 0
+    for i in range(n):
+        c += ops[i].kind == K_TAP
+    return c
+
+
 cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Journal* prior,
                       unsigned char* has_prior, Result* results) noexcept nogil:
     cdef bint linked = (hi - lo > 1) or (ops[lo].flags & F_LINKED) != 0
@@ -209,6 +242,7 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
     cdef Source* src
     cdef uint64_t jseq
     cdef int64_t first_new = st.n_tail
+    cdef int64_t n_settled = 0  # settlement records before the (one) tap's own
     CL_ASSERT(lo < hi, "a chain has at least one op")
     CL_ASSERT(hi <= n, "a chain ends within its batch")
     st.undo_on = linked
@@ -217,7 +251,7 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
         prefetch_ahead(st, ops, k, n, sizeof(Op))
         op = &ops[k]
         r = &results[k]
-        if op.source == 0:
+        if op.source == 0 or op.source == SETTLE_SOURCE_C:
             r.code = R_INVALID_ID
             failed = True
             continue
@@ -242,7 +276,17 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
             code = R_LINKED_CHAIN_OPEN
         else:
             CL_DEBUG_DO(debug_op_begin(st))
+            st.settle_on = not linked
             code = execute(st, op, &ef, jseq)
+            st.settle_on = 0
+            if code == R_SETTLE_FIRST_C:
+                jseq = settle_first(st, op)
+                if jseq == 0:
+                    st.oom = 1
+                    return
+                n_settled = st.n_tail - first_new
+                CL_DEBUG_DO(debug_op_begin(st))
+                code = execute(st, op, &ef, jseq)
             CL_DEBUG_DO(debug_op_check(st, op, code))
         rec = decide(st, op, code, &ef, jseq)
         if rec == NULL:
@@ -261,7 +305,7 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
             return
     # Settle the new members: a failed chain turns its successes into LINKED_FAILED;
     # every failed op reports its account's balance after the chain is settled.
-    t = first_new
+    t = first_new + n_settled
     for k in range(lo, hi):
         r = &results[k]
         if is_replay_code(r.code):
@@ -302,7 +346,7 @@ cdef int apply_batch(State* st, Op* ops, int64_t n, Journal* prior,
             return -1
         i = j + 1
     CL_ASSERT(i == n, "the chains cover the batch: every op has its result")
-    CL_ASSERT(st.n_tail <= n, "a batch decides at most one record per op")
+    CL_ASSERT(st.n_tail <= 2 * n, "a batch decides at most two records per op (a tap's settlement)")
     return 0
 
 
@@ -813,10 +857,11 @@ cdef class Engine:
             hp = np.ascontiguousarray(has_prior, dtype=np.uint8)
             prior_p = <Journal*>cnp.PyArray_DATA(pr)
             has_p = <cnp.uint8_t*>cnp.PyArray_DATA(hp)
-        if window_reserve(&self.st, n) != 0 or undo_reserve(&self.st, 16) != 0:
+        cdef Op* ops_p = <Op*>cnp.PyArray_DATA(arr)
+        # A tap may add a settlement record before its own (taps.py rule 9).
+        if window_reserve(&self.st, n + count_taps(ops_p, n)) != 0 or undo_reserve(&self.st, 16) != 0:
             raise MemoryError("cardledger core: cannot grow the decisions window")
         window_begin_batch(&self.st)
-        cdef Op* ops_p = <Op*>cnp.PyArray_DATA(arr)
         cdef Result* res_p = <Result*>cnp.PyArray_DATA(results)
         cdef int rc
         # The batch loop touches no Python object: other threads (a gateway's event

@@ -30,7 +30,10 @@ cdef extern from *:
     #define CL_AMOUNT_MAX_FEN 1000000000000000LL
     #define CL_NO_PRICE (-(1LL << 62))
     #define CL_UNLIMITED_RANK (1LL << 40)
+    #define CL_SETTLE_SOURCE 0xFFFFFFFFFFFFFFFFULL
     """
+    # schema.SETTLE_SOURCE: the source of the records the ledger writes on its own.
+    const uint64_t SETTLE_SOURCE_C "CL_SETTLE_SOURCE"
     # schema.AMOUNT_MAX_FEN: the largest amount one op may carry.
     const int64_t AMOUNT_MAX_FEN "CL_AMOUNT_MAX_FEN"
     const int64_t INT64_MAX_ "INT64_MAX"
@@ -113,6 +116,9 @@ cdef enum:                     # Result
     R_OPERATOR_NOT_FOUND = 30
     R_TAP_TIME_IN_FUTURE = 31
     R_MAX = 31
+    # not a result: op_tap asks the batch loop to settle an overdue entry first
+    # (spec taps.SETTLE_FIRST, taps.py rule 9)
+    R_SETTLE_FIRST_C = 1000
 
 cdef enum:                     # TapType
     TAP_BOARD = 1
@@ -501,6 +507,9 @@ cdef struct State:
     Taps* taps
     # A TAP whose time_us is later than this is refused (Engine.set_tap_horizon).
     int64_t tap_horizon_us
+    # A tap may settle the card's overdue entry first (taps.py rule 9): set by the
+    # batch loop for a tap outside a chain, never during a replay.
+    int settle_on
     int64_t default_cap_fen
     uint64_t journal_seq
     int oom

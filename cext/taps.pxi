@@ -545,6 +545,13 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     code = tap_operator(st, tv.route_operator[route], &opr)
     if code != R_OK:
         return code
+    if st.settle_on and j.entry_version != FARE_NONE:
+        code = tap_entry_gate(tp, &j, &ett, &enet)
+        if code != R_OK:
+            return code
+        if (cl_diff_gt(now, j.entry_time_us, ett.gate_timeout_us[enet])
+                and (tap == TAP_BOARD or ett.route_operator[j.entry_route] != opr.id)):
+            return R_SETTLE_FIRST_C  # rule 9: the batch settles the entry, then taps again
     cat = tap_rider_category(tv, card.category)
 
     if tap == TAP_BOARD:

@@ -464,10 +464,10 @@ class Ledger:
         the cards a SWEEP tap at that instant would charge the incomplete charge.
 
         An open entry is settled at the card's next ENTRY, at its next EXIT after the
-        network's timeout, or by a SWEEP; a BOARD tap, or a tap at another operator's
-        gate, leaves it open (a journal record names one card and one operator, and the
-        incomplete charge is owed to the entry's operator). So a gateway sweeps, e.g.
-        nightly: one SWEEP op per card listed, with ids of its own and this `time_us`.
+        network's timeout, by a SWEEP, or, once timed out, by the card's next tap of any
+        kind (in a settlement record of its own, docs/fares.md). A card that does not
+        tap again stays listed, so a gateway sweeps, e.g. nightly: one SWEEP op per card
+        listed, with ids of its own and this `time_us`.
         Frozen and closed cards are left out: a SWEEP of theirs would be refused (a
         REPLACE voids the old card's holds; its open entry goes with them).
         """

@@ -149,6 +149,10 @@ JOURNEY_LEGS_MAX = 4
 TAP_TIME_US_MAX = 1 << 57
 #: An engine's tap horizon when no TAP is refused for its time (int64's largest value).
 TAP_HORIZON_NONE = INT64_MAX
+#: The source of the journal records the ledger writes on its own: the settlement of a
+#: card's overdue metro entry at the card's next tap (a SWEEP record, seqs 1, 2, …).
+#: An op may not use it (INVALID_ID, like source 0).
+SETTLE_SOURCE = (1 << 64) - 1
 #: Caps and spend tiers one fare system may configure (per-card counters are
 #: fixed-size slots).
 FARE_CAPS_MAX = 4

@@ -22,7 +22,7 @@ import cardledger
 from helpers import taps_feed
 from cardledger import AccountKind, OpFlags, OpKind, Result, new_ops
 from cardledger.fares import FareDiscount, FareSystem
-from cardledger.schema import TapType
+from cardledger.schema import SETTLE_SOURCE, TapType
 
 TZ = dt.timezone(dt.timedelta(hours=8))
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -547,17 +547,14 @@ def test_sweep_of_a_card_without_an_open_entry_does_nothing(hb):
     charged(hb.tap(card, T(8), SWEEP), 0, balance=5000)
 
 
-def test_a_bus_tap_after_the_timeout_leaves_the_entry_open_for_the_sweep_that_lists_it(hb):
-    """A BOARD at another operator does not settle a timed-out metro entry (the record
-    names one operator: the bus's); `overdue_entries` lists the card from just past
-    the 4 h timeout on, and the SWEEPs built from the list charge the metro operator."""
+def test_overdue_entries_lists_timed_out_entries_for_the_sweeps_built_from_it(hb):
+    """`overdue_entries` lists a card from just past the 4 h timeout on (frozen cards
+    left out), and the SWEEPs built from the list charge the metro operator."""
     card, other, frozen = hb.card(100, 5000), hb.card(101, 5000), hb.card(102, 5000)
     hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
     hb.tap(other, T(9), ENTRY, "metro_1", "m1_harbin_east_station")
     hb.tap(frozen, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
     hb.freeze(frozen)
-    charged(hb.tap(card, T(16), BOARD, "bus_1", "bs_0001"), 100, balance=4100)
-    assert hb.held(card) == 800 and hb.bal(BUS_OP) == 100 and hb.bal(METRO_OP) == 0
     assert hb.led.overdue_entries(T(12)).tolist() == []  # exactly 4 h is not older
     assert hb.led.overdue_entries(T(12) + 1).tolist() == [card]  # the frozen card is left out
     assert hb.led.overdue_entries(T(13) + 1).tolist() == [card, other]
@@ -569,6 +566,114 @@ def test_a_bus_tap_after_the_timeout_leaves_the_entry_open_for_the_sweep_that_li
     assert hb.bal(METRO_OP) == 1600 and hb.held(card) == 0 and hb.held(other) == 0
     assert hb.led.overdue_entries(T(16)).tolist() == []
     assert hb.led.verify().ok
+
+
+def settlements(led, card: int):
+    """The records the ledger wrote on its own (source SETTLE_SOURCE) for `card`."""
+    j = led.journal()
+    return j[(j["source"] == SETTLE_SOURCE) & (j["account_id"] == card)]
+
+
+def test_a_bus_board_after_the_timeout_first_settles_the_entry_to_the_metro(hb):
+    """Rule 9: the card's next BOARD after the 4 h timeout first charges the incomplete
+    journey (800, the hold) to the metro operator, in a SWEEP record of its own, then
+    charges its own fare (100) to the bus operator. The tap's result is its own fare;
+    its balance is after both: 5000 - 800 - 100."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    r = hb.tap(card, T(16), BOARD, "bus_1", "bs_0001")
+    charged(r, 100, balance=4100)
+    assert hb.held(card) == 0 and hb.bal(METRO_OP) == 800 and hb.bal(BUS_OP) == 100
+    assert hb.led.overdue_entries(T(16)).tolist() == []
+    rec = settlements(hb.led, card)
+    assert len(rec) == 1
+    assert (int(rec[0]["kind"]), int(rec[0]["tap"]), int(rec[0]["seq"])) == (OpKind.TAP, SWEEP, 1)
+    assert int(rec[0]["time_us"]) == T(16) and int(rec[0]["result_amount_fen"]) == 800
+    assert (int(rec[0]["debit_id"]), int(rec[0]["credit_id"])) == (card, METRO_OP)
+    assert int(rec[0]["journal_seq"]) + 1 == int(r["journal_seq"])  # just before the tap's own
+    # the metro operator's statement names the settlement, the bus operator's the BOARD
+    assert hb.led.statement(METRO_OP)["source"].tolist()[-1] == SETTLE_SOURCE
+    last = hb.led.statement(BUS_OP)[-1]
+    assert (int(last["source"]), int(last["seq"])) == (GATE, hb.gate_seq)
+    assert hb.led.verify().ok
+
+
+def test_a_bus_board_before_the_timeout_leaves_the_entry_open(hb):
+    """An entry not yet timed out (4 h exactly is not older) stays open across a BOARD:
+    the rider may still be inside the metro system's journey; nothing is settled."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    charged(hb.tap(card, T(12), BOARD, "bus_1", "bs_0001"), 100, balance=4100)
+    assert hb.held(card) == 800 and hb.bal(METRO_OP) == 0
+    assert len(settlements(hb.led, card)) == 0
+
+
+def test_another_operators_gate_after_the_timeout_settles_the_entry_then_enters(hb):
+    """Rule 9 at a gate of another network: the coach ENTRY first settles the overdue
+    metro entry (800 to the metro), then holds the coach's maximum fare (4500) on the
+    coach operator; the later coach EXIT charges the coach fare only."""
+    card = hb.card(100, 6000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    charged(hb.tap(card, T(12) + 1, ENTRY, "coach_harbin_acheng", "coach_harbin"), 0, balance=6000 - 800 - 4500)
+    assert hb.bal(METRO_OP) == 800 and hb.held(card) == 4500
+    charged(hb.tap(card, T(13), EXIT, "coach_harbin_acheng", "coach_acheng"), 1000, balance=6000 - 800 - 1000)
+    assert hb.bal(COACH_OP) == 1000
+    assert len(settlements(hb.led, card)) == 1
+    assert hb.led.verify().ok
+
+
+def test_another_operators_gate_before_the_timeout_still_refuses_the_card(hb):
+    """While the metro entry is open and not timed out, the coach gate refuses the card
+    (INVALID_TAP) and nothing is settled."""
+    card = hb.card(100, 6000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    refused(hb.tap(card, T(9), ENTRY, "coach_harbin_acheng", "coach_harbin"), Result.INVALID_TAP)
+    assert hb.held(card) == 800 and len(settlements(hb.led, card)) == 0
+
+
+def test_a_settlement_stands_when_the_tap_after_it_fails(hb):
+    """The settlement is done first and stands: a BOARD the card can no longer pay after
+    the incomplete charge is refused (INSUFFICIENT_FUNDS), the metro keeps its 800."""
+    card = hb.card(100, 800)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    refused(hb.tap(card, T(16), BOARD, "bus_1", "bs_0001"), Result.INSUFFICIENT_FUNDS)
+    assert hb.bal(card) == 0 and hb.bal(METRO_OP) == 800 and hb.held(card) == 0
+    assert len(settlements(hb.led, card)) == 1
+    assert hb.led.verify().ok
+
+
+def test_a_resent_board_that_settled_is_exists_and_settles_nothing_more(hb):
+    """Exactly once: the BOARD resent is EXISTS with its figures, and no second settlement."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    ops = hb.op(card, T(16), BOARD, "bus_1", "bs_0001")
+    first = hb.led.apply(ops)[0]
+    again = hb.led.apply(ops)[0]
+    assert Result(int(again["code"])) == Result.EXISTS
+    assert (int(again["amount_fen"]), int(again["balance_fen"])) == (100, int(first["balance_fen"]))
+    assert hb.bal(card) == 4100 and len(settlements(hb.led, card)) == 1
+
+
+def test_settlements_number_their_ids_one_after_another_and_survive_reopen(ledger_path):
+    """Settlement ids are (SETTLE_SOURCE, 1), (SETTLE_SOURCE, 2), … across batches and a
+    reopen (the journal replays them), and an op may not use that source (INVALID_ID)."""
+    with cardledger.open(ledger_path) as led:
+        rig = harbin_rig(led)
+        a, b = rig.card(100, 5000), rig.card(101, 5000)
+        for card in (a, b):
+            rig.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+        rig.tap(a, T(16), BOARD, "bus_1", "bs_0001")
+        gate_seq = rig.gate_seq
+    with cardledger.open(ledger_path) as led:
+        rig = Rig(led, harbin_system())
+        rig.admin_seq, rig.gate_seq = 100, gate_seq
+        rig.tap(b, T(17), BOARD, "bus_1", "bs_0001")
+        j = led.journal()
+        assert j[j["source"] == SETTLE_SOURCE]["seq"].tolist() == [1, 2]
+        ops = rig.op(a, T(18), BOARD, "bus_1", "bs_0001")
+        ops["source"] = SETTLE_SOURCE
+        refused(led.apply(ops)[0], Result.INVALID_ID)
+        assert led.verify().ok
 
 
 def test_overdue_entries_of_a_ledger_without_fares_or_entries_is_empty(led):

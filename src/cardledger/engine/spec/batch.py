@@ -28,11 +28,13 @@ from ...schema import (
     OP_KINDS,
     PENDING_DTYPE,
     RESULT_DTYPE,
+    SETTLE_SOURCE,
     SOURCE_DTYPE,
     TAP_HORIZON_NONE,
     OpFlags,
     OpKind,
     Result,
+    TapType,
 )
 
 OP_FIELDS = OP_DTYPE.names
@@ -64,6 +66,7 @@ class Engine:
         self.journeys: dict[int, taps.Journey] = {}  # card id -> fare state
         self.fares = taps.FareVersions([])
         self.tap_horizon_us = TAP_HORIZON_NONE  # later TAPs are refused (set_tap_horizon)
+        self.settle_on = False  # a tap may settle an overdue entry first (taps.py rule 9)
 
     # ------------------------------------------------------------------ fares
 
@@ -259,7 +262,7 @@ class Engine:
         for k in range(lo, hi):
             op = dict(zip(OP_FIELDS, rows[k]))
             src, seq = op["source"], op["seq"]
-            if src == 0:
+            if src == 0 or src == SETTLE_SOURCE:
                 res[k] = [Result.INVALID_ID, 0, 0, 0, 0]
                 failed = True
                 continue
@@ -276,7 +279,12 @@ class Engine:
                 code = Result.LINKED_CHAIN_OPEN
                 effect = None
             else:
+                self.settle_on = not linked
                 code, effect = self._execute(op, jseq)
+                self.settle_on = False
+                if code == taps.SETTLE_FIRST:
+                    jseq = self._settle_first(op, journal)
+                    code, effect = self._execute(op, jseq)
             rec = self._decide(op, rows[k], code, effect, jseq)
             journal.append(rec)
             new_members.append((k, len(journal) - 1))
@@ -354,6 +362,21 @@ class Engine:
         self.recent[(src, seq)] = len(self.tail)
         self.tail.append(rec)
         return rec
+
+    def _settle_first(self, op: dict, journal: list[tuple]) -> int:
+        """Settle the overdue entry of the card `op` taps (taps.py rule 9): a SWEEP of
+        the card at the tap's time, with the id (SETTLE_SOURCE, next seq), decided and
+        journaled before the tap. Returns the journal_seq the tap then takes. If the
+        SWEEP cannot settle (the entry's operator is gone), nothing is written."""
+        s = self.sources.get(SETTLE_SOURCE)
+        sweep = dict.fromkeys(OP_FIELDS, 0)
+        sweep.update(source=SETTLE_SOURCE, seq=(s[0] if s else 0) + 1, account_id=op["account_id"],
+                     time_us=op["time_us"], kind=OpKind.TAP, tap=TapType.SWEEP)
+        jseq = self.journal_seq + 1
+        code, effect = self._execute(sweep, jseq)
+        if code == Result.OK and effect[0]:
+            journal.append(self._decide(sweep, tuple(sweep[f] for f in OP_FIELDS), code, effect, jseq))
+        return self.journal_seq + 1
 
     @staticmethod
     def _failed_record(rec: tuple, code: int) -> tuple:

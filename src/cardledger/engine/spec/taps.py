@@ -47,14 +47,28 @@ Rules, in the order they are checked and applied:
    `Ledger.denylist()`.
 8. SWEEP: settles the card's open entry as incomplete if it has timed out at
    `time_us`; otherwise does nothing (OK, amount 0).
-9. REPLACE (not a tap) hands the old card's fare state to the new card: its
+9. Any other tap of a card whose open entry has timed out at `time_us` first
+   settles that entry, once the tap has passed the checks of rule 1 and its route,
+   stop, network and operator are valid: a BOARD, or an ENTRY or EXIT at another
+   operator's gate (the entry's own gate settles it itself, rules 6 and 7). The
+   settlement is a record of its own, before the tap's: a SWEEP of the card at the
+   tap's `time_us`, with the id (SETTLE_SOURCE, n), n = 1, 2, … in order, paid to
+   the entry's operator. Then the tap does its own work (and may still fail: the
+   settlement stands). The batch loop writes that record (`Engine._settle_first`),
+   and only for a tap that is not part of a chain; a replay replays the SWEEP
+   record as any other, so journals written before this rule (where a BOARD left
+   the entry open, and another operator's gate refused the card) replay as they
+   were decided. An entry that has not timed out stays open across a BOARD, and
+   another operator's gate still refuses the card (INVALID_TAP).
+10. REPLACE (not a tap) hands the old card's fare state to the new card: its
    journey, transfer window, cap and tier counters carry on. REPLACE voids every
    hold of the old card, so an open entry is dropped with it: the new card's exit
    is an exit without entry (rule 7).
 
 The result's amount is what the tap charged (posted), its balance the card's
 available balance after, and `discounts` the FareDiscount bits. An entry and an
-exit must be at the same operator (INVALID_TAP otherwise: sweep first).
+exit must be at the same operator (INVALID_TAP otherwise, until the entry times out:
+rule 9).
 """
 
 from __future__ import annotations
@@ -96,6 +110,9 @@ _STATUS_RESULT = {
     FareStatus.UNKNOWN_ROUTE: Result.UNKNOWN_ROUTE,
     FareStatus.UNKNOWN_STOP: Result.UNKNOWN_STOP,
 }
+#: What `op_tap` returns, changing nothing, when the card's overdue entry must first be
+#: settled in a record of its own (rule 9): never a result, the batch loop acts on it.
+SETTLE_FIRST = -1
 _ZERO_FIELDS = ("counterparty_id", "limit_fen", "ref_source", "ref_seq", "account_kind", "category", "pad16", "pad32")
 
 
@@ -394,6 +411,12 @@ def op_tap(eng: Engine, op: dict, jseq: int) -> tuple[int, Any]:
     if code:
         return code, None
     assert operator is not None
+    if eng.settle_on and j.entry_version != NONE:
+        ett, enet = _entry_gate(eng, j)
+        if now - j.entry_time_us > ett.gate_timeout_us[enet] and (
+            tap == TapType.BOARD or int(ett.route_operator[j.entry_route]) != operator.id
+        ):
+            return SETTLE_FIRST, None  # rule 9: the batch settles the entry, then taps again
     cat = tt.rider_category(card.category)
 
     if tap == TapType.BOARD:
