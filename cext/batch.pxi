@@ -227,7 +227,7 @@ cdef int64_t count_taps(Op* ops, int64_t n) noexcept nogil:
 
 
 cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Journal* prior,
-                      unsigned char* has_prior, Result* results) noexcept nogil:
+                      unsigned char* has_prior, Result* results, ReverseRef* refs) noexcept nogil:
     cdef bint linked = (hi - lo > 1) or (ops[lo].flags & F_LINKED) != 0
     cdef bint open_chain = (ops[hi - 1].flags & F_LINKED) != 0
     cdef bint failed = False
@@ -277,8 +277,11 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
         else:
             CL_DEBUG_DO(debug_op_begin(st))
             st.settle_on = not linked
+            if op.kind == K_REVERSE and refs != NULL:
+                st.reverse_ref = &refs[k]
             code = execute(st, op, &ef, jseq)
             st.settle_on = 0
+            st.reverse_ref = NULL
             if code == R_SETTLE_FIRST_C:
                 jseq = settle_first(st, op)
                 if jseq == 0:
@@ -334,14 +337,14 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
 
 
 cdef int apply_batch(State* st, Op* ops, int64_t n, Journal* prior,
-                     unsigned char* has_prior, Result* results) noexcept nogil:
+                     unsigned char* has_prior, Result* results, ReverseRef* refs) noexcept nogil:
     cdef int64_t i = 0, j
     while i < n:
         # A chain runs from i to the first op without LINKED (or the batch end).
         j = i
         while j < n - 1 and (ops[j].flags & F_LINKED):
             j += 1
-        apply_chain(st, ops, i, j + 1, n, prior, has_prior, results)
+        apply_chain(st, ops, i, j + 1, n, prior, has_prior, results, refs)
         if st.oom:
             return -1
         i = j + 1
@@ -366,7 +369,14 @@ cdef int64_t replay_records(State* st, Journal* recs, int64_t n) noexcept nogil:
             return i
         if rec.code == R_OK:
             CL_DEBUG_DO(debug_op_begin(st))
+            if rec.op.kind == K_REVERSE:  # it says what it did: nothing else is read
+                st.reverse_replay_on = 1
+                st.reverse_replay_operator = rec.debit_id
+                st.reverse_replay_amount = rec.result_amount_fen
+                st.reverse_replay_subsidy = rec.subsidy_fen
+                st.reverse_replay_mask = rec.discounts
             code = execute(st, &rec.op, &ef, rec.journal_seq)
+            st.reverse_replay_on = 0
             CL_DEBUG_DO(debug_op_check(st, &rec.op, code))
             if code != R_OK:
                 return -2 if st.oom else i
@@ -843,13 +853,22 @@ cdef class Engine:
                 m[i] = 1
         return out
 
-    def apply(self, ops, prior=None, has_prior=None):
-        """Apply a batch; return (results RESULT_DTYPE, journal JOURNAL_DTYPE)."""
+    def apply(self, ops, prior=None, has_prior=None, refs=None):
+        """Apply a batch; return (results RESULT_DTYPE, journal JOURNAL_DTYPE).
+        `refs` (REVERSE_REF_DTYPE, one per op): the taps REVERSE ops name (spec:
+        Engine.apply)."""
         cdef cnp.ndarray arr = ops
         cdef Py_ssize_t n = len(arr)
         results = np.zeros(n, dtype=RESULT_DTYPE)
         cdef cnp.ndarray pr
         cdef cnp.ndarray hp
+        cdef cnp.ndarray rf
+        cdef ReverseRef* refs_p = NULL
+        if refs is not None:
+            rf = np.ascontiguousarray(refs, dtype=REVERSE_REF_DTYPE)
+            if len(rf) != n:
+                raise ValueError("refs must have one row per op")
+            refs_p = <ReverseRef*>cnp.PyArray_DATA(rf)
         cdef Journal* prior_p = NULL
         cdef cnp.uint8_t* has_p = NULL
         if has_prior is not None:
@@ -870,9 +889,9 @@ cdef class Engine:
         # GIL back from a busy event loop (group commit's batches are small).
         if n >= NOGIL_OPS_MIN:
             with nogil:
-                rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p)
+                rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p, refs_p)
         else:
-            rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p)
+            rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p, refs_p)
         if rc != 0:
             raise MemoryError("cardledger core: out of memory while applying a batch")
         cdef Py_ssize_t nj = self.st.n_tail
@@ -881,6 +900,30 @@ cdef class Engine:
             memcpy(cnp.PyArray_DATA(journal), self.st.tail, nj * sizeof(Journal))
         window_end_batch(&self.st)
         return results, journal
+
+    def decided_records(self, sources, seqs):
+        """The journal records of the ids (sources[i], seqs[i]) decided in the in-memory
+        window, and a mask of those found (spec: Engine.decided_records)."""
+        cdef cnp.ndarray src = np.ascontiguousarray(sources, dtype=np.uint64)
+        cdef cnp.ndarray sq = np.ascontiguousarray(seqs, dtype=np.uint64)
+        cdef Py_ssize_t i, n = len(src)
+        out = np.zeros(n, dtype=JOURNAL_DTYPE)
+        found = np.zeros(n, dtype=bool)
+        cdef uint64_t* s_p = <uint64_t*>cnp.PyArray_DATA(src)
+        cdef uint64_t* q_p = <uint64_t*>cnp.PyArray_DATA(sq)
+        cdef Journal* o = <Journal*>cnp.PyArray_DATA(out)
+        cdef cnp.uint8_t* f = <cnp.uint8_t*>cnp.PyArray_DATA(found)
+        cdef int64_t idx
+        cdef Journal tmp
+        cdef Journal* rec
+        for i in range(n):
+            idx = recent_find(&self.st, s_p[i], q_p[i])
+            if idx >= 0:
+                rec = window_record(&self.st, idx, &tmp)
+                if rec != NULL:
+                    o[i] = rec[0]
+                    f[i] = 1
+        return out, found
 
     def last_batch_packed(self):
         """The journal records of the batch `apply` just ran, packed as the journal

@@ -60,7 +60,8 @@ cdef enum:                     # OpKind
     K_REPLACE = 11
     K_CLOSE = 12
     K_TAP = 13
-    K_MAX = 13
+    K_REVERSE = 14
+    K_MAX = 14
 
 cdef enum:                     # AccountKind
     A_CARD = 1
@@ -115,7 +116,12 @@ cdef enum:                     # Result
     R_FARE_NOT_FOUND = 29
     R_OPERATOR_NOT_FOUND = 30
     R_TAP_TIME_IN_FUTURE = 31
-    R_MAX = 31
+    # 32..47: kept for input validation
+    R_INVALID_REVERSE = 48
+    R_TAP_NOT_FOUND = 49
+    R_TAP_NOT_REVERSIBLE = 50
+    R_TAP_ALREADY_REVERSED = 51
+    R_MAX = 51
     # not a result: op_tap asks the batch loop to settle an overdue entry first
     # (spec taps.SETTLE_FIRST, taps.py rule 9)
     R_SETTLE_FIRST_C = 1000
@@ -203,6 +209,25 @@ cdef struct Pending:
     int64_t subsidy_fen
     int64_t credit_subsidy
     uint64_t journal_seq
+
+cdef struct ReverseRef:        # REVERSE_REF_DTYPE
+    uint64_t account_id
+    uint64_t operator_id
+    int64_t amount_fen
+    int64_t subsidy_fen
+    int64_t time_us
+    int64_t entry_time_us
+    uint32_t route
+    uint32_t entry_route
+    uint16_t status
+    uint16_t tap
+    uint16_t entry_found
+    uint16_t pad16
+
+cdef enum:                     # REVERSE_REF_DTYPE.status
+    REF_NOT_FOUND_C = 0
+    REF_TAP_C = 1
+    REF_OTHER_C = 2
 
 cdef struct FareLeg:           # JOURNEY_LEG_DTYPE (fares LEG_DTYPE)
     int32_t route
@@ -315,6 +340,8 @@ cdef struct FareTab:
     int32_t* stop_tz
     int32_t* stop_area_ptr
     int32_t* stop_area
+    uint8_t* stop_from_empty    # an empty from_area_id matches the stop
+    uint8_t* stop_to_empty      # an empty to_area_id matches the stop
     int32_t* tz_ptr
     int64_t* tz_from_us
     int64_t* tz_offset_s
@@ -510,6 +537,14 @@ cdef struct State:
     # A tap may settle the card's overdue entry first (taps.py rule 9): set by the
     # batch loop for a tap outside a chain, never during a replay.
     int settle_on
+    # REVERSE: the tap the ledger found (live; NULL: none), or what the REVERSE's own
+    # record says it did (replay: reverse_replay_on, operator, amount, subsidy, counters).
+    ReverseRef* reverse_ref
+    int reverse_replay_on
+    uint64_t reverse_replay_operator
+    int64_t reverse_replay_amount
+    int64_t reverse_replay_subsidy
+    uint32_t reverse_replay_mask
     int64_t default_cap_fen
     uint64_t journal_seq
     int oom

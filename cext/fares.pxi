@@ -106,15 +106,10 @@ cdef int32_t fare_leg_options(const FareTab* t, const EffLeg* e, int32_t cat, in
     # A stop in several areas: each may match a rule, and without rule_priority the
     # empty field (every area no rule lists) matches when some area of the stop is
     # unlisted, or the stop is in none.
-    cdef bint to_empty_ok = prio or ta0 == ta1
-    cdef bint from_empty_ok = prio or fa0 == fa1
+    # (decided when the feed was compiled: stop_from_empty / stop_to_empty).
+    cdef bint to_empty_ok = t.stop_to_empty[e.to_stop] != 0
+    cdef bint from_empty_ok = t.stop_from_empty[e.from_stop] != 0
     cdef int32_t k, a, ni, r, q, lo, hi, ta, ftf, ttf, j
-    for k in range(ta0, ta1):
-        if not t.to_area_listed[t.stop_area[k]]:
-            to_empty_ok = True
-    for k in range(fa0, fa1):
-        if not t.from_area_listed[t.stop_area[k]]:
-            from_empty_ok = True
     cdef bint found = False, ok
     cdef int64_t best_r0 = 0, amt, r0
     cdef int32_t n_out = 0
@@ -416,6 +411,8 @@ cdef class FareEvaluator:
         self.t.stop_tz = <int32_t*>_arr_ptr(k, tables.stop_tz, i32)
         self.t.stop_area_ptr = <int32_t*>_arr_ptr(k, tables.stop_area_ptr, i32)
         self.t.stop_area = <int32_t*>_arr_ptr(k, tables.stop_area, i32)
+        self.t.stop_from_empty = <uint8_t*>_arr_ptr(k, tables.stop_from_empty, u8)
+        self.t.stop_to_empty = <uint8_t*>_arr_ptr(k, tables.stop_to_empty, u8)
         self.t.tz_ptr = <int32_t*>_arr_ptr(k, tables.tz_ptr, i32)
         self.t.tz_from_us = <int64_t*>_arr_ptr(k, tables.tz_from_us, i64)
         self.t.tz_offset_s = <int64_t*>_arr_ptr(k, tables.tz_offset_s, i64)

@@ -337,7 +337,7 @@ cdef int op_post(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     if op.amount_fen < 0 or op.amount_fen > AMOUNT_MAX_FEN:
         return R_INVALID_AMOUNT
     pp = pending_find(st, op.ref_source, op.ref_seq)
-    if pp == NULL:
+    if pp == NULL or pp.debit_id == 0:  # (a reversed tap's mark is no hold)
         return R_PENDING_NOT_FOUND
     p = pp[0]
     posted = op.amount_fen if op.amount_fen != 0 else p.amount_fen
@@ -360,7 +360,7 @@ cdef int op_void(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     cdef Pending* pp = pending_find(st, op.ref_source, op.ref_seq)
     cdef Pending p
     cdef Account* d
-    if pp == NULL:
+    if pp == NULL or pp.debit_id == 0:  # (a reversed tap's mark is no hold)
         return R_PENDING_NOT_FOUND
     p = pp[0]
     d = account_get(st, p.debit_id)
@@ -508,7 +508,7 @@ cdef int op_close(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
 cdef uint16_t ALLOWED_FLAGS[K_MAX + 1]
 ALLOWED_FLAGS[:] = [0, F_LINKED | F_CASH_FIRST, F_LINKED, F_LINKED, F_LINKED,
                     F_LINKED | F_SUBSIDY_PURSE, F_LINKED | F_PENDING | F_SUBSIDY_PURSE,
-                    F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0]
+                    F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0, 0]
 
 
 cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
@@ -519,7 +519,7 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     if op.flags & ~ALLOWED_FLAGS[kind]:
         return R_INVALID_FLAGS
     if (kind == K_OPEN or kind == K_FREEZE or kind == K_UNFREEZE or kind == K_REPLACE
-            or kind == K_CLOSE or kind == K_VOID) and op.amount_fen != 0:
+            or kind == K_CLOSE or kind == K_VOID or kind == K_REVERSE) and op.amount_fen != 0:
         return R_INVALID_AMOUNT
     if kind == K_SPEND:
         return op_spend(st, op, ef, jseq)
@@ -545,4 +545,6 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         return op_replace(st, op, ef, jseq)
     if kind == K_TAP:
         return op_tap(st, op, ef, jseq)
+    if kind == K_REVERSE:
+        return op_reverse(st, op, ef, jseq)
     return op_close(st, op, ef, jseq)

@@ -36,6 +36,7 @@ class OpKind(enum.IntEnum):
     REPLACE = 11
     CLOSE = 12
     TAP = 13
+    REVERSE = 14
 
 
 class TapType(enum.IntEnum):
@@ -120,6 +121,11 @@ class Result(enum.IntEnum):
     FARE_NOT_FOUND = 29  # no fare leg rule prices this journey
     OPERATOR_NOT_FOUND = 30  # the route's operator account is missing or not OPERATOR
     TAP_TIME_IN_FUTURE = 31  # time_us is later than the ledger's clock allows (a validator's clock is wrong)
+    # 32..47: kept for input validation
+    INVALID_REVERSE = 48  # a REVERSE with a field it does not use set, or no tap id
+    TAP_NOT_FOUND = 49  # REVERSE: no tap decided with that id (in an earlier batch)
+    TAP_NOT_REVERSIBLE = 50  # REVERSE: the id is not a successful TAP of this card, or an entry still open
+    TAP_ALREADY_REVERSED = 51  # REVERSE: the tap was reversed before
 
 
 # ---------------------------------------------------------------------------
@@ -322,6 +328,29 @@ PERIOD_WEEK = 1  # Monday to Sunday
 PERIOD_ROLLING_7D = 2  # seven service days from the first capped tap
 PERIOD_MONTH = 3
 
+#: What the ledger found about the tap a REVERSE op names (one row per op of a batch,
+#: `Engine.apply(..., refs=)`): read from the journal before the batch runs.
+REVERSE_REF_DTYPE = np.dtype(
+    [
+        ("account_id", "<u8"),  # the tap's card
+        ("operator_id", "<u8"),  # the account it paid (its record's credit_id)
+        ("amount_fen", "<i8"),  # what it charged
+        ("subsidy_fen", "<i8"),  # the part drawn from the card's subsidy purse
+        ("time_us", "<i8"),  # the tap's time
+        ("entry_time_us", "<i8"),  # an EXIT's open entry: its time
+        ("route", "<u4"),  # the tap's route index
+        ("entry_route", "<u4"),  # an EXIT's open entry: its route index
+        ("status", "<u2"),  # REF_* below
+        ("tap", "<u2"),  # the tap's TapType
+        ("entry_found", "<u2"),  # 1: the EXIT had an open entry (entry_* are set)
+        ("pad16", "<u2"),
+    ]
+)
+#: REVERSE_REF_DTYPE.status values
+REF_NOT_FOUND = 0  # no decision with that id before the batch
+REF_TAP = 1  # a successful TAP
+REF_OTHER = 2  # a decision that is not a successful TAP
+
 #: Decisions since the last checkpoint, handed to storage to index at checkpoint.
 DECISION_DTYPE = np.dtype([("source", "<u8"), ("seq", "<u8"), ("journal_seq", "<u8")])
 
@@ -344,6 +373,7 @@ ALLOWED_FLAGS = {
     OpKind.CLOSE: OpFlags.LINKED,
     # a tap moves money and journey state at once; it is never part of a chain
     OpKind.TAP: OpFlags.NONE,
+    OpKind.REVERSE: OpFlags.NONE,  # nor is its reversal
 }
 
 

@@ -209,3 +209,61 @@ def test_a_boarding_area_is_in_its_platforms_areas(areas):
     """A boarding area reaches its station's areas through its platform: SB -> Q2 is
     A -> Z, as from its platform SP."""
     assert ride(areas, "SB", "Q2") == 500
+
+
+# -- systems stored before these rules ------------------------------------------------
+
+
+def stored_before(system: FareSystem) -> bytes:
+    """The bytes a ledger stored for `system` before the rules were recorded: its
+    files without RULES_FILE."""
+    import io
+    import zipfile
+
+    from cardledger.fares.system import RULES_FILE
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(system.to_bytes())) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            if name != RULES_FILE:
+                dst.writestr(name, src.read(name))
+    return out.getvalue()
+
+
+def test_a_new_system_records_its_gtfs_rules_and_keeps_them_when_stored(zoned):
+    """A system built now records the rules it was compiled with; rebuilt from its
+    stored bytes it rates the same."""
+    from cardledger.fares.system import RULES_FILE
+    from cardledger.fares.tables import GTFS_RULES
+
+    assert RULES_FILE in zoned.files and zoned.gtfs_rules == GTFS_RULES
+    again = FareSystem.from_bytes(zoned.to_bytes())
+    assert again.gtfs_rules == GTFS_RULES and fare_from(again, "P") == PEAK_FEN
+
+
+def test_a_system_stored_before_the_rules_rates_as_it_did(zoned, areas):
+    """A ledger's stored system without the rules file was rated with the earlier
+    reading (a child's own stop_timezone first; an empty area field matching only a
+    stop none of whose areas is listed): rebuilt from those bytes it keeps rating so,
+    so its journal replays to the same fares."""
+    from cardledger.fares.tables import GTFS_RULES_LEGACY
+
+    old = FareSystem.from_bytes(stored_before(zoned))
+    assert old.gtfs_rules == GTFS_RULES_LEGACY
+    assert fare_from(old, "P") == BASE_FEN  # its own New York zone: 17:30, off-peak
+    old_areas = FareSystem.from_bytes(stored_before(areas))
+    with pytest.raises(UnknownFareError):
+        ride(old_areas, "P", "W")
+
+
+def test_harbin_reads_the_same_under_both_rules():
+    """The packaged Harbin feed has no child with a zone of its own and no stop in
+    several areas: ledgers that stored it before rate it exactly as now."""
+    import numpy as np
+
+    from cardledger.fares.tables import GTFS_RULES_LEGACY, compile_feed
+
+    fs = FareSystem.harbin()
+    old = compile_feed(fs.feed, fs.config, None, None, GTFS_RULES_LEGACY)
+    for name in ("stop_station", "stop_tz", "stop_area_ptr", "stop_area", "stop_from_empty", "stop_to_empty"):
+        assert np.array_equal(getattr(old, name), getattr(fs.tables, name)), name

@@ -1552,3 +1552,212 @@ def test_a_failed_chain_with_a_replace_leaves_the_fare_state_with_the_old_card(l
     charged(rig.tap(old, T(10), BOARD, "bus_a", "b1"), 100, discounts=CAP)  # still the old card's cap
     refused(rig.tap(200, T(11), BOARD, "bus_a", "b1"), Result.ACCOUNT_NOT_FOUND)
     assert led.verify().ok
+
+
+# =========================================================================== reversing a tap
+
+OFFICE = 3  # op source: the operator's complaints desk
+
+
+def reverse(rig: Rig, card: int, tap_id: tuple[int, int], seq: int, time_us: int = 0) -> np.void:
+    """Apply one REVERSE of the tap `tap_id` on `card` (id (OFFICE, seq)); its result."""
+    ops = new_ops(1)
+    ops["source"], ops["seq"], ops["kind"], ops["account_id"] = OFFICE, seq, OpKind.REVERSE, card
+    ops["ref_source"], ops["ref_seq"], ops["time_us"] = tap_id[0], tap_id[1], time_us
+    return rig.led.apply(ops)[0]
+
+
+def returned(r, amount: int, balance: int | None = None) -> None:
+    """Assert a REVERSE succeeded and returned `amount` (leaving `balance`)."""
+    assert (Result(int(r["code"])).name, int(r["amount_fen"])) == ("OK", amount)
+    if balance is not None:
+        assert int(r["balance_fen"]) == balance
+
+
+def test_reverse_returns_a_bus_fare_from_the_operator(hb):
+    """A double tap on the bus: REVERSE of the second returns its 100 from the bus operator
+    to the card; the record names the operator as debit, the card as credit."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), BOARD, "bus_1", "bs_0001")
+    hb.tap(card, T(8) + US, BOARD, "bus_1", "bs_0001")
+    returned(reverse(hb, card, (GATE, hb.gate_seq), 1, T(10)), 100, balance=4900)
+    assert hb.bal(BUS_OP) == 100
+    rec = hb.led.journal()[-1]
+    assert (int(rec["kind"]), int(rec["debit_id"]), int(rec["credit_id"])) == (OpKind.REVERSE, BUS_OP, card)
+    assert hb.led.verify().ok
+
+
+def test_a_tap_is_reversed_once_and_a_reverse_is_exactly_once(hb):
+    """The same REVERSE resent is EXISTS (nothing moves again); another REVERSE of the same
+    tap is TAP_ALREADY_REVERSED."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), BOARD, "bus_1", "bs_0001")
+    tap_id = (GATE, hb.gate_seq)
+    returned(reverse(hb, card, tap_id, 1), 100, balance=5000)
+    again = reverse(hb, card, tap_id, 1)
+    assert Result(int(again["code"])) == Result.EXISTS and int(again["amount_fen"]) == 100
+    refused(reverse(hb, card, tap_id, 2), Result.TAP_ALREADY_REVERSED)
+    assert hb.bal(card) == 5000 and hb.bal(BUS_OP) == 0
+
+
+def test_reverse_of_an_unknown_or_failed_or_other_cards_tap_is_refused(hb):
+    """No such id: TAP_NOT_FOUND. A failed tap, a non-TAP op, or another card's tap:
+    TAP_NOT_REVERSIBLE. A REVERSE with a field it does not use, or no tap id:
+    INVALID_REVERSE; with an amount: INVALID_AMOUNT."""
+    card, other = hb.card(100, 5000), hb.card(101, 50)
+    refused(reverse(hb, card, (GATE, 999), 1), Result.TAP_NOT_FOUND)
+    hb.tap(other, T(8), BOARD, "bus_1", "bs_0001")  # 100 > 50: refused
+    refused(reverse(hb, other, (GATE, hb.gate_seq), 2), Result.TAP_NOT_REVERSIBLE)
+    refused(reverse(hb, card, (ADMIN, 1), 3), Result.TAP_NOT_REVERSIBLE)  # an OPEN
+    hb.tap(card, T(8), BOARD, "bus_1", "bs_0001")
+    refused(reverse(hb, other, (GATE, hb.gate_seq), 4), Result.TAP_NOT_REVERSIBLE)
+    refused(reverse(hb, card, (0, 0), 5), Result.INVALID_REVERSE)
+    ops = new_ops(1)
+    ops["source"], ops["seq"], ops["kind"], ops["account_id"] = OFFICE, 6, OpKind.REVERSE, card
+    ops["ref_source"], ops["ref_seq"], ops["route"] = GATE, hb.gate_seq, 1
+    refused(hb.led.apply(ops)[0], Result.INVALID_REVERSE)
+    ops["seq"], ops["route"], ops["amount_fen"] = 7, 0, 100
+    refused(hb.led.apply(ops)[0], Result.INVALID_AMOUNT)
+
+
+def test_a_tap_in_the_same_batch_is_not_found(hb):
+    """A REVERSE finds taps decided before its batch: one of the same batch is TAP_NOT_FOUND."""
+    card = hb.card(100, 5000)
+    ops = np.concatenate([hb.op(card, T(8), BOARD, "bus_1", "bs_0001"), new_ops(1)])
+    ops[1]["source"], ops[1]["seq"], ops[1]["kind"], ops[1]["account_id"] = OFFICE, 1, OpKind.REVERSE, card
+    ops[1]["ref_source"], ops[1]["ref_seq"] = GATE, hb.gate_seq
+    r = hb.led.apply(ops)
+    assert [Result(int(c)).name for c in r["code"]] == ["OK", "TAP_NOT_FOUND"]
+
+
+def test_reverse_of_a_metro_exit_returns_the_fare_and_keeps_the_entry_hold_rules(hb):
+    """A faulty exit validator: REVERSE of the EXIT returns its 200 from the metro; the
+    ENTRY itself charged nothing (its hold was posted by the exit) and reversing it
+    returns 0. An ENTRY whose hold is still open is TAP_NOT_REVERSIBLE."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    entry_id = (GATE, hb.gate_seq)
+    refused(reverse(hb, card, entry_id, 1), Result.TAP_NOT_REVERSIBLE)
+    hb.tap(card, T(8, 30), EXIT, "metro_1", "m1_museum")
+    returned(reverse(hb, card, (GATE, hb.gate_seq), 2), 200, balance=5000)
+    returned(reverse(hb, card, entry_id, 3), 0, balance=5000)
+    assert hb.bal(METRO_OP) == 0 and hb.held(card) == 0
+    assert hb.led.verify().ok
+
+
+def test_reverse_returns_the_subsidy_part_to_the_subsidy_purse(hb):
+    """A fare drawn from the subsidy purse goes back to it: the card's purses are as before."""
+    card = hb.card(100, 1000)
+    hb.open(5000, AccountKind.PROGRAM)
+    hb.admin(dict(kind=OpKind.TRANSFER, account_id=CLEARING, counterparty_id=5000, amount_fen=500))
+    hb.admin(dict(kind=OpKind.AID, account_id=card, counterparty_id=5000, amount_fen=50))
+    before = hb.led.account(card)
+    hb.tap(card, T(8), BOARD, "bus_1", "bs_0001")  # 100: 50 from the subsidy purse, 50 cash
+    returned(reverse(hb, card, (GATE, hb.gate_seq), 1), 100)
+    after = hb.led.account(card)
+    assert (after.cash_fen, after.subsidy_fen) == (before.cash_fen, before.subsidy_fen)
+
+
+def test_reverse_takes_the_tap_back_from_the_daily_cap(led, tmp_path):
+    """Cap 500 a day: 200, 200, then a double tap charged 100 (CAP). Reversing the 200 at
+    09:00 takes it back from the counter (300 spent): the next bus pays 200 again, and the
+    one after 0 (CAP, 500 spent). Taps after the reversed one are not re-rated."""
+    rig = synthetic_rig(led, tmp_path, extra_toml=DAY_CAP)
+    card = rig.card(100, 5000)
+    bus = lambda when: rig.tap(card, when, BOARD, "bus_a", "b1")  # noqa: E731
+    charged(bus(T(8)), 200)
+    charged(bus(T(9)), 200)
+    nine = (GATE, rig.gate_seq)
+    charged(bus(T(10)), 100, discounts=CAP)
+    returned(reverse(rig, card, nine, 1), 200, balance=5000 - 300)
+    charged(bus(T(11)), 200)
+    charged(bus(T(12)), 0, discounts=CAP)
+    assert led.verify().ok
+
+
+def test_reverse_takes_a_metro_exit_back_from_the_cap_of_its_entry_day(led, tmp_path):
+    """An exit counts in the cap of its entry's service day: a ride entered 23:50 and left
+    00:20 the next day counted 500 on the first day, so a late bus tap of 20:00 that day
+    pays 0 (CAP); once the exit is reversed, the first day's counter is back to 0 and a
+    late bus tap of 21:00 pays its 200 (late taps are priced alone)."""
+    rig = synthetic_rig(led, tmp_path, extra_toml=DAY_CAP)
+    card = rig.card(100, 5000)
+    rig.tap(card, T(23, 50), ENTRY, "metro_x", "ma")
+    charged(rig.tap(card, T(24, 20), EXIT, "metro_x", "mc"), 500)
+    exit_id = (GATE, rig.gate_seq)
+    charged(rig.tap(card, T(20), BOARD, "bus_a", "b1"), 0, discounts=CAP)
+    returned(reverse(rig, card, exit_id, 1), 500, balance=5000)
+    charged(rig.tap(card, T(21), BOARD, "bus_a", "b1"), 200, balance=4800)
+    assert led.verify().ok
+
+
+def test_reverse_after_the_period_ended_takes_nothing_from_the_new_period(led, tmp_path):
+    """A tap of yesterday reversed today returns its fare; today's cap counter is not touched."""
+    rig = synthetic_rig(led, tmp_path, extra_toml=DAY_CAP)
+    card = rig.card(100, 5000)
+    charged(rig.tap(card, T(8), BOARD, "bus_a", "b1"), 200)
+    yesterday = (GATE, rig.gate_seq)
+    nxt = DAY + dt.timedelta(days=1)
+    for h in (8, 9):
+        charged(rig.tap(card, T(h, day=nxt), BOARD, "bus_a", "b1"), 200)
+    returned(reverse(rig, card, yesterday, 1), 200)
+    charged(rig.tap(card, T(10, day=nxt), BOARD, "bus_a", "b1"), 100, discounts=CAP)  # 400 spent today
+
+
+def test_reverse_takes_the_tap_back_from_the_monthly_tier_counter(led, tmp_path):
+    """Tier 50% off from 4.00 spent: 200, 200, then 100 (TIER). Reversing a 200 brings the
+    month's spend to 300: the next bus pays 200 (no tier), then 100 (TIER) again."""
+    tier = '[[tiers]]\nnetwork_ids = ["bus"]\nfrom_amount = "4.00"\npercent_off = 50\n'
+    rig = synthetic_rig(led, tmp_path, extra_toml=tier)
+    card = rig.card(100, 5000)
+    bus = lambda when: rig.tap(card, when, BOARD, "bus_a", "b1")  # noqa: E731
+    charged(bus(T(8)), 200)
+    first = (GATE, rig.gate_seq)
+    charged(bus(T(9)), 200)
+    charged(bus(T(10)), 100, discounts=TIER)
+    returned(reverse(rig, card, first, 1), 200)
+    charged(bus(T(11)), 200)
+    charged(bus(T(12)), 100, discounts=TIER)
+
+
+def test_reverse_of_a_settlement_returns_the_incomplete_charge(hb):
+    """The settlement a BOARD wrote for an overdue entry is a tap like any other: its id
+    (SETTLE_SOURCE, 1) reversed returns the 800 from the metro operator."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    hb.tap(card, T(16), BOARD, "bus_1", "bs_0001")
+    returned(reverse(hb, card, (SETTLE_SOURCE, 1), 1), 800, balance=4900)
+    assert hb.bal(METRO_OP) == 0
+
+
+def test_reverse_replays_to_its_figures_after_reopen_and_a_checkpoint(ledger_path):
+    """A REVERSE replays from its own record (no lookup): reopen and verify agree, also
+    when a checkpoint came in between, and its mark keeps the tap reversed after reopen."""
+    with cardledger.open(ledger_path, checkpoint_ops=8) as led:
+        rig = harbin_rig(led)
+        card = rig.card(100, 5000)
+        rig.tap(card, T(8), BOARD, "bus_1", "bs_0001")
+        tap_id = (GATE, rig.gate_seq)
+        for h in range(9, 14):
+            rig.tap(card, T(h), BOARD, "bus_1", "bs_0001")
+        returned(reverse(rig, card, tap_id, 1), 100)
+        assert led.verify().ok
+    with cardledger.open(ledger_path) as led:
+        rig = Rig(led, harbin_system())
+        assert led.balance(card) == 5000 - 500
+        refused(reverse(rig, card, tap_id, 2), Result.TAP_ALREADY_REVERSED)
+        assert led.verify().ok
+
+
+def test_a_reversed_taps_mark_is_no_hold(hb):
+    """POST or VOID naming a reversed tap's id find no hold: PENDING_NOT_FOUND."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), BOARD, "bus_1", "bs_0001")
+    tap_id = (GATE, hb.gate_seq)
+    returned(reverse(hb, card, tap_id, 1), 100)
+    for kind in (OpKind.POST, OpKind.VOID):
+        ops = new_ops(1)
+        hb.admin_seq += 1
+        ops["source"], ops["seq"], ops["kind"] = ADMIN, hb.admin_seq, kind
+        ops["ref_source"], ops["ref_seq"] = tap_id
+        refused(hb.led.apply(ops)[0], Result.PENDING_NOT_FOUND)

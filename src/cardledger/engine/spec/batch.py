@@ -28,6 +28,7 @@ from ...schema import (
     OP_KINDS,
     PENDING_DTYPE,
     RESULT_DTYPE,
+    REVERSE_REF_DTYPE,
     SETTLE_SOURCE,
     SOURCE_DTYPE,
     TAP_HORIZON_NONE,
@@ -44,7 +45,7 @@ JOURNAL_FIELDS = JOURNAL_DTYPE.names
 
 # Kinds that carry no amount: their amount_fen must be 0.
 _NO_AMOUNT_KINDS = frozenset(
-    {OpKind.OPEN, OpKind.FREEZE, OpKind.UNFREEZE, OpKind.REPLACE, OpKind.CLOSE, OpKind.VOID}
+    {OpKind.OPEN, OpKind.FREEZE, OpKind.UNFREEZE, OpKind.REPLACE, OpKind.CLOSE, OpKind.VOID, OpKind.REVERSE}
 )
 
 
@@ -63,10 +64,13 @@ class Engine:
         self.tail: list[tuple] = []  # journal records decided since the last checkpoint
         self.journal_seq = 0
         self._undo: list[tuple] | None = None
+        self._refs: np.ndarray | None = None
         self.journeys: dict[int, taps.Journey] = {}  # card id -> fare state
         self.fares = taps.FareVersions([])
         self.tap_horizon_us = TAP_HORIZON_NONE  # later TAPs are refused (set_tap_horizon)
         self.settle_on = False  # a tap may settle an overdue entry first (taps.py rule 9)
+        self.reverse_ref: dict | None = None  # REVERSE: the tap the ledger found (live)
+        self.reverse_replay: tuple | None = None  # REVERSE: what its record says it did (replay)
 
     # ------------------------------------------------------------------ fares
 
@@ -208,13 +212,17 @@ class Engine:
         return out
 
     def apply(
-        self, ops: np.ndarray, prior: np.ndarray | None = None, has_prior: np.ndarray | None = None
+        self, ops: np.ndarray, prior: np.ndarray | None = None, has_prior: np.ndarray | None = None,
+        refs: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Apply a batch; return (results RESULT_DTYPE, journal JOURNAL_DTYPE).
 
         `prior[i]` is the journal record of op i's id found in storage (valid where
-        `has_prior[i]`). The journal holds one record per newly decided op.
+        `has_prior[i]`). `refs[i]` (REVERSE_REF_DTYPE) is what the ledger found about
+        the tap a REVERSE op i names (None: the batch has no REVERSE). The journal holds
+        one record per newly decided op (two for a tap that settles an overdue entry).
         """
+        self._refs = refs
         n = len(ops)
         results = np.zeros(n, dtype=RESULT_DTYPE)
         res: list[list[int]] = [[0, 0, 0, 0, 0] for _ in range(n)]
@@ -232,6 +240,19 @@ class Engine:
             results[k] = (r[0], r[4], r[1], r[2], r[3])
         self._last_journal = np.array(journal, dtype=JOURNAL_DTYPE)
         return results, self._last_journal
+
+    def decided_records(self, sources: np.ndarray, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The journal records of the ids (sources[i], seqs[i]) decided in the in-memory
+        window, and a mask of those found (the others were decided before it, if at all:
+        the id index has them)."""
+        out = np.zeros(len(sources), dtype=JOURNAL_DTYPE)
+        found = np.zeros(len(sources), dtype=bool)
+        for i, key in enumerate(zip(sources.tolist(), seqs.tolist())):
+            idx = self.recent.get(key)
+            if idx is not None:
+                out[i] = self.tail[idx]
+                found[i] = True
+        return out, found
 
     def journey_capacity(self) -> int:
         """The core's journey store capacity; the reference keeps journeys in a dict: 0."""
@@ -280,8 +301,11 @@ class Engine:
                 effect = None
             else:
                 self.settle_on = not linked
+                if op["kind"] == OpKind.REVERSE and self._refs is not None:
+                    self.reverse_ref = dict(zip(REVERSE_REF_DTYPE.names, self._refs[k].tolist()))
                 code, effect = self._execute(op, jseq)
                 self.settle_on = False
+                self.reverse_ref = None
                 if code == taps.SETTLE_FIRST:
                     jseq = self._settle_first(op, journal)
                     code, effect = self._execute(op, jseq)
@@ -417,7 +441,12 @@ class Engine:
                 raise ValueError(f"journal_seq {jseq} follows {self.journal_seq}")
             if rec[code_i] == Result.OK:
                 self._undo = None
-                code, effect = self._execute(op, jseq)
+                if op["kind"] == OpKind.REVERSE:  # it says what it did: nothing else is read
+                    self.reverse_replay = (rec[nop + 5], rec[nop + 2], rec[nop + 7], rec[nop + 1])
+                try:
+                    code, effect = self._execute(op, jseq)
+                finally:
+                    self.reverse_replay = None
                 if code != Result.OK:
                     raise ValueError(f"journal record {jseq} replays as {Result(code).name}")
                 got = self._decide(op, row, code, effect, jseq)
@@ -494,4 +523,5 @@ _HANDLERS = {
     OpKind.REPLACE: handlers.op_replace,
     OpKind.CLOSE: handlers.op_close,
     OpKind.TAP: taps.op_tap,
+    OpKind.REVERSE: taps.op_reverse,
 }

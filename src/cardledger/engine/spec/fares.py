@@ -103,6 +103,8 @@ class ReferenceEvaluator:
         self.stop_tz = tl(t.stop_tz)
         ptr, vals = tl(t.stop_area_ptr), tl(t.stop_area)
         self.stop_areas = [vals[ptr[i] : ptr[i + 1]] for i in range(len(ptr) - 1)]
+        self.stop_from_empty = tl(t.stop_from_empty)
+        self.stop_to_empty = tl(t.stop_to_empty)
         tzp = tl(t.tz_ptr)
         fr, off = tl(t.tz_from_us), tl(t.tz_offset_s)
         self.tz = [(fr[tzp[z] : tzp[z + 1]], off[tzp[z] : tzp[z + 1]]) for z in range(len(tzp) - 1)]
@@ -190,15 +192,16 @@ class ReferenceEvaluator:
         # rule_priority, an empty area field stands for every area no rule lists in
         # that column: it matches when some area of the stop is unlisted (or the stop
         # is in none), whatever its other areas match.
+        # (`stop_from_empty` / `stop_to_empty`, decided when the feed was compiled).
         from_areas = self.stop_areas[fs]
         if prio:
             fas = from_areas + [NONE]
         else:
             fas = [a for a in from_areas if self.from_area_listed[a]]
-            if len(fas) < len(from_areas) or not from_areas:
+            if self.stop_from_empty[fs]:
                 fas.append(NONE)
         to_areas = self.stop_areas[ts]
-        to_empty_ok = prio or not to_areas or not all(self.to_area_listed[a] for a in to_areas)
+        to_empty_ok = self.stop_to_empty[ts]
         found: list[tuple[int, int, int, int, int]] = []  # (rank, amount, order, group, product)
         a1 = self.n_areas + 1
         for n in nets:
