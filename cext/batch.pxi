@@ -193,16 +193,21 @@ cdef inline void prefetch_ahead(State* st, Op* first, int64_t k, int64_t n, size
             prefetch_hold_record(st, op.account_id)
 
 
-cdef uint64_t settle_first(State* st, Op* op) noexcept nogil:
+cdef uint64_t settle_first(State* st, Op* op, int64_t ops_left) noexcept nogil:
     """Settle the overdue entry of the card `op` taps (spec: Engine._settle_first,
     taps.py rule 9): a SWEEP of the card at the tap's time, id (SETTLE_SOURCE, next
     seq), decided and journaled before the tap. Returns the journal_seq the tap then
-    takes (0: out of memory). Writes nothing if the SWEEP cannot settle."""
+    takes (0: out of memory). Writes nothing if the SWEEP cannot settle.
+
+    The window was reserved for one record per op: this record is one more, so room is
+    made now for it and the batch's `ops_left` ops still to decide (this tap's too)."""
     cdef Op sweep
     cdef Effect ef
     cdef Source* s = source_find(st, SETTLE_SOURCE_C)
     cdef uint64_t jseq = st.journal_seq + 1
     cdef int code
+    if window_reserve_more(st, st.n_tail + 1 + ops_left) != 0:
+        return 0
     memset(&sweep, 0, sizeof(Op))
     sweep.source = SETTLE_SOURCE_C
     sweep.seq = (s.last_seq if s != NULL else 0) + 1
@@ -219,15 +224,23 @@ cdef uint64_t settle_first(State* st, Op* op) noexcept nogil:
     return st.journal_seq + 1
 
 
-cdef int64_t count_taps(Op* ops, int64_t n) noexcept nogil:
-    cdef int64_t i, c = 0
-    for i in range(n):
-        c += ops[i].kind == K_TAP
-    return c
+cdef int settle_then_execute(State* st, Op* op, Effect* ef, uint64_t* jseq, int64_t ops_left) noexcept nogil:
+    """The tap asked for its card's overdue entry to be settled first: settle it, then
+    execute the tap again (no longer asking), at the journal_seq after the settlement."""
+    cdef int code
+    st.settle_on = 0
+    jseq[0] = settle_first(st, op, ops_left)
+    if jseq[0] == 0:
+        st.oom = 1
+        return R_OVERFLOW
+    CL_DEBUG_DO(debug_op_begin(st))
+    code = execute(st, op, ef, jseq[0])
+    st.settle_on = 1
+    return code
 
 
-cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Journal* prior,
-                      unsigned char* has_prior, Result* results, ReverseRef* refs) noexcept nogil:
+cdef inline void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Journal* prior,
+                      unsigned char* has_prior, Result* results) noexcept nogil:
     cdef bint linked = (hi - lo > 1) or (ops[lo].flags & F_LINKED) != 0
     cdef bint open_chain = (ops[hi - 1].flags & F_LINKED) != 0
     cdef bint failed = False
@@ -246,12 +259,13 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
     CL_ASSERT(lo < hi, "a chain has at least one op")
     CL_ASSERT(hi <= n, "a chain ends within its batch")
     st.undo_on = linked
+    st.settle_on = not linked  # (a settlement is not undone with a chain: taps on their own)
     st.n_undo = 0
     for k in range(lo, hi):
         prefetch_ahead(st, ops, k, n, sizeof(Op))
         op = &ops[k]
         r = &results[k]
-        if op.source == 0 or op.source == SETTLE_SOURCE_C:
+        if op.source + 1 <= 1:  # source 0 or SETTLE_SOURCE (the ledger's own)
             r.code = R_INVALID_ID
             failed = True
             continue
@@ -276,20 +290,12 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
             code = R_LINKED_CHAIN_OPEN
         else:
             CL_DEBUG_DO(debug_op_begin(st))
-            st.settle_on = not linked
-            if op.kind == K_REVERSE and refs != NULL:
-                st.reverse_ref = &refs[k]
             code = execute(st, op, &ef, jseq)
-            st.settle_on = 0
-            st.reverse_ref = NULL
             if code == R_SETTLE_FIRST_C:
-                jseq = settle_first(st, op)
-                if jseq == 0:
-                    st.oom = 1
+                code = settle_then_execute(st, op, &ef, &jseq, n - k)
+                if st.oom:
                     return
                 n_settled = st.n_tail - first_new
-                CL_DEBUG_DO(debug_op_begin(st))
-                code = execute(st, op, &ef, jseq)
             CL_DEBUG_DO(debug_op_check(st, op, code))
         rec = decide(st, op, code, &ef, jseq)
         if rec == NULL:
@@ -302,6 +308,7 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
             r.discounts = ef.discounts
         else:
             failed = True
+    st.settle_on = 0
     if linked and failed:
         rollback(st)
         if st.oom:
@@ -339,15 +346,19 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
 cdef int apply_batch(State* st, Op* ops, int64_t n, Journal* prior,
                      unsigned char* has_prior, Result* results, ReverseRef* refs) noexcept nogil:
     cdef int64_t i = 0, j
+    st.batch_ops = ops
+    st.batch_refs = refs
     while i < n:
         # A chain runs from i to the first op without LINKED (or the batch end).
         j = i
         while j < n - 1 and (ops[j].flags & F_LINKED):
             j += 1
-        apply_chain(st, ops, i, j + 1, n, prior, has_prior, results, refs)
+        apply_chain(st, ops, i, j + 1, n, prior, has_prior, results)
         if st.oom:
+            st.batch_refs = NULL
             return -1
         i = j + 1
+    st.batch_refs = NULL
     CL_ASSERT(i == n, "the chains cover the batch: every op has its result")
     CL_ASSERT(st.n_tail <= 2 * n, "a batch decides at most two records per op (a tap's settlement)")
     return 0
@@ -877,8 +888,7 @@ cdef class Engine:
             prior_p = <Journal*>cnp.PyArray_DATA(pr)
             has_p = <cnp.uint8_t*>cnp.PyArray_DATA(hp)
         cdef Op* ops_p = <Op*>cnp.PyArray_DATA(arr)
-        # A tap may add a settlement record before its own (taps.py rule 9).
-        if window_reserve(&self.st, n + count_taps(ops_p, n)) != 0 or undo_reserve(&self.st, 16) != 0:
+        if window_reserve(&self.st, n) != 0 or undo_reserve(&self.st, 16) != 0:
             raise MemoryError("cardledger core: cannot grow the decisions window")
         window_begin_batch(&self.st)
         cdef Result* res_p = <Result*>cnp.PyArray_DATA(results)
@@ -960,7 +970,9 @@ cdef class Engine:
         if window_reserve(&self.st, n) != 0 or undo_reserve(&self.st, 16) != 0:
             raise MemoryError("cardledger core: cannot grow the decisions window")
         window_begin_batch(&self.st)
-        # A tap decided before is replayed whatever the clock says now.
+        # A tap decided before is replayed whatever the clock says now, and settles
+        # nothing on its own: a settlement is a record of its own, replayed as such.
+        self.st.settle_on = 0
         cdef int64_t horizon = self.st.tap_horizon_us
         self.st.tap_horizon_us = INT64_MAX_
         cdef int64_t bad = replay_records(&self.st, <Journal*>cnp.PyArray_DATA(arr), n)

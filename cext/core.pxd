@@ -537,9 +537,11 @@ cdef struct State:
     # A tap may settle the card's overdue entry first (taps.py rule 9): set by the
     # batch loop for a tap outside a chain, never during a replay.
     int settle_on
-    # REVERSE: the tap the ledger found (live; NULL: none), or what the REVERSE's own
-    # record says it did (replay: reverse_replay_on, operator, amount, subsidy, counters).
-    ReverseRef* reverse_ref
+    # REVERSE: what the ledger found about the taps a batch's REVERSE ops name (one row
+    # per op of `batch_ops`; NULL: none), or what the REVERSE's own record says it did
+    # (replay: reverse_replay_on, operator, amount, subsidy, counters).
+    Op* batch_ops
+    ReverseRef* batch_refs
     int reverse_replay_on
     uint64_t reverse_replay_operator
     int64_t reverse_replay_amount

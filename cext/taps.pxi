@@ -444,6 +444,18 @@ cdef inline int tap_entry_gate(Taps* tp, Journey* j, TapVer** ett, int32_t* enet
     return R_OK
 
 
+cdef int tap_settle_due(Taps* tp, Journey* j, int64_t now) noexcept nogil:
+    """BOARD: R_SETTLE_FIRST_C when the card's open entry has timed out (rule 9)."""
+    cdef TapVer* ett = NULL
+    cdef int32_t enet = 0
+    cdef int code = tap_entry_gate(tp, j, &ett, &enet)
+    if code != R_OK:
+        return code
+    if cl_diff_gt(now, j.entry_time_us, ett.gate_timeout_us[enet]):
+        return R_SETTLE_FIRST_C
+    return R_OK
+
+
 cdef inline int tap_ok(Effect* ef, int64_t amount, Account* card, Account* opr,
                        int64_t sub, uint32_t flags) noexcept nogil:
     set_effect(ef, amount, available(card), card, opr, sub)
@@ -545,16 +557,13 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     code = tap_operator(st, tv.route_operator[route], &opr)
     if code != R_OK:
         return code
-    if st.settle_on and j.entry_version != FARE_NONE:
-        code = tap_entry_gate(tp, &j, &ett, &enet)
-        if code != R_OK:
-            return code
-        if (cl_diff_gt(now, j.entry_time_us, ett.gate_timeout_us[enet])
-                and (tap == TAP_BOARD or ett.route_operator[j.entry_route] != opr.id)):
-            return R_SETTLE_FIRST_C  # rule 9: the batch settles the entry, then taps again
     cat = tap_rider_category(tv, card.category)
 
     if tap == TAP_BOARD:
+        if j.entry_version != FARE_NONE and st.settle_on:
+            code = tap_settle_due(tp, &j, now)
+            if code != R_OK:
+                return code  # (R_SETTLE_FIRST_C: rule 9, the batch settles the entry, then taps again)
         leg.route = <int32_t>route
         leg.from_stop = <int32_t>stop
         leg.to_stop = <int32_t>stop
@@ -587,6 +596,8 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         if code != R_OK:
             return code
         if ett.route_operator[j.entry_route] != opr.id:
+            if st.settle_on and cl_diff_gt(now, j.entry_time_us, ett.gate_timeout_us[enet]):
+                return R_SETTLE_FIRST_C  # rule 9: the batch settles the entry, then taps again
             return R_INVALID_TAP
 
     if tap == TAP_ENTRY:
@@ -766,7 +777,8 @@ cdef int op_reverse(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil
     if jidx >= 0:
         jp = &tp.journeys[jidx]
     if not st.reverse_replay_on:
-        ref = st.reverse_ref
+        # the batch's refs row of this op (apply_batch keeps the batch's first op)
+        ref = &st.batch_refs[op - st.batch_ops] if st.batch_refs != NULL else NULL
         if ref == NULL or ref.status == REF_NOT_FOUND_C:
             return R_TAP_NOT_FOUND
         pp = pending_find(st, op.ref_source, op.ref_seq)

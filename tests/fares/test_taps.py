@@ -1761,3 +1761,29 @@ def test_a_reversed_taps_mark_is_no_hold(hb):
         ops["source"], ops["seq"], ops["kind"] = ADMIN, hb.admin_seq, kind
         ops["ref_source"], ops["ref_seq"] = tap_id
         refused(hb.led.apply(ops)[0], Result.PENDING_NOT_FOUND)
+
+
+def test_a_batch_of_taps_that_all_settle_overdue_entries_journals_two_records_each(ledger_path):
+    """A batch whose every tap settles an overdue entry decides twice as many records as
+    it has ops (the engine makes room as it goes): all are journaled, numbered in order,
+    and the ledger reopens and verifies."""
+    n = 300
+    with cardledger.open(ledger_path) as led:
+        rig = harbin_rig(led)
+        cards = [100 + i for i in range(n)]
+        for i in range(0, n, 10):  # small batches, so no earlier batch made much room
+            rig.admin(*(r for c in cards[i:i + 10] for r in (
+                dict(kind=OpKind.OPEN, account_id=c, account_kind=AccountKind.CARD),
+                dict(kind=OpKind.TOPUP, account_id=c, counterparty_id=CLEARING, amount_fen=5000))))
+            led.apply(np.concatenate([rig.op(c, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+                                      for c in cards[i:i + 10]]))
+        boards = np.concatenate([rig.op(c, T(16), BOARD, "bus_1", "bs_0001") for c in cards])
+        r = led.apply(boards)
+        assert (r["code"] == Result.OK).all() and (r["amount_fen"] == 100).all()
+        j = led.journal(int(r["journal_seq"][0]) - 1)
+        assert len(j) == 2 * n and (np.diff(j["journal_seq"].astype(np.int64)) == 1).all()
+        assert j[j["source"] == SETTLE_SOURCE]["seq"].tolist() == list(range(1, n + 1))
+        assert led.balance(METRO_OP) == 800 * n and led.balance(BUS_OP) == 100 * n
+        assert led.verify().ok
+    with cardledger.open(ledger_path) as led:
+        assert led.balance(METRO_OP) == 800 * n and led.verify().ok

@@ -55,7 +55,8 @@ Rules, in the order they are checked and applied:
    tap's `time_us`, with the id (SETTLE_SOURCE, n), n = 1, 2, … in order, paid to
    the entry's operator. Then the tap does its own work (and may still fail: the
    settlement stands). The batch loop writes that record (`Engine._settle_first`),
-   and only for a tap that is not part of a chain; a replay replays the SWEEP
+   and only for a tap on its own, not one ending a chain (a settlement is not undone
+   with a failed chain); a replay replays the SWEEP
    record as any other, so journals written before this rule (where a BOARD left
    the entry open, and another operator's gate refused the card) replay as they
    were decided. An entry that has not timed out stays open across a BOARD, and
@@ -414,15 +415,13 @@ def op_tap(eng: Engine, op: dict, jseq: int) -> tuple[int, Any]:
     if code:
         return code, None
     assert operator is not None
-    if eng.settle_on and j.entry_version != NONE:
-        ett, enet = _entry_gate(eng, j)
-        if now - j.entry_time_us > ett.gate_timeout_us[enet] and (
-            tap == TapType.BOARD or int(ett.route_operator[j.entry_route]) != operator.id
-        ):
-            return SETTLE_FIRST, None  # rule 9: the batch settles the entry, then taps again
     cat = tt.rider_category(card.category)
 
     if tap == TapType.BOARD:
+        if j.entry_version != NONE and eng.settle_on:
+            ett, enet = _entry_gate(eng, j)
+            if now - j.entry_time_us > ett.gate_timeout_us[enet]:
+                return SETTLE_FIRST, None  # rule 9: the batch settles the entry, then taps again
         leg = (route, stop, stop, now, now)
         if mode == MODE_METERED:
             fare, flags, product = amount, 0, NONE
@@ -441,6 +440,8 @@ def op_tap(eng: Engine, op: dict, jseq: int) -> tuple[int, Any]:
     if j.entry_version != NONE:
         ett, enet = _entry_gate(eng, j)
         if int(ett.route_operator[j.entry_route]) != operator.id:
+            if eng.settle_on and now - j.entry_time_us > ett.gate_timeout_us[enet]:
+                return SETTLE_FIRST, None  # rule 9: the batch settles the entry, then taps again
             return Result.INVALID_TAP, None
 
     if tap == TapType.ENTRY:
