@@ -340,8 +340,6 @@ cdef struct FareTab:
     int32_t* stop_tz
     int32_t* stop_area_ptr
     int32_t* stop_area
-    uint8_t* stop_from_empty    # an empty from_area_id matches the stop
-    uint8_t* stop_to_empty      # an empty to_area_id matches the stop
     int32_t* tz_ptr
     int64_t* tz_from_us
     int64_t* tz_offset_s
@@ -385,6 +383,8 @@ cdef struct FareTab:
     int32_t* jr_to_network
     int32_t* jr_from_stop
     int32_t* jr_to_stop
+    uint8_t* stop_from_empty    # an empty from_area_id matches the stop
+    uint8_t* stop_to_empty      # an empty to_area_id matches the stop
 
 
 # ================================================================ taps (taps.pxi)

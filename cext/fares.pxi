@@ -107,8 +107,8 @@ cdef int32_t fare_leg_options(const FareTab* t, const EffLeg* e, int32_t cat, in
     # empty field (every area no rule lists) matches when some area of the stop is
     # unlisted, or the stop is in none.
     # (decided when the feed was compiled: stop_from_empty / stop_to_empty).
-    cdef bint to_empty_ok = t.stop_to_empty[e.to_stop] != 0
-    cdef bint from_empty_ok = t.stop_from_empty[e.from_stop] != 0
+    cdef bint to_empty_ok = prio or t.stop_to_empty[e.to_stop] != 0
+    cdef bint from_empty_ok = prio or t.stop_from_empty[e.from_stop] != 0
     cdef int32_t k, a, ni, r, q, lo, hi, ta, ftf, ttf, j
     cdef bint found = False, ok
     cdef int64_t best_r0 = 0, amt, r0
