@@ -267,3 +267,21 @@ def test_harbin_reads_the_same_under_both_rules():
     old = compile_feed(fs.feed, fs.config, None, None, GTFS_RULES_LEGACY)
     for name in ("stop_station", "stop_tz", "stop_area_ptr", "stop_area", "stop_from_empty", "stop_to_empty"):
         assert np.array_equal(getattr(old, name), getattr(fs.tables, name)), name
+
+
+def test_a_boarding_area_belongs_to_its_platforms_station(tmp_path):
+    """stops.parent_station: a boarding area's parent is a platform, whose parent is the
+    station; the boarding area is at that station. A join rule without stops joins
+    legs that transfer at the same station: arriving at a platform and leaving from a
+    boarding area of another platform of that station is one effective leg (one fare),
+    at another station two."""
+    files = timeframe_feed(
+        "stop_id,stop_name,location_type,parent_station\n"
+        "S,Station,1,\nP1,Platform 1,0,S\nP2,Platform 2,0,S\nB2,Boarding area of P2,4,P2\n"
+        "Q,Elsewhere,0,\nZ,End,0,\n"
+    )
+    files["fare_leg_join_rules.txt"] = "from_network_id,to_network_id\nmetro,metro\n"
+    fs = FareSystem.from_gtfs(write(tmp_path / "feed", files))
+    leg = lambda a, b, m: Leg("L1", a, b, AT + dt.timedelta(minutes=m), AT + dt.timedelta(minutes=m + 10))  # noqa: E731
+    assert fs.quote([leg("Z", "P1", 0), leg("B2", "Z", 20)]).amount == BASE_FEN  # (06:30 in Shanghai)
+    assert fs.quote([leg("Z", "Q", 0), leg("B2", "Z", 20)]).amount == 2 * BASE_FEN
