@@ -193,7 +193,53 @@ cdef inline void prefetch_ahead(State* st, Op* first, int64_t k, int64_t n, size
             prefetch_hold_record(st, op.account_id)
 
 
-cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Journal* prior,
+cdef uint64_t settle_first(State* st, Op* op, int64_t ops_left) noexcept nogil:
+    """Settle the overdue entry of the card `op` taps (spec: Engine._settle_first,
+    taps.py rule 9): a SWEEP of the card at the tap's time, id (SETTLE_SOURCE, next
+    seq), decided and journaled before the tap. Returns the journal_seq the tap then
+    takes (0: out of memory). Writes nothing if the SWEEP cannot settle.
+
+    The window was reserved for one record per op: this record is one more, so room is
+    made now for it and the batch's `ops_left` ops still to decide (this tap's too)."""
+    cdef Op sweep
+    cdef Effect ef
+    cdef Source* s = source_find(st, SETTLE_SOURCE_C)
+    cdef uint64_t jseq = st.journal_seq + 1
+    cdef int code
+    if window_reserve_more(st, st.n_tail + 1 + ops_left) != 0:
+        return 0
+    memset(&sweep, 0, sizeof(Op))
+    sweep.source = SETTLE_SOURCE_C
+    sweep.seq = (s.last_seq if s != NULL else 0) + 1
+    sweep.account_id = op.account_id
+    sweep.time_us = op.time_us
+    sweep.kind = K_TAP
+    sweep.tap = TAP_SWEEP
+    CL_ASSERT(st.settle_on == 0, "a settlement's SWEEP settles nothing first itself")
+    code = execute(st, &sweep, &ef, jseq, True)
+    if code == R_OK and ef.amount_fen != 0:
+        if decide(st, &sweep, code, &ef, jseq) == NULL:
+            return 0
+    CL_ASSERT(st.journal_seq + 1 >= jseq, "the tap takes the journal_seq after the settlement's")
+    return st.journal_seq + 1
+
+
+cdef int settle_then_execute(State* st, Op* op, Effect* ef, uint64_t* jseq, int64_t ops_left) noexcept nogil:
+    """The tap asked for its card's overdue entry to be settled first: settle it, then
+    execute the tap again (no longer asking), at the journal_seq after the settlement."""
+    cdef int code
+    st.settle_on = 0
+    jseq[0] = settle_first(st, op, ops_left)
+    if jseq[0] == 0:
+        st.oom = 1
+        return R_OVERFLOW
+    CL_DEBUG_DO(debug_op_begin(st))
+    code = execute(st, op, ef, jseq[0], True)
+    st.settle_on = 1
+    return code
+
+
+cdef inline void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Journal* prior,
                       unsigned char* has_prior, Result* results) noexcept nogil:
     cdef bint linked = (hi - lo > 1) or (ops[lo].flags & F_LINKED) != 0
     cdef bint open_chain = (ops[hi - 1].flags & F_LINKED) != 0
@@ -209,15 +255,17 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
     cdef Source* src
     cdef uint64_t jseq
     cdef int64_t first_new = st.n_tail
+    cdef int64_t n_settled = 0  # settlement records before the (one) tap's own
     CL_ASSERT(lo < hi, "a chain has at least one op")
     CL_ASSERT(hi <= n, "a chain ends within its batch")
     st.undo_on = linked
+    st.settle_on = not linked  # (a settlement is not undone with a chain: taps on their own)
     st.n_undo = 0
     for k in range(lo, hi):
         prefetch_ahead(st, ops, k, n, sizeof(Op))
         op = &ops[k]
         r = &results[k]
-        if op.source == 0:
+        if op.source + 1 <= 1:  # source 0 or SETTLE_SOURCE (the ledger's own)
             r.code = R_INVALID_ID
             failed = True
             continue
@@ -243,6 +291,11 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
         else:
             CL_DEBUG_DO(debug_op_begin(st))
             code = execute(st, op, &ef, jseq, True)
+            if code == R_SETTLE_FIRST_C:
+                code = settle_then_execute(st, op, &ef, &jseq, n - k)
+                if st.oom:
+                    return
+                n_settled = st.n_tail - first_new
             CL_DEBUG_DO(debug_op_check(st, op, code))
             CL_ASSERT(debug_new_op_strict(op, code), "a new op decided OK passed the strict field checks")
         rec = decide(st, op, code, &ef, jseq)
@@ -256,13 +309,14 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
             r.discounts = ef.discounts
         else:
             failed = True
+    st.settle_on = 0
     if linked and failed:
         rollback(st)
         if st.oom:
             return
     # Settle the new members: a failed chain turns its successes into LINKED_FAILED;
     # every failed op reports its account's balance after the chain is settled.
-    t = first_new
+    t = first_new + n_settled
     for k in range(lo, hi):
         r = &results[k]
         if is_replay_code(r.code):
@@ -291,8 +345,10 @@ cdef void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t n, Jou
 
 
 cdef int apply_batch(State* st, Op* ops, int64_t n, Journal* prior,
-                     unsigned char* has_prior, Result* results) noexcept nogil:
+                     unsigned char* has_prior, Result* results, ReverseRef* refs) noexcept nogil:
     cdef int64_t i = 0, j
+    st.batch_ops = ops
+    st.batch_refs = refs
     while i < n:
         # A chain runs from i to the first op without LINKED (or the batch end).
         j = i
@@ -300,10 +356,12 @@ cdef int apply_batch(State* st, Op* ops, int64_t n, Journal* prior,
             j += 1
         apply_chain(st, ops, i, j + 1, n, prior, has_prior, results)
         if st.oom:
+            st.batch_refs = NULL
             return -1
         i = j + 1
+    st.batch_refs = NULL
     CL_ASSERT(i == n, "the chains cover the batch: every op has its result")
-    CL_ASSERT(st.n_tail <= n, "a batch decides at most one record per op")
+    CL_ASSERT(st.n_tail <= 2 * n, "a batch decides at most two records per op (a tap's settlement)")
     return 0
 
 
@@ -323,9 +381,16 @@ cdef int64_t replay_records(State* st, Journal* recs, int64_t n) noexcept nogil:
             return i
         if rec.code == R_OK:
             CL_DEBUG_DO(debug_op_begin(st))
+            if rec.op.kind == K_REVERSE:  # it says what it did: nothing else is read
+                st.reverse_replay_on = 1
+                st.reverse_replay_operator = rec.debit_id
+                st.reverse_replay_amount = rec.result_amount_fen
+                st.reverse_replay_subsidy = rec.subsidy_fen
+                st.reverse_replay_mask = rec.discounts
             # As decided then: a record older than the strict field checks may break
             # them (a TOPUP at time_us 0), and it stays OK.
             code = execute(st, &rec.op, &ef, rec.journal_seq, False)
+            st.reverse_replay_on = 0
             CL_DEBUG_DO(debug_op_check(st, &rec.op, code))
             if code != R_OK:
                 return -2 if st.oom else i
@@ -825,13 +890,22 @@ cdef class Engine:
                 m[i] = 1
         return records, found
 
-    def apply(self, ops, prior=None, has_prior=None):
-        """Apply a batch; return (results RESULT_DTYPE, journal JOURNAL_DTYPE)."""
+    def apply(self, ops, prior=None, has_prior=None, refs=None):
+        """Apply a batch; return (results RESULT_DTYPE, journal JOURNAL_DTYPE).
+        `refs` (REVERSE_REF_DTYPE, one per op): the taps REVERSE ops name (spec:
+        Engine.apply)."""
         cdef cnp.ndarray arr = ops
         cdef Py_ssize_t n = len(arr)
         results = np.zeros(n, dtype=RESULT_DTYPE)
         cdef cnp.ndarray pr
         cdef cnp.ndarray hp
+        cdef cnp.ndarray rf
+        cdef ReverseRef* refs_p = NULL
+        if refs is not None:
+            rf = np.ascontiguousarray(refs, dtype=REVERSE_REF_DTYPE)
+            if len(rf) != n:
+                raise ValueError("refs must have one row per op")
+            refs_p = <ReverseRef*>cnp.PyArray_DATA(rf)
         cdef Journal* prior_p = NULL
         cdef cnp.uint8_t* has_p = NULL
         if has_prior is not None:
@@ -839,10 +913,10 @@ cdef class Engine:
             hp = np.ascontiguousarray(has_prior, dtype=np.uint8)
             prior_p = <Journal*>cnp.PyArray_DATA(pr)
             has_p = <cnp.uint8_t*>cnp.PyArray_DATA(hp)
+        cdef Op* ops_p = <Op*>cnp.PyArray_DATA(arr)
         if window_reserve(&self.st, n) != 0 or undo_reserve(&self.st, 16) != 0:
             raise MemoryError("cardledger core: cannot grow the decisions window")
         window_begin_batch(&self.st)
-        cdef Op* ops_p = <Op*>cnp.PyArray_DATA(arr)
         cdef Result* res_p = <Result*>cnp.PyArray_DATA(results)
         cdef int rc
         # The batch loop touches no Python object: other threads (a gateway's event
@@ -851,9 +925,9 @@ cdef class Engine:
         # GIL back from a busy event loop (group commit's batches are small).
         if n >= NOGIL_OPS_MIN:
             with nogil:
-                rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p)
+                rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p, refs_p)
         else:
-            rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p)
+            rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p, refs_p)
         if rc != 0:
             raise MemoryError("cardledger core: out of memory while applying a batch")
         cdef Py_ssize_t nj = self.st.n_tail
@@ -862,6 +936,30 @@ cdef class Engine:
             memcpy(cnp.PyArray_DATA(journal), self.st.tail, nj * sizeof(Journal))
         window_end_batch(&self.st)
         return results, journal
+
+    def decided_records(self, sources, seqs):
+        """The journal records of the ids (sources[i], seqs[i]) decided in the in-memory
+        window, and a mask of those found (spec: Engine.decided_records)."""
+        cdef cnp.ndarray src = np.ascontiguousarray(sources, dtype=np.uint64)
+        cdef cnp.ndarray sq = np.ascontiguousarray(seqs, dtype=np.uint64)
+        cdef Py_ssize_t i, n = len(src)
+        out = np.zeros(n, dtype=JOURNAL_DTYPE)
+        found = np.zeros(n, dtype=bool)
+        cdef uint64_t* s_p = <uint64_t*>cnp.PyArray_DATA(src)
+        cdef uint64_t* q_p = <uint64_t*>cnp.PyArray_DATA(sq)
+        cdef Journal* o = <Journal*>cnp.PyArray_DATA(out)
+        cdef cnp.uint8_t* f = <cnp.uint8_t*>cnp.PyArray_DATA(found)
+        cdef int64_t idx
+        cdef Journal tmp
+        cdef Journal* rec
+        for i in range(n):
+            idx = recent_find(&self.st, s_p[i], q_p[i])
+            if idx >= 0:
+                rec = window_record(&self.st, idx, &tmp)
+                if rec != NULL:
+                    o[i] = rec[0]
+                    f[i] = 1
+        return out, found
 
     def last_batch_packed(self):
         """The journal records of the batch `apply` just ran, packed as the journal
@@ -898,7 +996,9 @@ cdef class Engine:
         if window_reserve(&self.st, n) != 0 or undo_reserve(&self.st, 16) != 0:
             raise MemoryError("cardledger core: cannot grow the decisions window")
         window_begin_batch(&self.st)
-        # A tap decided before is replayed whatever the clock says now.
+        # A tap decided before is replayed whatever the clock says now, and settles
+        # nothing on its own: a settlement is a record of its own, replayed as such.
+        self.st.settle_on = 0
         cdef int64_t horizon = self.st.tap_horizon_us
         self.st.tap_horizon_us = INT64_MAX_
         cdef int64_t bad = replay_records(&self.st, <Journal*>cnp.PyArray_DATA(arr), n)

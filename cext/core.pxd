@@ -30,7 +30,10 @@ cdef extern from *:
     #define CL_AMOUNT_MAX_FEN 1000000000000000LL
     #define CL_NO_PRICE (-(1LL << 62))
     #define CL_UNLIMITED_RANK (1LL << 40)
+    #define CL_SETTLE_SOURCE 0xFFFFFFFFFFFFFFFFULL
     """
+    # schema.SETTLE_SOURCE: the source of the records the ledger writes on its own.
+    const uint64_t SETTLE_SOURCE_C "CL_SETTLE_SOURCE"
     # schema.AMOUNT_MAX_FEN: the largest amount one op may carry.
     const int64_t AMOUNT_MAX_FEN "CL_AMOUNT_MAX_FEN"
     const int64_t INT64_MAX_ "INT64_MAX"
@@ -57,9 +60,10 @@ cdef enum:                     # OpKind
     K_REPLACE = 11
     K_CLOSE = 12
     K_TAP = 13
-    K_ACTIVATE = 14
-    K_SET_CATEGORY = 15
-    K_MAX = 15
+    K_REVERSE = 14
+    K_ACTIVATE = 15
+    K_SET_CATEGORY = 16
+    K_MAX = 16
 
 cdef enum:                     # AccountKind
     A_CARD = 1
@@ -129,7 +133,14 @@ cdef enum:                     # Result
     R_RESERVED_MUST_BE_ZERO = 42
     R_ACCOUNT_INACTIVE = 43
     R_CATEGORY_CHANGED_LATER = 44
-    R_MAX = 44
+    R_INVALID_REVERSE = 48
+    R_TAP_NOT_FOUND = 49
+    R_TAP_NOT_REVERSIBLE = 50
+    R_TAP_ALREADY_REVERSED = 51
+    R_MAX = 51
+    # not a result: op_tap asks the batch loop to settle an overdue entry first
+    # (spec taps.SETTLE_FIRST, taps.py rule 9)
+    R_SETTLE_FIRST_C = 1000
 
 cdef enum:                     # the op fields a kind may use (schema.OP_FIELDS_USED)
     # Bit i stands for field i of OP_DTYPE, so that a test can compare the core's
@@ -232,6 +243,25 @@ cdef struct Pending:
     int64_t subsidy_fen
     int64_t credit_subsidy
     uint64_t journal_seq
+
+cdef struct ReverseRef:        # REVERSE_REF_DTYPE
+    uint64_t account_id
+    uint64_t operator_id
+    int64_t amount_fen
+    int64_t subsidy_fen
+    int64_t time_us
+    int64_t entry_time_us
+    uint32_t route
+    uint32_t entry_route
+    uint16_t status
+    uint16_t tap
+    uint16_t entry_found
+    uint16_t pad16
+
+cdef enum:                     # REVERSE_REF_DTYPE.status
+    REF_NOT_FOUND_C = 0
+    REF_TAP_C = 1
+    REF_OTHER_C = 2
 
 cdef struct FareLeg:           # JOURNEY_LEG_DTYPE (fares LEG_DTYPE)
     int32_t route
@@ -387,6 +417,8 @@ cdef struct FareTab:
     int32_t* jr_to_network
     int32_t* jr_from_stop
     int32_t* jr_to_stop
+    uint8_t* stop_from_empty    # an empty from_area_id matches the stop
+    uint8_t* stop_to_empty      # an empty to_area_id matches the stop
 
 
 # ================================================================ taps (taps.pxi)
@@ -536,6 +568,19 @@ cdef struct State:
     Taps* taps
     # A TAP whose time_us is later than this is refused (Engine.set_tap_horizon).
     int64_t tap_horizon_us
+    # A tap may settle the card's overdue entry first (taps.py rule 9): set by the
+    # batch loop for a tap outside a chain, never during a replay.
+    int settle_on
+    # REVERSE: what the ledger found about the taps a batch's REVERSE ops name (one row
+    # per op of `batch_ops`; NULL: none), or what the REVERSE's own record says it did
+    # (replay: reverse_replay_on, operator, amount, subsidy, counters).
+    Op* batch_ops
+    ReverseRef* batch_refs
+    int reverse_replay_on
+    uint64_t reverse_replay_operator
+    int64_t reverse_replay_amount
+    int64_t reverse_replay_subsidy
+    uint32_t reverse_replay_mask
     int64_t default_cap_fen
     uint64_t journal_seq
     int oom

@@ -103,16 +103,13 @@ cdef int32_t fare_leg_options(const FareTab* t, const EffLeg* e, int32_t cat, in
         n_nets = 1
     cdef int32_t fa0 = t.stop_area_ptr[e.from_stop], fa1 = t.stop_area_ptr[e.from_stop + 1]
     cdef int32_t ta0 = t.stop_area_ptr[e.to_stop], ta1 = t.stop_area_ptr[e.to_stop + 1]
-    cdef bint to_listed = False
-    cdef bint any_from_listed = False
+    # A stop in several areas: each may match a rule, and without rule_priority the
+    # empty field (every area no rule lists) matches when some area of the stop is
+    # unlisted, or the stop is in none.
+    # (decided when the feed was compiled: stop_from_empty / stop_to_empty).
+    cdef bint to_empty_ok = prio or t.stop_to_empty[e.to_stop] != 0
+    cdef bint from_empty_ok = prio or t.stop_from_empty[e.from_stop] != 0
     cdef int32_t k, a, ni, r, q, lo, hi, ta, ftf, ttf, j
-    for k in range(ta0, ta1):
-        if t.to_area_listed[t.stop_area[k]]:
-            to_listed = True
-    if not prio:
-        for k in range(fa0, fa1):
-            if t.from_area_listed[t.stop_area[k]]:
-                any_from_listed = True
     cdef bint found = False, ok
     cdef int64_t best_r0 = 0, amt, r0
     cdef int32_t n_out = 0
@@ -121,14 +118,14 @@ cdef int32_t fare_leg_options(const FareTab* t, const EffLeg* e, int32_t cat, in
     cdef int64_t a1 = t.n_areas + 1, a2 = t.n_areas + 2
     for ni in range(n_nets):
         # from areas: the stop's areas (listed ones only, without priority), then
-        # the empty field (with priority always; without, only if none is listed)
+        # the empty field (with priority always; without, if some area is unlisted)
         for k in range(fa0, fa1 + 1):
             if k < fa1:
                 a = t.stop_area[k]
                 if not prio and not t.from_area_listed[a]:
                     continue
             else:
-                if not prio and any_from_listed:
+                if not from_empty_ok:
                     continue
                 a = FARE_NONE
             key = (nets[ni] + 1) * a1 + (a + 1)
@@ -140,13 +137,13 @@ cdef int32_t fare_leg_options(const FareTab* t, const EffLeg* e, int32_t cat, in
                 continue
             key2 = key * a2
             # to areas: the stop's areas, then the empty field (with priority always;
-            # without, only if none of the stop's areas is listed). Each is a range of
+            # without, if some area of the stop is unlisted). Each is a range of
             # the rules sorted by (key, to area): no walk over the other stations'.
             for j in range(ta0, ta1 + 1):
                 if j < ta1:
                     ta = t.stop_area[j]
                 else:
-                    if not prio and to_listed:
+                    if not to_empty_ok:
                         continue
                     ta = FARE_NONE
                 lo = k_lo + lower_bound64(t.lr2_keys + k_lo, k_hi - k_lo, key2 + ta + 1)
@@ -414,6 +411,8 @@ cdef class FareEvaluator:
         self.t.stop_tz = <int32_t*>_arr_ptr(k, tables.stop_tz, i32)
         self.t.stop_area_ptr = <int32_t*>_arr_ptr(k, tables.stop_area_ptr, i32)
         self.t.stop_area = <int32_t*>_arr_ptr(k, tables.stop_area, i32)
+        self.t.stop_from_empty = <uint8_t*>_arr_ptr(k, tables.stop_from_empty, u8)
+        self.t.stop_to_empty = <uint8_t*>_arr_ptr(k, tables.stop_to_empty, u8)
         self.t.tz_ptr = <int32_t*>_arr_ptr(k, tables.tz_ptr, i32)
         self.t.tz_from_us = <int64_t*>_arr_ptr(k, tables.tz_from_us, i64)
         self.t.tz_offset_s = <int64_t*>_arr_ptr(k, tables.tz_offset_s, i64)

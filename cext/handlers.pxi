@@ -342,7 +342,7 @@ cdef int op_post(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     if op.amount_fen < 0 or op.amount_fen > AMOUNT_MAX_FEN:
         return R_INVALID_AMOUNT
     pp = pending_find(st, op.ref_source, op.ref_seq)
-    if pp == NULL:
+    if pp == NULL or pp.debit_id == 0:  # (a reversed tap's mark is no hold)
         return R_PENDING_NOT_FOUND
     p = pp[0]
     posted = op.amount_fen if op.amount_fen != 0 else p.amount_fen
@@ -365,7 +365,7 @@ cdef int op_void(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     cdef Pending* pp = pending_find(st, op.ref_source, op.ref_seq)
     cdef Pending p
     cdef Account* d
-    if pp == NULL:
+    if pp == NULL or pp.debit_id == 0:  # (a reversed tap's mark is no hold)
         return R_PENDING_NOT_FOUND
     p = pp[0]
     d = account_get(st, p.debit_id)
@@ -556,7 +556,7 @@ cdef int op_close(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
 cdef uint16_t ALLOWED_FLAGS[K_MAX + 1]
 ALLOWED_FLAGS[:] = [0, F_LINKED | F_CASH_FIRST | F_INACTIVE, F_LINKED, F_LINKED, F_LINKED,
                     F_LINKED | F_SUBSIDY_PURSE, F_LINKED | F_PENDING | F_SUBSIDY_PURSE,
-                    F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0, F_LINKED, F_LINKED]
+                    F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0, 0, F_LINKED, F_LINKED]
 
 
 # The fields each kind uses besides schema.OP_FIELDS_COMMON (index = kind); mirrors
@@ -577,6 +577,7 @@ FIELDS_USED[:] = [
     OPF_ACCOUNT_ID | OPF_COUNTERPARTY_ID,                                # REPLACE
     OPF_ACCOUNT_ID | OPF_COUNTERPARTY_ID,                                # CLOSE
     OPF_ACCOUNT_ID | OPF_AMOUNT | OPF_ROUTE | OPF_STOP | OPF_TAP,        # TAP
+    OPF_ACCOUNT_ID | OPF_REF_SOURCE | OPF_REF_SEQ,                       # REVERSE
     OPF_ACCOUNT_ID,                                                      # ACTIVATE
     OPF_ACCOUNT_ID | OPF_CATEGORY,                                       # SET_CATEGORY
 ]
@@ -660,6 +661,8 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq, bint strict) noex
         return op_replace(st, op, ef, jseq)
     if kind == K_TAP:
         return op_tap(st, op, ef, jseq)
+    if kind == K_REVERSE:
+        return op_reverse(st, op, ef, jseq)
     if kind == K_ACTIVATE:
         return op_activate(st, op, ef, jseq)
     if kind == K_SET_CATEGORY:

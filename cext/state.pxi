@@ -539,7 +539,8 @@ cdef void pending_add(State* st, Pending* p) noexcept nogil:
     st.pending[st.n_pending] = p[0]
     st.n_pending += 1
     CL_ASSERT(st.n_pending == st.pmap_used, "every hold is indexed once")
-    CL_ASSERT(p.amount_fen > 0, "a hold holds a positive amount")
+    CL_ASSERT(p.amount_fen > 0 or (p.amount_fen == 0 and p.debit_id == 0 and p.credit_id == 0),
+              "a hold holds a positive amount (a reversed tap's mark: nothing, of no account)")
     undo_push(st, U_PENDING_ADD, 0)
     if st.undo_on and st.oom == 0:
         st.undo[st.n_undo - 1].pending = p[0]

@@ -444,6 +444,18 @@ cdef inline int tap_entry_gate(Taps* tp, Journey* j, TapVer** ett, int32_t* enet
     return R_OK
 
 
+cdef int tap_settle_due(Taps* tp, Journey* j, int64_t now) noexcept nogil:
+    """BOARD: R_SETTLE_FIRST_C when the card's open entry has timed out (rule 9)."""
+    cdef TapVer* ett = NULL
+    cdef int32_t enet = 0
+    cdef int code = tap_entry_gate(tp, j, &ett, &enet)
+    if code != R_OK:
+        return code
+    if cl_diff_gt(now, j.entry_time_us, ett.gate_timeout_us[enet]):
+        return R_SETTLE_FIRST_C
+    return R_OK
+
+
 cdef inline int tap_ok(Effect* ef, int64_t amount, Account* card, Account* opr,
                        int64_t sub, uint32_t flags) noexcept nogil:
     set_effect(ef, amount, available(card), card, opr, sub)
@@ -547,6 +559,10 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     cat = tap_rider_category(tv, category_at(card, now))
 
     if tap == TAP_BOARD:
+        if j.entry_version != FARE_NONE and st.settle_on:
+            code = tap_settle_due(tp, &j, now)
+            if code != R_OK:
+                return code  # (R_SETTLE_FIRST_C: rule 9, the batch settles the entry, then taps again)
         leg.route = <int32_t>route
         leg.from_stop = <int32_t>stop
         leg.to_stop = <int32_t>stop
@@ -579,6 +595,8 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         if code != R_OK:
             return code
         if ett.route_operator[j.entry_route] != opr.id:
+            if st.settle_on and cl_diff_gt(now, j.entry_time_us, ett.gate_timeout_us[enet]):
+                return R_SETTLE_FIRST_C  # rule 9: the batch settles the entry, then taps again
             return R_INVALID_TAP
 
     if tap == TAP_ENTRY:
@@ -653,3 +671,165 @@ cdef int op_tap(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     CL_ASSERT(card.subsidy_fen >= 0, "a tap never takes a subsidy purse below zero")
     journey_store(tp, jidx, &j)
     return tap_ok(ef, charge, card, opr, sub, flags)
+
+
+# ---------------------------------------------------------------- REVERSE
+
+cdef enum:
+    REVERSED_TIER_SHIFT_C = 8  # spec taps.REVERSED_TIER_SHIFT
+
+
+cdef uint32_t reversal_mask(Taps* tp, Journey* j, ReverseRef* ref, Account* card) noexcept nogil:
+    """The counters of j still holding what the tap `ref` added (spec: _reversal_mask)."""
+    cdef int64_t when, day, month, key, p
+    cdef uint32_t route, mask = 0
+    cdef int32_t v, net, cat, k, kind
+    cdef TapVer* tv
+    cdef bint held
+    if ref.tap == TAP_BOARD:
+        when = ref.time_us
+        route = ref.route
+    elif ref.tap == TAP_EXIT and ref.entry_found:
+        when = ref.entry_time_us
+        route = ref.entry_route
+    else:
+        return 0  # an ENTRY's or SWEEP's charge is an incomplete charge: never counted
+    v = tap_version_at(tp, when)
+    if v == FARE_NONE or j == NULL or j.counter_version != v:
+        return 0
+    tv = &tp.vers[v]
+    if route >= <uint32_t>tv.ft.n_routes:
+        return 0
+    net = tv.ft.route_network[route]
+    if net < 0:
+        return 0
+    if ref.tap == TAP_EXIT and cl_diff_gt(ref.time_us, when, tv.gate_timeout_us[net]):
+        return 0  # the exit was charged as incomplete: no counter saw it
+    cat = tap_rider_category(tv, card.category)
+    day = tap_local_day(tv, when)
+    month = tap_month_of_day(day)
+    for k in range(tv.n_tiers):
+        if (tap_mask(tv.tier_network, tv.tier_network_w, k, net)
+                and tap_mask(tv.tier_category, tv.tier_category_w, k, cat)
+                and j.tier_period[k] == month):
+            mask |= (<uint32_t>1) << (REVERSED_TIER_SHIFT_C + k)
+    for k in range(tv.n_caps):
+        if not (tap_mask(tv.cap_network, tv.cap_network_w, k, net)
+                and tap_mask(tv.cap_category, tv.cap_category_w, k, cat)):
+            continue
+        p = j.cap_period[k]
+        kind = tv.cap_period[k]
+        if kind == PERIOD_ROLLING_7D_C:
+            held = p != FARE_NONE and p <= day and day - 7 < p
+        else:
+            if kind == PERIOD_DAY_C:
+                key = day
+            elif kind == PERIOD_WEEK_C:
+                key = floordiv64(day + 3, 7)
+            else:
+                key = month
+            held = p == key
+        if held:
+            mask |= (<uint32_t>1) << k
+    CL_ASSERT(mask < ((<uint32_t>1) << (REVERSED_TIER_SHIFT_C + FARE_TIERS_MAX_C)), "a reversal mask names only counters")
+    return mask
+
+
+cdef void take_back(Journey* j, uint32_t mask, int64_t amount) noexcept nogil:
+    """Take amount back from the counters of mask, never below zero (spec: _take_back)."""
+    cdef int32_t k
+    for k in range(FARE_CAPS_MAX_C):
+        if (mask >> k) & 1:
+            j.cap_spent_fen[k] = j.cap_spent_fen[k] - amount if j.cap_spent_fen[k] > amount else 0
+    for k in range(FARE_TIERS_MAX_C):
+        if (mask >> (REVERSED_TIER_SHIFT_C + k)) & 1:
+            j.tier_spent_fen[k] = j.tier_spent_fen[k] - amount if j.tier_spent_fen[k] > amount else 0
+
+
+cdef int op_reverse(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    """Execute one REVERSE op (spec: taps.op_reverse, check for check)."""
+    cdef Taps* tp = st.taps
+    cdef Account* card
+    cdef Account* opr = NULL
+    cdef ReverseRef* ref
+    cdef Pending* pp
+    cdef Pending mark
+    cdef uint64_t aid = op.account_id, opr_id
+    cdef int64_t amount, sub, cash, jidx
+    cdef uint32_t mask = 0
+    cdef Journey* jp = NULL
+    if (op.counterparty_id or op.limit_fen or op.account_kind or op.category or op.route
+            or op.stop or op.tap or op.pad16 or op.pad32 or op.ref_source == 0):
+        return R_INVALID_REVERSE
+    if op.time_us < 0 or op.time_us > ((<int64_t>1) << 57):  # schema.TAP_TIME_US_MAX
+        return R_INVALID_REVERSE
+    if aid == 0:
+        return R_INVALID_ACCOUNT_ID
+    card = account_get(st, aid)
+    if card == NULL:
+        return R_ACCOUNT_NOT_FOUND
+    if card.kind != A_CARD:
+        return R_WRONG_ACCOUNT_KIND
+    if card.flags & AF_CLOSED:
+        return R_ACCOUNT_CLOSED
+    jidx = journey_find(tp, aid)
+    if jidx >= 0:
+        jp = &tp.journeys[jidx]
+    if not st.reverse_replay_on:
+        # the batch's refs row of this op (apply_batch keeps the batch's first op)
+        ref = &st.batch_refs[op - st.batch_ops] if st.batch_refs != NULL else NULL
+        if ref == NULL or ref.status == REF_NOT_FOUND_C:
+            return R_TAP_NOT_FOUND
+        pp = pending_find(st, op.ref_source, op.ref_seq)
+        if pp != NULL and pp.debit_id == 0:
+            return R_TAP_ALREADY_REVERSED
+        if ref.status != REF_TAP_C or ref.account_id != aid or pp != NULL:
+            return R_TAP_NOT_REVERSIBLE  # (pp: an entry whose hold is still open)
+        opr_id = ref.operator_id
+        amount = ref.amount_fen
+        sub = ref.subsidy_fen
+        if amount:
+            mask = reversal_mask(tp, jp, ref, card)
+    else:
+        opr_id = st.reverse_replay_operator
+        amount = st.reverse_replay_amount
+        sub = st.reverse_replay_subsidy
+        mask = st.reverse_replay_mask
+    if amount:
+        opr = account_get(st, opr_id)
+        if opr == NULL or opr.kind != A_OPERATOR:
+            return R_OPERATOR_NOT_FOUND
+        if opr.flags & AF_CLOSED:
+            return R_ACCOUNT_CLOSED
+        if opr.flags & AF_FROZEN:
+            return R_ACCOUNT_FROZEN
+        if opr.cash_fen < amount:
+            return R_INSUFFICIENT_FUNDS
+        cash = amount - sub
+        if cash and cl_sum_lt(card.cap_fen - card.debits_pending - card.credits_pending, 0, card.cash_fen + cash):
+            return R_EXCEEDS_CAP
+        if opr.debits_posted > INT64_MAX_ - amount or card.credits_posted > INT64_MAX_ - amount:
+            return R_OVERFLOW
+        if cl_diff_gt(card.cash_fen + card.subsidy_fen, INT64_MAX_ - amount, 0):
+            return R_OVERFLOW
+        touch(st, opr)
+        touch(st, card)
+        opr.cash_fen -= amount
+        opr.debits_posted += amount
+        card.credits_posted += amount
+        card.subsidy_fen += sub
+        card.cash_fen += cash
+    if mask and jp != NULL:
+        cow_before_write(tp.cow, jidx)
+        take_back(&tp.journeys[jidx], mask, amount)
+    # The tap's id stays in the holds table as a hold of nothing: its reversed mark.
+    memset(&mark, 0, sizeof(Pending))
+    mark.source = op.ref_source
+    mark.seq = op.ref_seq
+    mark.journal_seq = jseq
+    pending_add(st, &mark)
+    CL_ASSERT(pending_find(st, op.ref_source, op.ref_seq) != NULL, "a reversed tap is marked")
+    CL_ASSERT(card.subsidy_fen >= 0, "a reversal never takes a subsidy purse below zero")
+    set_effect(ef, amount, available(card), opr, card, sub)
+    ef.discounts = mask
+    return R_OK

@@ -31,6 +31,30 @@ cdef int window_reserve(State* st, int64_t n) noexcept nogil:
     return 0
 
 
+cdef int window_reserve_more(State* st, int64_t n_batch) noexcept nogil:
+    """Room for this batch to hold n_batch records in all (window_reserve made room for
+    one per op; a tap's settlement adds one)."""
+    if st.batch_base + n_batch >= <int64_t>0xFFFFFFFE:
+        return -1
+    if grow(<void**>&st.tail, &st.cap_tail, n_batch, sizeof(Journal)) != 0:
+        return -1
+    if grow(<void**>&st.woff, &st.cap_woff, st.batch_base + n_batch, sizeof(int64_t)) != 0:
+        return -1
+    if grow(<void**>&st.wptime, &st.cap_wptime, st.batch_base + n_batch, sizeof(uint64_t)) != 0:
+        return -1
+    if grow(<void**>&st.wsrc, &st.cap_wsrc, st.batch_base + n_batch, sizeof(int32_t)) != 0:
+        return -1
+    if grow(<void**>&st.wseq, &st.cap_wseq, st.batch_base + n_batch, sizeof(uint64_t)) != 0:
+        return -1
+    if grow(<void**>&st.whash, &st.cap_whash, st.batch_base + n_batch, sizeof(uint64_t)) != 0:
+        return -1
+    if grow(<void**>&st.wbytes, &st.cap_wbytes, st.wbytes_used + n_batch * RECORD_BYTES_MAX, 1) != 0:
+        return -1
+    CL_ASSERT(st.cap_tail >= n_batch, "the tail has room for the batch's records")
+    CL_ASSERT(st.cap_woff >= st.batch_base + n_batch, "the window has room for the batch's decisions")
+    return 0
+
+
 cdef inline void window_begin_batch(State* st) noexcept nogil:
     st.n_tail = 0
     st.batch_base = st.n_dec

@@ -55,6 +55,7 @@ from .schema import (
     OP_DTYPE,
     PENDING_DTYPE,
     RESULT_DTYPE,
+    REVERSE_REF_DTYPE,
     TAP_HORIZON_NONE,
     AccountKind,
     OpKind,
@@ -72,7 +73,14 @@ from .store.datafile import DataFileExtender
 from .store.env import DURABILITY_MODES, LMDB_CORRUPTION_ERRORS, LOAD_RETRIES_MAX, Store
 from .store.fares import FareVersions
 from .store.ids import IDS_FLUSH_OPS_DEFAULT, IdFlush, IdIndex
-from .store.journal import GENESIS_HASH, RECORD_MARK_STRIDE, DecodedBatches, encode_batch
+from .store.journal import (
+    GENESIS_HASH,
+    RECORD_MARK_STRIDE,
+    DecodedBatches,
+    RecordFetcher,
+    encode_batch,
+    staged_record,
+)
 from .store.keys import KEY
 from .verify import VerifyReport, verify
 
@@ -80,6 +88,7 @@ __all__ = ["AccountInfo", "DURABILITY_MODES", "Ledger", "VerifyReport", "open"]
 
 #: OpKind.TAP as a plain int: compared once per batch on the hot path.
 _TAP = int(OpKind.TAP)
+_REVERSE = int(OpKind.REVERSE)
 #: Most decided ops held in memory between checkpoints (the core indexes them in 32 bits).
 CHECKPOINT_OPS_MAX = 1 << 30
 #: How far past this host's clock a TAP's time_us may be (a day): later ones are refused
@@ -577,10 +586,10 @@ class Ledger:
         the cards a SWEEP tap at that instant would charge the incomplete charge.
 
         An open entry is settled at the card's next ENTRY, at its next EXIT after the
-        network's timeout, or by a SWEEP; a BOARD tap, or a tap at another operator's
-        gate, leaves it open (a journal record names one card and one operator, and the
-        incomplete charge is owed to the entry's operator). So a gateway sweeps, e.g.
-        nightly: one SWEEP op per card listed, with ids of its own and this `time_us`.
+        network's timeout, by a SWEEP, or, once timed out, by the card's next tap of any
+        kind (in a settlement record of its own, docs/fares.md). A card that does not
+        tap again stays listed, so a gateway sweeps, e.g. nightly: one SWEEP op per card
+        listed, with ids of its own and this `time_us`.
         Frozen and closed cards are left out: a SWEEP of theirs would be refused (a
         REPLACE voids the old card's holds; its open entry goes with them).
         """
@@ -860,15 +869,21 @@ class Ledger:
         if beside_kernel:
             self._ids.prepare_merge_step()
             self._datafile.extend_beside_kernel(self._store.env)
-        results, journal = engine.apply(ops, prior, has_prior)
+        refs = self._reverse_refs(txn, ops) if self._has_reverse(ops) else None
+        if refs is None:
+            results, journal = engine.apply(ops, prior, has_prior)
+        else:
+            results, journal = engine.apply(ops, prior, has_prior, refs)
         packed = marks = None
         if len(journal):
             packed = engine.last_batch_packed()
             marks = engine.last_batch_marks(RECORD_MARK_STRIDE)
         if has_taps:
-            charged = taps & (results["code"] == Result.OK)
-            if charged.any():
-                tap_time_us = int(ops["time_us"][charged].max())
+            # The tap records decided, a settlement's SWEEP (written for a tap, which may
+            # itself fail) included: each rated a fare no later version may re-rate.
+            rated = (journal["kind"] == _TAP) & (journal["code"] == Result.OK) if len(journal) else None
+            if rated is not None and rated.any():
+                tap_time_us = int(journal["time_us"][rated].max())
             self._prefault_journeys_if_grown()
         staged = StagedBatch(ops, results, journal if len(journal) else None, packed, tap_time_us)
         staged.marks = marks
@@ -896,6 +911,48 @@ class Ledger:
                 return self._ids.lookup(rtxn, ops, cand, flushes, journals, logs)
         return self._ids.lookup(txn, ops, cand, [] if flushing is None else [flushing], [],
                                 self._ids.committed.logs)
+
+    @staticmethod
+    def _has_reverse(ops: np.ndarray) -> bool:
+        """Whether the batch has a REVERSE op (its taps are then looked up first)."""
+        return bool((ops["kind"] == _REVERSE).any())
+
+    def _reverse_refs(self, txn: Any, ops: np.ndarray) -> np.ndarray:
+        """What each REVERSE op of the batch names (REVERSE_REF_DTYPE, one row per op):
+        the tap's record, from the engine's window of recent decisions or else from the
+        id index, and for an EXIT the entry it closed (`queries.reverse_ref`). Taps
+        decided in this same batch are not found. `txn`: as for `_lookup_prior`."""
+        refs = np.zeros(len(ops), dtype=REVERSE_REF_DTYPE)
+        rev = np.flatnonzero(ops["kind"] == _REVERSE)
+        q = np.zeros(len(rev), dtype=OP_DTYPE)
+        q["source"], q["seq"] = ops["ref_source"][rev], ops["ref_seq"][rev]
+        recs, found = self._engine.decided_records(q["source"], q["seq"])
+        staged = self._pipeline.in_flight_items() if self._pipeline is not None else []
+        journals = [item.journal for item in staged if item.journal is not None]
+
+        def resolve(rtxn: Any) -> None:
+            rest = ~found & (q["source"] != 0)
+            if rest.any():
+                flushes = [item.flush for item in staged if item.flush is not None]
+                prior, has = self._ids.lookup(rtxn, q, rest, flushes, journals, self._ids.committed.logs)
+                recs[has] = prior[has]
+                found[has] = True
+            fetcher = RecordFetcher(rtxn, self._store.journal_db, self._decoded)
+
+            def fetch(jseq: int) -> Any:
+                rec = staged_record(journals, jseq) if journals else None
+                return fetcher(jseq) if rec is None else rec
+
+            for i, k in enumerate(rev.tolist()):
+                if found[i]:
+                    refs[k] = queries.reverse_ref(recs[i], fetch)
+
+        if txn is None:
+            with self._store.begin_read() as rtxn:
+                resolve(rtxn)
+        else:
+            resolve(txn)
+        return refs
 
     def _prefault_journeys_if_grown(self) -> None:
         """After the journey store grew (at once, to the number of cards): fault its new

@@ -1,5 +1,5 @@
-"""Reads of the ledger: accounts, statements, journal ranges, and the lists validators
-and gateways need (denylist, overdue metro entries).
+"""Reads of the ledger: accounts, statements, journal ranges, the lists validators
+and gateways need (denylist, overdue metro entries), and what a REVERSE op names.
 
 Each function here reads what it is given (an engine's exported arrays, a read
 transaction, the fare versions) and changes nothing; `Ledger` takes its lock, brings
@@ -14,7 +14,17 @@ from typing import Any
 import numpy as np
 
 from .errors import CorruptionError
-from .schema import ACCOUNT_DTYPE, JOURNAL_DTYPE, AccountFlags, AccountKind
+from .schema import (
+    ACCOUNT_DTYPE,
+    JOURNAL_DTYPE,
+    REF_OTHER,
+    REF_TAP,
+    AccountFlags,
+    AccountKind,
+    OpKind,
+    Result,
+    TapType,
+)
 from .store.journal import DecodedBatches, RecordFetcher
 
 _CASH = ACCOUNT_DTYPE.names.index("cash_fen")
@@ -157,3 +167,38 @@ def overdue_entries(engine: Any, tap_tables: list, time_us: int) -> np.ndarray:
         limits = tt.gate_timeout_us[net].tolist()
         overdue[rows] = [age > limit for age, limit in zip(ages, limits)]
     return np.sort(journeys["account_id"][overdue].astype(np.uint64))
+
+
+def reverse_ref(rec: Any, fetch: Any) -> tuple:
+    """What a REVERSE needs to know of the decision `rec` (a journal record) it names,
+    as a REVERSE_REF_DTYPE row; `fetch(journal_seq)` reads any earlier record.
+
+    For a successful EXIT, the card's records are walked back from it to the ENTRY
+    whose open entry it closed, if any: the last successful ENTRY of the card before
+    it with nothing that settles an entry in between (an EXIT, a SWEEP that charged,
+    a REPLACE). An exit with an open entry counted in the caps and tiers at its entry
+    time; an exit without one charged the incomplete charge and counted nowhere."""
+    if int(rec["kind"]) != OpKind.TAP or int(rec["code"]) != Result.OK:
+        return (0, 0, 0, 0, 0, 0, 0, 0, REF_OTHER, 0, 0, 0)
+    card = int(rec["account_id"])
+    tap = int(rec["tap"])
+    entry_found, entry_time_us, entry_route = 0, 0, 0
+    if tap == TapType.EXIT:
+        jseq = int(rec["debit_prev_seq"]) if int(rec["debit_id"]) == card else int(rec["credit_prev_seq"])
+        while jseq:
+            r = fetch(jseq)
+            kind = int(r["kind"])
+            if kind == OpKind.REPLACE:
+                break  # the card began here: its old card's entry was dropped
+            if kind == OpKind.TAP:
+                t = int(r["tap"])
+                if t == TapType.ENTRY:
+                    entry_found, entry_time_us, entry_route = 1, int(r["time_us"]), int(r["route"])
+                    break
+                if t == TapType.EXIT or (t == TapType.SWEEP and int(r["result_amount_fen"]) > 0):
+                    break
+            jseq = int(r["debit_prev_seq"]) if int(r["debit_id"]) == card else int(r["credit_prev_seq"])
+    return (
+        card, int(rec["credit_id"]), int(rec["result_amount_fen"]), int(rec["subsidy_fen"]),
+        int(rec["time_us"]), entry_time_us, int(rec["route"]), entry_route, REF_TAP, tap, entry_found, 0,
+    )

@@ -36,8 +36,9 @@ class OpKind(enum.IntEnum):
     REPLACE = 11
     CLOSE = 12
     TAP = 13
-    ACTIVATE = 14  # an inactive card (OPEN with OpFlags.INACTIVE) is handed over: debits and taps allowed
-    SET_CATEGORY = 15  # a card's rider category changes from the op's time_us on
+    REVERSE = 14  # an operator returns a tap's charge (the tap named by ref_source, ref_seq)
+    ACTIVATE = 15  # an inactive card (OPEN with OpFlags.INACTIVE) is handed over: debits and taps allowed
+    SET_CATEGORY = 16  # a card's rider category changes from the op's time_us on
 
 
 class TapType(enum.IntEnum):
@@ -142,6 +143,10 @@ class Result(enum.IntEnum):
     RESERVED_MUST_BE_ZERO = 42  # pad16 or pad32
     ACCOUNT_INACTIVE = 43  # a debit or tap of a card issued inactive and not yet ACTIVATEd
     CATEGORY_CHANGED_LATER = 44  # SET_CATEGORY at or before the time of the card's last change
+    INVALID_REVERSE = 48  # a REVERSE that names no tap id
+    TAP_NOT_FOUND = 49  # REVERSE: no tap decided with that id (in an earlier batch)
+    TAP_NOT_REVERSIBLE = 50  # REVERSE: the id is not a successful TAP of this card, or an entry still open
+    TAP_ALREADY_REVERSED = 51  # REVERSE: the tap was reversed before
 
 
 # ---------------------------------------------------------------------------
@@ -171,6 +176,10 @@ JOURNEY_LEGS_MAX = 4
 TAP_TIME_US_MAX = 1 << 57
 #: An engine's tap horizon when no TAP is refused for its time (int64's largest value).
 TAP_HORIZON_NONE = INT64_MAX
+#: The source of the journal records the ledger writes on its own: the settlement of a
+#: card's overdue metro entry at the card's next tap (a SWEEP record, seqs 1, 2, …).
+#: An op may not use it (INVALID_ID, like source 0).
+SETTLE_SOURCE = (1 << 64) - 1
 #: Caps and spend tiers one fare system may configure (per-card counters are
 #: fixed-size slots).
 FARE_CAPS_MAX = 4
@@ -348,6 +357,29 @@ PERIOD_WEEK = 1  # Monday to Sunday
 PERIOD_ROLLING_7D = 2  # seven service days from the first capped tap
 PERIOD_MONTH = 3
 
+#: What the ledger found about the tap a REVERSE op names (one row per op of a batch,
+#: `Engine.apply(..., refs=)`): read from the journal before the batch runs.
+REVERSE_REF_DTYPE = np.dtype(
+    [
+        ("account_id", "<u8"),  # the tap's card
+        ("operator_id", "<u8"),  # the account it paid (its record's credit_id)
+        ("amount_fen", "<i8"),  # what it charged
+        ("subsidy_fen", "<i8"),  # the part drawn from the card's subsidy purse
+        ("time_us", "<i8"),  # the tap's time
+        ("entry_time_us", "<i8"),  # an EXIT's open entry: its time
+        ("route", "<u4"),  # the tap's route index
+        ("entry_route", "<u4"),  # an EXIT's open entry: its route index
+        ("status", "<u2"),  # REF_* below
+        ("tap", "<u2"),  # the tap's TapType
+        ("entry_found", "<u2"),  # 1: the EXIT had an open entry (entry_* are set)
+        ("pad16", "<u2"),
+    ]
+)
+#: REVERSE_REF_DTYPE.status values
+REF_NOT_FOUND = 0  # no decision with that id before the batch
+REF_TAP = 1  # a successful TAP
+REF_OTHER = 2  # a decision that is not a successful TAP
+
 #: Decisions since the last checkpoint, handed to storage to index at checkpoint.
 DECISION_DTYPE = np.dtype([("source", "<u8"), ("seq", "<u8"), ("journal_seq", "<u8")])
 
@@ -370,6 +402,7 @@ ALLOWED_FLAGS = {
     OpKind.CLOSE: OpFlags.LINKED,
     # a tap moves money and journey state at once; it is never part of a chain
     OpKind.TAP: OpFlags.NONE,
+    OpKind.REVERSE: OpFlags.NONE,  # nor is its reversal
     OpKind.ACTIVATE: OpFlags.LINKED,
     OpKind.SET_CATEGORY: OpFlags.LINKED,
 }
@@ -400,6 +433,8 @@ OP_FIELDS_USED: dict[OpKind, frozenset[str]] = {
     # a metered BOARD carries its fare in amount_fen; a SWEEP names no route or stop
     # (INVALID_TAP) and no amount (INVALID_AMOUNT): the tap rules check those
     OpKind.TAP: frozenset({"account_id", "amount_fen", "route", "stop", "tap"}),
+    # the card, and the tap reversed by its id
+    OpKind.REVERSE: frozenset({"account_id", "ref_source", "ref_seq"}),
     OpKind.ACTIVATE: frozenset({"account_id"}),
     OpKind.SET_CATEGORY: frozenset({"account_id", "category"}),
 }

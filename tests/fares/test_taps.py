@@ -22,7 +22,7 @@ import cardledger
 from helpers import taps_feed
 from cardledger import AccountKind, OpFlags, OpKind, Result, new_ops
 from cardledger.fares import FareDiscount, FareSystem
-from cardledger.schema import TapType
+from cardledger.schema import SETTLE_SOURCE, TapType
 
 TZ = dt.timezone(dt.timedelta(hours=8))
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -547,17 +547,14 @@ def test_sweep_of_a_card_without_an_open_entry_does_nothing(hb):
     charged(hb.tap(card, T(8), SWEEP), 0, balance=5000)
 
 
-def test_a_bus_tap_after_the_timeout_leaves_the_entry_open_for_the_sweep_that_lists_it(hb):
-    """A BOARD at another operator does not settle a timed-out metro entry (the record
-    names one operator: the bus's); `overdue_entries` lists the card from just past
-    the 4 h timeout on, and the SWEEPs built from the list charge the metro operator."""
+def test_overdue_entries_lists_timed_out_entries_for_the_sweeps_built_from_it(hb):
+    """`overdue_entries` lists a card from just past the 4 h timeout on (frozen cards
+    left out), and the SWEEPs built from the list charge the metro operator."""
     card, other, frozen = hb.card(100, 5000), hb.card(101, 5000), hb.card(102, 5000)
     hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
     hb.tap(other, T(9), ENTRY, "metro_1", "m1_harbin_east_station")
     hb.tap(frozen, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
     hb.freeze(frozen)
-    charged(hb.tap(card, T(16), BOARD, "bus_1", "bs_0001"), 100, balance=4100)
-    assert hb.held(card) == 800 and hb.bal(BUS_OP) == 100 and hb.bal(METRO_OP) == 0
     assert hb.led.overdue_entries(T(12)).tolist() == []  # exactly 4 h is not older
     assert hb.led.overdue_entries(T(12) + 1).tolist() == [card]  # the frozen card is left out
     assert hb.led.overdue_entries(T(13) + 1).tolist() == [card, other]
@@ -569,6 +566,114 @@ def test_a_bus_tap_after_the_timeout_leaves_the_entry_open_for_the_sweep_that_li
     assert hb.bal(METRO_OP) == 1600 and hb.held(card) == 0 and hb.held(other) == 0
     assert hb.led.overdue_entries(T(16)).tolist() == []
     assert hb.led.verify().ok
+
+
+def settlements(led, card: int):
+    """The records the ledger wrote on its own (source SETTLE_SOURCE) for `card`."""
+    j = led.journal()
+    return j[(j["source"] == SETTLE_SOURCE) & (j["account_id"] == card)]
+
+
+def test_a_bus_board_after_the_timeout_first_settles_the_entry_to_the_metro(hb):
+    """Rule 9: the card's next BOARD after the 4 h timeout first charges the incomplete
+    journey (800, the hold) to the metro operator, in a SWEEP record of its own, then
+    charges its own fare (100) to the bus operator. The tap's result is its own fare;
+    its balance is after both: 5000 - 800 - 100."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    r = hb.tap(card, T(16), BOARD, "bus_1", "bs_0001")
+    charged(r, 100, balance=4100)
+    assert hb.held(card) == 0 and hb.bal(METRO_OP) == 800 and hb.bal(BUS_OP) == 100
+    assert hb.led.overdue_entries(T(16)).tolist() == []
+    rec = settlements(hb.led, card)
+    assert len(rec) == 1
+    assert (int(rec[0]["kind"]), int(rec[0]["tap"]), int(rec[0]["seq"])) == (OpKind.TAP, SWEEP, 1)
+    assert int(rec[0]["time_us"]) == T(16) and int(rec[0]["result_amount_fen"]) == 800
+    assert (int(rec[0]["debit_id"]), int(rec[0]["credit_id"])) == (card, METRO_OP)
+    assert int(rec[0]["journal_seq"]) + 1 == int(r["journal_seq"])  # just before the tap's own
+    # the metro operator's statement names the settlement, the bus operator's the BOARD
+    assert hb.led.statement(METRO_OP)["source"].tolist()[-1] == SETTLE_SOURCE
+    last = hb.led.statement(BUS_OP)[-1]
+    assert (int(last["source"]), int(last["seq"])) == (GATE, hb.gate_seq)
+    assert hb.led.verify().ok
+
+
+def test_a_bus_board_before_the_timeout_leaves_the_entry_open(hb):
+    """An entry not yet timed out (4 h exactly is not older) stays open across a BOARD:
+    the rider may still be inside the metro system's journey; nothing is settled."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    charged(hb.tap(card, T(12), BOARD, "bus_1", "bs_0001"), 100, balance=4100)
+    assert hb.held(card) == 800 and hb.bal(METRO_OP) == 0
+    assert len(settlements(hb.led, card)) == 0
+
+
+def test_another_operators_gate_after_the_timeout_settles_the_entry_then_enters(hb):
+    """Rule 9 at a gate of another network: the coach ENTRY first settles the overdue
+    metro entry (800 to the metro), then holds the coach's maximum fare (4500) on the
+    coach operator; the later coach EXIT charges the coach fare only."""
+    card = hb.card(100, 6000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    charged(hb.tap(card, T(12) + 1, ENTRY, "coach_harbin_acheng", "coach_harbin"), 0, balance=6000 - 800 - 4500)
+    assert hb.bal(METRO_OP) == 800 and hb.held(card) == 4500
+    charged(hb.tap(card, T(13), EXIT, "coach_harbin_acheng", "coach_acheng"), 1000, balance=6000 - 800 - 1000)
+    assert hb.bal(COACH_OP) == 1000
+    assert len(settlements(hb.led, card)) == 1
+    assert hb.led.verify().ok
+
+
+def test_another_operators_gate_before_the_timeout_still_refuses_the_card(hb):
+    """While the metro entry is open and not timed out, the coach gate refuses the card
+    (INVALID_TAP) and nothing is settled."""
+    card = hb.card(100, 6000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    refused(hb.tap(card, T(9), ENTRY, "coach_harbin_acheng", "coach_harbin"), Result.INVALID_TAP)
+    assert hb.held(card) == 800 and len(settlements(hb.led, card)) == 0
+
+
+def test_a_settlement_stands_when_the_tap_after_it_fails(hb):
+    """The settlement is done first and stands: a BOARD the card can no longer pay after
+    the incomplete charge is refused (INSUFFICIENT_FUNDS), the metro keeps its 800."""
+    card = hb.card(100, 800)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    refused(hb.tap(card, T(16), BOARD, "bus_1", "bs_0001"), Result.INSUFFICIENT_FUNDS)
+    assert hb.bal(card) == 0 and hb.bal(METRO_OP) == 800 and hb.held(card) == 0
+    assert len(settlements(hb.led, card)) == 1
+    assert hb.led.verify().ok
+
+
+def test_a_resent_board_that_settled_is_exists_and_settles_nothing_more(hb):
+    """Exactly once: the BOARD resent is EXISTS with its figures, and no second settlement."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    ops = hb.op(card, T(16), BOARD, "bus_1", "bs_0001")
+    first = hb.led.apply(ops)[0]
+    again = hb.led.apply(ops)[0]
+    assert Result(int(again["code"])) == Result.EXISTS
+    assert (int(again["amount_fen"]), int(again["balance_fen"])) == (100, int(first["balance_fen"]))
+    assert hb.bal(card) == 4100 and len(settlements(hb.led, card)) == 1
+
+
+def test_settlements_number_their_ids_one_after_another_and_survive_reopen(ledger_path):
+    """Settlement ids are (SETTLE_SOURCE, 1), (SETTLE_SOURCE, 2), … across batches and a
+    reopen (the journal replays them), and an op may not use that source (INVALID_ID)."""
+    with cardledger.open(ledger_path, create=True) as led:
+        rig = harbin_rig(led)
+        a, b = rig.card(100, 5000), rig.card(101, 5000)
+        for card in (a, b):
+            rig.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+        rig.tap(a, T(16), BOARD, "bus_1", "bs_0001")
+        gate_seq = rig.gate_seq
+    with cardledger.open(ledger_path, create=True) as led:
+        rig = Rig(led, harbin_system())
+        rig.admin_seq, rig.gate_seq = 100, gate_seq
+        rig.tap(b, T(17), BOARD, "bus_1", "bs_0001")
+        j = led.journal()
+        assert j[j["source"] == SETTLE_SOURCE]["seq"].tolist() == [1, 2]
+        ops = rig.op(a, T(18), BOARD, "bus_1", "bs_0001")
+        ops["source"] = SETTLE_SOURCE
+        refused(led.apply(ops)[0], Result.INVALID_ID)
+        assert led.verify().ok
 
 
 def test_overdue_entries_of_a_ledger_without_fares_or_entries_is_empty(led):
@@ -1471,3 +1576,240 @@ def test_a_failed_chain_with_a_replace_leaves_the_fare_state_with_the_old_card(l
     charged(rig.tap(old, T(10), BOARD, "bus_a", "b1"), 100, discounts=CAP)  # still the old card's cap
     refused(rig.tap(200, T(11), BOARD, "bus_a", "b1"), Result.ACCOUNT_NOT_FOUND)
     assert led.verify().ok
+
+
+# =========================================================================== reversing a tap
+
+OFFICE = 3  # op source: the operator's complaints desk
+
+
+def reverse(rig: Rig, card: int, tap_id: tuple[int, int], seq: int, time_us: int | None = None) -> np.void:
+    """Apply one REVERSE of the tap `tap_id` on `card` (id (OFFICE, seq)), at `time_us`
+    (default: the test day's 23:00, when the office corrects the day's charges); its result."""
+    ops = new_ops(1)
+    ops["source"], ops["seq"], ops["kind"], ops["account_id"] = OFFICE, seq, OpKind.REVERSE, card
+    ops["ref_source"], ops["ref_seq"] = tap_id[0], tap_id[1]
+    ops["time_us"] = T(23) if time_us is None else time_us
+    return rig.led.apply(ops)[0]
+
+
+def returned(r, amount: int, balance: int | None = None) -> None:
+    """Assert a REVERSE succeeded and returned `amount` (leaving `balance`)."""
+    assert (Result(int(r["code"])).name, int(r["amount_fen"])) == ("OK", amount)
+    if balance is not None:
+        assert int(r["balance_fen"]) == balance
+
+
+def test_reverse_returns_a_bus_fare_from_the_operator(hb):
+    """A double tap on the bus: REVERSE of the second returns its 100 from the bus operator
+    to the card; the record names the operator as debit, the card as credit."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), BOARD, "bus_1", "bs_0001")
+    hb.tap(card, T(8) + US, BOARD, "bus_1", "bs_0001")
+    returned(reverse(hb, card, (GATE, hb.gate_seq), 1, T(10)), 100, balance=4900)
+    assert hb.bal(BUS_OP) == 100
+    rec = hb.led.journal()[-1]
+    assert (int(rec["kind"]), int(rec["debit_id"]), int(rec["credit_id"])) == (OpKind.REVERSE, BUS_OP, card)
+    assert hb.led.verify().ok
+
+
+def test_a_tap_is_reversed_once_and_a_reverse_is_exactly_once(hb):
+    """The same REVERSE resent is EXISTS (nothing moves again); another REVERSE of the same
+    tap is TAP_ALREADY_REVERSED."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), BOARD, "bus_1", "bs_0001")
+    tap_id = (GATE, hb.gate_seq)
+    returned(reverse(hb, card, tap_id, 1), 100, balance=5000)
+    again = reverse(hb, card, tap_id, 1)
+    assert Result(int(again["code"])) == Result.EXISTS and int(again["amount_fen"]) == 100
+    refused(reverse(hb, card, tap_id, 2), Result.TAP_ALREADY_REVERSED)
+    assert hb.bal(card) == 5000 and hb.bal(BUS_OP) == 0
+
+
+def test_reverse_of_an_unknown_or_failed_or_other_cards_tap_is_refused(hb):
+    """No such id: TAP_NOT_FOUND. A failed tap, a non-TAP op, or another card's tap:
+    TAP_NOT_REVERSIBLE. A REVERSE with no tap id: INVALID_REVERSE; with a field it does
+    not use, that field's code (strict input); with an amount: INVALID_AMOUNT."""
+    card, other = hb.card(100, 5000), hb.card(101, 50)
+    refused(reverse(hb, card, (GATE, 999), 1), Result.TAP_NOT_FOUND)
+    hb.tap(other, T(8), BOARD, "bus_1", "bs_0001")  # 100 > 50: refused
+    refused(reverse(hb, other, (GATE, hb.gate_seq), 2), Result.TAP_NOT_REVERSIBLE)
+    refused(reverse(hb, card, (ADMIN, 1), 3), Result.TAP_NOT_REVERSIBLE)  # an OPEN
+    hb.tap(card, T(8), BOARD, "bus_1", "bs_0001")
+    refused(reverse(hb, other, (GATE, hb.gate_seq), 4), Result.TAP_NOT_REVERSIBLE)
+    refused(reverse(hb, card, (0, 0), 5), Result.INVALID_REVERSE)
+    ops = new_ops(1)
+    ops["source"], ops["seq"], ops["kind"], ops["account_id"] = OFFICE, 6, OpKind.REVERSE, card
+    ops["ref_source"], ops["ref_seq"], ops["route"], ops["time_us"] = GATE, hb.gate_seq, 1, T(23)
+    refused(hb.led.apply(ops)[0], Result.ROUTE_MUST_BE_ZERO)
+    ops["seq"], ops["route"], ops["amount_fen"] = 7, 0, 100
+    refused(hb.led.apply(ops)[0], Result.INVALID_AMOUNT)
+
+
+def test_a_tap_in_the_same_batch_is_not_found(hb):
+    """A REVERSE finds taps decided before its batch: one of the same batch is TAP_NOT_FOUND."""
+    card = hb.card(100, 5000)
+    ops = np.concatenate([hb.op(card, T(8), BOARD, "bus_1", "bs_0001"), new_ops(1)])
+    ops[1]["source"], ops[1]["seq"], ops[1]["kind"], ops[1]["account_id"] = OFFICE, 1, OpKind.REVERSE, card
+    ops[1]["ref_source"], ops[1]["ref_seq"], ops[1]["time_us"] = GATE, hb.gate_seq, T(23)
+    r = hb.led.apply(ops)
+    assert [Result(int(c)).name for c in r["code"]] == ["OK", "TAP_NOT_FOUND"]
+
+
+def test_reverse_of_a_metro_exit_returns_the_fare_and_keeps_the_entry_hold_rules(hb):
+    """A faulty exit validator: REVERSE of the EXIT returns its 200 from the metro; the
+    ENTRY itself charged nothing (its hold was posted by the exit) and reversing it
+    returns 0. An ENTRY whose hold is still open is TAP_NOT_REVERSIBLE."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    entry_id = (GATE, hb.gate_seq)
+    refused(reverse(hb, card, entry_id, 1), Result.TAP_NOT_REVERSIBLE)
+    hb.tap(card, T(8, 30), EXIT, "metro_1", "m1_museum")
+    returned(reverse(hb, card, (GATE, hb.gate_seq), 2), 200, balance=5000)
+    returned(reverse(hb, card, entry_id, 3), 0, balance=5000)
+    assert hb.bal(METRO_OP) == 0 and hb.held(card) == 0
+    assert hb.led.verify().ok
+
+
+def test_reverse_returns_the_subsidy_part_to_the_subsidy_purse(hb):
+    """A fare drawn from the subsidy purse goes back to it: the card's purses are as before."""
+    card = hb.card(100, 1000)
+    hb.open(5000, AccountKind.PROGRAM)
+    hb.admin(dict(kind=OpKind.TRANSFER, account_id=CLEARING, counterparty_id=5000, amount_fen=500))
+    hb.admin(dict(kind=OpKind.AID, account_id=card, counterparty_id=5000, amount_fen=50))
+    before = hb.led.account(card)
+    hb.tap(card, T(8), BOARD, "bus_1", "bs_0001")  # 100: 50 from the subsidy purse, 50 cash
+    returned(reverse(hb, card, (GATE, hb.gate_seq), 1), 100)
+    after = hb.led.account(card)
+    assert (after.cash_fen, after.subsidy_fen) == (before.cash_fen, before.subsidy_fen)
+
+
+def test_reverse_takes_the_tap_back_from_the_daily_cap(led, tmp_path):
+    """Cap 500 a day: 200, 200, then a double tap charged 100 (CAP). Reversing the 200 at
+    09:00 takes it back from the counter (300 spent): the next bus pays 200 again, and the
+    one after 0 (CAP, 500 spent). Taps after the reversed one are not re-rated."""
+    rig = synthetic_rig(led, tmp_path, extra_toml=DAY_CAP)
+    card = rig.card(100, 5000)
+    bus = lambda when: rig.tap(card, when, BOARD, "bus_a", "b1")  # noqa: E731
+    charged(bus(T(8)), 200)
+    charged(bus(T(9)), 200)
+    nine = (GATE, rig.gate_seq)
+    charged(bus(T(10)), 100, discounts=CAP)
+    returned(reverse(rig, card, nine, 1), 200, balance=5000 - 300)
+    charged(bus(T(11)), 200)
+    charged(bus(T(12)), 0, discounts=CAP)
+    assert led.verify().ok
+
+
+def test_reverse_takes_a_metro_exit_back_from_the_cap_of_its_entry_day(led, tmp_path):
+    """An exit counts in the cap of its entry's service day: a ride entered 23:50 and left
+    00:20 the next day counted 500 on the first day, so a late bus tap of 20:00 that day
+    pays 0 (CAP); once the exit is reversed, the first day's counter is back to 0 and a
+    late bus tap of 21:00 pays its 200 (late taps are priced alone)."""
+    rig = synthetic_rig(led, tmp_path, extra_toml=DAY_CAP)
+    card = rig.card(100, 5000)
+    rig.tap(card, T(23, 50), ENTRY, "metro_x", "ma")
+    charged(rig.tap(card, T(24, 20), EXIT, "metro_x", "mc"), 500)
+    exit_id = (GATE, rig.gate_seq)
+    charged(rig.tap(card, T(20), BOARD, "bus_a", "b1"), 0, discounts=CAP)
+    returned(reverse(rig, card, exit_id, 1), 500, balance=5000)
+    charged(rig.tap(card, T(21), BOARD, "bus_a", "b1"), 200, balance=4800)
+    assert led.verify().ok
+
+
+def test_reverse_after_the_period_ended_takes_nothing_from_the_new_period(led, tmp_path):
+    """A tap of yesterday reversed today returns its fare; today's cap counter is not touched."""
+    rig = synthetic_rig(led, tmp_path, extra_toml=DAY_CAP)
+    card = rig.card(100, 5000)
+    charged(rig.tap(card, T(8), BOARD, "bus_a", "b1"), 200)
+    yesterday = (GATE, rig.gate_seq)
+    nxt = DAY + dt.timedelta(days=1)
+    for h in (8, 9):
+        charged(rig.tap(card, T(h, day=nxt), BOARD, "bus_a", "b1"), 200)
+    returned(reverse(rig, card, yesterday, 1), 200)
+    charged(rig.tap(card, T(10, day=nxt), BOARD, "bus_a", "b1"), 100, discounts=CAP)  # 400 spent today
+
+
+def test_reverse_takes_the_tap_back_from_the_monthly_tier_counter(led, tmp_path):
+    """Tier 50% off from 4.00 spent: 200, 200, then 100 (TIER). Reversing a 200 brings the
+    month's spend to 300: the next bus pays 200 (no tier), then 100 (TIER) again."""
+    tier = '[[tiers]]\nnetwork_ids = ["bus"]\nfrom_amount = "4.00"\npercent_off = 50\n'
+    rig = synthetic_rig(led, tmp_path, extra_toml=tier)
+    card = rig.card(100, 5000)
+    bus = lambda when: rig.tap(card, when, BOARD, "bus_a", "b1")  # noqa: E731
+    charged(bus(T(8)), 200)
+    first = (GATE, rig.gate_seq)
+    charged(bus(T(9)), 200)
+    charged(bus(T(10)), 100, discounts=TIER)
+    returned(reverse(rig, card, first, 1), 200)
+    charged(bus(T(11)), 200)
+    charged(bus(T(12)), 100, discounts=TIER)
+
+
+def test_reverse_of_a_settlement_returns_the_incomplete_charge(hb):
+    """The settlement a BOARD wrote for an overdue entry is a tap like any other: its id
+    (SETTLE_SOURCE, 1) reversed returns the 800 from the metro operator."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    hb.tap(card, T(16), BOARD, "bus_1", "bs_0001")
+    returned(reverse(hb, card, (SETTLE_SOURCE, 1), 1), 800, balance=4900)
+    assert hb.bal(METRO_OP) == 0
+
+
+def test_reverse_replays_to_its_figures_after_reopen_and_a_checkpoint(ledger_path):
+    """A REVERSE replays from its own record (no lookup): reopen and verify agree, also
+    when a checkpoint came in between, and its mark keeps the tap reversed after reopen."""
+    with cardledger.open(ledger_path, checkpoint_ops=8, create=True) as led:
+        rig = harbin_rig(led)
+        card = rig.card(100, 5000)
+        rig.tap(card, T(8), BOARD, "bus_1", "bs_0001")
+        tap_id = (GATE, rig.gate_seq)
+        for h in range(9, 14):
+            rig.tap(card, T(h), BOARD, "bus_1", "bs_0001")
+        returned(reverse(rig, card, tap_id, 1), 100)
+        assert led.verify().ok
+    with cardledger.open(ledger_path, create=True) as led:
+        rig = Rig(led, harbin_system())
+        assert led.balance(card) == 5000 - 500
+        refused(reverse(rig, card, tap_id, 2), Result.TAP_ALREADY_REVERSED)
+        assert led.verify().ok
+
+
+def test_a_reversed_taps_mark_is_no_hold(hb):
+    """POST or VOID naming a reversed tap's id find no hold: PENDING_NOT_FOUND."""
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), BOARD, "bus_1", "bs_0001")
+    tap_id = (GATE, hb.gate_seq)
+    returned(reverse(hb, card, tap_id, 1), 100)
+    for kind in (OpKind.POST, OpKind.VOID):
+        ops = new_ops(1)
+        hb.admin_seq += 1
+        ops["source"], ops["seq"], ops["kind"], ops["time_us"] = ADMIN, hb.admin_seq, kind, T(23)
+        ops["ref_source"], ops["ref_seq"] = tap_id
+        refused(hb.led.apply(ops)[0], Result.PENDING_NOT_FOUND)
+
+
+def test_a_batch_of_taps_that_all_settle_overdue_entries_journals_two_records_each(ledger_path):
+    """A batch whose every tap settles an overdue entry decides twice as many records as
+    it has ops (the engine makes room as it goes): all are journaled, numbered in order,
+    and the ledger reopens and verifies."""
+    n = 300
+    with cardledger.open(ledger_path, create=True) as led:
+        rig = harbin_rig(led)
+        cards = [100 + i for i in range(n)]
+        for i in range(0, n, 10):  # small batches, so no earlier batch made much room
+            rig.admin(*(r for c in cards[i:i + 10] for r in (
+                dict(kind=OpKind.OPEN, account_id=c, account_kind=AccountKind.CARD),
+                dict(kind=OpKind.TOPUP, account_id=c, counterparty_id=CLEARING, amount_fen=5000))))
+            led.apply(np.concatenate([rig.op(c, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+                                      for c in cards[i:i + 10]]))
+        boards = np.concatenate([rig.op(c, T(16), BOARD, "bus_1", "bs_0001") for c in cards])
+        r = led.apply(boards)
+        assert (r["code"] == Result.OK).all() and (r["amount_fen"] == 100).all()
+        j = led.journal(int(r["journal_seq"][0]) - 1)
+        assert len(j) == 2 * n and (np.diff(j["journal_seq"].astype(np.int64)) == 1).all()
+        assert j[j["source"] == SETTLE_SOURCE]["seq"].tolist() == list(range(1, n + 1))
+        assert led.balance(METRO_OP) == 800 * n and led.balance(BUS_OP) == 100 * n
+        assert led.verify().ok
+    with cardledger.open(ledger_path, create=True) as led:
+        assert led.balance(METRO_OP) == 800 * n and led.verify().ok

@@ -64,8 +64,10 @@ from cardledger.fares.model import (  # noqa: E402
 )
 from cardledger.fares.system import FareSystem  # noqa: E402
 from cardledger.fares.taptables import MODE_GATED, MODE_METERED, compile_taps  # noqa: E402
+from cardledger import queries  # noqa: E402
 from cardledger.schema import (  # noqa: E402
     JOURNAL_DTYPE,
+    REVERSE_REF_DTYPE,
     AccountKind,
     OpFlags,
     OpKind,
@@ -285,6 +287,7 @@ class TapWorld:
         self.next_card = 100
         self.clock: dict[int, int] = {}
         self.entries: list[tuple[int, int]] = []  # ids of ENTRY taps (their holds' ids)
+        self.taps: list[tuple[int, int, int]] = []  # (source, seq, card) of taps sent
         self.history: list[dict] = []
 
     def _row(self, **kw) -> dict:
@@ -394,8 +397,17 @@ class TapWorld:
         rows: list[dict] = []
         for _ in range(rng.randrange(1, 40)):
             r = rng.random()
+            if r < 0.04 and self.taps:
+                # REVERSE of an earlier tap (sometimes of another card, or twice)
+                src, seq, card = rng.choice(self.taps[-30:])
+                if rng.random() < 0.1:
+                    card = self._card()
+                rows.append(self._row(kind=OpKind.REVERSE, account_id=card, ref_source=src, ref_seq=seq,
+                                      time_us=self.t0 + 30 * DAY))
+                continue
             if r < 0.62:
                 row = self._row(**self._tap())
+                self.taps.append((row["source"], row["seq"], row["account_id"]))
                 if row["tap"] == TapType.ENTRY:
                     self.entries.append((row["source"], row["seq"]))
                 rows.append(row)
@@ -517,6 +529,19 @@ class CowCheck:
         assert journeys.tobytes() == self.want_journeys.tobytes(), f"{where}: the journeys' snapshot moved"
 
 
+def reverse_refs(ops: np.ndarray, indexed: dict, journal: list[np.ndarray]) -> np.ndarray:
+    """What the ledger hands the engines about the taps REVERSE ops name: the decided
+    record (before this batch) read as `queries.reverse_ref` reads it."""
+    refs = np.zeros(len(ops), dtype=REVERSE_REF_DTYPE)
+    records = np.concatenate(journal) if journal else np.zeros(0, JOURNAL_DTYPE)
+    first = int(records["journal_seq"][0]) if len(records) else 1
+    for i in np.flatnonzero(ops["kind"] == OpKind.REVERSE):
+        rec = indexed.get((int(ops[i]["ref_source"]), int(ops[i]["ref_seq"])))
+        if rec is not None:
+            refs[i] = queries.reverse_ref(rec, lambda jseq: records[jseq - first])
+    return refs
+
+
 def run_both(which: str, seed: int, batches: int) -> None:
     rng = random.Random(seed)
     _, versions = versions_of(which)
@@ -531,6 +556,7 @@ def run_both(which: str, seed: int, batches: int) -> None:
             snap = CowCheck(engines[1], rng, until=b + rng.randrange(0, 4))
         ops = to_ops(world.setup() if b == 0 else world.batch())
         outs = []
+        refs = reverse_refs(ops, indexed, journal)
         for e in engines:
             prior = np.zeros(len(ops), JOURNAL_DTYPE)
             has = np.zeros(len(ops), bool)
@@ -538,7 +564,7 @@ def run_both(which: str, seed: int, batches: int) -> None:
                 key = (int(ops[i]["source"]), int(ops[i]["seq"]))
                 if key in indexed:
                     prior[i], has[i] = indexed[key], True
-            outs.append(e.apply(ops, prior, has))
+            outs.append(e.apply(ops, prior, has, refs))
         (r_ref, j_ref), (r_core, j_core) = outs
         where = f"{which} seed {seed} batch {b}"
         same = r_ref.tobytes() == r_core.tobytes() and j_ref.tobytes() == j_core.tobytes()

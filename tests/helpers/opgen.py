@@ -71,9 +71,10 @@ class OpWorld:
         rec["time_us"] = T0_US + r.randrange(10**9)
         if r.random() < 0.3:
             rec["user_data"] = r.choice((1, 2**32, 2**64 - 1, r.randrange(2**64)))  # the caller's reference
+        # REVERSE takes half of the invalid kind's share, last.
         kind = r.choices(
-            list(OpKind) + [99],
-            weights=[5, 12, 5, 14, 3, 10, 5, 4, 2, 3, 1, 1, 1, 2, 2, 1],
+            [k for k in OpKind if k != OpKind.REVERSE] + [99, OpKind.REVERSE],
+            weights=[5, 12, 5, 14, 3, 10, 5, 4, 2, 3, 1, 1, 1, 2, 2, 0.5, 0.5],
         )[0]
         rec["kind"] = kind
         amt = r.choice((0, 1, 50, 500, 5_000, 50_000, 400_000, 600_000, -5, 10**16))
@@ -128,6 +129,10 @@ class OpWorld:
         elif kind == OpKind.CLOSE:
             acct, cp = self._card() if r.random() < 0.8 else acct, self._pick(CLEARING_IDS)
             amt = 0
+        elif kind == OpKind.REVERSE:  # of the last issued op (no tap here: not found, or not a tap)
+            cp, amt = 0, 0
+            if self.issued:
+                rec["ref_source"], rec["ref_seq"] = self.issued[-1]["source"], self.issued[-1]["seq"]
         if r.random() < 0.03:
             rec["flags"] |= r.choice((2, 4, 8, 16))
         if r.random() < 0.01:

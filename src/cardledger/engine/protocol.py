@@ -74,8 +74,12 @@ class Engine(Protocol):
 
     # -- batches
     def apply(self, ops: np.ndarray, prior: np.ndarray | None = None,
-              has_prior: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Apply a batch: (results RESULT_DTYPE, journal JOURNAL_DTYPE of the newly decided ops)."""
+              has_prior: np.ndarray | None = None, refs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Apply a batch: (results RESULT_DTYPE, journal JOURNAL_DTYPE of the newly decided ops);
+        `refs` (REVERSE_REF_DTYPE, one per op) says what the taps REVERSE ops name are."""
+
+    def decided_records(self, sources: np.ndarray, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(journal records, found mask) of the ids decided in the in-memory window."""
 
     def replay(self, journal: np.ndarray) -> None:
         """Re-apply journal records as decided; ValueError if they do not reproduce.

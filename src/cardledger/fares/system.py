@@ -15,6 +15,7 @@ import functools
 import hashlib
 import importlib.resources
 import io
+import json
 import os
 import pathlib
 import zipfile
@@ -27,10 +28,10 @@ from ..engine.select import CYTHON, IMPLEMENTATION, evaluator_for
 from ..engine.spec.fares import FareDiscount, FareStatus, ReferenceEvaluator
 from ..schema import US_PER_S
 from .config import FareConfig, check_config_against_feed, load_config
-from .errors import ConfigError, UnknownFareError
+from .errors import ConfigError, FeedError, Problem, UnknownFareError
 from .gtfs import load_feed
 from .model import Feed
-from .tables import FareTables, compile_feed
+from .tables import GTFS_RULES, GTFS_RULES_LEGACY, FareTables, compile_feed
 from .timezones import TIMEZONES_FILE, Transitions, decode_timezones, encode_timezones
 
 #: The config file that sits beside a feed's .txt files.
@@ -94,6 +95,7 @@ class FareSystem:
         files: dict[str, bytes] | None = None,
         previous: FareSystem | None = None,
         timezones: dict[str, Transitions] | None = None,
+        gtfs_rules: int | None = None,
     ) -> None:
         """Build from a validated `Feed` (use `from_gtfs`/`harbin` normally).
 
@@ -102,7 +104,10 @@ class FareSystem:
         `timezones` are UTC offsets recorded with the system (`timezones.py`). The
         offsets the system is compiled with are added to `files` as TIMEZONES_FILE
         when it does not hold them all, so a ledger rates its journal the same after
-        the host's tz database changes.
+        the host's tz database changes. `gtfs_rules`: how stops.txt and stop_areas.txt
+        are read (`tables.GTFS_RULES`, the default, is recorded in `files` as
+        RULES_FILE; a system a ledger stored without that file is rebuilt with
+        `tables.GTFS_RULES_LEGACY`, as it was rated then).
         """
         self.feed = feed
         # A feed without fares.toml can quote; its taps find no operator to pay
@@ -112,9 +117,12 @@ class FareSystem:
         if problems:
             raise ConfigError(problems)
         self.files = dict(files or {})
+        self.gtfs_rules = GTFS_RULES if gtfs_rules is None else gtfs_rules
         self.tables: FareTables = compile_feed(
-            feed, self.config, previous.tables if previous is not None else None, timezones
+            feed, self.config, previous.tables if previous is not None else None, timezones, self.gtfs_rules
         )
+        if self.gtfs_rules == GTFS_RULES and RULES_FILE not in self.files:
+            self.files[RULES_FILE] = encode_rules(GTFS_RULES)
         if timezones is None or not set(self.tables.tz_names) <= set(timezones):
             self.files[TIMEZONES_FILE] = encode_timezones(self._compiled_timezones())
         self._route_ix = {r: i for i, r in enumerate(self.tables.route_ids) if r in feed.routes}
@@ -143,14 +151,18 @@ class FareSystem:
         config: FareConfig | str | os.PathLike[str] | None = None,
         *,
         previous: FareSystem | None = None,
+        gtfs_rules: int | None = None,
     ) -> FareSystem:
         """Load a feed from a directory or .zip; its `fares.toml` (if any) is the config.
 
         An explicit `config` (a FareConfig or a path to a TOML file) overrides the
-        feed's own. Raises `FeedError` listing every problem found.
+        feed's own. Raises `FeedError` listing every problem found. `gtfs_rules`: as
+        for the constructor; by default the feed's RULES_FILE, else the current rules.
         """
         p = pathlib.Path(path)
         files = _read_files(p)
+        if gtfs_rules is None and RULES_FILE in files:
+            gtfs_rules = decode_rules(files[RULES_FILE])
         timezones = decode_timezones(files[TIMEZONES_FILE]) if TIMEZONES_FILE in files else None
         feed = load_feed(p, known_timezones=timezones or ())
         cfg: FareConfig | None
@@ -165,20 +177,24 @@ class FareSystem:
             cfg = load_config(files[CONFIG_FILE], currency=currency)
         else:
             cfg = None
-        return cls(feed, cfg, files=files, previous=previous, timezones=timezones)
+        return cls(feed, cfg, files=files, previous=previous, timezones=timezones, gtfs_rules=gtfs_rules)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, previous: FareSystem | None = None) -> FareSystem:
-        """Rebuild a system from `to_bytes()` output (a zip of its source files)."""
+        """Rebuild a system from `to_bytes()` output (a zip of its source files).
+
+        One stored without RULES_FILE was stored before the current GTFS rules: it is
+        rebuilt with the legacy ones, so that it rates as it did."""
         tmp = io.BytesIO(data)
         with zipfile.ZipFile(tmp) as z:
             files = {n: z.read(n) for n in z.namelist()}
         import tempfile
 
+        rules = None if RULES_FILE in files else GTFS_RULES_LEGACY
         with tempfile.TemporaryDirectory(prefix="cardledger-fares-") as d:
             for name, raw in files.items():
                 (pathlib.Path(d) / name).write_bytes(raw)
-            return cls.from_gtfs(d, previous=previous)
+            return cls.from_gtfs(d, previous=previous, gtfs_rules=rules)
 
     @classmethod
     def harbin(cls) -> FareSystem:
@@ -341,15 +357,36 @@ def _read_files(p: pathlib.Path) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     if p.is_dir():
         for f in sorted(p.iterdir()):
-            if f.is_file() and (f.suffix == ".txt" or f.name in (CONFIG_FILE, TIMEZONES_FILE)):
+            if f.is_file() and (f.suffix == ".txt" or f.name in (CONFIG_FILE, TIMEZONES_FILE, RULES_FILE)):
                 out[f.name] = f.read_bytes()
         return out
     with zipfile.ZipFile(p) as z:
         for name in z.namelist():
             base = name.rsplit("/", 1)[-1]
-            if base.endswith(".txt") or base in (CONFIG_FILE, TIMEZONES_FILE):
+            if base.endswith(".txt") or base in (CONFIG_FILE, TIMEZONES_FILE, RULES_FILE):
                 out[base] = z.read(name)
     return out
+
+
+#: Beside the feed's files: which GTFS rules the system was compiled with
+#: (`tables.GTFS_RULES`), recorded so that a stored system keeps rating as it did.
+RULES_FILE = "cardledger-gtfs-rules.json"
+
+
+def encode_rules(rules: int) -> bytes:
+    """RULES_FILE's content for `rules`."""
+    return json.dumps({"gtfs_rules": rules}).encode() + b"\n"
+
+
+def decode_rules(raw: bytes) -> int:
+    """The rules RULES_FILE records (FeedError if it is not one we know)."""
+    try:
+        rules = json.loads(raw)["gtfs_rules"]
+    except (ValueError, KeyError, TypeError):
+        rules = None
+    if rules not in (GTFS_RULES, GTFS_RULES_LEGACY):
+        raise FeedError([Problem(RULES_FILE, 0, None, f"unknown gtfs_rules in {raw[:60]!r}")])
+    return int(rules)
 
 
 def _feed_currency(feed: Feed) -> str:

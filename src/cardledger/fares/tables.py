@@ -24,10 +24,18 @@ import numpy as np
 
 from ..schema import AMOUNT_MAX_FEN, NO_PRICE, NONE  # (schema's: the engines read them too)
 from .config import FareConfig
-from .model import Feed
+from .model import Feed, Stop
 from .timezones import Transitions, tz_transitions
 
 UNIX_EPOCH_DATE = dt.date(1970, 1, 1)
+#: How stops.txt and stop_areas.txt are read. 2: as the GTFS reference says (a
+#: location with a parent station takes the station's stop_timezone, a boarding area
+#: through its platform; a stop in several areas is matched area by area, an empty
+#: area field matching it through any unlisted area). 1 (legacy): a stop's own
+#: stop_timezone first, one level of parents, and an empty area field matching only a
+#: stop none of whose areas is listed: how systems stored before rules 2 were rated.
+GTFS_RULES = 2
+GTFS_RULES_LEGACY = 1
 
 
 @dataclasses.dataclass
@@ -64,6 +72,10 @@ class FareTables:
     stop_tz: np.ndarray  # int32[S]
     stop_area_ptr: np.ndarray  # int32[S+1]
     stop_area: np.ndarray  # int32[...]
+    # whether an empty from_area_id / to_area_id matches the stop (always with
+    # rule_priority; without, when some area of the stop is unlisted, or it has none)
+    stop_from_empty: np.ndarray  # uint8[S]
+    stop_to_empty: np.ndarray  # uint8[S]
     # timezones: offsets in force from tz_from_us[k] on (first entry: -inf)
     tz_ptr: np.ndarray  # int32[Z+1]
     tz_from_us: np.ndarray  # int64[...]
@@ -121,6 +133,57 @@ class FareTables:
         return len(self.fare_media_ids)
 
 
+def _station_of(feed: Feed, stop: Stop) -> Stop:
+    """The station a location belongs to: itself when it is a station or has no parent;
+    a boarding area's is its platform's (the loader checked the hierarchy, so the walk
+    is at most two steps)."""
+    s = stop
+    for _ in range(2):
+        if s.location_type == 1 or not s.parent_station:
+            return s
+        parent = feed.stops.get(s.parent_station)
+        if parent is None:
+            return s
+        s = parent
+    return s
+
+
+def _areas_of(feed: Feed, stop: Stop, own_areas: dict[str, list[int]]) -> list[int]:
+    """A location's areas (stop_areas.txt): its own if it has any; otherwise a platform
+    takes its station's, and a boarding area its platform's (so, in turn, the
+    station's)."""
+    s = stop
+    for _ in range(3):
+        if s.stop_id in own_areas:
+            return own_areas[s.stop_id]
+        if s.location_type == 1 or not s.parent_station:
+            return []
+        parent = feed.stops.get(s.parent_station)
+        if parent is None:
+            return []
+        s = parent
+    return []
+
+
+def _empty_matches(ptr: np.ndarray, areas: list[int], listed: np.ndarray, priority: bool,
+                   gtfs_rules: int) -> np.ndarray:
+    """Per stop: whether an empty area field of a leg rule matches it. With
+    rule_priority, always. Without, an empty field stands for every area no rule lists
+    in that column: it matches a stop in no area, or with some unlisted area (each of
+    its areas is matched on its own). GTFS_RULES_LEGACY: only a stop none of whose
+    areas is listed."""
+    out = np.ones(len(ptr) - 1, dtype=np.uint8)
+    if priority:
+        return out
+    for i in range(len(ptr) - 1):
+        mine = [bool(listed[a]) for a in areas[ptr[i] : ptr[i + 1]]]
+        if gtfs_rules == GTFS_RULES_LEGACY:
+            out[i] = not any(mine)
+        else:
+            out[i] = not mine or not all(mine)
+    return out
+
+
 def _indexer(ids: list[str]) -> dict[str, int]:
     return {x: i for i, x in enumerate(ids)}
 
@@ -172,11 +235,14 @@ def compile_feed(
     config: FareConfig | None = None,
     previous: FareTables | None = None,
     timezones: Mapping[str, Transitions] | None = None,
+    gtfs_rules: int = GTFS_RULES,
 ) -> FareTables:
     """Turn a validated feed into `FareTables` (see the module docstring).
 
     `timezones`: the UTC offsets recorded with the system (see `timezones.py`); a zone
-    not in it is read from the host's tz database."""
+    not in it is read from the host's tz database. `gtfs_rules`: how stops.txt and
+    stop_areas.txt are read (GTFS_RULES; GTFS_RULES_LEGACY for a system a ledger
+    stored before, so that it rates its journal as it did)."""
     currencies = {p.currency for p in feed.fare_products}
     currency = currencies.pop() if currencies else "XXX"
 
@@ -248,17 +314,28 @@ def compile_feed(
     for i, sid in enumerate(stop_ids):
         s = feed.stops.get(sid)
         areas: list[int] = []
-        if s is not None:
+        if s is not None and gtfs_rules == GTFS_RULES_LEGACY:
             parent = feed.stops.get(s.parent_station) if s.parent_station else None
             if parent is not None and s.location_type != 1:
                 stop_station[i] = stop_ix[parent.stop_id]
-            tz = s.stop_timezone or (parent.stop_timezone if parent is not None else None)
-            tz = tz or default_tz
+            tz = s.stop_timezone or (parent.stop_timezone if parent is not None else None) or default_tz
             if tz not in tz_names:
                 tz_names.append(tz)
             stop_tz[i] = tz_names.index(tz)
-            # a platform inherits its station's areas unless it has its own
             areas = own_areas.get(sid) or (own_areas.get(parent.stop_id, []) if parent else [])
+        elif s is not None:
+            station = _station_of(feed, s)
+            if station is not s:
+                stop_station[i] = stop_ix[station.stop_id]
+            # stops.txt, stop_timezone: a location with a parent station takes the
+            # station's zone instead of its own; a station or parentless stop without
+            # one takes the agency's. A boarding area reaches its station through
+            # its platform.
+            tz = station.stop_timezone or default_tz
+            if tz not in tz_names:
+                tz_names.append(tz)
+            stop_tz[i] = tz_names.index(tz)
+            areas = _areas_of(feed, s, own_areas)
         stop_area_vals.extend(sorted(set(areas)))
         stop_area_ptr[i + 1] = len(stop_area_vals)
     tz_ptr = [0]
@@ -415,6 +492,8 @@ def compile_feed(
         network_listed=network_listed,
         from_area_listed=from_area_listed,
         to_area_listed=to_area_listed,
+        stop_from_empty=_empty_matches(stop_area_ptr, stop_area_vals, from_area_listed, feed.has_rule_priority, gtfs_rules),
+        stop_to_empty=_empty_matches(stop_area_ptr, stop_area_vals, to_area_listed, feed.has_rule_priority, gtfs_rules),
         tr_from_group=i32([gix(t.from_leg_group_id) for t in tr]),
         tr_to_group=i32([gix(t.to_leg_group_id) for t in tr]),
         tr_count=i32([t.transfer_count if t.transfer_count is not None else -1 for t in tr]),

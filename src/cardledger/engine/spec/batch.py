@@ -29,11 +29,14 @@ from ...schema import (
     OP_KINDS,
     PENDING_DTYPE,
     RESULT_DTYPE,
+    REVERSE_REF_DTYPE,
+    SETTLE_SOURCE,
     SOURCE_DTYPE,
     TAP_HORIZON_NONE,
     OpFlags,
     OpKind,
     Result,
+    TapType,
 )
 
 OP_FIELDS = OP_DTYPE.names
@@ -60,9 +63,13 @@ class Engine:
         self.tail: list[tuple] = []  # journal records decided since the last checkpoint
         self.journal_seq = 0
         self._undo: list[tuple] | None = None
+        self._refs: np.ndarray | None = None
         self.journeys: dict[int, taps.Journey] = {}  # card id -> fare state
         self.fares = taps.FareVersions([])
         self.tap_horizon_us = TAP_HORIZON_NONE  # later TAPs are refused (set_tap_horizon)
+        self.settle_on = False  # a tap may settle an overdue entry first (taps.py rule 9)
+        self.reverse_ref: dict | None = None  # REVERSE: the tap the ledger found (live)
+        self.reverse_replay: tuple | None = None  # REVERSE: what its record says it did (replay)
 
     # ------------------------------------------------------------------ fares
 
@@ -216,13 +223,17 @@ class Engine:
         return records, found
 
     def apply(
-        self, ops: np.ndarray, prior: np.ndarray | None = None, has_prior: np.ndarray | None = None
+        self, ops: np.ndarray, prior: np.ndarray | None = None, has_prior: np.ndarray | None = None,
+        refs: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Apply a batch; return (results RESULT_DTYPE, journal JOURNAL_DTYPE).
 
         `prior[i]` is the journal record of op i's id found in storage (valid where
-        `has_prior[i]`). The journal holds one record per newly decided op.
+        `has_prior[i]`). `refs[i]` (REVERSE_REF_DTYPE) is what the ledger found about
+        the tap a REVERSE op i names (None: the batch has no REVERSE). The journal holds
+        one record per newly decided op (two for a tap that settles an overdue entry).
         """
+        self._refs = refs
         n = len(ops)
         results = np.zeros(n, dtype=RESULT_DTYPE)
         res: list[list[int]] = [[0, 0, 0, 0, 0] for _ in range(n)]
@@ -240,6 +251,19 @@ class Engine:
             results[k] = (r[0], r[4], r[1], r[2], r[3])
         self._last_journal = np.array(journal, dtype=JOURNAL_DTYPE)
         return results, self._last_journal
+
+    def decided_records(self, sources: np.ndarray, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The journal records of the ids (sources[i], seqs[i]) decided in the in-memory
+        window, and a mask of those found (the others were decided before it, if at all:
+        the id index has them)."""
+        out = np.zeros(len(sources), dtype=JOURNAL_DTYPE)
+        found = np.zeros(len(sources), dtype=bool)
+        for i, key in enumerate(zip(sources.tolist(), seqs.tolist())):
+            idx = self.recent.get(key)
+            if idx is not None:
+                out[i] = self.tail[idx]
+                found[i] = True
+        return out, found
 
     def journey_capacity(self) -> int:
         """The core's journey store capacity; the reference keeps journeys in a dict: 0."""
@@ -270,7 +294,7 @@ class Engine:
         for k in range(lo, hi):
             op = dict(zip(OP_FIELDS, rows[k]))
             src, seq = op["source"], op["seq"]
-            if src == 0:
+            if src == 0 or src == SETTLE_SOURCE:
                 res[k] = [Result.INVALID_ID, 0, 0, 0, 0]
                 failed = True
                 continue
@@ -287,7 +311,15 @@ class Engine:
                 code = Result.LINKED_CHAIN_OPEN
                 effect = None
             else:
+                self.settle_on = not linked
+                if op["kind"] == OpKind.REVERSE and self._refs is not None:
+                    self.reverse_ref = dict(zip(REVERSE_REF_DTYPE.names, self._refs[k].tolist()))
                 code, effect = self._execute(op, jseq)
+                self.settle_on = False
+                self.reverse_ref = None
+                if code == taps.SETTLE_FIRST:
+                    jseq = self._settle_first(op, journal)
+                    code, effect = self._execute(op, jseq)
             rec = self._decide(op, rows[k], code, effect, jseq)
             journal.append(rec)
             new_members.append((k, len(journal) - 1))
@@ -366,6 +398,21 @@ class Engine:
         self.tail.append(rec)
         return rec
 
+    def _settle_first(self, op: dict, journal: list[tuple]) -> int:
+        """Settle the overdue entry of the card `op` taps (taps.py rule 9): a SWEEP of
+        the card at the tap's time, with the id (SETTLE_SOURCE, next seq), decided and
+        journaled before the tap. Returns the journal_seq the tap then takes. If the
+        SWEEP cannot settle (the entry's operator is gone), nothing is written."""
+        s = self.sources.get(SETTLE_SOURCE)
+        sweep = dict.fromkeys(OP_FIELDS, 0)
+        sweep.update(source=SETTLE_SOURCE, seq=(s[0] if s else 0) + 1, account_id=op["account_id"],
+                     time_us=op["time_us"], kind=OpKind.TAP, tap=TapType.SWEEP)
+        jseq = self.journal_seq + 1
+        code, effect = self._execute(sweep, jseq)
+        if code == Result.OK and effect[0]:
+            journal.append(self._decide(sweep, tuple(sweep[f] for f in OP_FIELDS), code, effect, jseq))
+        return self.journal_seq + 1
+
     @staticmethod
     def _failed_record(rec: tuple, code: int) -> tuple:
         return rec[: len(OP_FIELDS)] + (code, 0, 0, 0, rec[len(OP_FIELDS) + 4], 0, 0, 0, 0, 0)
@@ -405,9 +452,14 @@ class Engine:
                 raise ValueError(f"journal_seq {jseq} follows {self.journal_seq}")
             if rec[code_i] == Result.OK:
                 self._undo = None
-                # As decided then: a record older than the strict field checks may
-                # break them (a TOPUP at time_us 0), and it stays OK.
-                code, effect = self._execute(op, jseq, strict=False)
+                if op["kind"] == OpKind.REVERSE:  # it says what it did: nothing else is read
+                    self.reverse_replay = (rec[nop + 5], rec[nop + 2], rec[nop + 7], rec[nop + 1])
+                try:
+                    # As decided then: a record older than the strict field checks may
+                    # break them (a TOPUP at time_us 0), and it stays OK.
+                    code, effect = self._execute(op, jseq, strict=False)
+                finally:
+                    self.reverse_replay = None
                 if code != Result.OK:
                     raise ValueError(f"journal record {jseq} replays as {Result(code).name}")
                 got = self._decide(op, row, code, effect, jseq)
@@ -493,4 +545,5 @@ _HANDLERS = {
     OpKind.ACTIVATE: handlers.op_activate,
     OpKind.SET_CATEGORY: handlers.op_set_category,
     OpKind.TAP: taps.op_tap,
+    OpKind.REVERSE: taps.op_reverse,
 }

@@ -10,7 +10,9 @@ tables' indexes. Evaluating it takes four steps, as the spec describes:
    time. Its network is the legs' common network (none if they differ).
 2. **Leg rules.** Candidate rules are found by (network, from_area); then to_area
    and the two timeframes are checked. Without a rule_priority column an empty
-   field matches only values no rule lists in that column, and among several
+   field matches only values no rule lists in that column (a stop in several
+   areas matches it when any of its areas is unlisted; each listed area matches
+   its own rules), and among several
    matches the most specific (most non-empty fields) win; with it, an empty field
    matches anything and the highest priority wins. A rule whose product has no row
    for this rider and medium is skipped. When several rules of the winning rank
@@ -101,6 +103,8 @@ class ReferenceEvaluator:
         self.stop_tz = tl(t.stop_tz)
         ptr, vals = tl(t.stop_area_ptr), tl(t.stop_area)
         self.stop_areas = [vals[ptr[i] : ptr[i + 1]] for i in range(len(ptr) - 1)]
+        self.stop_from_empty = tl(t.stop_from_empty)
+        self.stop_to_empty = tl(t.stop_to_empty)
         tzp = tl(t.tz_ptr)
         fr, off = tl(t.tz_from_us), tl(t.tz_offset_s)
         self.tz = [(fr[tzp[z] : tzp[z + 1]], off[tzp[z] : tzp[z + 1]]) for z in range(len(tzp) - 1)]
@@ -184,13 +188,20 @@ class ReferenceEvaluator:
             nets = [net, NONE] if net != NONE else [NONE]
         else:
             nets = [net] if net != NONE and self.network_listed[net] else [NONE]
+        # A stop may be in several areas, and each may match a rule. Without
+        # rule_priority, an empty area field stands for every area no rule lists in
+        # that column: it matches when some area of the stop is unlisted (or the stop
+        # is in none), whatever its other areas match.
+        # (`stop_from_empty` / `stop_to_empty`, decided when the feed was compiled).
         from_areas = self.stop_areas[fs]
         if prio:
             fas = from_areas + [NONE]
         else:
-            fas = [a for a in from_areas if self.from_area_listed[a]] or [NONE]
+            fas = [a for a in from_areas if self.from_area_listed[a]]
+            if self.stop_from_empty[fs]:
+                fas.append(NONE)
         to_areas = self.stop_areas[ts]
-        to_listed = any(self.to_area_listed[a] for a in to_areas)
+        to_empty_ok = self.stop_to_empty[ts]
         found: list[tuple[int, int, int, int, int]] = []  # (rank, amount, order, group, product)
         a1 = self.n_areas + 1
         for n in nets:
@@ -201,7 +212,7 @@ class ReferenceEvaluator:
                 for r in range(lo, hi):
                     ta, ftf, ttf, grp, prod, priority, nspec, order = self.lr[r]
                     if ta == NONE:
-                        if not prio and to_listed:
+                        if not to_empty_ok:
                             continue
                     elif ta not in to_areas:
                         continue

@@ -331,7 +331,9 @@ def op_transfer(eng: Engine, op, jseq):
     return Result.OK, (amount, a.available(), a.id, c.id, sub)
 
 def find_pending(eng: Engine, op):
-    return eng.pending.get((op["ref_source"], op["ref_seq"]))
+    """The hold POST/VOID names; None if none (a reversed tap's mark is no hold)."""
+    p = eng.pending.get((op["ref_source"], op["ref_seq"]))
+    return None if p is None or p[2] == 0 else p
 
 def op_post(eng: Engine, op, jseq):
     amount = op["amount_fen"]

@@ -49,14 +49,29 @@ Rules, in the order they are checked and applied:
    `Ledger.denylist()`.
 8. SWEEP: settles the card's open entry as incomplete if it has timed out at
    `time_us`; otherwise does nothing (OK, amount 0).
-9. REPLACE (not a tap) hands the old card's fare state to the new card: its
+9. Any other tap of a card whose open entry has timed out at `time_us` first
+   settles that entry, once the tap has passed the checks of rule 1 and its route,
+   stop, network and operator are valid: a BOARD, or an ENTRY or EXIT at another
+   operator's gate (the entry's own gate settles it itself, rules 6 and 7). The
+   settlement is a record of its own, before the tap's: a SWEEP of the card at the
+   tap's `time_us`, with the id (SETTLE_SOURCE, n), n = 1, 2, … in order, paid to
+   the entry's operator. Then the tap does its own work (and may still fail: the
+   settlement stands). The batch loop writes that record (`Engine._settle_first`),
+   and only for a tap on its own, not one ending a chain (a settlement is not undone
+   with a failed chain); a replay replays the SWEEP
+   record as any other, so journals written before this rule (where a BOARD left
+   the entry open, and another operator's gate refused the card) replay as they
+   were decided. An entry that has not timed out stays open across a BOARD, and
+   another operator's gate still refuses the card (INVALID_TAP).
+10. REPLACE (not a tap) hands the old card's fare state to the new card: its
    journey, transfer window, cap and tier counters carry on. REPLACE voids every
    hold of the old card, so an open entry is dropped with it: the new card's exit
    is an exit without entry (rule 7).
 
 The result's amount is what the tap charged (posted), its balance the card's
 available balance after, and `discounts` the FareDiscount bits. An entry and an
-exit must be at the same operator (INVALID_TAP otherwise: sweep first).
+exit must be at the same operator (INVALID_TAP otherwise, until the entry times out:
+rule 9).
 """
 
 from __future__ import annotations
@@ -76,9 +91,12 @@ from ...schema import (
     PERIOD_DAY,
     PERIOD_ROLLING_7D,
     PERIOD_WEEK,
+    REF_NOT_FOUND,
+    REF_TAP,
     AMOUNT_MAX_FEN,
     FARE_CAPS_MAX,
     FARE_TIERS_MAX,
+    INT64_MAX,
     JOURNEY_DTYPE,
     JOURNEY_LEGS_MAX,
     TAP_TIME_US_MAX,
@@ -98,6 +116,9 @@ _STATUS_RESULT = {
     FareStatus.UNKNOWN_ROUTE: Result.UNKNOWN_ROUTE,
     FareStatus.UNKNOWN_STOP: Result.UNKNOWN_STOP,
 }
+#: What `op_tap` returns, changing nothing, when the card's overdue entry must first be
+#: settled in a record of its own (rule 9): never a result, the batch loop acts on it.
+SETTLE_FIRST = -1
 
 
 class Journey:
@@ -398,6 +419,10 @@ def op_tap(eng: Engine, op: dict, jseq: int) -> tuple[int, Any]:
     cat = tt.rider_category(handlers.category_at(card, now))
 
     if tap == TapType.BOARD:
+        if j.entry_version != NONE and eng.settle_on:
+            ett, enet = _entry_gate(eng, j)
+            if now - j.entry_time_us > ett.gate_timeout_us[enet]:
+                return SETTLE_FIRST, None  # rule 9: the batch settles the entry, then taps again
         leg = (route, stop, stop, now, now)
         if mode == MODE_METERED:
             fare, flags, product = amount, 0, NONE
@@ -416,6 +441,8 @@ def op_tap(eng: Engine, op: dict, jseq: int) -> tuple[int, Any]:
     if j.entry_version != NONE:
         ett, enet = _entry_gate(eng, j)
         if int(ett.route_operator[j.entry_route]) != operator.id:
+            if eng.settle_on and now - j.entry_time_us > ett.gate_timeout_us[enet]:
+                return SETTLE_FIRST, None  # rule 9: the batch settles the entry, then taps again
             return Result.INVALID_TAP, None
 
     if tap == TapType.ENTRY:
@@ -475,3 +502,140 @@ def op_tap(eng: Engine, op: dict, jseq: int) -> tuple[int, Any]:
     sub = _settle_entry(eng, j, card, operator, charge)
     eng.journeys[aid] = j
     return Result.OK, (charge, card.available(), aid, operator.id, sub, flags)
+
+
+# ---------------------------------------------------------------- REVERSE
+
+#: REVERSE: the fields it does not use (INVALID_REVERSE if set); amount_fen must be 0.
+_REVERSE_ZERO_FIELDS = ("counterparty_id", "limit_fen", "account_kind", "category", "route", "stop", "tap",
+                        "pad16", "pad32")
+#: Bits of a REVERSE result's `discounts`: which counters it took the tap's charge back
+#: from (cap k: bit k, tier k: bit REVERSED_TIER_SHIFT + k).
+REVERSED_TIER_SHIFT = 8
+
+
+def _reversal_mask(eng: Engine, j: Journey | None, ref: dict, card: Account) -> int:
+    """The counters of `j` still holding what the tap `ref` added to them: those it
+    counted in (its version, network, category and rating instant, as `_discount` saw
+    them) whose period is still the tap's."""
+    fv: FareVersions = eng.fares
+    if ref["tap"] == TapType.BOARD:
+        when, route = ref["time_us"], ref["route"]
+    elif ref["tap"] == TapType.EXIT and ref["entry_found"]:
+        when, route = ref["entry_time_us"], ref["entry_route"]
+    else:
+        return 0  # an ENTRY's or SWEEP's charge is an incomplete charge: never counted
+    v = fv.at(when)
+    if v == NONE or j is None or j.counter_version != v:
+        return 0
+    tt = fv.versions[v]
+    if route >= len(tt.fares.route_ids):
+        return 0
+    net = int(tt.fares.route_network[route])
+    if net < 0:
+        return 0
+    if ref["tap"] == TapType.EXIT and ref["time_us"] - when > tt.gate_timeout_us[net]:
+        return 0  # the exit was charged as incomplete: no counter saw it
+    cat = tt.rider_category(card.category)
+    day = fv.evaluators[v].local_day(0, when, tt.day_start_s)
+    month = month_of_day(day)
+    mask = 0
+    for k in range(len(tt.tier_percent_off)):
+        if tt.tier_network[k][net] and tt.tier_category[k][cat] and j.tier_period[k] == month:
+            mask |= 1 << (REVERSED_TIER_SHIFT + k)
+    for k in range(len(tt.cap_period)):
+        if not (tt.cap_network[k][net] and tt.cap_category[k][cat]):
+            continue
+        p = j.cap_period[k]
+        kind = int(tt.cap_period[k])
+        if kind == PERIOD_ROLLING_7D:
+            held = p != NONE and p <= day < p + 7
+        else:
+            key = day if kind == PERIOD_DAY else (day + 3) // 7 if kind == PERIOD_WEEK else month_of_day(day)
+            held = p == key
+        if held:
+            mask |= 1 << k
+    return mask
+
+
+def _take_back(j: Journey, mask: int, amount: int) -> None:
+    """Take `amount` back from the counters of `mask` (never below zero)."""
+    for k in range(FARE_CAPS_MAX):
+        if mask >> k & 1:
+            j.cap_spent_fen[k] = max(0, j.cap_spent_fen[k] - amount)
+    for k in range(FARE_TIERS_MAX):
+        if mask >> (REVERSED_TIER_SHIFT + k) & 1:
+            j.tier_spent_fen[k] = max(0, j.tier_spent_fen[k] - amount)
+
+
+def op_reverse(eng: Engine, op: dict, jseq: int) -> tuple[int, Any]:
+    """Execute one REVERSE op: return a tap's charge to the card from the operator it
+    paid, and take it back from the card's cap and tier counters still in the tap's
+    periods; a tap is reversed once (docs/fares.md, Reversing a tap).
+
+    Live, the tap is what the ledger found in the journal (`eng.reverse_ref`); in a
+    replay, the REVERSE's own record says what it did (`eng.reverse_replay`: operator,
+    amount, subsidy part, counters), so a replay reads nothing else."""
+    if any(op[f] for f in _REVERSE_ZERO_FIELDS) or op["ref_source"] == 0:
+        return Result.INVALID_REVERSE, None
+    if not 0 <= op["time_us"] <= TAP_TIME_US_MAX:
+        return Result.INVALID_REVERSE, None
+    aid = op["account_id"]
+    if aid == 0:
+        return Result.INVALID_ACCOUNT_ID, None
+    card = eng.accounts.get(aid)
+    if card is None:
+        return Result.ACCOUNT_NOT_FOUND, None
+    if card.kind != AccountKind.CARD:
+        return Result.WRONG_ACCOUNT_KIND, None
+    if card.flags & AccountFlags.CLOSED:
+        return Result.ACCOUNT_CLOSED, None
+    key = (op["ref_source"], op["ref_seq"])
+    old = eng.journeys.get(aid)
+    replay = eng.reverse_replay
+    if replay is None:
+        ref = eng.reverse_ref
+        if ref is None or ref["status"] == REF_NOT_FOUND:
+            return Result.TAP_NOT_FOUND, None
+        p = eng.pending.get(key)
+        if p is not None and p[2] == 0:
+            return Result.TAP_ALREADY_REVERSED, None
+        if ref["status"] != REF_TAP or ref["account_id"] != aid or p is not None:
+            return Result.TAP_NOT_REVERSIBLE, None  # (p: an entry whose hold is still open)
+        opr_id, amount, sub = ref["operator_id"], ref["amount_fen"], ref["subsidy_fen"]
+        mask = _reversal_mask(eng, old, ref, card) if amount else 0
+    else:
+        opr_id, amount, sub, mask = replay
+    opr = None
+    if amount:
+        opr = eng.accounts.get(opr_id)
+        if opr is None or opr.kind != AccountKind.OPERATOR:
+            return Result.OPERATOR_NOT_FOUND, None
+        if opr.flags & AccountFlags.CLOSED:
+            return Result.ACCOUNT_CLOSED, None
+        if opr.flags & AccountFlags.FROZEN:
+            return Result.ACCOUNT_FROZEN, None
+        if opr.cash_fen < amount:
+            return Result.INSUFFICIENT_FUNDS, None
+        cash = amount - sub
+        if cash and card.cash_fen + card.debits_pending + card.credits_pending + cash > card.cap_fen:
+            return Result.EXCEEDS_CAP, None
+        if opr.debits_posted > INT64_MAX - amount or card.credits_posted > INT64_MAX - amount:
+            return Result.OVERFLOW, None
+        if card.cash_fen + card.subsidy_fen > INT64_MAX - amount:
+            return Result.OVERFLOW, None
+        eng._touch(opr)
+        eng._touch(card)
+        opr.cash_fen -= amount
+        opr.debits_posted += amount
+        card.credits_posted += amount
+        card.subsidy_fen += sub
+        card.cash_fen += cash
+    if mask and old is not None:
+        j = copy.deepcopy(old)
+        _take_back(j, mask, amount)
+        eng.journeys[aid] = j
+    # The tap's id stays in the holds table as a hold of nothing (no accounts, no
+    # amount): the mark that it is reversed, checkpointed with the holds.
+    eng._pending_add(key, [key[0], key[1], 0, 0, 0, 0, 0, jseq])
+    return Result.OK, (amount, card.available(), opr.id if opr is not None else 0, aid, sub, mask)
