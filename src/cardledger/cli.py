@@ -413,6 +413,38 @@ def match_command(args: Any) -> int:
     return EXIT_OK if report.clean else EXIT_PROBLEMS
 
 
+def settle_command(args: Any) -> int:
+    """Print the settlement of a service day (`Ledger.settle`): per account, the ops
+    and what they posted."""
+    bad = _not_a_ledger("settle", args.path)
+    if bad is not None:
+        return bad
+    try:
+        start_us, end_us = _day_range(args)
+        with open_ledger(args.path, readonly=True) as led:
+            rows = led.settle(start_us, end_us)
+    except ValueError as e:
+        return _fail(f"settle: {e}", EXIT_USAGE)
+    except CorruptionError as e:
+        return _fail(f"settle: {args.path}: unreadable: {e}", EXIT_UNREADABLE)
+    except (StorageError, OSError) as e:
+        return _fail(f"settle: {e}", EXIT_UNREADABLE)
+    accounts = [{"account_id": int(r["account_id"]),
+                 "account_kind": AccountKind(int(r["account_kind"])).name if r["account_kind"] else "UNKNOWN",
+                 "ops": int(r["ops"]), "debits_fen": int(r["debits_fen"]), "credits_fen": int(r["credits_fen"])}
+                for r in rows]
+    if args.json:
+        print(json.dumps({"day": args.day, "start_us": start_us, "end_us": end_us, "accounts": accounts}))
+    else:
+        print(f"{args.day} ({args.tz}, from {args.day_start}): {len(accounts)} accounts, "
+              f"{sum(a['ops'] for a in accounts)} account-ops, "
+              f"posted {sum(a['debits_fen'] for a in accounts)} fen")
+        for a in accounts:
+            print(f"  {a['account_id']:>20} {a['account_kind']:<9} ops {a['ops']:>8} "
+                  f"debits {a['debits_fen']:>14} credits {a['credits_fen']:>14}")
+    return EXIT_OK
+
+
 def follow_command(args: Any) -> int:
     """Print each committed journal record as a JSON line, as it commits."""
     from .days import iso_times
@@ -526,11 +558,15 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--day", required=True, help="the service day YYYY-MM-DD")
     m.add_argument("--kinds", default="TOPUP", help="comma-separated op kinds to match (default TOPUP)")
     m.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    st = sub.add_parser("settle", help="per account, a service day's ops and what they posted")
+    st.add_argument("path", help="the ledger's directory")
+    st.add_argument("--day", required=True, help="the service day YYYY-MM-DD")
+    st.add_argument("--json", action="store_true", help="print the settlement as one JSON object")
     f = sub.add_parser("follow", help="print each journal record as it commits, as JSON lines")
     f.add_argument("path", help="the ledger's directory")
     f.add_argument("--after", type=_count(0), default=0, help="the last journal_seq already handled (default 0)")
     f.add_argument("--idle-timeout", type=float, default=None, help="stop after this many seconds without a commit")
-    for sp in (e, m, f):
+    for sp in (e, m, f, st):
         sp.add_argument("--tz", default="Asia/Shanghai", help="the service time zone (default Asia/Shanghai)")
         sp.add_argument("--day-start", default="00:00", help="local time a service day starts (default 00:00)")
     k = sub.add_parser("backup", help="write a hot, consistent copy of a ledger (writers may keep running)")
@@ -559,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
         return match_command(args)
     if args.command == "follow":
         return follow_command(args)
+    if args.command == "settle":
+        return settle_command(args)
     if args.command == "disburse":
         return disburse_command(args.path, args.program, args.cycle, args.file, args.atomic, args.report, args.json)
     if args.command == "aid-report":

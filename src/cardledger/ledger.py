@@ -33,7 +33,7 @@ from typing import Any
 import lmdb
 import numpy as np
 
-from . import feed, queries
+from . import feed, queries, settlement
 from .commit.pipeline import CommitPipeline, StagedBatch
 from .engine import select
 from .engine.protocol import Engine
@@ -484,6 +484,15 @@ class Ledger:
         `end_journal_seq`), one array per stored batch, in order; memory stays that
         of one batch whatever the journal's length."""
         return feed.batches(self._check_open(), int(after_journal_seq), end_journal_seq)
+
+    def settle(self, start_us: int | None, end_us: int | None) -> np.ndarray:
+        """Per account, the successful ops whose event time is in [start_us, end_us)
+        (None: open), counted, and the debits and credits they posted, in fen: an
+        array with fields account_id, account_kind, ops, debits_fen, credits_fen, one
+        row per account touched, by account id. A hold counts when it is posted, at
+        the POST's time. The live figure, as the ledger holds it now (late uploads
+        included); reads the journal in stored batches (`settlement.py`)."""
+        return settlement.settle(self.batches(), self.accounts(), start_us, end_us)
 
     @_locked
     def cards_of_member(self, member_ref: int) -> list[int]:

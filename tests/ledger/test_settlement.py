@@ -1,0 +1,69 @@
+"""Settlement: per account, the ops of a time range and what they posted. Over all
+time it equals every account's posted totals, whatever ops ran (holds count when
+posted, never when placed or voided); over a day, only that day's event times."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from helpers import HYPOTHESIS_EXAMPLES, Ops, open_cards
+from helpers.opgen import OpWorld
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cardledger
+from cardledger import OpKind
+from cardledger.days import service_day
+
+
+@settings(max_examples=max(5, HYPOTHESIS_EXAMPLES // 4), deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_the_settlement_of_all_time_is_every_accounts_posted_totals(tmp_path_factory, seed):
+    rng = random.Random(seed)
+    world = OpWorld(rng)
+    path = str(tmp_path_factory.mktemp("settle") / "ledger")
+    with cardledger.open(path, create=True) as led:
+        led.apply(world.setup_batch())
+        for _ in range(15):
+            led.apply(world.batch(rng.randrange(1, 30), rng.choice((0.0, 0.2))))
+        rows = led.settle(None, None)
+        accounts = led.accounts()
+    by_id = {int(a["id"]): a for a in accounts}
+    for row in rows:
+        a = by_id[int(row["account_id"])]
+        assert (int(row["debits_fen"]), int(row["credits_fen"])) == (int(a["debits_posted"]), int(a["credits_posted"]))
+        assert int(row["account_kind"]) == int(a["kind"])
+    untouched = set(by_id) - {int(r["account_id"]) for r in rows}
+    assert all(by_id[i]["debits_posted"] == by_id[i]["credits_posted"] == 0 for i in untouched)
+
+
+def test_a_days_settlement_counts_that_days_event_times_only(led):
+    start, end = service_day("2027-01-15")
+    open_cards(led, [100], 1)  # (in 2026: outside the day)
+    b = Ops(source=9)
+    for t, fen in ((start - 1, 100), (start, 200), (end - 1, 300), (end, 400)):
+        b.add(OpKind.TOPUP, 100, 1, fen, time_us=t)
+    assert (led.apply(b.take())["code"] == 0).all()
+    rows = {int(r["account_id"]): r for r in led.settle(start, end)}
+    assert int(rows[100]["credits_fen"]) == 500 and int(rows[100]["ops"]) == 2
+    assert int(rows[1]["debits_fen"]) == 500
+
+
+def test_the_settle_command_prints_a_days_accounts(ledger_path):
+    import json
+    import subprocess
+    import sys
+
+    start, _ = service_day("2027-01-15")
+    with cardledger.open(ledger_path, create=True) as led:
+        open_cards(led, [100], 1)
+        led.apply(Ops(source=9).add(OpKind.TOPUP, 100, 1, 700, time_us=start + 5).take())
+    proc = subprocess.run([sys.executable, "-m", "cardledger", "settle", ledger_path, "--day", "2027-01-15", "--json"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["start_us"] == start
+    assert {a["account_id"]: (a["account_kind"], a["credits_fen"], a["debits_fen"]) for a in out["accounts"]} == {
+        1: ("CLEARING", 0, 700), 100: ("CARD", 700, 0)}
