@@ -34,6 +34,7 @@ import lmdb
 import numpy as np
 
 from . import feed, queries, settlement
+from .store import timeidx
 from .commit.pipeline import CommitPipeline, StagedBatch
 from .engine import select
 from .engine.protocol import Engine
@@ -51,6 +52,7 @@ from .schema import (
     ACCOUNT_DTYPE,
     CHECKPOINT_OPS_DEFAULT,
     DEFAULT_CASH_CAP_FEN,
+    JOURNAL_DTYPE,
     JOURNEY_DTYPE,
     OP_DTYPE,
     PENDING_DTYPE,
@@ -78,6 +80,7 @@ from .store.journal import (
     RECORD_MARK_STRIDE,
     DecodedBatches,
     RecordFetcher,
+    decode_batch,
     encode_batch,
     staged_record,
 )
@@ -452,9 +455,74 @@ class Ledger:
 
     # ================================================================== public: reads
 
-    def balance(self, account_id: int) -> int:
-        """Available balance in fen: for a card both purses; 0 for a closed account."""
-        return queries.balance_of(self._account_row(account_id))
+    def balance(self, account_id: int, as_of_us: int | None = None) -> int:
+        """Available balance in fen: for a card both purses; 0 for a closed account.
+
+        With `as_of_us`: the balance its records with event time before `as_of_us`
+        posted (credits minus debits), as the ledger knows them now (a late upload
+        with an earlier event time counts). Holds count when posted, as in `settle`:
+        a hold still open at that time is not subtracted."""
+        row = self._account_row(account_id)
+        if as_of_us is None:
+            return queries.balance_of(row)
+        recs = self.statement(account_id, None, int(as_of_us))
+        posted = settlement.posted_fen(recs)
+        return int(posted[recs["credit_id"] == account_id].sum() - posted[recs["debit_id"] == account_id].sum())
+
+    @_locked
+    def query(self, start_us: int | None = None, end_us: int | None = None, account_id: int | None = None,
+              kinds: Any = None, user_data: int | None = None, limit: int | None = None) -> np.ndarray:
+        """Journal records (JOURNAL_DTYPE) of successful ops, selected by event time in
+        [start_us, end_us), by account (one it moved money of or acted on), by op kinds
+        and by `user_data`, ordered by (time_us, journal_seq), at most `limit` of them.
+
+        A time range reads only the stored batches whose event times meet it (the
+        journal's time index, `store/timeidx.py`); an account without a time range
+        walks that account's records (its statement); anything else reads the whole
+        journal."""
+        store = self._usable()
+        self._refresh()
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        kind_codes = None if kinds is None else np.array([int(k) for k in kinds], dtype=np.uint16)
+        if start_us is None and end_us is None and account_id is not None:
+            parts = [self.statement(account_id)]
+        else:
+            parts = []
+            with store.begin_read() as txn:
+                for last in timeidx.batches_meeting(txn, store, start_us, end_us):
+                    key = KEY.pack(last)
+                    recs = decode_batch(self._codec, key, txn.get(key, db=store.journal_db)).records
+                    parts.append(recs[recs["code"] == Result.OK])
+        recs = np.concatenate(parts) if parts else np.zeros(0, dtype=JOURNAL_DTYPE)
+        keep = np.ones(len(recs), dtype=bool)
+        if start_us is not None:
+            keep &= recs["time_us"] >= start_us
+        if end_us is not None:
+            keep &= recs["time_us"] < end_us
+        if account_id is not None:
+            keep &= (recs["debit_id"] == account_id) | (recs["credit_id"] == account_id)
+        if kind_codes is not None:
+            keep &= np.isin(recs["kind"], kind_codes)
+        if user_data is not None:
+            keep &= recs["user_data"] == np.uint64(user_data)
+        recs = recs[keep]
+        recs = recs[np.lexsort((recs["journal_seq"], recs["time_us"]))]
+        return recs if limit is None else recs[:limit]
+
+    @_locked
+    def reindex(self) -> int:
+        """Write the time index entries of stored batches that lack one (batches stored
+        before the index existed, or copied by `recover`); return how many."""
+        store = self._usable()
+        self._check_writable()
+        with store.begin_write() as txn:
+            todo = timeidx.missing(txn, store)
+            for last in todo:
+                key = KEY.pack(last)
+                recs = decode_batch(self._codec, key, txn.get(key, db=store.journal_db)).records
+                timeidx.put(txn, store.state_db, key, recs)
+        return len(todo)
 
     def account(self, account_id: int) -> AccountInfo:
         """Full state of one account (kind, purses, flags, cap, totals)."""
@@ -994,6 +1062,7 @@ class Ledger:
             self._fares.note_tap_time(txn, staged.tap_time_us)
         if staged.value is not None:
             self._store.put_batch(txn, staged.key, staged.value)
+            timeidx.put(txn, self._store.state_db, staged.key, staged.journal)
             # Only with a journal batch: a writer in another process notices a merge step
             # by the journal head moving (`_catch_up`), as it notices a flush.
             self._ids.merge_step(txn)

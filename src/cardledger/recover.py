@@ -119,6 +119,7 @@ def _recover_pages(source: str, dest: str, env: Any, implementation: str, report
                 if max_tap_time is not None and fare_items:
                     out.put(META_MAX_TAP_TIME_KEY, bytes(max_tap_time), db=new.meta_db)
             _copy_journal(pages.items(view.journal_db), led, inspected.intact_seq, report)
+            led.reindex()  # the copied batches' time index entries
             led.checkpoint()
             check = led.verify()
             if not check.ok or led.journal_seq != inspected.intact_seq:
