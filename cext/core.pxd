@@ -31,9 +31,11 @@ cdef extern from *:
     #define CL_NO_PRICE (-(1LL << 62))
     #define CL_UNLIMITED_RANK (1LL << 40)
     #define CL_SETTLE_SOURCE 0xFFFFFFFFFFFFFFFFULL
+    #define CL_CLOSE_DAY_SOURCE 0xFFFFFFFFFFFFFFFEULL
     """
     # schema.SETTLE_SOURCE: the source of the records the ledger writes on its own.
     const uint64_t SETTLE_SOURCE_C "CL_SETTLE_SOURCE"
+    const uint64_t CLOSE_DAY_SOURCE_C "CL_CLOSE_DAY_SOURCE"
     # schema.AMOUNT_MAX_FEN: the largest amount one op may carry.
     const int64_t AMOUNT_MAX_FEN "CL_AMOUNT_MAX_FEN"
     const int64_t INT64_MAX_ "INT64_MAX"
@@ -63,7 +65,8 @@ cdef enum:                     # OpKind
     K_REVERSE = 14
     K_ACTIVATE = 15
     K_SET_CATEGORY = 16
-    K_MAX = 16
+    K_CLOSE_DAY = 17
+    K_MAX = 17
 
 cdef enum:                     # AccountKind
     A_CARD = 1
@@ -133,6 +136,7 @@ cdef enum:                     # Result
     R_RESERVED_MUST_BE_ZERO = 42
     R_ACCOUNT_INACTIVE = 43
     R_CATEGORY_CHANGED_LATER = 44
+    R_INVALID_DAY_CLOSE = 45
     R_INVALID_REVERSE = 48
     R_TAP_NOT_FOUND = 49
     R_TAP_NOT_REVERSIBLE = 50

@@ -438,6 +438,15 @@ cdef int op_set_category(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept 
     return R_OK
 
 
+cdef int op_close_day(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    """A service day closed: a record in the journal, no money moved (spec: op_close_day)."""
+    if (op.source != CLOSE_DAY_SOURCE_C or op.limit_fen <= op.time_us or op.ref_seq >= jseq
+            or op.amount_fen < 0):
+        return R_INVALID_DAY_CLOSE
+    set_effect(ef, op.amount_fen, 0, NULL, NULL, 0)
+    return R_OK
+
+
 cdef inline uint16_t category_at(const Account* a, int64_t time_us) noexcept nogil:
     """The card's rider category at `time_us` (SET_CATEGORY keeps the one before)."""
     return a.category if time_us >= a.category_since_us else a.category_before
@@ -556,7 +565,7 @@ cdef int op_close(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
 cdef uint16_t ALLOWED_FLAGS[K_MAX + 1]
 ALLOWED_FLAGS[:] = [0, F_LINKED | F_CASH_FIRST | F_INACTIVE, F_LINKED, F_LINKED, F_LINKED,
                     F_LINKED | F_SUBSIDY_PURSE, F_LINKED | F_PENDING | F_SUBSIDY_PURSE,
-                    F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0, 0, F_LINKED, F_LINKED]
+                    F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0, 0, F_LINKED, F_LINKED, 0]
 
 
 # The fields each kind uses besides schema.OP_FIELDS_COMMON (index = kind); mirrors
@@ -580,6 +589,7 @@ FIELDS_USED[:] = [
     OPF_ACCOUNT_ID | OPF_REF_SOURCE | OPF_REF_SEQ,                       # REVERSE
     OPF_ACCOUNT_ID,                                                      # ACTIVATE
     OPF_ACCOUNT_ID | OPF_CATEGORY,                                       # SET_CATEGORY
+    OPF_AMOUNT | OPF_LIMIT | OPF_REF_SEQ,                                # CLOSE_DAY
 ]
 
 
@@ -667,5 +677,7 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq, bint strict) noex
         return op_activate(st, op, ef, jseq)
     if kind == K_SET_CATEGORY:
         return op_set_category(st, op, ef, jseq)
+    if kind == K_CLOSE_DAY:
+        return op_close_day(st, op, ef, jseq)
     CL_ASSERT(kind == K_CLOSE, "execute dispatches every kind")
     return op_close(st, op, ef, jseq)

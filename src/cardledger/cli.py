@@ -414,34 +414,35 @@ def match_command(args: Any) -> int:
 
 
 def settle_command(args: Any) -> int:
-    """Print the settlement of a service day (`Ledger.settle`): per account, the ops
-    and what they posted."""
+    """Print a service day's report (`Ledger.day_report`): what was closed if it was,
+    else the live settlement; with --close, close it first (`Ledger.close_day`)."""
     bad = _not_a_ledger("settle", args.path)
     if bad is not None:
         return bad
     try:
         start_us, end_us = _day_range(args)
-        with open_ledger(args.path, readonly=True) as led:
-            rows = led.settle(start_us, end_us)
+        with open_ledger(args.path, readonly=not args.close) as led:
+            out = led.close_day(start_us, end_us) if args.close else led.day_report(start_us, end_us)
     except ValueError as e:
         return _fail(f"settle: {e}", EXIT_USAGE)
     except CorruptionError as e:
-        return _fail(f"settle: {args.path}: unreadable: {e}", EXIT_UNREADABLE)
+        return _fail(f"settle: {args.path}: {e}", EXIT_UNREADABLE)
     except (StorageError, OSError) as e:
         return _fail(f"settle: {e}", EXIT_UNREADABLE)
-    accounts = [{"account_id": int(r["account_id"]),
-                 "account_kind": AccountKind(int(r["account_kind"])).name if r["account_kind"] else "UNKNOWN",
-                 "ops": int(r["ops"]), "debits_fen": int(r["debits_fen"]), "credits_fen": int(r["credits_fen"])}
-                for r in rows]
+    out = {"day": args.day, **out}
     if args.json:
-        print(json.dumps({"day": args.day, "start_us": start_us, "end_us": end_us, "accounts": accounts}))
+        print(json.dumps(out))
     else:
-        print(f"{args.day} ({args.tz}, from {args.day_start}): {len(accounts)} accounts, "
-              f"{sum(a['ops'] for a in accounts)} account-ops, "
+        state = "closed" if out.get("closed") else "open (live figures)"
+        accounts = out["accounts"]
+        print(f"{args.day} ({args.tz}, from {args.day_start}), {state}: {len(accounts)} accounts, "
               f"posted {sum(a['debits_fen'] for a in accounts)} fen")
         for a in accounts:
             print(f"  {a['account_id']:>20} {a['account_kind']:<9} ops {a['ops']:>8} "
                   f"debits {a['debits_fen']:>14} credits {a['credits_fen']:>14}")
+        late = out["late"]
+        if late:
+            print(f"  late items: {late}")
     return EXIT_OK
 
 
@@ -561,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     st = sub.add_parser("settle", help="per account, a service day's ops and what they posted")
     st.add_argument("path", help="the ledger's directory")
     st.add_argument("--day", required=True, help="the service day YYYY-MM-DD")
-    st.add_argument("--json", action="store_true", help="print the settlement as one JSON object")
+    st.add_argument("--close", action="store_true", help="close the day: record its settlement in the journal")
+    st.add_argument("--json", action="store_true", help="print the report as one JSON object")
     f = sub.add_parser("follow", help="print each journal record as it commits, as JSON lines")
     f.add_argument("path", help="the ledger's directory")
     f.add_argument("--after", type=_count(0), default=0, help="the last journal_seq already handled (default 0)")

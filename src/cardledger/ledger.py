@@ -33,7 +33,7 @@ from typing import Any
 import lmdb
 import numpy as np
 
-from . import feed, queries, settlement
+from . import closing, feed, queries, settlement
 from .store import timeidx
 from .commit.pipeline import CommitPipeline, StagedBatch
 from .engine import select
@@ -561,6 +561,20 @@ class Ledger:
         the POST's time. The live figure, as the ledger holds it now (late uploads
         included); reads the journal in stored batches (`settlement.py`)."""
         return settlement.settle(self.batches(), self.accounts(), start_us, end_us)
+
+    def close_day(self, start_us: int, end_us: int) -> dict[str, Any]:
+        """Close the service day [start_us, end_us) (`days.service_day` gives them):
+        record its settlement in the journal, so that `verify` checks it and nobody
+        changes a closed day silently. Returns the day's report (`accounts`, and `late`:
+        items of earlier closed days that arrived since the previous close). A day is
+        closed once: closing it again reports it as closed (`already_closed`). See
+        `closing.py`."""
+        return closing.close(self, int(start_us), int(end_us))
+
+    def day_report(self, start_us: int, end_us: int) -> dict[str, Any]:
+        """The report of the service day [start_us, end_us): exactly what was closed,
+        with the late items known now, if it was closed; else the live settlement."""
+        return closing.report(self, int(start_us), int(end_us))
 
     @_locked
     def cards_of_member(self, member_ref: int) -> list[int]:

@@ -39,6 +39,7 @@ class OpKind(enum.IntEnum):
     REVERSE = 14  # an operator returns a tap's charge (the tap named by ref_source, ref_seq)
     ACTIVATE = 15  # an inactive card (OPEN with OpFlags.INACTIVE) is handed over: debits and taps allowed
     SET_CATEGORY = 16  # a card's rider category changes from the op's time_us on
+    CLOSE_DAY = 17  # the settlement of a service day, closed in the journal (Ledger.close_day)
 
 
 class TapType(enum.IntEnum):
@@ -143,6 +144,7 @@ class Result(enum.IntEnum):
     RESERVED_MUST_BE_ZERO = 42  # pad16 or pad32
     ACCOUNT_INACTIVE = 43  # a debit or tap of a card issued inactive and not yet ACTIVATEd
     CATEGORY_CHANGED_LATER = 44  # SET_CATEGORY at or before the time of the card's last change
+    INVALID_DAY_CLOSE = 45  # CLOSE_DAY: not from CLOSE_DAY_SOURCE, an empty day, a position past the journal
     INVALID_REVERSE = 48  # a REVERSE that names no tap id
     TAP_NOT_FOUND = 49  # REVERSE: no tap decided with that id (in an earlier batch)
     TAP_NOT_REVERSIBLE = 50  # REVERSE: the id is not a successful TAP of this card, or an entry still open
@@ -180,6 +182,9 @@ TAP_HORIZON_NONE = INT64_MAX
 #: card's overdue metro entry at the card's next tap (a SWEEP record, seqs 1, 2, …).
 #: An op may not use it (INVALID_ID, like source 0).
 SETTLE_SOURCE = (1 << 64) - 1
+#: The source of CLOSE_DAY ops (`Ledger.close_day`); a day's seq is its start in whole
+#: seconds since the epoch, so a day is closed once.
+CLOSE_DAY_SOURCE = (1 << 64) - 2
 #: Caps and spend tiers one fare system may configure (per-card counters are
 #: fixed-size slots).
 FARE_CAPS_MAX = 4
@@ -405,6 +410,7 @@ ALLOWED_FLAGS = {
     OpKind.REVERSE: OpFlags.NONE,  # nor is its reversal
     OpKind.ACTIVATE: OpFlags.LINKED,
     OpKind.SET_CATEGORY: OpFlags.LINKED,
+    OpKind.CLOSE_DAY: OpFlags.NONE,
 }
 
 #: The fields every op kind reads: its id, its kind, its flags and its event time.
@@ -437,6 +443,9 @@ OP_FIELDS_USED: dict[OpKind, frozenset[str]] = {
     OpKind.REVERSE: frozenset({"account_id", "ref_source", "ref_seq"}),
     OpKind.ACTIVATE: frozenset({"account_id"}),
     OpKind.SET_CATEGORY: frozenset({"account_id", "category"}),
+    # the day [time_us, limit_fen), the journal position it covers (ref_seq), its posted
+    # total (amount_fen) and its settlement's digest (user_data)
+    OpKind.CLOSE_DAY: frozenset({"amount_fen", "limit_fen", "ref_seq"}),
 }
 
 #: Each field a kind may leave unused, with the code a new op gets for setting it, in

@@ -13,7 +13,9 @@ index, its cost is the journal's length (a late upload's records may sit anywher
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -72,3 +74,54 @@ def settle(batches: Iterator[np.ndarray], accounts: np.ndarray, start_us: int | 
         found = accounts["id"][order][pos] == uniq
         out["account_kind"] = np.where(found, accounts["kind"][order][pos], 0)
     return out
+
+
+def digest(rows: np.ndarray) -> int:
+    """The 64-bit digest a CLOSE_DAY record carries (user_data) of a day's settlement:
+    SHA-256 of its rows' account ids, op counts and posted totals, by account id."""
+    packed = np.zeros(len(rows), dtype=[("account_id", "<u8"), ("ops", "<i8"), ("debits_fen", "<i8"),
+                                        ("credits_fen", "<i8")])
+    for name in packed.dtype.names:
+        packed[name] = rows[name]
+    return int.from_bytes(hashlib.sha256(packed.tobytes()).digest()[:8], "little")
+
+
+@dataclass
+class DayClose:
+    """A closed service day as its CLOSE_DAY record says: [start_us, end_us), the
+    journal position it covers, its posted total and digest, and the record's own
+    journal_seq."""
+
+    start_us: int
+    end_us: int
+    position: int
+    total_fen: int
+    digest: int
+    journal_seq: int
+
+
+def closes_in(records: np.ndarray) -> list[DayClose]:
+    """The successful CLOSE_DAY records among `records`."""
+    mine = records[(records["kind"] == OpKind.CLOSE_DAY) & (records["code"] == Result.OK)]
+    return [DayClose(int(r["time_us"]), int(r["limit_fen"]), int(r["ref_seq"]), int(r["amount_fen"]),
+                     int(r["user_data"]), int(r["journal_seq"])) for r in mine]
+
+
+def close_problems(closes: list[DayClose], batches: Iterator[np.ndarray], accounts: np.ndarray) -> list[str]:
+    """Each close whose day, settled again from the journal it covers, does not give
+    the total and digest its record carries."""
+    if not closes:
+        return []
+    parts: dict[int, list[np.ndarray]] = {i: [] for i in range(len(closes))}
+    for recs in batches:
+        for i, c in enumerate(closes):
+            keep = (recs["journal_seq"] <= c.position) & (recs["time_us"] >= c.start_us) & (recs["time_us"] < c.end_us)
+            if keep.any():
+                parts[i].append(recs[keep])
+    problems = []
+    for i, c in enumerate(closes):
+        rows = settle(iter(parts[i]), accounts)
+        if digest(rows) != c.digest or int(rows["debits_fen"].sum()) != c.total_fen:
+            problems.append(f"closed day from {c.start_us} (journal_seq {c.journal_seq}): its records through "
+                            f"journal_seq {c.position} no longer settle to what was closed")
+    return problems

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import lmdb
 import numpy as np
 
+from . import settlement
 from .errors import CorruptionError, LedgerError, NotALedgerError, StorageError
 from .schema import CHECKPOINT_OPS_DEFAULT, AccountFlags, AccountKind, OpKind, Result
 from .store.checkpoints import checkpoint_file_name, decode_stored_desc, read_checkpoint_file
@@ -56,6 +57,7 @@ class VerifyReport:
     intact_seq: int = 0
     journal_head: int | None = 0
     latest_tap_us: int = -(1 << 63)  # the latest time_us of a tap the journal applied
+    closes: list = field(default_factory=list, repr=False)  # the closed days met (settlement.DayClose)
 
     @property
     def ok(self) -> bool:
@@ -136,9 +138,21 @@ def verify(store: Any, txn: Any, fresh: Any, live: Any, checkpoint_ops: int,
     if desc is not None and desc.journal_seq > report.intact_seq:
         report.problems.append(f"checkpoint at {desc.journal_seq} lies past the intact journal (which ends at "
                                f"{report.intact_seq}): it could not be compared with a replay")
+    if report.closes:
+        report.problems.extend(settlement.close_problems(report.closes, _journal(store, txn, report.intact_seq),
+                                                         exported[0]))
     report.problems.extend(invariant_problems(exported[0], exported[2]))
     report.accounts = len(exported[0])
     return report
+
+
+def _journal(store: Any, txn: Any, upto: int) -> Any:
+    """The journal's records through `upto`, batch by batch (already checked by the walk)."""
+    for key, value in txn.cursor(db=store.journal_db):
+        batch = decode_batch(store.codec, key, value)
+        if batch.first_seq > upto:
+            return
+        yield batch.records
 
 
 def _walk_journal(report: VerifyReport, store: Any, txn: Any, fresh: Any, checkpoint_ops: int, desc: Any,
@@ -180,6 +194,7 @@ def _walk_journal(report: VerifyReport, store: Any, txn: Any, fresh: Any, checkp
             report.batches += 1
             report.records += len(batch.records)
             report.intact_seq = batch.last_seq
+            report.closes.extend(settlement.closes_in(batch.records))
             taps = batch.records[(batch.records["kind"] == OpKind.TAP) & (batch.records["code"] == Result.OK)]
             if len(taps):
                 report.latest_tap_us = max(report.latest_tap_us, int(taps["time_us"].max()))

@@ -67,3 +67,50 @@ def test_the_settle_command_prints_a_days_accounts(ledger_path):
     assert out["start_us"] == start
     assert {a["account_id"]: (a["account_kind"], a["credits_fen"], a["debits_fen"]) for a in out["accounts"]} == {
         1: ("CLEARING", 0, 700), 100: ("CARD", 700, 0)}
+
+
+# ---------------------------------------------------------------- closing a day
+
+
+def _day_ops(led, start, fens, source):
+    b = Ops(source=source)
+    for k, fen in enumerate(fens):
+        b.add(OpKind.TOPUP, 100, 1, fen, time_us=start + 1_000 * (k + 1))
+    assert (led.apply(b.take())["code"] == 0).all()
+
+
+def test_a_closed_day_reports_exactly_what_was_closed_and_late_items_apart(led):
+    d1 = service_day("2027-01-15")
+    d2 = service_day("2027-01-16")
+    open_cards(led, [100], 1)
+    _day_ops(led, d1[0], [100, 200], 30)
+    closed = led.close_day(*d1)
+    assert closed["closed"] and closed["late"] == []
+    assert {a["account_id"]: a["credits_fen"] for a in closed["accounts"]} == {100: 300, 1: 0}
+    # A validator's late upload for the closed day, then the next day's ops.
+    _day_ops(led, d1[0] + 10_000, [7], 31)
+    _day_ops(led, d2[0], [50], 32)
+    again = led.day_report(*d1)
+    assert again["accounts"] == closed["accounts"]  # what was closed, exactly
+    assert {a["account_id"]: a["credits_fen"] for a in again["late"]} == {100: 7, 1: 0}
+    live = led.settle(*d1)
+    assert dict(zip(live["account_id"].tolist(), live["credits_fen"].tolist())) == {1: 0, 100: 307}  # the live figure
+    second = led.close_day(*d2)
+    assert [(x["start_us"], {a["account_id"]: a["credits_fen"] for a in x["accounts"]}) for x in second["late"]] == [
+        (d1[0], {100: 7, 1: 0})]  # reported by the next close, once
+    third_day = service_day("2027-01-17")
+    assert led.close_day(*third_day)["late"] == []  # not again
+    assert led.close_day(*d1)["already_closed"]
+    assert led.verify().ok
+
+
+def test_a_close_is_journaled_and_refused_when_forged(led):
+    from cardledger.schema import CLOSE_DAY_SOURCE
+
+    d1 = service_day("2027-01-15")
+    open_cards(led, [100], 1)
+    forged = Ops(source=5).add(OpKind.CLOSE_DAY, 0, 0, 0, time_us=d1[0], limit_fen=d1[1]).take()
+    assert cardledger.Result(int(led.apply(forged)["code"][0])).name == "INVALID_DAY_CLOSE"
+    led.close_day(*d1)
+    recs = led.query(kinds=[OpKind.CLOSE_DAY])
+    assert len(recs) == 1 and int(recs[0]["source"]) == CLOSE_DAY_SOURCE and int(recs[0]["seq"]) == d1[0] // 1_000_000

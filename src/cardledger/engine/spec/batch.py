@@ -544,6 +544,7 @@ _HANDLERS = {
     OpKind.CLOSE: handlers.op_close,
     OpKind.ACTIVATE: handlers.op_activate,
     OpKind.SET_CATEGORY: handlers.op_set_category,
+    OpKind.CLOSE_DAY: handlers.op_close_day,
     OpKind.TAP: taps.op_tap,
     OpKind.REVERSE: taps.op_reverse,
 }

@@ -19,6 +19,7 @@ from ...schema import (
     ACCOUNT_KINDS,
     AMOUNT_MAX_FEN,
     CAP_MAX_FEN,
+    CLOSE_DAY_SOURCE,
     NONE,
     INT64_MAX,
     OP_FIELDS_USED,
@@ -408,6 +409,16 @@ def op_set_category(eng: Engine, op, jseq):
     a.category = op["category"]
     a.category_since_us = op["time_us"]
     return Result.OK, (0, a.available(), a.id, 0, 0)
+
+
+def op_close_day(eng: Engine, op, jseq):
+    """A service day closed: a record in the journal, no money moved. Its day is
+    [time_us, limit_fen), it covers the journal through ref_seq, and amount_fen is what
+    the day posted (see `Ledger.close_day`)."""
+    if (op["source"] != CLOSE_DAY_SOURCE or op["limit_fen"] <= op["time_us"] or op["ref_seq"] >= jseq
+            or op["amount_fen"] < 0):
+        return Result.INVALID_DAY_CLOSE, None
+    return Result.OK, (op["amount_fen"], 0, 0, 0, 0)
 
 
 def category_at(a: Account, time_us: int) -> int:
