@@ -34,6 +34,7 @@ import numpy as np
 
 from . import BATCH_OPS_MAX, IMPLEMENTATION, AccountKind, OpFlags, OpKind, Result, new_ops
 from . import open as open_ledger
+from . import errors as cardledger_errors
 from .errors import AccountNotFoundError, CorruptionError, NotALedgerError, StorageError
 from .recover import recover
 from .verify import inspect
@@ -446,6 +447,63 @@ def settle_command(args: Any) -> int:
     return EXIT_OK
 
 
+def query_command(args: Any) -> int:
+    """Print the journal records a query selects (`Ledger.query`) as JSON lines."""
+    from .days import iso_times, to_us
+    from .schema import JOURNAL_DTYPE
+
+    bad = _not_a_ledger("query", args.path)
+    if bad is not None:
+        return bad
+    try:
+        start_us = end_us = None
+        if args.day is not None:
+            start_us, end_us = _day_range(args)
+        if args.start is not None:
+            start_us = to_us(dt.datetime.fromisoformat(args.start))
+        if args.end is not None:
+            end_us = to_us(dt.datetime.fromisoformat(args.end))
+        kinds = None if args.kinds is None else [OpKind[k.strip().upper()] for k in args.kinds.split(",") if k.strip()]
+        with open_ledger(args.path, readonly=True) as led:
+            recs = led.query(start_us, end_us, args.account, kinds, args.user_data, args.limit)
+    except KeyError as e:
+        return _fail(f"query: --kinds: {e.args[0]} is not an op kind", EXIT_USAGE)
+    except (ValueError, cardledger_errors.AccountNotFoundError) as e:
+        return _fail(f"query: {e}", EXIT_USAGE)
+    except CorruptionError as e:
+        return _fail(f"query: {args.path}: unreadable: {e}", EXIT_UNREADABLE)
+    except (StorageError, OSError) as e:
+        return _fail(f"query: {e}", EXIT_UNREADABLE)
+    names = JOURNAL_DTYPE.names
+    for rec, t in zip(recs.tolist(), iso_times(recs["time_us"], args.tz)):
+        print(json.dumps({**dict(zip(names, rec)), "time": t}))
+    return EXIT_OK
+
+
+def balance_command(args: Any) -> int:
+    """Print an account's balance, now or as of a time (`Ledger.balance`)."""
+    from .days import to_us
+
+    bad = _not_a_ledger("balance", args.path)
+    if bad is not None:
+        return bad
+    try:
+        as_of = None if args.as_of is None else to_us(dt.datetime.fromisoformat(args.as_of))
+        with open_ledger(args.path, readonly=True) as led:
+            fen = led.balance(args.account, as_of)
+    except (ValueError, cardledger_errors.AccountNotFoundError) as e:
+        return _fail(f"balance: {e}", EXIT_USAGE)
+    except CorruptionError as e:
+        return _fail(f"balance: {args.path}: unreadable: {e}", EXIT_UNREADABLE)
+    except (StorageError, OSError) as e:
+        return _fail(f"balance: {e}", EXIT_UNREADABLE)
+    if args.json:
+        print(json.dumps({"account_id": args.account, "as_of": args.as_of, "balance_fen": fen}))
+    else:
+        print(f"{args.account}: {fen} fen" + (f" as of {args.as_of}" if args.as_of else ""))
+    return EXIT_OK
+
+
 def follow_command(args: Any) -> int:
     """Print each committed journal record as a JSON line, as it commits."""
     from .days import iso_times
@@ -564,11 +622,25 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--day", required=True, help="the service day YYYY-MM-DD")
     st.add_argument("--close", action="store_true", help="close the day: record its settlement in the journal")
     st.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    q = sub.add_parser("query", help="print successful ops' journal records by time, account, kinds, user_data")
+    q.add_argument("path", help="the ledger's directory")
+    q.add_argument("--day", help="a service day YYYY-MM-DD")
+    q.add_argument("--from", dest="start", metavar="ISO", help="event time from (ISO 8601 with offset)")
+    q.add_argument("--to", dest="end", metavar="ISO", help="event time to, excluded")
+    q.add_argument("--account", type=_count(1), help="an account the op moved money of or acted on")
+    q.add_argument("--kinds", help="comma-separated op kinds")
+    q.add_argument("--user-data", type=_count(1), help="the ops' user_data")
+    q.add_argument("--limit", type=_count(0), help="at most this many records")
+    bal = sub.add_parser("balance", help="an account's balance, now or --as-of a time")
+    bal.add_argument("path", help="the ledger's directory")
+    bal.add_argument("--account", type=_count(1), required=True, help="the account")
+    bal.add_argument("--as-of", help="the balance from records before this time (ISO 8601 with offset)")
+    bal.add_argument("--json", action="store_true", help="print one JSON object")
     f = sub.add_parser("follow", help="print each journal record as it commits, as JSON lines")
     f.add_argument("path", help="the ledger's directory")
     f.add_argument("--after", type=_count(0), default=0, help="the last journal_seq already handled (default 0)")
     f.add_argument("--idle-timeout", type=float, default=None, help="stop after this many seconds without a commit")
-    for sp in (e, m, f, st):
+    for sp in (e, m, f, st, q):
         sp.add_argument("--tz", default="Asia/Shanghai", help="the service time zone (default Asia/Shanghai)")
         sp.add_argument("--day-start", default="00:00", help="local time a service day starts (default 00:00)")
     k = sub.add_parser("backup", help="write a hot, consistent copy of a ledger (writers may keep running)")
@@ -599,6 +671,10 @@ def main(argv: list[str] | None = None) -> int:
         return follow_command(args)
     if args.command == "settle":
         return settle_command(args)
+    if args.command == "query":
+        return query_command(args)
+    if args.command == "balance":
+        return balance_command(args)
     if args.command == "disburse":
         return disburse_command(args.path, args.program, args.cycle, args.file, args.atomic, args.report, args.json)
     if args.command == "aid-report":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -147,3 +148,22 @@ def test_the_match_and_export_commands_exit_by_what_they_found(ledger_path, tmp_
     proc = _cli("export", ledger_path, "--from-seq", "1", "--to-seq", "2", "-o", str(tmp_path / "two.csv"))
     assert proc.returncode == 0 and len((tmp_path / "two.csv").read_text().splitlines()) == 3
     assert _cli("export", ledger_path, "-o", str(out)).returncode == 2  # no selection
+
+
+def test_the_example_daily_reconciliation_closes_matches_and_exports(ledger_path, tmp_path):
+    with cardledger.open(ledger_path, create=True) as led:
+        open_cards(led, [100], 1_000)
+        topups(led, [(100, 500, 1, START_US + 10_000_000)])
+    bank = _bank_file(tmp_path / "bank.csv", ["1,100,500,2027-01-15T00:00:10+08:00"])
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "reconcile", "daily.py")
+    run = [sys.executable, script, ledger_path, "--day", DAY, "--bank", str(bank), "--out", str(tmp_path / "out")]
+    proc = subprocess.run(run, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 matched" in proc.stdout
+    assert sorted(os.listdir(tmp_path / "out")) == [f"bank-match-{DAY}.json", f"journal-{DAY}.csv", f"settlement-{DAY}.json"]
+    # Run again: the day is closed already, the report is the same.
+    assert subprocess.run(run, capture_output=True, text=True).returncode == 0
+    proc = _cli("query", ledger_path, "--day", DAY, "--kinds", "TOPUP")
+    assert proc.returncode == 0 and json.loads(proc.stdout.splitlines()[0])["user_data"] == 1
+    proc = _cli("balance", ledger_path, "--account", "100", "--as-of", "2027-01-15T00:00:05+08:00", "--json")
+    assert json.loads(proc.stdout)["balance_fen"] == 1_000
