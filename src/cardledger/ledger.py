@@ -477,36 +477,42 @@ class Ledger:
         and by `user_data`, ordered by (time_us, journal_seq), at most `limit` of them.
 
         A time range reads only the stored batches whose event times meet it (the
-        journal's time index, `store/timeidx.py`); an account without a time range
-        walks that account's records (its statement); anything else reads the whole
-        journal."""
+        journal's time index, `store/timeidx.py`); a card without a time range walks
+        its records (its statement); anything else reads the whole journal, filtering
+        each stored batch as it is read."""
         store = self._usable()
         self._refresh()
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         kind_codes = None if kinds is None else np.array([int(k) for k in kinds], dtype=np.uint16)
-        if start_us is None and end_us is None and account_id is not None:
-            parts = [self.statement(account_id)]
+
+        def matching(recs: np.ndarray) -> np.ndarray:
+            keep = recs["code"] == Result.OK
+            if start_us is not None:
+                keep &= recs["time_us"] >= start_us
+            if end_us is not None:
+                keep &= recs["time_us"] < end_us
+            if account_id is not None:
+                keep &= (recs["debit_id"] == account_id) | (recs["credit_id"] == account_id)
+            if kind_codes is not None:
+                keep &= np.isin(recs["kind"], kind_codes)
+            if user_data is not None:
+                keep &= recs["user_data"] == np.uint64(user_data)
+            return recs[keep]
+
+        if (start_us is None and end_us is None and account_id is not None
+                and self._account_row(account_id)[ACCOUNT_DTYPE.names.index("kind")] == AccountKind.CARD):
+            # A card's records are few: its statement chain reads them alone. A merchant's
+            # or an operator's run to millions, spread over every batch: a scan is faster.
+            parts = [matching(self.statement(account_id))]
         else:
+            # Each batch is filtered as it is read: memory holds the matches, not the range.
             parts = []
             with store.begin_read() as txn:
                 for last in timeidx.batches_meeting(txn, store, start_us, end_us):
                     key = KEY.pack(last)
-                    recs = decode_batch(self._codec, key, txn.get(key, db=store.journal_db)).records
-                    parts.append(recs[recs["code"] == Result.OK])
+                    parts.append(matching(decode_batch(self._codec, key, txn.get(key, db=store.journal_db)).records))
         recs = np.concatenate(parts) if parts else np.zeros(0, dtype=JOURNAL_DTYPE)
-        keep = np.ones(len(recs), dtype=bool)
-        if start_us is not None:
-            keep &= recs["time_us"] >= start_us
-        if end_us is not None:
-            keep &= recs["time_us"] < end_us
-        if account_id is not None:
-            keep &= (recs["debit_id"] == account_id) | (recs["credit_id"] == account_id)
-        if kind_codes is not None:
-            keep &= np.isin(recs["kind"], kind_codes)
-        if user_data is not None:
-            keep &= recs["user_data"] == np.uint64(user_data)
-        recs = recs[keep]
         recs = recs[np.lexsort((recs["journal_seq"], recs["time_us"]))]
         return recs if limit is None else recs[:limit]
 
