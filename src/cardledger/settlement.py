@@ -61,13 +61,19 @@ def settle(batches: Iterator[np.ndarray], accounts: np.ndarray, start_us: int | 
     if not ids:
         return np.zeros(0, dtype=SETTLEMENT_DTYPE)
     all_ids = np.concatenate(ids)
-    uniq, inverse = np.unique(all_ids, return_inverse=True)
+    if not len(all_ids):
+        return np.zeros(0, dtype=SETTLEMENT_DTYPE)
+    # Sums by account, exact in int64 (no float touches money): sort by account, then
+    # add each account's run with reduceat.
+    by = np.argsort(all_ids, kind="stable")
+    sorted_ids = all_ids[by]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
+    uniq = sorted_ids[starts]
     out = np.zeros(len(uniq), dtype=SETTLEMENT_DTYPE)
     out["account_id"] = uniq
-    out["ops"] = np.bincount(inverse, minlength=len(uniq))
-    # Sums of int64 amounts by account: exact (np.add.at does integer arithmetic).
-    np.add.at(out["debits_fen"], inverse, np.concatenate(debit))
-    np.add.at(out["credits_fen"], inverse, np.concatenate(credit))
+    out["ops"] = np.diff(np.append(starts, len(sorted_ids)))
+    out["debits_fen"] = np.add.reduceat(np.concatenate(debit)[by], starts)
+    out["credits_fen"] = np.add.reduceat(np.concatenate(credit)[by], starts)
     order = np.argsort(accounts["id"])
     pos = np.clip(np.searchsorted(accounts["id"][order], uniq), 0, max(len(accounts) - 1, 0))
     if len(accounts):
