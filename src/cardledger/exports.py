@@ -52,6 +52,8 @@ def export(records: Iterator[np.ndarray], path: str | os.PathLike[str], fmt: str
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "parquet":
         return _parquet(records, path, progress)
+    if fmt == "csv" and _have_pyarrow():
+        return _csv_arrow(records, path, tz, progress)
     written = 0
     with open(path, "w", encoding="utf-8", newline="") as out:
         if fmt == "csv":
@@ -72,6 +74,59 @@ _CODE = JOURNAL_DTYPE.names.index("code")
 # Every journal field is an integer: one format string writes a row.
 _CSV_LINE = ",".join(["%d"] * len(JOURNAL_DTYPE.names) + ["%s", "%s"]) + "\n"
 _JSON_LINE = "{" + ",".join([f'"{n}":%d' for n in JOURNAL_DTYPE.names] + ['"time":"%s"', '"result":"%s"']) + "}\n"
+
+
+def _have_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_RESULT_NAME_TABLE = np.array([_RESULT_NAMES.get(i, str(i)) for i in range(max(_RESULT_NAMES) + 1)], dtype=object)
+
+
+def _result_names(codes: np.ndarray) -> np.ndarray:
+    out = np.empty(len(codes), dtype=object)
+    known = codes < len(_RESULT_NAME_TABLE)
+    out[known] = _RESULT_NAME_TABLE[codes[known]]
+    out[~known] = [str(c) for c in codes[~known].tolist()]
+    return out
+
+
+def _csv_arrow(records: Iterator[np.ndarray], path: str | os.PathLike[str], tz: str,
+               progress: Callable[[int], None] | None) -> int:
+    """CSV through pyarrow's writer: the same columns and text as the plain writer."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    written = 0
+    writer = None
+    try:
+        for recs in records:
+            columns = {n: recs[n] for n in JOURNAL_DTYPE.names}
+            columns["time"] = np.array(iso_times(recs["time_us"], tz), dtype=object)
+            columns["result"] = _result_names(recs["code"])
+            table = pa.table(columns)
+            if writer is None:
+                with open(path, "w", encoding="utf-8") as out:  # the header as the plain writer writes it
+                    out.write(",".join(COLUMNS) + "\n")
+                sink = pa.OSFile(str(path), "ab")
+                writer = pacsv.CSVWriter(sink, table.schema, write_options=pacsv.WriteOptions(
+                    include_header=False, quoting_style="none"))
+            writer.write_table(table)
+            written += len(recs)
+            if progress is not None:
+                progress(written)
+        if writer is None:
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(",".join(COLUMNS) + "\n")
+    finally:
+        if writer is not None:
+            writer.close()
+            sink.close()
+    return written
 
 
 def _parquet(records: Iterator[np.ndarray], path: str | os.PathLike[str],

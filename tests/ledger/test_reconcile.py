@@ -167,3 +167,14 @@ def test_the_example_daily_reconciliation_closes_matches_and_exports(ledger_path
     assert proc.returncode == 0 and json.loads(proc.stdout.splitlines()[0])["user_data"] == 1
     proc = _cli("balance", ledger_path, "--account", "100", "--as-of", "2027-01-15T00:00:05+08:00", "--json")
     assert json.loads(proc.stdout)["balance_fen"] == 1_000
+
+
+def test_the_csv_written_through_pyarrow_is_the_plain_writers_byte_for_byte(led, tmp_path, monkeypatch):
+    import cardledger.exports as ex
+
+    open_cards(led, [100, 101], 1_000)
+    topups(led, [(100, 5, 77, START_US + 1), (101, 6, 0, END_US + 3)])
+    ex.export(led.batches(), tmp_path / "arrow.csv", "csv")
+    monkeypatch.setattr(ex, "_have_pyarrow", lambda: False)
+    ex.export(led.batches(), tmp_path / "plain.csv", "csv")
+    assert (tmp_path / "arrow.csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
