@@ -178,3 +178,14 @@ def test_the_csv_written_through_pyarrow_is_the_plain_writers_byte_for_byte(led,
     monkeypatch.setattr(ex, "_have_pyarrow", lambda: False)
     ex.export(led.batches(), tmp_path / "plain.csv", "csv")
     assert (tmp_path / "arrow.csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
+
+
+def test_the_json_lines_written_through_pyarrow_are_the_plain_writers_byte_for_byte(led, tmp_path, monkeypatch):
+    import cardledger.exports as ex
+
+    open_cards(led, [100, 101], 1_000)
+    topups(led, [(100, 5, 2**64 - 1, START_US + 1), (101, 6, 0, END_US + 3)])
+    ex.export(led.batches(), tmp_path / "arrow.jsonl", "jsonl")
+    monkeypatch.setattr(ex, "_have_pyarrow", lambda: False)
+    ex.export(led.batches(), tmp_path / "plain.jsonl", "jsonl")
+    assert (tmp_path / "arrow.jsonl").read_bytes() == (tmp_path / "plain.jsonl").read_bytes()
