@@ -44,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
             json.dump({"day": a.day, **closed}, f, indent=1)
         for late in closed["late"]:
             print(f"late items for the day from {late['start_us']}: {late['accounts']}")
-        report = match(led.batches(), a.bank, start_us=start_us, end_us=end_us)
+        report = match(led.batches_meeting(start_us, end_us), a.bank, start_us=start_us, end_us=end_us)
         with open(os.path.join(a.out, f"bank-match-{a.day}.json"), "w", encoding="utf-8") as f:
             json.dump(report.as_dict(), f, indent=1)
-        n = export(select(led.batches(), start_us, end_us), os.path.join(a.out, f"journal-{a.day}.csv"), "csv")
+        n = export(select(led.batches_meeting(start_us, end_us), start_us, end_us),
+                   os.path.join(a.out, f"journal-{a.day}.csv"), "csv")
     posted = sum(x["debits_fen"] for x in closed["accounts"])
     print(f"{a.day}: closed ({posted} fen posted by {len(closed['accounts'])} accounts); {n} journal records "
           f"exported; bank: {report.matched} matched, {len(report.missing_in_ledger)} missing in the ledger, "

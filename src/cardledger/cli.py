@@ -365,7 +365,8 @@ def export_command(args: Any) -> int:
         else:
             after, end_seq = args.from_seq - 1, (args.to_seq + 1 if args.to_seq is not None else None)
         with open_ledger(args.path, readonly=True) as led:
-            n = export(select(led.batches(after, end_seq), start_us, end_us), args.output, args.format, tz=args.tz,
+            source = led.batches(after, end_seq) if start_us is None else led.batches_meeting(start_us, end_us)
+            n = export(select(source, start_us, end_us), args.output, args.format, tz=args.tz,
                        progress=_progress(f"export {args.output}"))
     except ValueError as e:
         return _fail(f"export: {e}", EXIT_USAGE)
@@ -395,7 +396,7 @@ def match_command(args: Any) -> int:
     try:
         start_us, end_us = _day_range(args)
         with open_ledger(args.path, readonly=True) as led:
-            report = match(led.batches(), args.file, kinds, start_us, end_us)
+            report = match(led.batches_meeting(start_us, end_us), args.file, kinds, start_us, end_us)
     except ValueError as e:
         return _fail(f"match: {e}", EXIT_USAGE)
     except CorruptionError as e:
