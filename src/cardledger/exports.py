@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .days import SERVICE_TZ_DEFAULT, iso_times
+from .days import SERVICE_TZ_DEFAULT, iso_times, iso_times_bytes
 from .schema import JOURNAL_DTYPE, Result
 
 #: The export formats.
@@ -108,7 +108,7 @@ def _csv_arrow(records: Iterator[np.ndarray], path: str | os.PathLike[str], tz: 
     try:
         for recs in records:
             columns = {n: recs[n] for n in JOURNAL_DTYPE.names}
-            columns["time"] = np.array(iso_times(recs["time_us"], tz), dtype=object)
+            columns["time"] = pa.array(iso_times_bytes(recs["time_us"], tz)).cast(pa.string())
             columns["result"] = _result_names(recs["code"])
             table = pa.table(columns)
             if writer is None:
@@ -146,7 +146,7 @@ def _jsonl_arrow(records: Iterator[np.ndarray], path: str | os.PathLike[str], tz
                 parts.append(pa.scalar(("{" if i == 0 else ",") + f'"{n}":'))
                 parts.append(pc.cast(pa.array(recs[n]), pa.string()))
             parts.append(pa.scalar(',"time":"'))
-            parts.append(pa.array(iso_times(recs["time_us"], tz), type=pa.string()))
+            parts.append(pa.array(iso_times_bytes(recs["time_us"], tz)).cast(pa.string()))
             parts.append(pa.scalar('","result":"'))
             parts.append(pa.array(_result_names(recs["code"]).tolist(), type=pa.string()))
             parts.append(pa.scalar('"}\n'))

@@ -189,3 +189,20 @@ def test_the_json_lines_written_through_pyarrow_are_the_plain_writers_byte_for_b
     monkeypatch.setattr(ex, "_have_pyarrow", lambda: False)
     ex.export(led.batches(), tmp_path / "plain.jsonl", "jsonl")
     assert (tmp_path / "arrow.jsonl").read_bytes() == (tmp_path / "plain.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("tz", ["Asia/Shanghai", "Europe/Berlin", "America/New_York"])
+def test_iso_times_are_the_standard_librarys_across_offset_changes(tz):
+    """Shanghai kept daylight saving in 1986-91; Berlin and New York switch twice a year:
+    the fast formatter must give what datetime gives, at any time."""
+    import datetime as dt
+
+    from cardledger.days import iso_times, zone
+
+    rng = np.random.default_rng(5)
+    t = rng.integers(0, 4_000_000_000_000_000, 5_000)
+    z = zone(tz)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    want = [(epoch + dt.timedelta(microseconds=v)).astimezone(z).isoformat(timespec="microseconds") for v in t.tolist()]
+    assert iso_times(t, tz) == want
+    assert iso_times(np.zeros(0, dtype=np.int64), tz) == []
