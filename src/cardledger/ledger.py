@@ -465,7 +465,10 @@ class Ledger:
         row = self._account_row(account_id)
         if as_of_us is None:
             return queries.balance_of(row)
-        recs = self.statement(account_id, None, int(as_of_us))
+        if row[ACCOUNT_DTYPE.names.index("kind")] == AccountKind.CARD:
+            recs = self.statement(account_id, None, int(as_of_us))  # a card's few records, by its chain
+        else:
+            recs = self.query(None, int(as_of_us), account_id=account_id)  # a scan: its records are many
         posted = settlement.posted_fen(recs)
         return int(posted[recs["credit_id"] == account_id].sum() - posted[recs["debit_id"] == account_id].sum())
 

@@ -117,3 +117,10 @@ def test_both_engines_answer_every_query_alike_on_random_ops(tmp_path):
     finally:
         for led in leds:
             led.close()
+
+
+def test_a_balance_as_of_a_time_for_a_merchant_agrees_with_its_records(led):
+    _day(led)
+    # The merchant (2) took 100 at 08:00, 7 at 08:30, 200 at 09:00 and 300 at 10:00.
+    assert led.balance(2, as_of_us=T + 9 * H) == 107
+    assert led.balance(2, as_of_us=T + 11 * H) == led.balance(2) == 607
