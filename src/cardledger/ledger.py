@@ -26,7 +26,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -71,7 +71,7 @@ from .store.datafile import DataFileExtender
 from .store.env import DURABILITY_MODES, LMDB_CORRUPTION_ERRORS, LOAD_RETRIES_MAX, Store
 from .store.fares import FareVersions
 from .store.ids import IDS_FLUSH_OPS_DEFAULT, IdFlush, IdIndex
-from .store.journal import GENESIS_HASH, RECORD_MARK_STRIDE, DecodedBatches, encode_batch
+from .store.journal import GENESIS_HASH, RECORD_MARK_STRIDE, DecodedBatches, batch_range, encode_batch
 from .store.keys import KEY
 from .verify import VerifyReport, verify
 
@@ -212,6 +212,12 @@ class Ledger:
         #: Set once a pipelined commit met another writer's batch: from then on every
         #: batch is applied synchronously (writers in several processes serialise).
         self._pipeline_off = False
+        #: The cluster's hook (`cardledger.cluster`): called with each journal batch's
+        #: (key, value) in the batch's write transaction, before its commit, in the
+        #: thread that stores it; it returns once the batch is replicated, or raises
+        #: and the batch is not applied (its caller gets the error). None: a ledger
+        #: of its own (the default).
+        self.replicator: Callable[[bytes, bytes], None] | None = None
         if readonly and create:
             raise ValueError("create=True needs readonly=False: a readonly ledger cannot be created")
         if not os.path.exists(os.path.join(self.path, "data.mdb")):
@@ -411,6 +417,61 @@ class Ledger:
                     self._take_snapshot(txn)
             self._committed()
             self._checkpoints.finish(store.env)
+
+    @_locked
+    def append_replicated(self, values: list[bytes]) -> int:
+        """Append journal batches written by another ledger (a cluster's leader), as
+        they are, and apply them; return the new journal_seq.
+
+        Each value is one journal batch as the leader stored it (header and packed
+        records). They must follow this ledger's journal: the first starts right
+        after `journal_seq` and each chains to the previous batch's hash; the
+        engine replays them and checks that every record reproduces its figures
+        (CorruptionError otherwise, and nothing is appended). One write transaction
+        for all of them; checkpoints and id flushes are taken as on the batch path.
+        A ledger without fare versions installs the packaged default first, as the
+        leader did before its first tap.
+        """
+        store = self._usable()
+        self._check_writable()
+        if not values:
+            return int(self._engine.journal_seq)
+        with self._reloading_on_failure("replicated batches not applied"):
+            self._begin_transaction()
+            try:
+                with store.begin_write() as txn:
+                    self._catch_up(txn)
+                    if not len(self._fares):
+                        self._fares.install_default(txn)
+                        self._use_fares(self._engine)
+                    expected_first = int(self._engine.journal_seq) + 1
+                    for value in values:
+                        first, last = batch_range(value)
+                        if first != expected_first:
+                            raise CorruptionError(
+                                f"a replicated batch {first}..{last} does not follow journal_seq {expected_first - 1}"
+                            )
+                        store.put_batch(txn, KEY.pack(last), value)
+                        expected_first = last + 1
+                    self._replay_from(txn, int(self._engine.journal_seq))
+                    self._ids.merge_step(txn)
+                    if self._checkpoints.due(self._engine, self.checkpoint_ops):
+                        self._take_snapshot(txn)
+                    elif self._flush_due():
+                        self._ids.flush_now(txn, self._engine)
+            finally:
+                self._ids.transaction_done()
+            self._committed()
+        return int(self._engine.journal_seq)
+
+    @property
+    @_locked
+    def last_batch_hash(self) -> bytes:
+        """The hash of the last journal batch (32 zero bytes before the first): the
+        head of the hash chain, equal on every replica at the same journal_seq."""
+        self._usable()
+        self._refresh()
+        return self._last_hash
 
     @_locked
     def backup(self, path: str | os.PathLike[str]) -> None:
@@ -858,7 +919,13 @@ class Ledger:
 
     def _store_staged(self, txn: Any, staged: StagedBatch) -> None:
         """Store an encoded staged batch in `txn`: the journal batch, the latest tap
-        time, the id flush."""
+        time, the id flush.
+
+        With a `replicator` set, the journal batch is handed to it first (inside
+        `txn`, before anything is put): if it raises, the transaction aborts and the
+        batch is not applied (see `replicator`)."""
+        if staged.value is not None and self.replicator is not None:
+            self.replicator(staged.key, staged.value)
         if staged.tap_time_us >= 0:
             self._fares.note_tap_time(txn, staged.tap_time_us)
         if staged.value is not None:
