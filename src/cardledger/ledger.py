@@ -385,6 +385,13 @@ class Ledger:
         store = self._usable()
         if self.readonly:
             raise LedgerReadOnlyError("a readonly ledger cannot install fare systems")
+        if self.replicator is not None:
+            # A fare version is stored beside the journal, not in it: a cluster's
+            # followers would never see it, and would rate taps by other fares.
+            raise LedgerError(
+                "install_fares is not replicated: a cluster node's ledger takes only the packaged default "
+                "fares (docs/cluster.md); install fare versions on every node's ledger before it joins"
+            )
         if not isinstance(system, FareSystem):
             raise TypeError(f"install_fares needs a cardledger.fares.FareSystem, got {type(system).__name__}")
         if not system.files:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import cardledger
+import cardledger.fares
 from cardledger import CorruptionError, OpKind
 from cardledger.cluster import state_hash
 from helpers import Ops, codes
@@ -104,3 +105,41 @@ def test_a_batch_that_does_not_follow_the_journal_is_refused_whole(tmp_path):
         follower.append_replicated(published[1:])
         assert follower.balance(10) == 600 and state_hash(follower) == state_hash(leader)
         assert np.array_equal(follower.accounts(), leader.accounts())
+
+
+def test_a_replicated_ledger_refuses_to_install_fares_it_cannot_replicate(tmp_path):
+    """Fare versions live beside the journal, not in it: with a replicator set,
+    install_fares is refused (LedgerError) instead of letting followers rate taps by
+    other fares."""
+    with cardledger.open(str(tmp_path / "l"), create=True) as led:
+        led.replicator = lambda key, value: None
+        with pytest.raises(cardledger.LedgerError, match="not replicated"):
+            led.install_fares(cardledger.fares.FareSystem.harbin(), 1)
+
+
+def test_taps_replicate_with_the_packaged_fares_the_leader_installed(tmp_path):
+    """The leader's first tap batch installs the packaged Harbin fares in its own
+    transaction; a follower appending that batch installs the same version first, so
+    the replay rates the taps alike (same fares charged, same state)."""
+    leader, follower, published = _leader_and_follower(tmp_path)
+    fs = cardledger.fares.FareSystem.harbin()
+    bus_op, card = 9001, 100
+    t_us = 1_773_111_600_000_000  # 2026-03-10 11:00 in Harbin
+    with leader, follower:
+        o = Ops(source=1)
+        o.add(OpKind.OPEN, 1, account_kind=cardledger.AccountKind.CLEARING)
+        o.add(OpKind.OPEN, bus_op, account_kind=cardledger.AccountKind.OPERATOR)
+        o.add(OpKind.OPEN, card, account_kind=cardledger.AccountKind.CARD)
+        o.add(OpKind.TOPUP, card, 1, 1000)
+        leader.apply(o.take())
+        taps = Ops(source=2)
+        for k in range(3):
+            taps.add(OpKind.TAP, card, tap=int(cardledger.TapType.BOARD), route=fs.route_index("bus_1"),
+                     stop=fs.stop_index("bs_0001"))
+        ops = taps.take()
+        ops["time_us"] = [t_us + k * 3 * 3600 * 1_000_000 for k in range(3)]
+        results = leader.apply(ops)
+        assert codes(results) == ["OK"] * 3 and int(results["amount_fen"].sum()) > 0
+        follower.append_replicated(published)
+        assert follower.balance(card) == leader.balance(card) == 1000 - int(results["amount_fen"].sum())
+        assert state_hash(follower) == state_hash(leader) and follower.verify().ok

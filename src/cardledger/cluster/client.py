@@ -67,12 +67,18 @@ class GatewayClient:
         return reply  # type: ignore[no-any-return]
 
     def write(self, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Send the ops (one request) to the leader; return their results. GatewayError
-        for an error reply (`not_leader`: certainly not applied); OSError when no node
-        answered (unknown outcome)."""
+        """Send the ops (one request) to the leader; return their results. A node that
+        does not answer is skipped and the same request (the same ids) goes to the
+        next: exactly-once makes that safe, and an op applied by the silent node comes
+        back EXISTS. GatewayError for an error reply (`not_leader`: certainly not
+        applied anywhere); OSError when no node answered, or one took the request and
+        did not answer (unknown outcome)."""
         message = {"req": next(self._req), "ops": ops}
         candidates = ([self.leader] if self.leader else []) + [a for a in self.addresses if a != self.leader]
         last_error: BaseException | None = None
+        # Once a node took the request and did not answer, its outcome is unknown:
+        # a later refusal by another node no longer means "not applied".
+        unanswered: OSError | None = None
         for _ in range(REDIRECTS_MAX):
             if not candidates:
                 break
@@ -80,7 +86,7 @@ class GatewayClient:
             try:
                 reply = self.call(address, message)
             except OSError as e:
-                last_error = e
+                last_error = unanswered = e
                 continue
             if "results" in reply:
                 self.leader = address
@@ -94,9 +100,9 @@ class GatewayClient:
                     candidates.remove(leader)
                 candidates.insert(0, leader)
             last_error = error
-        if isinstance(last_error, GatewayError):
+        if isinstance(last_error, GatewayError) and unanswered is None:
             raise last_error
-        raise OSError(f"no node answered the write: {last_error}")
+        raise OSError(f"no node answered the write, or one took it and did not answer: {unanswered or last_error}")
 
     def status(self, address: str) -> dict[str, Any]:
         """A node's status (role, leader, positions, lag)."""

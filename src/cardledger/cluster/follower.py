@@ -16,6 +16,8 @@ from .stream import KIND_BATCH, JournalStream, StreamMessage
 
 #: Most stream messages read ahead at once (requests in flight together).
 READ_AHEAD_MAX = 16
+#: How often the stream's last sequence is asked for (the lag in the status).
+STATE_READ_INTERVAL_S = 0.25
 
 
 class Follower:
@@ -29,6 +31,7 @@ class Follower:
         self.stream_last_seq = 0  # the stream's last sequence, as last seen
         self.journal_seq = 0  # the ledger's, after the last apply
         self.lag_s = 0.0  # how long the last applied batch took from its leader's encoding to here
+        self._state_read_at = 0.0
 
     def reposition(self) -> None:
         """Find the read position again from the ledger's journal (after it wrote itself)."""
@@ -41,22 +44,23 @@ class Follower:
         if self.next_seq is None:
             self.journal_seq = await loop.run_in_executor(None, lambda: self.ledger.journal_seq)
             self.next_seq = await self.stream.start_after(self.journal_seq)
-        _, self.stream_last_seq = await self.stream.state()
-        if self.next_seq > self.stream_last_seq:
+        now = time.monotonic()
+        if now - self._state_read_at >= STATE_READ_INTERVAL_S:
+            self._state_read_at = now
+            _, self.stream_last_seq = await self.stream.state()
+        # The next message first: when caught up (the usual case) that is one request.
+        head = await self.stream.get(self.next_seq)
+        if head is None:
+            self.stream_last_seq = max(self.stream_last_seq, self.next_seq - 1)
             return 0
-        count = min(READ_AHEAD_MAX, self.stream_last_seq - self.next_seq + 1)
-        got = await asyncio.gather(*(self.stream.get(self.next_seq + i) for i in range(count)))
-        messages: list[StreamMessage] = []
-        expect = self.next_seq
-        for msg in got:
-            if msg is None or msg.seq < expect:
-                if msg is None:
-                    break
-                continue  # (a gap: the same message found twice)
-            messages.append(msg)
-            expect = msg.seq + 1
-        if not messages:
-            return 0
+        ahead = await asyncio.gather(*(self.stream.get(head.seq + i) for i in range(1, READ_AHEAD_MAX)))
+        messages = [head]
+        for msg in ahead:
+            if msg is None:
+                break
+            if msg.seq > messages[-1].seq:  # (a gap returns the same later message twice)
+                messages.append(msg)
+        self.stream_last_seq = max(self.stream_last_seq, messages[-1].seq)
         await self._apply(messages)
         return len(messages)
 

@@ -88,6 +88,7 @@ class Node:
         self.leader_address = ""  # the lease holder's gateway address, as last seen
         self.address = ""  # this node's gateway address, once serving
         self.error = ""  # the last error of the roles loop (for status)
+        self.nats_error = ""  # the NATS client's last error (for status)
         self.ledger: Ledger | None = None
         self.committer: Any = None
         self.stream: JournalStream | None = None
@@ -124,7 +125,7 @@ class Node:
     async def _connect(self) -> None:
         self._nc = await nats.connect(
             servers=self.nats_urls, max_reconnect_attempts=-1, reconnect_time_wait=0.1, connect_timeout=2,
-            allow_reconnect=True, name=self.name,
+            allow_reconnect=True, name=self.name, error_cb=self._nats_error,
         )
         js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self.stream = JournalStream(js, self.stream_name, replicas=self.replicas)
@@ -143,6 +144,11 @@ class Node:
                 await asyncio.sleep(0.2)
         assert self.ledger is not None
         self.follower = Follower(self.stream, self.ledger)
+
+    async def _nats_error(self, e: Exception) -> None:
+        """The NATS client's errors (a server gone, a reconnect): noted in the status;
+        the client reconnects by itself."""
+        self.nats_error = f"{type(e).__name__}: {e}"
 
     def stop(self) -> None:
         """Stop serving: refuse new writes, commit what was accepted, give the lease
@@ -203,7 +209,7 @@ class Node:
         return {"node": self.name, "role": self.role, "leader": self.leader_address, "address": self.address,
                 "journal_seq": jseq, "stream_seq": applied, "stream_last_seq": stream_last,
                 "lag_messages": max(0, stream_last - applied), "lag_s": 0.0 if self.role == LEADER or f is None else f.lag_s,
-                "error": self.error}
+                "error": self.error, "nats_error": self.nats_error}
 
     def wait_for(self, role: str, timeout_s: float) -> bool:
         """Wait until this node has `role`; False after `timeout_s`."""
