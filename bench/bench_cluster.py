@@ -98,6 +98,7 @@ def replicated(work: str, urls: list[str], setup, load, n_ops: int) -> dict:
         catch_up_s = time.perf_counter() - t_end
         stop.set()
         sampler.join()
+        stream = leader.stream_state()
     finally:
         client.close()
         follower.send_signal(signal.SIGTERM)
@@ -110,7 +111,8 @@ def replicated(work: str, urls: list[str], setup, load, n_ops: int) -> dict:
     return {"phase": "replicated", "ops": n_ops, "seconds": round(seconds, 3), "ops_per_s": round(n_ops / seconds),
             "follower_lag_s_p50": round(lags[len(lags) // 2], 3) if lags else None,
             "follower_lag_s_max": round(lags[-1], 3) if lags else None,
-            "follower_catch_up_after_load_s": round(catch_up_s, 3), "follower_same_state": same}
+            "follower_catch_up_after_load_s": round(catch_up_s, 3), "follower_same_state": same,
+            "stream_messages": stream["messages"], "stream_bytes_per_message": stream["bytes"] // max(1, stream["messages"])}
 
 
 def failover(work: str, urls: list[str], kills: int) -> dict:

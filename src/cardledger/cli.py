@@ -304,7 +304,7 @@ def node_command(args: argparse.Namespace) -> int:
 
     try:
         from .cluster.lease import LEASE_TTL_S_DEFAULT
-        from .cluster.node import Node  # (the cluster extra: loaded for this command only)
+        from .cluster.node import FOLLOWER, Node  # (the cluster extra: loaded for this command only)
     except ImportError as e:
         return _fail(f"node: the cluster extra is not installed ({e}): pip install -e '.[cluster]'", EXIT_USAGE)
     host, sep, port = args.listen.rpartition(":")
@@ -312,7 +312,7 @@ def node_command(args: argparse.Namespace) -> int:
         return _fail(f"node: --listen {args.listen!r}: give HOST:PORT", EXIT_USAGE)
     urls = [u.strip() for u in args.nats.split(",") if u.strip()]
     node = Node(args.path, urls, args.stream, (host, int(port)), name=args.name,
-                lease_ttl_s=args.lease_ttl or LEASE_TTL_S_DEFAULT, replicas=args.replicas)
+                lease_ttl_s=args.lease_ttl or LEASE_TTL_S_DEFAULT, replicas=args.replicas, restore=args.restore)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -322,9 +322,17 @@ def node_command(args: argparse.Namespace) -> int:
         node.stop()
         return _fail(f"node: cannot start: {type(e).__name__}: {e}", EXIT_UNREADABLE)
     print(f"node {node.name} serving on {node.address} (stream {args.stream})", flush=True)
+    every = args.publish_checkpoint_every
+    published_at = time.monotonic()
     try:
         while not stop.wait(0.5):
-            pass
+            if every > 0 and time.monotonic() - published_at >= every and node.role == FOLLOWER:
+                published_at = time.monotonic()
+                try:
+                    seq = node.publish_checkpoint()
+                    print(f"node {node.name} published a checkpoint at journal_seq {seq}", flush=True)
+                except Exception as e:  # the node goes on serving; the next period tries again
+                    print(f"cardledger: node: checkpoint not published: {type(e).__name__}: {e}", file=sys.stderr)
     finally:
         node.stop()
     return EXIT_OK
@@ -363,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     n.add_argument("--name", default=None, help="this node's name (default: host-pid)")
     n.add_argument("--lease-ttl", type=float, default=None, metavar="S", help="the write lease's length in seconds (default 2)")
     n.add_argument("--replicas", type=_count(1, 5), default=3, help="stream replicas when creating it (default 3)")
+    n.add_argument("--restore", action="store_true",
+                   help="if PATH holds no ledger, start from the latest checkpoint a node published")
+    n.add_argument("--publish-checkpoint-every", type=float, default=0, metavar="S",
+                   help="while a follower, publish a checkpoint for restores every S seconds (default: never)")
     from .benchmark import runner  # (the harness is large: loaded for this command only)
 
     b = sub.add_parser("bench", help="replay the Harbin peak (or --mix, --tigerbeetle) through the core and the baselines")

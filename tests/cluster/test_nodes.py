@@ -5,11 +5,11 @@ leader goes."""
 
 from __future__ import annotations
 
-import os
+import asyncio
 import time
 import time as _time
 
-import pytest
+import nats
 
 import cardledger
 from cardledger import AccountKind, OpKind
@@ -173,3 +173,75 @@ def test_a_follower_takes_over_and_a_restarted_node_catches_up(tmp_path, nats_cl
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_node_restored_from_another_nodes_backup_catches_up(tmp_path, nats_cluster, stream_name):
+    """The documented restore of a node whose disk was lost: a hot backup of a
+    follower (`Ledger.backup`, as `cardledger backup` takes it) becomes the new node's
+    directory; started on it, the node catches up from the backup's position to the
+    leader's state."""
+    a = _node(tmp_path, nats_cluster, stream_name, "a")
+    assert a.wait_for(LEADER, 20)
+    b = _node(tmp_path, nats_cluster, stream_name, "b")
+    c = None
+    try:
+        o = Ops(source=5)
+        a.submit(_accounts(o, [10])).result(10)
+        for _ in range(3):
+            o.add(OpKind.TOPUP, 10, 1, 100)
+            a.submit(o.take()).result(10)
+        _wait(lambda: b.ledger.journal_seq == a.ledger.journal_seq, what="b to follow")
+        b.ledger.backup(str(tmp_path / "c"))
+        for _ in range(3):
+            o.add(OpKind.TOPUP, 10, 1, 1)
+            a.submit(o.take()).result(10)
+        c = _node(tmp_path, nats_cluster, stream_name, "c")
+        _same_state([a, b, c])
+        assert c.ledger.balance(10) == 303
+    finally:
+        for n in (a, b, c):
+            if n is not None:
+                n.stop()
+
+
+def test_a_node_too_far_behind_restores_from_a_published_checkpoint(tmp_path, nats_cluster, stream_name):
+    """Once the stream's retention dropped its oldest batches, a new node cannot replay
+    from the start: it reports "restore needed". Started with restore=True it fetches
+    the checkpoint a follower published, and follows from there to the same state."""
+    a = _node(tmp_path, nats_cluster, stream_name, "a")
+    assert a.wait_for(LEADER, 20)
+    b = _node(tmp_path, nats_cluster, stream_name, "b")
+    late = restored = None
+    try:
+        o = Ops(source=6)
+        a.submit(_accounts(o, [10])).result(10)
+        for _ in range(4):
+            o.add(OpKind.TOPUP, 10, 1, 100)
+            a.submit(o.take()).result(10)
+        _wait(lambda: b.ledger.journal_seq == a.ledger.journal_seq, what="b to follow")
+        published_seq = b.publish_checkpoint()
+        assert published_seq == a.ledger.journal_seq
+        for _ in range(4):
+            o.add(OpKind.TOPUP, 10, 1, 1)
+            a.submit(o.take()).result(10)
+        asyncio.run(_purge_keeping(nats_cluster.urls, stream_name, 4))  # only the 4 batches after the checkpoint are left
+        late = _node(tmp_path, nats_cluster, stream_name, "late")
+        _wait(lambda: "restore needed" in late.status()["error"], what="the late node to report it")
+        assert late.ledger.journal_seq == 0
+        restored = Node(str(tmp_path / "restored"), nats_cluster.urls, stream_name, name="restored",
+                        lease_ttl_s=LEASE_TTL_S, restore=True).start()
+        assert restored.restored_seq == published_seq
+        _same_state([a, b, restored])
+        assert restored.ledger.balance(10) == 404
+    finally:
+        for n in (a, b, late, restored):
+            if n is not None:
+                n.stop()
+
+
+async def _purge_keeping(urls, stream, keep):
+    nc = await nats.connect(servers=urls)
+    try:
+        await nc.jetstream().purge_stream(stream, keep=keep)
+    finally:
+        await nc.close()

@@ -5,7 +5,8 @@ record), followers that replay it, and a write lease in a JetStream key-value bu
 Modules, one job each: `stream.py` (publishing and reading journal batches, the
 expected-last-sequence fence), `lease.py` (the write lease), `follower.py` (applying
 the stream to a ledger), `node.py` (a node: roles, the leader's write path),
-`gateway.py` (a node's gateway protocol), `localnats.py` (three local nats-server
+`gateway.py` (a node's gateway protocol), `client.py` (a client that finds the
+leader), `restore.py` (published checkpoints, restoring a node), `localnats.py` (three local nats-server
 processes for tests, benchmarks and the docs).
 """
 

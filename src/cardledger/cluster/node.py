@@ -38,6 +38,7 @@ from ..ledger import Ledger
 from ..store.journal import batch_hashes, batch_range
 from .follower import Follower
 from .gateway import NodeGateway
+from . import restore
 from .lease import LEASE_RENEW_FRACTION, LEASE_TTL_S_DEFAULT, Lease, LeaseHolder
 from .stream import KIND_BATCH, KIND_MARK, PUBLISH_TIMEOUT_S, BehindStream, JournalStream, PublishRefused
 
@@ -47,6 +48,8 @@ FOLLOWER = "follower"
 POLL_IDLE_S = 0.005
 #: How long a node waits for JetStream to answer when it starts.
 CONNECT_TIMEOUT_S = 30.0
+#: How long fetching or publishing a checkpoint may take.
+RESTORE_TIMEOUT_S = 600.0
 #: How many times a new lease holder tries to catch up and place its mark.
 TAKEOVER_ATTEMPTS_MAX = 5
 #: How long a new lease holder may take to catch up before it gives the lease back.
@@ -67,13 +70,15 @@ class Node:
     `path`: its own ledger directory (created if missing); `nats_urls`: the NATS
     servers; `stream`: the stream's name (the lease bucket is `<stream>-lease`);
     `listen`: the gateway's (host, port) (port 0: any free one, see `address`).
-    `start()` serves; `stop()` releases the lease and closes the ledger.
+    `restore`: if `path` holds no ledger, start from the latest checkpoint a node
+    published (`publish_checkpoint`, `restore.py`). `start()` serves; `stop()`
+    releases the lease and closes the ledger.
     """
 
     def __init__(self, path: str | os.PathLike[str], nats_urls: list[str], stream: str,
                  listen: tuple[str, int] = ("127.0.0.1", 0), *, name: str | None = None,
                  lease_ttl_s: float = LEASE_TTL_S_DEFAULT, replicas: int = 3, engine: str | None = None,
-                 checkpoint_ops: int | None = None) -> None:
+                 checkpoint_ops: int | None = None, restore: bool = False) -> None:
         self.path = os.fspath(path)
         self.nats_urls = list(nats_urls)
         self.stream_name = stream
@@ -84,6 +89,9 @@ class Node:
         self._open_args: dict[str, Any] = {"engine": engine}
         if checkpoint_ops is not None:
             self._open_args["checkpoint_ops"] = checkpoint_ops
+        self.restore_if_empty = restore  # start from the latest published checkpoint if `path` holds no ledger
+        self.restored_seq: int | None = None  # the journal_seq restored from, if it was
+        self._js: Any = None
         self.role = FOLLOWER
         self.leader_address = ""  # the lease holder's gateway address, as last seen
         self.address = ""  # this node's gateway address, once serving
@@ -109,13 +117,17 @@ class Node:
     def start(self, timeout_s: float = 60.0) -> "Node":
         """Open the ledger, connect to NATS, start following and serving; return once
         the gateway listens."""
-        self.ledger = ledger_module.open(self.path, create=True, durability="nometasync", **self._open_args)
-        self.ledger.replicator = self._replicate
-        self.committer = Committer(self.ledger)
         loop = self._loop = asyncio.new_event_loop()
         self._nats_thread = threading.Thread(target=loop.run_forever, name="cardledger-nats", daemon=True)
         self._nats_thread.start()
         asyncio.run_coroutine_threadsafe(self._connect(), loop).result(timeout_s)
+        if self.restore_if_empty and not os.path.exists(os.path.join(self.path, "data.mdb")):
+            self._restore()
+        self.ledger = ledger_module.open(self.path, create=True, durability="nometasync", **self._open_args)
+        self.ledger.replicator = self._replicate
+        self.committer = Committer(self.ledger)
+        assert self.stream is not None
+        self.follower = Follower(self.stream, self.ledger)
         self._gateway = NodeGateway(self)
         self.address = self._gateway.start(self.listen)
         self.lease.me = LeaseHolder(self.name, self.address)  # type: ignore[union-attr]
@@ -127,7 +139,7 @@ class Node:
             servers=self.nats_urls, max_reconnect_attempts=-1, reconnect_time_wait=0.1, connect_timeout=2,
             allow_reconnect=True, name=self.name, error_cb=self._nats_error,
         )
-        js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
+        js = self._js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self.stream = JournalStream(js, self.stream_name, replicas=self.replicas)
         self.lease = Lease(js, f"{self.stream_name}-lease", LeaseHolder(self.name, ""), self.lease_ttl_s,
                            self.replicas)
@@ -142,8 +154,30 @@ class Node:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.2)
-        assert self.ledger is not None
-        self.follower = Follower(self.stream, self.ledger)
+
+    def _restore(self) -> None:
+        """Unpack the latest checkpoint a node published into this node's directory."""
+        assert self._loop is not None
+        with restore.temporary_dir(self.path) as work:
+            archive = os.path.join(work, "latest.tar")
+            seq = asyncio.run_coroutine_threadsafe(restore.fetch(self._js, self.stream_name, archive),
+                                                   self._loop).result(RESTORE_TIMEOUT_S)
+            if seq is None:
+                raise FileNotFoundError(f"restore: no node published a checkpoint of stream {self.stream_name!r}")
+            restore.unpack_backup(archive, self.path)
+        self.restored_seq = seq
+
+    def publish_checkpoint(self) -> int:
+        """Publish a hot backup of this node's ledger for other nodes to restore from
+        (`restore.py`); return its journal_seq. Blocks (any thread but the NATS loop's);
+        best called on a follower, off the write path."""
+        assert self.ledger is not None and self._loop is not None
+        with restore.temporary_dir(self.path) as work:
+            archive, seq = restore.pack_backup(self.ledger, work)
+            asyncio.run_coroutine_threadsafe(
+                restore.publish(self._js, self.stream_name, archive, seq, self.replicas), self._loop
+            ).result(RESTORE_TIMEOUT_S)
+        return seq
 
     async def _nats_error(self, e: Exception) -> None:
         """The NATS client's errors (a server gone, a reconnect): noted in the status;
@@ -210,6 +244,12 @@ class Node:
                 "journal_seq": jseq, "stream_seq": applied, "stream_last_seq": stream_last,
                 "lag_messages": max(0, stream_last - applied), "lag_s": 0.0 if self.role == LEADER or f is None else f.lag_s,
                 "error": self.error, "nats_error": self.nats_error}
+
+    def stream_state(self) -> dict[str, int]:
+        """The stream's message count and bytes, asked of its leader (blocks)."""
+        assert self._loop is not None and self._js is not None
+        info = asyncio.run_coroutine_threadsafe(self._js.stream_info(self.stream_name), self._loop).result(10)
+        return {"messages": int(info.state.messages), "bytes": int(info.state.bytes)}
 
     def wait_for(self, role: str, timeout_s: float) -> bool:
         """Wait until this node has `role`; False after `timeout_s`."""

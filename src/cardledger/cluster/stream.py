@@ -132,15 +132,19 @@ class JournalStream:
             mid = (lo + hi) // 2
             msg = await self.get(mid)
             if msg is None or msg.journal_seq > journal_seq:
-                hi = mid if msg is None else min(mid, msg.seq)
+                hi = mid  # (a message found is at or after mid)
             else:
                 lo = msg.seq + 1
-        if lo <= last:
-            head = await self.get(lo)
-            if head is not None and head.kind == KIND_BATCH and head.seq == first and first > 1:
-                # The oldest batch held: it must start right after the ledger's journal.
-                from_seq = batch_range(head.data)[0]
+        if first > 1 and lo == first:
+            # The stream was trimmed and the ledger's next batch is at its very start:
+            # the oldest batch held must start right after the ledger's journal.
+            msg = await self.get(lo)
+            while msg is not None and msg.kind != KIND_BATCH:
+                msg = await self.get(msg.seq + 1)
+            if msg is not None:
+                from_seq = batch_range(msg.data)[0]
                 if from_seq != journal_seq + 1:
-                    raise BehindStream(f"the stream starts at journal_seq {from_seq}, this ledger is at {journal_seq}")
+                    raise BehindStream(f"the stream's oldest batch starts at journal_seq {from_seq}, "
+                                       f"this ledger is at {journal_seq}")
         return lo
 
