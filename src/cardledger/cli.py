@@ -312,7 +312,8 @@ def node_command(args: argparse.Namespace) -> int:
         return _fail(f"node: --listen {args.listen!r}: give HOST:PORT", EXIT_USAGE)
     urls = [u.strip() for u in args.nats.split(",") if u.strip()]
     node = Node(args.path, urls, args.stream, (host, int(port)), name=args.name,
-                lease_ttl_s=args.lease_ttl or LEASE_TTL_S_DEFAULT, replicas=args.replicas, restore=args.restore)
+                lease_ttl_s=args.lease_ttl or LEASE_TTL_S_DEFAULT, replicas=args.replicas, restore=args.restore,
+                stream_max_bytes=args.stream_max_bytes or -1)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -371,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     n.add_argument("--name", default=None, help="this node's name (default: host-pid)")
     n.add_argument("--lease-ttl", type=float, default=None, metavar="S", help="the write lease's length in seconds (default 2)")
     n.add_argument("--replicas", type=_count(1, 5), default=3, help="stream replicas when creating it (default 3)")
+    n.add_argument("--stream-max-bytes", type=_count(1), default=None, metavar="N",
+                   help="the stream's retention in bytes when this node creates it (default: keep everything)")
     n.add_argument("--restore", action="store_true",
                    help="if PATH holds no ledger, start from the latest checkpoint a node published")
     n.add_argument("--publish-checkpoint-every", type=float, default=0, metavar="S",

@@ -245,3 +245,72 @@ async def _purge_keeping(urls, stream, keep):
         await nc.jetstream().purge_stream(stream, keep=keep)
     finally:
         await nc.close()
+
+
+def test_a_batch_larger_than_a_message_goes_in_parts(tmp_path, nats_cluster, stream_name):
+    """With messages of at most 128 bytes, every batch is published in several parts
+    (each expecting the previous part's sequence); followers join them back and reach
+    the leader's state, and a node restarted mid-stream finds its position among parts."""
+    nodes = [Node(str(tmp_path / n), nats_cluster.urls, stream_name, name=n, lease_ttl_s=LEASE_TTL_S,
+                  part_bytes=128).start() for n in ("a", "b")]
+    try:
+        leader = _leader_of(nodes)
+        o = Ops(source=8)
+        leader.submit(_accounts(o, range(10, 40))).result(10)
+        for i in range(6):
+            for c in range(10, 40):
+                o.add(OpKind.TOPUP, c, 1, 10 + i)
+            leader.submit(o.take()).result(10)
+        assert leader.stream_state()["messages"] > 3 * 7  # 7 batches went in parts
+        _same_state(nodes)
+        follower = next(n for n in nodes if n is not leader)
+        follower.stop()
+        for i in range(3):
+            o.add(OpKind.SPEND, 10, 2, 1)
+            leader.submit(o.take()).result(10)
+        again = Node(follower.path, nats_cluster.urls, stream_name, name="again", lease_ttl_s=LEASE_TTL_S,
+                     part_bytes=128).start()
+        nodes[nodes.index(follower)] = again
+        _same_state(nodes)
+        assert again.ledger.balance(10) == sum(10 + i for i in range(6)) - 3
+    finally:
+        for n in nodes:
+            n.stop()
+
+
+def test_parts_of_a_batch_a_leader_abandoned_are_dropped(tmp_path, nats_cluster, stream_name):
+    """A leader that published the first parts of a batch and then lost the stream
+    (here: two parts of a three-part batch appended behind its back, as such a leader
+    leaves them) never acknowledged that batch; the next write of the leader is
+    refused, a leader (after its mark) writes on, and every node drops the orphan parts
+    and reaches the same state."""
+    nodes = [_node(tmp_path, nats_cluster, stream_name, n) for n in ("a", "b")]
+    try:
+        leader = _leader_of(nodes)
+        o = Ops(source=11)
+        leader.submit(_accounts(o, [10])).result(10)
+        _same_state(nodes)
+        jseq = leader.ledger.journal_seq
+        asyncio.run(_append_orphan_parts(nats_cluster.urls, stream_name, jseq))
+        o.add(OpKind.TOPUP, 10, 1, 50)
+        assert isinstance(leader.submit(o.take()).exception(10), cardledger.NotLeaderError)
+        leader = _leader_of(nodes)
+        o.add(OpKind.TOPUP, 10, 1, 70)
+        _wait(lambda: leader.role == LEADER)
+        assert codes(leader.submit(o.take()).result(10)) == ["OK"]
+        _same_state(nodes)
+        assert all(n.ledger.balance(10) == 70 for n in nodes)
+    finally:
+        for n in nodes:
+            n.stop()
+
+
+async def _append_orphan_parts(urls, stream, jseq):
+    nc = await nats.connect(servers=urls)
+    try:
+        js = nc.jetstream()
+        for i in (1, 2):
+            await js.publish(f"{stream}.journal", b"x" * 100, headers={
+                "Cl-Kind": "batch", "Cl-Journal-Seq": str(jseq), "Cl-Part": f"{i}/3", "Cl-Node": "gone"})
+    finally:
+        await nc.close()

