@@ -53,6 +53,7 @@ class NodeGateway:
     def stop(self) -> None:
         """Stop listening and end the loop thread."""
         async def close() -> None:
+            """Close the listening socket (in the loop's thread)."""
             if self._server is not None:
                 self._server.close()
 

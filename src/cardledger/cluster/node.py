@@ -215,6 +215,7 @@ class Node:
             self.role = FOLLOWER
 
             async def shut() -> None:
+                """Give the lease back and close the NATS connection (in its loop)."""
                 if was_leader and self.lease is not None:
                     await self.lease.release()
                 if self._nc is not None:
