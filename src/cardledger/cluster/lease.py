@@ -83,7 +83,8 @@ class Lease:
         sent = time.monotonic()
         try:
             rev = await self.kv.create(LEASE_KEY, self.me.encode())
-        except js_errors.KeyWrongLastSequenceError:
+        except (js_errors.KeyWrongLastSequenceError, js_errors.KeyNotFoundError):
+            # (the client re-reads a key it found taken: gone by then, it expired meanwhile)
             return False
         self.revision = int(rev)
         self.valid_until = sent + self.ttl_s * LEASE_SAFE_FRACTION
