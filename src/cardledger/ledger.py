@@ -439,10 +439,22 @@ class Ledger:
         A ledger without fare versions installs the packaged default first, as the
         leader did before its first tap.
         """
-        store = self._usable()
+        self._usable()
         self._check_writable()
         if not values:
             return int(self._engine.journal_seq)
+        for attempt in range(MAP_GROW_RETRIES_MAX + 1):
+            try:
+                return self._append_replicated_once(values)
+            except StorageError as e:
+                if not isinstance(e.__cause__, lmdb.MapFullError) or attempt == MAP_GROW_RETRIES_MAX:
+                    raise
+                self._store.grow_map()  # (the engine was reloaded: the batches are applied again)
+        raise AssertionError("unreachable")
+
+    def _append_replicated_once(self, values: list[bytes]) -> int:
+        """`append_replicated` in one write transaction (StorageError from a full map)."""
+        store = self._store
         with self._reloading_on_failure("replicated batches not applied"):
             self._begin_transaction()
             try:

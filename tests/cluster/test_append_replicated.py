@@ -14,6 +14,7 @@ import cardledger
 import cardledger.fares
 from cardledger import CorruptionError, OpKind
 from cardledger.cluster import state_hash
+from cardledger.store import env as env_module
 from helpers import Ops, codes
 from helpers.opgen import OpWorld
 
@@ -143,3 +144,29 @@ def test_taps_replicate_with_the_packaged_fares_the_leader_installed(tmp_path):
         follower.append_replicated(published)
         assert follower.balance(card) == leader.balance(card) == 1000 - int(results["amount_fen"].sum())
         assert state_hash(follower) == state_hash(leader) and follower.verify().ok
+
+
+def test_a_follower_whose_map_fills_grows_it_and_applies_every_batch_once(tmp_path, monkeypatch):
+    """A follower's LMDB map full in the middle of appending: the map grows, the
+    transaction is retried, and the follower ends at the leader's state."""
+    leader = cardledger.open(str(tmp_path / "leader"), create=True)
+    published: list[bytes] = []
+    leader.replicator = lambda key, value: published.append(bytes(value))
+    with leader:
+        o = Ops(source=3)
+        cards = range(10_000, 12_000)
+        o.add(OpKind.OPEN, 1, account_kind=cardledger.AccountKind.CLEARING)
+        for c in cards:
+            o.add(OpKind.OPEN, c, account_kind=cardledger.AccountKind.CARD)
+            o.add(OpKind.TOPUP, c, 1, 100)
+        leader.apply(o.take())
+        for _ in range(6):
+            for c in cards:
+                o.add(OpKind.TOPUP, c, 1, 1)
+            leader.apply(o.take())
+        monkeypatch.setattr(env_module, "MAP_SIZE_INITIAL_BYTES", 256 * 1024)
+        with cardledger.open(str(tmp_path / "cramped"), create=True, checkpoint_ops=4_096) as follower:
+            for value in published:
+                follower.append_replicated([value])
+            assert follower._store.env.info()["map_size"] > 256 * 1024  # it did fill and grow
+            assert state_hash(follower) == state_hash(leader) and follower.verify().ok
