@@ -1,5 +1,6 @@
 """The `cardledger` command (also `python -m cardledger`): `bench` (the city
-scenario), `demo`, `verify`, `backup`, `recover`, `disburse` and `aid-report`.
+scenario), `demo`, `verify`, `backup`, `recover`, `disburse`, `aid-report`, `settle`, `query`,
+`balance`, `match`, `export`, `follow` and `node` (a replicated ledger's node: docs/cluster.md).
 
 Exit codes: 0 done (verify: clean; recover: nothing lost); 1 verify found problems,
 recover lost a journal range, or the demo's ledger did not verify; 2 a bad command
@@ -566,6 +567,48 @@ def _version() -> str:
     return f"cardledger {version} ({IMPLEMENTATION} engine)"
 
 
+def node_command(args: argparse.Namespace) -> int:
+    """`cardledger node`: serve one node of a replicated ledger until SIGTERM or SIGINT."""
+    import signal
+    import threading
+
+    try:
+        from .cluster.lease import LEASE_TTL_S_DEFAULT
+        from .cluster.node import FOLLOWER, Node  # (the cluster extra: loaded for this command only)
+    except ImportError as e:
+        return _fail(f"node: the cluster extra is not installed ({e}): pip install -e '.[cluster]'", EXIT_USAGE)
+    host, sep, port = args.listen.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return _fail(f"node: --listen {args.listen!r}: give HOST:PORT", EXIT_USAGE)
+    urls = [u.strip() for u in args.nats.split(",") if u.strip()]
+    node = Node(args.path, urls, args.stream, (host, int(port)), name=args.name,
+                lease_ttl_s=args.lease_ttl or LEASE_TTL_S_DEFAULT, replicas=args.replicas, restore=args.restore,
+                stream_max_bytes=args.stream_max_bytes or -1)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        node.start()
+    except Exception as e:
+        node.stop()
+        return _fail(f"node: cannot start: {type(e).__name__}: {e}", EXIT_UNREADABLE)
+    print(f"node {node.name} serving on {node.address} (stream {args.stream})", flush=True)
+    every = args.publish_checkpoint_every
+    published_at = time.monotonic()
+    try:
+        while not stop.wait(0.5):
+            if every > 0 and time.monotonic() - published_at >= every and node.role == FOLLOWER:
+                published_at = time.monotonic()
+                try:
+                    seq = node.publish_checkpoint()
+                    print(f"node {node.name} published a checkpoint at journal_seq {seq}", flush=True)
+                except Exception as e:  # the node goes on serving; the next period tries again
+                    print(f"cardledger: node: checkpoint not published: {type(e).__name__}: {e}", file=sys.stderr)
+    finally:
+        node.stop()
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `cardledger` command."""
     parser = _Parser(prog="cardledger", description=__doc__.splitlines()[0])
@@ -647,6 +690,20 @@ def main(argv: list[str] | None = None) -> int:
     k = sub.add_parser("backup", help="write a hot, consistent copy of a ledger (writers may keep running)")
     k.add_argument("path", help="the ledger's directory")
     k.add_argument("dest", help="a new or empty directory for the copy")
+    n = sub.add_parser("node", help="run a node of a replicated ledger (the cluster extra; see docs/cluster.md)")
+    n.add_argument("path", help="this node's own ledger directory (created if missing)")
+    n.add_argument("--nats", required=True, metavar="URL[,URL...]", help="the NATS servers, comma-separated")
+    n.add_argument("--stream", required=True, help="the JetStream stream holding the journal (created if missing)")
+    n.add_argument("--listen", required=True, metavar="HOST:PORT", help="the gateway's address (port 0: any free)")
+    n.add_argument("--name", default=None, help="this node's name (default: host-pid)")
+    n.add_argument("--lease-ttl", type=float, default=None, metavar="S", help="the write lease's length in seconds (default 2)")
+    n.add_argument("--replicas", type=_count(1, 5), default=3, help="stream replicas when creating it (default 3)")
+    n.add_argument("--stream-max-bytes", type=_count(1), default=None, metavar="N",
+                   help="the stream's retention in bytes when this node creates it (default: keep everything)")
+    n.add_argument("--restore", action="store_true",
+                   help="if PATH holds no ledger, start from the latest checkpoint a node published")
+    n.add_argument("--publish-checkpoint-every", type=float, default=0, metavar="S",
+                   help="while a follower, publish a checkpoint for restores every S seconds (default: never)")
     from .benchmark import runner  # (the harness is large: loaded for this command only)
 
     b = sub.add_parser("bench", help="replay the Harbin peak (or --mix, --tigerbeetle) through the core and the baselines")
@@ -680,6 +737,8 @@ def main(argv: list[str] | None = None) -> int:
         return disburse_command(args.path, args.program, args.cycle, args.file, args.atomic, args.report, args.json)
     if args.command == "aid-report":
         return aid_report_command(args.path, args.program, args.cycle, args.json)
+    if args.command == "node":
+        return node_command(args)
     return verify(args.path, args.json)
 
 

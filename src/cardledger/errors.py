@@ -41,3 +41,20 @@ class CorruptionError(LedgerError, RuntimeError):
 
 class NotALedgerError(CorruptionError):
     """The directory holds an LMDB environment that is not a cardledger ledger."""
+
+
+class NotLeaderError(LedgerError, ConnectionRefusedError):
+    """A cluster node refused a write because it does not hold the write lease (or lost
+    it before the batch reached the stream): the ops were certainly not applied. Send
+    them to the leader, `leader` (its gateway address, "" while unknown)."""
+
+    def __init__(self, message: str, leader: str = "") -> None:
+        super().__init__(message)
+        self.leader = leader
+
+
+class ReplicationError(StorageError):
+    """A cluster node could not learn whether a batch reached the stream (a publish
+    timed out, the connection broke): the ops may or may not be applied. Resend them
+    with the same ids to the leader: exactly-once makes that safe (a resent applied
+    op answers EXISTS)."""

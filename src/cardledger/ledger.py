@@ -26,7 +26,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -80,6 +80,7 @@ from .store.journal import (
     RECORD_MARK_STRIDE,
     DecodedBatches,
     RecordFetcher,
+    batch_range,
     decode_batch,
     encode_batch,
     staged_record,
@@ -225,6 +226,12 @@ class Ledger:
         #: Set once a pipelined commit met another writer's batch: from then on every
         #: batch is applied synchronously (writers in several processes serialise).
         self._pipeline_off = False
+        #: The cluster's hook (`cardledger.cluster`): called with each journal batch's
+        #: (key, value) in the batch's write transaction, before its commit, in the
+        #: thread that stores it; it returns once the batch is replicated, or raises
+        #: and the batch is not applied (its caller gets the error). None: a ledger
+        #: of its own (the default).
+        self.replicator: Callable[[bytes, bytes], None] | None = None
         if readonly and create:
             raise ValueError("create=True needs readonly=False: a readonly ledger cannot be created")
         if not os.path.exists(os.path.join(self.path, "data.mdb")):
@@ -392,6 +399,13 @@ class Ledger:
         store = self._usable()
         if self.readonly:
             raise LedgerReadOnlyError("a readonly ledger cannot install fare systems")
+        if self.replicator is not None:
+            # A fare version is stored beside the journal, not in it: a cluster's
+            # followers would never see it, and would rate taps by other fares.
+            raise LedgerError(
+                "install_fares is not replicated: a cluster node's ledger takes only the packaged default "
+                "fares (docs/cluster.md); install fare versions on every node's ledger before it joins"
+            )
         if not isinstance(system, FareSystem):
             raise TypeError(f"install_fares needs a cardledger.fares.FareSystem, got {type(system).__name__}")
         if not system.files:
@@ -424,6 +438,73 @@ class Ledger:
                     self._take_snapshot(txn)
             self._committed()
             self._checkpoints.finish(store.env)
+
+    @_locked
+    def append_replicated(self, values: list[bytes]) -> int:
+        """Append journal batches written by another ledger (a cluster's leader), as
+        they are, and apply them; return the new journal_seq.
+
+        Each value is one journal batch as the leader stored it (header and packed
+        records). They must follow this ledger's journal: the first starts right
+        after `journal_seq` and each chains to the previous batch's hash; the
+        engine replays them and checks that every record reproduces its figures
+        (CorruptionError otherwise, and nothing is appended). One write transaction
+        for all of them; checkpoints and id flushes are taken as on the batch path.
+        A ledger without fare versions installs the packaged default first, as the
+        leader did before its first tap.
+        """
+        self._usable()
+        self._check_writable()
+        if not values:
+            return int(self._engine.journal_seq)
+        for attempt in range(MAP_GROW_RETRIES_MAX + 1):
+            try:
+                return self._append_replicated_once(values)
+            except StorageError as e:
+                if not isinstance(e.__cause__, lmdb.MapFullError) or attempt == MAP_GROW_RETRIES_MAX:
+                    raise
+                self._store.grow_map()  # (the engine was reloaded: the batches are applied again)
+        raise AssertionError("unreachable")
+
+    def _append_replicated_once(self, values: list[bytes]) -> int:
+        """`append_replicated` in one write transaction (StorageError from a full map)."""
+        store = self._store
+        with self._reloading_on_failure("replicated batches not applied"):
+            self._begin_transaction()
+            try:
+                with store.begin_write() as txn:
+                    self._catch_up(txn)
+                    if not len(self._fares):
+                        self._fares.install_default(txn)
+                        self._use_fares(self._engine)
+                    expected_first = int(self._engine.journal_seq) + 1
+                    for value in values:
+                        first, last = batch_range(value)
+                        if first != expected_first:
+                            raise CorruptionError(
+                                f"a replicated batch {first}..{last} does not follow journal_seq {expected_first - 1}"
+                            )
+                        store.put_batch(txn, KEY.pack(last), value)
+                        expected_first = last + 1
+                    self._replay_from(txn, int(self._engine.journal_seq), index=True)
+                    self._ids.merge_step(txn)
+                    if self._checkpoints.due(self._engine, self.checkpoint_ops):
+                        self._take_snapshot(txn)
+                    elif self._flush_due():
+                        self._ids.flush_now(txn, self._engine)
+            finally:
+                self._ids.transaction_done()
+            self._committed()
+        return int(self._engine.journal_seq)
+
+    @property
+    @_locked
+    def last_batch_hash(self) -> bytes:
+        """The hash of the last journal batch (32 zero bytes before the first): the
+        head of the hash chain, equal on every replica at the same journal_seq."""
+        self._usable()
+        self._refresh()
+        return self._last_hash
 
     @_locked
     def backup(self, path: str | os.PathLike[str]) -> None:
@@ -813,14 +894,24 @@ class Ledger:
         self._checkpoints.loaded(ckpt_seq)
         self._replay_from(txn, ckpt_seq)
 
-    def _replay_from(self, txn: Any, after_seq: int) -> None:
-        """Replay journal batches after `after_seq` into the engine, checking the chain."""
+    def _replay_from(self, txn: Any, after_seq: int, index: bool = False) -> None:
+        """Replay journal batches after `after_seq` into the engine, checking the chain.
+
+        `index`: the batches were just put in `txn` by this ledger (a follower appending
+        another's batches): also write what a batch's own writer writes beside it, its
+        time index entry and the latest tap time."""
         for batch in self._store.iter_batches(txn, after_seq, self._last_hash):
             try:
                 self._engine.replay(batch.records)
             except ValueError as e:
                 raise CorruptionError(f"journal replay failed: {e}") from e
             self._last_hash = batch.hash
+            if index:
+                recs = batch.records
+                timeidx.put(txn, self._store.state_db, KEY.pack(batch.last_seq), recs)
+                rated = (recs["kind"] == _TAP) & (recs["code"] == Result.OK)
+                if rated.any():
+                    self._fares.note_tap_time(txn, int(recs["time_us"][rated].max()))
         if self.readonly and self._engine.recent_count > self.ids_flush_ops:
             # A reader never applies ops, so it has no use for the decisions window.
             self._engine.take_decisions()
@@ -1097,7 +1188,13 @@ class Ledger:
 
     def _store_staged(self, txn: Any, staged: StagedBatch) -> None:
         """Store an encoded staged batch in `txn`: the journal batch, the latest tap
-        time, the id flush."""
+        time, the id flush.
+
+        With a `replicator` set, the journal batch is handed to it first (inside
+        `txn`, before anything is put): if it raises, the transaction aborts and the
+        batch is not applied (see `replicator`)."""
+        if staged.value is not None and self.replicator is not None:
+            self.replicator(staged.key, staged.value)
         if staged.tap_time_us >= 0:
             self._fares.note_tap_time(txn, staged.tap_time_us)
         if staged.value is not None:

@@ -69,6 +69,23 @@ def encode_batch(codec: Any, records: np.ndarray, prev_hash: bytes, commit_time_
     return header + body, digest
 
 
+def batch_range(value: bytes | memoryview) -> tuple[int, int]:
+    """(first, last) journal_seq that a journal batch's header names (not checked:
+    reading the batch checks it)."""
+    if len(value) < BATCH_HEADER_SIZE:
+        raise CorruptionError(f"a journal batch of {len(value)} bytes is shorter than its {BATCH_HEADER_SIZE}-byte header")
+    fields = BATCH_HEADER.unpack_from(value)
+    if fields[0] != BATCH_MAGIC:
+        raise CorruptionError("not a journal batch: its magic is not CLJB")
+    return int(fields[4]), int(fields[5])
+
+
+def batch_hashes(value: bytes | memoryview) -> tuple[bytes, bytes]:
+    """(previous batch's hash, this batch's hash) from a journal batch's header."""
+    fields = BATCH_HEADER.unpack_from(value)
+    return bytes(fields[7]), bytes(fields[8])
+
+
 @dataclass(frozen=True)
 class Batch:
     """A decoded journal batch."""
