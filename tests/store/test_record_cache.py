@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 from types import SimpleNamespace
 
+import numpy as np
+
 from cardledger.store import journal
 
 
@@ -48,9 +50,20 @@ def test_the_cores_record_marks_are_those_of_its_packed_batch():
     rng = random.Random(5)
     world = OpWorld(rng)
     e = core.Engine()
+    decided: set[tuple[int, int]] = set()
     for b in range(30):
         ops = world.setup_batch() if b == 0 else world.batch(rng.randrange(1, 200), 0.2)
+        # Without the id index behind it, the engine must not meet an id decided before
+        # its window (it would decide it again): resent ids are left out.
+        keep, seen = [], set()
+        for key in zip(ops["source"].tolist(), ops["seq"].tolist()):
+            keep.append(key not in decided and key not in seen)
+            seen.add(key)
+        ops = ops[np.array(keep, dtype=bool)]
+        if not len(ops):
+            continue
         _, journal = e.apply(ops)
+        decided.update((int(s), int(q)) for s, q in zip(ops["source"], ops["seq"]))
         if not len(journal):
             continue
         packed, first = e.last_batch_packed(), int(journal["journal_seq"][0])
