@@ -545,15 +545,21 @@ def test_zero_extend_appends_written_zeros_up_to_the_limit(tmp_path):
 
 def test_apply_keeps_the_data_file_extended_ahead_of_its_pages(ledger_path, monkeypatch):
     """Batches through `apply` extend the LMDB data file with zeros, a piece at a time,
-    until it runs DATA_FILE_AHEAD_BYTES past LMDB's last page; LMDB writes into that
-    room, the ledger reopens and verifies, and the disk figure counts only the pages."""
+    until it runs DATA_FILE_AHEAD_BYTES past LMDB's last page (a file already that long);
+    LMDB writes into that room, the ledger reopens and verifies, and the disk figure
+    counts only the pages."""
     from cardledger.store import datafile as datafile_mod
 
-    monkeypatch.setattr(datafile_mod, "DATA_FILE_AHEAD_BYTES", 2 << 20)
-    monkeypatch.setattr(datafile_mod, "DATA_FILE_EXTEND_BYTES", 1 << 20)
+    ahead = 256 << 10
+    monkeypatch.setattr(datafile_mod, "DATA_FILE_AHEAD_BYTES", ahead)
+    monkeypatch.setattr(datafile_mod, "DATA_FILE_EXTEND_BYTES", ahead // 2)
     spender = Ops(source=77)
     with cardledger.open(ledger_path, create=True) as led:
         open_cards(led, range(100, 200), 100_000)
+        more = Ops(source=51)  # pages past `ahead`
+        for card in range(1_000, 21_000):
+            more.add(OpKind.OPEN, card, account_kind=cardledger.AccountKind.CARD)
+        assert set(codes(led.apply(more.take()))) == {"OK"}
         for _ in range(6):
             for card in range(100, 200):
                 spender.add(OpKind.SPEND, card, 2, 1)
@@ -561,14 +567,25 @@ def test_apply_keeps_the_data_file_extended_ahead_of_its_pages(ledger_path, monk
         balances = led.accounts().tobytes()
     size = os.path.getsize(os.path.join(ledger_path, "data.mdb"))
     used = datafile.lmdb_used_bytes(ledger_path)
-    assert size - used >= 2 << 20
+    assert used > ahead
+    slack = 1 << 16  # the last batch's own pages, written after the last extension
+    assert size - used >= ahead - slack
     assert datafile.ledger_disk_bytes(ledger_path) <= sum(
-        os.path.getsize(os.path.join(ledger_path, f)) for f in os.listdir(ledger_path)) - (2 << 20)
+        os.path.getsize(os.path.join(ledger_path, f)) for f in os.listdir(ledger_path)) - (ahead - slack)
+
     with cardledger.open(ledger_path, create=True) as led:
         assert led.verify().ok and led.accounts().tobytes() == balances
         for card in range(100, 200):
             spender.add(OpKind.SPEND, card, 2, 1)
         assert set(codes(led.apply(spender.take()))) == {"OK"}
+
+
+def test_a_small_ledger_is_kept_only_as_far_ahead_as_it_is_long():
+    """A new or small ledger is not given 32 MiB of zeros: it is kept as far ahead of its
+    pages as it is long (at least a piece), a large one the whole distance."""
+    assert datafile.ahead_bytes(100_000) == datafile.ZERO_PIECE_BYTES
+    assert datafile.ahead_bytes(5 << 20) == 5 << 20
+    assert datafile.ahead_bytes(10 << 30) == datafile.DATA_FILE_AHEAD_BYTES
 
 
 def test_a_failed_data_file_extension_costs_no_batch(ledger_path, monkeypatch):

@@ -3,8 +3,8 @@
 A commit that grows the data file also commits the growth to the filesystem's
 journal in its fdatasync; into blocks the file already has, it does not. So while a
 batch's kernel runs, `DataFileExtender` appends zeros (written, not a hole) once the
-file runs less than DATA_FILE_AHEAD_BYTES past LMDB's last page, in a thread of its
-own (`cardledger-extend`). The file is then larger than its pages by up to the sum of
+file runs less than `ahead_bytes` past LMDB's last page (as far as the file is long,
+up to DATA_FILE_AHEAD_BYTES), in a thread of its own (`cardledger-extend`). The file is then larger than its pages by up to the sum of
 the two constants; `lmdb_used_bytes` counts the pages.
 """
 
@@ -28,6 +28,14 @@ DATA_FILE_EXTEND_BYTES = 4 << 20
 
 #: Zeros are written in pieces of this size when the data file is extended ahead.
 ZERO_PIECE_BYTES = 1 << 20
+
+
+def ahead_bytes(used_bytes: int) -> int:
+    """How far ahead of its `used_bytes` of pages a data file is kept: as far as it is
+    long, up to DATA_FILE_AHEAD_BYTES. A small ledger (a test's, a new one) is not
+    given 32 MiB of zeros it would never reach; a large one, whose commits write the
+    most, gets the whole distance."""
+    return min(DATA_FILE_AHEAD_BYTES, max(used_bytes, ZERO_PIECE_BYTES))
 
 
 def zero_extend(fd: int, extra_bytes: int, limit_bytes: int) -> int:
@@ -109,7 +117,9 @@ class DataFileExtender:
             if self._fd is None:
                 self._fd = os.open(os.path.join(self.path, "data.mdb"), os.O_WRONLY | os.O_CLOEXEC)
             # (the file's own size: another Ledger of this process may have extended it)
-            if os.fstat(self._fd).st_size - env_used_bytes(env) >= DATA_FILE_AHEAD_BYTES:
+            used = env_used_bytes(env)
+            ahead = ahead_bytes(used)
+            if os.fstat(self._fd).st_size - used >= ahead:
                 return
         except OSError:
             self.off = True
@@ -117,7 +127,7 @@ class DataFileExtender:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardledger-extend")
         limit = env.info()["map_size"]
-        self._extension = self._executor.submit(zero_extend, self._fd, DATA_FILE_EXTEND_BYTES, limit)
+        self._extension = self._executor.submit(zero_extend, self._fd, min(DATA_FILE_EXTEND_BYTES, ahead), limit)
 
     def join(self) -> None:
         """Wait for the extension started beside the kernel, if any."""
