@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import importlib.metadata
 import json
 import os
@@ -35,7 +36,6 @@ import numpy as np
 
 from . import BATCH_OPS_MAX, IMPLEMENTATION, AccountKind, OpFlags, OpKind, Result, new_ops
 from . import open as open_ledger
-from . import errors as cardledger_errors
 from .errors import AccountNotFoundError, CorruptionError, NotALedgerError, StorageError
 from .recover import recover
 from .verify import inspect
@@ -171,6 +171,29 @@ def demo(cards: int, load_ops: int, batch: int, keep: str | None) -> int:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def _one_line_errors(command: str) -> Any:
+    """A command's ledger errors as one line on stderr and its exit code: not a ledger
+    or bad input 2, a ledger that cannot be read (damaged, a storage error) 3."""
+
+    def wrap(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> int:
+            try:
+                return int(fn(*args, **kwargs))
+            except NotALedgerError as e:
+                return _fail(f"{command}: {e}", EXIT_USAGE)
+            except CorruptionError as e:
+                return _fail(f"{command}: unreadable: {e}", EXIT_UNREADABLE)
+            except (ValueError, AccountNotFoundError) as e:
+                return _fail(f"{command}: {e}", EXIT_USAGE)
+            except (StorageError, OSError) as e:
+                return _fail(f"{command}: {e}", EXIT_UNREADABLE)
+
+        return run
+
+    return wrap
+
+
 def _not_a_ledger(command: str, path: str) -> int | None:
     """Exit 2 with a message if `path` is not a ledger directory; None if it may be."""
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "data.mdb")):
@@ -180,6 +203,7 @@ def _not_a_ledger(command: str, path: str) -> int | None:
     return _fail(f"{command}: {path}: {what}", EXIT_USAGE)
 
 
+@_one_line_errors("verify")
 def verify(path: str, as_json: bool = False) -> int:
     """Inspect the ledger at `path` read-only (`cardledger.inspect`: a damaged ledger
     is reported, not refused); print the report (as JSON with `as_json`) and return
@@ -187,14 +211,7 @@ def verify(path: str, as_json: bool = False) -> int:
     bad = _not_a_ledger("verify", path)
     if bad is not None:
         return bad
-    try:
-        report = inspect(path)
-    except NotALedgerError as e:
-        return _fail(f"verify: {path}: {e}", EXIT_USAGE)
-    except CorruptionError as e:
-        return _fail(f"verify: {path}: unreadable: {e}", EXIT_UNREADABLE)
-    except (StorageError, OSError) as e:
-        return _fail(f"verify: {path}: cannot read it: {e}", EXIT_UNREADABLE)
+    report = inspect(path)
     if as_json:
         print(json.dumps({"path": path, **report.as_dict()}))
     else:
@@ -205,6 +222,7 @@ def verify(path: str, as_json: bool = False) -> int:
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
+@_one_line_errors("recover")
 def recover_command(source: str, dest: str, as_json: bool = False) -> int:
     """Salvage the intact journal prefix of the ledger at `source` into a new ledger
     at `dest` (`cardledger.recover`); print what was recovered and what was lost.
@@ -215,14 +233,7 @@ def recover_command(source: str, dest: str, as_json: bool = False) -> int:
     if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         return _fail(f"recover: {dest}: not a new or empty directory; recover never writes into an existing one",
                      EXIT_USAGE)
-    try:
-        report = recover(source, dest)
-    except NotALedgerError as e:
-        return _fail(f"recover: {source}: {e}", EXIT_USAGE)
-    except CorruptionError as e:
-        return _fail(f"recover: {source}: cannot salvage: {e}", EXIT_UNREADABLE)
-    except (StorageError, OSError) as e:
-        return _fail(f"recover: {e}", EXIT_UNREADABLE)
+    report = recover(source, dest)
     lost = report.lost
     if as_json:
         print(json.dumps({"source": source, "dest": dest, **report.as_dict()}))
@@ -240,6 +251,7 @@ def recover_command(source: str, dest: str, as_json: bool = False) -> int:
     return EXIT_OK if lost is None else EXIT_PROBLEMS
 
 
+@_one_line_errors("backup")
 def backup_command(source: str, dest: str) -> int:
     """Write a hot, consistent copy of the ledger at `source` to `dest` (new or empty),
     as `Ledger.backup` does; writers may keep running."""
@@ -248,20 +260,14 @@ def backup_command(source: str, dest: str) -> int:
         return bad
     if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         return _fail(f"backup: {dest}: not a new or empty directory", EXIT_USAGE)
-    try:
-        with open_ledger(source, readonly=True) as led:
-            led.backup(dest)
-            seq = led.journal_seq
-    except NotALedgerError as e:
-        return _fail(f"backup: {source}: {e}", EXIT_USAGE)
-    except CorruptionError as e:
-        return _fail(f"backup: {source}: unreadable: {e}", EXIT_UNREADABLE)
-    except (StorageError, OSError) as e:
-        return _fail(f"backup: {e}", EXIT_UNREADABLE)
+    with open_ledger(source, readonly=True) as led:
+        led.backup(dest)
+        seq = led.journal_seq
     print(f"{dest}: a copy of {source} as of journal_seq {seq} or later; check it with: cardledger verify {dest}")
     return EXIT_OK
 
 
+@_one_line_errors("disburse")
 def disburse_command(path: str, program: int, cycle: str, list_file: str, atomic: bool, report_out: str | None,
                      as_json: bool) -> int:
     """Pay an aid list (`cardledger.aid.disburse`); print the summary. Exit 0 when
@@ -274,15 +280,8 @@ def disburse_command(path: str, program: int, cycle: str, list_file: str, atomic
         return bad
     if not os.path.isfile(list_file):
         return _fail(f"disburse: --file {list_file}: no such file", EXIT_USAGE)
-    try:
-        with open_ledger(path) as led:
-            report = disburse(led, program, cycle, list_file, atomic=atomic)
-    except (ValueError, AccountNotFoundError) as e:
-        return _fail(f"disburse: {e}", EXIT_USAGE)
-    except CorruptionError as e:
-        return _fail(f"disburse: {path}: unreadable: {e}", EXIT_UNREADABLE)
-    except (StorageError, OSError) as e:
-        return _fail(f"disburse: {e}", EXIT_UNREADABLE)
+    with open_ledger(path) as led:
+        report = disburse(led, program, cycle, list_file, atomic=atomic)
     if report_out:
         report.write_csv(report_out)
     summary = report.summary
@@ -296,6 +295,7 @@ def disburse_command(path: str, program: int, cycle: str, list_file: str, atomic
     return EXIT_PROBLEMS if report.troubled else EXIT_OK
 
 
+@_one_line_errors("aid-report")
 def aid_report_command(path: str, program: int, cycle: str, as_json: bool) -> int:
     """Print a cycle's totals from the journal (`cardledger.aid.aid_report`)."""
     from .aid import aid_report
@@ -303,15 +303,8 @@ def aid_report_command(path: str, program: int, cycle: str, as_json: bool) -> in
     bad = _not_a_ledger("aid-report", path)
     if bad is not None:
         return bad
-    try:
-        with open_ledger(path, readonly=True) as led:
-            totals = aid_report(led, program, cycle).as_dict()
-    except (ValueError, AccountNotFoundError) as e:
-        return _fail(f"aid-report: {e}", EXIT_USAGE)
-    except CorruptionError as e:
-        return _fail(f"aid-report: {path}: unreadable: {e}", EXIT_UNREADABLE)
-    except (StorageError, OSError) as e:
-        return _fail(f"aid-report: {e}", EXIT_UNREADABLE)
+    with open_ledger(path, readonly=True) as led:
+        totals = aid_report(led, program, cycle).as_dict()
     if as_json:
         print(json.dumps(totals, ensure_ascii=False))
     else:
@@ -342,6 +335,7 @@ def _progress(label: str) -> Any:
     return show
 
 
+@_one_line_errors("export")
 def export_command(args: Any) -> int:
     """Export journal records (`cardledger.exports`): by --day, --from/--to (event
     time) or --from-seq/--to-seq (journal range)."""
@@ -354,33 +348,27 @@ def export_command(args: Any) -> int:
     chosen = [x for x in (args.day, args.start, args.from_seq) if x is not None]
     if len(chosen) != 1:
         return _fail("export: give exactly one of --day, --from/--to, --from-seq/--to-seq", EXIT_USAGE)
-    try:
-        start_us = end_us = None
-        after, end_seq = 0, None
-        if args.day is not None:
-            start_us, end_us = _day_range(args)
-        elif args.start is not None:
-            if args.end is None:
-                return _fail("export: --from needs --to", EXIT_USAGE)
-            start_us, end_us = (to_us(dt.datetime.fromisoformat(x)) for x in (args.start, args.end))
-        else:
-            after, end_seq = args.from_seq - 1, (args.to_seq + 1 if args.to_seq is not None else None)
-        with open_ledger(args.path, readonly=True) as led:
-            source = led.batches(after, end_seq) if start_us is None else led.batches_meeting(start_us, end_us)
-            n = export(select(source, start_us, end_us), args.output, args.format, tz=args.tz,
-                       progress=_progress(f"export {args.output}"))
-    except ValueError as e:
-        return _fail(f"export: {e}", EXIT_USAGE)
-    except CorruptionError as e:
-        return _fail(f"export: {args.path}: unreadable: {e}", EXIT_UNREADABLE)
-    except (StorageError, OSError) as e:
-        return _fail(f"export: {e}", EXIT_UNREADABLE)
+    start_us = end_us = None
+    after, end_seq = 0, None
+    if args.day is not None:
+        start_us, end_us = _day_range(args)
+    elif args.start is not None:
+        if args.end is None:
+            return _fail("export: --from needs --to", EXIT_USAGE)
+        start_us, end_us = (to_us(dt.datetime.fromisoformat(x)) for x in (args.start, args.end))
+    else:
+        after, end_seq = args.from_seq - 1, (args.to_seq + 1 if args.to_seq is not None else None)
+    with open_ledger(args.path, readonly=True) as led:
+        source = led.batches(after, end_seq) if start_us is None else led.batches_meeting(start_us, end_us)
+        n = export(select(source, start_us, end_us), args.output, args.format, tz=args.tz,
+                   progress=_progress(f"export {args.output}"))
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(f"{args.output}: {n:,} journal records ({args.format})")
     return EXIT_OK
 
 
+@_one_line_errors("match")
 def match_command(args: Any) -> int:
     """Match a counterparty's file against the ledger (`cardledger.matching`)."""
     from .matching import match
@@ -394,16 +382,9 @@ def match_command(args: Any) -> int:
         kinds = tuple(OpKind[k.strip().upper()] for k in args.kinds.split(",") if k.strip())
     except KeyError as e:
         return _fail(f"match: --kinds: {e.args[0]} is not an op kind", EXIT_USAGE)
-    try:
-        start_us, end_us = _day_range(args)
-        with open_ledger(args.path, readonly=True) as led:
-            report = match(led.batches_meeting(start_us, end_us), args.file, kinds, start_us, end_us)
-    except ValueError as e:
-        return _fail(f"match: {e}", EXIT_USAGE)
-    except CorruptionError as e:
-        return _fail(f"match: {args.path}: unreadable: {e}", EXIT_UNREADABLE)
-    except (StorageError, OSError) as e:
-        return _fail(f"match: {e}", EXIT_UNREADABLE)
+    start_us, end_us = _day_range(args)
+    with open_ledger(args.path, readonly=True) as led:
+        report = match(led.batches_meeting(start_us, end_us), args.file, kinds, start_us, end_us)
     if args.json:
         print(json.dumps(report.as_dict()))
     else:
@@ -416,22 +397,16 @@ def match_command(args: Any) -> int:
     return EXIT_OK if report.clean else EXIT_PROBLEMS
 
 
+@_one_line_errors("settle")
 def settle_command(args: Any) -> int:
     """Print a service day's report (`Ledger.day_report`): what was closed if it was,
     else the live settlement; with --close, close it first (`Ledger.close_day`)."""
     bad = _not_a_ledger("settle", args.path)
     if bad is not None:
         return bad
-    try:
-        start_us, end_us = _day_range(args)
-        with open_ledger(args.path, readonly=not args.close) as led:
-            out = led.close_day(start_us, end_us) if args.close else led.day_report(start_us, end_us)
-    except ValueError as e:
-        return _fail(f"settle: {e}", EXIT_USAGE)
-    except CorruptionError as e:
-        return _fail(f"settle: {args.path}: {e}", EXIT_UNREADABLE)
-    except (StorageError, OSError) as e:
-        return _fail(f"settle: {e}", EXIT_UNREADABLE)
+    start_us, end_us = _day_range(args)
+    with open_ledger(args.path, readonly=not args.close) as led:
+        out = led.close_day(start_us, end_us) if args.close else led.day_report(start_us, end_us)
     out = {"day": args.day, **out}
     if args.json:
         print(json.dumps(out))
@@ -449,6 +424,7 @@ def settle_command(args: Any) -> int:
     return EXIT_OK
 
 
+@_one_line_errors("query")
 def query_command(args: Any) -> int:
     """Print the journal records a query selects (`Ledger.query`) as JSON lines."""
     from .days import iso_times, to_us
@@ -458,30 +434,25 @@ def query_command(args: Any) -> int:
     if bad is not None:
         return bad
     try:
-        start_us = end_us = None
-        if args.day is not None:
-            start_us, end_us = _day_range(args)
-        if args.start is not None:
-            start_us = to_us(dt.datetime.fromisoformat(args.start))
-        if args.end is not None:
-            end_us = to_us(dt.datetime.fromisoformat(args.end))
         kinds = None if args.kinds is None else [OpKind[k.strip().upper()] for k in args.kinds.split(",") if k.strip()]
-        with open_ledger(args.path, readonly=True) as led:
-            recs = led.query(start_us, end_us, args.account, kinds, args.user_data, args.limit)
     except KeyError as e:
         return _fail(f"query: --kinds: {e.args[0]} is not an op kind", EXIT_USAGE)
-    except (ValueError, cardledger_errors.AccountNotFoundError) as e:
-        return _fail(f"query: {e}", EXIT_USAGE)
-    except CorruptionError as e:
-        return _fail(f"query: {args.path}: unreadable: {e}", EXIT_UNREADABLE)
-    except (StorageError, OSError) as e:
-        return _fail(f"query: {e}", EXIT_UNREADABLE)
+    start_us = end_us = None
+    if args.day is not None:
+        start_us, end_us = _day_range(args)
+    if args.start is not None:
+        start_us = to_us(dt.datetime.fromisoformat(args.start))
+    if args.end is not None:
+        end_us = to_us(dt.datetime.fromisoformat(args.end))
+    with open_ledger(args.path, readonly=True) as led:
+        recs = led.query(start_us, end_us, args.account, kinds, args.user_data, args.limit)
     names = JOURNAL_DTYPE.names
     for rec, t in zip(recs.tolist(), iso_times(recs["time_us"], args.tz)):
         print(json.dumps({**dict(zip(names, rec)), "time": t}))
     return EXIT_OK
 
 
+@_one_line_errors("balance")
 def balance_command(args: Any) -> int:
     """Print an account's balance, now or as of a time (`Ledger.balance`)."""
     from .days import to_us
@@ -489,16 +460,9 @@ def balance_command(args: Any) -> int:
     bad = _not_a_ledger("balance", args.path)
     if bad is not None:
         return bad
-    try:
-        as_of = None if args.as_of is None else to_us(dt.datetime.fromisoformat(args.as_of))
-        with open_ledger(args.path, readonly=True) as led:
-            fen = led.balance(args.account, as_of)
-    except (ValueError, cardledger_errors.AccountNotFoundError) as e:
-        return _fail(f"balance: {e}", EXIT_USAGE)
-    except CorruptionError as e:
-        return _fail(f"balance: {args.path}: unreadable: {e}", EXIT_UNREADABLE)
-    except (StorageError, OSError) as e:
-        return _fail(f"balance: {e}", EXIT_UNREADABLE)
+    as_of = None if args.as_of is None else to_us(dt.datetime.fromisoformat(args.as_of))
+    with open_ledger(args.path, readonly=True) as led:
+        fen = led.balance(args.account, as_of)
     if args.json:
         print(json.dumps({"account_id": args.account, "as_of": args.as_of, "balance_fen": fen}))
     else:
@@ -506,6 +470,7 @@ def balance_command(args: Any) -> int:
     return EXIT_OK
 
 
+@_one_line_errors("follow")
 def follow_command(args: Any) -> int:
     """Print each committed journal record as a JSON line, as it commits."""
     from .days import iso_times
@@ -523,10 +488,6 @@ def follow_command(args: Any) -> int:
                 sys.stdout.flush()
     except KeyboardInterrupt:
         return EXIT_OK
-    except CorruptionError as e:
-        return _fail(f"follow: {args.path}: {e}", EXIT_UNREADABLE)
-    except (StorageError, OSError) as e:
-        return _fail(f"follow: {e}", EXIT_UNREADABLE)
     return EXIT_OK
 
 
