@@ -22,12 +22,11 @@ from . import settlement
 from .errors import CorruptionError, LedgerError, NotALedgerError, StorageError
 from .schema import CHECKPOINT_OPS_DEFAULT, AccountFlags, AccountKind, OpKind, Result
 from .store.checkpoints import checkpoint_file_name, decode_stored_desc, read_checkpoint_file
-from .store.env import ENVS, LMDB_CORRUPTION_ERRORS, Store, settings_digest
+from .store.env import ENVS, LMDB_CORRUPTION_ERRORS, Store, checked_settings
 from .store.ids import IdLog, decode_ids_state, read_checked_merge, read_id_log
 from .store.journal import GENESIS_HASH, decode_batch
 from .store.keys import (
     DB_NAMES,
-    FORMAT_VERSION,
     KEY,
     KEY2,
     META_DEFAULT_CAP_KEY,
@@ -433,15 +432,8 @@ def ledger_settings(store: Any, txn: Any) -> int:
     version = txn.get(META_FORMAT_KEY, db=store.meta_db)
     if version is None:
         raise NotALedgerError(f"{store.path!r} is an LMDB environment but not a cardledger ledger")
-    if len(version) != KEY.size or KEY.unpack(bytes(version))[0] != FORMAT_VERSION:
-        raise CorruptionError(f"ledger at {store.path!r}: its format marker is damaged or of another version")
-    cap = txn.get(META_DEFAULT_CAP_KEY, db=store.meta_db)
-    if cap is None or len(cap) != KEY.size:
-        raise CorruptionError(f"ledger at {store.path!r}: its default cap is missing or damaged")
-    digest = txn.get(META_SETTINGS_SHA_KEY, db=store.meta_db)
-    if digest is not None and bytes(digest) != settings_digest(bytes(version), bytes(cap)):
-        raise CorruptionError(f"ledger at {store.path!r}: its settings (format, default cap) fail their checksum")
-    return int(KEY.unpack(bytes(cap))[0])
+    return checked_settings(store.path, version, txn.get(META_DEFAULT_CAP_KEY, db=store.meta_db),
+                            txn.get(META_SETTINGS_SHA_KEY, db=store.meta_db))
 
 
 def _inspect_in(store: Any, txn: Any, implementation: str, renew: Callable[[], Any] | None) -> VerifyReport:

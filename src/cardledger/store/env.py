@@ -50,6 +50,21 @@ def settings_digest(format_value: bytes, cap_value: bytes) -> bytes:
     return hashlib.sha256(b"cardledger settings\0" + format_value + cap_value).digest()
 
 
+def checked_settings(path: str, version: Any, cap: Any, digest: Any) -> int:
+    """The default cap of the ledger at `path`, from its stored format marker, default
+    cap and settings digest (None where missing), once they are checked
+    (CorruptionError naming what is wrong)."""
+    if len(version) != KEY.size:
+        raise CorruptionError(f"ledger at {path!r}: its format marker is damaged")
+    if KEY.unpack(bytes(version))[0] != FORMAT_VERSION:
+        raise CorruptionError(f"ledger format {KEY.unpack(bytes(version))[0]}, this library reads {FORMAT_VERSION}")
+    if cap is None or len(cap) != KEY.size:
+        raise CorruptionError(f"ledger at {path!r}: its default cap is missing or damaged")
+    if digest is not None and bytes(digest) != settings_digest(bytes(version), bytes(cap)):
+        raise CorruptionError(f"ledger at {path!r}: its settings (format, default cap) fail their checksum")
+    return int(KEY.unpack(bytes(cap))[0])
+
+
 class EnvRegistry:
     """One LMDB environment per ledger directory per process, shared by its Ledgers.
 
@@ -210,19 +225,8 @@ class Store:
                 txn.put(META_SETTINGS_SHA_KEY, settings_digest(KEY.pack(FORMAT_VERSION), KEY.pack(int(default_cap_fen))),
                         db=self.meta_db)
                 version = KEY.pack(FORMAT_VERSION)
-            if len(version) != KEY.size:
-                raise CorruptionError(f"ledger at {self.path!r}: its format marker is damaged")
-            if KEY.unpack(bytes(version))[0] != FORMAT_VERSION:
-                raise CorruptionError(
-                    f"ledger format {KEY.unpack(bytes(version))[0]}, this library reads {FORMAT_VERSION}"
-                )
-            cap = txn.get(META_DEFAULT_CAP_KEY, db=self.meta_db)
-            if cap is None or len(cap) != KEY.size:
-                raise CorruptionError(f"ledger at {self.path!r}: its default cap is missing or damaged")
-            digest = txn.get(META_SETTINGS_SHA_KEY, db=self.meta_db)
-            if digest is not None and bytes(digest) != settings_digest(bytes(version), bytes(cap)):
-                raise CorruptionError(f"ledger at {self.path!r}: its settings (format, default cap) fail their checksum")
-            return int(KEY.unpack(bytes(cap))[0])
+            return checked_settings(self.path, version, txn.get(META_DEFAULT_CAP_KEY, db=self.meta_db),
+                                    txn.get(META_SETTINGS_SHA_KEY, db=self.meta_db))
 
     # -- the journal
 
