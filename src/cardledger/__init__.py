@@ -25,6 +25,7 @@ from .errors import (
     StorageError,
 )
 from .ledger import AccountInfo, Ledger, VerifyReport, open
+from .offers import OfferCatalog, OfferCatalogError
 from .opsbuilder import build_ops
 from .recover import RecoverReport, recover
 from .verify import inspect
@@ -69,6 +70,8 @@ __all__ = [
     "NotALedgerError",
     "NotLeaderError",
     "OpFlags",
+    "OfferCatalog",
+    "OfferCatalogError",
     "OpKind",
     "QueueFullError",
     "RecoverReport",
