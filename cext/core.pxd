@@ -66,7 +66,9 @@ cdef enum:                     # OpKind
     K_ACTIVATE = 15
     K_SET_CATEGORY = 16
     K_CLOSE_DAY = 17
-    K_MAX = 17
+    K_PURCHASE = 18            # not decided by the core yet (docs/purchases.md): INVALID_KIND
+    K_REFUND = 19
+    K_MAX = 19
 
 cdef enum:                     # AccountKind
     A_CARD = 1
@@ -137,6 +139,8 @@ cdef enum:                     # Result
     R_ACCOUNT_INACTIVE = 43
     R_CATEGORY_CHANGED_LATER = 44
     R_INVALID_DAY_CLOSE = 45
+    R_EXCEEDS_REFUNDABLE = 46
+    R_PURCHASE_NOT_FOUND = 47
     R_INVALID_REVERSE = 48
     R_TAP_NOT_FOUND = 49
     R_TAP_NOT_REVERSIBLE = 50

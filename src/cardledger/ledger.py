@@ -28,6 +28,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 import lmdb
@@ -69,11 +70,14 @@ from .store.checkpoints import (
     CheckpointWriter,
     decode_stored_desc,
     is_checkpoint_file_name,
+    no_offer_state,
     read_named_checkpoint,
 )
 from .store.datafile import DataFileExtender
 from .store.env import DURABILITY_MODES, LMDB_CORRUPTION_ERRORS, LOAD_RETRIES_MAX, Store
 from .store.fares import FareVersions
+from .store.offers import OfferVersions
+from .offers.catalog import OfferCatalog
 from .store.ids import IDS_FLUSH_OPS_DEFAULT, IdFlush, IdIndex
 from .store.journal import (
     GENESIS_HASH,
@@ -88,11 +92,33 @@ from .store.journal import (
 from .store.keys import KEY
 from .verify import VerifyReport, verify
 
-__all__ = ["AccountInfo", "DURABILITY_MODES", "Ledger", "VerifyReport", "open"]
+__all__ = ["AccountInfo", "DURABILITY_MODES", "Ledger", "OfferFigures", "PurchaseQuote", "VerifyReport", "open"]
+
+
+@dataclass(frozen=True)
+class PurchaseQuote:
+    """What a PURCHASE would decide (`Ledger.quote_purchase`): the net the card pays, the
+    discount, the union account's share of it, and the offer's id (None: no offer)."""
+
+    net_fen: int
+    discount_fen: int
+    union_fen: int
+    offer_id: str | None
+
+
+@dataclass(frozen=True)
+class OfferFigures:
+    """One offer's figures (`Ledger.offer_report`), net of refunds."""
+
+    discount_fen: int  # discount given
+    union_fen: int  # the union account's share of it
+    purchases: int  # purchases that got it (not refunded in full)
+    budget_left_fen: int | None  # None: the offer has no budget
 
 #: OpKind.TAP as a plain int: compared once per batch on the hot path.
 _TAP = int(OpKind.TAP)
 _REVERSE = int(OpKind.REVERSE)
+_PURCHASE = int(OpKind.PURCHASE)
 #: Most decided ops held in memory between checkpoints (the core indexes them in 32 bits).
 CHECKPOINT_OPS_MAX = 1 << 30
 #: How far past this host's clock a TAP's time_us may be (a day): later ones are refused
@@ -248,6 +274,7 @@ class Ledger:
         self._checkpoints = CheckpointWriter(self.path, self._codec, store.state_db)
         self._datafile = DataFileExtender(self.path, readonly)
         self._fares = FareVersions(store.fares_db, store.meta_db)
+        self._offers = OfferVersions(store.state_db, store.meta_db)
         try:
             try:
                 self.default_cap_fen = store.init_meta(default_cap_fen)
@@ -418,6 +445,100 @@ class Ledger:
             self._catch_up(txn)
             self._fares.install(txn, system, int(effective_from_us))
             self._use_fares(self._engine)
+
+    @_locked
+    def install_offers(self, catalog: Any, effective_from_us: int) -> None:
+        """Install an offer catalog (a `cardledger.OfferCatalog`) in force from `effective_from_us`.
+
+        A PURCHASE is decided by the catalog in force at its time_us (none: no discount).
+        Versions are only appended: `effective_from_us` must be later than every
+        installed version's and every PURCHASE already applied, so that no decided
+        purchase is ever re-decided (replay stays deterministic). An offer keeps its
+        budget across versions by its id (docs/purchases.md).
+        """
+        store = self._usable()
+        if self.readonly:
+            raise LedgerReadOnlyError("a readonly ledger cannot install offer catalogs")
+        if self.replicator is not None:
+            # Stored beside the journal, not in it, as fare versions are: a cluster's
+            # followers would never see it, and would decide purchases differently.
+            raise LedgerError(
+                "install_offers is not replicated: install offer catalogs on every node's ledger before it joins"
+            )
+        if not isinstance(catalog, OfferCatalog):
+            raise TypeError(f"install_offers needs a cardledger.OfferCatalog, got {type(catalog).__name__}")
+        if not 0 <= effective_from_us < 1 << 63:
+            raise ValueError(f"effective_from_us must be in [0, 2^63), got {effective_from_us}")
+        if not hasattr(self._engine, "set_offer_versions"):
+            raise LedgerError(f"the {self.implementation} engine does not decide purchases: "
+                              "open the ledger with engine='python'")
+        with self._reloading_on_failure("offer catalog not installed"), store.begin_write() as txn:
+            self._catch_up(txn)
+            self._offers.install(txn, catalog, int(effective_from_us))
+            self._use_offers(self._engine)
+
+    @_locked
+    def offer_catalog(self, time_us: int | None = None) -> Any:
+        """The offer catalog in force at `time_us` (None: the latest installed), or None."""
+        self._usable()
+        self._refresh_offers()
+        return self._offers.at(None if time_us is None else int(time_us))
+
+    @_locked
+    def quote_purchase(self, card_id: int, merchant_id: int, gross_fen: int, time_us: int) -> PurchaseQuote:
+        """What a PURCHASE of `gross_fen` by `card_id` at `merchant_id` at `time_us` would
+        decide now, against the ledger's current state (budgets, the card's counters, the
+        union account's balance); nothing changes. An unknown card is quoted as a card
+        of category 0; the card's balance is not checked (the purchase may still be
+        refused)."""
+        self._usable()
+        self._refresh()
+        self._refresh_offers()
+        if not hasattr(self._engine, "quote_purchase"):
+            return PurchaseQuote(int(gross_fen), 0, 0, None)
+        net, d, u, slot = self._engine.quote_purchase(int(card_id), int(merchant_id), int(gross_fen), int(time_us))
+        return PurchaseQuote(net, d, u, None if slot < 0 else self._offers.slot_ids[slot])
+
+    @_locked
+    def offer_report(self) -> dict[str, OfferFigures]:
+        """Per offer id (every offer of every installed catalog version): the discount
+        given, the union's share of it, the purchases that got it, and the budget left
+        in the latest version that has the offer (None: unlimited). Net of refunds: a
+        refund takes back its floor share of the discount and of the union share, and
+        a purchase refunded in full no longer counts."""
+        self._usable()
+        self._refresh()
+        self._refresh_offers()
+        ids = self._offers.slot_ids
+        given = [0] * len(ids)
+        union = [0] * len(ids)
+        count = [0] * len(ids)
+        budget_of: dict[str, int] = {}
+        for t in self._offers.tables:
+            for oid, b in zip(t.ids, t.budget_fen.tolist()):
+                budget_of[oid] = b
+        if hasattr(self._engine, "export_offer_state"):
+            budgets, _, bought = self._engine.export_offer_state()
+            used = dict(zip(budgets["slot"].tolist(), budgets["used_fen"].tolist()))
+            for row in bought[bought["slot"] >= 0].tolist():
+                g, d, u, r, slot = row[5], row[8], row[9], row[10], row[11]
+                given[slot] += d - d * r // g
+                union[slot] += u - u * r // g
+                count[slot] += r < g
+        else:
+            used = {}
+        return {
+            oid: OfferFigures(given[k], union[k], count[k],
+                              None if not budget_of.get(oid) else budget_of[oid] - used.get(k, 0))
+            for k, oid in enumerate(ids)
+        }
+
+    def _refresh_offers(self) -> None:
+        """Pick up offer catalogs another process installed."""
+        with self._store.begin_read() as txn:
+            if self._offers.changed(txn):
+                self._offers.load(txn)
+                self._use_offers(self._engine)
 
     @_locked
     def checkpoint(self) -> None:
@@ -814,6 +935,9 @@ class Ledger:
         fresh = self._engine_class(self.default_cap_fen)
         fresh.set_fare_versions(self._fares.tap_tables())
         with store.begin_read() as txn:
+            if self._offers.changed(txn):
+                self._offers.load(txn)
+            self._use_offers(fresh)
             return verify(store, txn, fresh, self._engine, self.checkpoint_ops)
 
     # ================================================================== checks
@@ -878,9 +1002,10 @@ class Ledger:
             accounts = np.zeros(0, dtype=ACCOUNT_DTYPE)
             pending = np.zeros(0, dtype=PENDING_DTYPE)
             journeys = np.zeros(0, dtype=JOURNEY_DTYPE)
+            offer_state = no_offer_state()
             ckpt_seq, last_hash = 0, GENESIS_HASH
         else:
-            accounts, pending, journeys = read_named_checkpoint(self._codec, self.path, desc)
+            accounts, pending, journeys, offer_state = read_named_checkpoint(self._codec, self.path, desc)
             ckpt_seq, last_hash = desc.journal_seq, desc.last_batch_hash
         if ckpt_seq > ids_upto:
             raise CorruptionError(f"checkpoint at {ckpt_seq} is newer than the id state at {ids_upto}")
@@ -888,6 +1013,8 @@ class Ledger:
         engine.load_journeys(journeys)
         self._fares.load(txn)
         self._use_fares(engine)
+        self._offers.load(txn)
+        self._use_offers(engine, offer_state)
         self._engine = engine
         self._last_hash = last_hash
         self._ids.adopt(ids_upto, id_log)
@@ -912,6 +1039,9 @@ class Ledger:
                 rated = (recs["kind"] == _TAP) & (recs["code"] == Result.OK)
                 if rated.any():
                     self._fares.note_tap_time(txn, int(recs["time_us"][rated].max()))
+                bought = (recs["kind"] == _PURCHASE) & (recs["code"] == Result.OK)
+                if bought.any():
+                    self._offers.note_purchase_time(txn, int(recs["time_us"][bought].max()))
         if self.readonly and self._engine.recent_count > self.ids_flush_ops:
             # A reader never applies ops, so it has no use for the decisions window.
             self._engine.take_decisions()
@@ -942,6 +1072,9 @@ class Ledger:
         if self._fares.changed(txn):
             self._fares.load(txn)
             self._use_fares(self._engine)
+        if self._offers.changed(txn):
+            self._offers.load(txn)
+            self._use_offers(self._engine)
         head = self._store.journal_head(txn)
         engine = self._engine
         if head == 0:
@@ -988,6 +1121,18 @@ class Ledger:
     def _use_fares(self, engine: Any) -> None:
         """Give the engine the fare versions loaded."""
         engine.set_fare_versions(self._fares.tap_tables())
+
+    def _use_offers(self, engine: Any, state: tuple | None = None) -> None:
+        """Give the engine the offer-catalog versions loaded (and, on a load, the offer
+        state of the checkpoint)."""
+        if not hasattr(engine, "set_offer_versions"):
+            if len(self._offers) or (state is not None and any(len(t) for t in state)):
+                raise LedgerError(f"this ledger has offer catalogs, and the {engine.implementation} engine "
+                                  "does not decide purchases: open it with engine='python'")
+            return
+        if state is not None:
+            engine.load_offer_state(*state)
+        engine.set_offer_versions(self._offers.tables)
 
     # ================================================================== the write path: apply
 
@@ -1095,6 +1240,10 @@ class Ledger:
             self._prefault_journeys_if_grown()
         staged = StagedBatch(ops, results, journal if len(journal) else None, packed, tap_time_us)
         staged.marks = marks
+        if len(journal) and self._offers_seen(ops):
+            bought = (journal["kind"] == _PURCHASE) & (journal["code"] == Result.OK)
+            if bought.any():
+                staged.purchase_time_us = int(journal["time_us"][bought].max())
         return staged
 
     def _lookup_prior(self, txn: Any, ops: np.ndarray,
@@ -1119,6 +1268,11 @@ class Ledger:
                 return self._ids.lookup(rtxn, ops, cand, flushes, journals, logs)
         return self._ids.lookup(txn, ops, cand, [] if flushing is None else [flushing], [],
                                 self._ids.committed.logs)
+
+    @staticmethod
+    def _offers_seen(ops: np.ndarray) -> bool:
+        """Whether the batch has a PURCHASE op (its latest time is then noted)."""
+        return bool((ops["kind"] == _PURCHASE).any())
 
     @staticmethod
     def _has_reverse(ops: np.ndarray) -> bool:
@@ -1197,6 +1351,8 @@ class Ledger:
             self.replicator(staged.key, staged.value)
         if staged.tap_time_us >= 0:
             self._fares.note_tap_time(txn, staged.tap_time_us)
+        if staged.purchase_time_us >= 0:
+            self._offers.note_purchase_time(txn, staged.purchase_time_us)
         if staged.value is not None:
             self._store.put_batch(txn, staged.key, staged.value)
             timeidx.put(txn, self._store.state_db, staged.key, staged.journal)
@@ -1258,7 +1414,8 @@ class Ledger:
             if self._pipeline is None:
                 self._pipeline = CommitPipeline(self._encode_staged, self._commit_pipelined, self._repair_soon)
             engine = self._engine
-            expected_seq, ids_upto, fare_count = int(engine.journal_seq), self._ids.ids_upto, len(self._fares)
+            expected_seq, ids_upto = int(engine.journal_seq), self._ids.ids_upto
+            fare_count = (len(self._fares), len(self._offers))
             try:
                 staged = self._run_kernel(None, ops, taps)
             except Exception:
@@ -1346,7 +1503,7 @@ class Ledger:
         was computed on: the same journal head, id state and fare versions."""
         head = self._store.journal_head(txn)
         ids_upto = self._ids.stored_upto(txn)
-        fare_count = self._fares.stored_count(txn)
+        fare_count = (self._fares.stored_count(txn), self._offers.stored_count(txn))
         if (head, ids_upto, fare_count) != (staged.expected_seq, staged.ids_upto, staged.fare_count):
             raise _StagedOnStaleState(
                 f"another writer changed the ledger: journal head {head}, staged on {staged.expected_seq}"

@@ -40,6 +40,8 @@ class OpKind(enum.IntEnum):
     ACTIVATE = 15  # an inactive card (OPEN with OpFlags.INACTIVE) is handed over: debits and taps allowed
     SET_CATEGORY = 16  # a card's rider category changes from the op's time_us on
     CLOSE_DAY = 17  # the settlement of a service day, closed in the journal (Ledger.close_day)
+    PURCHASE = 18  # a card pays a MERCHANT a gross; the offer in force discounts it (docs/purchases.md)
+    REFUND = 19  # a part of a PURCHASE's gross returned (the purchase named by ref_source, ref_seq)
 
 
 class TapType(enum.IntEnum):
@@ -145,6 +147,8 @@ class Result(enum.IntEnum):
     ACCOUNT_INACTIVE = 43  # a debit or tap of a card issued inactive and not yet ACTIVATEd
     CATEGORY_CHANGED_LATER = 44  # SET_CATEGORY at or before the time of the card's last change
     INVALID_DAY_CLOSE = 45  # CLOSE_DAY: not from CLOSE_DAY_SOURCE, an empty day, a position past the journal
+    EXCEEDS_REFUNDABLE = 46  # REFUND: more than the purchase's gross not refunded yet
+    PURCHASE_NOT_FOUND = 47  # REFUND: no successful PURCHASE decided with that id
     INVALID_REVERSE = 48  # a REVERSE that names no tap id
     TAP_NOT_FOUND = 49  # REVERSE: no tap decided with that id (in an earlier batch)
     TAP_NOT_REVERSIBLE = 50  # REVERSE: the id is not a successful TAP of this card, or an entry still open
@@ -385,6 +389,46 @@ REF_NOT_FOUND = 0  # no decision with that id before the batch
 REF_TAP = 1  # a successful TAP
 REF_OTHER = 2  # a decision that is not a successful TAP
 
+# -- offers (docs/purchases.md): the engines' state beside the accounts, checkpointed
+
+#: Offers in force: "no offer" in an offer slot (a purchase no offer applied to).
+NO_OFFER = -1
+#: Spent budget of each offer, by its slot: offers are numbered by id across every
+#: installed catalog version, in the order they first appear, so a later version with
+#: the same offer id continues its budget.
+OFFER_BUDGET_DTYPE = np.dtype([("slot", "<i8"), ("used_fen", "<i8")])
+#: A card's use of an offer: the local day and month of its last counted purchase, the
+#: purchases counted that day and the discount counted that month.
+CARD_OFFER_DTYPE = np.dtype(
+    [
+        ("account_id", "<u8"),
+        ("slot", "<i8"),
+        ("day", "<i8"),  # local day number (days since 1970-01-01 in the catalog's zone)
+        ("day_count", "<i8"),
+        ("month", "<i8"),  # local year * 12 + month - 1
+        ("month_discount_fen", "<i8"),
+    ]
+)
+#: A successful PURCHASE, kept for its REFUNDs: what it took and what is refunded so far.
+PURCHASE_DTYPE = np.dtype(
+    [
+        ("source", "<u8"),  # the purchase's id
+        ("seq", "<u8"),
+        ("card_id", "<u8"),
+        ("merchant_id", "<u8"),
+        ("union_id", "<u8"),  # the offer's union account (0: no offer or no union share)
+        ("gross_fen", "<i8"),  # G
+        ("subsidy_fen", "<i8"),  # S: taken from the card's subsidy purse
+        ("cash_fen", "<i8"),  # C: taken from its cash purse (S + C = N)
+        ("discount_fen", "<i8"),  # D
+        ("union_fen", "<i8"),  # U
+        ("refunded_fen", "<i8"),  # R: the gross refunded so far
+        ("slot", "<i8"),  # the offer's slot (NO_OFFER: none)
+        ("day", "<i8"),  # the purchase's local day and month (its counters')
+        ("month", "<i8"),
+    ]
+)
+
 #: Decisions since the last checkpoint, handed to storage to index at checkpoint.
 DECISION_DTYPE = np.dtype([("source", "<u8"), ("seq", "<u8"), ("journal_seq", "<u8")])
 
@@ -411,6 +455,9 @@ ALLOWED_FLAGS = {
     OpKind.ACTIVATE: OpFlags.LINKED,
     OpKind.SET_CATEGORY: OpFlags.LINKED,
     OpKind.CLOSE_DAY: OpFlags.NONE,
+    # a purchase's counters and budget roll back with its chain
+    OpKind.PURCHASE: OpFlags.LINKED,
+    OpKind.REFUND: OpFlags.LINKED,
 }
 
 #: The fields every op kind reads: its id, its kind, its flags and its event time.
@@ -446,6 +493,10 @@ OP_FIELDS_USED: dict[OpKind, frozenset[str]] = {
     # the day [time_us, limit_fen), the journal position it covers (ref_seq), its posted
     # total (amount_fen) and its settlement's digest (user_data)
     OpKind.CLOSE_DAY: frozenset({"amount_fen", "limit_fen", "ref_seq"}),
+    # the card, the merchant and the gross
+    OpKind.PURCHASE: frozenset({"account_id", "counterparty_id", "amount_fen"}),
+    # the part of the gross refunded and the purchase's id: its accounts are the purchase's
+    OpKind.REFUND: frozenset({"amount_fen", "ref_source", "ref_seq"}),
 }
 
 #: Each field a kind may leave unused, with the code a new op gets for setting it, in

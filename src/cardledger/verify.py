@@ -21,7 +21,7 @@ import numpy as np
 from . import settlement
 from .errors import CorruptionError, LedgerError, NotALedgerError, StorageError
 from .schema import CHECKPOINT_OPS_DEFAULT, AccountFlags, AccountKind, OpKind, Result
-from .store.checkpoints import checkpoint_file_name, decode_stored_desc, read_checkpoint_file
+from .store.checkpoints import checkpoint_file_name, decode_stored_desc, no_offer_state, read_checkpoint_file
 from .store.env import ENVS, LMDB_CORRUPTION_ERRORS, Store, checked_settings
 from .store.ids import IdLog, decode_ids_state, read_checked_merge, read_id_log
 from .store.journal import GENESIS_HASH, decode_batch
@@ -101,7 +101,7 @@ def verify(store: Any, txn: Any, fresh: Any, live: Any, checkpoint_ops: int,
     ckpt_arrays = None
     if desc is not None:
         try:
-            ckpt_arrays = read_checkpoint_file(codec, store.path, desc)
+            ckpt_arrays = read_checkpoint_file(codec, store.path, desc, with_offers=True)
         except FileNotFoundError:
             report.problems.append(f"checkpoint at {desc.journal_seq}: its file "
                                    f"{checkpoint_file_name(desc.journal_seq)} is missing")
@@ -128,6 +128,8 @@ def verify(store: Any, txn: Any, fresh: Any, live: Any, checkpoint_ops: int,
                 report.problems.append("per-source idempotency state differs from the replay of the journal")
             if live.export_journeys().tobytes() != fresh.export_journeys().tobytes():
                 report.problems.append("cards' fare state differs from the replay of the journal")
+            if not _same_offer_state(_offer_state(live), _offer_state(fresh)):
+                report.problems.append("offer state (budgets, card counters, purchases) differs from the replay of the journal")
     stored_tap_us = part("settings", lambda t: t.get(META_MAX_TAP_TIME_KEY, db=store.meta_db))
     if stored_tap_us is not None and report.latest_tap_us > -(1 << 63):
         if len(stored_tap_us) != 8 or struct.unpack("<q", bytes(stored_tap_us))[0] < report.latest_tap_us:
@@ -301,11 +303,32 @@ def _compare_checkpoint(report: VerifyReport, fresh: Any, ckpt_arrays: tuple, jo
     jny = fresh.export_journeys()
     # A checkpoint holds the holds and journeys in the core's store order (loading
     # takes any): compare them in the exports' order.
-    ck_acc, ck_pen, ck_jny = ckpt_arrays
+    ck_acc, ck_pen, ck_jny, ck_offers = ckpt_arrays
     ck_pen = ck_pen[np.lexsort((ck_pen["seq"], ck_pen["source"]))]
     ck_jny = ck_jny[np.argsort(ck_jny["account_id"], kind="stable")]
     if acc.tobytes() != ck_acc.tobytes() or pen.tobytes() != ck_pen.tobytes() or jny.tobytes() != ck_jny.tobytes():
         report.problems.append(f"checkpoint at {journal_seq} differs from the journal's replay")
+    elif not _same_offer_state(ck_offers, _offer_state(fresh)):
+        report.problems.append(f"checkpoint at {journal_seq}: its offer state differs from the journal's replay")
+
+
+def _offer_state(engine: Any) -> tuple:
+    """An engine's offer state (budgets, card counters, purchases), or none."""
+    export = getattr(engine, "export_offer_state", None)
+    return export() if export is not None else no_offer_state()
+
+
+def _same_offer_state(a: tuple, b: tuple) -> bool:
+    """Whether two offer states are equal (each table compared in its key order)."""
+    keys = (("slot",), ("account_id", "slot"), ("source", "seq"))
+    for x, y, key in zip(a, b, keys):
+        if len(x) != len(y):
+            return False
+        x = x[np.lexsort(tuple(x[k] for k in reversed(key)))]
+        y = y[np.lexsort(tuple(y[k] for k in reversed(key)))]
+        if x.tobytes() != y.tobytes():
+            return False
+    return True
 
 
 def invariant_problems(accounts: np.ndarray, pending: np.ndarray) -> list[str]:
@@ -440,6 +463,7 @@ def _inspect_in(store: Any, txn: Any, implementation: str, renew: Callable[[], A
     """Verify through `txn` (an LMDB read transaction or a `PageTxn`) with a fresh engine."""
     from .engine import select
     from .store.fares import FareVersions
+    from .store.offers import OfferVersions
 
     default_cap_fen = ledger_settings(store, txn)
     fresh = select.engine_class(implementation)(default_cap_fen)
@@ -450,6 +474,13 @@ def _inspect_in(store: Any, txn: Any, implementation: str, renew: Callable[[], A
         fresh.set_fare_versions(fares.tap_tables())
     except (LedgerError, ValueError, *LMDB_CORRUPTION_ERRORS) as e:
         fare_problem = f"fare versions: cannot be read ({type(e).__name__}: {e}); taps cannot be replayed"
+    offers = OfferVersions(store.state_db, store.meta_db)
+    try:
+        offers.load(txn)
+        if len(offers):
+            fresh.set_offer_versions(offers.tables)
+    except (LedgerError, ValueError, AttributeError, *LMDB_CORRUPTION_ERRORS) as e:
+        fare_problem = f"offer catalogs: cannot be read ({type(e).__name__}: {e}); purchases cannot be replayed"
     report = verify(store, txn, fresh, None, CHECKPOINT_OPS_DEFAULT, renew=renew)
     if fare_problem is not None:
         report.problems.insert(0, fare_problem)

@@ -52,7 +52,7 @@ class StagedBatch:
     """A batch whose kernel ran: its results, its journal records, and what it was
     computed on (checked again inside the transaction that stores it)."""
 
-    __slots__ = ("ops", "results", "journal", "packed", "marks", "tap_time_us", "flush", "snapshot", "expected_seq",
+    __slots__ = ("ops", "results", "journal", "packed", "marks", "tap_time_us", "purchase_time_us", "flush", "snapshot", "expected_seq",
                  "ids_upto", "fare_count", "future", "error", "order", "key", "value", "hash")
 
     def __init__(self, ops: Any, results: Any, journal: Any, packed: bytes | None, tap_time_us: int) -> None:
@@ -62,11 +62,12 @@ class StagedBatch:
         self.packed = packed  # the journal records as the journal stores them (the engine packed them)
         self.marks: Any = None  # where its records start (`journal_record_marks`), if the engine noted it
         self.tap_time_us = tap_time_us  # latest time of a tap that rated a fare, or -1
+        self.purchase_time_us = -1  # latest time of a PURCHASE decided, or -1
         self.flush: Any = None  # an id flush (store.ids.IdFlush) prepared after this batch, stored with it
         self.snapshot: tuple | None = None  # a snapshot taken after it, written once it is stored
         self.expected_seq = 0
         self.ids_upto = 0
-        self.fare_count = 0
+        self.fare_count: Any = 0  # (fare versions, offer versions) the batch was decided with
         self.future: Future | None = None
         self.error: BaseException | None = None
         self.order = 0  # position in submission order

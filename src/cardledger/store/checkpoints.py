@@ -32,21 +32,29 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptionError
-from ..schema import ACCOUNT_DTYPE, JOURNEY_DTYPE, PENDING_DTYPE
+from ..schema import ACCOUNT_DTYPE, CARD_OFFER_DTYPE, JOURNEY_DTYPE, OFFER_BUDGET_DTYPE, PENDING_DTYPE, PURCHASE_DTYPE
 from .keys import FORMAT_VERSION, STATE_CHECKPOINT_KEY
 
 CHECKPOINT_MAGIC = b"CLCP"
 #: The checkpoint file's own format: its body is the three tables packed with
 #: `pack_words` (raw, a city's accounts and fare state are hundreds of MB written every
 #: checkpoint, and every batch commit's fsync meanwhile shared the disk with them).
-CHECKPOINT_FILE_VERSION = 5
-#: magic, version, journal_seq, account/hold/journey counts, their packed sizes in
-#: bytes, last batch hash, body SHA-256
-CHECKPOINT_HEADER = struct.Struct("<4sHxxQQQQQQQ32s32s")
+CHECKPOINT_FILE_VERSION = 6
+#: magic, version, journal_seq, account/hold/journey/offer budget/card offer/purchase
+#: counts, their packed sizes in bytes, last batch hash, body SHA-256
+CHECKPOINT_HEADER = struct.Struct("<4sHxxQ" + "Q" * 12 + "32s32s")
+#: Format-5 files (still read): the first three tables only (no offer state).
+CHECKPOINT_FILE_VERSION_5 = 5
+CHECKPOINT_HEADER_5 = struct.Struct("<4sHxxQQQQQQQ32s32s")
 #: Format-4 files (still read): magic, version, journal_seq, account/hold/journey
 #: counts, last batch hash, body SHA-256; the body is the tables' raw records.
 CHECKPOINT_HEADER_RAW = struct.Struct("<4sHxxQQQQ32s32s")
-_CHECKPOINT_TABLES = (ACCOUNT_DTYPE, PENDING_DTYPE, JOURNEY_DTYPE)
+_CHECKPOINT_TABLES = (ACCOUNT_DTYPE, PENDING_DTYPE, JOURNEY_DTYPE, OFFER_BUDGET_DTYPE, CARD_OFFER_DTYPE, PURCHASE_DTYPE)
+
+
+def no_offer_state() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The offer state of a ledger that has none (budgets, card counters, purchases)."""
+    return tuple(np.zeros(0, dtype=dt) for dt in _CHECKPOINT_TABLES[3:])  # type: ignore[return-value]
 #: descriptor in LMDB: version, journal_seq, last batch hash, file body SHA-256
 CHECKPOINT_DESC = struct.Struct("<HxxxxxxQ32s32s")
 
@@ -104,6 +112,7 @@ def write_checkpoint_file(
     accounts: np.ndarray,
     pending: np.ndarray,
     journeys: np.ndarray,
+    offers: tuple | None = None,
     pace: Callable[[int], None] | None = None,
 ) -> bytes:
     """Write, fsync and atomically rename the checkpoint file; return its body SHA-256.
@@ -121,13 +130,14 @@ def write_checkpoint_file(
     for part of it. Direct writes go to the device at once and leave the page cache
     alone. Elsewhere (tmpfs) it is written buffered, made durable slice by slice.
     """
-    tables = [codec.pack_words(np.ascontiguousarray(a, dtype=dt)) for a, dt in zip((accounts, pending, journeys), _CHECKPOINT_TABLES)]
+    arrays = (accounts, pending, journeys, *(offers if offers is not None else no_offer_state()))
+    tables = [codec.pack_words(np.ascontiguousarray(a, dtype=dt)) for a, dt in zip(arrays, _CHECKPOINT_TABLES)]
     h = hashlib.sha256()
     for t in tables:
         h.update(t)
     digest = h.digest()
     header = CHECKPOINT_HEADER.pack(
-        CHECKPOINT_MAGIC, CHECKPOINT_FILE_VERSION, journal_seq, len(accounts), len(pending), len(journeys),
+        CHECKPOINT_MAGIC, CHECKPOINT_FILE_VERSION, journal_seq, *(len(a) for a in arrays),
         *(len(t) for t in tables), last_batch_hash, digest,
     )  # fmt: skip
     parts = (memoryview(header), *(memoryview(t) for t in tables))
@@ -218,25 +228,31 @@ def _write_buffered(path: str, parts: tuple[memoryview, ...], pace: Callable[[in
         os.fsync(f.fileno())
 
 
-def read_checkpoint_file(codec: Any, directory: str, desc: CheckpointDesc) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read and check the checkpoint file `desc` names: (accounts, pending holds, journeys).
+def read_checkpoint_file(codec: Any, directory: str, desc: CheckpointDesc, with_offers: bool = False) -> tuple:
+    """Read and check the checkpoint file `desc` names: (accounts, pending holds, journeys),
+    and with `with_offers` the offer state as a fourth item (budgets, card counters,
+    purchases).
 
-    Reads this version's packed files and the raw ones of format 4."""
+    Reads this version's packed files, format 5's (no offer state: none) and the raw
+    ones of format 4."""
     path = os.path.join(directory, checkpoint_file_name(desc.journal_seq))
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 6:
         raise CorruptionError(f"{path}: shorter than its header")
     magic, version = struct.unpack_from("<4sH", data)
-    if magic != CHECKPOINT_MAGIC or version not in (CHECKPOINT_FILE_VERSION, FORMAT_VERSION):
+    if magic != CHECKPOINT_MAGIC or version not in (CHECKPOINT_FILE_VERSION, CHECKPOINT_FILE_VERSION_5, FORMAT_VERSION):
         raise CorruptionError(f"{path}: bad header")
-    packed = version == CHECKPOINT_FILE_VERSION
-    fmt = CHECKPOINT_HEADER if packed else CHECKPOINT_HEADER_RAW
+    packed = version != FORMAT_VERSION
+    n_tables = len(_CHECKPOINT_TABLES) if version == CHECKPOINT_FILE_VERSION else 3
+    fmt = {CHECKPOINT_FILE_VERSION: CHECKPOINT_HEADER, CHECKPOINT_FILE_VERSION_5: CHECKPOINT_HEADER_5}.get(
+        version, CHECKPOINT_HEADER_RAW)
     if len(data) < fmt.size:
         raise CorruptionError(f"{path}: shorter than its header")
     fields = fmt.unpack_from(data)
-    jseq, counts, (last_hash, digest) = fields[2], fields[3:6], fields[-2:]
-    sizes = fields[6:9] if packed else tuple(n * dt.itemsize for n, dt in zip(counts, _CHECKPOINT_TABLES))
+    jseq, counts, (last_hash, digest) = fields[2], fields[3 : 3 + n_tables], fields[-2:]
+    sizes = (fields[3 + n_tables : 3 + 2 * n_tables] if packed
+             else tuple(n * dt.itemsize for n, dt in zip(counts, _CHECKPOINT_TABLES)))
     body = memoryview(data)[fmt.size :]
     if jseq != desc.journal_seq or data[6:8] != b"\0\0":
         raise CorruptionError(f"{path}: bad header")
@@ -260,8 +276,11 @@ def read_checkpoint_file(codec: Any, directory: str, desc: CheckpointDesc) -> tu
             out.append(codec.unpack_words(part, n, dt))
         except (ValueError, CorruptionError) as e:  # a bad encoding under a good checksum
             raise CorruptionError(f"{path}: {e}") from None
-    accounts, pending, journeys = out
-    return accounts, pending, journeys
+    accounts, pending, journeys = out[:3]
+    if not with_offers:
+        return accounts, pending, journeys
+    offers = tuple(out[3:]) if len(out) > 3 else no_offer_state()
+    return accounts, pending, journeys, offers
 
 
 def remove_old_checkpoint_files(directory: str, keep_journal_seq: int) -> None:
@@ -307,10 +326,10 @@ class CheckpointFileGone(CorruptionError):
     """The checkpoint file the ledger names is missing (replaced meanwhile, or lost)."""
 
 
-def read_named_checkpoint(codec: Any, directory: str, desc: CheckpointDesc) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`read_checkpoint_file`, with a missing file as CheckpointFileGone."""
+def read_named_checkpoint(codec: Any, directory: str, desc: CheckpointDesc) -> tuple:
+    """`read_checkpoint_file` with the offer state, a missing file as CheckpointFileGone."""
     try:
-        return read_checkpoint_file(codec, directory, desc)
+        return read_checkpoint_file(codec, directory, desc, with_offers=True)
     except FileNotFoundError:
         raise CheckpointFileGone(
             f"checkpoint file {checkpoint_file_name(desc.journal_seq)} named by the ledger is missing from {directory!r}"
@@ -393,14 +412,16 @@ class CheckpointWriter:
         # (fresh arrays where a buffer is too small; rows in the store's order, which
         # loading takes; the journeys' unused legs are cleared by the checkpoint thread)
         accounts, pending, journeys = engine.snapshot_begin(self._accounts_buf, self._journeys_buf, self._pending_buf)
+        # the offer state is copied now, as the holds are
+        offers = engine.export_offer_state() if hasattr(engine, "export_offer_state") else no_offer_state()
         self.snap_seq = ids_upto
-        return ids_upto, accounts, pending, journeys
+        return ids_upto, accounts, pending, journeys, offers
 
     def take(self, snapshot: tuple, last_hash: bytes) -> None:
         """Keep a snapshot (`export_snapshot`) taken by the current transaction, whose
         last batch hash is `last_hash`: its file is started once the transaction commits."""
-        jseq, accounts, pending, journeys = snapshot
-        self._taken = (jseq, last_hash, accounts, pending, journeys)
+        jseq, accounts, pending, journeys, offers = snapshot
+        self._taken = (jseq, last_hash, accounts, pending, journeys, offers)
 
     def record_finished(self, txn: Any, wait: bool) -> None:
         """Name a finished checkpoint file in LMDB (inside the caller's write txn); with
@@ -447,10 +468,10 @@ class CheckpointWriter:
             return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardledger-checkpoint")
-        jseq, last_hash, accounts, pending, journeys = snap
+        jseq, last_hash, accounts, pending, journeys, offers = snap
         self._hurry.clear()  # (the previous file is done: nobody waits any more)
         self.file_job = (jseq, last_hash, self._executor.submit(
-            self._write_job, engine, jseq, last_hash, accounts, pending, journeys, expect_taps
+            self._write_job, engine, jseq, last_hash, accounts, pending, journeys, offers, expect_taps
         ))
 
     def finish(self, env: Any) -> None:
@@ -472,7 +493,8 @@ class CheckpointWriter:
     # -- the checkpoint thread
 
     def _write_job(self, engine: Any, jseq: int, last_hash: bytes, accounts: np.ndarray,
-                   pending: np.ndarray, journeys: np.ndarray, expect_taps: Callable[[], bool]) -> bytes:
+                   pending: np.ndarray, journeys: np.ndarray, offers: tuple,
+                   expect_taps: Callable[[], bool]) -> bytes:
         """In the checkpoint thread: complete the snapshot `engine` began, write the
         file, then ready the next snapshot's buffers.
 
@@ -484,7 +506,7 @@ class CheckpointWriter:
         engine.snapshot_complete()  # copies the rows no batch has copied yet, without the GIL
         engine.clear_unused_legs(journeys)  # left to this thread by export_snapshot
         digest = write_checkpoint_file(self.codec, self.path, jseq, last_hash, accounts, pending, journeys,
-                                       pace=self._pacer())
+                                       offers, pace=self._pacer())
         n_acc, n_jny = len(accounts), len(journeys)
         self._accounts_buf = _warm_buffer(self._accounts_buf, n_acc + n_acc // 4 + 1024, ACCOUNT_DTYPE)
         # Once cards tap, their journeys soon number nearly the cards (never more): size

@@ -25,6 +25,9 @@ Only `store/` reads or writes them; `docs/storage.md` describes the format.
   previous flush), one key source+seq each; rare by construction.
 - ``fares``: the installed fare-system versions, keyed by effective_from_us
   (`fares.py`).
+- ``state`` also holds the installed offer-catalog versions: keys ``offers`` +
+  effective_from_us (`offers.py`); ``meta`` the latest purchase time
+  (``max_purchase_time_us``).
 
 Nothing in `store/` knows op semantics: the engines decide, the store keeps.
 """
@@ -52,6 +55,9 @@ META_MAX_TAP_TIME_KEY = b"max_tap_time_us"
 #: LMDB keeps no checksum, and a damaged cap would change every replay quietly.
 #: (Ledgers created before it have none; verify then has nothing to compare.)
 META_SETTINGS_SHA_KEY = b"settings_sha256"
+#: The latest PURCHASE time_us ever decided (signed, little-endian): offer catalog
+#: versions must start after it.
+META_MAX_PURCHASE_TIME_KEY = b"max_purchase_time_us"
 
 # -- state
 STATE_CHECKPOINT_KEY = b"checkpoint"
@@ -61,3 +67,5 @@ STATE_SOURCES_KEY = b"sources"
 STATE_IDLOG_PREFIX = b"idlog"
 #: The merge of the id log into the index in progress (absent: none).
 STATE_IDMERGE_KEY = b"idmerge"
+#: Prefix of the installed offer-catalog versions' keys (+ effective_from_us, big-endian).
+STATE_OFFERS_PREFIX = b"offers"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import codec, handlers, taps
+from . import codec, handlers, purchases, taps
 from .handlers import Account
 from ...schema import (
     ACCOUNT_DTYPE,
@@ -70,6 +70,7 @@ class Engine:
         self.settle_on = False  # a tap may settle an overdue entry first (taps.py rule 9)
         self.reverse_ref: dict | None = None  # REVERSE: the tap the ledger found (live)
         self.reverse_replay: tuple | None = None  # REVERSE: what its record says it did (replay)
+        self.offers = purchases.OfferState()  # offer versions, budgets, card counters, purchases
 
     # ------------------------------------------------------------------ fares
 
@@ -120,6 +121,27 @@ class Engine:
     def load_journeys(self, journeys: np.ndarray) -> None:
         """Replace every card's fare state (as `export_journeys` gives)."""
         self.journeys = taps.load_journeys(journeys)
+
+    # ------------------------------------------------------------------ offers
+
+    def set_offer_versions(self, versions: list) -> None:
+        """Install the offer-catalog versions (OfferTables, oldest first) purchases are
+        decided by."""
+        purchases.set_versions(self, versions)
+
+    def export_offer_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The offer state: (budgets OFFER_BUDGET_DTYPE, card counters CARD_OFFER_DTYPE,
+        purchases PURCHASE_DTYPE), each sorted by its key."""
+        return purchases.export_state(self)
+
+    def load_offer_state(self, budgets: np.ndarray, cards: np.ndarray, bought: np.ndarray) -> None:
+        """Replace the offer state (arrays as `export_offer_state` gives)."""
+        purchases.load_state(self, budgets, cards, bought)
+
+    def quote_purchase(self, card_id: int, merchant_id: int, gross_fen: int, time_us: int) -> tuple[int, int, int, int]:
+        """(net, discount, union share, offer slot or NO_OFFER) a PURCHASE would decide
+        now; nothing changes."""
+        return purchases.quote(self, int(card_id), int(merchant_id), int(gross_fen), int(time_us))
 
     # ------------------------------------------------------------------ state I/O
 
@@ -509,6 +531,12 @@ class Engine:
                 del self.pending[entry[1]]
             elif entry[0] == "pending_del":
                 self.pending[entry[1]] = entry[2]
+            elif entry[0] == "offer":
+                table, key, old = entry[1], entry[2], entry[3]
+                if old is None:
+                    del table[key]
+                else:
+                    table[key] = old
             elif entry[0] == "journey_move":
                 del self.journeys[entry[2]]
                 self.journeys[entry[1]] = entry[3]
@@ -547,4 +575,6 @@ _HANDLERS = {
     OpKind.CLOSE_DAY: handlers.op_close_day,
     OpKind.TAP: taps.op_tap,
     OpKind.REVERSE: taps.op_reverse,
+    OpKind.PURCHASE: purchases.op_purchase,
+    OpKind.REFUND: purchases.op_refund,
 }

@@ -1,0 +1,348 @@
+"""PURCHASE and REFUND in the reference engine (docs/purchases.md).
+
+A PURCHASE's discount is decided by the offer catalog version in force at its
+`time_us` (compiled `OfferTables`, `offers/tables.py`), against the engine's offer
+state: each offer's spent budget (by slot), each card's counters per offer (local day
+count, local month discount), and every successful purchase with what it took and what
+is refunded so far (for its REFUNDs). All of it changes through the engine's undo log,
+so a chain that fails rolls it back, and all of it is checkpointed beside the accounts.
+
+Integer arithmetic only; every product that could pass 64 bits is computed as the
+core computes it (`mul_div`, exact floor of a * b / c).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...schema import (
+    AMOUNT_MAX_FEN,
+    CARD_OFFER_DTYPE,
+    INT64_MAX,
+    NO_OFFER,
+    OFFER_BUDGET_DTYPE,
+    PURCHASE_DTYPE,
+    S_PER_DAY,
+    US_PER_S,
+    AccountFlags,
+    AccountKind,
+    Result,
+)
+from .handlers import DRAW_ORDER, Account, amount_ok, category_at, check_pair, draw_purses
+from .taps import month_of_day
+
+if TYPE_CHECKING:
+    from ...offers.tables import OfferTables
+    from .batch import Engine
+
+BP_WHOLE = 10_000
+MINUTE_US = 60 * US_PER_S
+
+# A purchase row (a list, PURCHASE_DTYPE order): the positions read here
+P_CARD, P_MERCHANT, P_UNION, P_GROSS, P_SUB, P_CASH, P_DISC, P_UNION_FEN, P_REFUNDED, P_SLOT, P_DAY, P_MONTH = range(2, 14)
+# A card's counters per offer (a list): day, day_count, month, month_discount_fen
+C_DAY, C_COUNT, C_MONTH, C_MDISC = range(4)
+
+
+class OfferState:
+    """The offer versions installed (compiled) and the state purchases built."""
+
+    def __init__(self) -> None:
+        self.versions: list[OfferTables] = []
+        self.starts: list[int] = []
+        self.budget_used: dict[int, int] = {}  # slot -> discount given, net of refunds
+        self.card_offer: dict[tuple[int, int], list[int]] = {}  # (card id, slot) -> counters
+        self.purchases: dict[tuple[int, int], list[int]] = {}  # id -> PURCHASE_DTYPE row
+
+    def at(self, time_us: int) -> int:
+        """Index of the version in force at `time_us` (-1: none)."""
+        return bisect.bisect_right(self.starts, time_us) - 1
+
+
+def set_versions(eng: Engine, tables: list) -> None:
+    """Install the compiled catalog versions (oldest first)."""
+    st = eng.offers
+    st.versions = list(tables)
+    st.starts = [t.start_us for t in tables]
+
+
+def mul_div(a: int, b: int, c: int) -> int:
+    """floor(a * b / c) for a, b >= 0 and c > 0, exactly (the core uses 128 bits)."""
+    return a * b // c
+
+
+# ------------------------------------------------------------------ local time
+
+
+def local_time(t: OfferTables, time_us: int) -> tuple[int, int, int, int]:
+    """(local day number, minute of the local day, ISO weekday 1..7, local month) at
+    `time_us` in the catalog's zone (its recorded offsets)."""
+    froms = t.tz_from_us
+    k = int(np.searchsorted(froms, time_us, side="right")) - 1
+    off = int(t.tz_offset_s[max(k, 0)]) if len(froms) else 0
+    local_us = time_us + off * US_PER_S
+    day_us = S_PER_DAY * US_PER_S
+    day = local_us // day_us
+    minute = (local_us - day * day_us) // MINUTE_US
+    weekday = (day + 3) % 7 + 1  # 1970-01-01 was a Thursday
+    return day, minute, weekday, month_of_day(day)
+
+
+# ------------------------------------------------------------------ the decision
+
+
+def _candidates(t: OfferTables, merchant_id: int) -> list[int]:
+    """The merchant's offers and every merchant's, in catalog order."""
+    own: list[int] = []
+    ids = t.merchant_ids
+    k = int(np.searchsorted(ids, np.uint64(merchant_id)))
+    if k < len(ids) and int(ids[k]) == merchant_id:
+        own = t.merchant_offers[int(t.merchant_off[k]) : int(t.merchant_off[k + 1])].tolist()
+    every = t.all_offers.tolist()
+    return sorted(own + every) if own and every else (own or every)
+
+
+def _in_force(t: OfferTables, i: int, day: int, minute: int, weekday: int, cat: int) -> bool:
+    if not int(t.from_day[i]) <= day <= int(t.to_day[i]):
+        return False
+    if not (int(t.dow_mask[i]) >> (weekday - 1)) & 1:
+        return False
+    lo, hi = int(t.hour_off[i]), int(t.hour_off[i + 1])
+    if not any(int(t.hour_start[h]) <= minute < int(t.hour_end[h]) for h in range(lo, hi)):
+        return False
+    if not int(t.cat_all[i]):
+        lo, hi = int(t.cat_off[i]), int(t.cat_off[i + 1])
+        if cat not in t.cats[lo:hi].tolist():
+            return False
+    return True
+
+
+def offer_discount(t: OfferTables, i: int, gross: int) -> int:
+    """An offer's discount on `gross` before the card's and the budget's limits:
+    percent off plus the amount off (once per full every_fen when set), zero below
+    min_gross_fen, cut to max_discount_fen and to the gross."""
+    if gross < int(t.min_gross_fen[i]):
+        return 0
+    d = mul_div(gross, int(t.percent_off_bp[i]), BP_WHOLE)
+    every = int(t.every_fen[i])
+    times = gross // every if every else 1
+    d += int(t.amount_off_fen[i]) * times
+    cap = int(t.max_discount_fen[i])
+    if cap and d > cap:
+        d = cap
+    return min(d, gross)
+
+
+def decide(eng: Engine, card: Account, merchant_id: int, gross: int, time_us: int) -> tuple:
+    """What a PURCHASE would do now: (version, offer row, slot, D, U, day, month);
+    (-1, -1, NO_OFFER, 0, 0, day, month) when no offer applies."""
+    st = eng.offers
+    v = st.at(time_us)
+    if v < 0:
+        return (-1, -1, NO_OFFER, 0, 0, 0, 0)
+    t = st.versions[v]
+    day, minute, weekday, month = local_time(t, time_us)
+    cat = category_at(card, time_us)
+    best = (v, -1, NO_OFFER, 0, 0, day, month)
+    for i in _candidates(t, merchant_id):
+        if not _in_force(t, i, day, minute, weekday, cat):
+            continue
+        slot = int(t.slot[i])
+        c = st.card_offer.get((card.id, slot))
+        limit_n = int(t.day_count[i])
+        if limit_n and c is not None and c[C_DAY] == day and c[C_COUNT] >= limit_n:
+            continue
+        d = offer_discount(t, i, gross)
+        limit_m = int(t.month_discount_fen[i])
+        if limit_m:
+            used = c[C_MDISC] if c is not None and c[C_MONTH] == month else 0
+            d = min(d, limit_m - used)
+        budget = int(t.budget_fen[i])
+        if budget:
+            d = min(d, budget - st.budget_used.get(slot, 0))
+        if d <= best[3]:  # nothing to give, or no more than an offer listed before it
+            continue
+        u = mul_div(d, int(t.union_share_bp[i]), BP_WHOLE)
+        if u:
+            union = eng.accounts.get(int(t.union_account[i]))
+            if (union is None or union.kind != AccountKind.SUBSIDY or union.flags & (AccountFlags.CLOSED | AccountFlags.FROZEN)
+                    or union.cash_fen < u):
+                continue
+        best = (v, i, slot, d, u, day, month)
+    return best
+
+
+# ------------------------------------------------------------------ undo-logged changes
+
+
+def _set(eng: Engine, table: dict, key: Any, value: Any) -> None:
+    """table[key] = value, through the chain's undo log."""
+    if eng._undo is not None:
+        eng._undo.append(("offer", table, key, table.get(key)))
+    table[key] = value
+
+
+def counted(c: list[int] | None, day: int, month: int, d: int) -> list[int]:
+    """A card's counters for an offer after a purchase of local `day` and `month` got
+    discount `d` from it. Counters only move forward: a purchase of an earlier day (or
+    month) than the one they hold (a late upload) leaves that day's count (or that
+    month's discount) as it is."""
+    if c is None:
+        return [day, 1, month, d]
+    c = list(c)
+    if day > c[C_DAY]:
+        c[C_DAY], c[C_COUNT] = day, 1
+    elif day == c[C_DAY]:
+        c[C_COUNT] += 1
+    if month > c[C_MONTH]:
+        c[C_MONTH], c[C_MDISC] = month, d
+    elif month == c[C_MONTH]:
+        c[C_MDISC] += d
+    return c
+
+
+# ------------------------------------------------------------------ the handlers
+
+
+def op_purchase(eng: Engine, op: dict, jseq: int):
+    """A card pays a merchant `amount_fen` (the gross) less the discount of the best
+    offer in force; the union account pays its share (docs/purchases.md)."""
+    gross = op["amount_fen"]
+    if not amount_ok(gross):
+        return Result.INVALID_AMOUNT, None
+    code, card, merchant = check_pair(eng, op, lambda k: k == AccountKind.CARD, lambda k: k == AccountKind.MERCHANT)
+    if code:
+        return code, None
+    if card.flags & AccountFlags.FROZEN:
+        return Result.ACCOUNT_FROZEN, None
+    if card.flags & AccountFlags.INACTIVE:
+        return Result.ACCOUNT_INACTIVE, None
+    v, i, slot, d, u, day, month = decide(eng, card, merchant.id, gross, op["time_us"])
+    net = gross - d
+    if card.available() < net:
+        return Result.INSUFFICIENT_FUNDS, None
+    if card.debits_posted > INT64_MAX - net:
+        return Result.OVERFLOW, None
+    paid = net + u
+    if merchant.credits_posted > INT64_MAX - paid or merchant.cash_fen + merchant.subsidy_fen > INT64_MAX - paid:
+        return Result.OVERFLOW, None
+    union = None
+    if u:
+        union = eng.accounts[int(eng.offers.versions[v].union_account[i])]
+        if union.debits_posted > INT64_MAX - u:
+            return Result.OVERFLOW, None
+    eng._touch(card)
+    eng._touch(merchant)
+    sub = draw_purses(eng, card, net, DRAW_ORDER) if net else 0
+    card.debits_posted += net
+    merchant.credits_posted += paid
+    merchant.cash_fen += paid
+    if union is not None:
+        eng._touch(union)
+        union.cash_fen -= u
+        union.debits_posted += u
+    st = eng.offers
+    if slot != NO_OFFER:
+        _set(eng, st.budget_used, slot, st.budget_used.get(slot, 0) + d)
+        _set(eng, st.card_offer, (card.id, slot), counted(st.card_offer.get((card.id, slot)), day, month, d))
+    key = (op["source"], op["seq"])
+    _set(eng, st.purchases, key, [key[0], key[1], card.id, merchant.id, union.id if union is not None else 0,
+                                  gross, sub, net - sub, d, u, 0, slot, day, month])
+    return Result.OK, (net, card.available(), card.id, merchant.id, sub, slot + 1)
+
+
+def op_refund(eng: Engine, op: dict, jseq: int):
+    """Part of a purchase's gross returned: each purse, the union account, the budget
+    and the month counter get back their floor share of the total refunded so far; the
+    day count comes back with the last part (docs/purchases.md)."""
+    part = op["amount_fen"]
+    if not amount_ok(part):
+        return Result.INVALID_AMOUNT, None
+    p = eng.offers.purchases.get((op["ref_source"], op["ref_seq"]))
+    if p is None:
+        return Result.PURCHASE_NOT_FOUND, None
+    g, r = p[P_GROSS], p[P_REFUNDED]
+    if part > g - r:
+        return Result.EXCEEDS_REFUNDABLE, None
+    card, merchant = eng.accounts[p[P_CARD]], eng.accounts[p[P_MERCHANT]]
+    union = eng.accounts[p[P_UNION]] if p[P_UNION] else None
+    if (card.flags | merchant.flags | (union.flags if union is not None else 0)) & AccountFlags.CLOSED:
+        return Result.ACCOUNT_CLOSED, None
+    if merchant.flags & AccountFlags.FROZEN:
+        return Result.ACCOUNT_FROZEN, None
+    r2 = r + part
+
+    def back(x: int) -> int:
+        return mul_div(x, r2, g) - mul_div(x, r, g)
+
+    sub, cash, u, d = back(p[P_SUB]), back(p[P_CASH]), back(p[P_UNION_FEN]), back(p[P_DISC])
+    amount = sub + cash
+    paid = amount + u
+    if merchant.cash_fen < paid:
+        return Result.INSUFFICIENT_FUNDS, None
+    if merchant.debits_posted > INT64_MAX - paid or card.credits_posted > INT64_MAX - amount:
+        return Result.OVERFLOW, None
+    if card.cash_fen + card.subsidy_fen > INT64_MAX - amount:
+        return Result.OVERFLOW, None
+    if union is not None and (union.credits_posted > INT64_MAX - u or union.cash_fen > INT64_MAX - u):
+        return Result.OVERFLOW, None
+    eng._touch(card)
+    eng._touch(merchant)
+    merchant.cash_fen -= paid
+    merchant.debits_posted += paid
+    card.subsidy_fen += sub
+    card.cash_fen += cash  # the cash cap never refuses a refund
+    card.credits_posted += amount
+    if union is not None:
+        eng._touch(union)
+        union.cash_fen += u
+        union.credits_posted += u
+    st = eng.offers
+    slot = p[P_SLOT]
+    if slot != NO_OFFER:
+        _set(eng, st.budget_used, slot, st.budget_used[slot] - d)
+        c = st.card_offer.get((card.id, slot))
+        if c is not None and (c[C_MONTH] == p[P_MONTH] or c[C_DAY] == p[P_DAY]):
+            c = list(c)
+            if c[C_MONTH] == p[P_MONTH]:
+                c[C_MDISC] -= d
+            if r2 == g and c[C_DAY] == p[P_DAY]:
+                c[C_COUNT] -= 1
+            _set(eng, st.card_offer, (card.id, slot), c)
+    p2 = list(p)
+    p2[P_REFUNDED] = r2
+    _set(eng, st.purchases, (p[0], p[1]), p2)
+    return Result.OK, (amount, card.available(), merchant.id, card.id, sub, slot + 1)
+
+
+# ------------------------------------------------------------------ checkpoint
+
+
+def export_state(eng: Engine) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(budgets by slot, card counters by (card, slot), purchases by id)."""
+    st = eng.offers
+    budgets = np.array(sorted(st.budget_used.items()), dtype=OFFER_BUDGET_DTYPE)
+    cards = np.array([(k[0], k[1], *v) for k, v in sorted(st.card_offer.items())], dtype=CARD_OFFER_DTYPE)
+    purchases = np.array([tuple(v) for _, v in sorted(st.purchases.items())], dtype=PURCHASE_DTYPE)
+    return budgets, cards, purchases
+
+
+def load_state(eng: Engine, budgets: np.ndarray, cards: np.ndarray, purchases: np.ndarray) -> None:
+    """Replace the offer state by a checkpoint's (as `export_state` gives)."""
+    st = eng.offers
+    st.budget_used = {int(s): int(u) for s, u in budgets.tolist()}
+    st.card_offer = {(int(r[0]), int(r[1])): [int(x) for x in r[2:]] for r in cards.tolist()}
+    st.purchases = {(int(r[0]), int(r[1])): [int(x) for x in r] for r in purchases.tolist()}
+
+
+def quote(eng: Engine, card_id: int, merchant_id: int, gross: int, time_us: int) -> tuple[int, int, int, int]:
+    """(net, discount, union share, slot) a PURCHASE would decide now; no effect. An
+    unknown card is quoted as a card of category 0."""
+    card = eng.accounts.get(card_id) or Account(id=card_id, kind=AccountKind.CARD)
+    if not 0 < gross <= AMOUNT_MAX_FEN:
+        raise ValueError(f"gross_fen must be in 1..{AMOUNT_MAX_FEN}, got {gross}")
+    _, _, slot, d, u, _, _ = decide(eng, card, merchant_id, gross, time_us)
+    return gross - d, d, u, slot
