@@ -472,6 +472,8 @@ cdef class Engine:
     cdef State st
     cdef Taps taps             # journeys and fare versions: kept across load_checkpoint
     cdef list _fare_keep       # what the installed versions' raw pointers point into
+    cdef Offers offers         # offer versions and state (purchases.pxi): kept across load_checkpoint
+    cdef list _offer_keep      # what the offer versions' raw pointers point into
     cdef CowTable _cow_acc     # the snapshot being taken of the accounts (snapshot_begin)
     cdef CowTable _cow_jny     # ... and of the journeys
     cdef object _cow_keep      # the snapshot's buffers, alive while their rows are copied
@@ -482,13 +484,15 @@ cdef class Engine:
     def __cinit__(self, int64_t default_cap_fen=DEFAULT_CASH_CAP_FEN):
         memset(&self.st, 0, sizeof(State))
         self._fare_keep = []
+        self._offer_keep = []
         self.default_cap_fen = default_cap_fen
         self.st.default_cap_fen = default_cap_fen
         memset(&self._cow_acc, 0, sizeof(CowTable))
         memset(&self._cow_jny, 0, sizeof(CowTable))
-        if state_init(&self.st) != 0 or taps_init(&self.taps) != 0:
+        if state_init(&self.st) != 0 or taps_init(&self.taps) != 0 or offers_init(&self.offers) != 0:
             raise MemoryError("cardledger core: cannot allocate the initial state")
         self.st.taps = &self.taps
+        self.st.offers = &self.offers
         self.st.cow = &self._cow_acc
         self.taps.cow = &self._cow_jny
 
@@ -500,8 +504,35 @@ cdef class Engine:
         taps_free_journeys(&self.taps)
         free(self.taps.vers)
         self.taps.vers = NULL
+        offers_free_state(&self.offers)
+        free(self.offers.vers)
+        self.offers.vers = NULL
 
     # ------------------------------------------------------------------ fares
+
+    # ------------------------------------------------------------------ offers (purchases.pxi)
+
+    def set_offer_versions(self, versions):
+        """Install the offer-catalog versions (OfferTables, oldest first) purchases are
+        decided by."""
+        keep = []
+        offers_install(&self.offers, versions, keep)
+        self._offer_keep = keep
+
+    def export_offer_state(self, bint sort=True):
+        """The offer state: (budgets OFFER_BUDGET_DTYPE, card counters CARD_OFFER_DTYPE,
+        purchases PURCHASE_DTYPE), copies; with `sort` (a checkpoint asks without), each
+        table sorted by its key as the reference engine gives it."""
+        return offers_export(&self.offers, sort)
+
+    def load_offer_state(self, budgets, cards, bought):
+        """Replace the offer state (arrays as `export_offer_state` gives)."""
+        offers_load(&self.offers, budgets, cards, bought)
+
+    def quote_purchase(self, uint64_t card_id, uint64_t merchant_id, int64_t gross_fen, int64_t time_us):
+        """(net, discount, union share, offer slot or NO_OFFER) a PURCHASE would decide
+        now; nothing changes."""
+        return offers_quote(&self.st, card_id, merchant_id, gross_fen, time_us)
 
     def set_tap_horizon(self, int64_t horizon_us):
         """Refuse, from the next `apply` on, every TAP whose time_us is later than
@@ -761,6 +792,7 @@ cdef class Engine:
         state_free(&self.st)
         memset(&self.st, 0, sizeof(State))
         self.st.taps = &self.taps  # journeys and fare versions survive, as in the reference
+        self.st.offers = &self.offers  # and so does the offer state (load_offer_state)
         self.st.cow = &self._cow_acc
         self.st.default_cap_fen = self.default_cap_fen
         if state_init(&self.st) != 0:

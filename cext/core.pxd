@@ -66,7 +66,7 @@ cdef enum:                     # OpKind
     K_ACTIVATE = 15
     K_SET_CATEGORY = 16
     K_CLOSE_DAY = 17
-    K_PURCHASE = 18            # not decided by the core yet (docs/purchases.md): INVALID_KIND
+    K_PURCHASE = 18            # purchases.pxi
     K_REFUND = 19
     K_MAX = 19
 
@@ -507,6 +507,93 @@ cdef enum:
     HUGE_PAGE_BYTES = 2 * 1024 * 1024
     HUGE_MIN_BYTES = 4 * 1024 * 1024
 
+# Offers and purchases (see purchases.pxi; spec engine/spec/purchases.py). One installed
+# offer-catalog version, compiled (offers/tables.py OfferTables): raw pointers into the
+# numpy arrays the Engine keeps alive.
+cdef struct OfferVer:
+    int64_t start_us
+    int64_t n
+    int64_t* slot
+    int64_t* percent_off_bp
+    int64_t* amount_off_fen
+    int64_t* min_gross_fen
+    int64_t* every_fen
+    int64_t* max_discount_fen
+    int64_t* from_day
+    int64_t* to_day
+    int64_t* dow_mask
+    int64_t* day_count
+    int64_t* month_discount_fen
+    int64_t* budget_fen
+    int64_t* union_share_bp
+    uint64_t* union_account
+    int64_t* hour_off
+    int64_t* hour_start
+    int64_t* hour_end
+    int64_t* cat_off
+    int64_t* cat_all
+    int64_t* cats
+    uint64_t* merchant_ids
+    int64_t n_merchants
+    int64_t* merchant_off
+    int64_t* merchant_offers
+    int64_t* all_offers
+    int64_t n_all
+    int64_t* tz_from_us
+    int64_t* tz_offset_s
+    int64_t n_tz
+
+cdef struct CardOffer:          # CARD_OFFER_DTYPE
+    uint64_t account_id
+    int64_t slot
+    int64_t day
+    int64_t day_count
+    int64_t month
+    int64_t month_discount_fen
+
+cdef struct Purchase:           # PURCHASE_DTYPE
+    uint64_t source
+    uint64_t seq
+    uint64_t card_id
+    uint64_t merchant_id
+    uint64_t union_id
+    int64_t gross_fen
+    int64_t subsidy_fen
+    int64_t cash_fen
+    int64_t discount_fen
+    int64_t union_fen
+    int64_t refunded_fen
+    int64_t slot
+    int64_t day
+    int64_t month
+
+# The offer state, owned by the Engine (like Taps): the versions, each slot's spent
+# budget, the cards' counters per offer, every successful purchase.
+cdef struct Offers:
+    OfferVer* vers
+    int32_t n_vers
+    int64_t* budget_used        # by slot
+    int64_t cap_budget
+    CardOffer* cards
+    int64_t n_cards
+    int64_t cap_cards
+    Slot2* cmap                 # (card id, slot) -> index into cards
+    uint64_t cmap_mask
+    int64_t cmap_used
+    Purchase* buys
+    int64_t n_buys
+    int64_t cap_buys
+    Slot2* bmap                 # purchase id -> index into buys
+    uint64_t bmap_mask
+    int64_t bmap_used
+
+cdef enum:
+    U_BUDGET = 6       # an offer slot's spent budget before a chain member changed it
+    U_CARD_OFFER_ADD = 7   # a card's counters a chain member created (the last row)
+    U_CARD_OFFER = 8   # a card's counters before a chain member changed them
+    U_PURCHASE_ADD = 9 # a purchase a chain member made (the last row)
+    U_PURCHASE = 10    # a purchase's refund progress before a chain member changed it
+
 cdef enum:
     U_ACCOUNT = 1      # an account's state before a chain member changed it
     U_NEW_ACCOUNT = 2  # an account a chain member created (always the last one)
@@ -520,6 +607,9 @@ cdef struct Undo:
     Account account
     Pending pending
     Journey journey             # U_JOURNEY_MOVE: the journey as it was, old card id included
+    CardOffer card_offer        # U_CARD_OFFER: the counters as they were
+    Purchase purchase           # U_PURCHASE: the purchase as it was
+    int64_t value               # U_BUDGET: the spent budget as it was
 
 # A copy-on-write snapshot row's state (see CowTable).
 cdef enum:
@@ -574,6 +664,7 @@ cdef struct DebugOp:
 
 cdef struct State:
     Taps* taps
+    Offers* offers
     # A TAP whose time_us is later than this is refused (Engine.set_tap_horizon).
     int64_t tap_horizon_us
     # A tap may settle the card's overdue entry first (taps.py rule 9): set by the

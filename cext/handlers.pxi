@@ -640,9 +640,7 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq, bint strict) noex
     replay), its time and unused fields (check_fields); then run its handler."""
     cdef int kind = op.kind
     cdef int code
-    if kind < 1 or kind > K_MAX or kind == K_PURCHASE or kind == K_REFUND:
-        # PURCHASE and REFUND are decided by the reference engine only, so far
-        # (engine/spec/purchases.py): the core refuses them as a kind it does not know
+    if kind < 1 or kind > K_MAX:
         return R_INVALID_KIND
     if op.flags & ~ALLOWED_FLAGS[kind]:
         return R_INVALID_FLAGS
@@ -684,5 +682,9 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq, bint strict) noex
         return op_set_category(st, op, ef, jseq)
     if kind == K_CLOSE_DAY:
         return op_close_day(st, op, ef, jseq)
+    if kind == K_PURCHASE:
+        return op_purchase(st, op, ef, jseq)  # purchases.pxi
+    if kind == K_REFUND:
+        return op_refund(st, op, ef, jseq)
     CL_ASSERT(kind == K_CLOSE, "execute dispatches every kind")
     return op_close(st, op, ef, jseq)

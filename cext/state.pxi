@@ -605,6 +605,8 @@ cdef void rollback(State* st) noexcept nogil:
                 return
             cow_before_write(st.taps.cow, u.idx)
             st.taps.journeys[u.idx] = u.journey
+        elif u.kind >= U_BUDGET:
+            offers_undo(st, u)  # purchases.pxi
         k -= 1
     st.n_undo = 0
     CL_ASSERT(debug_tables_ok(st), "a rolled back chain leaves the tables and their indexes agreeing")

@@ -26,6 +26,9 @@ def run_both(seed: int, batches: int) -> None:
     rng = random.Random(seed)
     world = OpWorld(rng)
     engines = [reference.Engine(), core.Engine()]
+    offers = world.offer_tables()
+    for e in engines:
+        e.set_offer_versions(offers)
     indexed: dict[tuple[int, int], np.void] = {}  # what the id index would hold
     window: dict[tuple[int, int], np.void] = {}
     for b in range(batches):
@@ -44,6 +47,8 @@ def run_both(seed: int, batches: int) -> None:
         assert j_ref.tobytes() == j_core.tobytes(), f"seed {seed} batch {b}: journals differ"
         for x, y in zip(engines[0].export_checkpoint(), engines[1].export_checkpoint()):
             assert x.tobytes() == y.tobytes(), f"seed {seed} batch {b}: state differs"
+        for x, y in zip(engines[0].export_offer_state(), engines[1].export_offer_state()):
+            assert x.tobytes() == y.tobytes(), f"seed {seed} batch {b}: offer state differs"
         window.update({(int(r["source"]), int(r["seq"])): r.copy() for r in j_ref})
         if rng.random() < 0.2:  # a checkpoint: decisions move from memory to the index
             d_ref, d_core = engines[0].take_decisions(), engines[1].take_decisions()
@@ -60,18 +65,25 @@ def test_core_and_reference_agree_on_random_batches(seed: int) -> None:
 
 
 def test_journal_replay_rebuilds_the_same_state() -> None:
-    """Replaying an engine's journal into a fresh engine of either kind gives its state."""
-    rng = random.Random(7)
+    """Replaying an engine's journal into a fresh engine of either kind gives its state
+    (its offer state too: a seed whose purchases get discounts)."""
+    rng = random.Random(5)
     world = OpWorld(rng)
     live = core.Engine()
+    offers = world.offer_tables()
+    live.set_offer_versions(offers)
     journal = []
     for b in range(80):
         ops = world.setup_batch() if b == 0 else world.batch(rng.randrange(1, 40), 0.2)
         journal.append(live.apply(ops)[1])
     records = np.concatenate(journal)
+    assert ((records["kind"] == 18) & (records["code"] == 0) & (records["discounts"] > 0)).any()  # offers applied
     for fresh in (core.Engine(), reference.Engine()):
+        fresh.set_offer_versions(offers)
         fresh.replay(records)
         for x, y in zip(live.export_checkpoint(), fresh.export_checkpoint()):
+            assert x.tobytes() == y.tobytes()
+        for x, y in zip(live.export_offer_state(), fresh.export_offer_state()):
             assert x.tobytes() == y.tobytes()
 
 

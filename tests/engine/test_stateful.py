@@ -1,7 +1,8 @@
 """The core against the executable specification, through the public Ledger.
 
 A hypothesis state machine drives random op batches (replays of old ids, linked chains,
-holds with POST/VOID, freeze/replace/close, malformed ops) through two ledgers — one
+holds with POST/VOID, freeze/replace/close, purchases and partial refunds under random
+offer catalogs installed at effective times, malformed ops) through two ledgers — one
 on the implementation under test, one on the pure-Python reference engine — with
 checkpoints and reopens in between, and demands identical results and balances.
 """
@@ -17,7 +18,7 @@ from helpers import HYPOTHESIS_EXAMPLES
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from helpers.opgen import OpWorld
+from helpers.opgen import MERCHANT_IDS, T0_US, OpWorld, random_catalog
 
 import cardledger
 
@@ -36,6 +37,9 @@ class LedgerPair(RuleBasedStateMachine):
         self.flush_ops = min(flush_ops, checkpoint_ops)
         self.world = OpWorld(random.Random(seed))
         self._open()
+        catalog = random_catalog(random.Random(seed))
+        self.test.install_offers(catalog, T0_US)
+        self.ref.install_offers(catalog, T0_US)
         self._apply(self.world.setup_batch())
 
     def _open(self) -> None:
@@ -61,6 +65,20 @@ class LedgerPair(RuleBasedStateMachine):
         """A gateway that lost an acknowledgement sends a whole batch again."""
         self._apply(self.batches[pick % len(self.batches)].copy())
 
+    @rule(seed=st.integers(0, 2**32 - 1), at_us=st.integers(1, 10**9))
+    def install_offers(self, seed: int, at_us: int) -> None:
+        """A new catalog version from T0 + at_us: both ledgers take it, or both refuse it
+        (it would start before a purchase already applied)."""
+        catalog = random_catalog(random.Random(seed))
+        refused = []
+        for led in (self.test, self.ref):
+            try:
+                led.install_offers(catalog, T0_US + at_us)
+                refused.append(False)
+            except ValueError:
+                refused.append(True)
+        assert refused[0] == refused[1]
+
     @rule()
     def reopen(self) -> None:
         """Close and reopen both: state comes back from checkpoint + journal replay."""
@@ -79,6 +97,10 @@ class LedgerPair(RuleBasedStateMachine):
             return
         assert self.test.accounts().tobytes() == self.ref.accounts().tobytes()
         assert self.test.journal_seq == self.ref.journal_seq
+        assert self.test.offer_report() == self.ref.offer_report()
+        for merchant in MERCHANT_IDS:
+            at_us = T0_US + 600_000_000
+            assert self.test.quote_purchase(10, merchant, 5_000, at_us) == self.ref.quote_purchase(10, merchant, 5_000, at_us)
 
     @invariant()
     def double_entry(self) -> None:

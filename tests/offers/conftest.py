@@ -34,14 +34,6 @@ def catalog(*offers: dict, merchants=None, **top) -> OfferCatalog:
 
 
 @pytest.fixture
-def led(ledger_path):
-    """An open, empty ledger on the reference engine: the core does not decide
-    purchases yet (docs/purchases.md), so these tests run on the spec in every pass."""
-    with cardledger.open(ledger_path, create=True, engine="python") as ledger:
-        yield ledger
-
-
-@pytest.fixture
 def shop(led):
     """A ledger with clearing 1, merchants 5001 and 5002, the union fund 9100 (SUBSIDY,
     funded 1,000,000) and cards 10 and 11 (100,000 each in the cash purse)."""

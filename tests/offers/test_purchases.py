@@ -380,7 +380,7 @@ def test_state_survives_checkpoint_close_reopen_and_verify(till, ledger_path):
     assert till.led.verify().ok
     report = till.led.offer_report()
     till.led.close()
-    with cardledger.open(ledger_path, engine="python") as again:
+    with cardledger.open(ledger_path) as again:
         assert again.offer_report() == report
         assert again.verify().ok
         s = Shop(again)

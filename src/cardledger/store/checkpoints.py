@@ -413,7 +413,7 @@ class CheckpointWriter:
         # loading takes; the journeys' unused legs are cleared by the checkpoint thread)
         accounts, pending, journeys = engine.snapshot_begin(self._accounts_buf, self._journeys_buf, self._pending_buf)
         # the offer state is copied now, as the holds are
-        offers = engine.export_offer_state() if hasattr(engine, "export_offer_state") else no_offer_state()
+        offers = engine.export_offer_state(sort=False)
         self.snap_seq = ids_upto
         return ids_upto, accounts, pending, journeys, offers
 

@@ -129,9 +129,10 @@ class Engine:
         decided by."""
         purchases.set_versions(self, versions)
 
-    def export_offer_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The offer state: (budgets OFFER_BUDGET_DTYPE, card counters CARD_OFFER_DTYPE,
-        purchases PURCHASE_DTYPE), each sorted by its key."""
+    def export_offer_state(self, sort: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The offer state: (budgets OFFER_BUDGET_DTYPE of the slots with a budget spent,
+        card counters CARD_OFFER_DTYPE, purchases PURCHASE_DTYPE), each sorted by its key
+        (`sort` is for the core's sake)."""
         return purchases.export_state(self)
 
     def load_offer_state(self, budgets: np.ndarray, cards: np.ndarray, bought: np.ndarray) -> None:
@@ -356,6 +357,7 @@ class Engine:
                 if res[k][0] == Result.OK:
                     res[k][0] = Result.LINKED_FAILED
                     res[k][1] = 0
+                    res[k][4] = 0  # a purchase's offer: no discounts on a failed op
                     journal[ji] = self._failed_record(journal[ji], Result.LINKED_FAILED)
         # Failed ops report the balance of their account after the chain is settled.
         for k, ji in new_members:

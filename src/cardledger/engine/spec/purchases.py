@@ -322,9 +322,10 @@ def op_refund(eng: Engine, op: dict, jseq: int):
 
 
 def export_state(eng: Engine) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(budgets by slot, card counters by (card, slot), purchases by id)."""
+    """(budgets by slot (the slots with a budget spent), card counters by (card, slot),
+    purchases by id)."""
     st = eng.offers
-    budgets = np.array(sorted(st.budget_used.items()), dtype=OFFER_BUDGET_DTYPE)
+    budgets = np.array(sorted((s, u) for s, u in st.budget_used.items() if u), dtype=OFFER_BUDGET_DTYPE)
     cards = np.array([(k[0], k[1], *v) for k, v in sorted(st.card_offer.items())], dtype=CARD_OFFER_DTYPE)
     purchases = np.array([tuple(v) for _, v in sorted(st.purchases.items())], dtype=PURCHASE_DTYPE)
     return budgets, cards, purchases

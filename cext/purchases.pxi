@@ -1,0 +1,626 @@
+# PURCHASE and REFUND (twin of engine/spec/purchases.py; docs/purchases.md): the same
+# decision over the compiled offer tables, the same order of checks, the same state
+# (each slot's spent budget, the cards' counters per offer, every successful purchase),
+# changed through the undo log so a failed chain rolls it back.
+
+cdef extern from *:
+    """
+    /* floor(a * b / c) for a, b >= 0, c > 0, exactly: the product may pass 64 bits. */
+    static inline int64_t cl_mul_div(int64_t a, int64_t b, int64_t c) {
+        return (int64_t)(((unsigned __int128)(uint64_t)a * (unsigned __int128)(uint64_t)b) / (unsigned __int128)(uint64_t)c);
+    }
+    /* An offer's discount before the card's and budget's limits (spec offer_discount):
+       percent off plus amount_off * times, cut to cap (if set) and to the gross. */
+    static inline int64_t cl_offer_discount(int64_t gross, int64_t pct, int64_t amount_off, int64_t times,
+                                            int64_t cap) {
+        __int128 d = (__int128)cl_mul_div(gross, pct, 10000) + (__int128)amount_off * (__int128)times;
+        if (cap && d > cap) d = cap;
+        if (d > gross) d = gross;
+        return (int64_t)d;
+    }
+    """
+    int64_t cl_mul_div(int64_t a, int64_t b, int64_t c) noexcept nogil
+    int64_t cl_offer_discount(int64_t gross, int64_t pct, int64_t amount_off, int64_t times, int64_t cap) noexcept nogil
+
+cdef enum:
+    BP_WHOLE_C = 10000
+    MINUTE_US_C = 60000000
+    NO_OFFER_C = -1
+
+
+# What a purchase would do: the version and offer row, its slot, D, U, the local day and month.
+cdef struct Decision:
+    int32_t v
+    int64_t i
+    int64_t slot
+    int64_t d
+    int64_t u
+    int64_t day
+    int64_t month
+
+
+cdef int offers_init_state(Offers* o) noexcept nogil:
+    """Fresh empty maps after offers_free_state (the versions are kept)."""
+    o.cmap = <Slot2*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot2))
+    o.bmap = <Slot2*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot2))
+    if o.cmap == NULL or o.bmap == NULL:
+        return -1
+    o.cmap_mask = MAP_SLOTS_INITIAL - 1
+    o.bmap_mask = MAP_SLOTS_INITIAL - 1
+    return 0
+
+
+
+cdef int offers_init(Offers* o) noexcept nogil:
+    memset(o, 0, sizeof(Offers))
+    return offers_init_state(o)
+
+
+cdef void offers_free_state(Offers* o) noexcept nogil:
+    """Free the state (not the versions)."""
+    free(o.budget_used)
+    free(o.cards)
+    free(o.cmap)
+    free(o.buys)
+    free(o.bmap)
+    o.budget_used = NULL
+    o.cap_budget = 0
+    o.cards = NULL
+    o.n_cards = o.cap_cards = 0
+    o.cmap = NULL
+    o.cmap_used = 0
+    o.buys = NULL
+    o.n_buys = o.cap_buys = 0
+    o.bmap = NULL
+    o.bmap_used = 0
+
+
+cdef int offers_budget_room(Offers* o, int64_t n) noexcept nogil:
+    """Room for slots 0..n-1 in budget_used (new slots at 0)."""
+    cdef int64_t* q
+    if n <= o.cap_budget:
+        return 0
+    q = <int64_t*>realloc(o.budget_used, n * sizeof(int64_t))
+    if q == NULL:
+        return -1
+    memset(q + o.cap_budget, 0, (n - o.cap_budget) * sizeof(int64_t))
+    o.budget_used = q
+    o.cap_budget = n
+    return 0
+
+
+# ---------------------------------------------------------------- local time
+
+cdef inline int64_t floormod64(int64_t a, int64_t b) noexcept nogil:
+    return a - floordiv64(a, b) * b
+
+
+cdef inline void offer_local_time(OfferVer* t, int64_t time_us, int64_t* day, int64_t* minute,
+                                  int64_t* weekday, int64_t* month) noexcept nogil:
+    """Local day number, minute of the day, ISO weekday and month at time_us (spec local_time)."""
+    cdef int64_t lo = 0, hi = t.n_tz, mid, off = 0
+    cdef int64_t day_us = <int64_t>S_PER_DAY_C * <int64_t>US_PER_S_C
+    cdef int64_t local_us
+    # the last transition at or before time_us (the first one if none is)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if t.tz_from_us[mid] <= time_us:
+            lo = mid
+        else:
+            hi = mid
+    if t.n_tz:
+        off = t.tz_offset_s[lo]
+    local_us = time_us + off * <int64_t>US_PER_S_C
+    day[0] = floordiv64(local_us, day_us)
+    minute[0] = (local_us - day[0] * day_us) // MINUTE_US_C
+    weekday[0] = floormod64(day[0] + 3, 7) + 1
+    month[0] = tap_month_of_day(day[0])
+
+
+# ---------------------------------------------------------------- the decision
+
+cdef inline bint offer_in_force(OfferVer* t, int64_t i, int64_t day, int64_t minute, int64_t weekday,
+                                int64_t cat) noexcept nogil:
+    cdef int64_t h, found
+    if not (t.from_day[i] <= day <= t.to_day[i]):
+        return False
+    if not ((t.dow_mask[i] >> (weekday - 1)) & 1):
+        return False
+    found = 0
+    for h in range(t.hour_off[i], t.hour_off[i + 1]):
+        if t.hour_start[h] <= minute < t.hour_end[h]:
+            found = 1
+            break
+    if not found:
+        return False
+    if not t.cat_all[i]:
+        found = 0
+        for h in range(t.cat_off[i], t.cat_off[i + 1]):
+            if t.cats[h] == cat:
+                found = 1
+                break
+        if not found:
+            return False
+    return True
+
+
+cdef inline CardOffer* card_offer_find(Offers* o, uint64_t card_id, int64_t slot) noexcept nogil:
+    cdef int64_t k = map2_find(o.cmap, o.cmap_mask, card_id, <uint64_t>slot)
+    return NULL if k < 0 else &o.cards[k]
+
+
+cdef inline int offer_at(Offers* o, int64_t time_us) noexcept nogil:
+    """Index of the version in force at time_us (-1: none)."""
+    cdef int k = o.n_vers - 1
+    while k >= 0 and o.vers[k].start_us > time_us:
+        k -= 1
+    return k
+
+
+cdef void offer_consider(State* st, OfferVer* t, int64_t i, const Account* card, int64_t gross,
+                         int64_t day, int64_t minute, int64_t weekday, int64_t month, int64_t cat,
+                         Decision* best) noexcept nogil:
+    """One candidate of spec decide's loop: replace `best` if it gives more."""
+    cdef Offers* o = st.offers
+    cdef int64_t slot, d, u, used, times, limit
+    cdef CardOffer* c
+    cdef Account* union_acct
+    if not offer_in_force(t, i, day, minute, weekday, cat):
+        return
+    slot = t.slot[i]
+    c = card_offer_find(o, card.id, slot)
+    limit = t.day_count[i]
+    if limit and c != NULL and c.day == day and c.day_count >= limit:
+        return
+    if gross < t.min_gross_fen[i]:
+        d = 0
+    else:
+        times = gross // t.every_fen[i] if t.every_fen[i] else 1
+        d = cl_offer_discount(gross, t.percent_off_bp[i], t.amount_off_fen[i], times, t.max_discount_fen[i])
+    limit = t.month_discount_fen[i]
+    if limit:
+        used = c.month_discount_fen if c != NULL and c.month == month else 0
+        if limit - used < d:
+            d = limit - used
+    limit = t.budget_fen[i]
+    if limit:
+        used = o.budget_used[slot]
+        if limit - used < d:
+            d = limit - used
+    if d <= best.d:  # nothing to give, or no more than an offer listed before it
+        return
+    u = cl_mul_div(d, t.union_share_bp[i], BP_WHOLE_C)
+    if u:
+        union_acct = account_get(st, t.union_account[i])
+        if (union_acct == NULL or union_acct.kind != A_SUBSIDY or (union_acct.flags & (AF_CLOSED | AF_FROZEN))
+                or union_acct.cash_fen < u):
+            return
+    best.i = i
+    best.slot = slot
+    best.d = d
+    best.u = u
+
+
+cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int64_t gross, int64_t time_us,
+                       Decision* best) noexcept nogil:
+    """What a PURCHASE would do now (spec decide): the best candidate, or no offer."""
+    cdef Offers* o = st.offers
+    cdef OfferVer* t
+    cdef int64_t day, minute, weekday, month, cat
+    cdef int64_t lo, hi, mid, a, a_end, b, b_end, ia, ib
+    best.v = -1
+    best.i = -1
+    best.slot = NO_OFFER_C
+    best.d = 0
+    best.u = 0
+    best.day = 0
+    best.month = 0
+    best.v = offer_at(o, time_us)
+    if best.v < 0:
+        return
+    t = &o.vers[best.v]
+    offer_local_time(t, time_us, &day, &minute, &weekday, &month)
+    best.day = day
+    best.month = month
+    cat = category_at(card, time_us)
+    # the merchant's own offers (binary search) merged with every merchant's, in catalog order
+    a = a_end = 0
+    lo, hi = 0, t.n_merchants
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if t.merchant_ids[mid] < merchant_id:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < t.n_merchants and t.merchant_ids[lo] == merchant_id:
+        a = t.merchant_off[lo]
+        a_end = t.merchant_off[lo + 1]
+    b, b_end = 0, t.n_all
+    while a < a_end or b < b_end:
+        if b >= b_end or (a < a_end and t.merchant_offers[a] < t.all_offers[b]):
+            ia = t.merchant_offers[a]
+            a += 1
+        else:
+            ia = t.all_offers[b]
+            b += 1
+        offer_consider(st, t, ia, card, gross, day, minute, weekday, month, cat, best)
+
+
+# ---------------------------------------------------------------- undo-logged changes
+
+cdef void budget_set(State* st, int64_t slot, int64_t value) noexcept nogil:
+    undo_push(st, U_BUDGET, slot)
+    if st.undo_on and st.oom == 0:
+        st.undo[st.n_undo - 1].value = st.offers.budget_used[slot]
+    st.offers.budget_used[slot] = value
+
+
+cdef void card_offer_set(State* st, CardOffer* row) noexcept nogil:
+    """Store a card's counters for an offer (new or changed)."""
+    cdef Offers* o = st.offers
+    cdef int64_t k = map2_find(o.cmap, o.cmap_mask, row.account_id, <uint64_t>row.slot)
+    if k >= 0:
+        undo_push(st, U_CARD_OFFER, k)
+        if st.undo_on and st.oom == 0:
+            st.undo[st.n_undo - 1].card_offer = o.cards[k]
+        o.cards[k] = row[0]
+        return
+    if grow(<void**>&o.cards, &o.cap_cards, o.n_cards + 1, sizeof(CardOffer)) != 0:
+        st.oom = 1
+        return
+    if map2_insert(&o.cmap, &o.cmap_mask, &o.cmap_used, row.account_id, <uint64_t>row.slot, o.n_cards) != 0:
+        st.oom = 1
+        return
+    o.cards[o.n_cards] = row[0]
+    o.n_cards += 1
+    undo_push(st, U_CARD_OFFER_ADD, o.n_cards - 1)
+
+
+cdef void purchase_set(State* st, Purchase* row) noexcept nogil:
+    """Store a purchase (new, or its refund progress changed)."""
+    cdef Offers* o = st.offers
+    cdef int64_t k = map2_find(o.bmap, o.bmap_mask, row.source, row.seq)
+    if k >= 0:
+        undo_push(st, U_PURCHASE, k)
+        if st.undo_on and st.oom == 0:
+            st.undo[st.n_undo - 1].purchase = o.buys[k]
+        o.buys[k] = row[0]
+        return
+    if grow(<void**>&o.buys, &o.cap_buys, o.n_buys + 1, sizeof(Purchase)) != 0:
+        st.oom = 1
+        return
+    if map2_insert(&o.bmap, &o.bmap_mask, &o.bmap_used, row.source, row.seq, o.n_buys) != 0:
+        st.oom = 1
+        return
+    o.buys[o.n_buys] = row[0]
+    o.n_buys += 1
+    undo_push(st, U_PURCHASE_ADD, o.n_buys - 1)
+
+
+cdef void offers_undo(State* st, Undo* u) noexcept nogil:
+    """Roll back one offer-state entry of the undo log (state.pxi's rollback)."""
+    cdef Offers* o = st.offers
+    if u.kind == U_BUDGET:
+        o.budget_used[u.idx] = u.value
+    elif u.kind == U_CARD_OFFER:
+        o.cards[u.idx] = u.card_offer
+    elif u.kind == U_CARD_OFFER_ADD:
+        CL_ASSERT(u.idx == o.n_cards - 1, "a card's counters added in a chain are the last row")
+        map2_delete(o.cmap, o.cmap_mask, &o.cmap_used, o.cards[u.idx].account_id, <uint64_t>o.cards[u.idx].slot)
+        o.n_cards -= 1
+    elif u.kind == U_PURCHASE:
+        o.buys[u.idx] = u.purchase
+    elif u.kind == U_PURCHASE_ADD:
+        CL_ASSERT(u.idx == o.n_buys - 1, "a purchase made in a chain is the last row")
+        map2_delete(o.bmap, o.bmap_mask, &o.bmap_used, o.buys[u.idx].source, o.buys[u.idx].seq)
+        o.n_buys -= 1
+
+
+# ---------------------------------------------------------------- the handlers
+
+cdef inline void offer_counted(CardOffer* c, bint found, uint64_t card_id, int64_t slot, int64_t day,
+                               int64_t month, int64_t d) noexcept nogil:
+    """spec counted(): a card's counters after a purchase of `day` and `month` got d."""
+    if not found:
+        c.account_id = card_id
+        c.slot = slot
+        c.day = day
+        c.day_count = 1
+        c.month = month
+        c.month_discount_fen = d
+        return
+    if day > c.day:
+        c.day = day
+        c.day_count = 1
+    elif day == c.day:
+        c.day_count += 1
+    if month > c.month:
+        c.month = month
+        c.month_discount_fen = d
+    elif month == c.month:
+        c.month_discount_fen += d
+
+
+cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    cdef int64_t gross = op.amount_fen, net, paid, sub = 0
+    cdef Account* card = NULL
+    cdef Account* merchant = NULL
+    cdef Account* union_acct = NULL
+    cdef Decision dec
+    cdef CardOffer row
+    cdef CardOffer* c
+    cdef Purchase buy
+    cdef int code
+    if not amount_ok(gross):
+        return R_INVALID_AMOUNT
+    code = check_pair(st, op, KM_CARD, 1 << A_MERCHANT, &card, &merchant)
+    if code != R_OK:
+        return code
+    if card.flags & AF_FROZEN:
+        return R_ACCOUNT_FROZEN
+    if card.flags & AF_INACTIVE:
+        return R_ACCOUNT_INACTIVE
+    offer_decide(st, card, merchant.id, gross, op.time_us, &dec)
+    net = gross - dec.d
+    if available(card) < net:
+        return R_INSUFFICIENT_FUNDS
+    if card.debits_posted > INT64_MAX_ - net:
+        return R_OVERFLOW
+    paid = net + dec.u
+    if merchant.credits_posted > INT64_MAX_ - paid or merchant.cash_fen + merchant.subsidy_fen > INT64_MAX_ - paid:
+        return R_OVERFLOW
+    if dec.u:
+        union_acct = account_get(st, st.offers.vers[dec.v].union_account[dec.i])
+        CL_ASSERT(union_acct != NULL, "the union account of an offer with a union share exists")
+        if union_acct.debits_posted > INT64_MAX_ - dec.u:
+            return R_OVERFLOW
+    CL_ASSERT(0 <= dec.d <= gross, "a discount is at most the gross")
+    CL_ASSERT(0 <= dec.u <= dec.d, "the union's share is at most the discount")
+    touch(st, card)
+    touch(st, merchant)
+    if net:
+        sub = draw_purses(card, net, DRAW_ORDER)
+    card.debits_posted += net
+    merchant.credits_posted += paid
+    merchant.cash_fen += paid
+    if union_acct != NULL:
+        touch(st, union_acct)
+        union_acct.cash_fen -= dec.u
+        union_acct.debits_posted += dec.u
+    if dec.slot != NO_OFFER_C:
+        budget_set(st, dec.slot, st.offers.budget_used[dec.slot] + dec.d)
+        c = card_offer_find(st.offers, card.id, dec.slot)
+        if c != NULL:
+            row = c[0]
+        offer_counted(&row, c != NULL, card.id, dec.slot, dec.day, dec.month, dec.d)
+        card_offer_set(st, &row)
+    buy.source = op.source
+    buy.seq = op.seq
+    buy.card_id = card.id
+    buy.merchant_id = merchant.id
+    buy.union_id = union_acct.id if union_acct != NULL else 0
+    buy.gross_fen = gross
+    buy.subsidy_fen = sub
+    buy.cash_fen = net - sub
+    buy.discount_fen = dec.d
+    buy.union_fen = dec.u
+    buy.refunded_fen = 0
+    buy.slot = dec.slot
+    buy.day = dec.day
+    buy.month = dec.month
+    purchase_set(st, &buy)
+    set_effect(ef, net, available(card), card, merchant, sub)
+    ef.discounts = <uint32_t>(dec.slot + 1)
+    return R_OK
+
+
+cdef int op_refund(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    cdef int64_t part = op.amount_fen, k, g, r, r2, sub, cash, u, d, amount, paid
+    cdef Purchase p
+    cdef Account* card
+    cdef Account* merchant
+    cdef Account* union_acct = NULL
+    cdef CardOffer* c
+    cdef CardOffer row
+    cdef uint16_t flags
+    if not amount_ok(part):
+        return R_INVALID_AMOUNT
+    k = map2_find(st.offers.bmap, st.offers.bmap_mask, op.ref_source, op.ref_seq)
+    if k < 0:
+        return R_PURCHASE_NOT_FOUND
+    p = st.offers.buys[k]
+    g = p.gross_fen
+    r = p.refunded_fen
+    if part > g - r:
+        return R_EXCEEDS_REFUNDABLE
+    card = account_get(st, p.card_id)
+    merchant = account_get(st, p.merchant_id)
+    if p.union_id:
+        union_acct = account_get(st, p.union_id)
+    CL_ASSERT(card != NULL and merchant != NULL, "a purchase's accounts exist")
+    flags = card.flags | merchant.flags
+    if union_acct != NULL:
+        flags |= union_acct.flags
+    if flags & AF_CLOSED:
+        return R_ACCOUNT_CLOSED
+    if merchant.flags & AF_FROZEN:
+        return R_ACCOUNT_FROZEN
+    r2 = r + part
+    sub = cl_mul_div(p.subsidy_fen, r2, g) - cl_mul_div(p.subsidy_fen, r, g)
+    cash = cl_mul_div(p.cash_fen, r2, g) - cl_mul_div(p.cash_fen, r, g)
+    u = cl_mul_div(p.union_fen, r2, g) - cl_mul_div(p.union_fen, r, g)
+    d = cl_mul_div(p.discount_fen, r2, g) - cl_mul_div(p.discount_fen, r, g)
+    amount = sub + cash
+    paid = amount + u
+    if merchant.cash_fen < paid:
+        return R_INSUFFICIENT_FUNDS
+    if merchant.debits_posted > INT64_MAX_ - paid or card.credits_posted > INT64_MAX_ - amount:
+        return R_OVERFLOW
+    if card.cash_fen + card.subsidy_fen > INT64_MAX_ - amount:
+        return R_OVERFLOW
+    if union_acct != NULL and (union_acct.credits_posted > INT64_MAX_ - u or union_acct.cash_fen > INT64_MAX_ - u):
+        return R_OVERFLOW
+    CL_ASSERT(sub >= 0 and cash >= 0 and u >= 0 and d >= 0, "no part of a refund takes anything back")
+    touch(st, card)
+    touch(st, merchant)
+    merchant.cash_fen -= paid
+    merchant.debits_posted += paid
+    card.subsidy_fen += sub
+    card.cash_fen += cash  # the cash cap never refuses a refund
+    card.credits_posted += amount
+    if union_acct != NULL:
+        touch(st, union_acct)
+        union_acct.cash_fen += u
+        union_acct.credits_posted += u
+    if p.slot != NO_OFFER_C:
+        budget_set(st, p.slot, st.offers.budget_used[p.slot] - d)
+        c = card_offer_find(st.offers, card.id, p.slot)
+        if c != NULL and (c.month == p.month or c.day == p.day):
+            row = c[0]
+            if row.month == p.month:
+                row.month_discount_fen -= d
+            if r2 == g and row.day == p.day:
+                row.day_count -= 1
+            card_offer_set(st, &row)
+    p.refunded_fen = r2
+    purchase_set(st, &p)
+    set_effect(ef, amount, available(card), merchant, card, sub)
+    ef.discounts = <uint32_t>(p.slot + 1)
+    return R_OK
+
+
+# ---------------------------------------------------------------- the Engine's face (with the GIL)
+
+cdef object offers_install(Offers* o, object versions, list keep):
+    """Install the compiled catalog versions (OfferTables, oldest first); their arrays
+    are kept alive in `keep`."""
+    versions = list(versions)
+    cdef Py_ssize_t k, n = len(versions)
+    cdef OfferVer* vers = <OfferVer*>calloc(n if n > 0 else 1, sizeof(OfferVer))
+    cdef OfferVer* t
+    cdef int64_t max_slot = -1
+    if vers == NULL:
+        raise MemoryError("cardledger core: cannot allocate the offer versions")
+    i64, u64 = np.int64, np.uint64
+    try:
+        for k in range(n):
+            ot = versions[k]
+            t = &vers[k]
+            t.start_us = ot.start_us
+            t.n = len(ot.slot)
+            t.slot = <int64_t*>_arr_ptr(keep, ot.slot, i64)
+            t.percent_off_bp = <int64_t*>_arr_ptr(keep, ot.percent_off_bp, i64)
+            t.amount_off_fen = <int64_t*>_arr_ptr(keep, ot.amount_off_fen, i64)
+            t.min_gross_fen = <int64_t*>_arr_ptr(keep, ot.min_gross_fen, i64)
+            t.every_fen = <int64_t*>_arr_ptr(keep, ot.every_fen, i64)
+            t.max_discount_fen = <int64_t*>_arr_ptr(keep, ot.max_discount_fen, i64)
+            t.from_day = <int64_t*>_arr_ptr(keep, ot.from_day, i64)
+            t.to_day = <int64_t*>_arr_ptr(keep, ot.to_day, i64)
+            t.dow_mask = <int64_t*>_arr_ptr(keep, ot.dow_mask, i64)
+            t.day_count = <int64_t*>_arr_ptr(keep, ot.day_count, i64)
+            t.month_discount_fen = <int64_t*>_arr_ptr(keep, ot.month_discount_fen, i64)
+            t.budget_fen = <int64_t*>_arr_ptr(keep, ot.budget_fen, i64)
+            t.union_share_bp = <int64_t*>_arr_ptr(keep, ot.union_share_bp, i64)
+            t.union_account = <uint64_t*>_arr_ptr(keep, ot.union_account, u64)
+            t.hour_off = <int64_t*>_arr_ptr(keep, ot.hour_off, i64)
+            t.hour_start = <int64_t*>_arr_ptr(keep, ot.hour_start, i64)
+            t.hour_end = <int64_t*>_arr_ptr(keep, ot.hour_end, i64)
+            t.cat_off = <int64_t*>_arr_ptr(keep, ot.cat_off, i64)
+            t.cat_all = <int64_t*>_arr_ptr(keep, ot.cat_all, i64)
+            t.cats = <int64_t*>_arr_ptr(keep, ot.cats, i64)
+            t.merchant_ids = <uint64_t*>_arr_ptr(keep, ot.merchant_ids, u64)
+            t.n_merchants = len(ot.merchant_ids)
+            t.merchant_off = <int64_t*>_arr_ptr(keep, ot.merchant_off, i64)
+            t.merchant_offers = <int64_t*>_arr_ptr(keep, ot.merchant_offers, i64)
+            t.all_offers = <int64_t*>_arr_ptr(keep, ot.all_offers, i64)
+            t.n_all = len(ot.all_offers)
+            t.tz_from_us = <int64_t*>_arr_ptr(keep, ot.tz_from_us, i64)
+            t.tz_offset_s = <int64_t*>_arr_ptr(keep, ot.tz_offset_s, i64)
+            t.n_tz = len(ot.tz_from_us)
+            if t.n:
+                max_slot = max(max_slot, int(np.max(ot.slot)))
+        if offers_budget_room(o, max_slot + 1) != 0:
+            raise MemoryError("cardledger core: cannot allocate the offer budgets")
+    except BaseException:
+        free(vers)
+        raise
+    free(o.vers)
+    o.vers = vers
+    o.n_vers = <int32_t>n
+
+
+cdef object offers_export(Offers* o, bint sort):
+    """(budgets OFFER_BUDGET_DTYPE of the slots with a budget spent, card counters
+    CARD_OFFER_DTYPE, purchases PURCHASE_DTYPE), copies; with `sort`, each by its key."""
+    cdef Py_ssize_t k, n = 0
+    for k in range(o.cap_budget):
+        if o.budget_used[k] != 0:
+            n += 1
+    budgets = np.zeros(n, dtype=OFFER_BUDGET_DTYPE)
+    n = 0
+    for k in range(o.cap_budget):
+        if o.budget_used[k] != 0:
+            budgets[n] = (k, o.budget_used[k])
+            n += 1
+    cards = np.empty(o.n_cards, dtype=CARD_OFFER_DTYPE)
+    if o.n_cards:
+        memcpy(cnp.PyArray_DATA(cards), o.cards, o.n_cards * sizeof(CardOffer))
+    buys = np.empty(o.n_buys, dtype=PURCHASE_DTYPE)
+    if o.n_buys:
+        memcpy(cnp.PyArray_DATA(buys), o.buys, o.n_buys * sizeof(Purchase))
+    if sort:
+        cards = cards[np.lexsort((cards["slot"], cards["account_id"]))]
+        buys = buys[np.lexsort((buys["seq"], buys["source"]))]
+    return budgets, cards, buys
+
+
+cdef object offers_load(Offers* o, object budgets, object cards, object buys):
+    """Replace the offer state (arrays as `offers_export` gives)."""
+    cdef cnp.ndarray b = np.ascontiguousarray(budgets, dtype=OFFER_BUDGET_DTYPE)
+    cdef cnp.ndarray c = np.ascontiguousarray(cards, dtype=CARD_OFFER_DTYPE)
+    cdef cnp.ndarray p = np.ascontiguousarray(buys, dtype=PURCHASE_DTYPE)
+    cdef Py_ssize_t k
+    cdef CardOffer* cr = <CardOffer*>cnp.PyArray_DATA(c)
+    cdef Purchase* pr = <Purchase*>cnp.PyArray_DATA(p)
+    cdef int64_t cap = o.cap_budget
+    if len(b) and int(b["slot"].min()) < 0:
+        raise ValueError("load_offer_state: a negative offer slot")
+    if (len(c) and (c["account_id"] == 0).any()) or (len(p) and (p["source"] == 0).any()):
+        raise ValueError("load_offer_state: a row keyed by 0")
+    offers_free_state(o)
+    if offers_init_state(o) != 0:
+        raise MemoryError("cardledger core: cannot allocate the offer state")
+    if offers_budget_room(o, max(cap, (int(b["slot"].max()) + 1) if len(b) else 0)) != 0:
+        raise MemoryError("cardledger core: cannot allocate the offer budgets")
+    for slot, used in b.tolist():
+        o.budget_used[slot] = used
+    if grow(<void**>&o.cards, &o.cap_cards, len(c), sizeof(CardOffer)) != 0 or \
+            grow(<void**>&o.buys, &o.cap_buys, len(p), sizeof(Purchase)) != 0:
+        raise MemoryError("cardledger core: cannot allocate the offer state")
+    for k in range(len(c)):
+        o.cards[k] = cr[k]
+        if map2_insert(&o.cmap, &o.cmap_mask, &o.cmap_used, cr[k].account_id, <uint64_t>cr[k].slot, k) != 0:
+            raise MemoryError("cardledger core: cannot allocate the offer state")
+    o.n_cards = len(c)
+    for k in range(len(p)):
+        o.buys[k] = pr[k]
+        if map2_insert(&o.bmap, &o.bmap_mask, &o.bmap_used, pr[k].source, pr[k].seq, k) != 0:
+            raise MemoryError("cardledger core: cannot allocate the offer state")
+    o.n_buys = len(p)
+
+
+cdef object offers_quote(State* st, uint64_t card_id, uint64_t merchant_id, int64_t gross, int64_t time_us):
+    """(net, discount, union share, slot or NO_OFFER) a PURCHASE would decide now."""
+    cdef Account tmp
+    cdef int64_t i = account_find(st, card_id)
+    cdef Decision dec
+    if not amount_ok(gross):
+        raise ValueError(f"gross_fen must be in 1..{AMOUNT_MAX_FEN}, got {gross}")
+    if i >= 0:
+        tmp = st.accounts[i]
+    else:
+        memset(&tmp, 0, sizeof(Account))
+        tmp.id = card_id
+        tmp.kind = A_CARD
+    offer_decide(st, &tmp, merchant_id, gross, time_us, &dec)
+    return gross - dec.d, dec.d, dec.u, dec.slot
