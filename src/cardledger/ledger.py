@@ -469,9 +469,6 @@ class Ledger:
             raise TypeError(f"install_offers needs a cardledger.OfferCatalog, got {type(catalog).__name__}")
         if not 0 <= effective_from_us < 1 << 63:
             raise ValueError(f"effective_from_us must be in [0, 2^63), got {effective_from_us}")
-        if not hasattr(self._engine, "set_offer_versions"):
-            raise LedgerError(f"the {self.implementation} engine does not decide purchases: "
-                              "open the ledger with engine='python'")
         with self._reloading_on_failure("offer catalog not installed"), store.begin_write() as txn:
             self._catch_up(txn)
             self._offers.install(txn, catalog, int(effective_from_us))
@@ -494,8 +491,6 @@ class Ledger:
         self._usable()
         self._refresh()
         self._refresh_offers()
-        if not hasattr(self._engine, "quote_purchase"):
-            return PurchaseQuote(int(gross_fen), 0, 0, None)
         net, d, u, slot = self._engine.quote_purchase(int(card_id), int(merchant_id), int(gross_fen), int(time_us))
         return PurchaseQuote(net, d, u, None if slot < 0 else self._offers.slot_ids[slot])
 
@@ -517,16 +512,13 @@ class Ledger:
         for t in self._offers.tables:
             for oid, b in zip(t.ids, t.budget_fen.tolist()):
                 budget_of[oid] = b
-        if hasattr(self._engine, "export_offer_state"):
-            budgets, _, bought = self._engine.export_offer_state()
-            used = dict(zip(budgets["slot"].tolist(), budgets["used_fen"].tolist()))
-            for row in bought[bought["slot"] >= 0].tolist():
-                g, d, u, r, slot = row[5], row[8], row[9], row[10], row[11]
-                given[slot] += d - d * r // g
-                union[slot] += u - u * r // g
-                count[slot] += r < g
-        else:
-            used = {}
+        budgets, _, bought = self._engine.export_offer_state(sort=False)
+        used = dict(zip(budgets["slot"].tolist(), budgets["used_fen"].tolist()))
+        for row in bought[bought["slot"] >= 0].tolist():
+            g, d, u, r, slot = row[5], row[8], row[9], row[10], row[11]
+            given[slot] += d - d * r // g
+            union[slot] += u - u * r // g
+            count[slot] += r < g
         return {
             oid: OfferFigures(given[k], union[k], count[k],
                               None if not budget_of.get(oid) else budget_of[oid] - used.get(k, 0))
@@ -1125,11 +1117,6 @@ class Ledger:
     def _use_offers(self, engine: Any, state: tuple | None = None) -> None:
         """Give the engine the offer-catalog versions loaded (and, on a load, the offer
         state of the checkpoint)."""
-        if not hasattr(engine, "set_offer_versions"):
-            if len(self._offers) or (state is not None and any(len(t) for t in state)):
-                raise LedgerError(f"this ledger has offer catalogs, and the {engine.implementation} engine "
-                                  "does not decide purchases: open it with engine='python'")
-            return
         if state is not None:
             engine.load_offer_state(*state)
         engine.set_offer_versions(self._offers.tables)

@@ -26,7 +26,8 @@ from .ledger import Ledger
 from .schema import CHECKPOINT_OPS_DEFAULT
 from .store.env import ENVS
 from .store.journal import BATCH_HEADER, BATCH_HEADER_SIZE
-from .store.keys import KEY, META_MAX_TAP_TIME_KEY
+from .store import offers as offer_versions
+from .store.keys import KEY, META_MAX_PURCHASE_TIME_KEY, META_MAX_TAP_TIME_KEY
 from .store.pages import pinned
 from .verify import inspect_pages, ledger_settings
 
@@ -109,6 +110,12 @@ def _recover_pages(source: str, dest: str, env: Any, implementation: str, report
             fare_items = []
             report.problems.append(f"fare versions cannot be read ({e}): none are recovered")
         max_tap_time = txn.get(META_MAX_TAP_TIME_KEY, db=view.meta_db)
+        try:
+            offer_items = offer_versions.stored_items(txn, view.state_db)
+        except (LedgerError, ValueError) as e:  # pragma: no cover - the inspection reported it
+            offer_items = []
+            report.problems.append(f"offer catalogs cannot be read ({e}): none are recovered")
+        max_purchase_time = txn.get(META_MAX_PURCHASE_TIME_KEY, db=view.meta_db)
         led = Ledger(dest, create=True, default_cap_fen=default_cap_fen, engine=implementation)
         try:
             new = led._store
@@ -118,6 +125,10 @@ def _recover_pages(source: str, dest: str, env: Any, implementation: str, report
                     out.put(key, value, db=new.fares_db)
                 if max_tap_time is not None and fare_items:
                     out.put(META_MAX_TAP_TIME_KEY, bytes(max_tap_time), db=new.meta_db)
+                for key, value in offer_items:  # the catalogs the journal's purchases were decided by
+                    out.put(key, value, db=new.state_db)
+                if max_purchase_time is not None and offer_items:
+                    out.put(META_MAX_PURCHASE_TIME_KEY, bytes(max_purchase_time), db=new.meta_db)
             _copy_journal(pages.items(view.journal_db), led, inspected.intact_seq, report)
             led.reindex()  # the copied batches' time index entries
             led.checkpoint()

@@ -21,7 +21,7 @@ import numpy as np
 from . import settlement
 from .errors import CorruptionError, LedgerError, NotALedgerError, StorageError
 from .schema import CHECKPOINT_OPS_DEFAULT, AccountFlags, AccountKind, OpKind, Result
-from .store.checkpoints import checkpoint_file_name, decode_stored_desc, no_offer_state, read_checkpoint_file
+from .store.checkpoints import checkpoint_file_name, decode_stored_desc, read_checkpoint_file
 from .store.env import ENVS, LMDB_CORRUPTION_ERRORS, Store, checked_settings
 from .store.ids import IdLog, decode_ids_state, read_checked_merge, read_id_log
 from .store.journal import GENESIS_HASH, decode_batch
@@ -314,8 +314,7 @@ def _compare_checkpoint(report: VerifyReport, fresh: Any, ckpt_arrays: tuple, jo
 
 def _offer_state(engine: Any) -> tuple:
     """An engine's offer state (budgets, card counters, purchases), or none."""
-    export = getattr(engine, "export_offer_state", None)
-    return export() if export is not None else no_offer_state()
+    return engine.export_offer_state(sort=False)
 
 
 def _same_offer_state(a: tuple, b: tuple) -> bool:

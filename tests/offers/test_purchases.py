@@ -389,3 +389,22 @@ def test_state_survives_checkpoint_close_reopen_and_verify(till, ledger_path):
         assert code(s.refund(seq, 1)) == "EXCEEDS_REFUNDABLE"
         # refunded in full: today's use of the offer is given back
         assert again.quote_purchase(CARD, MERCHANT, 1_000, NOON).offer_id == "b"
+
+
+def test_recover_keeps_the_catalogs_and_replays_the_purchases(till, ledger_path, tmp_path):
+    """`recover` copies the offer catalogs beside the journal: the new ledger replays
+    every purchase to the same discounts and verifies."""
+    from cardledger.recover import recover
+
+    install(till.led, {"id": "u", "amount_off_fen": 2_000, "union_share_bp": 5_000, "union_account": UNION,
+                       "budget_fen": 10_000})
+    _, seq = till.buy(10_000)
+    till.refund(seq, 2_500)
+    report = till.led.offer_report()
+    till.led.close()
+    result = recover(ledger_path, str(tmp_path / "new"))
+    assert not result.problems
+    with cardledger.open(str(tmp_path / "new")) as new:
+        assert new.offer_report() == report and new.verify().ok
+        with pytest.raises(ValueError):  # the latest purchase time came along too
+            new.install_offers(catalog({"id": "x", "amount_off_fen": 1}), NOON)

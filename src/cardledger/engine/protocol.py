@@ -99,6 +99,19 @@ class Engine(Protocol):
     def set_tap_horizon(self, horizon_us: int) -> None:
         """Refuse TAPs later than horizon_us from the next apply on."""
 
+    # -- offers (docs/purchases.md)
+    def set_offer_versions(self, versions: list) -> None:
+        """Install the offer-catalog versions (OfferTables, oldest first) purchases are decided by."""
+
+    def export_offer_state(self, sort: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(budgets, card counters, purchases): OFFER_BUDGET_DTYPE, CARD_OFFER_DTYPE, PURCHASE_DTYPE."""
+
+    def load_offer_state(self, budgets: np.ndarray, cards: np.ndarray, bought: np.ndarray) -> None:
+        """Replace the offer state (as `export_offer_state` gives)."""
+
+    def quote_purchase(self, card_id: int, merchant_id: int, gross_fen: int, time_us: int) -> tuple[int, int, int, int]:
+        """(net, discount, union share, offer slot or NO_OFFER) a PURCHASE would decide now."""
+
     def journey_capacity(self) -> int:
         """Cards' fare state slots reserved (0 where the engine keeps no store)."""
 
