@@ -66,6 +66,7 @@ def main() -> int:
     a = p.parse_args()
     rng = np.random.default_rng(7)
     base = a.dir or tempfile.mkdtemp(prefix="cardledger-purchase-")
+    os.makedirs(base, exist_ok=True)
     led = cardledger.open(os.path.join(base, "ledger"), create=True)
     print(f"engine {led.implementation}; ledger in {base}")
     seq = [0]

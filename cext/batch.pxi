@@ -182,6 +182,8 @@ cdef inline void prefetch_ahead(State* st, Op* first, int64_t k, int64_t n, size
             prefetch_journey(st, op.account_id)
             # A metro entry adds a hold keyed by its own id.
             CL_PREFETCH(&st.pmap[mix128(op.source, op.seq) & st.pmap_mask])
+        elif op.kind == K_PURCHASE:
+            purchase_prefetch(st, op)  # purchases.pxi
         CL_PREFETCH(&st.rmap[mix128(op.source, op.seq) & st.rmap_mask])
     if k + HOLD_PREFETCH_DISTANCE < n:
         op = op_at(first, k + HOLD_PREFETCH_DISTANCE, stride)
@@ -528,6 +530,13 @@ cdef class Engine:
     def load_offer_state(self, budgets, cards, bought):
         """Replace the offer state (arrays as `export_offer_state` gives)."""
         offers_load(&self.offers, budgets, cards, bought)
+
+    def reserve_purchases(self, int64_t n):
+        """Make room for n purchases (and their map) now, so that no batch pays for
+        growing them. MemoryError if refused."""
+        if (grow(<void**>&self.offers.buys, &self.offers.cap_buys, n, sizeof(Purchase)) != 0
+                or map2_reserve(&self.offers.bmap, &self.offers.bmap_mask, n) != 0):
+            raise MemoryError("cardledger core: cannot allocate the purchases")
 
     def quote_purchase(self, uint64_t card_id, uint64_t merchant_id, int64_t gross_fen, int64_t time_us):
         """(net, discount, union share, offer slot or NO_OFFER) a PURCHASE would decide

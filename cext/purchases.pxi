@@ -168,7 +168,8 @@ cdef void offer_consider(State* st, OfferVer* t, int64_t i, const Account* card,
     if not offer_in_force(t, i, day, minute, weekday, cat):
         return
     slot = t.slot[i]
-    c = card_offer_find(o, card.id, slot)
+    # the card's counters are read (a hash probe, a cache miss) only for an offer that limits cards
+    c = card_offer_find(o, card.id, slot) if t.day_count[i] or t.month_discount_fen[i] else NULL
     limit = t.day_count[i]
     if limit and c != NULL and c.day == day and c.day_count >= limit:
         return
@@ -246,6 +247,15 @@ cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int
         offer_consider(st, t, ia, card, gross, day, minute, weekday, month, cat, best)
 
 
+cdef inline void purchase_prefetch(State* st, Op* op) noexcept nogil:
+    """Fetch ahead what a PURCHASE will write: its id's slot in the purchase map and the
+    row it will take."""
+    cdef Offers* o = st.offers
+    CL_PREFETCH(&o.bmap[mix128(op.source, op.seq) & o.bmap_mask])
+    if o.n_buys + PREFETCH_DISTANCE < o.cap_buys:
+        CL_PREFETCH(&o.buys[o.n_buys + PREFETCH_DISTANCE])
+
+
 # ---------------------------------------------------------------- undo-logged changes
 
 cdef void budget_set(State* st, int64_t slot, int64_t value) noexcept nogil:
@@ -276,10 +286,11 @@ cdef void card_offer_set(State* st, CardOffer* row) noexcept nogil:
     undo_push(st, U_CARD_OFFER_ADD, o.n_cards - 1)
 
 
-cdef void purchase_set(State* st, Purchase* row) noexcept nogil:
-    """Store a purchase (new, or its refund progress changed)."""
+cdef void purchase_set(State* st, Purchase* row, bint new) noexcept nogil:
+    """Store a purchase (`new`: its id is not stored yet; else its refund progress changed)."""
     cdef Offers* o = st.offers
-    cdef int64_t k = map2_find(o.bmap, o.bmap_mask, row.source, row.seq)
+    cdef int64_t k = -1 if new else map2_find(o.bmap, o.bmap_mask, row.source, row.seq)
+    CL_ASSERT(not new or map2_find(o.bmap, o.bmap_mask, row.source, row.seq) < 0, "a new purchase's id is new")
     if k >= 0:
         undo_push(st, U_PURCHASE, k)
         if st.undo_on and st.oom == 0:
@@ -389,6 +400,7 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
         union_acct.debits_posted += dec.u
     if dec.slot != NO_OFFER_C:
         budget_set(st, dec.slot, st.offers.budget_used[dec.slot] + dec.d)
+    if dec.slot != NO_OFFER_C and (st.offers.vers[dec.v].day_count[dec.i] or st.offers.vers[dec.v].month_discount_fen[dec.i]):
         c = card_offer_find(st.offers, card.id, dec.slot)
         if c != NULL:
             row = c[0]
@@ -408,7 +420,7 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
     buy.slot = dec.slot
     buy.day = dec.day
     buy.month = dec.month
-    purchase_set(st, &buy)
+    purchase_set(st, &buy, True)  # (an id is decided once)
     set_effect(ef, net, available(card), card, merchant, sub)
     ef.discounts = <uint32_t>(dec.slot + 1)
     return R_OK
@@ -483,7 +495,7 @@ cdef int op_refund(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
                 row.day_count -= 1
             card_offer_set(st, &row)
     p.refunded_fen = r2
-    purchase_set(st, &p)
+    purchase_set(st, &p, False)
     set_effect(ef, amount, available(card), merchant, card, sub)
     ef.discounts = <uint32_t>(p.slot + 1)
     return R_OK

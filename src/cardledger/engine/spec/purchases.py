@@ -151,8 +151,8 @@ def decide(eng: Engine, card: Account, merchant_id: int, gross: int, time_us: in
         if not _in_force(t, i, day, minute, weekday, cat):
             continue
         slot = int(t.slot[i])
-        c = st.card_offer.get((card.id, slot))
         limit_n = int(t.day_count[i])
+        c = st.card_offer.get((card.id, slot)) if limit_n or int(t.month_discount_fen[i]) else None
         if limit_n and c is not None and c[C_DAY] == day and c[C_COUNT] >= limit_n:
             continue
         d = offer_discount(t, i, gross)
@@ -247,6 +247,8 @@ def op_purchase(eng: Engine, op: dict, jseq: int):
     st = eng.offers
     if slot != NO_OFFER:
         _set(eng, st.budget_used, slot, st.budget_used.get(slot, 0) + d)
+    # a card's counters count the purchases of an offer that limits cards (by day or month)
+    if slot != NO_OFFER and (int(st.versions[v].day_count[i]) or int(st.versions[v].month_discount_fen[i])):
         _set(eng, st.card_offer, (card.id, slot), counted(st.card_offer.get((card.id, slot)), day, month, d))
     key = (op["source"], op["seq"])
     _set(eng, st.purchases, key, [key[0], key[1], card.id, merchant.id, union.id if union is not None else 0,
