@@ -173,7 +173,10 @@ cdef inline void prefetch_ahead(State* st, Op* first, int64_t k, int64_t n, size
     """Prefetch for the op PREFETCH_DISTANCE ahead; `stride` steps over ops or journal records."""
     cdef Op* op
     if k + 2 * PREFETCH_DISTANCE < n:
-        prefetch_slots(st, op_at(first, k + 2 * PREFETCH_DISTANCE, stride))
+        op = op_at(first, k + 2 * PREFETCH_DISTANCE, stride)
+        prefetch_slots(st, op)
+        if op.kind == K_PURCHASE:
+            purchase_prefetch_rows(st, op)  # purchases.pxi
     if k + PREFETCH_DISTANCE < n:
         op = op_at(first, k + PREFETCH_DISTANCE, stride)
         prefetch_account(st, op.account_id)
@@ -507,7 +510,7 @@ cdef class Engine:
         free(self.taps.vers)
         self.taps.vers = NULL
         offers_free_state(&self.offers)
-        free(self.offers.vers)
+        offer_vers_free(self.offers.vers, self.offers.n_vers)
         self.offers.vers = NULL
 
     # ------------------------------------------------------------------ fares

@@ -507,12 +507,36 @@ cdef enum:
     HUGE_PAGE_BYTES = 2 * 1024 * 1024
     HUGE_MIN_BYTES = 4 * 1024 * 1024
 
-# Offers and purchases (see purchases.pxi; spec engine/spec/purchases.py). One installed
-# offer-catalog version, compiled (offers/tables.py OfferTables): raw pointers into the
-# numpy arrays the Engine keeps alive.
+# Offers and purchases (see purchases.pxi; spec engine/spec/purchases.py). One offer of
+# a version, its columns gathered in one row (a candidate's terms in three cache lines,
+# not one line per column).
+cdef struct OfferRow:
+    int64_t slot
+    int64_t percent_off_bp
+    int64_t amount_off_fen
+    int64_t min_gross_fen
+    int64_t every_fen
+    int64_t max_discount_fen
+    int64_t from_day
+    int64_t to_day
+    int64_t day_count
+    int64_t month_discount_fen
+    int64_t budget_fen
+    int64_t union_share_bp
+    uint64_t union_account
+    int32_t dow_mask
+    int32_t cat_all
+    int32_t hour_lo             # its hour ranges: hour_start/hour_end[hour_lo:hour_hi]
+    int32_t hour_hi
+    int32_t cat_lo              # its categories: cats[cat_lo:cat_hi]
+    int32_t cat_hi
+
+# One installed offer-catalog version, compiled (offers/tables.py OfferTables): its rows,
+# and raw pointers into the numpy arrays the Engine keeps alive.
 cdef struct OfferVer:
     int64_t start_us
     int64_t n
+    OfferRow* rows
     int64_t* slot
     int64_t* percent_off_bp
     int64_t* amount_off_fen

@@ -119,23 +119,23 @@ cdef inline void offer_local_time(OfferVer* t, int64_t time_us, int64_t* day, in
 
 # ---------------------------------------------------------------- the decision
 
-cdef inline bint offer_in_force(OfferVer* t, int64_t i, int64_t day, int64_t minute, int64_t weekday,
+cdef inline bint offer_in_force(OfferVer* t, OfferRow* w, int64_t day, int64_t minute, int64_t weekday,
                                 int64_t cat) noexcept nogil:
     cdef int64_t h, found
-    if not (t.from_day[i] <= day <= t.to_day[i]):
+    if not (w.from_day <= day <= w.to_day):
         return False
-    if not ((t.dow_mask[i] >> (weekday - 1)) & 1):
+    if not ((w.dow_mask >> (weekday - 1)) & 1):
         return False
     found = 0
-    for h in range(t.hour_off[i], t.hour_off[i + 1]):
+    for h in range(w.hour_lo, w.hour_hi):
         if t.hour_start[h] <= minute < t.hour_end[h]:
             found = 1
             break
     if not found:
         return False
-    if not t.cat_all[i]:
+    if not w.cat_all:
         found = 0
-        for h in range(t.cat_off[i], t.cat_off[i + 1]):
+        for h in range(w.cat_lo, w.cat_hi):
             if t.cats[h] == cat:
                 found = 1
                 break
@@ -165,34 +165,35 @@ cdef void offer_consider(State* st, OfferVer* t, int64_t i, const Account* card,
     cdef int64_t slot, d, u, used, times, limit
     cdef CardOffer* c
     cdef Account* union_acct
-    if not offer_in_force(t, i, day, minute, weekday, cat):
+    cdef OfferRow* w = &t.rows[i]
+    if not offer_in_force(t, w, day, minute, weekday, cat):
         return
-    slot = t.slot[i]
+    slot = w.slot
     # the card's counters are read (a hash probe, a cache miss) only for an offer that limits cards
-    c = card_offer_find(o, card.id, slot) if t.day_count[i] or t.month_discount_fen[i] else NULL
-    limit = t.day_count[i]
+    c = card_offer_find(o, card.id, slot) if w.day_count or w.month_discount_fen else NULL
+    limit = w.day_count
     if limit and c != NULL and c.day == day and c.day_count >= limit:
         return
-    if gross < t.min_gross_fen[i]:
+    if gross < w.min_gross_fen:
         d = 0
     else:
-        times = gross // t.every_fen[i] if t.every_fen[i] else 1
-        d = cl_offer_discount(gross, t.percent_off_bp[i], t.amount_off_fen[i], times, t.max_discount_fen[i])
-    limit = t.month_discount_fen[i]
+        times = gross // w.every_fen if w.every_fen else 1
+        d = cl_offer_discount(gross, w.percent_off_bp, w.amount_off_fen, times, w.max_discount_fen)
+    limit = w.month_discount_fen
     if limit:
         used = c.month_discount_fen if c != NULL and c.month == month else 0
         if limit - used < d:
             d = limit - used
-    limit = t.budget_fen[i]
+    limit = w.budget_fen
     if limit:
         used = o.budget_used[slot]
         if limit - used < d:
             d = limit - used
     if d <= best.d:  # nothing to give, or no more than an offer listed before it
         return
-    u = cl_mul_div(d, t.union_share_bp[i], BP_WHOLE_C)
+    u = cl_mul_div(d, w.union_share_bp, BP_WHOLE_C)
     if u:
-        union_acct = account_get(st, t.union_account[i])
+        union_acct = account_get(st, w.union_account)
         if (union_acct == NULL or union_acct.kind != A_SUBSIDY or (union_acct.flags & (AF_CLOSED | AF_FROZEN))
                 or union_acct.cash_fen < u):
             return
@@ -225,17 +226,7 @@ cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int
     best.month = month
     cat = category_at(card, time_us)
     # the merchant's own offers (binary search) merged with every merchant's, in catalog order
-    a = a_end = 0
-    lo, hi = 0, t.n_merchants
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if t.merchant_ids[mid] < merchant_id:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo < t.n_merchants and t.merchant_ids[lo] == merchant_id:
-        a = t.merchant_off[lo]
-        a_end = t.merchant_off[lo + 1]
+    a = merchant_offer_range(t, merchant_id, &a_end)
     b, b_end = 0, t.n_all
     while a < a_end or b < b_end:
         if b >= b_end or (a < a_end and t.merchant_offers[a] < t.all_offers[b]):
@@ -247,10 +238,51 @@ cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int
         offer_consider(st, t, ia, card, gross, day, minute, weekday, month, cat, best)
 
 
-cdef inline void purchase_prefetch(State* st, Op* op) noexcept nogil:
-    """Fetch ahead what a PURCHASE will write: its id's slot in the purchase map and the
-    row it will take."""
+cdef inline int64_t merchant_offer_range(OfferVer* t, uint64_t merchant_id, int64_t* end) noexcept nogil:
+    """The merchant's own offers: merchant_offers[start:end] (binary search; empty if none)."""
+    cdef int64_t lo = 0, hi = t.n_merchants, mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if t.merchant_ids[mid] < merchant_id:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < t.n_merchants and t.merchant_ids[lo] == merchant_id:
+        end[0] = t.merchant_off[lo + 1]
+        return t.merchant_off[lo]
+    end[0] = 0
+    return 0
+
+
+cdef inline void purchase_prefetch_rows(State* st, Op* op) noexcept nogil:
+    """Fetch ahead (2 × PREFETCH_DISTANCE) the rows of the merchant's own offers."""
     cdef Offers* o = st.offers
+    cdef int v = offer_at(o, op.time_us)
+    cdef int64_t a, a_end
+    if v < 0:
+        return
+    a = merchant_offer_range(&o.vers[v], op.counterparty_id, &a_end)
+    while a < a_end:
+        CL_PREFETCH(&o.vers[v].rows[o.vers[v].merchant_offers[a]])
+        CL_PREFETCH(<char*>&o.vers[v].rows[o.vers[v].merchant_offers[a]] + sizeof(OfferRow) - 1)
+        a += 1
+
+
+cdef inline void purchase_prefetch(State* st, Op* op) noexcept nogil:
+    """Fetch ahead (PREFETCH_DISTANCE) what a PURCHASE will read and write: the card's
+    counters' map slots of the merchant's offers that limit cards (their rows were
+    fetched earlier), its id's slot in the purchase map and the row it will take."""
+    cdef Offers* o = st.offers
+    cdef int v = offer_at(o, op.time_us)
+    cdef int64_t a, a_end
+    cdef OfferRow* w
+    if v >= 0:
+        a = merchant_offer_range(&o.vers[v], op.counterparty_id, &a_end)
+        while a < a_end:
+            w = &o.vers[v].rows[o.vers[v].merchant_offers[a]]
+            if w.day_count or w.month_discount_fen:
+                CL_PREFETCH(&o.cmap[mix128(op.account_id, <uint64_t>w.slot) & o.cmap_mask])
+            a += 1
     CL_PREFETCH(&o.bmap[mix128(op.source, op.seq) & o.bmap_mask])
     if o.n_buys + PREFETCH_DISTANCE < o.cap_buys:
         CL_PREFETCH(&o.buys[o.n_buys + PREFETCH_DISTANCE])
@@ -381,7 +413,7 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
     if merchant.credits_posted > INT64_MAX_ - paid or merchant.cash_fen + merchant.subsidy_fen > INT64_MAX_ - paid:
         return R_OVERFLOW
     if dec.u:
-        union_acct = account_get(st, st.offers.vers[dec.v].union_account[dec.i])
+        union_acct = account_get(st, st.offers.vers[dec.v].rows[dec.i].union_account)
         CL_ASSERT(union_acct != NULL, "the union account of an offer with a union share exists")
         if union_acct.debits_posted > INT64_MAX_ - dec.u:
             return R_OVERFLOW
@@ -400,7 +432,8 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
         union_acct.debits_posted += dec.u
     if dec.slot != NO_OFFER_C:
         budget_set(st, dec.slot, st.offers.budget_used[dec.slot] + dec.d)
-    if dec.slot != NO_OFFER_C and (st.offers.vers[dec.v].day_count[dec.i] or st.offers.vers[dec.v].month_discount_fen[dec.i]):
+    if dec.slot != NO_OFFER_C and (st.offers.vers[dec.v].rows[dec.i].day_count
+                                   or st.offers.vers[dec.v].rows[dec.i].month_discount_fen):
         c = card_offer_find(st.offers, card.id, dec.slot)
         if c != NULL:
             row = c[0]
@@ -503,6 +536,16 @@ cdef int op_refund(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
 
 # ---------------------------------------------------------------- the Engine's face (with the GIL)
 
+cdef void offer_vers_free(OfferVer* vers, Py_ssize_t n) noexcept nogil:
+    """Free installed versions (their rows; the columns are the numpy arrays kept)."""
+    cdef Py_ssize_t k
+    if vers == NULL:
+        return
+    for k in range(n):
+        free(vers[k].rows)
+    free(vers)
+
+
 cdef object offers_install(Offers* o, object versions, list keep):
     """Install the compiled catalog versions (OfferTables, oldest first); their arrays
     are kept alive in `keep`."""
@@ -510,6 +553,8 @@ cdef object offers_install(Offers* o, object versions, list keep):
     cdef Py_ssize_t k, n = len(versions)
     cdef OfferVer* vers = <OfferVer*>calloc(n if n > 0 else 1, sizeof(OfferVer))
     cdef OfferVer* t
+    cdef OfferRow* w
+    cdef Py_ssize_t i
     cdef int64_t max_slot = -1
     if vers == NULL:
         raise MemoryError("cardledger core: cannot allocate the offer versions")
@@ -549,14 +594,38 @@ cdef object offers_install(Offers* o, object versions, list keep):
             t.tz_from_us = <int64_t*>_arr_ptr(keep, ot.tz_from_us, i64)
             t.tz_offset_s = <int64_t*>_arr_ptr(keep, ot.tz_offset_s, i64)
             t.n_tz = len(ot.tz_from_us)
+            t.rows = <OfferRow*>calloc(t.n if t.n > 0 else 1, sizeof(OfferRow))
+            if t.rows == NULL:
+                raise MemoryError("cardledger core: cannot allocate the offer rows")
+            for i in range(t.n):
+                w = &t.rows[i]
+                w.slot = t.slot[i]
+                w.percent_off_bp = t.percent_off_bp[i]
+                w.amount_off_fen = t.amount_off_fen[i]
+                w.min_gross_fen = t.min_gross_fen[i]
+                w.every_fen = t.every_fen[i]
+                w.max_discount_fen = t.max_discount_fen[i]
+                w.from_day = t.from_day[i]
+                w.to_day = t.to_day[i]
+                w.day_count = t.day_count[i]
+                w.month_discount_fen = t.month_discount_fen[i]
+                w.budget_fen = t.budget_fen[i]
+                w.union_share_bp = t.union_share_bp[i]
+                w.union_account = t.union_account[i]
+                w.dow_mask = <int32_t>t.dow_mask[i]
+                w.cat_all = <int32_t>t.cat_all[i]
+                w.hour_lo = <int32_t>t.hour_off[i]
+                w.hour_hi = <int32_t>t.hour_off[i + 1]
+                w.cat_lo = <int32_t>t.cat_off[i]
+                w.cat_hi = <int32_t>t.cat_off[i + 1]
             if t.n:
                 max_slot = max(max_slot, int(np.max(ot.slot)))
         if offers_budget_room(o, max_slot + 1) != 0:
             raise MemoryError("cardledger core: cannot allocate the offer budgets")
     except BaseException:
-        free(vers)
+        offer_vers_free(vers, n)
         raise
-    free(o.vers)
+    offer_vers_free(o.vers, o.n_vers)
     o.vers = vers
     o.n_vers = <int32_t>n
 
