@@ -218,7 +218,8 @@ cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int
     best.day = 0
     best.month = 0
     best.v = offer_at(o, time_us)
-    if best.v < 0:
+    if best.v < 0 or time_us > ((<int64_t>1) << 57):  # schema.TAP_TIME_US_MAX: no local calendar past it
+        best.v = -1
         return
     t = &o.vers[best.v]
     offer_local_time(t, time_us, &day, &minute, &weekday, &month)
@@ -412,6 +413,12 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
     paid = net + dec.u
     if merchant.credits_posted > INT64_MAX_ - paid or merchant.cash_fen + merchant.subsidy_fen > INT64_MAX_ - paid:
         return R_OVERFLOW
+    if dec.slot != NO_OFFER_C and st.offers.budget_used[dec.slot] > INT64_MAX_ - dec.d:
+        return R_OVERFLOW
+    if dec.slot != NO_OFFER_C:
+        c = card_offer_find(st.offers, card.id, dec.slot)
+        if c != NULL and c.month == dec.month and c.month_discount_fen > INT64_MAX_ - dec.d:
+            return R_OVERFLOW
     if dec.u:
         union_acct = account_get(st, st.offers.vers[dec.v].rows[dec.i].union_account)
         CL_ASSERT(union_acct != NULL, "the union account of an offer with a union share exists")

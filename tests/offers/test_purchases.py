@@ -408,3 +408,21 @@ def test_recover_keeps_the_catalogs_and_replays_the_purchases(till, ledger_path,
         assert new.offer_report() == report and new.verify().ok
         with pytest.raises(ValueError):  # the latest purchase time came along too
             new.install_offers(catalog({"id": "x", "amount_off_fen": 1}), NOON)
+
+
+def test_offer_totals_that_would_pass_int64_are_overflow(till):
+    """Free purchases of AMOUNT_MAX_FEN (100% off, no budget): the offer's total discount
+    would pass 2^63 - 1 at the 9,224th, which is refused with OVERFLOW, as every total is."""
+    install(till.led, {"id": "free", "percent_off_bp": 10_000})
+    b = Ops(source=8)
+    for _ in range(9_224):
+        b.add(OpKind.PURCHASE, CARD, MERCHANT, cardledger.schema.AMOUNT_MAX_FEN, time_us=NOON)
+    r = till.led.apply(b.take())
+    assert (r["code"][:-1] == Result.OK).all() and code(r[-1]) == "OVERFLOW"
+
+
+def test_no_offer_applies_past_the_calendar_limit(till):
+    """Past TAP_TIME_US_MAX (the year 6536) no local calendar is computed: the gross is charged."""
+    install(till.led, {"id": "all", "amount_off_fen": 100})
+    r, _ = till.buy(1_000, at_us=cardledger.schema.TAP_TIME_US_MAX + 1)
+    assert code(r) == "OK" and r["amount_fen"] == 1_000

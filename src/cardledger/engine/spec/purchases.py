@@ -20,6 +20,7 @@ import numpy as np
 
 from ...schema import (
     AMOUNT_MAX_FEN,
+    TAP_TIME_US_MAX,
     CARD_OFFER_DTYPE,
     INT64_MAX,
     NO_OFFER,
@@ -141,7 +142,7 @@ def decide(eng: Engine, card: Account, merchant_id: int, gross: int, time_us: in
     (-1, -1, NO_OFFER, 0, 0, day, month) when no offer applies."""
     st = eng.offers
     v = st.at(time_us)
-    if v < 0:
+    if v < 0 or time_us > TAP_TIME_US_MAX:  # no local calendar past it (the year 6536)
         return (-1, -1, NO_OFFER, 0, 0, 0, 0)
     t = st.versions[v]
     day, minute, weekday, month = local_time(t, time_us)
@@ -229,6 +230,12 @@ def op_purchase(eng: Engine, op: dict, jseq: int):
     paid = net + u
     if merchant.credits_posted > INT64_MAX - paid or merchant.cash_fen + merchant.subsidy_fen > INT64_MAX - paid:
         return Result.OVERFLOW, None
+    st = eng.offers
+    if slot != NO_OFFER and st.budget_used.get(slot, 0) > INT64_MAX - d:
+        return Result.OVERFLOW, None
+    c = st.card_offer.get((card.id, slot)) if slot != NO_OFFER else None
+    if c is not None and c[C_MONTH] == month and c[C_MDISC] > INT64_MAX - d:
+        return Result.OVERFLOW, None
     union = None
     if u:
         union = eng.accounts[int(eng.offers.versions[v].union_account[i])]
@@ -244,7 +251,6 @@ def op_purchase(eng: Engine, op: dict, jseq: int):
         eng._touch(union)
         union.cash_fen -= u
         union.debits_posted += u
-    st = eng.offers
     if slot != NO_OFFER:
         _set(eng, st.budget_used, slot, st.budget_used.get(slot, 0) + d)
     # a card's counters count the purchases of an offer that limits cards (by day or month)
