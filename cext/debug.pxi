@@ -106,8 +106,14 @@ cdef int debug_op_check(State* st, const Op* op, int code) noexcept nogil:
         CL_ASSERT(not debited or op.kind == K_TAP or a.kind == A_CLEARING or a.cash_fen >= 0
                   or a.cash_fen >= b.cash_fen,
                   "outside a TAP, no debit takes a purse below zero (a clearing account's excepted)")
-        CL_ASSERT(a.kind != A_CARD or a.cash_fen <= b.cash_fen or a.cash_fen <= a.cap_fen or op.kind == K_REFUND,
-                  "no op raises a card's cash purse above its cap (the cap never refuses a REFUND)")
+        # The cap never refuses a REFUND; a card a refund left above its cap may then have
+        # holds released (POST, VOID) or be replaced with its money beyond the cap too:
+        # what is checked is that nothing else takes money past the cap, and that a hold
+        # released adds nothing to what the card had, held or not.
+        CL_ASSERT(a.kind != A_CARD or a.cash_fen <= b.cash_fen or a.cash_fen <= a.cap_fen or op.kind == K_REFUND
+                  or op.kind == K_REPLACE
+                  or a.cash_fen + a.debits_pending + a.credits_pending <= b.cash_fen + b.debits_pending + b.credits_pending,
+                  "no op but a REFUND raises a card's cash purse above its cap")
         net += (<uint64_t>a.credits_posted - <uint64_t>a.debits_posted) - (
             <uint64_t>b.credits_posted - <uint64_t>b.debits_posted)
         debit_held += <uint64_t>a.debits_pending - <uint64_t>b.debits_pending

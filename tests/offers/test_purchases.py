@@ -300,6 +300,7 @@ def test_cash_cap_never_refuses_a_refund(till):
     assert code(till.led.apply(b.add(OpKind.TOPUP, CARD, 1, 500_000 - CARD_CASH + 1_000).take())[0]) == "OK"
     r = till.refund(seq, 1_000)
     assert code(r) == "OK" and till.balance(CARD) == 501_000
+    assert till.led.verify().ok  # above the cap by a refund: not a problem
 
 
 def test_refund_of_a_replaced_cards_purchase_is_account_closed(till):
@@ -426,3 +427,31 @@ def test_no_offer_applies_past_the_calendar_limit(till):
     install(till.led, {"id": "all", "amount_off_fen": 100})
     r, _ = till.buy(1_000, at_us=cardledger.schema.TAP_TIME_US_MAX + 1)
     assert code(r) == "OK" and r["amount_fen"] == 1_000
+
+
+def test_aid_to_a_card_left_above_its_cap_by_a_refund(till):
+    """A refund may leave a card's cash purse above its cap; aid still arrives (in the
+    subsidy purse), a top-up does not (EXCEEDS_CAP)."""
+    _, seq = till.buy(1_000)
+    b = Ops(source=4)
+    b.add(OpKind.TOPUP, CARD, 1, 500_000 - CARD_CASH + 1_000)
+    b.add(OpKind.OPEN, 3, account_kind=AccountKind.PROGRAM).add(OpKind.TRANSFER, 1, 3, 500)
+    assert codes(till.led.apply(b.take())) == ["OK"] * 3
+    assert code(till.refund(seq, 1_000)) == "OK"
+    b.add(OpKind.AID, CARD, 3, 500).add(OpKind.TOPUP, CARD, 1, 1)
+    assert codes(till.led.apply(b.take())) == ["OK", "EXCEEDS_CAP"]
+    assert till.led.account(CARD).subsidy_fen == 500
+
+
+def test_hold_released_on_a_card_a_refund_left_above_its_cap(till):
+    """A card holds 100 (a PENDING transfer), gets a refund that takes it past its cap,
+    then the hold is voided: the 100 comes back though the card is above its cap."""
+    _, seq = till.buy(1_000)
+    b = Ops(source=4)
+    b.add(OpKind.TOPUP, CARD, 1, 500_000 - CARD_CASH + 1_000)
+    b.add(OpKind.TRANSFER, CARD, MERCHANT2, 100, flags=int(OpFlags.PENDING))
+    assert codes(till.led.apply(b.take())) == ["OK", "OK"]
+    assert code(till.refund(seq, 1_000)) == "OK"
+    hold_seq = b.seq - 1
+    assert code(till.led.apply(b.add(OpKind.VOID, ref_source=4, ref_seq=hold_seq).take())[0]) == "OK"
+    assert till.balance(CARD) == 501_000 and till.led.verify().ok
