@@ -7,7 +7,6 @@ import datetime as dt
 
 import pytest
 
-import cardledger
 from cardledger import AccountKind, OfferCatalog, OpKind
 from helpers import Ops, codes
 
