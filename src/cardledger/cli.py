@@ -1,6 +1,7 @@
 """The `cardledger` command (also `python -m cardledger`): `bench` (the city
 scenario), `demo`, `verify`, `backup`, `recover`, `disburse`, `aid-report`, `settle`, `query`,
-`balance`, `match`, `export`, `follow` and `node` (a replicated ledger's node: docs/cluster.md).
+`balance`, `match`, `export`, `follow`, `node` (a replicated ledger's node: docs/cluster.md) and
+`handbook` (the member handbook from an offer catalog: docs/offers.md).
 
 Exit codes: 0 done (verify: clean; recover: nothing lost); 1 verify found problems,
 recover lost a journal range, or the demo's ledger did not verify; 2 a bad command
@@ -470,6 +471,39 @@ def balance_command(args: Any) -> int:
     return EXIT_OK
 
 
+@_one_line_errors("handbook")
+def handbook_command(args: Any) -> int:
+    """Render the member handbook of an offer catalog (`cardledger.offers.handbook`) to
+    --output. A catalog with problems: each problem on a line of its own (file:line:
+    column: message) and exit 2; nothing is written."""
+    from .fares.errors import PROBLEMS_SHOWN_MAX
+    from .offers import OfferCatalog, OfferCatalogError
+    from .offers.handbook import render
+
+    fmt = args.format or ("html" if args.output.lower().endswith((".html", ".htm")) else "md")
+    try:
+        catalog = OfferCatalog.from_toml(args.catalog)
+    except OfferCatalogError as e:
+        for problem in e.problems[:PROBLEMS_SHOWN_MAX]:
+            _fail(f"handbook: {problem}", EXIT_USAGE)
+        if len(e.problems) > PROBLEMS_SHOWN_MAX:
+            _fail(f"handbook: {args.catalog}: … and {len(e.problems) - PROBLEMS_SHOWN_MAX} more problems", EXIT_USAGE)
+        return EXIT_USAGE
+    text = render(catalog, fmt)
+    try:
+        with open(args.output, "w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+    except OSError as e:
+        return _fail(f"handbook: -o {args.output}: cannot write it: {e.strerror or e}", EXIT_USAGE)
+    summary = {"catalog": args.catalog, "output": args.output, "format": fmt, "merchants": len(catalog.merchants),
+               "offers": len(catalog.offers), "catalog_sha256": catalog.sha256}
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(f"{args.output}: the handbook of {len(catalog.offers)} offers at {len(catalog.merchants)} merchants ({fmt})")
+    return EXIT_OK
+
+
 @_one_line_errors("follow")
 def follow_command(args: Any) -> int:
     """Print each committed journal record as a JSON line, as it commits."""
@@ -665,6 +699,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="if PATH holds no ledger, start from the latest checkpoint a node published")
     n.add_argument("--publish-checkpoint-every", type=float, default=0, metavar="S",
                    help="while a follower, publish a checkpoint for restores every S seconds (default: never)")
+    h = sub.add_parser("handbook", help="render the member handbook (优惠服务手册) of an offer catalog "
+                                        "(exit 0 written, 2 a catalog with problems or bad arguments)")
+    h.add_argument("catalog", help="the offer catalog, a TOML file (docs/offers.md)")
+    h.add_argument("--format", choices=("md", "html"), default=None,
+                   help="Markdown or a self-contained HTML page (default: html for an -o ending in .html, else md)")
+    h.add_argument("-o", "--output", required=True, help="the file to write (UTF-8)")
+    h.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     from .benchmark import runner  # (the harness is large: loaded for this command only)
 
     b = sub.add_parser("bench", help="replay the Harbin peak (or --mix, --tigerbeetle) through the core and the baselines")
@@ -700,6 +741,8 @@ def main(argv: list[str] | None = None) -> int:
         return aid_report_command(args.path, args.program, args.cycle, args.json)
     if args.command == "node":
         return node_command(args)
+    if args.command == "handbook":
+        return handbook_command(args)
     return verify(args.path, args.json)
 
 
