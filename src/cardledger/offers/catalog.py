@@ -350,9 +350,12 @@ class _Checker:
         for key in sorted(set(doc) - _TOP_KEYS):
             self.problem(str(key), f"unknown key (expected one of {', '.join(sorted(_TOP_KEYS))})")
         title = self.text(doc, "title", "title", default="")
+        before = len(self.problems)
         time_zone = self.text(doc, "time_zone", "time_zone", default=TIME_ZONE_DEFAULT)
         transitions: Transitions | None = None
-        if zones is not None:
+        if len(self.problems) > before:
+            pass  # (not text: said once)
+        elif zones is not None:
             transitions = zones.get(time_zone)
             if transitions is None:
                 self.problem("time_zone", f"no recorded offsets for {time_zone!r}")
