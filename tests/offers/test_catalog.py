@@ -253,6 +253,11 @@ def test_two_offers_with_one_id_are_refused_naming_the_second():
     assert p.column == 'offer[2] "same".id' and "earlier offer" in p.message
 
 
+def test_an_id_is_taken_even_by_an_earlier_offer_with_problems_of_its_own():
+    wheres = [p.column for p in problems(doc({"id": "same", "amount_off_fen": 1.5}, {"id": "same"}))]
+    assert wheres == ['offer[0] "same".amount_off_fen', 'offer[1] "same".id']
+
+
 # -- the discount ----------------------------------------------------------------------------
 
 

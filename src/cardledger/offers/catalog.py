@@ -537,13 +537,15 @@ class _Checker:
         seen: set[str] = set()
         for i, table in enumerate(value):
             offer = self.offer(i, table, merchants, groups)
-            if offer is None:
-                continue
-            if offer.id in seen:
-                self.problem(f'offer[{i}] "{offer.id}".id', "the id is used by an earlier offer")
-                continue
-            seen.add(offer.id)
-            out.append(offer)
+            # (an id is taken by an earlier offer even if that one has problems of its own)
+            oid = table.get("id") if isinstance(table, Mapping) else None
+            if isinstance(oid, str) and oid:
+                if oid in seen:
+                    self.problem(f'offer[{i}] "{oid}".id', "the id is used by an earlier offer")
+                    continue
+                seen.add(oid)
+            if offer is not None:
+                out.append(offer)
         return tuple(out)
 
     def offer(self, i: int, table: Any, merchants: Mapping[int, Merchant], groups: set[str]) -> Offer | None:
