@@ -219,7 +219,9 @@ class OfferCatalog:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             found = _TOML_LINE_RE.search(str(e))
-            raise _error(name, int(found.group(1)) if found else 0, None, f"not valid TOML: {e}") from None
+            # ("... (at end of document)": the last line)
+            line = int(found.group(1)) if found else len(text.splitlines()) or 1
+            raise _error(name, line, None, f"not valid TOML: {e}") from None
         except RecursionError:
             raise _error(name, 0, None, "not valid TOML: arrays or tables nested too deep") from None
         except ValueError as e:  # an integer literal too long for Python to read
@@ -347,7 +349,7 @@ class _Checker:
     def catalog(self, doc: Any, zones: dict[str, Transitions] | None) -> OfferCatalog:
         if not isinstance(doc, Mapping):
             raise _error(self.file, 0, None, f"expected a table of catalog keys, got {type(doc).__name__}")
-        for key in sorted(set(doc) - _TOP_KEYS):
+        for key in sorted(set(doc) - _TOP_KEYS, key=str):
             self.problem(str(key), f"unknown key (expected one of {', '.join(sorted(_TOP_KEYS))})")
         title = self.text(doc, "title", "title", default="")
         before = len(self.problems)
@@ -511,7 +513,7 @@ class _Checker:
             if not isinstance(table, Mapping):
                 self.problem(where, "must be a table")
                 continue
-            for key in sorted(set(table) - _MERCHANT_KEYS):
+            for key in sorted(set(table) - _MERCHANT_KEYS, key=str):
                 self.problem(f"{where}.{key}", f"unknown key (expected one of {', '.join(sorted(_MERCHANT_KEYS))})")
             if "id" not in table:
                 self.problem(f"{where}.id", "required: the merchant's account id")
@@ -555,7 +557,7 @@ class _Checker:
         offer_id = table.get("id")
         where = f'offer[{i}] "{offer_id}"' if isinstance(offer_id, str) and offer_id else f"offer[{i}]"
         before = len(self.problems)
-        for key in sorted(set(table) - _OFFER_KEYS):
+        for key in sorted(set(table) - _OFFER_KEYS, key=str):
             self.problem(f"{where}.{key}", "unknown key (docs/offers.md lists an offer's keys)")
         oid = self.text(table, "id", f"{where}.id", max_len=OFFER_ID_LEN_MAX)
         name = self.text(table, "name", f"{where}.name", default="")
@@ -667,7 +669,10 @@ class _Lines:
         elif where.startswith("categories."):
             section, key = ("categories", 0), where.split(".", 1)[1]
         else:
-            section, key = ("", 0), where.split(".", 1)[0].split("[", 1)[0]
+            key = where.split(".", 1)[0].split("[", 1)[0]
+            section = (key, 0) if (key, 0) in self.sections else ("", 0)  # (a misspelt [[table]])
+            if section[0]:
+                key = None
         span = self.sections.get(section)
         if span is None:
             return 0
