@@ -62,7 +62,7 @@ def test_a_live_server_survives_random_frames_and_keeps_serving(tmp_path):
 
     async def main():
         started = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(server.serve_forever(str(tmp_path / "ledger"), "127.0.0.1", 0, started.set_result))
+        task = asyncio.create_task(server.serve_forever(str(tmp_path / "ledger"), "127.0.0.1", 0, started.set_result, plain=True))
         port = await started
         answered = closed = 0
         for frame in frames:
