@@ -292,3 +292,60 @@ def test_a_fingerprint_with_colons_and_capitals_maps_the_same_certificate(pki, t
     with open(pki.cert("pos"), "rb") as f:
         der = ssl.PEM_cert_to_DER_cert(f.read().decode())
     assert ClientMap.load(str(path)).lookup(der).sources == (7, 8)
+
+
+async def _served_with(directory, client):
+    """A TLS gateway over the files server.pem/.key, ca.pem and clients.toml in
+    `directory`; the reply to one OPEN sent with certificate `client`.pem/.key."""
+    import os
+
+    j = lambda name: os.path.join(directory, name)  # noqa: E731
+    with cardledger.open(j("ledger"), create=True) as led:
+        gateway = server.Gateway(led, ClientMap.load(j("clients.toml")))
+        srv = await server.start_server(gateway, "127.0.0.1", 0,
+                                        server.tls_context(j("server.pem"), j("server.key"), j("ca.pem")))
+        try:
+            ctx = loadgen.client_tls(j("ca.pem"), j(f"{client}.pem"), j(f"{client}.key"))
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.sockets[0].getsockname()[1], ssl=ctx)
+            reply = await call(reader, writer, 1, [open_op(1000, 1, 5, "CARD")])
+            writer.close()
+            return reply
+        finally:
+            srv.close()
+            await srv.wait_closed()
+            gateway.close()
+
+
+def test_certs_py_init_writes_files_the_gateway_serves_with(tmp_path):
+    """`certs.py init DIR --client NAME:FIRST:LAST`: CA, server and client certificates
+    and a clients.toml that a gateway starts on and accepts that client through."""
+    import os
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, os.path.join(server.__file__.rsplit("/", 1)[0], "certs.py"), "init",
+                    str(tmp_path), "--client", "pos:1000:1099"], check=True, capture_output=True)
+    reply = asyncio.run(_served_with(str(tmp_path), "pos"))
+    assert reply["results"][0]["result"] == "OK"
+
+
+def test_the_readmes_openssl_commands_make_certificates_the_gateway_accepts(tmp_path):
+    """The openssl commands of examples/gateway/README.md, run as written, and the
+    fingerprint they print, put into clients.toml: the gateway serves that client."""
+    import os
+    import re
+    import shutil
+    import subprocess
+
+    import certs
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl CLI")
+    readme = open(os.path.join(server.__file__.rsplit("/", 1)[0], "README.md")).read()
+    script = re.search(r"With the openssl CLI instead:\n\n```sh\n(.*?)```", readme, re.S).group(1)
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, check=True,
+                         capture_output=True, text=True).stdout
+    fp = re.search(r"Fingerprint=([0-9A-F:]+)", out).group(1)
+    (tmp_path / "clients.toml").write_text(certs.mapping_toml([("pos-hall-3", fp, 1000, 1099)]))
+    reply = asyncio.run(_served_with(str(tmp_path), "pos-hall-3"))
+    assert reply["results"][0]["result"] == "OK"
