@@ -162,8 +162,11 @@ def main() -> int:
     fp.add_argument("certificate")
     a = p.parse_args()
     if a.command == "fingerprint":
-        with open(a.certificate, "rb") as f:
-            print(fingerprint(f.read()))
+        try:
+            with open(a.certificate, "rb") as f:
+                print(fingerprint(f.read()))
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"{a.certificate}: not a PEM certificate ({e})") from None
         return 0
     os.makedirs(a.directory, exist_ok=True)
     validity = {"not_after": _now() + datetime.timedelta(days=a.days)}

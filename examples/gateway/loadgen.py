@@ -244,7 +244,10 @@ def main() -> int:
     elif not all(tls_args):
         raise SystemExit("--ca, --cert and --key are required (or --plain, against a server started with --plain)")
     else:
-        a.tls = client_tls(a.ca, a.cert, a.key)
+        try:
+            a.tls = client_tls(a.ca, a.cert, a.key)
+        except OSError as e:  # ssl.SSLError included
+            raise SystemExit(f"cannot load --ca {a.ca}, --cert {a.cert} or --key {a.key}: {e}") from None
     if a.window < 1:
         raise SystemExit("--window must be at least 1")
     if not 1 <= a.batch <= protocol.REQUEST_OPS_MAX:

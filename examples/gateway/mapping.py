@@ -75,6 +75,8 @@ class ClientMap:
         entries = doc.get("client", [])
         if type(entries) is not list:
             raise MappingError(f"{path}: 'client' must be an array of tables ([[client]])")
+        if not entries:
+            raise MappingError(f"{path}: no [[client]]: the gateway would refuse every connection")
         clients: list[Client] = []
         for i, entry in enumerate(entries, 1):
             where = f"{path}: client {i}" + (f" ({entry.get('name')!r})" if type(entry) is dict and "name" in entry else "")

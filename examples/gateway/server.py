@@ -286,7 +286,10 @@ def main() -> int:
             clients = ClientMap.load(a.clients)
         except MappingError as e:
             p.error(str(e))
-        tls = tls_context(a.cert, a.key, a.ca)
+        try:
+            tls = tls_context(a.cert, a.key, a.ca)
+        except OSError as e:  # ssl.SSLError included
+            p.error(f"cannot load --cert {a.cert}, --key {a.key} or --ca {a.ca}: {e}")
     if a.loop is None:
         a.loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     mode = "plain TCP, unauthenticated" if a.plain else f"TLS, {len(clients)} client certificate(s)"

@@ -270,6 +270,7 @@ def test_a_tls_1_1_client_is_refused(pki, tmp_path):
      '[[client]]\nname = "b"\nsha256 = "' + "A" * 64 + '"\nfirst_source = 11\nlast_source = 20\n', "same certificate"),
     ('[client]\nname = "a"\n', "array of tables"),
     ('clients = 1\n', "unknown top-level"),
+    ('# nobody\n', "no \\[\\[client\\]\\]"),
     ('[[client]\n', "not TOML"),
 ])
 def test_a_damaged_clients_file_is_refused_naming_the_file_and_the_client(tmp_path, body, message):
