@@ -1,8 +1,10 @@
 """The example gateway at its edges: random bytes and random msgpack go into its
-decoder and into a live server. The decoder answers with a ProtocolError or a request,
-never another exception; the server answers every well-framed request (a result or an
-error reply) or closes the connection, and keeps serving others afterwards. (Issue 24's
-"fuzzing the edges", for the gateway.)"""
+decoder and into a live server, plain and TLS. The decoder answers with a ProtocolError
+or a request, never another exception, and never lets an op outside its source range
+through; the server answers every well-framed request (a result or an error reply) or
+closes the connection, holds at most one frame's bytes per connection, and keeps serving
+others afterwards. A longer run against a server process, checking its memory, is under
+the `soak` marker. (Issue 24's "fuzzing the edges", for the gateway.)"""
 
 from __future__ import annotations
 
