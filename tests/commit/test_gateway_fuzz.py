@@ -10,18 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import ssl
+import subprocess
 import sys
+import time
 
 import msgpack
+import pytest
 from helpers import HYPOTHESIS_EXAMPLES
+from helpers.gateway_pki import POS_SOURCES, make_pki
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import cardledger
 
 GATEWAY = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "gateway")
 sys.path.insert(0, os.path.abspath(GATEWAY))
 
 import protocol  # noqa: E402
 import server  # noqa: E402
+from mapping import ClientMap  # noqa: E402
 
 T0 = 1_767_225_600_000_000
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=True),
@@ -100,17 +109,6 @@ def test_a_live_server_survives_random_frames_and_keeps_serving(tmp_path):
 
 
 # --- The authenticated gateway (TLS, client certificates mapped to sources) ---------
-
-import random  # noqa: E402
-import ssl  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-
-import pytest  # noqa: E402
-from helpers.gateway_pki import POS_SOURCES, make_pki  # noqa: E402
-
-import cardledger  # noqa: E402
-from mapping import ClientMap  # noqa: E402
 
 #: Most bytes the server may hold for one connection's partial frame.
 CONNECTION_BUFFER_MAX = protocol.FRAME_HEADER.size + protocol.FRAME_BYTES_MAX
@@ -249,8 +247,6 @@ def test_a_live_tls_server_survives_random_frames_and_bytes_within_bounded_memor
     bytes; once the fuzzing connections are gone nothing is held; the server then serves
     a well-formed request; every op the ledger journaled is in the certificate's sources,
     and the ledger verifies."""
-    import server
-
     rnd = random.Random(20261207)
 
     async def main():
