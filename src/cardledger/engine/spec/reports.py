@@ -56,3 +56,28 @@ class AccountTotals:
         debits = np.add.reduceat(np.concatenate(self._debits)[by], starts)
         credits = np.add.reduceat(np.concatenate(self._credits)[by], starts)
         return sorted_ids[starts], ops, debits, credits
+
+
+def format_rows(records: np.ndarray, field_prefixes: list, time_prefix: bytes, times: np.ndarray,
+                result_prefix: bytes, result_names: list, line_end: bytes,
+                buffer: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """The text lines of journal records (JOURNAL_DTYPE) as an export writes them: for
+    each record, each field's prefix then its value in decimal, `time_prefix` then its
+    time (`times`: dtype S32, NUL-padded), `result_prefix` then the name of its code
+    (`result_names[code]`, or the code in decimal past the list), and `line_end`.
+    Returns (buffer, length): the lines are buffer[:length] (`buffer`, for the core's
+    reuse of its buffer, is not used here)."""
+    names = records.dtype.names
+    if names is None or len(field_prefixes) != len(names):
+        raise ValueError("format_rows: one prefix a field of the records")
+    if np.asarray(times).dtype != np.dtype("S32") or len(times) != len(records):
+        raise ValueError("format_rows: times must be dtype S32, one a record")
+    code_at = names.index("code")
+    lines = []
+    for row, t in zip(records.tolist(), np.asarray(times).tolist()):
+        code = row[code_at]
+        name = bytes(result_names[code]) if code < len(result_names) else str(code).encode()
+        lines.append(b"".join(bytes(p) + str(v).encode() for p, v in zip(field_prefixes, row))
+                     + time_prefix + t + result_prefix + name + line_end)
+    text = b"".join(lines)
+    return np.frombuffer(text, dtype=np.uint8) if text else np.zeros(1, dtype=np.uint8), len(text)
