@@ -176,7 +176,7 @@ def format_rows(records, list field_prefixes, bytes time_prefix, times, bytes re
     cdef const unsigned char* bl = <const unsigned char*>blob
     cdef const int64_t* st = <const int64_t*>cnp.PyArray_DATA(starts)
     cdef Py_ssize_t nnames = len(result_names), longest = max([len(t) for t in texts] + [1])
-    cdef Py_ssize_t per_line = (nf + 3) * longest + nf * 21 + 32 + 10
+    cdef Py_ssize_t per_line = (nf + 4) * longest + nf * 21 + 32 + 10  # texts, numbers, time, a code
     if (isinstance(buffer, np.ndarray) and buffer.dtype == np.uint8 and buffer.ndim == 1
             and buffer.flags.c_contiguous and buffer.flags.writeable and len(buffer) >= n * per_line):
         out = buffer

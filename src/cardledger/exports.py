@@ -5,7 +5,9 @@ by event time (a service day, or [start_us, end_us)). Columns are the journal's
 fields (JOURNAL_DTYPE), amounts as integers; CSV and JSON lines add `time` (the event
 time as ISO 8601 local time with its offset, in the export's time zone) and `result`
 (the code's name). Parquet keeps the fields' own integer types; it needs pyarrow
-(`pip install 'cardledger[parquet]'`). Memory stays that of one stored batch.
+(`pip install 'cardledger[parquet]'`). Memory stays that of one stored batch (for
+Parquet, one row group). With the Cython core, CSV and JSON lines are written by its
+`format_rows` (the same bytes as the writers here).
 
 Until the journal has a time index, a selection by event time reads the whole journal
 (the records of a late upload may sit anywhere in it).
@@ -205,27 +207,28 @@ def _parquet(records: Iterator[np.ndarray], path: str | os.PathLike[str],
         raise ValueError("Parquet export needs pyarrow: pip install 'cardledger[parquet]'") from None
     schema = pa.schema([(n, pa.from_numpy_dtype(JOURNAL_DTYPE[n])) for n in JOURNAL_DTYPE.names])
     written = 0
-    # Batches are gathered into row groups of PARQUET_ROW_GROUP_RECORDS (one buffer,
-    # reused): a row group a stored batch made small groups, slow to write and to read.
+    # Batches are gathered into row groups of PARQUET_ROW_GROUP_RECORDS (a buffer a
+    # column, reused): a row group a stored batch made small groups, slow to write and
+    # to read.
     # Values are written plain (then compressed): trying a dictionary for every column,
     # most of them near unique, took most of the writer's time.
-    chunk = np.empty(PARQUET_ROW_GROUP_RECORDS, dtype=JOURNAL_DTYPE)
+    room = PARQUET_ROW_GROUP_RECORDS
+    columns = {n: np.empty(room, dtype=JOURNAL_DTYPE[n]) for n in JOURNAL_DTYPE.names}  # each column's buffer
     held = 0
 
     def flush() -> None:
-        part = chunk[:held]
-        writer.write_table(pa.table({n: np.ascontiguousarray(part[n]) for n in JOURNAL_DTYPE.names}, schema=schema),
-                           row_group_size=PARQUET_ROW_GROUP_RECORDS)
+        writer.write_table(pa.table({n: c[:held] for n, c in columns.items()}, schema=schema), row_group_size=room)
 
     with pq.ParquetWriter(str(path), schema, use_dictionary=False) as writer:
         for recs in records:
             taken = 0
             while taken < len(recs):
-                k = min(len(recs) - taken, len(chunk) - held)
-                chunk[held : held + k] = recs[taken : taken + k]
+                k = min(len(recs) - taken, room - held)
+                for n, c in columns.items():
+                    c[held : held + k] = recs[n][taken : taken + k]
                 held += k
                 taken += k
-                if held == len(chunk):
+                if held == room:
                     flush()
                     held = 0
             written += len(recs)
