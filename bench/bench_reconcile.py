@@ -2,7 +2,7 @@
 settlement, exports, by the time index.
 
     python bench/bench_reconcile.py [--cards 1000000] [--days 5] [--ops-per-day 2000000]
-                                    [--keep DIR | --reuse DIR] [--repeat N]
+                                    [--keep DIR | --reuse DIR] [--repeat N] [--devnull]
 
 Builds a fresh ledger: the cards, then each day's SPEND/TOPUP/TAP-like traffic (SPENDs
 at a merchant, TOPUPs from the bank, TRANSFERs to the metro operator standing in for
@@ -11,12 +11,15 @@ last full day: `query(day, account=operator)`, `settle(day)`, and exports of the
 to Parquet, JSON lines and CSV. Prints one JSON line of figures per repeat.
 `--keep DIR` builds the ledger in DIR and leaves it there; `--reuse DIR` times the
 reads on a ledger built so (with the same --days and --ops-per-day), without building.
+`--devnull` also times each export written to /dev/null: what the export costs
+without the file system's writing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -26,7 +29,7 @@ import numpy as np
 import cardledger
 from cardledger import AccountKind, OpKind
 from cardledger.days import service_day
-from cardledger.exports import export, select
+from cardledger.exports import export
 
 CARD_BASE = 100_000_000
 BANK, MERCHANT, METRO = 1, 2, 3
@@ -42,6 +45,7 @@ def main() -> None:
     p.add_argument("--keep", help="build the ledger here and keep it")
     p.add_argument("--reuse", help="time the reads on a ledger kept by --keep")
     p.add_argument("--repeat", type=int, default=1, help="time the reads this many times")
+    p.add_argument("--devnull", action="store_true", help="also time each export written to /dev/null")
     a = p.parse_args()
     work = tempfile.mkdtemp(prefix="cardledger-recon-")
     path = a.reuse or a.keep or f"{work}/ledger"
@@ -115,6 +119,11 @@ def reads(led: cardledger.Ledger, a: argparse.Namespace, work: str) -> dict:
         n = export(led.batches(led.journal_seq - a.ops_per_day, None), f"{work}/day.{fmt}", fmt)
         dt = time.perf_counter() - t
         out[f"export_{fmt}_records_per_s"] = round(n / dt)
+        os.unlink(f"{work}/day.{fmt}")
+        if a.devnull:
+            t = time.perf_counter()
+            n = export(led.batches(led.journal_seq - a.ops_per_day, None), os.devnull, fmt)
+            out[f"export_{fmt}_to_devnull_records_per_s"] = round(n / (time.perf_counter() - t))
     return out
 
 
