@@ -129,7 +129,10 @@ class Gathered:
     def __init__(self, at_most: int) -> None:
         """`at_most`: how many records the batches to be read hold."""
         room = min(max(at_most, 1), GATHER_RESERVE_BYTES_MAX // JOURNAL_DTYPE.itemsize)
-        self._rows = np.empty((room, self._WORDS), dtype=np.uint64)
+        try:
+            self._rows = np.empty((room, self._WORDS), dtype=np.uint64)
+        except MemoryError:  # a system that refuses to reserve what it may not give
+            self._rows = np.empty((min(room, 1 << 16), self._WORDS), dtype=np.uint64)
         self._n = 0
         self._last_time: int | None = None
         self.in_time_order = True

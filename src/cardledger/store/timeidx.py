@@ -57,7 +57,8 @@ def batches_meeting(txn: Any, store: Any, start_us: int | None, end_us: int | No
 
 
 def batch_ranges_meeting(txn: Any, store: Any, start_us: int | None, end_us: int | None) -> list[tuple[int, int]]:
-    """`batches_meeting` as (first, last) journal_seq of each batch."""
+    """`batches_meeting` as (first, last) journal_seq of each batch (first: the one after
+    the previous stored batch's last; for the first batch stored, 1)."""
     known = spans(txn, store.state_db)
     lo = -(1 << 63) if start_us is None else start_us
     hi = (1 << 63) - 1 if end_us is None else end_us
