@@ -43,6 +43,7 @@ include "gaps.pxi"
 include "handlers.pxi"
 include "taps.pxi"
 include "batch.pxi"
+include "reports.pxi"  # reconciliation reads' sums, twin of spec/reports.py
 
 
 #: True when the core was built with CARDLEDGER_DEBUG=1: its invariants are checked

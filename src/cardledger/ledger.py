@@ -52,7 +52,6 @@ from .schema import (
     ACCOUNT_DTYPE,
     CHECKPOINT_OPS_DEFAULT,
     DEFAULT_CASH_CAP_FEN,
-    JOURNAL_DTYPE,
     JOURNEY_DTYPE,
     OP_DTYPE,
     PENDING_DTYPE,
@@ -570,7 +569,7 @@ class Ledger:
             raise ValueError(f"limit must be >= 0, got {limit}")
         kind_codes = None if kinds is None else np.array([int(k) for k in kinds], dtype=np.uint16)
 
-        def matching(recs: np.ndarray) -> np.ndarray:
+        def keeping(recs: np.ndarray) -> np.ndarray:
             keep = recs["code"] == Result.OK
             if start_us is not None:
                 keep &= recs["time_us"] >= start_us
@@ -582,26 +581,25 @@ class Ledger:
                 keep &= np.isin(recs["kind"], kind_codes)
             if user_data is not None:
                 keep &= recs["user_data"] == np.uint64(user_data)
-            return recs[keep]
+            return keep
 
         if (start_us is None and end_us is None and account_id is not None
                 and self._account_row(account_id)[ACCOUNT_DTYPE.names.index("kind")] == AccountKind.CARD):
             # A card's records are few: its statement chain reads them alone. A merchant's
             # or an operator's run to millions, spread over every batch: a scan is faster.
-            parts = [matching(self.statement(account_id))]
+            recs = self.statement(account_id)
+            recs = recs[keeping(recs)]
         else:
-            # Each batch is filtered as it is read: memory holds the matches, not the range.
-            parts = []
+            # Each batch is filtered as it is read, its matches copied once into the
+            # result: memory holds the matches, not the range.
             with store.begin_read() as txn:
-                for last in timeidx.batches_meeting(txn, store, start_us, end_us):
+                ranges = timeidx.batch_ranges_meeting(txn, store, start_us, end_us)
+                kept = queries.Gathered(sum(last - first + 1 for first, last in ranges))
+                for _, last in ranges:
                     key = KEY.pack(last)
-                    parts.append(matching(decode_batch(self._codec, key, txn.get(key, db=store.journal_db)).records))
-        recs = np.concatenate(parts) if parts else np.zeros(0, dtype=JOURNAL_DTYPE)
-        # The records are in journal order: a stable sort by event time orders them by
-        # (time_us, journal_seq), and records already in time order need none.
-        t = recs["time_us"]
-        if len(t) > 1 and not (t[1:] >= t[:-1]).all():
-            recs = recs[np.argsort(t, kind="stable")]
+                    batch = decode_batch(self._codec, key, txn.get(key, db=store.journal_db)).records
+                    kept.add(batch, keeping(batch))
+            recs = kept.records()
         return recs if limit is None else recs[:limit]
 
     @_locked
@@ -654,7 +652,8 @@ class Ledger:
         row per account touched, by account id. A hold counts when it is posted, at
         the POST's time. The live figure, as the ledger holds it now (late uploads
         included); reads the journal in stored batches (`settlement.py`)."""
-        return settlement.settle(self.batches_meeting(start_us, end_us), self.accounts(), start_us, end_us)
+        return settlement.settle(self.batches_meeting(start_us, end_us), self.accounts(), start_us, end_us,
+                                 self._implementation)
 
     def close_day(self, start_us: int, end_us: int) -> dict[str, Any]:
         """Close the service day [start_us, end_us) (`days.service_day` gives them):

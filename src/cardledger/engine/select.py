@@ -22,6 +22,7 @@ from typing import Any
 from .spec import batch as spec_batch
 from .spec import codec as spec_codec
 from .spec import fares as spec_fares
+from .spec import reports as spec_reports
 
 #: Implementation names, as `open(engine=...)` and `Ledger.implementation` spell them.
 CYTHON = "cython"
@@ -98,3 +99,12 @@ def evaluator_for(name: str | None) -> Any:
     if resolve(name) == PYTHON:
         return spec_fares.ReferenceEvaluator
     return _core_or_raise().FareEvaluator
+
+
+def reports_for(name: str | None) -> Any:
+    """The reconciliation reads' helpers of an implementation (`AccountTotals`, the sums
+    of a settlement): the core module itself, or `spec/reports.py`. Both give the
+    same results."""
+    if resolve(name) == PYTHON:
+        return spec_reports
+    return _core_or_raise()
