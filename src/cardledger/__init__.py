@@ -26,6 +26,7 @@ from .errors import (
 )
 from .ledger import AccountInfo, Ledger, VerifyReport, open
 from .opsbuilder import build_ops
+from .policies import PolicyError, PolicyFileError, SourcePolicy, load_policies
 from .recover import RecoverReport, recover
 from .verify import inspect
 from .schema import (
@@ -70,11 +71,14 @@ __all__ = [
     "NotLeaderError",
     "OpFlags",
     "OpKind",
+    "PolicyError",
+    "PolicyFileError",
     "QueueFullError",
     "RecoverReport",
     "ReplicationError",
     "Result",
     "SchemaError",
+    "SourcePolicy",
     "StorageError",
     "TapType",
     "VerifyReport",
@@ -82,6 +86,7 @@ __all__ = [
     "build_ops",
     "disburse",
     "inspect",
+    "load_policies",
     "new_ops",
     "open",
     "recover",

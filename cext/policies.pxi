@@ -1,0 +1,135 @@
+# Source policies (twin of engine/spec/policies.py; docs/policies.md): who may do what.
+#
+# Each installed set is compiled to sorted arrays (`cardledger.policies.compile_tables`):
+# the policy covering an op's source is found by bisection over first_source, its kinds
+# are a bitmask, and its account / counterparty lists are sorted arrays searched by
+# bisection. `execute` asks `policy_allows` after the strict field checks of a new op,
+# only while a set is in force (Policies.current != NULL).
+
+
+cdef inline bint sorted_contains(const uint64_t* ids, int64_t lo, int64_t hi, uint64_t x) noexcept nogil:
+    """Whether x is among the sorted ids[lo:hi] (bisection)."""
+    cdef int64_t end = hi
+    cdef int64_t mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ids[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < end and ids[lo] == x
+
+
+cdef inline bint policy_allows(const PolicySet* ps, const Op* op) noexcept nogil:
+    """Whether the set in force allows this new op (spec: policies.allows): the policy
+    whose range covers its source allows its kind, its amount, and (for kinds that read
+    them) its account_id and counterparty_id. The ledger's own ops (CLOSE_DAY from
+    CLOSE_DAY_SOURCE, SET_POLICIES from POLICY_SOURCE) need no policy."""
+    cdef uint64_t source = op.source
+    cdef int64_t lo = 0, hi = ps.n, mid, i
+    cdef uint32_t used
+    if source >= POLICY_SOURCE_C:
+        if (op.kind == K_SET_POLICIES and source == POLICY_SOURCE_C) or (
+                op.kind == K_CLOSE_DAY and source == CLOSE_DAY_SOURCE_C):
+            return True
+    # the last policy whose first_source <= source
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ps.first[mid] <= source:
+            lo = mid + 1
+        else:
+            hi = mid
+    i = lo - 1
+    if i < 0 or source > ps.last[i]:
+        return False
+    if not (ps.kinds[i] >> op.kind) & 1:
+        return False
+    if op.amount_fen > ps.amount_max[i]:
+        return False
+    used = FIELDS_USED[op.kind]
+    if ps.acc_lo[i] >= 0 and (used & OPF_ACCOUNT_ID):
+        if not sorted_contains(ps.acc_ids, ps.acc_lo[i], ps.acc_hi[i], op.account_id):
+            return False
+    if ps.cp_lo[i] >= 0 and (used & OPF_COUNTERPARTY_ID):
+        if not sorted_contains(ps.cp_ids, ps.cp_lo[i], ps.cp_hi[i], op.counterparty_id):
+            return False
+    return True
+
+
+cdef void policies_choose(Policies* pol, uint64_t journal_seq) noexcept nogil:
+    """The set in force at journal_seq: the last installed at or before it (NULL when
+    none is, or when that one lifts enforcement)."""
+    cdef int64_t i
+    pol.current = NULL
+    for i in range(pol.n_sets):
+        if pol.sets[i].journal_seq <= journal_seq:
+            pol.current = &pol.sets[i] if pol.sets[i].enforce else NULL
+
+
+cdef int op_set_policies(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
+    """A set of source policies installed (spec: op_set_policies): the set stored for
+    this very record (its journal_seq, its digest in user_data) is in force from the
+    next op on; no money moves. Without one: POLICY_SET_UNKNOWN."""
+    cdef Policies* pol = st.pol
+    cdef int64_t i
+    if op.source != POLICY_SOURCE_C or op.seq != jseq:
+        return R_POLICY_SET_UNKNOWN
+    for i in range(pol.n_sets):
+        if pol.sets[i].journal_seq == jseq and pol.sets[i].digest == op.user_data:
+            pol.current = &pol.sets[i] if pol.sets[i].enforce else NULL
+            memset(ef, 0, sizeof(Effect))
+            return R_OK
+    return R_POLICY_SET_UNKNOWN
+
+
+cdef object _policy_array(list keep, object arr, object dtype):
+    """A C-contiguous copy of `arr` as `dtype`, kept alive in `keep`."""
+    a = np.ascontiguousarray(arr, dtype=dtype)
+    if len(a) == 0:
+        a = np.zeros(1, dtype=dtype)  # (a valid pointer, never read)
+    keep.append(a)
+    return a
+
+
+cdef list policies_load(Policies* pol, object versions, uint64_t journal_seq):
+    """Install the sets (objects with journal_seq, digest, enforce and `tables`, oldest
+    first) into `pol`, with the one in force at journal_seq chosen; returns what the
+    raw pointers point into (the caller keeps it alive)."""
+    versions = list(versions)
+    cdef Py_ssize_t i, n = len(versions)
+    cdef list keep = []
+    cdef PolicySet* sets = <PolicySet*>calloc(n if n > 0 else 1, sizeof(PolicySet))
+    cdef PolicySet* ps
+    cdef cnp.ndarray a
+    if sets == NULL:
+        raise MemoryError("cardledger core: cannot allocate the policy sets")
+    u64, i64, u32 = np.uint64, np.int64, np.uint32
+    try:
+        for i in range(n):
+            v = versions[i]
+            t = v.tables
+            ps = &sets[i]
+            ps.journal_seq = v.journal_seq
+            ps.digest = v.digest
+            ps.enforce = 1 if v.enforce else 0
+            ps.n = len(t.first)
+            a = _policy_array(keep, t.first, u64); ps.first = <uint64_t*>cnp.PyArray_DATA(a)
+            a = _policy_array(keep, t.last, u64); ps.last = <uint64_t*>cnp.PyArray_DATA(a)
+            a = _policy_array(keep, t.kinds, u32); ps.kinds = <uint32_t*>cnp.PyArray_DATA(a)
+            a = _policy_array(keep, t.amount_max, i64); ps.amount_max = <int64_t*>cnp.PyArray_DATA(a)
+            a = _policy_array(keep, t.acc_lo, i64); ps.acc_lo = <int64_t*>cnp.PyArray_DATA(a)
+            a = _policy_array(keep, t.acc_hi, i64); ps.acc_hi = <int64_t*>cnp.PyArray_DATA(a)
+            a = _policy_array(keep, t.acc_ids, u64); ps.acc_ids = <uint64_t*>cnp.PyArray_DATA(a)
+            a = _policy_array(keep, t.cp_lo, i64); ps.cp_lo = <int64_t*>cnp.PyArray_DATA(a)
+            a = _policy_array(keep, t.cp_hi, i64); ps.cp_hi = <int64_t*>cnp.PyArray_DATA(a)
+            a = _policy_array(keep, t.cp_ids, u64); ps.cp_ids = <uint64_t*>cnp.PyArray_DATA(a)
+            if i and ps.journal_seq <= sets[i - 1].journal_seq:
+                raise ValueError("policy sets must be given oldest first, one per journal_seq")
+    except BaseException:
+        free(sets)
+        raise
+    free(pol.sets)
+    pol.sets = sets
+    pol.n_sets = n
+    policies_choose(pol, journal_seq)
+    return keep
