@@ -396,8 +396,12 @@ def load_policies(path: str | os.PathLike[str]) -> list[SourcePolicy]:
             key = next((k for k in sorted(_FILE_KEYS) if str(e).startswith(k)), "")
             raise PolicyFileError(f"{where}: {'key ' + repr(key) + ': ' if key else ''}{e}", name, line) from None
         out.append(p)
-    try:
-        check_set(out)
-    except PolicyError as e:
-        raise PolicyFileError(f"{name}: {e} (policies numbered from 0 in file order)", name) from None
+    order = sorted(range(len(out)), key=lambda i: (out[i].first_source, out[i].last_source))
+    for a, b in zip(order, order[1:]):
+        if out[b].first_source <= out[a].last_source:
+            la, lb = (lines[i] if i < len(lines) else 0 for i in (a, b))
+            raise PolicyFileError(f"{name}: line {lb}: policy #{b + 1} {out[b]!r} overlaps policy #{a + 1} "
+                                  f"{out[a]!r} (line {la}): within one set every source has at most one policy",
+                                  name, lb)
+    check_set(out)
     return out
