@@ -251,3 +251,41 @@ def test_a_second_process_writer_sees_the_other_writers_install(ledger_path, wor
         assert one(other, 555, 1, OpKind.TOPUP, 10, 1, 10) == Result.SOURCE_NOT_ALLOWED
         assert other.policies() == [ADMIN]
     assert os.path.exists(ledger_path)
+
+
+def test_exports_and_follow_carry_set_policies_and_refused_records(tmp_path, world):
+    """The new record kind and result code go through every export format and follow."""
+    from cardledger import exports
+
+    world.install_policies([ADMIN])
+    assert one(world, 150, 1, OpKind.TOPUP, 10, 1, 5) == Result.SOURCE_NOT_ALLOWED
+    for fmt in exports.FORMATS:
+        out = tmp_path / f"journal.{fmt}"
+        assert exports.export(world.batches(), str(out), fmt) == world.journal_seq
+    rows = exports.read_jsonl(str(tmp_path / "journal.jsonl"))
+    assert [r["result"] for r in rows[-2:]] == ["OK", "SOURCE_NOT_ALLOWED"]
+    assert rows[-2]["kind"] == OpKind.SET_POLICIES
+    followed = list(world.follow(0, idle_timeout_s=0.05))
+    assert int(followed[-1]["code"][-1]) == Result.SOURCE_NOT_ALLOWED
+
+
+def test_the_policies_command_installs_a_file_shows_and_lists_the_history(tmp_path, ledger_path, world, capsys):
+    """`cardledger policies DIR --install FILE`, then the set shown, its history, and a
+    bad file refused with exit 2 and the file named."""
+    from cardledger.cli import main
+
+    world.close()
+    good = tmp_path / "p.toml"
+    good.write_text('[[policy]]\nfirst_source = 100\nlast_source = 199\nkinds = ["TOPUP"]\ncounterparties = [1]\n')
+    assert main(["policies", ledger_path, "--install", str(good)]) == 0
+    assert main(["policies", ledger_path]) == 0
+    assert "sources 100..199: TOPUP counterparties=[1]" in capsys.readouterr().out
+    assert main(["policies", ledger_path, "--history", "--json"]) == 0
+    assert '"kinds": ["TOPUP"]' in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[policy]]\nfirst_source = 1\n")
+    assert main(["policies", ledger_path, "--install", str(bad)]) == 2
+    assert f"{bad}: line 1: policy #1: key 'kinds' is missing" in capsys.readouterr().err
+    assert main(["policies", ledger_path, "--uninstall"]) == 0
+    with cardledger.open(ledger_path) as led:
+        assert led.policies() is None and len(led.policy_history()) == 2
