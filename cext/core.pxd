@@ -677,6 +677,10 @@ cdef struct PolicySet:
     int64_t* cp_lo
     int64_t* cp_hi
     uint64_t* cp_ids
+    uint64_t base               # the bucket index over first (policies.compile_tables)
+    int shift
+    int64_t n_buckets
+    int32_t* buckets
 
 cdef struct Policies:
     PolicySet* sets             # every installed set, by journal_seq

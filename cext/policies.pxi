@@ -26,13 +26,21 @@ cdef inline bint policy_allows(const PolicySet* ps, const Op* op) noexcept nogil
     them) its account_id and counterparty_id. The ledger's own ops (CLOSE_DAY from
     CLOSE_DAY_SOURCE, SET_POLICIES from POLICY_SOURCE) need no policy."""
     cdef uint64_t source = op.source
-    cdef int64_t lo = 0, hi = ps.n, mid, i
+    cdef uint64_t b
+    cdef int64_t lo, hi, mid, i
     cdef uint32_t used
     if source >= POLICY_SOURCE_C:
         if (op.kind == K_SET_POLICIES and source == POLICY_SOURCE_C) or (
                 op.kind == K_CLOSE_DAY and source == CLOSE_DAY_SOURCE_C):
             return True
-    # the last policy whose first_source <= source
+    # the last policy whose first_source <= source: its bucket says between which
+    if source < ps.base:
+        return False
+    b = (source - ps.base) >> ps.shift
+    if b >= <uint64_t>ps.n_buckets:
+        b = ps.n_buckets - 1
+    lo = ps.buckets[b]
+    hi = ps.buckets[b + 1]
     while lo < hi:
         mid = (lo + hi) >> 1
         if ps.first[mid] <= source:
@@ -78,6 +86,7 @@ cdef int op_set_policies(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept 
         if pol.sets[i].journal_seq == jseq and pol.sets[i].digest == op.user_data:
             pol.current = &pol.sets[i] if pol.sets[i].enforce else NULL
             memset(ef, 0, sizeof(Effect))
+            CL_ASSERT(ef.amount_fen == 0, "installing a policy set moves no money")
             return R_OK
     return R_POLICY_SET_UNKNOWN
 
@@ -89,6 +98,38 @@ cdef object _policy_array(list keep, object arr, object dtype):
         a = np.zeros(1, dtype=dtype)  # (a valid pointer, never read)
     keep.append(a)
     return a
+
+
+cdef void _check_tables(object t, int64_t n) except *:
+    """Refuse tables the bisections could read out of bounds with: every array of n
+    rows, ranges sorted and disjoint, each id slice inside its array and sorted."""
+    for name in ("last", "kinds", "amount_max", "acc_lo", "acc_hi", "cp_lo", "cp_hi"):
+        if len(getattr(t, name)) != n:
+            raise ValueError(f"policy tables: {name} has {len(getattr(t, name))} rows, not {n}")
+    first = np.asarray(t.first, dtype=np.uint64)
+    last = np.asarray(t.last, dtype=np.uint64)
+    if n and (bool((first > last).any()) or bool((first[1:] <= last[:-1]).any())):
+        raise ValueError("policy tables: source ranges must be sorted and disjoint")
+    buckets = np.asarray(t.buckets, dtype=np.int64)
+    if (len(buckets) < 2 or not 0 <= t.shift < 64 or bool((buckets[1:] < buckets[:-1]).any())
+            or buckets[0] < 0 or buckets[-1] > n or (n and buckets[-1] != n)):
+        raise ValueError("policy tables: the bucket index is not one of these ranges")
+    if n:
+        idx = np.arange(len(buckets) - 1, dtype=np.uint64)
+        bounds = [int(t.base) + (int(i) << int(t.shift)) for i in idx.tolist()]
+        if np.searchsorted(np.array(first.tolist(), dtype=object), np.array(bounds, dtype=object),
+                           side="left").tolist() != buckets[:-1].tolist():
+            raise ValueError("policy tables: the bucket index is not one of these ranges")
+    for lo_name, hi_name, ids_name in (("acc_lo", "acc_hi", "acc_ids"), ("cp_lo", "cp_hi", "cp_ids")):
+        lo = np.asarray(getattr(t, lo_name), dtype=np.int64)
+        hi = np.asarray(getattr(t, hi_name), dtype=np.int64)
+        ids = np.asarray(getattr(t, ids_name), dtype=np.uint64)
+        some = lo >= 0
+        if bool((hi[some] < lo[some]).any()) or bool((hi[some] > len(ids)).any()):
+            raise ValueError(f"policy tables: a {lo_name}:{hi_name} slice lies outside {ids_name}")
+        for a, b in zip(lo[some].tolist(), hi[some].tolist()):
+            if b - a > 1 and bool((ids[a + 1 : b] <= ids[a : b - 1]).any()):
+                raise ValueError(f"policy tables: {ids_name} of a policy are not sorted")
 
 
 cdef list policies_load(Policies* pol, object versions, uint64_t journal_seq):
@@ -123,8 +164,13 @@ cdef list policies_load(Policies* pol, object versions, uint64_t journal_seq):
             a = _policy_array(keep, t.cp_lo, i64); ps.cp_lo = <int64_t*>cnp.PyArray_DATA(a)
             a = _policy_array(keep, t.cp_hi, i64); ps.cp_hi = <int64_t*>cnp.PyArray_DATA(a)
             a = _policy_array(keep, t.cp_ids, u64); ps.cp_ids = <uint64_t*>cnp.PyArray_DATA(a)
+            a = _policy_array(keep, t.buckets, np.int32); ps.buckets = <int32_t*>cnp.PyArray_DATA(a)
+            ps.base = t.base
+            ps.shift = t.shift
+            ps.n_buckets = len(t.buckets) - 1
             if i and ps.journal_seq <= sets[i - 1].journal_seq:
                 raise ValueError("policy sets must be given oldest first, one per journal_seq")
+            _check_tables(t, ps.n)
     except BaseException:
         free(sets)
         raise

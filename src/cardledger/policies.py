@@ -272,12 +272,19 @@ class PolicyTables:
     cp_lo: np.ndarray
     cp_hi: np.ndarray
     cp_ids: np.ndarray
+    # A bucket index over first: bucket b covers the sources from base + (b << shift),
+    # and the policies whose first_source lies in it are buckets[b]..buckets[b + 1] - 1,
+    # so a bisection starts on a few policies instead of all of them.
+    base: int
+    shift: int
+    buckets: np.ndarray  # i32, n_buckets + 1 entries
 
 
 def compile_tables(policies: tuple[SourcePolicy, ...] | None) -> PolicyTables:
     """The sorted arrays the core bisects (an empty set: no policy, every op refused)."""
     ps = policies or ()
     n = len(ps)
+    base, shift, buckets = _bucket_index([p.first_source for p in ps])
     lo = {"acc": np.full(n, -1, np.int64), "cp": np.full(n, -1, np.int64)}
     hi = {"acc": np.full(n, -1, np.int64), "cp": np.full(n, -1, np.int64)}
     ids: dict[str, list[int]] = {"acc": [], "cp": []}
@@ -295,7 +302,23 @@ def compile_tables(policies: tuple[SourcePolicy, ...] | None) -> PolicyTables:
                             dtype=np.int64),
         acc_lo=lo["acc"], acc_hi=hi["acc"], acc_ids=np.array(ids["acc"], dtype=np.uint64),
         cp_lo=lo["cp"], cp_hi=hi["cp"], cp_ids=np.array(ids["cp"], dtype=np.uint64),
+        base=base, shift=shift, buckets=buckets,
     )
+
+
+def _bucket_index(firsts: list[int]) -> tuple[int, int, np.ndarray]:
+    """(base, shift, buckets) for sorted first sources: at least two buckets a policy,
+    a power of two; buckets[b] = how many firsts lie below base + (b << shift)."""
+    n = len(firsts)
+    if n == 0:
+        return 0, 0, np.zeros(2, dtype=np.int32)
+    n_buckets = 1 << max(1, (2 * n - 1).bit_length())
+    base = firsts[0]
+    span = firsts[-1] - base
+    shift = max(0, span.bit_length() - (n_buckets.bit_length() - 1))
+    bounds = [base + (b << shift) for b in range(n_buckets + 1)]
+    buckets = np.searchsorted(np.array(firsts, dtype=object), np.array(bounds, dtype=object), side="left")
+    return base, shift, buckets.astype(np.int32)
 
 
 class PolicyVersion:

@@ -113,3 +113,65 @@ def test_a_checkpoint_loaded_takes_the_set_installed_at_or_before_it(make) -> No
     assert e.policy_in_force() == 0
     e.load_checkpoint(exported[0], exported[1], exported[2], 9)
     assert e.policy_in_force() == 0  # the set at 9 lifts enforcement
+
+
+def test_the_core_refuses_policy_tables_it_could_read_out_of_bounds_with() -> None:
+    """Tables whose ranges overlap or whose id slices lie outside their arrays are a
+    ValueError at set_policy_versions, never a read past an array."""
+    import dataclasses
+
+    from cardledger import SourcePolicy
+
+    v = PolicyVersion(1, encode_set(check_set([SourcePolicy(1, 5, [OpKind.TOPUP], accounts=[7, 9]),
+                                               SourcePolicy(6, 9, [OpKind.SPEND])])))
+    t = v.tables
+    bad = [
+        dataclasses.replace(t, acc_hi=np.array([5, -1], dtype=np.int64)),
+        dataclasses.replace(t, first=np.array([1, 5], dtype=np.uint64)),
+        dataclasses.replace(t, acc_ids=np.array([9, 7], dtype=np.uint64)),
+        dataclasses.replace(t, kinds=t.kinds[:1]),
+    ]
+    for tables in bad:
+        broken = PolicyVersion(1, v.data)
+        broken.__dict__["tables"] = tables
+        with pytest.raises(ValueError, match="policy tables"):
+            core.Engine().set_policy_versions([broken])
+
+
+@settings(max_examples=HYPOTHESIS_EXAMPLES * 2, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 300))
+def test_the_core_finds_the_policy_covering_a_source_as_the_reference_does(seed: int, n: int) -> None:
+    """Sets of up to 300 ranges anywhere in the u64 sources (wide, single, adjacent,
+    clustered), asked about sources at and beside every range's ends and at random:
+    the core's bucket index and bisection refuse exactly what the reference refuses."""
+    from cardledger import SourcePolicy
+
+    r = random.Random(seed)
+    top = (1 << 64) - 4
+    spread = top if r.random() < 0.5 else 5000  # anywhere, or clustered
+    cuts = sorted({r.randrange(1, spread) for _ in range(2 * n)} | {1})
+    policies = [SourcePolicy(cuts[i], cuts[i + 1] - (r.random() < 0.5 and cuts[i + 1] > cuts[i]),
+                             [OpKind.TOPUP] if r.random() < 0.8 else [OpKind.SPEND])
+                for i in range(0, len(cuts) - 1, 2)]
+    v = PolicyVersion(1, encode_set(check_set(policies)))
+    probes = [1, 2, top, top - 1] + [r.randrange(1, top) for _ in range(200)]
+    for p in policies:
+        probes += [p.first_source - 1, p.first_source, p.last_source, p.last_source + 1]
+    probes = [x for x in probes if 0 < x < top]
+    engines = [reference.Engine(), core.Engine()]
+    seen: dict[int, int] = {}
+    ops = new_ops(len(probes))
+    for i, x in enumerate(probes):
+        seen[x] = seen.get(x, 0) + 1
+        ops[i]["source"], ops[i]["seq"] = x, seen[x]
+    ops["kind"], ops["account_id"], ops["counterparty_id"] = OpKind.TOPUP, 77, 78
+    ops["amount_fen"], ops["time_us"] = 5, 1_700_000_000_000_000
+    out = []
+    for e in engines:
+        e.set_policy_versions([v])
+        assert e.apply(install_op(1, v))[0]["code"][0] == Result.OK
+        out.append(e.apply(ops)[0]["code"])
+    assert out[0].tolist() == out[1].tolist()
+    allowed = out[0] != Result.SOURCE_NOT_ALLOWED
+    want = [any(p.first_source <= x <= p.last_source and OpKind.TOPUP in p.kinds for p in policies) for x in probes]
+    assert allowed.tolist() == want
