@@ -1078,7 +1078,7 @@ class Ledger:
         `prepare(txn)`, if given, runs in the batch's transaction before its kernel."""
         for attempt in range(MAP_GROW_RETRIES_MAX + 1):
             try:
-                return self._apply_once(ops, prepare)
+                return self._apply_once(ops) if prepare is None else self._apply_once(ops, prepare)
             except lmdb.MapFullError:
                 self._reload_after_failure()
                 if attempt == MAP_GROW_RETRIES_MAX:
