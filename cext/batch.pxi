@@ -578,12 +578,12 @@ cdef class Engine:
         """Install the source policy sets (`policies.PolicyVersion`, oldest first): the
         one in force is the last installed at or before this engine's journal_seq, and a
         SET_POLICIES record switches to its own (docs/policies.md)."""
-        self._policy_keep = policies_load(&self.pol, versions, self.st.journal_seq)
+        self._policy_keep = policies_load(&self.st, &self.pol, versions, self.st.journal_seq)
 
     def policy_in_force(self):
         """journal_seq of the SET_POLICIES record whose set is in force (0: none was
         ever installed, or the set in force lifts enforcement)."""
-        return self.pol.current.journal_seq if self.pol.current != NULL else 0
+        return self.st.policy.journal_seq if self.st.policy != NULL else 0
 
     def export_journeys(self):
         """Every card's fare state (JOURNEY_DTYPE, by account id)."""
@@ -791,7 +791,7 @@ cdef class Engine:
                       <Pending*>cnp.PyArray_DATA(p), len(p)) != 0:
             raise MemoryError("cardledger core: cannot allocate the state")
         self.st.journal_seq = journal_seq
-        policies_choose(&self.pol, journal_seq)
+        self.st.policy = policies_choose(&self.pol, journal_seq)
 
     def export_checkpoint(self, accounts_out=None, bint sort=True):
         """Return (accounts in creation order, sources by id, pending holds by id).

@@ -654,6 +654,7 @@ cdef struct State:
     int64_t gmap_used
     DebugOp dbg                 # debug builds: what the op being executed touched
     Policies* pol               # the source policies (policies.pxi): the Engine's, kept across loads
+    PolicySet* policy           # the set in force, one of pol's (NULL: none, or enforcement lifted)
 
 
 # ================================================================ source policies (policies.pxi)
@@ -685,7 +686,6 @@ cdef struct PolicySet:
 cdef struct Policies:
     PolicySet* sets             # every installed set, by journal_seq
     int64_t n_sets
-    PolicySet* current          # the set in force (NULL: none installed or enforcement lifted)
 
 
 # ================================================================ batch loop (batch.pxi)

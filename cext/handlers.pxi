@@ -641,7 +641,7 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq, bint strict) noex
     replay), its time and unused fields (check_fields); then run its handler."""
     cdef int kind = op.kind
     cdef int code
-    if kind < 1 or kind > K_MAX or kind == 18 or kind == 19:  # (18, 19: issue 18's)
+    if kind < 1 or kind > K_MAX or <unsigned int>(kind - 18) < 2:  # (18, 19: issue 18's)
         return R_INVALID_KIND
     if op.flags & ~ALLOWED_FLAGS[kind]:
         return R_INVALID_FLAGS
@@ -651,7 +651,7 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq, bint strict) noex
         code = check_fields(op)
         if code != R_OK:
             return code
-        if st.pol.current != NULL and not policy_allows(st.pol.current, op):
+        if st.policy != NULL and not policy_allows(st.policy, op):
             return R_SOURCE_NOT_ALLOWED
     if kind == K_SPEND:
         return op_spend(st, op, ef, jseq)

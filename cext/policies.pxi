@@ -4,7 +4,7 @@
 # the policy covering an op's source is found by bisection over first_source, its kinds
 # are a bitmask, and its account / counterparty lists are sorted arrays searched by
 # bisection. `execute` asks `policy_allows` after the strict field checks of a new op,
-# only while a set is in force (Policies.current != NULL).
+# only while a set is in force (State.policy != NULL).
 
 
 cdef inline bint sorted_contains(const uint64_t* ids, int64_t lo, int64_t hi, uint64_t x) noexcept nogil:
@@ -64,14 +64,15 @@ cdef inline bint policy_allows(const PolicySet* ps, const Op* op) noexcept nogil
     return True
 
 
-cdef void policies_choose(Policies* pol, uint64_t journal_seq) noexcept nogil:
+cdef PolicySet* policies_choose(Policies* pol, uint64_t journal_seq) noexcept nogil:
     """The set in force at journal_seq: the last installed at or before it (NULL when
     none is, or when that one lifts enforcement)."""
     cdef int64_t i
-    pol.current = NULL
+    cdef PolicySet* chosen = NULL
     for i in range(pol.n_sets):
         if pol.sets[i].journal_seq <= journal_seq:
-            pol.current = &pol.sets[i] if pol.sets[i].enforce else NULL
+            chosen = &pol.sets[i] if pol.sets[i].enforce else NULL
+    return chosen
 
 
 cdef int op_set_policies(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
@@ -84,7 +85,7 @@ cdef int op_set_policies(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept 
         return R_POLICY_SET_UNKNOWN
     for i in range(pol.n_sets):
         if pol.sets[i].journal_seq == jseq and pol.sets[i].digest == op.user_data:
-            pol.current = &pol.sets[i] if pol.sets[i].enforce else NULL
+            st.policy = &pol.sets[i] if pol.sets[i].enforce else NULL
             memset(ef, 0, sizeof(Effect))
             CL_ASSERT(ef.amount_fen == 0, "installing a policy set moves no money")
             return R_OK
@@ -132,10 +133,10 @@ cdef void _check_tables(object t, int64_t n) except *:
                 raise ValueError(f"policy tables: {ids_name} of a policy are not sorted")
 
 
-cdef list policies_load(Policies* pol, object versions, uint64_t journal_seq):
+cdef list policies_load(State* st, Policies* pol, object versions, uint64_t journal_seq):
     """Install the sets (objects with journal_seq, digest, enforce and `tables`, oldest
-    first) into `pol`, with the one in force at journal_seq chosen; returns what the
-    raw pointers point into (the caller keeps it alive)."""
+    first) into `pol`, with the one in force at journal_seq chosen (st.policy); returns
+    what the raw pointers point into (the caller keeps it alive)."""
     versions = list(versions)
     cdef Py_ssize_t i, n = len(versions)
     cdef list keep = []
@@ -177,5 +178,5 @@ cdef list policies_load(Policies* pol, object versions, uint64_t journal_seq):
     free(pol.sets)
     pol.sets = sets
     pol.n_sets = n
-    policies_choose(pol, journal_seq)
+    st.policy = policies_choose(pol, journal_seq)
     return keep
