@@ -128,8 +128,8 @@ def compare_policies(e, a, mk, cards, rng) -> int:
                     dt += time.perf_counter() - t
                     if e.recent_count >= WINDOW_OPS:
                         e.take_decisions()
-                assert (res["code"] == 0).all(), ("the set allows every op timed", np.unique(res["code"]))
-                rate[mode] = a.batches * a.batch / dt
+                    assert (res["code"] == 0).all(), ("the set allows every op timed", np.unique(res["code"]))
+                rate[mode] = a.batches * a.batch / dt if dt else 0.0  # (--batches 0: the setup alone)
             if modes is not None:
                 print(f"repeat {r}: {label:12s} {modes[0]} {rate[modes[0]]:>12,.0f} ops/s")
                 continue

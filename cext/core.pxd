@@ -659,24 +659,28 @@ cdef struct State:
 
 # ================================================================ source policies (policies.pxi)
 
+cdef struct PolicyRow:
+    # One policy of a compiled set, one 64-byte cache line (policies.compile_tables):
+    # kinds a bitmask (bit k: OpKind k); amount_max INT64_MAX when none; acc_lo < 0 when
+    # any account (else its sorted ids are acc_ids[acc_lo:acc_hi]); the same for cp_*.
+    uint64_t first
+    uint64_t last
+    int64_t amount_max
+    int64_t acc_lo
+    int64_t acc_hi
+    int64_t cp_lo
+    int64_t cp_hi
+    uint32_t kinds
+    uint32_t pad
+
 cdef struct PolicySet:
-    # One installed set, compiled (policies.compile_tables): n policies sorted by
-    # first_source, ranges disjoint; kinds a bitmask (bit k: OpKind k);
-    # amount_max INT64_MAX when none; acc_lo < 0 when any account (else the policy's
-    # sorted ids are acc_ids[acc_lo:acc_hi]), the same for counterparties.
+    # One installed set: n policies sorted by first_source, ranges disjoint.
     uint64_t journal_seq        # the SET_POLICIES record that installs it
     uint64_t digest             # ... and its user_data
     int enforce                 # 0: the set lifts enforcement (install_policies(None))
     int64_t n
-    uint64_t* first
-    uint64_t* last
-    uint32_t* kinds
-    int64_t* amount_max
-    int64_t* acc_lo
-    int64_t* acc_hi
+    PolicyRow* rows             # 64-byte aligned
     uint64_t* acc_ids
-    int64_t* cp_lo
-    int64_t* cp_hi
     uint64_t* cp_ids
     uint64_t base               # the bucket index over first (policies.compile_tables)
     int shift

@@ -27,7 +27,8 @@ cdef inline bint policy_allows(const PolicySet* ps, const Op* op) noexcept nogil
     CLOSE_DAY_SOURCE, SET_POLICIES from POLICY_SOURCE) need no policy."""
     cdef uint64_t source = op.source
     cdef uint64_t b
-    cdef int64_t lo, hi, mid, i
+    cdef int64_t lo, hi, mid
+    cdef const PolicyRow* p
     cdef uint32_t used
     if source >= POLICY_SOURCE_C:
         if (op.kind == K_SET_POLICIES and source == POLICY_SOURCE_C) or (
@@ -43,23 +44,21 @@ cdef inline bint policy_allows(const PolicySet* ps, const Op* op) noexcept nogil
     hi = ps.buckets[b + 1]
     while lo < hi:
         mid = (lo + hi) >> 1
-        if ps.first[mid] <= source:
+        if ps.rows[mid].first <= source:
             lo = mid + 1
         else:
             hi = mid
-    i = lo - 1
-    if i < 0 or source > ps.last[i]:
+    if lo == 0:
         return False
-    if not (ps.kinds[i] >> op.kind) & 1:
-        return False
-    if op.amount_fen > ps.amount_max[i]:
+    p = &ps.rows[lo - 1]
+    if source > p.last or not (p.kinds >> op.kind) & 1 or op.amount_fen > p.amount_max:
         return False
     used = FIELDS_USED[op.kind]
-    if ps.acc_lo[i] >= 0 and (used & OPF_ACCOUNT_ID):
-        if not sorted_contains(ps.acc_ids, ps.acc_lo[i], ps.acc_hi[i], op.account_id):
+    if p.acc_lo >= 0 and (used & OPF_ACCOUNT_ID):
+        if not sorted_contains(ps.acc_ids, p.acc_lo, p.acc_hi, op.account_id):
             return False
-    if ps.cp_lo[i] >= 0 and (used & OPF_COUNTERPARTY_ID):
-        if not sorted_contains(ps.cp_ids, ps.cp_lo[i], ps.cp_hi[i], op.counterparty_id):
+    if p.cp_lo >= 0 and (used & OPF_COUNTERPARTY_ID):
+        if not sorted_contains(ps.cp_ids, p.cp_lo, p.cp_hi, op.counterparty_id):
             return False
     return True
 
@@ -99,6 +98,27 @@ cdef object _policy_array(list keep, object arr, object dtype):
         a = np.zeros(1, dtype=dtype)  # (a valid pointer, never read)
     keep.append(a)
     return a
+
+
+#: PolicyRow as numpy sees it (core.pxd): one 64-byte line a policy.
+POLICY_ROW_DTYPE = np.dtype([("first", "<u8"), ("last", "<u8"), ("amount_max", "<i8"), ("acc_lo", "<i8"),
+                             ("acc_hi", "<i8"), ("cp_lo", "<i8"), ("cp_hi", "<i8"), ("kinds", "<u4"),
+                             ("pad", "<u4")])
+if sizeof(PolicyRow) != POLICY_ROW_DTYPE.itemsize:  # (core.pxd and the dtype above must agree)
+    raise ImportError("cardledger core: PolicyRow and POLICY_ROW_DTYPE differ: rebuild the core")
+
+
+cdef object _policy_rows(list keep, object t):
+    """The set's policies as PolicyRow records in a 64-byte aligned buffer (each one
+    cache line), kept alive in `keep`."""
+    n = len(t.first)
+    buf = np.zeros((n + 1) * 64 + 64, dtype=np.uint8)
+    off = (-buf.ctypes.data) % 64
+    rows = buf[off : off + max(n, 1) * 64].view(POLICY_ROW_DTYPE)
+    for name in ("first", "last", "amount_max", "acc_lo", "acc_hi", "cp_lo", "cp_hi", "kinds"):
+        rows[name][:n] = getattr(t, name)
+    keep.append(buf)
+    return rows
 
 
 cdef void _check_tables(object t, int64_t n) except *:
@@ -155,15 +175,9 @@ cdef list policies_load(State* st, Policies* pol, object versions, uint64_t jour
             ps.digest = v.digest
             ps.enforce = 1 if v.enforce else 0
             ps.n = len(t.first)
-            a = _policy_array(keep, t.first, u64); ps.first = <uint64_t*>cnp.PyArray_DATA(a)
-            a = _policy_array(keep, t.last, u64); ps.last = <uint64_t*>cnp.PyArray_DATA(a)
-            a = _policy_array(keep, t.kinds, u32); ps.kinds = <uint32_t*>cnp.PyArray_DATA(a)
-            a = _policy_array(keep, t.amount_max, i64); ps.amount_max = <int64_t*>cnp.PyArray_DATA(a)
-            a = _policy_array(keep, t.acc_lo, i64); ps.acc_lo = <int64_t*>cnp.PyArray_DATA(a)
-            a = _policy_array(keep, t.acc_hi, i64); ps.acc_hi = <int64_t*>cnp.PyArray_DATA(a)
+            _check_tables(t, ps.n)
+            a = _policy_rows(keep, t); ps.rows = <PolicyRow*>cnp.PyArray_DATA(a)
             a = _policy_array(keep, t.acc_ids, u64); ps.acc_ids = <uint64_t*>cnp.PyArray_DATA(a)
-            a = _policy_array(keep, t.cp_lo, i64); ps.cp_lo = <int64_t*>cnp.PyArray_DATA(a)
-            a = _policy_array(keep, t.cp_hi, i64); ps.cp_hi = <int64_t*>cnp.PyArray_DATA(a)
             a = _policy_array(keep, t.cp_ids, u64); ps.cp_ids = <uint64_t*>cnp.PyArray_DATA(a)
             a = _policy_array(keep, t.buckets, np.int32); ps.buckets = <int32_t*>cnp.PyArray_DATA(a)
             ps.base = t.base
@@ -171,7 +185,6 @@ cdef list policies_load(State* st, Policies* pol, object versions, uint64_t jour
             ps.n_buckets = len(t.buckets) - 1
             if i and ps.journal_seq <= sets[i - 1].journal_seq:
                 raise ValueError("policy sets must be given oldest first, one per journal_seq")
-            _check_tables(t, ps.n)
     except BaseException:
         free(sets)
         raise
