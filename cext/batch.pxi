@@ -191,8 +191,6 @@ cdef inline void prefetch_ahead(State* st, Op* first, int64_t k, int64_t n, size
         op = op_at(first, k + HOLD_RECORD_PREFETCH_DISTANCE, stride)
         if op.kind == K_TAP:
             prefetch_hold_record(st, op.account_id)
-    if st.policy != NULL and stride == sizeof(Op):  # (a replay checks no policy)
-        prefetch_policy(st, first, k, n)
 
 
 cdef uint64_t settle_first(State* st, Op* op, int64_t ops_left) noexcept nogil:

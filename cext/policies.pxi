@@ -20,20 +20,26 @@ cdef inline bint sorted_contains(const uint64_t* ids, int64_t lo, int64_t hi, ui
     return lo < end and ids[lo] == x
 
 
-cdef inline uint64_t policy_bucket(const PolicySet* ps, uint64_t source) noexcept nogil:
-    """The bucket of a source at or above ps.base."""
-    cdef uint64_t b = (source - ps.base) >> ps.shift
-    return b if b < <uint64_t>ps.n_buckets else <uint64_t>ps.n_buckets - 1
-
-
-cdef inline const PolicyRow* policy_row(const PolicySet* ps, uint64_t source) noexcept nogil:
-    """The policy whose range covers `source`, or NULL: the last one starting at or
-    before it (bisection between the bounds of its bucket), if it reaches it."""
+cdef inline bint policy_allows(const PolicySet* ps, const Op* op) noexcept nogil:
+    """Whether the set in force allows this new op (spec: policies.allows): the policy
+    whose range covers its source allows its kind, its amount, and (for kinds that read
+    them) its account_id and counterparty_id. The ledger's own ops (CLOSE_DAY from
+    CLOSE_DAY_SOURCE, SET_POLICIES from POLICY_SOURCE) need no policy."""
+    cdef uint64_t source = op.source
     cdef uint64_t b
     cdef int64_t lo, hi, mid
+    cdef const PolicyRow* p
+    cdef uint32_t used
+    if source >= POLICY_SOURCE_C:
+        if (op.kind == K_SET_POLICIES and source == POLICY_SOURCE_C) or (
+                op.kind == K_CLOSE_DAY and source == CLOSE_DAY_SOURCE_C):
+            return True
+    # the last policy whose first_source <= source: its bucket says between which
     if source < ps.base:
-        return NULL
-    b = policy_bucket(ps, source)
+        return False
+    b = (source - ps.base) >> ps.shift
+    if b >= <uint64_t>ps.n_buckets:
+        b = ps.n_buckets - 1
     lo = ps.buckets[b]
     hi = ps.buckets[b + 1]
     while lo < hi:
@@ -42,53 +48,10 @@ cdef inline const PolicyRow* policy_row(const PolicySet* ps, uint64_t source) no
             lo = mid + 1
         else:
             hi = mid
-    if lo == 0 or source > ps.rows[lo - 1].last:
-        return NULL
-    return &ps.rows[lo - 1]
-
-
-cdef inline void prefetch_policy(State* st, Op* first, int64_t k, int64_t n) noexcept nogil:
-    """With a set in force, fetch ahead what the check of a later op reads: its bucket
-    (2 x PREFETCH_DISTANCE ahead), the rows the bucket names (PREFETCH_DISTANCE ahead),
-    then its policy's account and counterparty ids (HOLD_PREFETCH_DISTANCE ahead)."""
-    cdef const PolicySet* ps = st.policy
-    cdef const PolicyRow* p
-    cdef Op* op
-    cdef uint64_t b
-    if k + 2 * PREFETCH_DISTANCE < n:
-        op = &first[k + 2 * PREFETCH_DISTANCE]
-        if op.source >= ps.base:
-            CL_PREFETCH(&ps.buckets[policy_bucket(ps, op.source)])
-    if k + PREFETCH_DISTANCE < n:
-        op = &first[k + PREFETCH_DISTANCE]
-        if op.source >= ps.base:
-            b = policy_bucket(ps, op.source)
-            CL_PREFETCH(&ps.rows[ps.buckets[b] - 1 if ps.buckets[b] > 0 else 0])
-            CL_PREFETCH(&ps.rows[ps.buckets[b]])
-    if k + HOLD_PREFETCH_DISTANCE < n:
-        op = &first[k + HOLD_PREFETCH_DISTANCE]
-        p = policy_row(ps, op.source)
-        if p != NULL:
-            if p.cp_lo >= 0:
-                CL_PREFETCH(&ps.cp_ids[p.cp_lo])
-            if p.acc_lo >= 0:
-                CL_PREFETCH(&ps.acc_ids[p.acc_lo])
-
-
-cdef inline bint policy_allows(const PolicySet* ps, const Op* op) noexcept nogil:
-    """Whether the set in force allows this new op (spec: policies.allows): the policy
-    whose range covers its source allows its kind, its amount, and (for kinds that read
-    them) its account_id and counterparty_id. The ledger's own ops (CLOSE_DAY from
-    CLOSE_DAY_SOURCE, SET_POLICIES from POLICY_SOURCE) need no policy."""
-    cdef uint64_t source = op.source
-    cdef const PolicyRow* p
-    cdef uint32_t used
-    if source >= POLICY_SOURCE_C:
-        if (op.kind == K_SET_POLICIES and source == POLICY_SOURCE_C) or (
-                op.kind == K_CLOSE_DAY and source == CLOSE_DAY_SOURCE_C):
-            return True
-    p = policy_row(ps, source)
-    if p == NULL or not (p.kinds >> op.kind) & 1 or op.amount_fen > p.amount_max:
+    if lo == 0:
+        return False
+    p = &ps.rows[lo - 1]
+    if source > p.last or not (p.kinds >> op.kind) & 1 or op.amount_fen > p.amount_max:
         return False
     used = FIELDS_USED[op.kind]
     if p.acc_lo >= 0 and (used & OPF_ACCOUNT_ID):
