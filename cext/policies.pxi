@@ -1,10 +1,11 @@
 # Source policies (twin of engine/spec/policies.py; docs/policies.md): who may do what.
 #
-# Each installed set is compiled to sorted arrays (`cardledger.policies.compile_tables`):
-# the policy covering an op's source is found by bisection over first_source, its kinds
-# are a bitmask, and its account / counterparty lists are sorted arrays searched by
-# bisection. `execute` asks `policy_allows` after the strict field checks of a new op,
-# only while a set is in force (State.policy != NULL).
+# Each installed set is compiled (`cardledger.policies.compile_tables`) to one 64-byte
+# PolicyRow a policy, sorted by first_source: the policy covering an op's source is
+# found through a bucket index over first_source and a bisection within the bucket; its
+# kinds are a bitmask, and its account / counterparty lists are sorted arrays searched
+# by bisection. `execute` asks `policy_allows` after the strict field checks of a new
+# op, only while a set is in force (State.policy != NULL).
 
 
 cdef inline bint sorted_contains(const uint64_t* ids, int64_t lo, int64_t hi, uint64_t x) noexcept nogil:
