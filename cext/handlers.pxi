@@ -561,11 +561,16 @@ cdef int op_close(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     return R_OK
 
 
+# The kinds an op may have (bit k: OpKind k; 18 and 19 are issue 18's, not yet here).
+cdef enum:
+    KINDS_VALID = ((1 << (K_CLOSE_DAY + 1)) - 2) | (1 << K_SET_POLICIES)
+
 # Allowed op flags per kind (index = kind); mirrors schema.ALLOWED_FLAGS.
 cdef uint16_t ALLOWED_FLAGS[K_MAX + 1]
 ALLOWED_FLAGS[:] = [0, F_LINKED | F_CASH_FIRST | F_INACTIVE, F_LINKED, F_LINKED, F_LINKED,
                     F_LINKED | F_SUBSIDY_PURSE, F_LINKED | F_PENDING | F_SUBSIDY_PURSE,
-                    F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0, 0, F_LINKED, F_LINKED, 0]
+                    F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0, 0, F_LINKED, F_LINKED, 0,
+                    0, 0, 0]
 
 
 # The fields each kind uses besides schema.OP_FIELDS_COMMON (index = kind); mirrors
@@ -590,6 +595,9 @@ FIELDS_USED[:] = [
     OPF_ACCOUNT_ID,                                                      # ACTIVATE
     OPF_ACCOUNT_ID | OPF_CATEGORY,                                       # SET_CATEGORY
     OPF_AMOUNT | OPF_LIMIT | OPF_REF_SEQ,                                # CLOSE_DAY
+    0,                                                                   # (18: issue 18)
+    0,                                                                   # (19: issue 18)
+    0,                                                                   # SET_POLICIES
 ]
 
 
@@ -637,7 +645,7 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq, bint strict) noex
     replay), its time and unused fields (check_fields); then run its handler."""
     cdef int kind = op.kind
     cdef int code
-    if kind < 1 or kind > K_MAX:
+    if kind > K_MAX or not (KINDS_VALID >> kind) & 1:
         return R_INVALID_KIND
     if op.flags & ~ALLOWED_FLAGS[kind]:
         return R_INVALID_FLAGS
@@ -647,6 +655,8 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq, bint strict) noex
         code = check_fields(op)
         if code != R_OK:
             return code
+        if st.policy != NULL and not policy_allows(st.policy, op):
+            return R_SOURCE_NOT_ALLOWED
     if kind == K_SPEND:
         return op_spend(st, op, ef, jseq)
     if kind == K_TOPUP:
@@ -679,5 +689,7 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq, bint strict) noex
         return op_set_category(st, op, ef, jseq)
     if kind == K_CLOSE_DAY:
         return op_close_day(st, op, ef, jseq)
+    if kind == K_SET_POLICIES:
+        return op_set_policies(st, op, ef, jseq)
     CL_ASSERT(kind == K_CLOSE, "execute dispatches every kind")
     return op_close(st, op, ef, jseq)

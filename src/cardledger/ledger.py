@@ -34,6 +34,8 @@ import lmdb
 import numpy as np
 
 from . import closing, feed, queries, settlement
+from . import policies as policies_mod
+from .policies import SourcePolicy
 from .store import timeidx
 from .commit.pipeline import CommitPipeline, StagedBatch
 from .engine import select
@@ -57,11 +59,13 @@ from .schema import (
     PENDING_DTYPE,
     RESULT_DTYPE,
     REVERSE_REF_DTYPE,
+    POLICY_SOURCE,
     TAP_HORIZON_NONE,
     AccountKind,
     OpKind,
     Result,
     check_batch,
+    new_ops,
 )
 from .store.checkpoints import (
     CheckpointFileGone,
@@ -73,6 +77,7 @@ from .store.checkpoints import (
 from .store.datafile import DataFileExtender
 from .store.env import DURABILITY_MODES, LMDB_CORRUPTION_ERRORS, LOAD_RETRIES_MAX, Store
 from .store.fares import FareVersions
+from .store.policies import PolicyVersions
 from .store.ids import IDS_FLUSH_OPS_DEFAULT, IdFlush, IdIndex
 from .store.journal import (
     GENESIS_HASH,
@@ -247,6 +252,7 @@ class Ledger:
         self._checkpoints = CheckpointWriter(self.path, self._codec, store.state_db)
         self._datafile = DataFileExtender(self.path, readonly)
         self._fares = FareVersions(store.fares_db, store.meta_db)
+        self._policies = PolicyVersions(store.state_db)
         try:
             try:
                 self.default_cap_fen = store.init_meta(default_cap_fen)
@@ -417,6 +423,75 @@ class Ledger:
             self._catch_up(txn)
             self._fares.install(txn, system, int(effective_from_us))
             self._use_fares(self._engine)
+
+    @_locked
+    def install_policies(self, policies: Any) -> int:
+        """Install a set of source policies (`cardledger.SourcePolicy`), replacing the set
+        in force from the next batch on; return the journal_seq of its SET_POLICIES record.
+
+        Once a set is installed, every new op must be allowed by the policy whose source
+        range covers its source, else it fails with Result.SOURCE_NOT_ALLOWED (journaled,
+        nothing moves); an empty list allows nothing at all, and None lifts enforcement
+        (every op allowed, as before any install). Within one set source ranges may not
+        overlap (PolicyError, a ValueError, naming both). The install is itself a journal
+        record, and the set is stored beside it for audit (`policy_history`). Refused on
+        a cluster node's ledger (LedgerError): see docs/policies.md.
+        """
+        self._usable()
+        if self.readonly:
+            raise LedgerReadOnlyError("a readonly ledger cannot install policies")
+        if self.replicator is not None:
+            # The set is stored beside the journal, not in it: a follower would replay the
+            # SET_POLICIES record without its set.
+            raise LedgerError(
+                "install_policies is not replicated: a cluster node's ledger cannot install source policies "
+                "(docs/policies.md); install them on a ledger of its own"
+            )
+        data = policies_mod.encode_set(policies_mod.check_set(policies))
+        op = new_ops(1)
+        op["source"], op["kind"] = POLICY_SOURCE, OpKind.SET_POLICIES
+        op["time_us"] = time.time_ns() // 1000
+        op["user_data"] = policies_mod.digest(data)
+
+        def store_set(txn: Any) -> None:
+            jseq = int(self._engine.journal_seq) + 1
+            op["seq"] = jseq
+            self._policies.put(txn, jseq, data)
+            self._engine.set_policy_versions(self._policies.versions)
+
+        result = self._apply_retrying(op, prepare=store_set)[0]
+        if result["code"] != Result.OK:  # pragma: no cover - the set was stored for this very record
+            raise CorruptionError(f"the policy set's record was refused: {Result(int(result['code'])).name}")
+        return int(result["journal_seq"])
+
+    @_locked
+    def policies(self) -> list[SourcePolicy] | None:
+        """The source policies in force, sorted by first_source; None when none is
+        enforced (never installed, or lifted by installing None)."""
+        self._usable()
+        self._refresh()
+        jseq = int(self._engine.policy_in_force())
+        if jseq == 0:
+            return None
+        v = next(v for v in self._policies.versions if v.journal_seq == jseq)
+        return list(v.policies)
+
+    @_locked
+    def policy_history(self) -> list[dict[str, Any]]:
+        """Every policy set installed, oldest first, for audit: its SET_POLICIES
+        record's `journal_seq` and `time_us` (when it was installed), its `digest` (the
+        record's user_data), and `policies` (a list of SourcePolicy; None: enforcement
+        lifted). Each set is in force from its journal_seq to the next one's."""
+        store = self._usable()
+        self._refresh()
+        out = []
+        with store.begin_read() as txn:
+            self._policies.load(txn)
+        for v in self._policies.versions:
+            rec = self.journal(v.journal_seq, v.journal_seq + 1)
+            out.append({"journal_seq": v.journal_seq, "time_us": int(rec["time_us"][0]) if len(rec) else None,
+                        "digest": v.digest, "policies": None if v.policies is None else list(v.policies)})
+        return out
 
     @_locked
     def checkpoint(self) -> None:
@@ -812,7 +887,7 @@ class Ledger:
         self._refresh_fares()
         fresh = self._engine_class(self.default_cap_fen)
         fresh.set_fare_versions(self._fares.tap_tables())
-        with store.begin_read() as txn:
+        with store.begin_read() as txn:  # (verify gives `fresh` the stored policy sets)
             return verify(store, txn, fresh, self._engine, self.checkpoint_ops)
 
     # ================================================================== checks
@@ -887,6 +962,8 @@ class Ledger:
         engine.load_journeys(journeys)
         self._fares.load(txn)
         self._use_fares(engine)
+        self._policies.load(txn)
+        engine.set_policy_versions(self._policies.versions)
         self._engine = engine
         self._last_hash = last_hash
         self._ids.adopt(ids_upto, id_log)
@@ -951,6 +1028,10 @@ class Ledger:
             return
         if head < engine.journal_seq:
             raise CorruptionError(f"the stored journal ends at {head}, before this ledger's {engine.journal_seq}")
+        if self._policies.changed(txn):
+            # Another process installed a set (always with a journal record): the replay needs it.
+            self._policies.load(txn)
+            engine.set_policy_versions(self._policies.versions)
         if not self.readonly:
             if self._ids.stored_upto(txn) != self._ids.ids_upto:
                 # Another writer took a snapshot: its id state replaces ours.
@@ -990,12 +1071,13 @@ class Ledger:
 
     # ================================================================== the write path: apply
 
-    def _apply_retrying(self, ops: np.ndarray) -> np.ndarray:
+    def _apply_retrying(self, ops: np.ndarray, prepare: Callable[[Any], None] | None = None) -> np.ndarray:
         """Apply one batch synchronously: grow a full map and retry; on any failure
-        reload the engine from disk, so memory never runs ahead of what is stored."""
+        reload the engine from disk, so memory never runs ahead of what is stored.
+        `prepare(txn)`, if given, runs in the batch's transaction before its kernel."""
         for attempt in range(MAP_GROW_RETRIES_MAX + 1):
             try:
-                return self._apply_once(ops)
+                return self._apply_once(ops) if prepare is None else self._apply_once(ops, prepare)
             except lmdb.MapFullError:
                 self._reload_after_failure()
                 if attempt == MAP_GROW_RETRIES_MAX:
@@ -1009,13 +1091,15 @@ class Ledger:
                 raise
         raise AssertionError("unreachable")
 
-    def _apply_once(self, ops: np.ndarray) -> np.ndarray:
+    def _apply_once(self, ops: np.ndarray, prepare: Callable[[Any], None] | None = None) -> np.ndarray:
         store = self._store
         self._begin_transaction()
         try:
             with store.begin_write() as txn:
                 self._catch_up(txn)
                 self._checkpoints.record_finished(txn, wait=False)
+                if prepare is not None:
+                    prepare(txn)
                 # An id flush the last batch made due is taken here, before this batch's
                 # kernel, and encoded in the id-flush thread while the kernel runs
                 # (without the GIL); it is stored in this transaction. Meanwhile this

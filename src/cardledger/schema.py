@@ -40,6 +40,8 @@ class OpKind(enum.IntEnum):
     ACTIVATE = 15  # an inactive card (OPEN with OpFlags.INACTIVE) is handed over: debits and taps allowed
     SET_CATEGORY = 16  # a card's rider category changes from the op's time_us on
     CLOSE_DAY = 17  # the settlement of a service day, closed in the journal (Ledger.close_day)
+    # 18 and 19 are reserved (PURCHASE, REFUND: issue 18)
+    SET_POLICIES = 20  # a set of source policies installed (Ledger.install_policies; docs/policies.md)
 
 
 class TapType(enum.IntEnum):
@@ -149,6 +151,9 @@ class Result(enum.IntEnum):
     TAP_NOT_FOUND = 49  # REVERSE: no tap decided with that id (in an earlier batch)
     TAP_NOT_REVERSIBLE = 50  # REVERSE: the id is not a successful TAP of this card, or an entry still open
     TAP_ALREADY_REVERSED = 51  # REVERSE: the tap was reversed before
+    SOURCE_NOT_ALLOWED = 52  # no source policy in force allows this op from its source (docs/policies.md)
+    # 53-56 are reserved (issue 18)
+    POLICY_SET_UNKNOWN = 57  # SET_POLICIES: no policy set stored for this record (only install_policies writes one)
 
 
 # ---------------------------------------------------------------------------
@@ -185,6 +190,13 @@ SETTLE_SOURCE = (1 << 64) - 1
 #: The source of CLOSE_DAY ops (`Ledger.close_day`); a day's seq is its start in whole
 #: seconds since the epoch, so a day is closed once.
 CLOSE_DAY_SOURCE = (1 << 64) - 2
+#: The source of SET_POLICIES ops (`Ledger.install_policies`); an install's seq is its
+#: own journal_seq. Neither it nor CLOSE_DAY_SOURCE needs a policy for its own kind.
+POLICY_SOURCE = (1 << 64) - 3
+#: Most source policies one installed set may hold.
+POLICIES_MAX = 1 << 20
+#: Most account ids one policy may list (as `accounts` or as `counterparties`).
+POLICY_ACCOUNTS_MAX = 1 << 20
 #: Caps and spend tiers one fare system may configure (per-card counters are
 #: fixed-size slots).
 FARE_CAPS_MAX = 4
@@ -411,6 +423,7 @@ ALLOWED_FLAGS = {
     OpKind.ACTIVATE: OpFlags.LINKED,
     OpKind.SET_CATEGORY: OpFlags.LINKED,
     OpKind.CLOSE_DAY: OpFlags.NONE,
+    OpKind.SET_POLICIES: OpFlags.NONE,
 }
 
 #: The fields every op kind reads: its id, its kind, its flags and its event time.
@@ -446,6 +459,9 @@ OP_FIELDS_USED: dict[OpKind, frozenset[str]] = {
     # the day [time_us, limit_fen), the journal position it covers (ref_seq), its posted
     # total (amount_fen) and its settlement's digest (user_data)
     OpKind.CLOSE_DAY: frozenset({"amount_fen", "limit_fen", "ref_seq"}),
+    # the set is stored beside the journal, keyed by the record's journal_seq; the
+    # record carries its digest (user_data) and when it was installed (time_us)
+    OpKind.SET_POLICIES: frozenset(),
 }
 
 #: Each field a kind may leave unused, with the code a new op gets for setting it, in

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from helpers.opgen import OpWorld
+from helpers.policygen import random_policies
 
 import cardledger
 
@@ -60,6 +61,14 @@ class LedgerPair(RuleBasedStateMachine):
     def resubmit_an_earlier_batch(self, pick: int) -> None:
         """A gateway that lost an acknowledgement sends a whole batch again."""
         self._apply(self.batches[pick % len(self.batches)].copy())
+
+    @rule(seed=st.integers(0, 2**32 - 1))
+    def install_policies(self, seed: int) -> None:
+        """A random set of source policies (or None: enforcement lifted; or []: nothing
+        allowed) installed in both: the ops after it are allowed or refused alike."""
+        policies = random_policies(random.Random(seed))
+        assert self.test.install_policies(policies) == self.ref.install_policies(policies)
+        assert self.test.policies() == self.ref.policies()
 
     @rule()
     def reopen(self) -> None:

@@ -36,6 +36,10 @@ CODEC_FUNCTIONS = (
 )
 
 
+#: Engine methods added after the first cores: a core built before them is out of date.
+ENGINE_METHODS = ("set_policy_versions", "policy_in_force")
+
+
 def _load_core() -> ModuleType | None:
     """The built core, or None if it is not built. A core built from older sources (a
     codec function missing) is refused: silently falling back to the Python twins would
@@ -45,6 +49,7 @@ def _load_core() -> ModuleType | None:
     except ImportError:  # pragma: no cover - only without a compiler
         return None
     missing = [name for name in CODEC_FUNCTIONS if not hasattr(_core, name)]
+    missing += [f"Engine.{name}" for name in ENGINE_METHODS if not hasattr(_core.Engine, name)]
     if missing:
         raise ImportError(f"cardledger._core is out of date (it lacks {', '.join(missing)}): rebuild it with "
                           "`pip install -e .` or `python setup.py build_ext --inplace`")
