@@ -1,13 +1,18 @@
 #!/usr/bin/env python
 """The core's batch loop alone (no storage): SPEND batches over N cards.
 
-    python bench/bench_kernel.py --cards 1000000 --batches 100 [--repeat 5]
+    python bench/bench_kernel.py --cards 1000000 --batches 100 [--repeat 5] [--policies 10000]
 
 Drives the core's `Engine.apply` (`cardledger.Engine`) directly, so it measures the
 kernel without LMDB, hashing or encoding (the decisions window is emptied every 2^16
 decisions, as the ledger's id flush does, untimed): random cards (every access a cache
 miss) and 1,000 hot cards. Prints ops/s per repeat: this machine is noisy, so A/B two
 builds by alternating runs (PYTHONPATH=<other build>/src python bench/bench_kernel.py).
+
+With --policies N, the ops come from N*10 sources, and each repeat times the same
+batches with no source policy in force and with a set of N policies installed (each
+10 sources allowed SPEND and TOPUP into listed counterparties, up to an amount), in
+alternating order, and prints the ratio (docs/policies.md).
 """
 
 from __future__ import annotations
@@ -32,16 +37,23 @@ def main() -> int:
     p.add_argument("--batches", type=int, default=100)
     p.add_argument("--batch", type=int, default=8192)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--policies", type=int, default=0, help="compare with a set of this many policies in force")
+    p.add_argument("--mode", choices=("alternate", "none", "set"), default="alternate",
+                   help="with --policies: time both (alternating), or only one (for callgrind)")
     a = p.parse_args()
     if cardledger.IMPLEMENTATION != "cython":
         print("bench_kernel: the Cython core is not built (pip install -e . with a C compiler)", file=sys.stderr)
         return 2
     e = cardledger.Engine()
     seq = [0]
+    rng = np.random.default_rng(1)
+    n_sources = a.policies * 10
 
     def mk(n, kind, acct, cp, amt, ak=0):
         ops = cardledger.new_ops(n)
         ops["source"], ops["seq"] = 7, np.arange(seq[0] + 1, seq[0] + n + 1)
+        if n_sources and kind != OpKind.OPEN:
+            ops["source"] = 1000 + rng.integers(0, n_sources, n)  # (seqs rise per source too)
         seq[0] += n
         ops["kind"], ops["account_id"], ops["counterparty_id"] = kind, acct, cp
         ops["amount_fen"], ops["account_kind"] = amt, ak
@@ -55,7 +67,8 @@ def main() -> int:
         e.apply(mk(len(c), OpKind.OPEN, c, 0, 0, AccountKind.CARD))
         e.apply(mk(len(c), OpKind.TOPUP, c, 1, 100_000))
     e.take_decisions()
-    rng = np.random.default_rng(1)
+    if a.policies:
+        return compare_policies(e, a, mk, cards, rng)
     for r in range(a.repeat):
         for label, pool in (("random", cards), ("hot 1k", cards[:1000])):
             batches = [mk(a.batch, OpKind.SPEND, rng.choice(pool, a.batch), 2, 1) for _ in range(a.batches)]
@@ -68,6 +81,64 @@ def main() -> int:
                     e.take_decisions()  # as the ledger's id flush does; not timed
             print(f"repeat {r}: {label:7s} {a.batches * a.batch / dt:>12,.0f} ops/s")
         e.take_decisions()
+    return 0
+
+
+def install(e, policies) -> None:
+    """Put a set in force in the engine as the ledger does: store it, apply its record."""
+    from cardledger.policies import PolicyVersion, check_set, encode_set
+    from cardledger.schema import POLICY_SOURCE
+
+    jseq = e.journal_seq + 1
+    versions = install.versions = getattr(install, "versions", []) + [PolicyVersion(jseq, encode_set(check_set(policies)))]
+    e.set_policy_versions(versions)
+    op = cardledger.new_ops(1)
+    op["source"], op["seq"], op["kind"] = POLICY_SOURCE, jseq, OpKind.SET_POLICIES
+    op["time_us"], op["user_data"] = 1, versions[-1].digest
+    assert e.apply(op)[0]["code"][0] == 0
+
+
+def compare_policies(e, a, mk, cards, rng) -> int:
+    """Time the same batches without and with a set of a.policies policies, alternating."""
+    from cardledger import SourcePolicy
+
+    policies = [SourcePolicy(1000 + 10 * i, 1009 + 10 * i, [OpKind.SPEND, OpKind.TOPUP],
+                             counterparties=[1, 2] + [10 + j for j in range(i % 8)], amount_max_fen=50_000)
+                for i in range(a.policies)]
+    # Every source once, untimed: the timed batches then add no source to the tables.
+    for lo in range(0, a.policies * 10, 65_536):
+        n = min(65_536, a.policies * 10 - lo)
+        ops = mk(n, OpKind.SPEND, cards[(lo + np.arange(n)) % len(cards)], 2, 1)
+        ops["source"] = 1000 + np.arange(lo, lo + len(ops))
+        e.apply(ops)
+    e.take_decisions()
+    modes = {"alternate": None, "none": ("none",), "set": ("set",)}[a.mode]
+    ratios: dict[str, list[float]] = {}
+    for r in range(a.repeat):
+        for label, kind, pool, cp in (("SPEND random", OpKind.SPEND, cards, 2), ("SPEND hot 1k", OpKind.SPEND, cards[:1000], 2),
+                                      ("TOPUP random", OpKind.TOPUP, cards, 1)):
+            rate = {}
+            for mode in modes or (("none", "set") if r % 2 == 0 else ("set", "none")):
+                install(e, policies if mode == "set" else None)
+                batches = [mk(a.batch, kind, rng.choice(pool, a.batch), cp, 1) for _ in range(a.batches)]
+                dt = 0.0
+                for ops in batches:
+                    t = time.perf_counter()
+                    res = e.apply(ops)[0]
+                    dt += time.perf_counter() - t
+                    if e.recent_count >= WINDOW_OPS:
+                        e.take_decisions()
+                    assert (res["code"] == 0).all(), ("the set allows every op timed", np.unique(res["code"]))
+                rate[mode] = a.batches * a.batch / dt if dt else 0.0  # (--batches 0: the setup alone)
+            if modes is not None:
+                print(f"repeat {r}: {label:12s} {modes[0]} {rate[modes[0]]:>12,.0f} ops/s")
+                continue
+            ratios.setdefault(label, []).append(rate["set"] / rate["none"])
+            print(f"repeat {r}: {label:12s} none {rate['none']:>12,.0f} ops/s  set of {a.policies} "
+                  f"{rate['set']:>12,.0f} ops/s  ratio {rate['set'] / rate['none']:.3f}")
+        e.take_decisions()
+    for label, rs in ratios.items():
+        print(f"{label:12s} median ratio with the set / without: {float(np.median(rs)):.3f} over {len(rs)} pairs")
     return 0
 
 

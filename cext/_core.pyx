@@ -40,10 +40,12 @@ include "debug.pxi"
 include "codec.pxi"
 include "window.pxi"
 include "gaps.pxi"
+include "policies.pxi"
 include "handlers.pxi"
 include "taps.pxi"
 include "purchases.pxi"
 include "batch.pxi"
+include "reports.pxi"  # reconciliation reads' sums, twin of spec/reports.py
 
 
 #: True when the core was built with CARDLEDGER_DEBUG=1: its invariants are checked

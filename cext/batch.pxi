@@ -482,6 +482,8 @@ cdef class Engine:
     cdef CowTable _cow_acc     # the snapshot being taken of the accounts (snapshot_begin)
     cdef CowTable _cow_jny     # ... and of the journeys
     cdef object _cow_keep      # the snapshot's buffers, alive while their rows are copied
+    cdef Policies pol          # the source policy sets (policies.pxi): kept across load_checkpoint
+    cdef list _policy_keep     # what their raw pointers point into
     cdef public int64_t default_cap_fen
 
     implementation = "cython"
@@ -500,6 +502,9 @@ cdef class Engine:
         self.st.offers = &self.offers
         self.st.cow = &self._cow_acc
         self.taps.cow = &self._cow_jny
+        memset(&self.pol, 0, sizeof(Policies))
+        self._policy_keep = []
+        self.st.pol = &self.pol
 
     def __dealloc__(self):
         # (a copier thread holds a reference: none runs here)
@@ -507,6 +512,8 @@ cdef class Engine:
         cow_free(&self._cow_jny)
         state_free(&self.st)
         taps_free_journeys(&self.taps)
+        free(self.pol.sets)
+        self.pol.sets = NULL
         free(self.taps.vers)
         self.taps.vers = NULL
         offers_free_state(&self.offers)
@@ -607,6 +614,19 @@ cdef class Engine:
         self.taps.vers = vers
         self.taps.n_vers = <int32_t>n
         self._fare_keep = keep
+
+    # ------------------------------------------------------------------ source policies
+
+    def set_policy_versions(self, versions):
+        """Install the source policy sets (`policies.PolicyVersion`, oldest first): the
+        one in force is the last installed at or before this engine's journal_seq, and a
+        SET_POLICIES record switches to its own (docs/policies.md)."""
+        self._policy_keep = policies_load(&self.st, &self.pol, versions, self.st.journal_seq)
+
+    def policy_in_force(self):
+        """journal_seq of the SET_POLICIES record whose set is in force (0: none was
+        ever installed, or the set in force lifts enforcement)."""
+        return self.st.policy.journal_seq if self.st.policy != NULL else 0
 
     def export_journeys(self):
         """Every card's fare state (JOURNEY_DTYPE, by account id)."""
@@ -806,6 +826,7 @@ cdef class Engine:
         self.st.taps = &self.taps  # journeys and fare versions survive, as in the reference
         self.st.offers = &self.offers  # and so does the offer state (load_offer_state)
         self.st.cow = &self._cow_acc
+        self.st.pol = &self.pol  # and so do the policy sets
         self.st.default_cap_fen = self.default_cap_fen
         if state_init(&self.st) != 0:
             raise MemoryError("cardledger core: cannot allocate the state")
@@ -814,6 +835,7 @@ cdef class Engine:
                       <Pending*>cnp.PyArray_DATA(p), len(p)) != 0:
             raise MemoryError("cardledger core: cannot allocate the state")
         self.st.journal_seq = journal_seq
+        self.st.policy = policies_choose(&self.pol, journal_seq)
 
     def export_checkpoint(self, accounts_out=None, bint sort=True):
         """Return (accounts in creation order, sources by id, pending holds by id).

@@ -32,10 +32,12 @@ cdef extern from *:
     #define CL_UNLIMITED_RANK (1LL << 40)
     #define CL_SETTLE_SOURCE 0xFFFFFFFFFFFFFFFFULL
     #define CL_CLOSE_DAY_SOURCE 0xFFFFFFFFFFFFFFFEULL
+    #define CL_POLICY_SOURCE 0xFFFFFFFFFFFFFFFDULL
     """
     # schema.SETTLE_SOURCE: the source of the records the ledger writes on its own.
     const uint64_t SETTLE_SOURCE_C "CL_SETTLE_SOURCE"
     const uint64_t CLOSE_DAY_SOURCE_C "CL_CLOSE_DAY_SOURCE"
+    const uint64_t POLICY_SOURCE_C "CL_POLICY_SOURCE"
     # schema.AMOUNT_MAX_FEN: the largest amount one op may carry.
     const int64_t AMOUNT_MAX_FEN "CL_AMOUNT_MAX_FEN"
     const int64_t INT64_MAX_ "INT64_MAX"
@@ -68,7 +70,8 @@ cdef enum:                     # OpKind
     K_CLOSE_DAY = 17
     K_PURCHASE = 18            # purchases.pxi
     K_REFUND = 19
-    K_MAX = 19
+    K_SET_POLICIES = 20
+    K_MAX = 20
 
 cdef enum:                     # AccountKind
     A_CARD = 1
@@ -145,7 +148,9 @@ cdef enum:                     # Result
     R_TAP_NOT_FOUND = 49
     R_TAP_NOT_REVERSIBLE = 50
     R_TAP_ALREADY_REVERSED = 51
-    R_MAX = 51
+    R_SOURCE_NOT_ALLOWED = 52
+    R_POLICY_SET_UNKNOWN = 57
+    R_MAX = 57
     # not a result: op_tap asks the batch loop to settle an overdue entry first
     # (spec taps.SETTLE_FIRST, taps.py rule 9)
     R_SETTLE_FIRST_C = 1000
@@ -766,6 +771,43 @@ cdef struct State:
     uint64_t gmap_mask
     int64_t gmap_used
     DebugOp dbg                 # debug builds: what the op being executed touched
+    Policies* pol               # the source policies (policies.pxi): the Engine's, kept across loads
+    PolicySet* policy           # the set in force, one of pol's (NULL: none, or enforcement lifted)
+
+
+# ================================================================ source policies (policies.pxi)
+
+cdef struct PolicyRow:
+    # One policy of a compiled set, one 64-byte cache line (policies.compile_tables):
+    # kinds a bitmask (bit k: OpKind k); amount_max INT64_MAX when none; acc_lo < 0 when
+    # any account (else its sorted ids are acc_ids[acc_lo:acc_hi]); the same for cp_*.
+    uint64_t first
+    uint64_t last
+    int64_t amount_max
+    int64_t acc_lo
+    int64_t acc_hi
+    int64_t cp_lo
+    int64_t cp_hi
+    uint32_t kinds
+    uint32_t pad
+
+cdef struct PolicySet:
+    # One installed set: n policies sorted by first_source, ranges disjoint.
+    uint64_t journal_seq        # the SET_POLICIES record that installs it
+    uint64_t digest             # ... and its user_data
+    int enforce                 # 0: the set lifts enforcement (install_policies(None))
+    int64_t n
+    PolicyRow* rows             # 64-byte aligned
+    uint64_t* acc_ids
+    uint64_t* cp_ids
+    uint64_t base               # the bucket index over first (policies.compile_tables)
+    int shift
+    int64_t n_buckets
+    int32_t* buckets
+
+cdef struct Policies:
+    PolicySet* sets             # every installed set, by journal_seq
+    int64_t n_sets
 
 
 # ================================================================ batch loop (batch.pxi)

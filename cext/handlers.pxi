@@ -563,12 +563,16 @@ cdef int op_close(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     return R_OK
 
 
+# The kinds an op may have (bit k: OpKind k): OPEN (1) to SET_POLICIES (20).
+cdef enum:
+    KINDS_VALID = (1 << (K_SET_POLICIES + 1)) - 2
+
 # Allowed op flags per kind (index = kind); mirrors schema.ALLOWED_FLAGS.
 cdef uint16_t ALLOWED_FLAGS[K_MAX + 1]
 ALLOWED_FLAGS[:] = [0, F_LINKED | F_CASH_FIRST | F_INACTIVE, F_LINKED, F_LINKED, F_LINKED,
                     F_LINKED | F_SUBSIDY_PURSE, F_LINKED | F_PENDING | F_SUBSIDY_PURSE,
                     F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, F_LINKED, 0, 0, F_LINKED, F_LINKED, 0,
-                    F_LINKED, F_LINKED]
+                    F_LINKED, F_LINKED, 0]
 
 
 # The fields each kind uses besides schema.OP_FIELDS_COMMON (index = kind); mirrors
@@ -595,6 +599,7 @@ FIELDS_USED[:] = [
     OPF_AMOUNT | OPF_LIMIT | OPF_REF_SEQ,                                # CLOSE_DAY
     OPF_ACCOUNT_ID | OPF_COUNTERPARTY_ID | OPF_AMOUNT,                   # PURCHASE
     OPF_AMOUNT | OPF_REF_SOURCE | OPF_REF_SEQ,                           # REFUND
+    0,                                                                   # SET_POLICIES
 ]
 
 
@@ -642,7 +647,7 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq, bint strict) noex
     replay), its time and unused fields (check_fields); then run its handler."""
     cdef int kind = op.kind
     cdef int code
-    if kind < 1 or kind > K_MAX:
+    if kind > K_MAX or not (KINDS_VALID >> kind) & 1:
         return R_INVALID_KIND
     if op.flags & ~ALLOWED_FLAGS[kind]:
         return R_INVALID_FLAGS
@@ -652,6 +657,8 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq, bint strict) noex
         code = check_fields(op)
         if code != R_OK:
             return code
+        if st.policy != NULL and not policy_allows(st.policy, op):
+            return R_SOURCE_NOT_ALLOWED
     if kind == K_SPEND:
         return op_spend(st, op, ef, jseq)
     if kind == K_TOPUP:
@@ -688,5 +695,7 @@ cdef int execute(State* st, Op* op, Effect* ef, uint64_t jseq, bint strict) noex
         return op_purchase(st, op, ef, jseq)  # purchases.pxi
     if kind == K_REFUND:
         return op_refund(st, op, ef, jseq)
+    if kind == K_SET_POLICIES:
+        return op_set_policies(st, op, ef, jseq)
     CL_ASSERT(kind == K_CLOSE, "execute dispatches every kind")
     return op_close(st, op, ef, jseq)

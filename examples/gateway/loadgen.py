@@ -1,7 +1,13 @@
 #!/usr/bin/env python
 """Load generator for the example gateway (loopback only).
 
-    python examples/gateway/loadgen.py --port 7400 --clients 16 --ops 20000 [--window 1] [--batch 1]
+    python examples/gateway/loadgen.py --port 7400 --clients 16 --ops 20000 [--window 1] [--batch 1] \
+        --ca ca.pem --cert loadgen.pem --key loadgen.key --sources 4294967296:281474976710655
+
+Connects over TLS with the client certificate --cert/--key, checking the server's
+certificate against --ca; every op's source is drawn from --sources FIRST:LAST, which
+must lie in the certificate's range in the server's clients file. `--plain` connects
+over plain TCP instead, to a server started with --plain (local benchmarks).
 
 Opens the accounts it needs through the gateway (a clearing account, a merchant, and
 --cards cards topped up), then runs --clients connections. Each sends SPEND requests
@@ -23,6 +29,8 @@ import importlib.util
 import ipaddress
 import json
 import os
+import random
+import ssl
 import sys
 import time
 
@@ -33,6 +41,31 @@ import protocol  # noqa: E402
 
 CARD_BASE = 5_000_000
 _HEADER = protocol.FRAME_HEADER.size
+#: Sources a run takes from --sources: one block, the setup's source and one per client.
+SOURCE_BLOCK = 4096
+#: --sources default: the load generator's ids before it had a range.
+SOURCES_DEFAULT = (SOURCE_BLOCK, (1 << 52) - 1)
+
+
+def client_tls(ca: str, cert: str, key: str) -> ssl.SSLContext:
+    """A client TLS context: TLS 1.2 or later, the server checked against `ca` (its
+    certificate must name the address connected to), `cert`/`key` presented."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def source_base(sources: tuple[int, int], clients: int) -> int:
+    """A random block of SOURCE_BLOCK sources inside `sources` (fresh ids on every run
+    against the same ledger): the setup uses its first, the clients the next ones."""
+    first, last = sources
+    if clients + 1 > SOURCE_BLOCK:
+        raise SystemExit(f"at most {SOURCE_BLOCK - 1} clients")
+    blocks = (last - first + 1) // SOURCE_BLOCK
+    if blocks < 1:
+        raise SystemExit(f"--sources must span at least {SOURCE_BLOCK} sources")
+    return first + random.randrange(blocks) * SOURCE_BLOCK
 
 
 async def call(reader, writer, req: int, ops: list[dict]) -> dict:
@@ -42,9 +75,9 @@ async def call(reader, writer, req: int, ops: list[dict]) -> dict:
     return msgpack.unpackb(await reader.readexactly(size), raw=False)
 
 
-async def setup(host: str, port: int, cards: int, source: int) -> collections.Counter:
+async def setup(host: str, port: int, cards: int, source: int, tls: ssl.SSLContext | None) -> collections.Counter:
     """Open the accounts the load needs; return how many setup ops got each result."""
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await asyncio.open_connection(host, port, ssl=tls)
     seq = 0
     counts: collections.Counter = collections.Counter()
 
@@ -138,11 +171,11 @@ class Client(asyncio.Protocol):
             self.done.set_exception(ConnectionError(f"connection lost: {exc}"))
 
 
-async def client(host, port, source, cards, quota, window, batch, deadline, lat) -> collections.Counter:
+async def client(host, port, tls, source, cards, quota, window, batch, deadline, lat) -> collections.Counter:
     """Run one connection to the end; return how many of its ops got each result."""
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_connection(
-        lambda: Client(source, cards, quota, window, batch, deadline, lat), host, port)
+        lambda: Client(source, cards, quota, window, batch, deadline, lat), host, port, ssl=tls)
     try:
         await proto.done
     finally:
@@ -151,13 +184,13 @@ async def client(host, port, source, cards, quota, window, batch, deadline, lat)
 
 
 async def run(a) -> dict:
-    source_base = int.from_bytes(os.urandom(5), "big") << 12  # fresh ids on every run against the same ledger
-    setup_codes = await setup(a.host, a.port, a.cards, source_base)
+    base = source_base(a.sources, a.clients)
+    setup_codes = await setup(a.host, a.port, a.cards, base, a.tls)
     lat: list[float] = []
     deadline = time.monotonic() + a.seconds
     per = max(1, a.ops // a.clients)
     t = time.perf_counter()
-    done = await asyncio.gather(*(client(a.host, a.port, source_base + 1 + i, a.cards, per, a.window, a.batch,
+    done = await asyncio.gather(*(client(a.host, a.port, a.tls, base + 1 + i, a.cards, per, a.window, a.batch,
                                          deadline, lat) for i in range(a.clients)))
     dt = time.perf_counter() - t
     codes: collections.Counter = sum(done, collections.Counter())
@@ -168,6 +201,7 @@ async def run(a) -> dict:
         "window": a.window,
         "ops_per_request": a.batch,
         "loop": a.loop,
+        "transport": "plain TCP" if a.tls is None else "TLS",
         "requests": len(lat),
         "ops": ops,
         "ops_per_s": ops / dt,
@@ -188,9 +222,32 @@ def main() -> int:
     p.add_argument("--ops", type=int, default=20_000)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--cards", type=int, default=1_000)
+    p.add_argument("--ca", help="the CA the server's certificate must be signed by (PEM)")
+    p.add_argument("--cert", help="this client's certificate (PEM)")
+    p.add_argument("--key", help="this client's private key (PEM)")
+    p.add_argument("--sources", default=f"{SOURCES_DEFAULT[0]}:{SOURCES_DEFAULT[1]}", metavar="FIRST:LAST",
+                   help="the sources the ops may use (within the certificate's range in the server's clients file)")
+    p.add_argument("--plain", action="store_true", help="plain TCP, to a server started with --plain")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default=None,
                    help="event loop (default: uvloop when installed)")
     a = p.parse_args()
+    try:
+        first, last = (int(x) for x in a.sources.split(":"))
+    except ValueError:
+        raise SystemExit("--sources wants FIRST:LAST") from None
+    a.sources = (first, last)
+    tls_args = (a.ca, a.cert, a.key)
+    if a.plain:
+        if any(tls_args):
+            raise SystemExit("--plain takes none of --ca, --cert, --key")
+        a.tls = None
+    elif not all(tls_args):
+        raise SystemExit("--ca, --cert and --key are required (or --plain, against a server started with --plain)")
+    else:
+        try:
+            a.tls = client_tls(a.ca, a.cert, a.key)
+        except OSError as e:  # ssl.SSLError included
+            raise SystemExit(f"cannot load --ca {a.ca}, --cert {a.cert} or --key {a.key}: {e}") from None
     if a.window < 1:
         raise SystemExit("--window must be at least 1")
     if not 1 <= a.batch <= protocol.REQUEST_OPS_MAX:

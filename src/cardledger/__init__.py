@@ -27,6 +27,7 @@ from .errors import (
 from .ledger import AccountInfo, Ledger, VerifyReport, open
 from .offers import OfferCatalog, OfferCatalogError
 from .opsbuilder import build_ops
+from .policies import PolicyError, PolicyFileError, SourcePolicy, load_policies
 from .recover import RecoverReport, recover
 from .verify import inspect
 from .schema import (
@@ -73,11 +74,14 @@ __all__ = [
     "OfferCatalog",
     "OfferCatalogError",
     "OpKind",
+    "PolicyError",
+    "PolicyFileError",
     "QueueFullError",
     "RecoverReport",
     "ReplicationError",
     "Result",
     "SchemaError",
+    "SourcePolicy",
     "StorageError",
     "TapType",
     "VerifyReport",
@@ -85,6 +89,7 @@ __all__ = [
     "build_ops",
     "disburse",
     "inspect",
+    "load_policies",
     "new_ops",
     "open",
     "recover",

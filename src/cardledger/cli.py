@@ -1,6 +1,8 @@
 """The `cardledger` command (also `python -m cardledger`): `bench` (the city
 scenario), `demo`, `verify`, `backup`, `recover`, `disburse`, `aid-report`, `settle`, `query`,
-`balance`, `match`, `export`, `follow` and `node` (a replicated ledger's node: docs/cluster.md).
+`balance`, `policies` (docs/policies.md), `match`, `export`, `follow`, `node` (a replicated
+ledger's node: docs/cluster.md) and `handbook` (the member handbook from an offer catalog:
+docs/offers.md).
 
 Exit codes: 0 done (verify: clean; recover: nothing lost); 1 verify found problems,
 recover lost a journal range, or the demo's ledger did not verify; 2 a bad command
@@ -452,6 +454,47 @@ def query_command(args: Any) -> int:
     return EXIT_OK
 
 
+@_one_line_errors("policies")
+def policies_command(args: Any) -> int:
+    """Show the source policies in force (or, with --history, every set installed), or
+    install a policy file's set (--install FILE; --uninstall lifts enforcement)."""
+    from .policies import load_policies
+
+    bad = _not_a_ledger("policies", args.path)
+    if bad is not None:
+        return bad
+    installing = args.install is not None or args.uninstall
+    if installing:
+        policies = None if args.uninstall else load_policies(args.install)
+        with open_ledger(args.path) as led:
+            seq = led.install_policies(policies)
+        what = "enforcement lifted" if policies is None else f"{len(policies)} policies installed"
+        print(f"{args.path}: {what} at journal_seq {seq}")
+        return EXIT_OK
+    with open_ledger(args.path, readonly=True) as led:
+        if args.history:
+            sets = led.policy_history()
+        else:
+            current = led.policies()
+            sets = [{"policies": current}]
+    out = [{**h, "policies": None if h["policies"] is None else [p.to_dict() for p in h["policies"]]} for h in sets]
+    if args.json:
+        print(json.dumps(out if args.history else out[0]["policies"]))
+        return EXIT_OK
+    for h in out:
+        if args.history:
+            print(f"journal_seq {h['journal_seq']} time_us {h['time_us']} digest {h['digest']:#018x}:")
+        if h["policies"] is None:
+            print("  no policies enforced: every source may send any op")
+            continue
+        if not h["policies"]:
+            print("  the empty set: no source may send any op")
+        for d in h["policies"]:
+            extra = "".join(f" {k}={d[k]}" for k in ("accounts", "counterparties", "amount_max_fen") if d[k] is not None)
+            print(f"  sources {d['first_source']}..{d['last_source']}: {','.join(d['kinds']) or '(no kinds)'}{extra}")
+    return EXIT_OK
+
+
 @_one_line_errors("balance")
 def balance_command(args: Any) -> int:
     """Print an account's balance, now or as of a time (`Ledger.balance`)."""
@@ -467,6 +510,39 @@ def balance_command(args: Any) -> int:
         print(json.dumps({"account_id": args.account, "as_of": args.as_of, "balance_fen": fen}))
     else:
         print(f"{args.account}: {fen} fen" + (f" as of {args.as_of}" if args.as_of else ""))
+    return EXIT_OK
+
+
+@_one_line_errors("handbook")
+def handbook_command(args: Any) -> int:
+    """Render the member handbook of an offer catalog (`cardledger.offers.handbook`) to
+    --output. A catalog with problems: each problem on a line of its own (file:line:
+    column: message) and exit 2; nothing is written."""
+    from .fares.errors import PROBLEMS_SHOWN_MAX
+    from .offers import OfferCatalog, OfferCatalogError
+    from .offers.handbook import render
+
+    fmt = args.format or ("html" if args.output.lower().endswith((".html", ".htm")) else "md")
+    try:
+        catalog = OfferCatalog.from_toml(args.catalog)
+    except OfferCatalogError as e:
+        for problem in e.problems[:PROBLEMS_SHOWN_MAX]:
+            _fail(f"handbook: {problem}", EXIT_USAGE)
+        if len(e.problems) > PROBLEMS_SHOWN_MAX:
+            _fail(f"handbook: {args.catalog}: … and {len(e.problems) - PROBLEMS_SHOWN_MAX} more problems", EXIT_USAGE)
+        return EXIT_USAGE
+    text = render(catalog, fmt)
+    try:
+        with open(args.output, "w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+    except OSError as e:
+        return _fail(f"handbook: -o {args.output}: cannot write it: {e.strerror or e}", EXIT_USAGE)
+    summary = {"catalog": args.catalog, "output": args.output, "format": fmt, "merchants": len(catalog.merchants),
+               "offers": len(catalog.offers), "catalog_sha256": catalog.sha256}
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(f"{args.output}: the handbook of {len(catalog.offers)} offers at {len(catalog.merchants)} merchants ({fmt})")
     return EXIT_OK
 
 
@@ -636,6 +712,14 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--kinds", help="comma-separated op kinds")
     q.add_argument("--user-data", type=_count(1), help="the ops' user_data")
     q.add_argument("--limit", type=_count(0), help="at most this many records")
+    po = sub.add_parser("policies", help="show the source policies in force, their history, or install a "
+                                         "policy file (docs/policies.md)")
+    po.add_argument("path", help="the ledger's directory")
+    po_mode = po.add_mutually_exclusive_group()
+    po_mode.add_argument("--install", metavar="FILE", help="install the policies of this TOML file")
+    po_mode.add_argument("--uninstall", action="store_true", help="lift enforcement (install None)")
+    po_mode.add_argument("--history", action="store_true", help="every set installed, oldest first")
+    po.add_argument("--json", action="store_true", help="print JSON")
     bal = sub.add_parser("balance", help="an account's balance, now or --as-of a time")
     bal.add_argument("path", help="the ledger's directory")
     bal.add_argument("--account", type=_count(1), required=True, help="the account")
@@ -665,6 +749,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="if PATH holds no ledger, start from the latest checkpoint a node published")
     n.add_argument("--publish-checkpoint-every", type=float, default=0, metavar="S",
                    help="while a follower, publish a checkpoint for restores every S seconds (default: never)")
+    h = sub.add_parser("handbook", help="render the member handbook (优惠服务手册) of an offer catalog "
+                                        "(exit 0 written, 2 a catalog with problems or bad arguments)")
+    h.add_argument("catalog", help="the offer catalog, a TOML file (docs/offers.md)")
+    h.add_argument("--format", choices=("md", "html"), default=None,
+                   help="Markdown or a self-contained HTML page (default: html for an -o ending in .html, else md)")
+    h.add_argument("-o", "--output", required=True, help="the file to write (UTF-8)")
+    h.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     from .benchmark import runner  # (the harness is large: loaded for this command only)
 
     b = sub.add_parser("bench", help="replay the Harbin peak (or --mix, --tigerbeetle) through the core and the baselines")
@@ -694,12 +785,16 @@ def main(argv: list[str] | None = None) -> int:
         return query_command(args)
     if args.command == "balance":
         return balance_command(args)
+    if args.command == "policies":
+        return policies_command(args)
     if args.command == "disburse":
         return disburse_command(args.path, args.program, args.cycle, args.file, args.atomic, args.report, args.json)
     if args.command == "aid-report":
         return aid_report_command(args.path, args.program, args.cycle, args.json)
     if args.command == "node":
         return node_command(args)
+    if args.command == "handbook":
+        return handbook_command(args)
     return verify(args.path, args.json)
 
 

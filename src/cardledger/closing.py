@@ -40,7 +40,7 @@ def _closes(ledger: Any) -> list[DayClose]:
 
 def _settled(ledger: Any, accounts: np.ndarray, start_us: int, end_us: int, after: int, upto: int) -> np.ndarray:
     """The settlement of [start_us, end_us) over journal records after..upto."""
-    return settle(ledger.batches(after, upto + 1), accounts, start_us, end_us)
+    return settle(ledger.batches(after, upto + 1), accounts, start_us, end_us, ledger.implementation)
 
 
 def report(ledger: Any, start_us: int, end_us: int) -> dict[str, Any]:

@@ -5,7 +5,9 @@ by event time (a service day, or [start_us, end_us)). Columns are the journal's
 fields (JOURNAL_DTYPE), amounts as integers; CSV and JSON lines add `time` (the event
 time as ISO 8601 local time with its offset, in the export's time zone) and `result`
 (the code's name). Parquet keeps the fields' own integer types; it needs pyarrow
-(`pip install 'cardledger[parquet]'`). Memory stays that of one stored batch.
+(`pip install 'cardledger[parquet]'`). Memory stays that of one stored batch (for
+Parquet, one row group). With the Cython core, CSV and JSON lines are written by its
+`format_rows` (the same bytes as the writers here).
 
 Until the journal has a time index, a selection by event time reads the whole journal
 (the records of a late upload may sit anywhere in it).
@@ -21,10 +23,13 @@ from typing import Any
 import numpy as np
 
 from .days import SERVICE_TZ_DEFAULT, iso_times, iso_times_bytes
+from .engine import select as engines
 from .schema import JOURNAL_DTYPE, Result
 
 #: The export formats.
 FORMATS = ("csv", "jsonl", "parquet")
+#: Records a row group of a Parquet export holds (the last one, fewer).
+PARQUET_ROW_GROUP_RECORDS = 1 << 17
 #: The columns of a CSV or JSON lines export, in order.
 COLUMNS = (*JOURNAL_DTYPE.names, "time", "result")
 _RESULT_NAMES = {int(r): r.name for r in Result}
@@ -52,6 +57,9 @@ def export(records: Iterator[np.ndarray], path: str | os.PathLike[str], fmt: str
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "parquet":
         return _parquet(records, path, progress)
+    if engines.IMPLEMENTATION == engines.CYTHON:
+        helper = engines.reports_for(None)
+        return _text_core(records, path, fmt, tz, progress, helper.format_rows)
     if fmt == "csv" and _have_pyarrow():
         return _csv_arrow(records, path, tz, progress)
     if fmt == "jsonl" and _have_pyarrow():
@@ -76,6 +84,35 @@ _CODE = JOURNAL_DTYPE.names.index("code")
 # Every journal field is an integer: one format string writes a row.
 _CSV_LINE = ",".join(["%d"] * len(JOURNAL_DTYPE.names) + ["%s", "%s"]) + "\n"
 _JSON_LINE = "{" + ",".join([f'"{n}":%d' for n in JOURNAL_DTYPE.names] + ['"time":"%s"', '"result":"%s"']) + "}\n"
+
+
+#: What `format_rows` writes around the fields, the time and the result of each line.
+_TEXT_PARTS = {
+    "csv": ([b""] + [b","] * (len(JOURNAL_DTYPE.names) - 1), b",", b",", b"\n"),
+    "jsonl": ([f'{"{" if i == 0 else ","}"{n}":'.encode() for i, n in enumerate(JOURNAL_DTYPE.names)],
+              b',"time":"', b'","result":"', b'"}\n'),
+}
+
+
+def _text_core(records: Iterator[np.ndarray], path: str | os.PathLike[str], fmt: str, tz: str,
+               progress: Callable[[int], None] | None, format_rows: Callable[..., tuple]) -> int:
+    """CSV or JSON lines written by the core's `format_rows` (the same text as the plain
+    writer, tested), one buffer a batch."""
+    prefixes, time_prefix, result_prefix, line_end = _TEXT_PARTS[fmt]
+    names = [name.encode() for name in _RESULT_NAME_TABLE.tolist()]
+    written = 0
+    buf = None  # the lines' buffer, reused batch after batch
+    with open(path, "wb") as out:
+        if fmt == "csv":
+            out.write((",".join(COLUMNS) + "\n").encode())
+        for recs in records:
+            buf, length = format_rows(recs, prefixes, time_prefix, iso_times_bytes(recs["time_us"], tz),
+                                      result_prefix, names, line_end, buf)
+            out.write(memoryview(buf)[:length])
+            written += len(recs)
+            if progress is not None:
+                progress(written)
+    return written
 
 
 def _have_pyarrow() -> bool:
@@ -170,12 +207,35 @@ def _parquet(records: Iterator[np.ndarray], path: str | os.PathLike[str],
         raise ValueError("Parquet export needs pyarrow: pip install 'cardledger[parquet]'") from None
     schema = pa.schema([(n, pa.from_numpy_dtype(JOURNAL_DTYPE[n])) for n in JOURNAL_DTYPE.names])
     written = 0
-    with pq.ParquetWriter(str(path), schema) as writer:
+    # Batches are gathered into row groups of PARQUET_ROW_GROUP_RECORDS (a buffer a
+    # column, reused): a row group a stored batch made small groups, slow to write and
+    # to read.
+    # Values are written plain (then compressed): trying a dictionary for every column,
+    # most of them near unique, took most of the writer's time.
+    room = PARQUET_ROW_GROUP_RECORDS
+    columns = {n: np.empty(room, dtype=JOURNAL_DTYPE[n]) for n in JOURNAL_DTYPE.names}  # each column's buffer
+    held = 0
+
+    def flush() -> None:
+        writer.write_table(pa.table({n: c[:held] for n, c in columns.items()}, schema=schema), row_group_size=room)
+
+    with pq.ParquetWriter(str(path), schema, use_dictionary=False) as writer:
         for recs in records:
-            writer.write_table(pa.table({n: recs[n] for n in JOURNAL_DTYPE.names}, schema=schema))
+            taken = 0
+            while taken < len(recs):
+                k = min(len(recs) - taken, room - held)
+                for n, c in columns.items():
+                    c[held : held + k] = recs[n][taken : taken + k]
+                held += k
+                taken += k
+                if held == room:
+                    flush()
+                    held = 0
             written += len(recs)
             if progress is not None:
                 progress(written)
+        if held:
+            flush()
     return written
 
 

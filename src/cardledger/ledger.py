@@ -35,6 +35,8 @@ import lmdb
 import numpy as np
 
 from . import closing, feed, queries, settlement
+from . import policies as policies_mod
+from .policies import SourcePolicy
 from .store import timeidx
 from .commit.pipeline import CommitPipeline, StagedBatch
 from .engine import select
@@ -53,17 +55,18 @@ from .schema import (
     ACCOUNT_DTYPE,
     CHECKPOINT_OPS_DEFAULT,
     DEFAULT_CASH_CAP_FEN,
-    JOURNAL_DTYPE,
     JOURNEY_DTYPE,
     OP_DTYPE,
     PENDING_DTYPE,
     RESULT_DTYPE,
     REVERSE_REF_DTYPE,
+    POLICY_SOURCE,
     TAP_HORIZON_NONE,
     AccountKind,
     OpKind,
     Result,
     check_batch,
+    new_ops,
 )
 from .store.checkpoints import (
     CheckpointFileGone,
@@ -78,6 +81,7 @@ from .store.env import DURABILITY_MODES, LMDB_CORRUPTION_ERRORS, LOAD_RETRIES_MA
 from .store.fares import FareVersions
 from .store.offers import OfferVersions
 from .offers.catalog import OfferCatalog
+from .store.policies import PolicyVersions
 from .store.ids import IDS_FLUSH_OPS_DEFAULT, IdFlush, IdIndex
 from .store.journal import (
     GENESIS_HASH,
@@ -275,6 +279,7 @@ class Ledger:
         self._datafile = DataFileExtender(self.path, readonly)
         self._fares = FareVersions(store.fares_db, store.meta_db)
         self._offers = OfferVersions(store.state_db, store.meta_db)
+        self._policies = PolicyVersions(store.state_db)
         try:
             try:
                 self.default_cap_fen = store.init_meta(default_cap_fen)
@@ -531,6 +536,73 @@ class Ledger:
             if self._offers.changed(txn):
                 self._offers.load(txn)
                 self._use_offers(self._engine)
+    def install_policies(self, policies: Any) -> int:
+        """Install a set of source policies (`cardledger.SourcePolicy`), replacing the set
+        in force from the next batch on; return the journal_seq of its SET_POLICIES record.
+
+        Once a set is installed, every new op must be allowed by the policy whose source
+        range covers its source, else it fails with Result.SOURCE_NOT_ALLOWED (journaled,
+        nothing moves); an empty list allows nothing at all, and None lifts enforcement
+        (every op allowed, as before any install). Within one set source ranges may not
+        overlap (PolicyError, a ValueError, naming both). The install is itself a journal
+        record, and the set is stored beside it for audit (`policy_history`). Refused on
+        a cluster node's ledger (LedgerError): see docs/policies.md.
+        """
+        self._usable()
+        if self.readonly:
+            raise LedgerReadOnlyError("a readonly ledger cannot install policies")
+        if self.replicator is not None:
+            # The set is stored beside the journal, not in it: a follower would replay the
+            # SET_POLICIES record without its set.
+            raise LedgerError(
+                "install_policies is not replicated: a cluster node's ledger cannot install source policies "
+                "(docs/policies.md); install them on a ledger of its own"
+            )
+        data = policies_mod.encode_set(policies_mod.check_set(policies))
+        op = new_ops(1)
+        op["source"], op["kind"] = POLICY_SOURCE, OpKind.SET_POLICIES
+        op["time_us"] = time.time_ns() // 1000
+        op["user_data"] = policies_mod.digest(data)
+
+        def store_set(txn: Any) -> None:
+            jseq = int(self._engine.journal_seq) + 1
+            op["seq"] = jseq
+            self._policies.put(txn, jseq, data)
+            self._engine.set_policy_versions(self._policies.versions)
+
+        result = self._apply_retrying(op, prepare=store_set)[0]
+        if result["code"] != Result.OK:  # pragma: no cover - the set was stored for this very record
+            raise CorruptionError(f"the policy set's record was refused: {Result(int(result['code'])).name}")
+        return int(result["journal_seq"])
+
+    @_locked
+    def policies(self) -> list[SourcePolicy] | None:
+        """The source policies in force, sorted by first_source; None when none is
+        enforced (never installed, or lifted by installing None)."""
+        self._usable()
+        self._refresh()
+        jseq = int(self._engine.policy_in_force())
+        if jseq == 0:
+            return None
+        v = next(v for v in self._policies.versions if v.journal_seq == jseq)
+        return list(v.policies)
+
+    @_locked
+    def policy_history(self) -> list[dict[str, Any]]:
+        """Every policy set installed, oldest first, for audit: its SET_POLICIES
+        record's `journal_seq` and `time_us` (when it was installed), its `digest` (the
+        record's user_data), and `policies` (a list of SourcePolicy; None: enforcement
+        lifted). Each set is in force from its journal_seq to the next one's."""
+        store = self._usable()
+        self._refresh()
+        out = []
+        with store.begin_read() as txn:
+            self._policies.load(txn)
+        for v in self._policies.versions:
+            rec = self.journal(v.journal_seq, v.journal_seq + 1)
+            out.append({"journal_seq": v.journal_seq, "time_us": int(rec["time_us"][0]) if len(rec) else None,
+                        "digest": v.digest, "policies": None if v.policies is None else list(v.policies)})
+        return out
 
     @_locked
     def checkpoint(self) -> None:
@@ -683,7 +755,7 @@ class Ledger:
             raise ValueError(f"limit must be >= 0, got {limit}")
         kind_codes = None if kinds is None else np.array([int(k) for k in kinds], dtype=np.uint16)
 
-        def matching(recs: np.ndarray) -> np.ndarray:
+        def keeping(recs: np.ndarray) -> np.ndarray:
             keep = recs["code"] == Result.OK
             if start_us is not None:
                 keep &= recs["time_us"] >= start_us
@@ -695,26 +767,25 @@ class Ledger:
                 keep &= np.isin(recs["kind"], kind_codes)
             if user_data is not None:
                 keep &= recs["user_data"] == np.uint64(user_data)
-            return recs[keep]
+            return keep
 
         if (start_us is None and end_us is None and account_id is not None
                 and self._account_row(account_id)[ACCOUNT_DTYPE.names.index("kind")] == AccountKind.CARD):
             # A card's records are few: its statement chain reads them alone. A merchant's
             # or an operator's run to millions, spread over every batch: a scan is faster.
-            parts = [matching(self.statement(account_id))]
+            recs = self.statement(account_id)
+            recs = recs[keeping(recs)]
         else:
-            # Each batch is filtered as it is read: memory holds the matches, not the range.
-            parts = []
+            # Each batch is filtered as it is read, its matches copied once into the
+            # result: memory holds the matches, not the range.
             with store.begin_read() as txn:
-                for last in timeidx.batches_meeting(txn, store, start_us, end_us):
+                ranges = timeidx.batch_ranges_meeting(txn, store, start_us, end_us)
+                kept = queries.Gathered(sum(last - first + 1 for first, last in ranges))
+                for _, last in ranges:
                     key = KEY.pack(last)
-                    parts.append(matching(decode_batch(self._codec, key, txn.get(key, db=store.journal_db)).records))
-        recs = np.concatenate(parts) if parts else np.zeros(0, dtype=JOURNAL_DTYPE)
-        # The records are in journal order: a stable sort by event time orders them by
-        # (time_us, journal_seq), and records already in time order need none.
-        t = recs["time_us"]
-        if len(t) > 1 and not (t[1:] >= t[:-1]).all():
-            recs = recs[np.argsort(t, kind="stable")]
+                    batch = decode_batch(self._codec, key, txn.get(key, db=store.journal_db)).records
+                    kept.add(batch, keeping(batch))
+            recs = kept.records()
         return recs if limit is None else recs[:limit]
 
     @_locked
@@ -767,7 +838,8 @@ class Ledger:
         row per account touched, by account id. A hold counts when it is posted, at
         the POST's time. The live figure, as the ledger holds it now (late uploads
         included); reads the journal in stored batches (`settlement.py`)."""
-        return settlement.settle(self.batches_meeting(start_us, end_us), self.accounts(), start_us, end_us)
+        return settlement.settle(self.batches_meeting(start_us, end_us), self.accounts(), start_us, end_us,
+                                 self._implementation)
 
     def close_day(self, start_us: int, end_us: int) -> dict[str, Any]:
         """Close the service day [start_us, end_us) (`days.service_day` gives them):
@@ -926,7 +998,7 @@ class Ledger:
         self._refresh_fares()
         fresh = self._engine_class(self.default_cap_fen)
         fresh.set_fare_versions(self._fares.tap_tables())
-        with store.begin_read() as txn:
+        with store.begin_read() as txn:  # (verify gives `fresh` the stored policy sets)
             if self._offers.changed(txn):
                 self._offers.load(txn)
             self._use_offers(fresh)
@@ -1007,6 +1079,8 @@ class Ledger:
         self._use_fares(engine)
         self._offers.load(txn)
         self._use_offers(engine, offer_state)
+        self._policies.load(txn)
+        engine.set_policy_versions(self._policies.versions)
         self._engine = engine
         self._last_hash = last_hash
         self._ids.adopt(ids_upto, id_log)
@@ -1077,6 +1151,10 @@ class Ledger:
             return
         if head < engine.journal_seq:
             raise CorruptionError(f"the stored journal ends at {head}, before this ledger's {engine.journal_seq}")
+        if self._policies.changed(txn):
+            # Another process installed a set (always with a journal record): the replay needs it.
+            self._policies.load(txn)
+            engine.set_policy_versions(self._policies.versions)
         if not self.readonly:
             if self._ids.stored_upto(txn) != self._ids.ids_upto:
                 # Another writer took a snapshot: its id state replaces ours.
@@ -1123,12 +1201,13 @@ class Ledger:
 
     # ================================================================== the write path: apply
 
-    def _apply_retrying(self, ops: np.ndarray) -> np.ndarray:
+    def _apply_retrying(self, ops: np.ndarray, prepare: Callable[[Any], None] | None = None) -> np.ndarray:
         """Apply one batch synchronously: grow a full map and retry; on any failure
-        reload the engine from disk, so memory never runs ahead of what is stored."""
+        reload the engine from disk, so memory never runs ahead of what is stored.
+        `prepare(txn)`, if given, runs in the batch's transaction before its kernel."""
         for attempt in range(MAP_GROW_RETRIES_MAX + 1):
             try:
-                return self._apply_once(ops)
+                return self._apply_once(ops) if prepare is None else self._apply_once(ops, prepare)
             except lmdb.MapFullError:
                 self._reload_after_failure()
                 if attempt == MAP_GROW_RETRIES_MAX:
@@ -1142,13 +1221,15 @@ class Ledger:
                 raise
         raise AssertionError("unreachable")
 
-    def _apply_once(self, ops: np.ndarray) -> np.ndarray:
+    def _apply_once(self, ops: np.ndarray, prepare: Callable[[Any], None] | None = None) -> np.ndarray:
         store = self._store
         self._begin_transaction()
         try:
             with store.begin_write() as txn:
                 self._catch_up(txn)
                 self._checkpoints.record_finished(txn, wait=False)
+                if prepare is not None:
+                    prepare(txn)
                 # An id flush the last batch made due is taken here, before this batch's
                 # kernel, and encoded in the id-flush thread while the kernel runs
                 # (without the GIL); it is stored in this transaction. Meanwhile this

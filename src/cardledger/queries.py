@@ -112,6 +112,60 @@ def statement(codec: Any, txn: Any, journal_db: Any, account_id: int, row: tuple
     return recs[np.lexsort((recs["journal_seq"], recs["time_us"]))] if len(recs) else recs
 
 
+#: Most bytes a `Gathered` reserves at once for what it may keep: a query's room for
+#: every record of the batches it reads, while they fit (pages are touched only as
+#: records are kept); past it, room grows by doubling.
+GATHER_RESERVE_BYTES_MAX = 1 << 32
+
+
+class Gathered:
+    """The records a query keeps from each batch it reads, copied once into one growing
+    array (no array per batch, no concatenation at the end), and whether they came in
+    event-time order. A query returning millions of records from a day's batches
+    copies each kept record once."""
+
+    _WORDS = JOURNAL_DTYPE.itemsize // 8
+
+    def __init__(self, at_most: int) -> None:
+        """`at_most`: how many records the batches to be read hold."""
+        room = min(max(at_most, 1), GATHER_RESERVE_BYTES_MAX // JOURNAL_DTYPE.itemsize)
+        try:
+            self._rows = np.empty((room, self._WORDS), dtype=np.uint64)
+        except MemoryError:  # a system that refuses to reserve what it may not give
+            self._rows = np.empty((min(room, 1 << 16), self._WORDS), dtype=np.uint64)
+        self._n = 0
+        self._last_time: int | None = None
+        self.in_time_order = True
+
+    def add(self, recs: np.ndarray, keep: np.ndarray) -> None:
+        """Keep the records recs[keep] (`recs`: one batch, JOURNAL_DTYPE, contiguous)."""
+        count = int(np.count_nonzero(keep))
+        if not count:
+            return
+        if self._n + count > len(self._rows):
+            self._rows.resize((max(2 * len(self._rows), self._n + count), self._WORDS), refcheck=False)
+        words = np.ascontiguousarray(recs).view(np.uint64).reshape(len(recs), self._WORDS)
+        part = self._rows[self._n : self._n + count]
+        np.compress(keep, words, axis=0, out=part)
+        t = part.reshape(-1).view(JOURNAL_DTYPE)["time_us"]
+        if self.in_time_order and ((self._last_time is not None and int(t[0]) < self._last_time)
+                                   or (len(t) > 1 and not (t[1:] >= t[:-1]).all())):
+            self.in_time_order = False
+        self._last_time = int(t[-1])
+        self._n += count
+
+    def records(self) -> np.ndarray:
+        """What was kept (JOURNAL_DTYPE), ordered by (time_us, journal_seq) when the
+        batches were given in journal order; the Gathered is spent."""
+        rows, self._rows = self._rows, np.empty((0, self._WORDS), dtype=np.uint64)
+        rows.resize((self._n, self._WORDS), refcheck=False)  # shrinks in place
+        recs = rows.reshape(-1).view(JOURNAL_DTYPE)
+        if not self.in_time_order:
+            # Journal order: a stable sort by event time orders by (time_us, journal_seq).
+            recs = recs[np.argsort(recs["time_us"], kind="stable")]
+        return recs
+
+
 def journal_range(batches: Any, start_seq: int, end_seq: int | None) -> np.ndarray:
     """The records with start_seq <= journal_seq < end_seq from `batches` (checked
     journal batches from start_seq's on, in order)."""

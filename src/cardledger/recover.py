@@ -5,7 +5,8 @@ id state) is derived from it. So salvage copies the journal batches, byte for by
 from the first one up to the last whose hash chain holds and which replays, into a
 new ledger, and lets that ledger rebuild the rest by replaying them (as a writer
 catches up with batches another process committed). The fare versions and the
-ledger's settings are copied too. What is lost is exactly the journal range after
+ledger's settings are copied too, and so are the source policy sets the copied
+SET_POLICIES records installed. What is lost is exactly the journal range after
 the intact prefix: ops decided there are unknown to the new ledger, and terminals
 re-send them (exactly-once makes a re-send safe: see docs/operations.md).
 
@@ -29,6 +30,7 @@ from .store.journal import BATCH_HEADER, BATCH_HEADER_SIZE
 from .store import offers as offer_versions
 from .store.keys import KEY, META_MAX_PURCHASE_TIME_KEY, META_MAX_TAP_TIME_KEY
 from .store.pages import pinned
+from .store.policies import policy_key, stored_keys
 from .verify import inspect_pages, ledger_settings
 
 #: Records copied between two checkpoints of the new ledger: bounds the memory of
@@ -109,6 +111,12 @@ def _recover_pages(source: str, dest: str, env: Any, implementation: str, report
         except (LedgerError, ValueError) as e:  # pragma: no cover - the inspection reported it
             fare_items = []
             report.problems.append(f"fare versions cannot be read ({e}): none are recovered")
+        try:
+            # The policy sets the recovered SET_POLICIES records install (their replay needs them).
+            policy_sets = [(j, raw) for j, raw in stored_keys(txn, view.state_db) if j <= inspected.intact_seq]
+        except (LedgerError, ValueError) as e:  # pragma: no cover - the inspection reported it
+            policy_sets = []
+            report.problems.append(f"policy sets cannot be read ({e}): none are recovered")
         max_tap_time = txn.get(META_MAX_TAP_TIME_KEY, db=view.meta_db)
         try:
             offer_items = offer_versions.stored_items(txn, view.state_db)
@@ -123,6 +131,8 @@ def _recover_pages(source: str, dest: str, env: Any, implementation: str, report
             with new.begin_write() as out:
                 for key, value in fare_items:
                     out.put(key, value, db=new.fares_db)
+                for j, raw in policy_sets:
+                    out.put(policy_key(j), raw, db=new.state_db)
                 if max_tap_time is not None and fare_items:
                     out.put(META_MAX_TAP_TIME_KEY, bytes(max_tap_time), db=new.meta_db)
                 for key, value in offer_items:  # the catalogs the journal's purchases were decided by

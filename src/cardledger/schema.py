@@ -42,6 +42,7 @@ class OpKind(enum.IntEnum):
     CLOSE_DAY = 17  # the settlement of a service day, closed in the journal (Ledger.close_day)
     PURCHASE = 18  # a card pays a MERCHANT a gross; the offer in force discounts it (docs/purchases.md)
     REFUND = 19  # a part of a PURCHASE's gross returned (the purchase named by ref_source, ref_seq)
+    SET_POLICIES = 20  # a set of source policies installed (Ledger.install_policies; docs/policies.md)
 
 
 class TapType(enum.IntEnum):
@@ -153,6 +154,9 @@ class Result(enum.IntEnum):
     TAP_NOT_FOUND = 49  # REVERSE: no tap decided with that id (in an earlier batch)
     TAP_NOT_REVERSIBLE = 50  # REVERSE: the id is not a successful TAP of this card, or an entry still open
     TAP_ALREADY_REVERSED = 51  # REVERSE: the tap was reversed before
+    SOURCE_NOT_ALLOWED = 52  # no source policy in force allows this op from its source (docs/policies.md)
+    # 53-56 are reserved (issue 18)
+    POLICY_SET_UNKNOWN = 57  # SET_POLICIES: no policy set stored for this record (only install_policies writes one)
 
 
 # ---------------------------------------------------------------------------
@@ -189,6 +193,13 @@ SETTLE_SOURCE = (1 << 64) - 1
 #: The source of CLOSE_DAY ops (`Ledger.close_day`); a day's seq is its start in whole
 #: seconds since the epoch, so a day is closed once.
 CLOSE_DAY_SOURCE = (1 << 64) - 2
+#: The source of SET_POLICIES ops (`Ledger.install_policies`); an install's seq is its
+#: own journal_seq. Neither it nor CLOSE_DAY_SOURCE needs a policy for its own kind.
+POLICY_SOURCE = (1 << 64) - 3
+#: Most source policies one installed set may hold.
+POLICIES_MAX = 1 << 20
+#: Most account ids one policy may list (as `accounts` or as `counterparties`).
+POLICY_ACCOUNTS_MAX = 1 << 20
 #: Caps and spend tiers one fare system may configure (per-card counters are
 #: fixed-size slots).
 FARE_CAPS_MAX = 4
@@ -458,6 +469,7 @@ ALLOWED_FLAGS = {
     # a purchase's counters and budget roll back with its chain
     OpKind.PURCHASE: OpFlags.LINKED,
     OpKind.REFUND: OpFlags.LINKED,
+    OpKind.SET_POLICIES: OpFlags.NONE,
 }
 
 #: The fields every op kind reads: its id, its kind, its flags and its event time.
@@ -497,6 +509,9 @@ OP_FIELDS_USED: dict[OpKind, frozenset[str]] = {
     OpKind.PURCHASE: frozenset({"account_id", "counterparty_id", "amount_fen"}),
     # the part of the gross refunded and the purchase's id: its accounts are the purchase's
     OpKind.REFUND: frozenset({"amount_fen", "ref_source", "ref_seq"}),
+    # the set is stored beside the journal, keyed by the record's journal_seq; the
+    # record carries its digest (user_data) and when it was installed (time_us)
+    OpKind.SET_POLICIES: frozenset(),
 }
 
 #: Each field a kind may leave unused, with the code a new op gets for setting it, in

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .engine import select
 from .schema import OpFlags, OpKind, Result, TapType
 
 #: One row of a settlement.
@@ -36,48 +37,27 @@ def posted_fen(recs: np.ndarray) -> np.ndarray:
 
 
 def settle(batches: Iterator[np.ndarray], accounts: np.ndarray, start_us: int | None = None,
-           end_us: int | None = None) -> np.ndarray:
+           end_us: int | None = None, implementation: str | None = None) -> np.ndarray:
     """The settlement (SETTLEMENT_DTYPE, one row per account touched, by account id) of
     the records in `batches` with event time in [start_us, end_us); `accounts`
-    (ACCOUNT_DTYPE) gives each account's kind."""
-    ids: list[np.ndarray] = []
-    debit: list[np.ndarray] = []
-    credit: list[np.ndarray] = []
+    (ACCOUNT_DTYPE) gives each account's kind. `implementation` ("cython", "python",
+    None: the default) sums with that side's `AccountTotals` (same rows either way)."""
+    totals = select.reports_for(implementation).AccountTotals()
     for recs in batches:
         keep = recs["code"] == Result.OK
         if start_us is not None:
             keep &= recs["time_us"] >= start_us
         if end_us is not None:
             keep &= recs["time_us"] < end_us
-        if not keep.any():
-            continue
-        r = recs[keep]
-        amount = posted_fen(r)
-        for side, other in ((r["debit_id"], (amount, 0)), (r["credit_id"], (0, amount))):
-            named = side != 0
-            ids.append(side[named])
-            debit.append(np.broadcast_to(np.asarray(other[0], dtype=np.int64), len(r))[named])
-            credit.append(np.broadcast_to(np.asarray(other[1], dtype=np.int64), len(r))[named])
-    if not ids:
-        return np.zeros(0, dtype=SETTLEMENT_DTYPE)
-    all_ids = np.concatenate(ids)
-    if not len(all_ids):
-        return np.zeros(0, dtype=SETTLEMENT_DTYPE)
-    # Sums by account, exact in int64 (no float touches money): sort by account, then
-    # add each account's run with reduceat.
-    by = np.argsort(all_ids, kind="stable")
-    sorted_ids = all_ids[by]
-    starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
-    uniq = sorted_ids[starts]
-    out = np.zeros(len(uniq), dtype=SETTLEMENT_DTYPE)
-    out["account_id"] = uniq
-    out["ops"] = np.diff(np.append(starts, len(sorted_ids)))
-    out["debits_fen"] = np.add.reduceat(np.concatenate(debit)[by], starts)
-    out["credits_fen"] = np.add.reduceat(np.concatenate(credit)[by], starts)
-    order = np.argsort(accounts["id"])
-    pos = np.clip(np.searchsorted(accounts["id"][order], uniq), 0, max(len(accounts) - 1, 0))
-    if len(accounts):
-        found = accounts["id"][order][pos] == uniq
+        if keep.any():
+            totals.add(recs["debit_id"], recs["credit_id"], posted_fen(recs), keep.view(np.uint8))
+    ids, ops, debits, credits = totals.rows()
+    out = np.zeros(len(ids), dtype=SETTLEMENT_DTYPE)
+    out["account_id"], out["ops"], out["debits_fen"], out["credits_fen"] = ids, ops, debits, credits
+    if len(ids) and len(accounts):
+        order = np.argsort(accounts["id"])
+        pos = np.clip(np.searchsorted(accounts["id"][order], ids), 0, len(accounts) - 1)
+        found = accounts["id"][order][pos] == ids
         out["account_kind"] = np.where(found, accounts["kind"][order][pos], 0)
     return out
 

@@ -35,6 +35,8 @@ from .store.keys import (
     META_SETTINGS_SHA_KEY,
 )
 from .store.pages import PageFile, PageTxn, pinned
+from .store.policies import stored_keys as stored_policy_sets
+from .policies import PolicyError, PolicyVersion
 
 
 @dataclass
@@ -57,6 +59,7 @@ class VerifyReport:
     journal_head: int | None = 0
     latest_tap_us: int = -(1 << 63)  # the latest time_us of a tap the journal applied
     closes: list = field(default_factory=list, repr=False)  # the closed days met (settlement.DayClose)
+    policy_installs: list = field(default_factory=list, repr=False)  # journal_seqs of SET_POLICIES records OK
 
     @property
     def ok(self) -> bool:
@@ -110,6 +113,8 @@ def verify(store: Any, txn: Any, fresh: Any, live: Any, checkpoint_ops: int,
     ids_upto, ids_sources = part("id state", lambda t: decode_ids_state(lambda k: t.get(k, db=state)), (0, None))
     part("id log", lambda t: read_checked_merge(codec, t, state))
     audit = part("id index", lambda t: _IdAudit(codec, t, store, ids_upto))
+    policy_sets = _policy_sets(report, part("policy sets", lambda t: stored_policy_sets(t, state), []))
+    fresh.set_policy_versions(policy_sets)
     intact = _walk_journal(report, store, txn, fresh, checkpoint_ops, desc, ckpt_arrays, ids_upto, ids_sources,
                            audit)
     if audit is not None:
@@ -139,6 +144,14 @@ def verify(store: Any, txn: Any, fresh: Any, live: Any, checkpoint_ops: int,
     if desc is not None and desc.journal_seq > report.intact_seq:
         report.problems.append(f"checkpoint at {desc.journal_seq} lies past the intact journal (which ends at "
                                f"{report.intact_seq}): it could not be compared with a replay")
+    installed = set(report.policy_installs)
+    for v in policy_sets:
+        if v.journal_seq <= report.intact_seq and v.journal_seq not in installed:
+            report.problems.append(f"policy set at journal_seq {v.journal_seq}: stored, but the journal has no "
+                                   "SET_POLICIES record installing it there")
+    if live is not None and intact and not report.problems and live.policy_in_force() != fresh.policy_in_force():
+        report.problems.append(f"the policy set in force (installed at {live.policy_in_force()}) differs from the "
+                               f"replay of the journal's (at {fresh.policy_in_force()})")
     if report.closes:
         report.problems.extend(settlement.close_problems(report.closes, _journal(store, txn, report.intact_seq),
                                                          exported[0]))
@@ -146,6 +159,18 @@ def verify(store: Any, txn: Any, fresh: Any, live: Any, checkpoint_ops: int,
     report.problems.extend(invariant_problems(exported[0], exported[2], bool((refunded["refunded_fen"] > 0).any())))
     report.accounts = len(exported[0])
     return report
+
+
+def _policy_sets(report: VerifyReport, stored: list) -> list:
+    """The stored policy sets that decode (a SET_POLICIES record of one that does not
+    then fails to replay); each one that does not is a problem."""
+    out = []
+    for journal_seq, raw in stored:
+        try:
+            out.append(PolicyVersion(journal_seq, raw))
+        except PolicyError as e:
+            report.problems.append(f"policy set at journal_seq {journal_seq}: {e}")
+    return out
 
 
 def _journal(store: Any, txn: Any, upto: int) -> Any:
@@ -197,6 +222,9 @@ def _walk_journal(report: VerifyReport, store: Any, txn: Any, fresh: Any, checkp
             report.records += len(batch.records)
             report.intact_seq = batch.last_seq
             report.closes.extend(settlement.closes_in(batch.records))
+            installs = (batch.records["kind"] == OpKind.SET_POLICIES) & (batch.records["code"] == Result.OK)
+            if installs.any():
+                report.policy_installs.extend(int(j) for j in batch.records["journal_seq"][installs])
             taps = batch.records[(batch.records["kind"] == OpKind.TAP) & (batch.records["code"] == Result.OK)]
             if len(taps):
                 report.latest_tap_us = max(report.latest_tap_us, int(taps["time_us"].max()))

@@ -43,6 +43,12 @@ class ProtocolError(ValueError):
         self.req = req
 
 
+class SourceNotAllowedError(ProtocolError):
+    """A well-formed request with an op whose source is outside the sources its
+    connection may use (an authenticated gateway's client certificate mapping): the
+    whole request is refused and none of its ops reaches the ledger."""
+
+
 def encode_frame(obj: object) -> bytes:
     """One frame: length prefix + msgpack payload."""
     return _frame(msgpack.packb(obj, use_bin_type=True))
@@ -63,6 +69,7 @@ _REPLY_PACK = msgpack.Packer(use_bin_type=True).pack
 # Per field: (position in an OP_DTYPE record, lowest, highest value).
 _FIELDS = {name: (i, *_FIELD_LIMITS[name]) for i, name in enumerate(schema.OP_DTYPE.names)}
 _ZERO_OP = (0,) * len(schema.OP_DTYPE.names)
+_SOURCE_POS = _FIELDS["source"][0]
 
 
 def _record_struct(dtype: np.dtype) -> struct.Struct:
@@ -86,11 +93,13 @@ _RESULT_NAMES = {int(r): r.name for r in schema.Result}
 assert schema.RESULT_DTYPE.names == ("code", "discounts", "amount_fen", "balance_fen", "journal_seq")
 
 
-def decode_request(payload: bytes) -> tuple[int, list[bytes]]:
+def decode_request(payload: bytes, sources: tuple[int, int] | None = None) -> tuple[int, list[bytes]]:
     """(request id, ops) from a request payload: {"req": int, "ops": [{field: value}, ...]}.
 
     Each op comes back as the bytes of one OP_DTYPE record (`ops_array` turns the
-    list into an array)."""
+    list into an array). `sources`, (first, last), is the range of sources the
+    connection may use: a request with any op outside it raises SourceNotAllowedError
+    (None: any source)."""
     try:
         msg = msgpack.unpackb(payload, raw=False, strict_map_key=True)
     except Exception as e:  # msgpack raises several types for garbage
@@ -101,13 +110,13 @@ def decode_request(payload: bytes) -> tuple[int, list[bytes]]:
     if type(req) is not int or not 0 <= req < 1 << 63:  # type(), not isinstance: no bools
         raise ProtocolError('"req" must be an integer in [0, 2^63)')
     try:
-        return req, _decode_ops(items)
+        return req, _decode_ops(items, sources)
     except ProtocolError as e:
         e.req = req  # a valid id: the client can tell which of its requests was refused
         raise
 
 
-def _decode_ops(items: object) -> list[bytes]:
+def _decode_ops(items: object, sources: tuple[int, int] | None) -> list[bytes]:
     if type(items) is not list or not 1 <= len(items) <= REQUEST_OPS_MAX:
         raise ProtocolError(f'"ops" must be a list of 1..{REQUEST_OPS_MAX} op maps')
     rows = []
@@ -130,6 +139,9 @@ def _decode_ops(items: object) -> list[bytes]:
             if not lo <= value <= hi:
                 raise ProtocolError(f"op {i}: field {key!r} = {value} is out of range")
             row[pos] = value
+        if sources is not None and not sources[0] <= row[_SOURCE_POS] <= sources[1]:
+            raise SourceNotAllowedError(f"op {i}: source {row[_SOURCE_POS]} is outside this connection's sources "
+                                        f"{sources[0]}..{sources[1]}")
         rows.append(_OP_RECORD.pack(*row))
     return rows
 

@@ -38,7 +38,7 @@ def test_gateway_commits_requests_and_refuses_malformed_frames(tmp_path):
     async def main():
         started = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(
-            server.serve_forever(str(tmp_path / "ledger"), "127.0.0.1", 0, started.set_result)
+            server.serve_forever(str(tmp_path / "ledger"), "127.0.0.1", 0, started.set_result, plain=True)
         )
         port = await started
         ok = await _exchange(port, [
@@ -79,7 +79,7 @@ def test_gateway_commits_requests_and_refuses_malformed_frames(tmp_path):
 
 async def _serve(tmp_path):
     started = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(server.serve_forever(str(tmp_path / "ledger"), "127.0.0.1", 0, started.set_result))
+    task = asyncio.create_task(server.serve_forever(str(tmp_path / "ledger"), "127.0.0.1", 0, started.set_result, plain=True))
     return task, await started
 
 
@@ -216,7 +216,8 @@ def test_the_load_generator_reports_its_result_codes_and_a_rerun_shows_account_e
         task, port = await _serve(tmp_path)
         try:
             args = types.SimpleNamespace(host="127.0.0.1", port=port, cards=40, clients=2, window=2, batch=3,
-                                         ops=60, seconds=30.0, loop="asyncio")
+                                         ops=60, seconds=30.0, loop="asyncio", tls=None,
+                                         sources=loadgen.SOURCES_DEFAULT)
             first = await loadgen.run(args)
             second = await loadgen.run(args)
         finally:

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from helpers.opgen import MERCHANT_IDS, T0_US, OpWorld, random_catalog
+from helpers.policygen import random_policies
 
 import cardledger
 
@@ -78,6 +79,14 @@ class LedgerPair(RuleBasedStateMachine):
             except ValueError:
                 refused.append(True)
         assert refused[0] == refused[1]
+
+    @rule(seed=st.integers(0, 2**32 - 1))
+    def install_policies(self, seed: int) -> None:
+        """A random set of source policies (or None: enforcement lifted; or []: nothing
+        allowed) installed in both: the ops after it are allowed or refused alike."""
+        policies = random_policies(random.Random(seed))
+        assert self.test.install_policies(policies) == self.ref.install_policies(policies)
+        assert self.test.policies() == self.ref.policies()
 
     @rule()
     def reopen(self) -> None:

@@ -3,7 +3,8 @@
 Tests import them as `from helpers import Ops, codes, open_cards`; the fixtures are in
 `tests/conftest.py`. Larger helpers have modules of their own: `opgen` (random op
 worlds for the differential and stateful tests), `fares_cases` (the GTFS Fares v2
-cases), `taps_feed` (a small feed for the tap rules).
+cases), `taps_feed` (a small feed for the tap rules), `gateway_pki` (certificates for the
+authenticated gateway, made at test time).
 """
 
 from __future__ import annotations

@@ -126,7 +126,8 @@ class OpWorld:
         # REVERSE takes half of the invalid kind's share, last.
         kind = r.choices(
             [k for k in OpKind if k != OpKind.REVERSE] + [99, OpKind.REVERSE],
-            weights=[5, 12, 5, 14, 3, 10, 5, 4, 2, 3, 1, 1, 1, 2, 2, 0.5, 10, 5, 0.5, 0.5],
+            # (SET_POLICIES, by another than install_policies: POLICY_SET_UNKNOWN)
+            weights=[5, 12, 5, 14, 3, 10, 5, 4, 2, 3, 1, 1, 1, 2, 2, 0.5, 10, 5, 0.5, 0.3, 0.5],
         )[0]
         rec["kind"] = kind
         amt = r.choice((0, 1, 50, 500, 5_000, 50_000, 400_000, 600_000, -5, 10**16))

@@ -103,6 +103,6 @@ def test_the_engines_import_nothing_from_fares_at_run_time():
 
 def test_each_spec_module_has_its_cython_twin_of_the_same_name():
     spec = {p.stem for p in (PACKAGE / "engine" / "spec").glob("*.py") if p.stem != "__init__"}
-    assert spec == {"batch", "handlers", "taps", "fares", "codec", "purchases"}
+    assert spec == {"batch", "handlers", "taps", "fares", "codec", "reports", "policies", "purchases"}
     if CEXT.exists():  # (a source checkout)
         assert spec <= {p.stem for p in CEXT.glob("*.pxi")}

@@ -169,26 +169,41 @@ def test_the_example_daily_reconciliation_closes_matches_and_exports(ledger_path
     assert json.loads(proc.stdout)["balance_fen"] == 1_000
 
 
-def test_the_csv_written_through_pyarrow_is_the_plain_writers_byte_for_byte(led, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_the_text_written_by_the_core_and_through_pyarrow_is_the_plain_writers_byte_for_byte(led, tmp_path,
+                                                                                            monkeypatch, fmt):
+    """Three writers of CSV and JSON lines (the core's `format_rows` when the default
+    engine is the core, pyarrow's kernels, one format string a line): the same bytes,
+    extreme values and a time outside the day included."""
     import cardledger.exports as ex
 
     open_cards(led, [100, 101], 1_000)
-    topups(led, [(100, 5, 77, START_US + 1), (101, 6, 0, END_US + 3)])
-    ex.export(led.batches(), tmp_path / "arrow.csv", "csv")
+    topups(led, [(100, 5, 2**64 - 1, START_US + 1), (101, 6, 0, END_US + 3), (100, 7, 77, 1)])
+    ex.export(led.batches(), tmp_path / f"default.{fmt}", fmt)
+    monkeypatch.setattr(ex.engines, "IMPLEMENTATION", ex.engines.PYTHON)
+    ex.export(led.batches(), tmp_path / f"arrow.{fmt}", fmt)
     monkeypatch.setattr(ex, "_have_pyarrow", lambda: False)
-    ex.export(led.batches(), tmp_path / "plain.csv", "csv")
-    assert (tmp_path / "arrow.csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
+    ex.export(led.batches(), tmp_path / f"plain.{fmt}", fmt)
+    plain = (tmp_path / f"plain.{fmt}").read_bytes()
+    assert (tmp_path / f"default.{fmt}").read_bytes() == plain
+    assert (tmp_path / f"arrow.{fmt}").read_bytes() == plain
 
 
-def test_the_json_lines_written_through_pyarrow_are_the_plain_writers_byte_for_byte(led, tmp_path, monkeypatch):
+def test_a_parquet_export_spanning_several_row_groups_holds_every_record_in_order(led, tmp_path, monkeypatch):
+    """Batches are gathered into row groups of PARQUET_ROW_GROUP_RECORDS: records split
+    across groups come back whole and in order."""
+    pq = pytest.importorskip("pyarrow.parquet")
     import cardledger.exports as ex
 
-    open_cards(led, [100, 101], 1_000)
-    topups(led, [(100, 5, 2**64 - 1, START_US + 1), (101, 6, 0, END_US + 3)])
-    ex.export(led.batches(), tmp_path / "arrow.jsonl", "jsonl")
-    monkeypatch.setattr(ex, "_have_pyarrow", lambda: False)
-    ex.export(led.batches(), tmp_path / "plain.jsonl", "jsonl")
-    assert (tmp_path / "arrow.jsonl").read_bytes() == (tmp_path / "plain.jsonl").read_bytes()
+    open_cards(led, [100, 101, 102], 1_000)
+    topups(led, [(100 + i % 3, 5 + i, i, START_US + i) for i in range(10)])
+    monkeypatch.setattr(ex, "PARQUET_ROW_GROUP_RECORDS", 4)
+    recs = np.concatenate(list(led.batches()))
+    assert ex.export(led.batches(), tmp_path / "day.parquet", "parquet") == len(recs)
+    table = pq.read_table(tmp_path / "day.parquet")
+    assert pq.ParquetFile(tmp_path / "day.parquet").num_row_groups == -(-len(recs) // 4)
+    for name in recs.dtype.names:
+        assert table.column(name).to_numpy().tolist() == recs[name].tolist()
 
 
 @pytest.mark.parametrize("tz", ["Asia/Shanghai", "Europe/Berlin", "America/New_York"])

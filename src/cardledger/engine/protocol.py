@@ -96,6 +96,14 @@ class Engine(Protocol):
     def set_fare_versions(self, versions: list) -> None:
         """Install the fare versions (TapTables, oldest first) taps are rated by."""
 
+    def set_policy_versions(self, versions: list) -> None:
+        """Install the source policy sets (`policies.PolicyVersion`, oldest first)."""
+        ...
+
+    def policy_in_force(self) -> int:
+        """journal_seq of the SET_POLICIES record whose set is in force (0: none)."""
+        ...
+
     def set_tap_horizon(self, horizon_us: int) -> None:
         """Refuse TAPs later than horizon_us from the next apply on."""
 

@@ -22,6 +22,7 @@ from typing import Any
 from .spec import batch as spec_batch
 from .spec import codec as spec_codec
 from .spec import fares as spec_fares
+from .spec import reports as spec_reports
 
 #: Implementation names, as `open(engine=...)` and `Ledger.implementation` spell them.
 CYTHON = "cython"
@@ -35,6 +36,10 @@ CODEC_FUNCTIONS = (
 )
 
 
+#: Engine methods added after the first cores: a core built before them is out of date.
+ENGINE_METHODS = ("set_policy_versions", "policy_in_force")
+
+
 def _load_core() -> ModuleType | None:
     """The built core, or None if it is not built. A core built from older sources (a
     codec function missing) is refused: silently falling back to the Python twins would
@@ -44,6 +49,7 @@ def _load_core() -> ModuleType | None:
     except ImportError:  # pragma: no cover - only without a compiler
         return None
     missing = [name for name in CODEC_FUNCTIONS if not hasattr(_core, name)]
+    missing += [f"Engine.{name}" for name in ENGINE_METHODS if not hasattr(_core.Engine, name)]
     if missing:
         raise ImportError(f"cardledger._core is out of date (it lacks {', '.join(missing)}): rebuild it with "
                           "`pip install -e .` or `python setup.py build_ext --inplace`")
@@ -98,3 +104,12 @@ def evaluator_for(name: str | None) -> Any:
     if resolve(name) == PYTHON:
         return spec_fares.ReferenceEvaluator
     return _core_or_raise().FareEvaluator
+
+
+def reports_for(name: str | None) -> Any:
+    """The reconciliation reads' helpers of an implementation (`AccountTotals`, the sums
+    of a settlement): the core module itself, or `spec/reports.py`. Both give the
+    same results."""
+    if resolve(name) == PYTHON:
+        return spec_reports
+    return _core_or_raise()

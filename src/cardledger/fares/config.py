@@ -435,7 +435,14 @@ def load_config(path_or_bytes: str | os.PathLike[str] | bytes, currency: str = "
         raise ConfigError([Problem(CONFIG_FILE, line, None, f"not valid UTF-8 ({exc.reason})")]) from None
     except tomllib.TOMLDecodeError as exc:
         match = _TOML_LINE_RE.search(str(exc))
-        line = int(match.group(1)) if match else 0
+        # ("... (at end of document)": the last line)
+        line = int(match.group(1)) if match else len(data.splitlines()) or 1
+        raise ConfigError([Problem(CONFIG_FILE, line, None, f"not valid TOML ({exc})")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(CONFIG_FILE, 0, None, "not valid TOML (arrays or tables nested too deep)")]) from None
+    except ValueError as exc:  # an integer literal too long for Python to read
+        found = re.search(rb"[0-9_]{4000,}", data)
+        line = data.count(b"\n", 0, found.start()) + 1 if found else 0
         raise ConfigError([Problem(CONFIG_FILE, line, None, f"not valid TOML ({exc})")]) from None
     return _parse(document, currency)
 

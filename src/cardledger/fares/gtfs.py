@@ -199,7 +199,7 @@ def amount_to_minor(amount: str, currency: str) -> int:
 def _timezone_ok(name: str) -> bool:
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # ("America": a directory)
         return False
     return True
 

@@ -8,6 +8,10 @@ fare system: the catalog in force at a PURCHASE's `time_us` decides its discount
     title = "哈尔滨市总工会会员优惠服务手册"   # optional: the handbook's title
     time_zone = "Asia/Shanghai"              # optional (this default): local dates and hours
 
+    [categories]                             # optional: names of card categories, for the handbook
+    0 = "普通会员"                            #   (when given, every offer's categories must be named here)
+    4 = "退休职工"
+
     [[merchant]]                             # repeated: every merchant an offer names
     id = 5001                                #   its MERCHANT account id (1..2**63-1)
     name = "中央大街百货"                     #   shown in the handbook
@@ -15,6 +19,7 @@ fare system: the catalog in force at a PURCHASE's `time_us` decides its discount
 
     [[offer]]                                # repeated: the order breaks ties (first wins)
     id = "dec-retail"                        #   unique, 1..64 characters
+    name = "十二月购物季"                     #   optional: shown in the handbook
     merchant_groups = ["retail"]             #   and/or merchants = [5001, ...]; neither: every merchant
     categories = [0]                         #   optional: the card categories it is for
     amount_off_fen = 2000                    #   and/or percent_off_bp (1..10000)
@@ -33,7 +38,9 @@ fare system: the catalog in force at a PURCHASE's `time_us` decides its discount
 
 Every amount is an integer number of fen (never a float); every problem found is
 collected and raised as one `OfferCatalogError` naming the file, the offer (by id) and
-the key, so a catalog author fixes everything in one round. Nothing is half-loaded.
+the key, so a catalog author fixes everything in one round. Nothing is half-loaded. A
+catalog read from a file also names each problem's line where it can find it (a TOML
+syntax error always; a key's line when the file writes its tables as [[offer]] headers).
 
 A catalog records the UTC offsets of its time zone when it is built (as fare systems
 do, fares/timezones.py): a catalog read back from a ledger decides every purchase as it
@@ -48,8 +55,9 @@ import hashlib
 import json
 import os
 import re
+import unicodedata
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 try:
@@ -86,19 +94,22 @@ TIME_ZONE_DEFAULT = "Asia/Shanghai"
 #: The format of `OfferCatalog.to_bytes`.
 CATALOG_FORMAT = 1
 
-_TOP_KEYS = frozenset({"title", "time_zone", "merchant", "offer"})
+_TOP_KEYS = frozenset({"title", "time_zone", "categories", "merchant", "offer"})
 _MERCHANT_KEYS = frozenset({"id", "name", "group"})
 _OFFER_KEYS = frozenset(
     {
         "id", "merchants", "merchant_groups", "categories", "percent_off_bp", "amount_off_fen",
         "min_gross_fen", "every_fen", "max_discount_fen", "valid_from", "valid_to", "days_of_week",
         "hours", "per_card_day_count", "per_card_month_discount_fen", "budget_fen", "union_share_bp",
-        "union_account",
+        "union_account", "name",
     }
 )
 _HOURS_RE = re.compile(r"([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})")
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TOML_LINE_RE = re.compile(r"at line (\d+)")
+_CATEGORY_CODE_RE = re.compile(r"0|[1-9][0-9]{0,4}")
+#: Python refuses to read an integer literal longer than this (sys.int_info).
+_LONG_DIGITS_RE = re.compile(r"[0-9_]{4000,}")
 
 
 class OfferCatalogError(FeedError):
@@ -123,7 +134,7 @@ class Offer:
     `merchants` and `merchant_groups` are as written (both empty: every merchant);
     `categories`, `days_of_week` and `hours` are None when omitted (every one). `hours`
     holds (start, end) minutes after local midnight, end exclusive. Zero means "none" for
-    `every_fen`, `max_discount_fen` and every limit.
+    `every_fen`, `max_discount_fen` and every limit. `name` is the handbook's ("" for none).
     """
 
     id: str
@@ -144,6 +155,7 @@ class Offer:
     budget_fen: int = 0
     union_share_bp: int = 0
     union_account: int = 0
+    name: str = ""
 
     @property
     def every_merchant(self) -> bool:
@@ -175,7 +187,8 @@ class OfferCatalog:
 
     Build one with `from_toml(path)` or `from_dict(mapping)`; both check everything and
     raise `OfferCatalogError`. `transitions` are the time zone's UTC offsets, recorded
-    when the catalog was first built (`to_bytes` keeps them).
+    when the catalog was first built (`to_bytes` keeps them). `categories` are the
+    (code, name) pairs of the optional [categories] table, by code.
     """
 
     time_zone: str
@@ -183,6 +196,7 @@ class OfferCatalog:
     offers: tuple[Offer, ...]
     transitions: Transitions
     title: str = ""
+    categories: tuple[tuple[int, str], ...] = ()
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> "OfferCatalog":
@@ -197,13 +211,24 @@ class OfferCatalog:
         except OSError as e:
             raise _error(name, 0, None, f"cannot read it: {e.strerror or e}") from None
         try:
-            doc = tomllib.loads(raw.decode("utf-8"))
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise _error(name, 0, None, f"not UTF-8 text: {e}") from None
+            line = raw[: e.start].count(b"\n") + 1
+            raise _error(name, line, None, f"not UTF-8 text: {e}") from None
+        try:
+            doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             found = _TOML_LINE_RE.search(str(e))
-            raise _error(name, int(found.group(1)) if found else 0, None, f"not valid TOML: {e}") from None
-        return cls.from_dict(doc, file=name)
+            # ("... (at end of document)": the last line)
+            line = int(found.group(1)) if found else len(text.splitlines()) or 1
+            raise _error(name, line, None, f"not valid TOML: {e}") from None
+        except RecursionError:
+            raise _error(name, 0, None, "not valid TOML: arrays or tables nested too deep") from None
+        except ValueError as e:  # an integer literal too long for Python to read
+            found = _LONG_DIGITS_RE.search(text)
+            line = text.count("\n", 0, found.start()) + 1 if found else 0
+            raise _error(name, line, None, f"not valid TOML: {e}") from None
+        return _Checker(name, _Lines(text, doc).locate).catalog(doc, None)
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any], *, file: str = "<catalog>") -> "OfferCatalog":
@@ -220,7 +245,11 @@ class OfferCatalog:
             raise _error("<stored catalog>", 0, None, f"not JSON: {e}") from None
         if not isinstance(doc, dict) or doc.get("format") != CATALOG_FORMAT:
             raise _error("<stored catalog>", 0, None, f'expected {{"format": {CATALOG_FORMAT}, ...}}')
-        zones = decode_timezones(json.dumps(doc.get("timezones")).encode())
+        try:
+            zones = decode_timezones(json.dumps(doc.get("timezones")).encode())
+        except FeedError as e:
+            raise OfferCatalogError(
+                [Problem("<stored catalog>", 0, "timezones", p.message) for p in e.problems]) from None
         return _Checker("<stored catalog>").catalog(doc.get("catalog"), zones)
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,6 +257,8 @@ class OfferCatalog:
         out: dict[str, Any] = {"time_zone": self.time_zone}
         if self.title:
             out["title"] = self.title
+        if self.categories:
+            out["categories"] = {str(code): name for code, name in self.categories}
         out["merchant"] = [
             {"id": m.id, "name": m.name, **({"group": m.group} if m.group else {})} for m in self.merchants
         ]
@@ -263,6 +294,10 @@ class OfferCatalog:
         for group in offer.merchant_groups:
             ids.update(m.id for m in self.merchants if m.group == group)
         return tuple(sorted(ids))
+
+    def category_name(self, code: int) -> str | None:
+        """The name the [categories] table gives a card category; None if it names none."""
+        return dict(self.categories).get(code)
 
     def groups(self) -> tuple[str, ...]:
         """The merchant groups, in the order they first appear."""
@@ -300,22 +335,29 @@ def _format_hours(start: int, end: int) -> str:
 class _Checker:
     """Collects every problem of one catalog mapping, then builds it or raises."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, locate: Callable[[str | None], int] | None = None) -> None:
         self.file = file
+        self.locate = locate
         self.problems: list[Problem] = []
+        #: The codes the [categories] table names; None when the catalog has no such table.
+        self.named_categories: set[int] | None = None
 
     def problem(self, where: str | None, message: str) -> None:
-        self.problems.append(Problem(self.file, 0, where, message))
+        line = self.locate(where) if self.locate is not None else 0
+        self.problems.append(Problem(self.file, line, where, message))
 
     def catalog(self, doc: Any, zones: dict[str, Transitions] | None) -> OfferCatalog:
         if not isinstance(doc, Mapping):
             raise _error(self.file, 0, None, f"expected a table of catalog keys, got {type(doc).__name__}")
-        for key in sorted(set(doc) - _TOP_KEYS):
+        for key in sorted(set(doc) - _TOP_KEYS, key=str):
             self.problem(str(key), f"unknown key (expected one of {', '.join(sorted(_TOP_KEYS))})")
         title = self.text(doc, "title", "title", default="")
+        before = len(self.problems)
         time_zone = self.text(doc, "time_zone", "time_zone", default=TIME_ZONE_DEFAULT)
         transitions: Transitions | None = None
-        if zones is not None:
+        if len(self.problems) > before:
+            pass  # (not text: said once)
+        elif zones is not None:
             transitions = zones.get(time_zone)
             if transitions is None:
                 self.problem("time_zone", f"no recorded offsets for {time_zone!r}")
@@ -324,17 +366,20 @@ class _Checker:
         else:
             try:
                 transitions = tz_transitions(time_zone)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # ("America": a directory)
                 self.problem("time_zone", f"unknown time zone {time_zone!r} (an IANA name such as Asia/Shanghai)")
+        categories = self.category_names(doc.get("categories"))
         merchants = self.merchants(doc.get("merchant", []))
         by_id = {m.id: m for m in merchants}
         groups = {m.group for m in merchants if m.group}
+        if isinstance(doc.get("categories"), Mapping):
+            self.named_categories = {code for code, _ in categories}
         offers = self.offers(doc.get("offer", []), by_id, groups)
         if self.problems:
             raise OfferCatalogError(self.problems)
         assert transitions is not None
         return OfferCatalog(time_zone=time_zone, merchants=merchants, offers=offers,
-                            transitions=transitions, title=title)
+                            transitions=transitions, title=title, categories=categories)
 
     # -- values -------------------------------------------------------------------------
 
@@ -351,6 +396,8 @@ class _Checker:
             self.problem(where, "must not be empty")
         if len(value) > max_len:
             self.problem(where, f"{len(value)} characters, more than {max_len}")
+        if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+            self.problem(where, "must not hold control characters (a line break, a tab, ...)")
         return value
 
     def integer(self, table: Mapping[str, Any], key: str, where: str, lo: int, hi: int, default: int = 0) -> int:
@@ -427,6 +474,31 @@ class _Checker:
 
     # -- tables -------------------------------------------------------------------------
 
+    def category_names(self, value: Any) -> tuple[tuple[int, str], ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, Mapping):
+            self.problem("categories", 'must be a table of card category code = "name" ([categories])')
+            return ()
+        out: dict[int, str] = {}
+        for code, name in value.items():
+            where = f"categories.{code}"
+            if type(code) is int:  # (a mapping built in Python may key by number)
+                number = code if 0 <= code <= CARD_CATEGORY_MAX else None
+            elif isinstance(code, str) and _CATEGORY_CODE_RE.fullmatch(code) and int(code) <= CARD_CATEGORY_MAX:
+                number = int(code)
+            else:
+                number = None
+            if number is None:
+                self.problem(where, f"a card category code must be an integer 0..{CARD_CATEGORY_MAX}")
+                continue
+            text = self.text(value, code, where)
+            if number in out:
+                self.problem(where, f"category {number} is named twice")
+            elif text:
+                out[number] = text
+        return tuple(sorted(out.items()))
+
     def merchants(self, value: Any) -> tuple[Merchant, ...]:
         if not isinstance(value, list):
             self.problem("merchant", "must be an array of tables ([[merchant]])")
@@ -441,7 +513,7 @@ class _Checker:
             if not isinstance(table, Mapping):
                 self.problem(where, "must be a table")
                 continue
-            for key in sorted(set(table) - _MERCHANT_KEYS):
+            for key in sorted(set(table) - _MERCHANT_KEYS, key=str):
                 self.problem(f"{where}.{key}", f"unknown key (expected one of {', '.join(sorted(_MERCHANT_KEYS))})")
             if "id" not in table:
                 self.problem(f"{where}.id", "required: the merchant's account id")
@@ -467,13 +539,15 @@ class _Checker:
         seen: set[str] = set()
         for i, table in enumerate(value):
             offer = self.offer(i, table, merchants, groups)
-            if offer is None:
-                continue
-            if offer.id in seen:
-                self.problem(f'offer[{i}] "{offer.id}".id', "the id is used by an earlier offer")
-                continue
-            seen.add(offer.id)
-            out.append(offer)
+            # (an id is taken by an earlier offer even if that one has problems of its own)
+            oid = table.get("id") if isinstance(table, Mapping) else None
+            if isinstance(oid, str) and oid:
+                if oid in seen:
+                    self.problem(f'offer[{i}] "{oid}".id', "the id is used by an earlier offer")
+                    continue
+                seen.add(oid)
+            if offer is not None:
+                out.append(offer)
         return tuple(out)
 
     def offer(self, i: int, table: Any, merchants: Mapping[int, Merchant], groups: set[str]) -> Offer | None:
@@ -483,9 +557,10 @@ class _Checker:
         offer_id = table.get("id")
         where = f'offer[{i}] "{offer_id}"' if isinstance(offer_id, str) and offer_id else f"offer[{i}]"
         before = len(self.problems)
-        for key in sorted(set(table) - _OFFER_KEYS):
+        for key in sorted(set(table) - _OFFER_KEYS, key=str):
             self.problem(f"{where}.{key}", "unknown key (docs/offers.md lists an offer's keys)")
         oid = self.text(table, "id", f"{where}.id", max_len=OFFER_ID_LEN_MAX)
+        name = self.text(table, "name", f"{where}.name", default="")
         own = self.int_list(table, "merchants", f"{where}.merchants", 1, INT64_MAX) or ()
         for j, mid in enumerate(own):
             if mid not in merchants:
@@ -505,6 +580,10 @@ class _Checker:
                     else:
                         named_groups.append(group)
         categories = self.int_list(table, "categories", f"{where}.categories", 0, CARD_CATEGORY_MAX)
+        if categories and self.named_categories is not None:
+            for j, code in enumerate(categories):
+                if code not in self.named_categories:
+                    self.problem(f"{where}.categories[{j}]", f"category {code} is not in the [categories] table")
         percent = self.integer(table, "percent_off_bp", f"{where}.percent_off_bp", 0, BP_WHOLE)
         amount_off = self.integer(table, "amount_off_fen", f"{where}.amount_off_fen", 0, AMOUNT_MAX_FEN)
         min_gross = self.integer(table, "min_gross_fen", f"{where}.min_gross_fen", 0, AMOUNT_MAX_FEN)
@@ -541,5 +620,66 @@ class _Checker:
             max_discount_fen=max_discount, valid_from=valid_from, valid_to=valid_to,
             days_of_week=tuple(sorted(days)) if days else None, hours=hours,
             per_card_day_count=day_count, per_card_month_discount_fen=month_fen, budget_fen=budget,
-            union_share_bp=share, union_account=union,
+            union_share_bp=share, union_account=union, name=name,
         )
+
+
+_TABLE_HEADER_RE = re.compile(r"[ \t]*(\[\[?)[ \t]*([A-Za-z0-9_-]+)[ \t]*\]\]?[ \t]*(?:#.*)?")
+_WHERE_TABLE_RE = re.compile(r"(merchant|offer)\[(\d+)\]")
+_WHERE_KEY_RE = re.compile(r"\.([A-Za-z0-9_-]+)(?:\[\d+\])?$")
+
+
+class _Lines:
+    """Where a catalog file's tables and keys are, to give a problem its line (0 when
+    it cannot be told: the file writes its tables inline, or a header is hidden in a
+    multi-line string so the headers do not match the tables read)."""
+
+    def __init__(self, text: str, doc: Mapping[str, Any]) -> None:
+        self.lines = text.split("\n")
+        #: (first line, end line) of each section, keyed by ("", 0) for the top level,
+        #: ("categories", 0), ("merchant", i), ("offer", i).
+        self.sections: dict[tuple[str, int], tuple[int, int]] = {}
+        counts: dict[str, int] = {}
+        start, key = 1, ("", 0)
+        for number, line in enumerate(self.lines, 1):
+            found = _TABLE_HEADER_RE.fullmatch(line.rstrip("\r"))
+            if found is None:
+                continue
+            self.sections[key] = (start, number)
+            name = found.group(2)
+            index = counts.get(name, 0)
+            counts[name] = index + 1
+            start, key = number, (name, index)
+        self.sections[key] = (start, len(self.lines) + 1)
+        for name in ("merchant", "offer"):
+            tables = doc.get(name)
+            if not isinstance(tables, list) or counts.get(name, 0) != len(tables):
+                for i in range(counts.get(name, 0)):
+                    self.sections.pop((name, i), None)
+
+    def locate(self, where: str | None) -> int:
+        """The line of the key a problem's `where` names, else of its table; 0 if unknown."""
+        if where is None:
+            return 0
+        table = _WHERE_TABLE_RE.match(where)
+        if table is not None:
+            section = (table.group(1), int(table.group(2)))
+            key_found = _WHERE_KEY_RE.search(where, table.end())
+            key = key_found.group(1) if key_found else None
+        elif where.startswith("categories."):
+            section, key = ("categories", 0), where.split(".", 1)[1]
+        else:
+            key = where.split(".", 1)[0].split("[", 1)[0]
+            section = (key, 0) if (key, 0) in self.sections else ("", 0)  # (a misspelt [[table]])
+            if section[0]:
+                key = None
+        span = self.sections.get(section)
+        if span is None:
+            return 0
+        first, end = span
+        if key is not None:
+            pattern = re.compile(r"[ \t]*(?:" + re.escape(key) + r'|"' + re.escape(key) + r'")[ \t]*=')
+            for number in range(first, end):
+                if pattern.match(self.lines[number - 1]):
+                    return number
+        return first if section[0] else 0

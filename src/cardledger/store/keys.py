@@ -17,6 +17,8 @@ Only `store/` reads or writes them; `docs/storage.md` describes the format.
   cards' fare state) and its SHA-256 (`checkpoints.py`); ``ids_state`` + ``sources``:
   the per-source array and how far the id index reaches; the *id log* (keys
   ``idlog`` + journal_seq) and ``idmerge`` (`ids.py`).
+- ``state`` also holds the source policy sets, one key ``policy`` + journal_seq of
+  the SET_POLICIES record that installed it (`policies.py`).
 - ``ids``: decided op ids, one value per (source, run): key source+hi_seq
   (big-endian), value the sorted (seq, journal_seq) pairs of the ids that source
   decided in order, delta-varint encoded (`codec.pack_pairs`). Terminals issue
@@ -69,3 +71,7 @@ STATE_IDLOG_PREFIX = b"idlog"
 STATE_IDMERGE_KEY = b"idmerge"
 #: Prefix of the installed offer-catalog versions' keys (+ effective_from_us, big-endian).
 STATE_OFFERS_PREFIX = b"offers"
+#: Prefix of the installed source policy sets' keys (+ the journal_seq of the
+#: SET_POLICIES record that installed the set, big-endian); the value is the set's
+#: canonical bytes (`policies.encode_set`), whose digest the record carries.
+STATE_POLICY_PREFIX = b"policy"

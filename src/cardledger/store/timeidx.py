@@ -53,16 +53,24 @@ def spans(txn: Any, state_db: Any) -> dict[int, tuple[int, int]]:
 def batches_meeting(txn: Any, store: Any, start_us: int | None, end_us: int | None) -> list[int]:
     """The last journal_seqs of the stored batches that may hold a record with event
     time in [start_us, end_us): those whose span meets it, and those without an entry."""
+    return [last for _, last in batch_ranges_meeting(txn, store, start_us, end_us)]
+
+
+def batch_ranges_meeting(txn: Any, store: Any, start_us: int | None, end_us: int | None) -> list[tuple[int, int]]:
+    """`batches_meeting` as (first, last) journal_seq of each batch (first: the one after
+    the previous stored batch's last; for the first batch stored, 1)."""
     known = spans(txn, store.state_db)
     lo = -(1 << 63) if start_us is None else start_us
     hi = (1 << 63) - 1 if end_us is None else end_us
     out = []
+    prev = 0
     cur = txn.cursor(db=store.journal_db)
     for key in cur.iternext(keys=True, values=False):
         last = KEY.unpack(bytes(key))[0]
         span = known.get(last)
         if span is None or (span[1] >= lo and span[0] < hi):
-            out.append(last)
+            out.append((prev + 1, last))
+        prev = last
     return out
 
 

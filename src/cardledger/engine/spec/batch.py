@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import codec, handlers, purchases, taps
+from . import codec, handlers, policies, purchases, taps
 from .handlers import Account
 from ...schema import (
     ACCOUNT_DTYPE,
@@ -71,6 +71,21 @@ class Engine:
         self.reverse_ref: dict | None = None  # REVERSE: the tap the ledger found (live)
         self.reverse_replay: tuple | None = None  # REVERSE: what its record says it did (replay)
         self.offers = purchases.OfferState()  # offer versions, budgets, card counters, purchases
+        self.policies = policies.Policies()  # the source policy sets (kept across load_checkpoint)
+
+    # ------------------------------------------------------------------ source policies
+
+    def set_policy_versions(self, versions: list) -> None:
+        """Install the source policy sets (`policies.PolicyVersion`, oldest first): the
+        one in force is the last installed at or before this engine's journal_seq, and a
+        SET_POLICIES record switches to its own (docs/policies.md)."""
+        self.policies.load(versions, self.journal_seq)
+
+    def policy_in_force(self) -> int:
+        """journal_seq of the SET_POLICIES record whose set is in force (0: none was
+        ever installed, or the set in force lifts enforcement)."""
+        cur = self.policies.current
+        return 0 if cur is None else cur.journal_seq
 
     # ------------------------------------------------------------------ fares
 
@@ -162,6 +177,7 @@ class Engine:
         self.recent = {}
         self.tail = []
         self.journal_seq = int(journal_seq)
+        self.policies.choose(self.journal_seq)
 
     def export_checkpoint(
         self, accounts_out: np.ndarray | None = None, sort: bool = True
@@ -502,7 +518,8 @@ class Engine:
     def _execute(self, op: dict, jseq: int, strict: bool = True) -> tuple[int, Any]:
         """Decide one op: its shape (kind, flags, an amount where none is taken), then,
         when `strict` (a new op; not a replay), its time and unused fields
-        (handlers.check_fields), then its handler's checks and effect."""
+        (handlers.check_fields) and the source policy in force (policies.py), then its
+        handler's checks and effect."""
         kind = op["kind"]
         if kind not in OP_KINDS:
             return Result.INVALID_KIND, None
@@ -514,6 +531,8 @@ class Engine:
             code = handlers.check_fields(op)
             if code != Result.OK:
                 return code, None
+            if self.policies.current is not None and not self.policies.allows(op):
+                return Result.SOURCE_NOT_ALLOWED, None
         handler = _HANDLERS[kind]
         return handler(self, op, jseq)
 
@@ -578,6 +597,7 @@ _HANDLERS = {
     OpKind.ACTIVATE: handlers.op_activate,
     OpKind.SET_CATEGORY: handlers.op_set_category,
     OpKind.CLOSE_DAY: handlers.op_close_day,
+    OpKind.SET_POLICIES: policies.op_set_policies,
     OpKind.TAP: taps.op_tap,
     OpKind.REVERSE: taps.op_reverse,
     OpKind.PURCHASE: purchases.op_purchase,
