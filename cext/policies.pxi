@@ -64,6 +64,40 @@ cdef inline bint policy_allows(const PolicySet* ps, const Op* op) noexcept nogil
     return True
 
 
+cdef bint policy_allows_parties(const PolicySet* ps, uint64_t source, uint64_t account_id,
+                                 uint64_t counterparty_id) noexcept nogil:
+    """Whether the policy covering `source` lets it touch these accounts: a REFUND names
+    its purchase, not accounts, so its card (account_id) and merchant (counterparty_id)
+    are checked here once the purchase is found (spec: policies.allows_parties). Its
+    kind and amount were checked with the op (policy_allows)."""
+    cdef uint64_t b
+    cdef int64_t lo, hi, mid
+    cdef const PolicyRow* p
+    if source < ps.base:
+        return False
+    b = (source - ps.base) >> ps.shift
+    if b >= <uint64_t>ps.n_buckets:
+        b = ps.n_buckets - 1
+    lo = ps.buckets[b]
+    hi = ps.buckets[b + 1]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ps.rows[mid].first <= source:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo == 0:
+        return False
+    p = &ps.rows[lo - 1]
+    if source > p.last:
+        return False
+    if p.acc_lo >= 0 and not sorted_contains(ps.acc_ids, p.acc_lo, p.acc_hi, account_id):
+        return False
+    if p.cp_lo >= 0 and not sorted_contains(ps.cp_ids, p.cp_lo, p.cp_hi, counterparty_id):
+        return False
+    return True
+
+
 cdef PolicySet* policies_choose(Policies* pol, uint64_t journal_seq) noexcept nogil:
     """The set in force at journal_seq: the last installed at or before it (NULL when
     none is, or when that one lifts enforcement)."""

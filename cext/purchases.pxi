@@ -481,6 +481,8 @@ cdef int op_refund(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     if k < 0:
         return R_PURCHASE_NOT_FOUND
     p = st.offers.buys[k]
+    if st.policy != NULL and not policy_allows_parties(st.policy, op.source, p.card_id, p.merchant_id):
+        return R_SOURCE_NOT_ALLOWED
     g = p.gross_fen
     r = p.refunded_fen
     if part > g - r:

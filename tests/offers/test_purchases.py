@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 import cardledger
-from cardledger import AccountKind, OpFlags, OpKind, Result
+from cardledger import AccountKind, OpFlags, OpKind, Result, SourcePolicy
 from conftest import CARD, CARD2, CARD_CASH, DAY, HOUR, MERCHANT, MERCHANT2, MON, UNION, UNION_FUND, Shop, catalog
 from helpers import Ops, codes
 
@@ -455,3 +455,28 @@ def test_hold_released_on_a_card_a_refund_left_above_its_cap(till):
     hold_seq = b.seq - 1
     assert code(till.led.apply(b.add(OpKind.VOID, ref_source=4, ref_seq=hold_seq).take())[0]) == "OK"
     assert till.balance(CARD) == 501_000 and till.led.verify().ok
+
+
+def test_a_refund_is_allowed_only_to_a_source_whose_policy_covers_the_purchases_merchant(shop):
+    """A REFUND names its purchase, not accounts: a POS whose policy lists one merchant
+    as counterparty may refund that merchant's purchases and no other's
+    (SOURCE_NOT_ALLOWED, nothing moves), whichever source made the purchase."""
+    till = Shop(shop)  # source 7: sells at either merchant
+    own, own_seq = till.buy(10_000, merchant=MERCHANT)
+    other, other_seq = till.buy(10_000, merchant=MERCHANT2)
+    assert own["code"] == other["code"] == Result.OK
+    shop.install_policies([
+        SourcePolicy(7, 7, [OpKind.PURCHASE, OpKind.REFUND]),
+        SourcePolicy(20, 20, [OpKind.REFUND], counterparties=[MERCHANT]),
+    ])
+    pos = Ops(source=20)
+    before = {a: till.balance(a) for a in (CARD, MERCHANT, MERCHANT2)}
+    r = shop.apply(pos.add(OpKind.REFUND, 0, 0, 1_000, ref_source=7, ref_seq=other_seq,
+                           time_us=MON + 13 * HOUR).take())
+    assert r["code"][0] == Result.SOURCE_NOT_ALLOWED
+    assert {a: till.balance(a) for a in (CARD, MERCHANT, MERCHANT2)} == before
+    r = shop.apply(pos.add(OpKind.REFUND, 0, 0, 1_000, ref_source=7, ref_seq=own_seq,
+                           time_us=MON + 13 * HOUR).take())
+    assert r["code"][0] == Result.OK and r["amount_fen"][0] == 1_000
+    assert till.balance(CARD) == before[CARD] + 1_000
+    assert shop.verify().ok

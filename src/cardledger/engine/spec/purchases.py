@@ -272,6 +272,10 @@ def op_refund(eng: Engine, op: dict, jseq: int):
     p = eng.offers.purchases.get((op["ref_source"], op["ref_seq"]))
     if p is None:
         return Result.PURCHASE_NOT_FOUND, None
+    # A REFUND names its purchase, not accounts: the source's policy must let it touch
+    # the purchase's card and merchant (docs/policies.md).
+    if eng.policies.current is not None and not eng.policies.allows_parties(op["source"], p[P_CARD], p[P_MERCHANT]):
+        return Result.SOURCE_NOT_ALLOWED, None
     g, r = p[P_GROSS], p[P_REFUNDED]
     if part > g - r:
         return Result.EXCEEDS_REFUNDABLE, None
