@@ -2,7 +2,9 @@
 result for result and record for record, no money is created or lost, every invariant
 holds, and replaying the journal rebuilds the same state. Values are drawn to hit the
 edges (0, 1, -1, the types' limits) and the accounts and ids that exist, as well as
-anything at all. (Issue 24's "fuzzing the edges", for the engines.)"""
+anything at all, with an offer catalog installed (PURCHASE and REFUND find discounts,
+limits and the union's fund) and, in half the examples, a set of source policies in force.
+(Issue 24's "fuzzing the edges", for the engines.)"""
 
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ from hypothesis import strategies as st
 from cardledger.engine.spec import batch as reference
 from cardledger.fares.system import FareSystem
 from cardledger.fares.taptables import compile_taps
-from cardledger.schema import OP_DTYPE, AccountKind, OpFlags, OpKind
+from cardledger.offers import OfferCatalog
+from cardledger.offers.tables import compile_versions
+from cardledger.policies import PolicyVersion, SourcePolicy, check_set, encode_set
+from cardledger.schema import OP_DTYPE, POLICY_SOURCE, AccountKind, OpFlags, OpKind
 from cardledger.verify import invariant_problems
 
 core = pytest.importorskip("cardledger._core")
@@ -59,6 +64,39 @@ def harbin_versions() -> list:
     return [compile_taps(FareSystem.harbin(), 0)]
 
 
+@functools.cache
+def offer_versions() -> list:
+    """A catalog for merchant 2, half paid by the union's fund 5, and a city-wide offer
+    with limits and a small budget, compiled for the engines."""
+    catalog = OfferCatalog.from_dict({
+        "merchant": [{"id": 2, "name": "m"}],
+        "offer": [
+            {"id": "m2", "merchants": [2], "amount_off_fen": 500, "min_gross_fen": 1_000, "every_fen": 1_000,
+             "max_discount_fen": 5_000, "union_share_bp": 5_000, "union_account": 5, "per_card_day_count": 2},
+            {"id": "all", "percent_off_bp": 1_500, "per_card_month_discount_fen": 3_000, "budget_fen": 20_000},
+        ],
+    })
+    return compile_versions([(T0, catalog)])[0]
+
+
+#: The set of source policies half the examples run under: sources 1-2 may do anything,
+#: source 3 only buy and refund at merchant 2 up to 100 yuan; source 4 nothing.
+POLICIES = (SourcePolicy(1, 2, list(OpKind)),
+            SourcePolicy(3, 3, [OpKind.PURCHASE, OpKind.REFUND], counterparties=[2], amount_max_fen=10_000))
+
+
+def install_policies_all(engines: list, jseq: int) -> np.ndarray:
+    """Store POLICIES in the engines for the SET_POLICIES record at jseq, as the ledger
+    does, and return that record's op (applying it puts the set in force)."""
+    version = PolicyVersion(jseq, encode_set(check_set(POLICIES)))
+    for engine in engines:
+        engine.set_policy_versions([version])
+    op = np.zeros(1, dtype=OP_DTYPE)
+    op["source"], op["seq"], op["kind"] = POLICY_SOURCE, jseq, OpKind.SET_POLICIES
+    op["time_us"], op["user_data"] = T0, version.digest
+    return op
+
+
 def setup_ops() -> np.ndarray:
     ops = np.zeros(len(ACCOUNTS) + 7, dtype=OP_DTYPE)
     for i, (aid, kind) in enumerate(ACCOUNTS):
@@ -75,29 +113,44 @@ def setup_ops() -> np.ndarray:
 
 
 @settings(max_examples=HYPOTHESIS_EXAMPLES * 5, deadline=None)
-@given(st.lists(st.lists(op_rows, min_size=1, max_size=12), min_size=1, max_size=4))
-def test_arbitrary_ops_are_decided_alike_and_never_break_the_ledger(batches):
+@given(st.lists(st.lists(op_rows, min_size=1, max_size=12), min_size=1, max_size=4), st.booleans())
+def test_arbitrary_ops_are_decided_alike_and_never_break_the_ledger(batches, policed):
     engines = [reference.Engine(), core.Engine()]
     for e in engines:  # taps are rated by the packaged Harbin system (operators 9001-9005 are missing: some fail so)
         e.set_fare_versions(harbin_versions())
+        e.set_offer_versions(offer_versions())
     journals = []
-    for ops in [setup_ops()] + [np.array([tuple(r[n] for n in OP_DTYPE.names) for r in b], dtype=OP_DTYPE)
-                                for b in batches]:
+    setup = [setup_ops()]
+    if policed:
+        setup.append(install_policies_all(engines, len(setup[0]) + 1))
+    for ops in setup + [np.array([tuple(r[n] for n in OP_DTYPE.names) for r in b], dtype=OP_DTYPE)
+                        for b in batches]:
         (r_ref, j_ref), (r_core, j_core) = (e.apply(ops.copy()) for e in engines)
+        if len(ops) == 1 and ops["kind"][0] == OpKind.SET_POLICIES and ops["source"][0] == POLICY_SOURCE:
+            assert r_ref["code"][0] == 0, "the policy set is in force"
         assert r_ref.tobytes() == r_core.tobytes(), "results differ"
         assert j_ref.tobytes() == j_core.tobytes(), "journal records differ"
         journals.append(j_ref)
     states = [e.export_checkpoint() for e in engines]
     for x, y in zip(*states):
         assert x.tobytes() == y.tobytes(), "the engines' states differ"
+    offer_states = [e.export_offer_state() for e in engines]
+    for x, y in zip(*offer_states):
+        assert x.tobytes() == y.tobytes(), "the engines' offer states differ"
     accounts, _, pending = states[0]
     assert invariant_problems(accounts, pending) == []
     # Replaying the journal into fresh engines rebuilds the same state, in both.
     for make in (reference.Engine, core.Engine):
         fresh = make()
         fresh.set_fare_versions(harbin_versions())
+        fresh.set_offer_versions(offer_versions())
+        if policed:
+            fresh.set_policy_versions([PolicyVersion(len(journals[0]) + 1, encode_set(check_set(POLICIES)))])
         for j in journals:
             if len(j):
                 fresh.replay(j)
         for x, y in zip(fresh.export_checkpoint(), states[0]):
             assert x.tobytes() == y.tobytes(), "a replay does not rebuild the state"
+        for x, y in zip(fresh.export_offer_state(), offer_states[0]):
+            assert x.tobytes() == y.tobytes(), "a replay does not rebuild the offer state"
+        assert fresh.policy_in_force() == engines[0].policy_in_force()
