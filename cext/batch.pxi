@@ -56,6 +56,8 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
         rec.debit_id = ef.debit_id
         rec.credit_id = ef.credit_id
         rec.subsidy_fen = ef.subsidy_fen
+        rec.union_id = ef.union_id
+        rec.union_fen = ef.union_fen
         if ef.debit != NULL:
             a = ef.debit
             rec.debit_prev_seq = a.last_journal_seq
@@ -70,6 +72,8 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
         rec.debit_id = 0
         rec.credit_id = 0
         rec.subsidy_fen = 0
+        rec.union_id = 0
+        rec.union_fen = 0
     if recent_insert(st, op.source, op.seq, st.n_dec) != 0:
         st.oom = 1
         return NULL
@@ -340,6 +344,8 @@ cdef inline void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t
             rec.subsidy_fen = 0
             rec.debit_prev_seq = 0
             rec.credit_prev_seq = 0
+            rec.union_id = 0
+            rec.union_fen = 0
         if r.code != R_OK:
             r.balance_fen = balance_or_zero(st, ops[k].account_id)
             rec.balance_fen = r.balance_fen

@@ -3,8 +3,9 @@
 # tables of checkpoints, byte for byte the same formats.
 
 cdef inline int dword(int k) noexcept nogil:
-    """The JOURNAL_DTYPE word of the encoding's word k (user_data is encoded last)."""
-    if k < OP_USER_DATA_WORD:
+    """The JOURNAL_DTYPE word of the encoding's word k (user_data is encoded after
+    credit_prev_seq; union_id and union_fen, the record's last words, stay last)."""
+    if k < OP_USER_DATA_WORD or k > W_USER_DATA:
         return k
     if k == W_USER_DATA:
         return OP_USER_DATA_WORD

@@ -224,6 +224,8 @@ cdef struct Journal:
     int64_t subsidy_fen
     uint64_t debit_prev_seq
     uint64_t credit_prev_seq
+    uint64_t union_id  # a PURCHASE's / REFUND's union account (0: none)
+    int64_t union_fen  # ...debited (PURCHASE) / credited (REFUND) this much
 
 cdef struct Account:
     uint64_t id
@@ -318,6 +320,8 @@ cdef struct Effect:
     Account* debit  # the accounts themselves (valid until the next account is created)
     Account* credit
     uint32_t discounts  # TAP: FareDiscount bits (0 for every other kind)
+    uint64_t union_id  # PURCHASE / REFUND: the union account's leg (0: none)
+    int64_t union_fen
 
 # How a debit draws a card's purses.
 cdef enum:
@@ -856,11 +860,14 @@ cdef enum:
 # The W_ positions are the encoding's: a record's words in JOURNAL_DTYPE order, with
 # user_data (word OP_USER_DATA_WORD, added to OP_DTYPE after the format's first
 # version) moved last, so that records written before it decode as they were, with
-# user_data 0 (codec.pxi `dword`).
+# user_data 0 (codec.pxi `dword`). union_id and union_fen, appended to JOURNAL_DTYPE
+# later still, are its last words in both orders: older records decode them as 0.
 cdef enum:
-    J_WORDS = 22
+    J_WORDS = 24
     OP_USER_DATA_WORD = 12
     W_USER_DATA = 21
+    W_UNION = 22
+    W_UNION_FEN = 23
     W_AMOUNT = 4
     W_TIME = 5
     W_LIMIT = 6
@@ -872,7 +879,7 @@ cdef enum:
     W_SUBSIDY = 18
     W_DPREV = 19
     W_CPREV = 20
-    RECORD_BYTES_MAX = 4 + 22 * 10
+    RECORD_BYTES_MAX = 4 + 24 * 10
 
 cdef enum:
     # Widest record a word table (pack_words) holds, in 64-bit words.

@@ -135,6 +135,8 @@ cdef inline void set_effect(Effect* ef, int64_t amount, int64_t balance, Account
     ef.credit_id = credit.id if credit != NULL else 0
     ef.subsidy_fen = subsidy
     ef.discounts = 0
+    ef.union_id = 0
+    ef.union_fen = 0
 
 
 cdef int64_t release(State* st, Pending* p, int64_t posted) noexcept nogil:

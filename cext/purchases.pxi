@@ -463,6 +463,9 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
     purchase_set(st, &buy, True)  # (an id is decided once)
     set_effect(ef, net, available(card), card, merchant, sub)
     ef.discounts = <uint32_t>(dec.slot + 1)
+    if union_acct != NULL:  # the third leg: the union account debited U
+        ef.union_id = union_acct.id
+        ef.union_fen = dec.u
     return R_OK
 
 
@@ -540,6 +543,9 @@ cdef int op_refund(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     purchase_set(st, &p, False)
     set_effect(ef, amount, available(card), merchant, card, sub)
     ef.discounts = <uint32_t>(p.slot + 1)
+    if union_acct != NULL and u:  # the third leg: the union account credited this part's u
+        ef.union_id = union_acct.id
+        ef.union_fen = u
     return R_OK
 
 

@@ -68,20 +68,32 @@ cdef class AccountTotals:
         return s
 
     def add(self, const uint64_t[:] debit_ids, const uint64_t[:] credit_ids, const int64_t[:] amounts,
-            const uint8_t[:] keep):
+            const uint8_t[:] keep, const uint64_t[:] union_ids=None, const int64_t[:] union_fens=None,
+            const uint8_t[:] union_debited=None):
         """Count record i (where keep[i]) for its debit account (a debit of amounts[i])
         and for its credit account (a credit of amounts[i]), each side that names one.
-        The arrays may be strided views of a journal batch's fields."""
+        The arrays may be strided views of a journal batch's fields.
+
+        With `union_ids`, `union_fens` and `union_debited`, record i also counts for
+        its union account union_ids[i] (where not 0): where union_debited[i], a debit
+        of union_fens[i] on it and a credit of amounts[i] + union_fens[i] on the
+        credit side (a PURCHASE); elsewhere a credit of union_fens[i] on it and a
+        debit of amounts[i] + union_fens[i] on the debit side (a REFUND)."""
         cdef Py_ssize_t n = keep.shape[0], i, j, lo
         cdef int64_t s
-        cdef uint64_t d, c
+        cdef uint64_t d, c, un, ud, uc
+        cdef bint with_union = union_ids is not None
         if debit_ids.shape[0] != n or credit_ids.shape[0] != n or amounts.shape[0] != n:
+            raise ValueError("AccountTotals.add: arrays differ in length")
+        if with_union != (union_fens is not None) or with_union != (union_debited is not None):
+            raise ValueError("AccountTotals.add: union_ids, union_fens and union_debited go together")
+        if with_union and (union_ids.shape[0] != n or union_fens.shape[0] != n or union_debited.shape[0] != n):
             raise ValueError("AccountTotals.add: arrays differ in length")
         lo = 0
         while lo < n:
-            # Room for the next 4,096 records' two sides at under half full, then a
+            # Room for the next 4,096 records' three sides at under half full, then a
             # loop without Python objects.
-            while (self.used + 2 * 4096) * 2 > ((<int64_t>1) << self.bits):
+            while (self.used + 3 * 4096) * 2 > ((<int64_t>1) << self.bits):
                 self._grow()
             with nogil:
                 for i in range(lo, min(lo + 4096, n)):
@@ -89,14 +101,26 @@ cdef class AccountTotals:
                         continue
                     d = debit_ids[i]
                     c = credit_ids[i]
+                    ud = uc = 0  # the union leg's fen added to the debit / credit side
+                    if with_union:
+                        un = union_ids[i]
+                        if un:
+                            s = self._slot(un)
+                            self.ops[s] += 1
+                            if union_debited[i]:
+                                self.debits[s] += <uint64_t>union_fens[i]
+                                uc = <uint64_t>union_fens[i]
+                            else:
+                                self.credits[s] += <uint64_t>union_fens[i]
+                                ud = <uint64_t>union_fens[i]
                     if d:
                         s = self._slot(d)
                         self.ops[s] += 1
-                        self.debits[s] += <uint64_t>amounts[i]
+                        self.debits[s] += <uint64_t>amounts[i] + ud
                     if c:
                         s = self._slot(c)
                         self.ops[s] += 1
-                        self.credits[s] += <uint64_t>amounts[i]
+                        self.credits[s] += <uint64_t>amounts[i] + uc
             lo += 4096
 
     def rows(self):

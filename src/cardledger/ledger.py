@@ -735,8 +735,7 @@ class Ledger:
             recs = self.statement(account_id, None, int(as_of_us))  # a card's few records, by its chain
         else:
             recs = self.query(None, int(as_of_us), account_id=account_id)  # a scan: its records are many
-        posted = settlement.posted_fen(recs)
-        return int(posted[recs["credit_id"] == account_id].sum() - posted[recs["debit_id"] == account_id].sum())
+        return settlement.net_change_fen(recs, int(account_id))
 
     @_locked
     def query(self, start_us: int | None = None, end_us: int | None = None, account_id: int | None = None,
@@ -762,7 +761,8 @@ class Ledger:
             if end_us is not None:
                 keep &= recs["time_us"] < end_us
             if account_id is not None:
-                keep &= (recs["debit_id"] == account_id) | (recs["credit_id"] == account_id)
+                keep &= ((recs["debit_id"] == account_id) | (recs["credit_id"] == account_id)
+                         | (recs["union_id"] == account_id))
             if kind_codes is not None:
                 keep &= np.isin(recs["kind"], kind_codes)
             if user_data is not None:
@@ -920,8 +920,15 @@ class Ledger:
 
         Only successful ops appear. With start_us / end_us, only records whose event
         time is in [start_us, end_us). Ordered by event time, then journal_seq.
+
+        An account's records are walked back along its chain (each record's
+        debit_prev_seq / credit_prev_seq), except a SUBSIDY account's: it may be an
+        offer's union account, whose PURCHASE and REFUND legs (union_id) are in no
+        chain, so its statement is `query(start_us, end_us, account_id=...)`, a scan.
         """
         row = self._account_row(account_id)
+        if row[ACCOUNT_DTYPE.names.index("kind")] == AccountKind.SUBSIDY:
+            return self.query(start_us, end_us, account_id=account_id)
         store = self._store
         with store.begin_read() as txn:
             return queries.statement(self._codec, txn, store.journal_db, int(account_id), row, start_us, end_us)

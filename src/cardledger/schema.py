@@ -272,6 +272,14 @@ JOURNAL_DTYPE = np.dtype(
         # these back-pointers instead of maintaining a per-op index.
         ("debit_prev_seq", "<u8"),
         ("credit_prev_seq", "<u8"),
+        # A third account the op moved money on (0: none), and the fen moved on it: a
+        # PURCHASE's union account (the offer's `union_account`), debited its share U
+        # (the merchant, credit_id, is credited result_amount_fen + U); a REFUND's,
+        # credited this part's share u (the merchant, debit_id, is debited
+        # result_amount_fen + u). Appended after the first records were written:
+        # records without them decode with both 0 (docs/storage.md).
+        ("union_id", "<u8"),
+        ("union_fen", "<i8"),
     ]
 )
 

@@ -1,7 +1,13 @@
 """Settlement of a time range (a service day): per account, what was posted.
 
 For each account the successful ops whose event time falls in [start_us, end_us),
-counted, and the debits and credits they posted, in fen. A hold posts nothing when it
+counted, and the debits and credits they posted, in fen. A record names up to three
+accounts: its debit and credit sides and, for a PURCHASE or REFUND with a union share,
+its union account (`union_id`, `union_fen`): a PURCHASE posts N (result_amount_fen) on
+the card's debit side, N + U on the merchant's credit side and U on the union's debit
+side; a REFUND posts amount + u on the merchant's debit side, amount on the card's
+credit side and u on the union's credit side. So over any range the debits equal the
+credits. A hold posts nothing when it
 is placed (a PENDING transfer, a metro ENTRY) nor when it is voided: it counts when it
 is posted, at the POST's (or the EXIT's) time. So the settlement of all time equals
 every account's posted totals (`debits_posted`, `credits_posted`), which the tests
@@ -36,6 +42,29 @@ def posted_fen(recs: np.ndarray) -> np.ndarray:
     return np.where(holds, 0, recs["result_amount_fen"]).astype(np.int64)
 
 
+def union_legs(recs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's third leg beyond `posted_fen`'s two: (the fen it debited from its
+    union account, the fen it credited to it), both 0 where it names none. A PURCHASE
+    debits the union's share U (its merchant, credit_id, is credited posted + U); a
+    REFUND credits this part's share u (its merchant, debit_id, is debited posted + u)."""
+    union = np.where(recs["union_id"] != 0, recs["union_fen"], 0).astype(np.int64)
+    debited = recs["kind"] == OpKind.PURCHASE
+    return np.where(debited, union, 0), np.where(debited, 0, union)
+
+
+def net_change_fen(recs: np.ndarray, account_id: int) -> int:
+    """What the (successful) records `recs` changed one account's posted balance by, in
+    fen: credited minus debited, over all three sides a record may name it on."""
+    posted = posted_fen(recs)
+    union_debit, union_credit = union_legs(recs)
+    a = np.uint64(account_id)
+    credited = posted + union_debit  # a PURCHASE's merchant is paid the union's share too
+    debited = posted + union_credit  # a REFUND's merchant pays it back
+    mine_c, mine_d, mine_u = recs["credit_id"] == a, recs["debit_id"] == a, recs["union_id"] == a
+    return int(credited[mine_c].sum() - debited[mine_d].sum() + union_credit[mine_u].sum()
+               - union_debit[mine_u].sum())
+
+
 def settle(batches: Iterator[np.ndarray], accounts: np.ndarray, start_us: int | None = None,
            end_us: int | None = None, implementation: str | None = None) -> np.ndarray:
     """The settlement (SETTLEMENT_DTYPE, one row per account touched, by account id) of
@@ -50,7 +79,13 @@ def settle(batches: Iterator[np.ndarray], accounts: np.ndarray, start_us: int | 
         if end_us is not None:
             keep &= recs["time_us"] < end_us
         if keep.any():
-            totals.add(recs["debit_id"], recs["credit_id"], posted_fen(recs), keep.view(np.uint8))
+            union_ids = recs["union_id"]
+            if union_ids.any():  # the batch has a union leg: three sides a record
+                union_debited = (recs["kind"] == OpKind.PURCHASE).view(np.uint8)
+                totals.add(recs["debit_id"], recs["credit_id"], posted_fen(recs), keep.view(np.uint8),
+                           union_ids, recs["union_fen"], union_debited)
+            else:
+                totals.add(recs["debit_id"], recs["credit_id"], posted_fen(recs), keep.view(np.uint8))
     ids, ops, debits, credits = totals.rows()
     out = np.zeros(len(ids), dtype=SETTLEMENT_DTYPE)
     out["account_id"], out["ops"], out["debits_fen"], out["credits_fen"] = ids, ops, debits, credits

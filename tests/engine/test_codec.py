@@ -41,7 +41,8 @@ words = st.integers(0, 2**64 - 1) | st.integers(0, 300) | st.just(0)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.lists(words, min_size=22, max_size=22), min_size=1, max_size=8), st.integers(1, 2**40))
+@given(st.lists(st.lists(words, min_size=codec.WORDS, max_size=codec.WORDS), min_size=1, max_size=8),
+       st.integers(1, 2**40))
 def test_arbitrary_words_round_trip(rows, first):
     recs = np.array(rows, dtype=np.uint64).reshape(-1).view(JOURNAL_DTYPE).copy()
     recs["journal_seq"] = np.arange(first, first + len(recs), dtype=np.uint64)
@@ -86,6 +87,49 @@ def test_user_data_round_trips_in_both_codecs():
     assert core.pack_journal(recs) == packed
     for unpack in (codec.unpack_journal, core.unpack_journal):
         assert unpack(packed, 3, 41).tobytes() == recs.tobytes()
+
+
+#: A PURCHASE and a REFUND with a user_data, as the codec wrote them before
+#: JOURNAL_DTYPE had union_id and union_fen: pinned so that those journals keep decoding.
+RECORDS_BEFORE_UNION_LEGS = bytes.fromhex(
+    "bfe4e101070364c801d00f808082e288d2a306128080808010c801d0410706d2d5e2abd3dc860bb3e76d"
+    "0704a006809c9c390703138080808010d001d046c801640202")
+
+
+def _purchase_and_refund() -> np.ndarray:
+    r = np.zeros(2, dtype=JOURNAL_DTYPE)
+    r["source"], r["seq"], r["kind"] = [7, 7], [3, 4], [18, 19]
+    r["account_id"], r["counterparty_id"], r["amount_fen"] = [100, 0], [200, 0], [1000, 400]
+    r["ref_source"], r["ref_seq"] = [0, 7], [0, 3]
+    r["time_us"] = [1_767_225_600_000_000, 1_767_225_660_000_000]
+    r["user_data"] = [6_222_021_234_567_890, 0]
+    r["result_amount_fen"], r["balance_fen"], r["journal_seq"] = [800, 320], [4200, 4520], [50, 51]
+    r["discounts"] = [1, 1]
+    r["debit_id"], r["credit_id"] = [100, 200], [200, 100]
+    r["debit_prev_seq"], r["credit_prev_seq"] = [44, 50], [45, 50]
+    return r
+
+
+def test_records_written_before_union_legs_decode_as_they_were_with_no_union_leg():
+    want = _purchase_and_refund()
+    for unpack in (codec.unpack_journal, core.unpack_journal):
+        got = unpack(RECORDS_BEFORE_UNION_LEGS, 2, 50)
+        assert got.tobytes() == want.tobytes()
+        assert (got["union_id"] == 0).all() and (got["union_fen"] == 0).all()
+    # ...and records without a union leg are written exactly as they were.
+    assert codec.pack_journal(want) == core.pack_journal(want) == RECORDS_BEFORE_UNION_LEGS
+
+
+def test_union_legs_round_trip_in_both_codecs_as_the_last_words():
+    recs = _purchase_and_refund()
+    recs["union_id"], recs["union_fen"] = [300, 300], [120, 48]
+    packed = codec.pack_journal(recs)
+    assert core.pack_journal(recs) == packed
+    for unpack in (codec.unpack_journal, core.unpack_journal):
+        assert unpack(packed, 2, 50).tobytes() == recs.tobytes()
+    # They are the encoding's last words (bitmap bits 22 and 23): nothing else moves.
+    assert codec.DWORD[codec.W_UNION] == JOURNAL_DTYPE.fields["union_id"][1] // 8 == codec.WORDS - 2
+    assert codec.DWORD[codec.W_UNION_FEN] == JOURNAL_DTYPE.fields["union_fen"][1] // 8 == codec.WORDS - 1
 
 
 def test_truncated_or_trailing_bytes_are_refused():

@@ -98,3 +98,28 @@ def test_replay_refuses_a_tampered_record() -> None:
     for fresh in (core.Engine(), reference.Engine()):
         with pytest.raises(ValueError):
             fresh.replay(records)
+
+
+
+@pytest.mark.parametrize("field", ["union_id", "union_fen"])
+@pytest.mark.parametrize("kind", [18, 19])  # PURCHASE, REFUND
+@pytest.mark.parametrize("how", ["altered", "dropped"])
+def test_replay_refuses_a_record_whose_union_leg_is_wrong(field: str, kind: int, how: str) -> None:
+    """A PURCHASE's and a REFUND's union leg (union_id, union_fen) are decision fields
+    like the others: a record whose union figure was altered or zeroed does not replay
+    in either engine (so `verify` catches it)."""
+    rng = random.Random(0)  # a seed whose purchases and refunds have union legs
+    world = OpWorld(rng)
+    live = core.Engine()
+    offers = world.offer_tables()
+    live.set_offer_versions(offers)
+    records = np.concatenate([live.apply(world.setup_batch() if b == 0 else world.batch(rng.randrange(1, 40), 0.2))[1]
+                              for b in range(80)])
+    legs = np.flatnonzero((records["kind"] == kind) & (records["code"] == 0) & (records["union_fen"] > 0))
+    assert len(legs), "the seed has a union leg of this kind"
+    assert (records[legs]["union_id"] != 0).all()
+    records[legs[0]][field] = records[legs[0]][field] + 1 if how == "altered" else 0
+    for fresh in (core.Engine(), reference.Engine()):
+        fresh.set_offer_versions(offers)
+        with pytest.raises(ValueError):
+            fresh.replay(records)

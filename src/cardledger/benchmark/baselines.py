@@ -71,7 +71,7 @@ ACCOUNT_ROW = struct.Struct("<QHHHHqqqqqqqQQq")
 #: A hold: PENDING_DTYPE's fields, packed.
 PENDING_ROW = struct.Struct("<QQQQqqqQ")
 #: What the journal adds to an op's bytes: JOURNAL_DTYPE's fields after OP_DTYPE's.
-DECISION_ROW = struct.Struct("<IIqqQQQqQQ")
+DECISION_ROW = struct.Struct("<IIqqQQQqQQQq")
 ID_KEY = struct.Struct(">QQ")  # (source, seq), big-endian so keys sort numerically
 U64_KEY = struct.Struct(">Q")
 
@@ -272,9 +272,10 @@ class _Baseline:
         code, effect = r._execute(op, jseq)
         if code != _OK:  # a refused op changed nothing; it reports its account's balance
             a = r.accounts.get(op["account_id"])
-            return (code, 0, 0, 0 if a is None else a.available(), jseq, 0, 0, 0, 0, 0)
+            return (code, 0, 0, 0 if a is None else a.available(), jseq, 0, 0, 0, 0, 0, 0, 0)
         amount, balance, debit_id, credit_id, subsidy = effect[:5]
         discounts = effect[5] if len(effect) > 5 else 0
+        union_id, union_fen = effect[6:8] if len(effect) > 7 else (0, 0)
         # The accounts' back-pointers to their previous record, as the ledger's journal keeps them.
         debit_prev = credit_prev = 0
         if debit_id:
@@ -297,7 +298,8 @@ class _Baseline:
             self._delete("journeys", U64_KEY.pack(card_id))
         for card_id, j in r.journeys.items():
             self._put("journeys", U64_KEY.pack(card_id), reference_taps.export_journeys({card_id: j}).tobytes())
-        return (code, discounts, amount, balance, jseq, debit_id, credit_id, subsidy, debit_prev, credit_prev)
+        return (code, discounts, amount, balance, jseq, debit_id, credit_id, subsidy, debit_prev, credit_prev,
+                union_id, union_fen)
 
     def _apply_rows(self, ops: np.ndarray) -> np.ndarray:
         """Decide every op of the batch inside the caller's transaction; return the results."""

@@ -42,6 +42,9 @@ from ...schema import (
 OP_FIELDS = OP_DTYPE.names
 ACCOUNT_FIELDS = ACCOUNT_DTYPE.names
 JOURNAL_FIELDS = JOURNAL_DTYPE.names
+_NOP = len(OP_FIELDS)
+# A new record's discounts, result amount and balance, by position.
+_DISCOUNTS_AT, _AMOUNT_AT, _BALANCE_AT = _NOP + 1, _NOP + 2, _NOP + 3
 
 
 # Kinds that carry no amount: their amount_fen must be 0 (INVALID_AMOUNT).
@@ -366,7 +369,8 @@ class Engine:
             journal.append(rec)
             new_members.append((k, len(journal) - 1))
             res[k] = (
-                [code, rec[-8], rec[-7], jseq, rec[-9]] if code == Result.OK else [code, 0, 0, jseq, 0]
+                [code, rec[_AMOUNT_AT], rec[_BALANCE_AT], jseq, rec[_DISCOUNTS_AT]] if code == Result.OK
+                else [code, 0, 0, jseq, 0]
             )
             if code != Result.OK:
                 failed = True
@@ -425,6 +429,8 @@ class Engine:
         if code == Result.OK:
             amount, balance, debit_id, credit_id, subsidy = effect[:5]
             discounts = effect[5] if len(effect) > 5 else 0
+            # A PURCHASE's or REFUND's third leg: the union account and its fen.
+            union_id, union_fen = effect[6:8] if len(effect) > 7 else (0, 0)
             dprev = cprev = 0
             if debit_id:
                 a = self.accounts[debit_id]
@@ -434,9 +440,10 @@ class Engine:
                 a = self.accounts[credit_id]
                 cprev = a.last_journal_seq
                 a.last_journal_seq = jseq
-            rec = tuple(row) + (code, discounts, amount, balance, jseq, debit_id, credit_id, subsidy, dprev, cprev)
+            rec = tuple(row) + (code, discounts, amount, balance, jseq, debit_id, credit_id, subsidy, dprev, cprev,
+                                 union_id, union_fen)
         else:
-            rec = tuple(row) + (code, 0, 0, 0, jseq, 0, 0, 0, 0, 0)
+            rec = tuple(row) + (code, 0, 0, 0, jseq, 0, 0, 0, 0, 0, 0, 0)
         self.recent[(src, seq)] = len(self.tail)
         self.tail.append(rec)
         return rec
@@ -458,7 +465,7 @@ class Engine:
 
     @staticmethod
     def _failed_record(rec: tuple, code: int) -> tuple:
-        return rec[: len(OP_FIELDS)] + (code, 0, 0, 0, rec[len(OP_FIELDS) + 4], 0, 0, 0, 0, 0)
+        return rec[: len(OP_FIELDS)] + (code, 0, 0, 0, rec[len(OP_FIELDS) + 4], 0, 0, 0, 0, 0, 0, 0)
 
     @staticmethod
     def _with_balance(rec: tuple, balance: int) -> tuple:

@@ -259,7 +259,9 @@ def op_purchase(eng: Engine, op: dict, jseq: int):
     key = (op["source"], op["seq"])
     _set(eng, st.purchases, key, [key[0], key[1], card.id, merchant.id, union.id if union is not None else 0,
                                   gross, sub, net - sub, d, u, 0, slot, day, month])
-    return Result.OK, (net, card.available(), card.id, merchant.id, sub, slot + 1)
+    # the third leg: the union account debited U (the merchant is credited net + U)
+    return Result.OK, (net, card.available(), card.id, merchant.id, sub, slot + 1,
+                       union.id if union is not None else 0, u)
 
 
 def op_refund(eng: Engine, op: dict, jseq: int):
@@ -327,7 +329,9 @@ def op_refund(eng: Engine, op: dict, jseq: int):
     p2 = list(p)
     p2[P_REFUNDED] = r2
     _set(eng, st.purchases, (p[0], p[1]), p2)
-    return Result.OK, (amount, card.available(), merchant.id, card.id, sub, slot + 1)
+    # the third leg: the union account credited this part's u (the merchant is debited amount + u)
+    return Result.OK, (amount, card.available(), merchant.id, card.id, sub, slot + 1,
+                       union.id if union is not None and u else 0, u if union is not None else 0)
 
 
 # ------------------------------------------------------------------ checkpoint

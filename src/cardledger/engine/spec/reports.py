@@ -2,7 +2,8 @@
 
 `AccountTotals` holds the sums of a settlement (`settlement.settle`): per account id,
 how many records named it and the fen they posted on its debit and credit side, added
-batch by batch. This version keeps the batches' parts and sums them at the end by
+batch by batch; a record with a union leg (a PURCHASE's or REFUND's union account)
+names three accounts. This version keeps the batches' parts and sums them at the end by
 sorting; the core's keeps an open-addressing table. Both give the same rows.
 """
 
@@ -22,17 +23,41 @@ class AccountTotals:
         self._debits: list[np.ndarray] = []
         self._credits: list[np.ndarray] = []
 
-    def add(self, debit_ids: np.ndarray, credit_ids: np.ndarray, amounts: np.ndarray, keep: np.ndarray) -> None:
+    def add(self, debit_ids: np.ndarray, credit_ids: np.ndarray, amounts: np.ndarray, keep: np.ndarray,
+            union_ids: np.ndarray | None = None, union_fens: np.ndarray | None = None,
+            union_debited: np.ndarray | None = None) -> None:
         """Count record i (where keep[i]) for its debit account (a debit of amounts[i])
-        and for its credit account (a credit of amounts[i]), each side that names one."""
+        and for its credit account (a credit of amounts[i]), each side that names one.
+
+        With `union_ids`, `union_fens` and `union_debited` (uint8), record i also
+        counts for its union account union_ids[i] (where not 0): where
+        union_debited[i], a debit of union_fens[i] on it and a credit of amounts[i] +
+        union_fens[i] on the credit side (a PURCHASE: the merchant is paid the net and
+        the union's share); elsewhere a credit of union_fens[i] on it and a debit of
+        amounts[i] + union_fens[i] on the debit side (a REFUND)."""
         n = len(keep)
         if len(debit_ids) != n or len(credit_ids) != n or len(amounts) != n:
+            raise ValueError("AccountTotals.add: arrays differ in length")
+        unions = (union_ids, union_fens, union_debited)
+        if any(x is None for x in unions) and not all(x is None for x in unions):
+            raise ValueError("AccountTotals.add: union_ids, union_fens and union_debited go together")
+        if union_ids is not None and (len(union_ids) != n or len(union_fens) != n or len(union_debited) != n):
             raise ValueError("AccountTotals.add: arrays differ in length")
         keep = np.asarray(keep).view(bool)
         amount = np.asarray(amounts, dtype=np.int64)[keep]
         zero = np.zeros(len(amount), dtype=np.int64)
-        for side, debit, credit in ((np.asarray(debit_ids, dtype=np.uint64)[keep], amount, zero),
-                                    (np.asarray(credit_ids, dtype=np.uint64)[keep], zero, amount)):
+        debit_amount = credit_amount = amount
+        sides = []
+        if union_ids is not None:
+            uid = np.asarray(union_ids, dtype=np.uint64)[keep]
+            ufen = np.where(uid != 0, np.asarray(union_fens, dtype=np.int64)[keep], 0)
+            debited = np.asarray(union_debited).view(bool)[keep]
+            credit_amount = amount + np.where(debited, ufen, 0)
+            debit_amount = amount + np.where(debited, 0, ufen)
+            sides.append((uid, np.where(debited, ufen, 0), np.where(debited, 0, ufen)))
+        sides = [(np.asarray(debit_ids, dtype=np.uint64)[keep], debit_amount, zero),
+                 (np.asarray(credit_ids, dtype=np.uint64)[keep], zero, credit_amount)] + sides
+        for side, debit, credit in sides:
             named = side != 0
             self._ids.append(side[named])
             self._debits.append(debit[named])
