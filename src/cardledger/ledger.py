@@ -741,7 +741,8 @@ class Ledger:
     def query(self, start_us: int | None = None, end_us: int | None = None, account_id: int | None = None,
               kinds: Any = None, user_data: int | None = None, limit: int | None = None) -> np.ndarray:
         """Journal records (JOURNAL_DTYPE) of successful ops, selected by event time in
-        [start_us, end_us), by account (one it moved money of or acted on), by op kinds
+        [start_us, end_us), by account (one it moved money of or acted on: debit_id,
+        credit_id, or union_id, a purchase's or refund's union account), by op kinds
         and by `user_data`, ordered by (time_us, journal_seq), at most `limit` of them.
 
         A time range reads only the stored batches whose event times meet it (the

@@ -66,12 +66,62 @@ def test_the_cores_account_totals_give_the_twins_rows(accounts):
         assert w.dtype == g.dtype and w.tolist() == g.tolist()
 
 
+def test_account_totals_twin_posts_a_union_leg_on_the_third_account_and_the_merchant():
+    """A union leg, by hand: a PURCHASE (union debited) posts N on the card's debit,
+    N + U on the merchant's credit and U on the union's debit; a REFUND (union
+    credited) amount + u on the merchant's debit, amount on the card's credit, u on the
+    union's credit; a record with union_id 0 has no third leg whatever its union_fen."""
+    d = np.array([10, 50, 10], dtype=np.uint64)  # purchase, refund, purchase with no union
+    c = np.array([50, 10, 50], dtype=np.uint64)
+    amount = np.array([800, 200, 100], dtype=np.int64)
+    union = np.array([90, 90, 0], dtype=np.uint64)
+    union_fen = np.array([100, 25, 7], dtype=np.int64)
+    debited = np.array([1, 0, 1], dtype=np.uint8)
+    keep = np.ones(3, dtype=np.uint8)
+    for impl in [spec] + ([core] if core is not None else []):
+        t = impl.AccountTotals()
+        t.add(d, c, amount, keep, union, union_fen, debited)
+        ids, ops, debits, credits = t.rows()
+        assert ids.tolist() == [10, 50, 90]
+        assert ops.tolist() == [3, 3, 2]
+        assert debits.tolist() == [900, 225, 100]
+        assert credits.tolist() == [200, 1_000, 25]
+        assert int(debits.sum()) == int(credits.sum())
+
+
+@needs_core
+@pytest.mark.parametrize("accounts", [3, 5_000])
+def test_the_cores_account_totals_give_the_twins_rows_with_union_legs(accounts):
+    """Random union legs on strided views: the same rows, in the same order."""
+    rng = np.random.default_rng(accounts + 1)
+    parts = _parts(rng, 6, 20_000, accounts)
+    ids = np.concatenate([[0] * accounts, rng.integers(1, 2**64, accounts, dtype=np.uint64)])
+    recs = np.zeros(20_000, dtype=JOURNAL_DTYPE)
+    want, got = spec.AccountTotals(), core.AccountTotals()
+    for debit, credit, amount, keep in parts:
+        r = recs.copy()
+        r["debit_id"], r["credit_id"] = debit, credit
+        r["union_id"] = rng.choice(ids, len(r))
+        r["union_fen"] = rng.integers(-(2**63), 2**63, len(r), dtype=np.int64)
+        debited = (rng.random(len(r)) < 0.5).view(np.uint8)
+        want.add(debit, credit, amount, keep.view(np.uint8), r["union_id"].copy(), r["union_fen"].copy(), debited)
+        got.add(r["debit_id"], r["credit_id"], amount, keep.view(np.uint8), r["union_id"], r["union_fen"], debited)
+    for w, g in zip(want.rows(), got.rows()):
+        assert w.dtype == g.dtype and w.tolist() == g.tolist()
+
+
 @needs_core
 def test_the_cores_account_totals_refuse_arrays_of_different_lengths():
     """A misuse is a ValueError, not a read past an array."""
     t = core.AccountTotals()
     with pytest.raises(ValueError):
         t.add(np.zeros(3, np.uint64), np.zeros(2, np.uint64), np.zeros(3, np.int64), np.ones(3, np.uint8))
+    with pytest.raises(ValueError):
+        t.add(np.zeros(3, np.uint64), np.zeros(3, np.uint64), np.zeros(3, np.int64), np.ones(3, np.uint8),
+              np.zeros(2, np.uint64), np.zeros(3, np.int64), np.ones(3, np.uint8))
+    with pytest.raises(ValueError):  # the union's three arrays go together
+        t.add(np.zeros(3, np.uint64), np.zeros(3, np.uint64), np.zeros(3, np.int64), np.ones(3, np.uint8),
+              np.zeros(3, np.uint64))
 
 
 def _records(rng, n):
