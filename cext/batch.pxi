@@ -58,6 +58,10 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
         rec.subsidy_fen = ef.subsidy_fen
         rec.union_id = ef.union_id
         rec.union_fen = ef.union_fen
+        CL_ASSERT(ef.union_fen >= 0 and (ef.union_fen == 0) == (ef.union_id == 0),
+                  "a record's union leg names its account exactly when it moves fen, never negative")
+        CL_ASSERT(ef.union_id == 0 or op.kind == K_PURCHASE or op.kind == K_REFUND,
+                  "only a PURCHASE or a REFUND has a union leg")
         if ef.debit != NULL:
             a = ef.debit
             rec.debit_prev_seq = a.last_journal_seq

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import HYPOTHESIS_EXAMPLES, Ops, open_cards
 from helpers.opgen import OpWorld
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import cardledger
@@ -37,6 +37,37 @@ def test_the_settlement_of_all_time_is_every_accounts_posted_totals(tmp_path_fac
         assert int(row["account_kind"]) == int(a["kind"])
     untouched = set(by_id) - {int(r["account_id"]) for r in rows}
     assert all(by_id[i]["debits_posted"] == by_id[i]["credits_posted"] == 0 for i in untouched)
+
+
+@settings(max_examples=max(5, HYPOTHESIS_EXAMPLES // 4), deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+@example(seed=5)  # purchases with union legs and a refund of one
+def test_with_offers_every_range_settles_to_equal_debits_and_credits(tmp_path_factory, seed):
+    """With random offer catalogs in force (union shares, refunds in parts), the
+    settlement of any time range posts as much on debit sides as on credit sides (a
+    purchase's union leg included), and that of all time is every account's posted
+    totals."""
+    from helpers.opgen import OFFERS_V2_US, T0_US, random_catalog
+
+    rng = random.Random(seed)
+    world = OpWorld(rng)
+    path = str(tmp_path_factory.mktemp("settle") / "ledger")
+    with cardledger.open(path, create=True) as led:
+        led.install_offers(random_catalog(rng), T0_US)
+        led.install_offers(random_catalog(rng), OFFERS_V2_US)
+        led.apply(world.setup_batch())
+        for _ in range(15):
+            led.apply(world.batch(rng.randrange(1, 30), rng.choice((0.0, 0.2))))
+        ranges = [(None, None)] + [tuple(sorted(rng.randrange(T0_US, T0_US + 10**9) for _ in range(2)))
+                                   for _ in range(5)]
+        for start, end in ranges:
+            rows = led.settle(start, end)
+            assert int(rows["debits_fen"].sum()) == int(rows["credits_fen"].sum()), (start, end)
+        rows = led.settle(None, None)
+        accounts = {int(a["id"]): a for a in led.accounts()}
+    for row in rows:
+        a = accounts[int(row["account_id"])]
+        assert (int(row["debits_fen"]), int(row["credits_fen"])) == (int(a["debits_posted"]), int(a["credits_posted"]))
 
 
 def test_a_days_settlement_counts_that_days_event_times_only(led):

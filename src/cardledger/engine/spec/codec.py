@@ -18,7 +18,8 @@ them lack their bits and decode them as 0. Predictors (all exactly invertible):
   counterparty_id: 0 for the usual successful op;
 - debit_prev_seq, credit_prev_seq: journal_seq + 1 minus the pointer, with 0 (no
   pointer) and journal_seq + 1 swapped so that the map stays a bijection;
-- amount_fen, limit_fen, balance_fen, subsidy_fen: zigzag (small negatives stay short).
+- amount_fen, limit_fen, balance_fen, subsidy_fen: zigzag (small negatives stay short);
+- every other word (union_id and union_fen among them) as it is.
 
 `cardledger._core` has the same codec in C (`pack_journal`, `unpack_journal`); tests
 check that both produce identical bytes.
