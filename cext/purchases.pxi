@@ -6,6 +6,8 @@
 cdef extern from *:
     """
     /* floor(a * b / c) for a, b >= 0, c > 0, exactly: the product may pass 64 bits. */
+    /* schema.NOT_COUNTED: a purchase's day and month when its card's counters did not count it */
+    #define CL_NOT_COUNTED (-((int64_t)1 << 62))
     static inline int64_t cl_mul_div(int64_t a, int64_t b, int64_t c) {
         return (int64_t)(((unsigned __int128)(uint64_t)a * (unsigned __int128)(uint64_t)b) / (unsigned __int128)(uint64_t)c);
     }
@@ -19,6 +21,7 @@ cdef extern from *:
         return (int64_t)d;
     }
     """
+    int64_t CL_NOT_COUNTED
     int64_t cl_mul_div(int64_t a, int64_t b, int64_t c) noexcept nogil
     int64_t cl_offer_discount(int64_t gross, int64_t pct, int64_t amount_off, int64_t times, int64_t cap) noexcept nogil
 
@@ -172,7 +175,10 @@ cdef void offer_consider(State* st, OfferVer* t, int64_t i, const Account* card,
     # the card's counters are read (a hash probe, a cache miss) only for an offer that limits cards
     c = card_offer_find(o, card.id, slot) if w.day_count or w.month_discount_fen else NULL
     limit = w.day_count
-    if limit and c != NULL and c.day == day and c.day_count >= limit:
+    # The counters hold the card's latest day and month with this offer: a purchase dated
+    # before them (a late upload, or after a purchase dated ahead) cannot be counted in
+    # its own day or month, so a limited offer gives it nothing (spec decide).
+    if limit and c != NULL and (c.day > day or (c.day == day and c.day_count >= limit)):
         return
     if gross < w.min_gross_fen:
         d = 0
@@ -181,7 +187,10 @@ cdef void offer_consider(State* st, OfferVer* t, int64_t i, const Account* card,
         d = cl_offer_discount(gross, w.percent_off_bp, w.amount_off_fen, times, w.max_discount_fen)
     limit = w.month_discount_fen
     if limit:
-        used = c.month_discount_fen if c != NULL and c.month == month else 0
+        if c != NULL and c.month > month:
+            used = limit
+        else:
+            used = c.month_discount_fen if c != NULL and c.month == month else 0
         if limit - used < d:
             d = limit - used
     limit = w.budget_fen
@@ -395,6 +404,7 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
     cdef CardOffer* c
     cdef Purchase buy
     cdef int code
+    cdef bint counted
     if not amount_ok(gross):
         return R_INVALID_AMOUNT
     code = check_pair(st, op, KM_CARD, 1 << A_MERCHANT, &card, &merchant)
@@ -439,8 +449,9 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
         union_acct.debits_posted += dec.u
     if dec.slot != NO_OFFER_C:
         budget_set(st, dec.slot, st.offers.budget_used[dec.slot] + dec.d)
-    if dec.slot != NO_OFFER_C and (st.offers.vers[dec.v].rows[dec.i].day_count
-                                   or st.offers.vers[dec.v].rows[dec.i].month_discount_fen):
+    counted = dec.slot != NO_OFFER_C and (st.offers.vers[dec.v].rows[dec.i].day_count
+                                          or st.offers.vers[dec.v].rows[dec.i].month_discount_fen)
+    if counted:
         c = card_offer_find(st.offers, card.id, dec.slot)
         if c != NULL:
             row = c[0]
@@ -458,8 +469,8 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
     buy.union_fen = dec.u
     buy.refunded_fen = 0
     buy.slot = dec.slot
-    buy.day = dec.day
-    buy.month = dec.month
+    buy.day = dec.day if counted else CL_NOT_COUNTED  # uncounted: its refunds give the counters nothing back
+    buy.month = dec.month if counted else CL_NOT_COUNTED
     purchase_set(st, &buy, True)  # (an id is decided once)
     set_effect(ef, net, available(card), card, merchant, sub)
     ef.discounts = <uint32_t>(dec.slot + 1)
