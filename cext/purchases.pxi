@@ -6,6 +6,8 @@
 cdef extern from *:
     """
     /* floor(a * b / c) for a, b >= 0, c > 0, exactly: the product may pass 64 bits. */
+    /* schema.NOT_COUNTED: a purchase's day and month when its card's counters did not count it */
+    #define CL_NOT_COUNTED (-((int64_t)1 << 62))
     static inline int64_t cl_mul_div(int64_t a, int64_t b, int64_t c) {
         return (int64_t)(((unsigned __int128)(uint64_t)a * (unsigned __int128)(uint64_t)b) / (unsigned __int128)(uint64_t)c);
     }
@@ -19,6 +21,7 @@ cdef extern from *:
         return (int64_t)d;
     }
     """
+    int64_t CL_NOT_COUNTED
     int64_t cl_mul_div(int64_t a, int64_t b, int64_t c) noexcept nogil
     int64_t cl_offer_discount(int64_t gross, int64_t pct, int64_t amount_off, int64_t times, int64_t cap) noexcept nogil
 
@@ -26,6 +29,11 @@ cdef enum:
     BP_WHOLE_C = 10000
     MINUTE_US_C = 60000000
     NO_OFFER_C = -1
+
+# A slot past this in a loaded state is refused, not allocated for: offers get slots in
+# the order their ids first appear, and no ledger installs 2^31 distinct ids. (A Python
+# int: a C enum could not hold it.)
+OFFER_SLOTS_MAX = 1 << 31
 
 
 # What a purchase would do: the version and offer row, its slot, D, U, the local day and month.
@@ -172,7 +180,10 @@ cdef void offer_consider(State* st, OfferVer* t, int64_t i, const Account* card,
     # the card's counters are read (a hash probe, a cache miss) only for an offer that limits cards
     c = card_offer_find(o, card.id, slot) if w.day_count or w.month_discount_fen else NULL
     limit = w.day_count
-    if limit and c != NULL and c.day == day and c.day_count >= limit:
+    # The counters hold the card's latest day and month with this offer: a purchase dated
+    # before them (a late upload, or after a purchase dated ahead) cannot be counted in
+    # its own day or month, so a limited offer gives it nothing (spec decide).
+    if limit and c != NULL and (c.day > day or (c.day == day and c.day_count >= limit)):
         return
     if gross < w.min_gross_fen:
         d = 0
@@ -181,7 +192,10 @@ cdef void offer_consider(State* st, OfferVer* t, int64_t i, const Account* card,
         d = cl_offer_discount(gross, w.percent_off_bp, w.amount_off_fen, times, w.max_discount_fen)
     limit = w.month_discount_fen
     if limit:
-        used = c.month_discount_fen if c != NULL and c.month == month else 0
+        if c != NULL and c.month > month:
+            used = limit
+        else:
+            used = c.month_discount_fen if c != NULL and c.month == month else 0
         if limit - used < d:
             d = limit - used
     limit = w.budget_fen
@@ -395,6 +409,7 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
     cdef CardOffer* c
     cdef Purchase buy
     cdef int code
+    cdef bint counted
     if not amount_ok(gross):
         return R_INVALID_AMOUNT
     code = check_pair(st, op, KM_CARD, 1 << A_MERCHANT, &card, &merchant)
@@ -439,8 +454,9 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
         union_acct.debits_posted += dec.u
     if dec.slot != NO_OFFER_C:
         budget_set(st, dec.slot, st.offers.budget_used[dec.slot] + dec.d)
-    if dec.slot != NO_OFFER_C and (st.offers.vers[dec.v].rows[dec.i].day_count
-                                   or st.offers.vers[dec.v].rows[dec.i].month_discount_fen):
+    counted = dec.slot != NO_OFFER_C and (st.offers.vers[dec.v].rows[dec.i].day_count
+                                          or st.offers.vers[dec.v].rows[dec.i].month_discount_fen)
+    if counted:
         c = card_offer_find(st.offers, card.id, dec.slot)
         if c != NULL:
             row = c[0]
@@ -458,8 +474,8 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
     buy.union_fen = dec.u
     buy.refunded_fen = 0
     buy.slot = dec.slot
-    buy.day = dec.day
-    buy.month = dec.month
+    buy.day = dec.day if counted else CL_NOT_COUNTED  # uncounted: its refunds give the counters nothing back
+    buy.month = dec.month if counted else CL_NOT_COUNTED
     purchase_set(st, &buy, True)  # (an id is decided once)
     set_effect(ef, net, available(card), card, merchant, sub)
     ef.discounts = <uint32_t>(dec.slot + 1)
@@ -494,7 +510,9 @@ cdef int op_refund(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     merchant = account_get(st, p.merchant_id)
     if p.union_id:
         union_acct = account_get(st, p.union_id)
-    CL_ASSERT(card != NULL and merchant != NULL, "a purchase's accounts exist")
+    # (a purchase's accounts always exist, unless its state was loaded from outside)
+    if card == NULL or merchant == NULL or (p.union_id and union_acct == NULL) or p.slot >= st.offers.cap_budget:
+        return R_PURCHASE_NOT_FOUND  # (a state loaded from outside that names no such account)
     flags = card.flags | merchant.flags
     if union_acct != NULL:
         flags |= union_acct.flags
@@ -561,6 +579,38 @@ cdef void offer_vers_free(OfferVer* vers, Py_ssize_t n) noexcept nogil:
     free(vers)
 
 
+cdef void _check_offer_tables(object ot) except *:
+    """Refuse compiled offer tables the loops could read out of bounds with (ValueError):
+    they come from offers/tables.py, but the core trusts no caller with its memory."""
+    n = len(ot.slot)
+    for name in ("percent_off_bp", "amount_off_fen", "min_gross_fen", "every_fen", "max_discount_fen",
+                 "from_day", "to_day", "dow_mask", "day_count", "month_discount_fen", "budget_fen",
+                 "union_share_bp", "union_account", "cat_all"):
+        if len(getattr(ot, name)) != n:
+            raise ValueError(f"offer tables: {name} has {len(getattr(ot, name))} rows, not {n}")
+    if n and int(np.min(ot.slot)) < 0:
+        raise ValueError("offer tables: a negative slot")
+    for off, items, what in ((ot.hour_off, ot.hour_start, "hour_off"), (ot.cat_off, ot.cats, "cat_off")):
+        if len(off) != n + 1 or int(off[0]) != 0 or int(off[n]) != len(items) or (np.diff(off) < 0).any():
+            raise ValueError(f"offer tables: {what} is not n + 1 rising offsets into its list")
+    if len(ot.hour_end) != len(ot.hour_start):
+        raise ValueError("offer tables: hour_start and hour_end differ in length")
+    m = len(ot.merchant_ids)
+    mo = ot.merchant_off
+    if (len(mo) != m + 1 or int(mo[0]) != 0 or int(mo[m]) != len(ot.merchant_offers) or (np.diff(mo) < 0).any()
+            or (m > 1 and (np.diff(ot.merchant_ids.astype(np.uint64)) == 0).any())):
+        raise ValueError("offer tables: merchant_off is not m + 1 rising offsets, or merchant_ids repeat")
+    for name in ("merchant_offers", "all_offers"):
+        a = getattr(ot, name)
+        if len(a) and (int(np.min(a)) < 0 or int(np.max(a)) >= n):
+            raise ValueError(f"offer tables: {name} names an offer past the table")
+    if len(ot.tz_from_us) < 1 or len(ot.tz_offset_s) != len(ot.tz_from_us):
+        raise ValueError("offer tables: the zone's offsets are missing or uneven")
+    if n and (int(np.min(ot.every_fen)) < 0 or int(np.min(ot.union_share_bp)) < 0
+              or int(np.max(ot.union_share_bp)) > BP_WHOLE_C or int(np.min(ot.percent_off_bp)) < 0):
+        raise ValueError("offer tables: every_fen, union_share_bp or percent_off_bp out of range")
+
+
 cdef object offers_install(Offers* o, object versions, list keep):
     """Install the compiled catalog versions (OfferTables, oldest first); their arrays
     are kept alive in `keep`."""
@@ -577,6 +627,7 @@ cdef object offers_install(Offers* o, object versions, list keep):
     try:
         for k in range(n):
             ot = versions[k]
+            _check_offer_tables(ot)
             t = &vers[k]
             t.start_us = ot.start_us
             t.n = len(ot.slot)
@@ -679,10 +730,19 @@ cdef object offers_load(Offers* o, object budgets, object cards, object buys):
     cdef CardOffer* cr = <CardOffer*>cnp.PyArray_DATA(c)
     cdef Purchase* pr = <Purchase*>cnp.PyArray_DATA(p)
     cdef int64_t cap = o.cap_budget
-    if len(b) and int(b["slot"].min()) < 0:
-        raise ValueError("load_offer_state: a negative offer slot")
+    if len(b) and (int(b["slot"].min()) < 0 or int(b["slot"].max()) >= OFFER_SLOTS_MAX):
+        raise ValueError("load_offer_state: an offer slot out of range")
     if (len(c) and (c["account_id"] == 0).any()) or (len(p) and (p["source"] == 0).any()):
         raise ValueError("load_offer_state: a row keyed by 0")
+    # A purchase's slot indexes the budgets; its figures bound what a refund moves.
+    if len(p) and ((p["slot"] < -1).any() or (p["slot"] >= OFFER_SLOTS_MAX).any() or (p["gross_fen"] <= 0).any() or (p["refunded_fen"] < 0).any()
+                   or (p["refunded_fen"] > p["gross_fen"]).any() or (p["card_id"] == 0).any()
+                   or (p["merchant_id"] == 0).any()):
+        raise ValueError("load_offer_state: a purchase's slot, gross, refunded part or accounts are not possible")
+    if len(p) and len(b) == 0:
+        cap = max(cap, int(p["slot"].max()) + 1)
+    elif len(p):
+        cap = max(cap, int(p["slot"].max()) + 1, int(b["slot"].max()) + 1)
     offers_free_state(o)
     if offers_init_state(o) != 0:
         raise MemoryError("cardledger core: cannot allocate the offer state")

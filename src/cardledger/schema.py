@@ -412,6 +412,9 @@ REF_OTHER = 2  # a decision that is not a successful TAP
 
 #: Offers in force: "no offer" in an offer slot (a purchase no offer applied to).
 NO_OFFER = -1
+#: A purchase's `day` and `month` when its offer limits no card (or it got none): its
+#: card's counters did not count it, so its refunds give nothing back to them.
+NOT_COUNTED = -(1 << 62)
 #: Spent budget of each offer, by its slot: offers are numbered by id across every
 #: installed catalog version, in the order they first appear, so a later version with
 #: the same offer id continues its budget.
@@ -443,7 +446,8 @@ PURCHASE_DTYPE = np.dtype(
         ("union_fen", "<i8"),  # U
         ("refunded_fen", "<i8"),  # R: the gross refunded so far
         ("slot", "<i8"),  # the offer's slot (NO_OFFER: none)
-        ("day", "<i8"),  # the purchase's local day and month (its counters')
+        ("day", "<i8"),  # the purchase's local day and month, as its card's counters counted
+        #   it (NOT_COUNTED: they did not)
         ("month", "<i8"),
     ]
 )

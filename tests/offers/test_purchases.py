@@ -147,6 +147,41 @@ def test_per_card_month_discount_cuts_the_discount(till):
     assert till.buy(1_000, at_us=MON + 30 * DAY)[0]["amount_fen"] == 900  # January
 
 
+def test_a_purchase_dated_before_the_cards_counters_gets_nothing_from_a_limited_offer(till):
+    """The counters hold the card's latest day and month with an offer: a purchase dated
+    ahead (a wrong clock) does not lift the limits for today, and late uploads of an
+    earlier day or month get no discount from a day- or month-limited offer (they cannot
+    be counted in their own day or month); a card that never had the offer is unaffected."""
+    install(till.led, {"id": "d", "amount_off_fen": 1_000, "per_card_day_count": 1,
+                       "per_card_month_discount_fen": 1_000})
+    assert till.buy(100, at_us=MON + 365 * DAY)[0]["amount_fen"] == 0  # next year: 100 fen off 100
+    assert [till.buy(5_000, at_us=NOON + k)[0]["amount_fen"] for k in range(3)] == [5_000] * 3
+    assert till.buy(5_000, card=CARD2)[0]["amount_fen"] == 4_000
+    assert till.led.offer_report()["d"].discount_fen == 1_100
+
+
+def test_late_uploads_of_an_earlier_day_do_not_exceed_the_day_limit(till):
+    """Monday's and Tuesday's purchases got the 1-a-day offer; three more of Monday's,
+    uploaded after Tuesday's, pay the gross."""
+    install(till.led, {"id": "once", "amount_off_fen": 100, "per_card_day_count": 1})
+    assert till.buy(1_000, at_us=NOON)[0]["amount_fen"] == 900
+    assert till.buy(1_000, at_us=NOON + DAY)[0]["amount_fen"] == 900
+    assert [till.buy(1_000, at_us=NOON + k)[0]["amount_fen"] for k in range(1, 4)] == [1_000] * 3
+
+
+def test_refunding_a_purchase_its_offer_did_not_count_leaves_the_counters_alone(till):
+    """A purchase under a version of offer x without card limits is not counted; after x
+    gains a 1-a-day limit and is used today, refunding the earlier purchase frees nothing."""
+    install(till.led, {"id": "x", "amount_off_fen": 1_000})
+    _, first = till.buy(5_000, at_us=MON + 11 * HOUR)
+    install(till.led, {"id": "x", "amount_off_fen": 1_000, "per_card_day_count": 1,
+                       "per_card_month_discount_fen": 1_000}, at_us=NOON)
+    assert till.buy(5_000, at_us=NOON)[0]["amount_fen"] == 4_000
+    assert code(till.refund(first, 5_000, at_us=NOON + 5 * 60_000_000)) == "OK"
+    assert till.buy(5_000, at_us=NOON + 10 * 60_000_000)[0]["amount_fen"] == 5_000
+    assert till.led.verify().ok
+
+
 def test_budget_is_cut_then_exhausted(till):
     """A budget of 250 fen: 100, 100, 50, then the offer has nothing left to give."""
     install(till.led, {"id": "b", "amount_off_fen": 100, "budget_fen": 250})

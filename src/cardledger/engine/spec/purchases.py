@@ -24,6 +24,7 @@ from ...schema import (
     CARD_OFFER_DTYPE,
     INT64_MAX,
     NO_OFFER,
+    NOT_COUNTED,
     OFFER_BUDGET_DTYPE,
     PURCHASE_DTYPE,
     S_PER_DAY,
@@ -154,12 +155,18 @@ def decide(eng: Engine, card: Account, merchant_id: int, gross: int, time_us: in
         slot = int(t.slot[i])
         limit_n = int(t.day_count[i])
         c = st.card_offer.get((card.id, slot)) if limit_n or int(t.month_discount_fen[i]) else None
-        if limit_n and c is not None and c[C_DAY] == day and c[C_COUNT] >= limit_n:
+        # The counters hold the card's latest day and month with this offer: a purchase
+        # dated before them (a late upload, or after a purchase dated ahead) cannot be
+        # counted in its own day or month, so a limited offer gives it nothing.
+        if limit_n and c is not None and (c[C_DAY] > day or (c[C_DAY] == day and c[C_COUNT] >= limit_n)):
             continue
         d = offer_discount(t, i, gross)
         limit_m = int(t.month_discount_fen[i])
         if limit_m:
-            used = c[C_MDISC] if c is not None and c[C_MONTH] == month else 0
+            if c is not None and c[C_MONTH] > month:
+                used = limit_m
+            else:
+                used = c[C_MDISC] if c is not None and c[C_MONTH] == month else 0
             d = min(d, limit_m - used)
         budget = int(t.budget_fen[i])
         if budget:
@@ -256,6 +263,8 @@ def op_purchase(eng: Engine, op: dict, jseq: int):
     # a card's counters count the purchases of an offer that limits cards (by day or month)
     if slot != NO_OFFER and (int(st.versions[v].day_count[i]) or int(st.versions[v].month_discount_fen[i])):
         _set(eng, st.card_offer, (card.id, slot), counted(st.card_offer.get((card.id, slot)), day, month, d))
+    else:  # not counted: its refunds give the counters nothing back
+        day = month = NOT_COUNTED
     key = (op["source"], op["seq"])
     _set(eng, st.purchases, key, [key[0], key[1], card.id, merchant.id, union.id if union is not None else 0,
                                   gross, sub, net - sub, d, u, 0, slot, day, month])
