@@ -41,7 +41,7 @@ class AccountTotals:
         unions = (union_ids, union_fens, union_debited)
         if any(x is None for x in unions) and not all(x is None for x in unions):
             raise ValueError("AccountTotals.add: union_ids, union_fens and union_debited go together")
-        if union_ids is not None and (len(union_ids) != n or len(union_fens) != n or len(union_debited) != n):
+        if any(x is not None and len(x) != n for x in unions):
             raise ValueError("AccountTotals.add: arrays differ in length")
         keep = np.asarray(keep).view(bool)
         amount = np.asarray(amounts, dtype=np.int64)[keep]
