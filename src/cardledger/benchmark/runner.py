@@ -345,7 +345,15 @@ def _scenario(args: argparse.Namespace) -> tuple[str, dict]:
         try:
             manifest, _ = scenario.read(scen_dir)
         except ValueError as e:
-            raise UsageError(str(e)) from e
+            if args.scenario_dir:  # the user's directory: never removed here
+                raise UsageError(str(e)) from e
+            # The cache's copy was written by another version of the scenario: generate it again.
+            print(f"scenario: {scen_dir} was written by another version; generating it again")
+            shutil.rmtree(scen_dir)
+            manifest = None
+    else:
+        manifest = None
+    if manifest is not None:
         # A scenario directory is reused as it is: one holding another workload than the
         # one asked for is an error, never silently another city.
         for name, asked in want.items():
