@@ -2,7 +2,8 @@
 
 Workloads (`--mix` and `--tigerbeetle` choose the other two):
 
-- **the city** (default): the synthetic Harbin morning peak of `scenario.py`;
+- **the city** (default): the synthetic Harbin day of `scenario.py`, its morning peak
+  and its lunch hour of purchases (its offer catalog installed on every engine first);
 - **the SPEND/TOPUP mix** (`--mix`, what `bench/bench_throughput.py` runs):
   `workloads.mix_scenario`, `--ops` ops in batches of `--batch` after the setup;
 - **TigerBeetle's benchmark** (`--tigerbeetle ACCOUNTS`): `workloads.tigerbeetle_*`
@@ -31,7 +32,9 @@ digests of its results and of every account's balances at the end of the prefix 
 end, without one); the run fails unless they all agree and every engine's balances
 sum to zero (double entry, holds included).
 
-Figures per engine: setup time; ops/s of the timed batches (time inside `apply`; for
+Figures per engine, for all the timed batches and for each named phase of them
+(`phases`: the city's "peak" and "lunch", with the core's ratio to each engine that ran
+the whole phase): setup time; ops/s of the timed batches (time inside `apply`; for
 `core-submit`, the phase's wall time), taps/s, batch latency p50/p99/max (every
 batch's latency in `batch_ms`, in order: where the slow ones fall says what they wait
 on), peak RSS, bytes on disk per op applied; the core's speed-up over each engine on

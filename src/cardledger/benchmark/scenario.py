@@ -1,4 +1,4 @@
-"""A synthetic Harbin morning peak, deterministic by seed, written once as batch files.
+"""A synthetic Harbin day (morning peak, lunch hour), deterministic by seed, written once as batch files.
 
 `generate(n_cards, seed)` returns the scenario as a list of op batches (OP_DTYPE
 arrays); `write(directory, ...)` stores them as msgpack files with a manifest, and
