@@ -25,15 +25,16 @@ Asia/Shanghai):
 - **Lost cards:** max(1, n_cards / 100,000) cards are frozen at 07:15 and replaced
   by new cards at 07:45; their later taps are refused.
 - **The lunch hour, 11:30–13:30:** max(10, n_cards / 500) merchants (MERCHANT
-  accounts from MERCHANT_ID_BASE; every fifth and second of five a canteen or
-  restaurant, group "catering", the rest "retail" and "grocery"), the union's
+  accounts from MERCHANT_ID_BASE; of every five, two canteens or restaurants in
+  group "catering", two "retail" and one "grocery"), the union's
   promotion fund (SUBSIDY account UNION_ID, funded from channel 1 by a TRANSFER)
   and an offer catalog in force from the day's midnight (`offer_catalog`: per
   merchant a 满X减Y once per card a day, a percent off with a cap, or a 每满X减Y;
   city-wide campaigns paid by the union fund, one of them with a budget that runs
-  out during the hour; a catering lunch offer for 11:00–14:00). 30% of cards make
-  1 (60%) or 2 (40%) PURCHASEs of 5–150 yuan (log-uniform), uniform over the two hours, at
-  merchants drawn with catering three times as likely; each merchant's till is a
+  out during the hour, one for seniors' cards with a month limit; a catering lunch
+  offer for 11:00–14:00). 30% of cards make 1 (60%) or 2 (40%) PURCHASEs of 5–150
+  yuan (log-uniform), uniform over the two hours, at merchants drawn with catering
+  three times as likely; each merchant's till is a
   source. 2% of purchases are partly refunded (10–90% of the gross) 5–40 minutes
   later from the merchants' service desk (source REFUND_SOURCE), some of them of
   purchases that were refused (PURCHASE_NOT_FOUND).
