@@ -5,7 +5,7 @@
 
 SCENARIO_DIR is what `cardledger bench --scenario-dir DIR` wrote. Applies the setup
 batches, reserves the cards' fare state (as the runner does before the peak), then times
-the peak batches through `Engine.apply` (the decisions window is emptied every 2^16
+the timed batches (the morning peak and the lunch hour) through `Engine.apply` (the decisions window is emptied every 2^16
 decisions, as the ledger's id index flush does; that time is left out). Prints the
 engine's peak ops/s and the peak batches' p50/p99: the ceiling for `Ledger.apply` on
 this workload.
@@ -31,6 +31,7 @@ import numpy as np
 
 import cardledger
 from cardledger.benchmark import baselines, scenario
+from cardledger.offers.tables import compile_versions
 
 #: Decisions held before the window is emptied (the ledger's IDS_FLUSH_OPS_DEFAULT).
 WINDOW_OPS = 1 << 16
@@ -48,6 +49,9 @@ def main() -> int:
     setup = manifest["setup_batches"]
     engine = cardledger.Engine(500_000)
     engine.set_fare_versions(list(baselines.harbin_fare_versions()))
+    offers = scenario.read_offers(a.scenario_dir, manifest)
+    if offers is not None:  # the lunch hour's catalog, compiled as a ledger compiles it
+        engine.set_offer_versions(compile_versions([(offers[1], offers[0])])[0])
     ops_done, flush = 0, 0.0
     batch_s: list[float] = []
     for i, ops in enumerate(batches):

@@ -5,7 +5,8 @@ two versions of the code in alternating runs.
 
 DIR is a scenario directory the harness wrote (`cardledger bench --scenario-dir DIR`
 for the city, `cardledger bench --mix --scenario-dir DIR` for the SPEND/TOPUP mix).
-Only the public API is used (`cardledger.open`, `install_fares`, `apply`, `submit`,
+Only the public API is used (`cardledger.open`, `install_fares`, `install_offers`
+when the scenario has an offer catalog, `apply`, `submit`,
 `checkpoint`, `reserve_journeys`, `accounts`), and the files are read with msgpack
 directly, so the same script runs against an older checkout's venv: run it with the
 old worktree's python and with this one's, old, new, new, old..., in the same minutes.
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         led = cardledger.open(os.path.join(work, "ledger"), create=True)
         led.install_fares(FareSystem.harbin(), 0)  # (a city's taps need it; the mix ignores it)
+        offers = manifest.get("offers")
+        if offers is not None:  # the city's lunch hour: its offer catalog (scenario format 2)
+            with open(os.path.join(args.directory, offers["name"]), "rb") as f:
+                led.install_offers(cardledger.OfferCatalog.from_bytes(f.read()), offers["effective_from_us"])
         codes = hashlib.sha256()
         for ops in batches[:setup_n]:
             codes.update(led.apply(ops)["code"].tobytes())

@@ -63,26 +63,72 @@ def test_the_scenario_has_what_the_city_needs(city):
     assert (times[:-1] > times[1:]).any()  # late uploads arrive after later events
 
 
+def test_the_lunch_hour_has_purchases_refunds_and_offers_that_run_out(city, tmp_path):
+    """The city's lunch hour (its own phase, after the peak): PURCHASEs by about 30% of
+    cards at the merchants, from 11:30 to 13:30, a few partial REFUNDs of them, and an
+    offer catalog stored with the scenario whose capped campaign's budget runs out."""
+    assert [name for name, _ in city.phases] == ["peak", "lunch"]
+    assert city.setup_batches + sum(n for _, n in city.phases) == len(city.batches)
+    lunch = np.concatenate(city.batches[len(city.batches) - city.phases[-1][1] :])
+    buys = lunch[lunch["kind"] == OpKind.PURCHASE]
+    refunds = lunch[lunch["kind"] == OpKind.REFUND]
+    assert len(buys) == city.counts["purchases"] and len(refunds) == city.counts["refunds"] > 0
+    assert 0.3 * CARDS <= len(buys) <= 0.6 * CARDS and len(np.unique(buys["account_id"])) == int(0.3 * CARDS)
+    assert ((buys["time_us"] >= scenario.LUNCH_START_US) & (buys["time_us"] < scenario.LUNCH_END_US)).all()
+    assert ((buys["amount_fen"] >= 500) & (buys["amount_fen"] <= 15_000)).all()
+    bought = {(s, q): g for s, q, g in buys[["source", "seq", "amount_fen"]].tolist()}
+    for s, q, part in refunds[["ref_source", "ref_seq", "amount_fen"]].tolist():
+        assert 0 < part < bought[(s, q)]  # partial refunds of purchases of the scenario
+    manifest = scenario.write(tmp_path, city)
+    assert manifest["format"] == scenario.SCENARIO_FORMAT and manifest["phases"] == [list(p) for p in city.phases]
+    catalog, start = scenario.read_offers(tmp_path, manifest)
+    assert catalog.to_bytes() == city.offers and start == scenario.OFFERS_FROM_US <= scenario.SETUP_US
+    assert any(o.hours == ((11 * 60, 14 * 60),) for o in catalog.offers)
+    led = cardledger.open(tmp_path / "ledger", create=True)
+    led.install_offers(catalog, start)
+    codes = []
+    for ops in city.batches:
+        r = led.apply(ops)
+        codes += r["code"][(ops["kind"] == OpKind.PURCHASE) | (ops["kind"] == OpKind.REFUND)].tolist()
+    assert codes.count(Result.OK) > len(buys) // 2
+    report = led.offer_report()
+    # the capped campaign ran out: what is left is less than one full discount (满100减15)
+    assert report["city-100-15"].purchases > 0 and report["city-100-15"].budget_left_fen < 1_500
+    assert report["lunch-catering"].purchases > 0 and report["city-weekday"].union_fen > 0
+
+
 def test_the_baselines_end_with_the_ledgers_results_and_balances(city, tmp_path):
-    """Both baselines (fares rated by the pure-Python evaluator) agree with the ledger, op by op."""
+    """Both baselines (fares rated by the pure-Python evaluator, purchases decided by the
+    reference's handlers against their own offer rows) agree with the ledger, op by op,
+    the lunch hour's PURCHASEs and REFUNDs (discounts, union shares, budgets) included."""
+    catalog = cardledger.OfferCatalog.from_bytes(city.offers)
     led = cardledger.open(tmp_path / "ledger", create=True)
     bases = [baselines.SqliteBaseline(tmp_path / "sqlite"), baselines.LmdbBaseline(tmp_path / "lmdb")]
+    for x in (led, *bases):
+        x.install_offers(catalog, city.offers_from_us)
+    discounted = 0
     fields = ["code", "discounts", "amount_fen", "balance_fen"]
+    codes: set[int] = set()
     for ops in city.batches:
         want = led.apply(ops)
         for b in bases:
             got = b.apply(ops)
             assert np.array_equal(got[fields], want[fields])
-    codes = set(np.unique(want["code"]).tolist())
+        codes.update(np.unique(want["code"]).tolist())
+        discounted += int(((ops["kind"] == OpKind.PURCHASE) & (want["code"] == Result.OK) & (want["discounts"] > 0)).sum())
+    assert discounted > 0
+    journal = led.journal()
     acc = np.sort(led.accounts(), order="id")
     for b in bases:
         bal = b.balances()
         assert np.array_equal(bal["id"], acc["id"])
         assert np.array_equal(bal["cash_fen"], acc["cash_fen"])
         assert np.array_equal(bal["subsidy_fen"], acc["subsidy_fen"])
+        assert b.journal().tobytes() == journal.tobytes()
         b.close()
     assert led.verify().ok
-    assert codes <= {Result.OK, Result.EXISTS, Result.ACCOUNT_FROZEN, Result.ACCOUNT_CLOSED, Result.INSUFFICIENT_FUNDS}
+    assert codes <= {Result.OK, Result.EXISTS, Result.ACCOUNT_FROZEN, Result.ACCOUNT_CLOSED, Result.INSUFFICIENT_FUNDS,
+                     Result.PURCHASE_NOT_FOUND}  # fmt: skip
 
 
 def test_the_runner_reports_every_engine_agreeing(tmp_path):
@@ -102,6 +148,11 @@ def test_the_runner_reports_every_engine_agreeing(tmp_path):
             assert r[key] > 0, key
         peak_batches = report["scenario"]["batches"] - report["scenario"]["setup_batches"]
         assert len(r["batch_ms"]) == peak_batches and max(r["batch_ms"]) == round(r["batch_max_ms"], 3)
+        # the morning peak and the lunch hour, each with its own figures
+        assert list(r["phases"]) == ["peak", "lunch"]
+        assert sum(p["ops"] for p in r["phases"].values()) == r["peak_ops"]
+        assert r["phases"]["lunch"]["purchases_refunds"] > 0 and r["phases"]["lunch"]["ops_per_s"] > 0
+    assert set(report["phases"]["lunch"]) == set(runner.ENGINES) - {"core"}
 
 
 def test_the_core_through_submit_replays_the_city_as_through_apply(tmp_path):
@@ -262,3 +313,30 @@ def test_generated_scenarios_are_kept_in_the_user_cache_directory_not_the_system
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert runner.cache_dir() == str(tmp_path / "home" / ".cache" / "cardledger")
+
+
+def test_a_cached_scenario_of_an_older_format_is_generated_again_not_misread(monkeypatch, tmp_path, capsys):
+    """The cache's copy of a city written by an older scenario format (no lunch hour, no
+    offer catalog) is generated again; a --scenario-dir of the user's in an older format
+    is refused (exit 2) and left as it is."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cached = os.path.join(runner.cache_dir(), "cardledger-scenario-200-7")
+    scenario.write(cached, scenario.generate(200, 7))
+    manifest_path = os.path.join(cached, "manifest.json")
+    with open(manifest_path) as f:
+        old = json.load(f)
+    old["format"] = scenario.SCENARIO_FORMAT - 1
+    with open(manifest_path, "w") as f:
+        json.dump(old, f)
+    out = tmp_path / "report.json"
+    code = runner.main(["--cards", "200", "--seed", "7", "--engines", "core", "--json", str(out), "--png", ""])
+    assert code == 0
+    assert "generating it again" in capsys.readouterr().out
+    manifest, _ = scenario.read(cached)
+    assert manifest["format"] == scenario.SCENARIO_FORMAT and manifest["counts"]["purchases"] > 0
+    with open(manifest_path, "w") as f:
+        json.dump(old, f)
+    code = runner.main(["--scenario-dir", cached, "--engines", "core", "--json", str(out), "--png", ""])
+    assert code == 2 and "another version" in capsys.readouterr().err
+    with open(manifest_path) as f:
+        assert json.load(f)["format"] == scenario.SCENARIO_FORMAT - 1

@@ -26,6 +26,15 @@ The rules, which make a ratio to the core mean something:
   each database's natural layout (sqlite: typed columns for the journal and the id
   index; LMDB: packed structs), account rows written only when they changed.
 
+Purchases: `install_offers(catalog, effective_from_us)` gives a baseline the offer
+catalog versions a ledger would have (compiled as the ledger compiles them; kept in
+memory, like the fare versions, not in the database). The offer state is rows like
+the accounts: each offer's spent budget (by slot), each card's counters per offer
+and every successful purchase (what its REFUNDs give back), in tables of their own,
+read per op (a PURCHASE reads its candidate offers' rows and union accounts; a
+REFUND its purchase and the purchase's accounts and offer rows) and written back
+when changed.
+
 Unsupported, as no benchmark needs them: LINKED chains (ValueError).
 
     base = SqliteBaseline(directory)        # or LmdbBaseline(directory)
@@ -46,15 +55,20 @@ import lmdb
 import numpy as np
 
 from ..engine.spec import batch as reference
+from ..engine.spec import purchases as reference_purchases
 from ..engine.spec import taps as reference_taps
 from ..fares import FareSystem
 from ..fares.taptables import TapTables, compile_taps
+from ..offers.catalog import OfferCatalog
+from ..offers.tables import compile_versions
 from ..schema import (
     check_batch,
     ACCOUNT_DTYPE,
     JOURNAL_DTYPE,
     JOURNEY_DTYPE,
+    NO_OFFER,
     OP_DTYPE,
+    PURCHASE_DTYPE,
     RESULT_DTYPE,
     OpFlags,
     OpKind,
@@ -74,11 +88,19 @@ PENDING_ROW = struct.Struct("<QQQQqqqQ")
 DECISION_ROW = struct.Struct("<IIqqQQQqQQQq")
 ID_KEY = struct.Struct(">QQ")  # (source, seq), big-endian so keys sort numerically
 U64_KEY = struct.Struct(">Q")
+#: An offer's spent budget (OFFER_BUDGET_DTYPE's used_fen) under its slot.
+BUDGET_ROW = struct.Struct("<q")
+SLOT_KEY = struct.Struct(">q")
+#: A card's counters for an offer (CARD_OFFER_DTYPE after the key) under (card, slot).
+CARD_OFFER_ROW = struct.Struct("<qqqq")
+CARD_OFFER_KEY = struct.Struct(">Qq")
+#: A purchase (PURCHASE_DTYPE's fields) under its id.
+PURCHASE_ROW = struct.Struct("<QQQQQqqqqqqqqq")
 
 OP_NAMES: tuple[str, ...] = tuple(OP_DTYPE.names or ())
 OP_BYTES = OP_DTYPE.itemsize
 #: Tables of packed rows by key, in both baselines.
-ROW_TABLES = ("accounts", "pending", "journeys")
+ROW_TABLES = ("accounts", "pending", "journeys", "offer_budgets", "card_offers", "purchases")
 
 #: Page cache of the sqlite baseline, KiB. sqlite's default is 2 MiB; anyone running a
 #: city's ledger on it would give it room, as the core keeps its accounts in memory.
@@ -92,6 +114,9 @@ _LINKED = int(OpFlags.LINKED)
 _POST_VOID = frozenset((int(OpKind.POST), int(OpKind.VOID)))
 _REPLACE_CLOSE = frozenset((int(OpKind.REPLACE), int(OpKind.CLOSE)))
 _TAP = int(OpKind.TAP)
+_PURCHASE = int(OpKind.PURCHASE)
+_REFUND = int(OpKind.REFUND)
+_NO_OFFER = int(NO_OFFER)
 _NEW = object.__new__
 
 if ACCOUNT_ROW.size != ACCOUNT_DTYPE.itemsize or ACCOUNT_DTYPE.names != (
@@ -100,6 +125,8 @@ if ACCOUNT_ROW.size != ACCOUNT_DTYPE.itemsize or ACCOUNT_DTYPE.names != (
     "member_ref", "category_since_us",
 ):  # fmt: skip
     raise ImportError("ACCOUNT_DTYPE changed: update ACCOUNT_ROW and _account() in benchmark/baselines.py")
+if PURCHASE_ROW.size != PURCHASE_DTYPE.itemsize:
+    raise ImportError("PURCHASE_DTYPE changed: update PURCHASE_ROW in benchmark/baselines.py")
 if OP_BYTES + DECISION_ROW.size != JOURNAL_DTYPE.itemsize:
     raise ImportError("JOURNAL_DTYPE changed: update DECISION_ROW in benchmark/baselines.py")
 
@@ -161,7 +188,17 @@ class _Baseline:
     def __init__(self, fare_versions: Iterable[TapTables] | None) -> None:
         self._rows = _Rows(harbin_fare_versions() if fare_versions is None else fare_versions)
         self._versions = self._rows.fares.versions
+        self._offer_catalogs: list[tuple[int, OfferCatalog]] = []
         self.journal_seq = self._last_journal_seq()
+
+    def install_offers(self, catalog: OfferCatalog, effective_from_us: int) -> None:
+        """Install an offer catalog in force from `effective_from_us`, as
+        `Ledger.install_offers` does (versions only appended; kept in memory)."""
+        if self._offer_catalogs and effective_from_us <= self._offer_catalogs[-1][0]:
+            raise ValueError("install_offers: effective_from_us must be later than the installed versions'")
+        self._offer_catalogs.append((int(effective_from_us), catalog))
+        tables, _ = compile_versions(self._offer_catalogs)
+        self._rows.set_offer_versions(tables)
 
     # -- the store (subclasses) --------------------------------------------------------
     def _get(self, table: str, key: bytes) -> bytes | None:
@@ -237,6 +274,70 @@ class _Baseline:
             row = np.frombuffer(raw, dtype=JOURNEY_DTYPE)[0]
             self._rows.journeys[card_id] = reference_taps.Journey.from_row(row)
 
+    def _load_budget(self, slot: int, offers: dict[tuple[str, Any], bytes]) -> None:
+        st = self._rows.offers
+        if slot not in st.budget_used:
+            raw = self._get("offer_budgets", SLOT_KEY.pack(slot))
+            if raw is not None:
+                offers["offer_budgets", slot] = raw
+                st.budget_used[slot] = BUDGET_ROW.unpack(raw)[0]
+
+    def _load_card_offer(self, key: tuple[int, int], offers: dict[tuple[str, Any], bytes]) -> None:
+        st = self._rows.offers
+        if key not in st.card_offer:
+            raw = self._get("card_offers", CARD_OFFER_KEY.pack(*key))
+            if raw is not None:
+                offers["card_offers", key] = raw
+                st.card_offer[key] = list(CARD_OFFER_ROW.unpack(raw))
+
+    def _load_purchase_rows(self, op: dict, loaded: dict[int, bytes], offers: dict[tuple[str, Any], bytes]) -> None:
+        """A PURCHASE's candidate offers' rows (budgets, the card's counters) and union
+        accounts; a REFUND's purchase, its accounts and its offer's rows."""
+        st = self._rows.offers
+        if op["kind"] == _PURCHASE:
+            v = st.at(op["time_us"])
+            if v < 0:
+                return
+            t = st.versions[v]
+            for i in reference_purchases._candidates(t, op["counterparty_id"]):
+                slot = int(t.slot[i])
+                if int(t.budget_fen[i]):
+                    self._load_budget(slot, offers)
+                if int(t.day_count[i]) or int(t.month_discount_fen[i]):
+                    self._load_card_offer((op["account_id"], slot), offers)
+                if int(t.union_share_bp[i]):
+                    self._load_account(int(t.union_account[i]), loaded)
+            return
+        key = (op["ref_source"], op["ref_seq"])
+        raw = self._get("purchases", ID_KEY.pack(*key))
+        if raw is None:
+            return
+        offers["purchases", key] = raw
+        p = list(PURCHASE_ROW.unpack(raw))
+        st.purchases[key] = p
+        for aid in (p[reference_purchases.P_CARD], p[reference_purchases.P_MERCHANT], p[reference_purchases.P_UNION]):
+            self._load_account(aid, loaded)
+        slot = p[reference_purchases.P_SLOT]
+        if slot != _NO_OFFER:
+            self._load_budget(slot, offers)
+            self._load_card_offer((p[reference_purchases.P_CARD], slot), offers)
+
+    def _store_offer_rows(self, offers: dict[tuple[str, Any], bytes]) -> None:
+        """Write back the offer rows the op changed or made."""
+        st = self._rows.offers
+        for slot, used in st.budget_used.items():
+            raw = BUDGET_ROW.pack(used)
+            if offers.get(("offer_budgets", slot)) != raw:
+                self._put("offer_budgets", SLOT_KEY.pack(slot), raw)
+        for key, c in st.card_offer.items():
+            raw = CARD_OFFER_ROW.pack(*c)
+            if offers.get(("card_offers", key)) != raw:
+                self._put("card_offers", CARD_OFFER_KEY.pack(*key), raw)
+        for key, p in st.purchases.items():
+            raw = PURCHASE_ROW.pack(*p)
+            if offers.get(("purchases", key)) != raw:
+                self._put("purchases", ID_KEY.pack(*key), raw)
+
     def _load(self, op: dict, loaded: dict[int, bytes]) -> None:
         """Read every row `op` may touch into the engine: what the handlers will look at."""
         r = self._rows
@@ -267,6 +368,12 @@ class _Baseline:
         r.accounts, r.pending, r.journeys = {}, {}, {}
         loaded: dict[int, bytes] = {}
         self._load(op, loaded)
+        purchase = op["kind"] == _PURCHASE or op["kind"] == _REFUND
+        offers: dict[tuple[str, Any], bytes] = {}
+        if purchase:
+            st = r.offers
+            st.budget_used, st.card_offer, st.purchases = {}, {}, {}
+            self._load_purchase_rows(op, loaded, offers)
         holds_before = dict(r.pending)
         journeys_before = set(r.journeys)
         code, effect = r._execute(op, jseq)
@@ -294,6 +401,8 @@ class _Baseline:
         for key, row in r.pending.items():
             if key not in holds_before:
                 self._put_hold(ID_KEY.pack(*key), row)
+        if purchase:
+            self._store_offer_rows(offers)
         for card_id in journeys_before - set(r.journeys):
             self._delete("journeys", U64_KEY.pack(card_id))
         for card_id, j in r.journeys.items():
@@ -514,7 +623,7 @@ class LmdbBaseline(_Baseline):
         (default: the packaged Harbin fares, as a new ledger)."""
         os.makedirs(path, exist_ok=True)
         self.path = os.fspath(path)
-        self.env: Any = lmdb.open(self.path, map_size=LMDB_MAP_SIZE_BYTES, max_dbs=8, sync=True, metasync=True)
+        self.env: Any = lmdb.open(self.path, map_size=LMDB_MAP_SIZE_BYTES, max_dbs=16, sync=True, metasync=True)
         self.dbs = {t: self.env.open_db(t.encode()) for t in (*ROW_TABLES, "ids", "journal")}
         self.dbs["holds_by_account"] = self.env.open_db(b"holds_by_account", dupsort=True)
         self.txn: Any = None

@@ -2,7 +2,8 @@
 
 Workloads (`--mix` and `--tigerbeetle` choose the other two):
 
-- **the city** (default): the synthetic Harbin morning peak of `scenario.py`;
+- **the city** (default): the synthetic Harbin day of `scenario.py`, its morning peak
+  and its lunch hour of purchases (its offer catalog installed on every engine first);
 - **the SPEND/TOPUP mix** (`--mix`, what `bench/bench_throughput.py` runs):
   `workloads.mix_scenario`, `--ops` ops in batches of `--batch` after the setup;
 - **TigerBeetle's benchmark** (`--tigerbeetle ACCOUNTS`): `workloads.tigerbeetle_*`
@@ -31,7 +32,9 @@ digests of its results and of every account's balances at the end of the prefix 
 end, without one); the run fails unless they all agree and every engine's balances
 sum to zero (double entry, holds included).
 
-Figures per engine: setup time; ops/s of the timed batches (time inside `apply`; for
+Figures per engine, for all the timed batches and for each named phase of them
+(`phases`: the city's "peak" and "lunch", with the core's ratio to each engine that ran
+the whole phase): setup time; ops/s of the timed batches (time inside `apply`; for
 `core-submit`, the phase's wall time), taps/s, batch latency p50/p99/max (every
 batch's latency in `batch_ms`, in order: where the slow ones fall says what they wait
 on), peak RSS, bytes on disk per op applied; the core's speed-up over each engine on
@@ -126,15 +129,20 @@ def disk_bytes(path: str | os.PathLike[str]) -> int:
 # ---------------------------------------------------------------------------------------
 
 
-def _open_engine(name: str, path: str) -> Any:
+def _open_engine(name: str, path: str, offers: tuple[Any, int] | None = None) -> Any:
+    """A new ledger or baseline at `path`, with the workload's offer catalog (catalog,
+    effective_from_us) installed when it has one."""
     if name in LEDGER_ENGINES:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)  # (the work directory)
         led = open_ledger(path, engine="python" if name == "reference" else "cython", create=True)
         # The first tap would install this same default; doing it here keeps loading
         # the fare system out of the timed replay, as the baselines get it compiled.
         led.install_fares(FareSystem.harbin(), 0)
-        return led
-    return (baselines.SqliteBaseline if name == "sqlite" else baselines.LmdbBaseline)(path)
+    else:
+        led = (baselines.SqliteBaseline if name == "sqlite" else baselines.LmdbBaseline)(path)
+    if offers is not None:
+        led.install_offers(*offers)
+    return led
 
 
 def _balances(led: Any) -> tuple[np.ndarray, int]:
@@ -155,13 +163,21 @@ class _Phase:
     def __init__(self) -> None:
         self.ops = 0
         self.taps = 0
+        self.purchases = 0
         self.seconds = 0.0
         self.batch_s: list[float] = []
 
     def add(self, ops: np.ndarray, seconds: float) -> None:
         self.ops += len(ops)
         self.taps += int((ops["kind"] == OpKind.TAP).sum())
+        self.purchases += int(((ops["kind"] == OpKind.PURCHASE) | (ops["kind"] == OpKind.REFUND)).sum())
         self.batch_s.append(seconds)
+
+    def phase_figures(self) -> dict[str, Any]:
+        """The figures of one named phase of the timed batches."""
+        f = self.figures()
+        return {"ops": self.ops, "taps": self.taps, "purchases_refunds": self.purchases, "seconds": self.seconds,
+                "ops_per_s": f["ops_per_s"], "batch_p50_ms": f["batch_p50_ms"], "batch_p99_ms": f["batch_p99_ms"]}
 
     def figures(self) -> dict[str, Any]:
         lat = np.array(self.batch_s) if self.batch_s else np.zeros(1)
@@ -186,7 +202,7 @@ def run_child(engine: str, scenario_dir: str, work_dir: str, prefix_batches: int
     manifest, files = scenario.read_files(scenario_dir)
     path = os.path.join(work_dir, engine)
     shutil.rmtree(path, ignore_errors=True)
-    led = _open_engine(engine, path)
+    led = _open_engine(engine, path, scenario.read_offers(scenario_dir, manifest))
     is_ledger = engine in LEDGER_ENGINES
     setup_n = manifest["setup_batches"]
     timed_n = manifest["batches"] - setup_n
@@ -199,6 +215,12 @@ def run_child(engine: str, scenario_dir: str, work_dir: str, prefix_batches: int
     codes = np.zeros(64, dtype=np.int64)
     applied_ops = 0
     phase = _Phase()
+    # The timed batches' named phases (the city: the morning peak, the lunch hour), by batch index.
+    phase_of: list[str] = []
+    for name, n in manifest.get("phases") or [["timed", timed_n]]:
+        phase_of += [name] * n
+    phases = {name: _Phase() for name in dict.fromkeys(phase_of)}
+    phase_clock = [0.0]  # core-submit: the phase seconds already given to earlier phases
     compared: dict[str, Any] = {}
     started = time.perf_counter()
     submit_t0: float | None = None  # core-submit: when the first timed batch was submitted
@@ -208,6 +230,7 @@ def run_child(engine: str, scenario_dir: str, work_dir: str, prefix_batches: int
         applied_ops += len(ops)
         if i >= setup_n:
             phase.add(ops, seconds)
+            phases[phase_of[i - setup_n]].add(ops, seconds)
         if i < setup_n + compare_at:
             results_crc = zlib.crc32(np.ascontiguousarray(r).data, results_crc)  # every field, journal_seq too
         codes[:] += np.bincount(r["code"], minlength=64)
@@ -246,8 +269,18 @@ def run_child(engine: str, scenario_dir: str, work_dir: str, prefix_batches: int
                 yield i, ops
                 i += 1
 
+    def close_phase(i: int) -> None:
+        """core-submit: give the phase that ends before batch i its share of the wall time."""
+        if window is None or submit_t0 is None or i <= setup_n:
+            return
+        settle()
+        phases[phase_of[i - 1 - setup_n]].seconds += phase.seconds - phase_clock[0]
+        phase_clock[0] = phase.seconds
+
     setup_s = 0.0
     for i, ops in batches():
+        if setup_n < i < setup_n + stop_at and phase_of[i - setup_n] != phase_of[i - 1 - setup_n]:
+            close_phase(i)  # (the drain is the ending phase's time)
         if i == setup_n:
             if is_ledger:
                 # A ledger meets the peak checkpointed (the night's opens and top-ups are
@@ -274,7 +307,9 @@ def run_child(engine: str, scenario_dir: str, work_dir: str, prefix_batches: int
         seconds = time.perf_counter() - t0
         if i >= setup_n:
             phase.seconds += seconds
+            phases[phase_of[i - setup_n]].seconds += seconds
         done(i, ops, r, seconds)
+    close_phase(setup_n + stop_at)
     settle()
     if not compared:
         compare_point()
@@ -289,6 +324,8 @@ def run_child(engine: str, scenario_dir: str, work_dir: str, prefix_batches: int
         # Every timed batch's latency, in order: where the slow ones fall says what they wait on.
         "batch_ms": [round(x * 1e3, 3) for x in phase.batch_s],
         "prefix_only": stop_at < timed_n,
+        # Each named phase's figures (the city: "peak" and "lunch"), over the batches this engine ran.
+        "phases": {name: p.phase_figures() for name, p in phases.items() if p.ops},
         "compared": compared,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "disk_bytes": size,
@@ -345,7 +382,15 @@ def _scenario(args: argparse.Namespace) -> tuple[str, dict]:
         try:
             manifest, _ = scenario.read(scen_dir)
         except ValueError as e:
-            raise UsageError(str(e)) from e
+            if args.scenario_dir:  # the user's directory: never removed here
+                raise UsageError(str(e)) from e
+            # The cache's copy was written by another version of the scenario: generate it again.
+            print(f"scenario: {scen_dir} was written by another version; generating it again")
+            shutil.rmtree(scen_dir)
+            manifest = None
+    else:
+        manifest = None
+    if manifest is not None:
         # A scenario directory is reused as it is: one holding another workload than the
         # one asked for is an error, never silently another city.
         for name, asked in want.items():
@@ -414,6 +459,39 @@ def _chart(report: dict, png: str) -> str | None:
     return png
 
 
+def _phase_ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Per named phase, the core's speed-up over each engine that ran the whole phase."""
+    core = next((r for r in rows if r["engine"] == "core"), None)
+    out: dict[str, dict[str, float]] = {}
+    if core is None:
+        return out
+    for name, c in core.get("phases", {}).items():
+        out[name] = {}
+        for r in rows:
+            p = r.get("phases", {}).get(name)
+            if r is not core and p and p["ops"] == c["ops"] and p["ops_per_s"]:
+                out[name][r["engine"]] = c["ops_per_s"] / p["ops_per_s"]
+    return out
+
+
+def _print_phases(rows: list[dict], ratios: dict[str, dict[str, float]]) -> None:
+    """ops/s of each engine in each named phase (the city: the morning peak, the lunch hour)."""
+    names = list(dict.fromkeys(n for r in rows for n in r.get("phases", {})))
+    if len(names) < 2:
+        return
+    print()
+    print(f"{'phase':<8} {'engine':<14} {'ops':>11} {'ops/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'core is':>9}")
+    for name in names:
+        for r in rows:
+            p = r.get("phases", {}).get(name)
+            if not p:
+                continue
+            ratio = ratios.get(name, {}).get(r["engine"])
+            shown = f"{ratio:>8.1f}×" if ratio else f"{'-':>9}"
+            print(f"{name:<8} {r['engine']:<14} {p['ops']:>11,} {p['ops_per_s']:>12,.0f} {p['batch_p50_ms']:>8.1f} "
+                  f"{p['batch_p99_ms']:>8.1f} {shown}")  # fmt: skip
+
+
 def _print_table(rows: list[dict], prefix_ops: int | None) -> None:
     print()
     if prefix_ops is not None:
@@ -465,6 +543,8 @@ def bench_replay(args: argparse.Namespace) -> int:
         "double_entry": double_entry,
     }
     _print_table(rows, prefix_ops)
+    report["phases"] = _phase_ratios(rows)
+    _print_phases(rows, report["phases"])
     for name, ratio in report["ratios"].items():
         if name.startswith("core-submit/"):
             print(f"{name:<24} {ratio:>8.1f}×")

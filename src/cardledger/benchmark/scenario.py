@@ -1,4 +1,4 @@
-"""A synthetic Harbin morning peak, deterministic by seed, written once as batch files.
+"""A synthetic Harbin day (morning peak, lunch hour), deterministic by seed, written once as batch files.
 
 `generate(n_cards, seed)` returns the scenario as a list of op batches (OP_DTYPE
 arrays); `write(directory, ...)` stores them as msgpack files with a manifest, and
@@ -24,10 +24,29 @@ Asia/Shanghai):
   coach gates are online); 1% of taps are sent twice (the duplicate in a later batch).
 - **Lost cards:** max(1, n_cards / 100,000) cards are frozen at 07:15 and replaced
   by new cards at 07:45; their later taps are refused.
+- **The lunch hour, 11:30–13:30:** max(10, n_cards / 500) merchants (MERCHANT
+  accounts from MERCHANT_ID_BASE; of every five, two canteens or restaurants in
+  group "catering", two "retail" and one "grocery"), the union's
+  promotion fund (SUBSIDY account UNION_ID, funded from channel 1 by a TRANSFER)
+  and an offer catalog in force from the day's midnight (`offer_catalog`: per
+  merchant a 满X减Y once per card a day, a percent off with a cap, or a 每满X减Y;
+  city-wide campaigns paid by the union fund, one of them with a budget that runs
+  out during the hour, one for seniors' cards with a month limit; a catering lunch
+  offer for 11:00–14:00). 30% of cards make 1 (60%) or 2 (40%) PURCHASEs of 5–150
+  yuan (log-uniform), uniform over the two hours, at merchants drawn with catering
+  three times as likely; each merchant's till is a
+  source. 2% of purchases are partly refunded (10–90% of the gross) 5–40 minutes
+  later from the merchants' service desk (source REFUND_SOURCE), some of them of
+  purchases that were refused (PURCHASE_NOT_FOUND).
+
+The catalog's bytes (`OfferCatalog.to_bytes`) are a file of the scenario
+(`offers.json`, named in the manifest with its SHA-256 and `effective_from_us`);
+a replay installs it on every engine before the first batch (`read_offers`).
 
 Each validator is a source (one per stop and route, seq increasing in event
 time), so late uploads exercise out-of-order ids. Batches hold BATCH_OPS ops in
-upload order; setup batches come first (`setup_batches` in the manifest).
+upload order; setup batches come first (`setup_batches` in the manifest), then the
+morning peak's and the lunch hour's (`phases`: each timed phase's name and batches).
 
 `write` and `read` store any workload so (`workloads.mix_scenario` gives the
 SPEND/TOPUP mix as a Scenario too); the manifest names it (`workload`, `params`).
@@ -46,9 +65,12 @@ import msgpack
 import numpy as np
 
 from ..fares import FareSystem
+from ..offers.catalog import OfferCatalog
 from ..schema import OP_DTYPE, AccountKind, OpKind, TapType
 
-SCENARIO_FORMAT = 1
+#: 2: the lunch hour (merchants, the union fund, PURCHASE and REFUND), the offer
+#: catalog file and the timed phases in the manifest.
+SCENARIO_FORMAT = 2
 BATCH_OPS = 8192
 FILE_BATCHES = 64  # batches per msgpack file, at most
 #: Ops per msgpack file, at most: a replaying process holds one file in memory at a
@@ -62,6 +84,16 @@ OPERATOR_IDS = (9001, 9002, 9003, 9004, 9005)
 OFFICE_SOURCE = 1  # card office: OPEN, FREEZE, REPLACE
 BANK_SOURCE = 2  # bank channels: TOPUP
 AID_SOURCE = 3  # the union's aid disbursement
+REFUND_SOURCE = 4  # the merchants' service desk: REFUND
+COMMERCE_SOURCE = 5  # the union's merchant office: opens merchants and the fund, funds it
+UNION_ID = 11  # the union's promotion fund (SUBSIDY): its share of campaign discounts
+MERCHANT_ID_BASE = 100_000
+MERCHANT_SOURCE_BASE = 500_000  # one till per merchant: PURCHASE
+#: Merchants per card in the city: 2,000 for 1M cards.
+CARDS_PER_MERCHANT = 500
+#: The union's promotion fund: 5 yuan a card.
+UNION_FUND_FEN_PER_CARD = 500
+OFFERS_FILE = "offers.json"
 VALIDATOR_SOURCE_BASE = 1_000_000
 _TZ = dt.timezone(dt.timedelta(hours=8))
 DAY_US = int(dt.datetime(2026, 11, 23, tzinfo=_TZ).timestamp()) * 1_000_000
@@ -70,6 +102,12 @@ MINUTE_US = 60_000_000
 PEAK_START_US = DAY_US + 6 * HOUR_US + 30 * MINUTE_US
 PEAK_END_US = DAY_US + 8 * HOUR_US + 30 * MINUTE_US
 SETUP_US = DAY_US + 5 * HOUR_US
+LUNCH_START_US = DAY_US + 11 * HOUR_US + 30 * MINUTE_US
+LUNCH_END_US = DAY_US + 13 * HOUR_US + 30 * MINUTE_US
+#: The offer catalog is in force from the scenario day's local midnight.
+OFFERS_FROM_US = DAY_US
+#: Merchant groups by merchant index modulo 5.
+MERCHANT_GROUPS = ("catering", "retail", "catering", "grocery", "retail")
 
 
 @dataclass
@@ -84,6 +122,11 @@ class Scenario:
     counts: dict[str, int]
     workload: str = "city"
     params: dict[str, int] = field(default_factory=dict)
+    #: The offer catalog's bytes (OfferCatalog.to_bytes) and when it is in force; None: no offers.
+    offers: bytes | None = None
+    offers_from_us: int = 0
+    #: The timed batches by phase, in order: (name, batches).
+    phases: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def ops(self) -> int:
@@ -157,7 +200,26 @@ def generate(n_cards: int = 1_000_000, seed: int = 20261123, fares: FareSystem |
     tops["amount_fen"] = rng.integers(30, 201, size=n_cards) * 100
     tops["time_us"] = SETUP_US + 1
     tops["kind"] = OpKind.TOPUP
+    n_merchants = max(10, n_cards // CARDS_PER_MERCHANT)
+    merchants = MERCHANT_ID_BASE + np.arange(n_merchants, dtype=np.int64)
+    commerce = _ops(n_merchants + 2)
+    commerce["source"] = COMMERCE_SOURCE
+    commerce["seq"] = np.arange(1, n_merchants + 3)
+    commerce["time_us"] = SETUP_US
+    commerce["kind"] = OpKind.OPEN
+    commerce["account_id"][0] = UNION_ID
+    commerce["account_kind"][0] = AccountKind.SUBSIDY
+    commerce["account_id"][1:-1] = merchants
+    commerce["account_kind"][1:-1] = AccountKind.MERCHANT
+    fund = commerce[-1:]
+    fund["kind"] = OpKind.TRANSFER
+    fund["account_id"] = CHANNEL_IDS[0]
+    fund["counterparty_id"] = UNION_ID
+    fund["amount_fen"] = UNION_FUND_FEN_PER_CARD * n_cards
+    fund["time_us"] = SETUP_US + 1
+    setup = np.concatenate([setup, commerce])
     counts["setup"] = len(setup)
+    counts["merchants"] = n_merchants
 
     # -- journeys -------------------------------------------------------------
     n_journeys = rng.choice(3, size=n_cards, p=[0.2, 0.5, 0.3])
@@ -277,8 +339,86 @@ def generate(n_cards: int = 1_000_000, seed: int = 20261123, fares: FareSystem |
     up = np.concatenate([upload, dup_upload, peak_top["time_us"], aid["time_us"], office["time_us"]])
     peak = peak[np.argsort(up, kind="stable")]
     counts["peak_ops"] = len(peak)
+
+    lunch = _lunch(rng, cards, merchants, counts)
+    catalog = offer_catalog(n_cards, n_merchants)
+    counts["offers"] = len(catalog.offers)
     setup_batches = _cut(setup)
-    return Scenario(setup_batches + _cut(peak), len(setup_batches), n_cards, seed, counts)
+    peak_batches = _cut(peak)
+    lunch_batches = _cut(lunch)
+    return Scenario(setup_batches + peak_batches + lunch_batches, len(setup_batches), n_cards, seed, counts,
+                    offers=catalog.to_bytes(), offers_from_us=OFFERS_FROM_US,
+                    phases=[("peak", len(peak_batches)), ("lunch", len(lunch_batches))])
+
+
+def offer_catalog(n_cards: int, n_merchants: int) -> OfferCatalog:
+    """The city's offer catalog (module docstring): a pure function of its arguments."""
+    ms = [{"id": MERCHANT_ID_BASE + m, "name": f"商户{m}", "group": MERCHANT_GROUPS[m % 5]} for m in range(n_merchants)]
+    own = (
+        {"name": "满50减10", "amount_off_fen": 1_000, "min_gross_fen": 5_000, "per_card_day_count": 1},
+        {"name": "九折，最多减15元", "percent_off_bp": 1_000, "max_discount_fen": 1_500},
+        {"name": "每满30减3", "amount_off_fen": 300, "every_fen": 3_000, "max_discount_fen": 1_500},
+        None,  # a merchant with no offer of its own
+    )
+    offers: list[dict] = []
+    for m in range(n_merchants):
+        kind = own[m % len(own)]
+        if kind is not None:
+            offers.append({"id": f"m{m}", "merchants": [MERCHANT_ID_BASE + m], **kind})
+    offers += [
+        {"id": "lunch-catering", "name": "工会午餐：餐饮八五折", "merchant_groups": ["catering"],
+         "hours": ["11:00-14:00"], "percent_off_bp": 1_500, "max_discount_fen": 2_000, "per_card_day_count": 1,
+         "union_share_bp": 3_000, "union_account": UNION_ID},
+        {"id": "city-weekday", "name": "工作日全城97折", "percent_off_bp": 300, "days_of_week": [1, 2, 3, 4, 5],
+         "budget_fen": 1_000 * n_cards, "union_share_bp": 10_000, "union_account": UNION_ID},
+        # Runs out during the lunch hour: about a third of what its purchases would take.
+        {"id": "city-100-15", "name": "满100减15（限量）", "amount_off_fen": 1_500, "min_gross_fen": 10_000,
+         "budget_fen": 10 * n_cards, "union_share_bp": 5_000, "union_account": UNION_ID},
+        {"id": "city-seniors", "name": "老年会员九折", "categories": [2, 3], "percent_off_bp": 1_000,
+         "per_card_month_discount_fen": 3_000, "union_share_bp": 10_000, "union_account": UNION_ID},
+    ]
+    return OfferCatalog.from_dict({"title": "哈尔滨工会会员卡优惠（基准场景）", "merchant": ms, "offer": offers})
+
+
+def _lunch(rng: np.random.Generator, cards: np.ndarray, merchants: np.ndarray, counts: dict[str, int]) -> np.ndarray:
+    """The lunch hour's PURCHASEs and REFUNDs, in upload (event) order."""
+    n_cards, n_merchants = len(cards), len(merchants)
+    buyers = rng.choice(n_cards, size=int(n_cards * 0.3), replace=False)
+    per = rng.choice((1, 2), size=len(buyers), p=(0.6, 0.4))
+    who = np.repeat(buyers, per)
+    n = len(who)
+    weight = np.where(np.array([MERCHANT_GROUPS[m % 5] == "catering" for m in range(n_merchants)]), 3.0, 1.0)
+    where = rng.choice(n_merchants, size=n, p=weight / weight.sum())
+    buy = _ops(n)
+    buy["account_id"] = cards[who]
+    buy["counterparty_id"] = merchants[where]
+    # log-uniform over 5–150 yuan: most lunches are small, a few are a week's groceries
+    buy["amount_fen"] = np.exp(rng.uniform(np.log(500), np.log(15_001), size=n)).astype(np.int64)
+    buy["time_us"] = rng.integers(LUNCH_START_US, LUNCH_END_US, size=n)
+    buy["kind"] = OpKind.PURCHASE
+    till = MERCHANT_SOURCE_BASE + where
+    order = np.lexsort((np.arange(n), buy["time_us"], till))  # seq in event-time order per till
+    buy, till = buy[order], till[order]
+    buy["source"] = till
+    first = np.r_[True, till[1:] != till[:-1]]
+    run_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    buy["seq"] = np.arange(n) - run_start + 1
+    counts["purchases"] = n
+    back = np.sort(rng.choice(n, size=max(1, n // 50), replace=False))
+    refund = _ops(len(back))
+    refund["kind"] = OpKind.REFUND
+    refund["ref_source"] = buy["source"][back]
+    refund["ref_seq"] = buy["seq"][back]
+    refund["amount_fen"] = np.maximum(1, buy["amount_fen"][back] * rng.integers(10, 91, size=len(back)) // 100)
+    refund["time_us"] = buy["time_us"][back] + rng.integers(5, 41, size=len(back)) * MINUTE_US
+    refund = refund[np.argsort(refund["time_us"], kind="stable")]
+    refund["source"] = REFUND_SOURCE
+    refund["seq"] = np.arange(1, len(refund) + 1)
+    counts["refunds"] = len(refund)
+    lunch = np.concatenate([buy, refund])
+    lunch = lunch[np.argsort(lunch["time_us"], kind="stable")]
+    counts["lunch_ops"] = len(lunch)
+    return lunch
 
 
 def write(directory: str | os.PathLike[str], scenario: Scenario) -> dict:
@@ -308,7 +448,13 @@ def write(directory: str | os.PathLike[str], scenario: Scenario) -> dict:
         "ops": scenario.ops,
         "counts": scenario.counts,
         "files": files,
+        "phases": [[name, n] for name, n in scenario.phases] or [["timed", len(scenario.batches) - scenario.setup_batches]],
     }
+    if scenario.offers is not None:
+        with open(os.path.join(directory, OFFERS_FILE), "wb") as out:
+            out.write(scenario.offers)
+        manifest["offers"] = {"name": OFFERS_FILE, "sha256": hashlib.sha256(scenario.offers).hexdigest(),
+                              "effective_from_us": scenario.offers_from_us}  # fmt: skip
     with open(os.path.join(directory, "manifest.json"), "w") as out:
         json.dump(manifest, out, indent=1, sort_keys=True)
     return manifest
@@ -318,6 +464,19 @@ def read(directory: str | os.PathLike[str]) -> tuple[dict, Iterator[np.ndarray]]
     """(manifest, batches) of a written scenario; checks every file's SHA-256."""
     manifest, files = read_files(directory)
     return manifest, (ops for batches in files for ops in batches)
+
+
+def read_offers(directory: str | os.PathLike[str], manifest: dict) -> tuple[OfferCatalog, int] | None:
+    """(the offer catalog, when it is in force) of a written scenario, or None if it has
+    none; checks the file's SHA-256."""
+    entry = manifest.get("offers")
+    if entry is None:
+        return None
+    with open(os.path.join(directory, entry["name"]), "rb") as f:
+        raw = f.read()
+    if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
+        raise ValueError(f"{entry['name']}: checksum mismatch")
+    return OfferCatalog.from_bytes(raw), int(entry["effective_from_us"])
 
 
 def read_files(directory: str | os.PathLike[str]) -> tuple[dict, Iterator[list[np.ndarray]]]:
