@@ -4,7 +4,6 @@ time index lets a range read only the batches that meet it."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from helpers import Ops, open_cards
 

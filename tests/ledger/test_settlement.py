@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
-import pytest
 from helpers import HYPOTHESIS_EXAMPLES, Ops, open_cards
 from helpers.opgen import OpWorld
 from hypothesis import example, given, settings

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import csv
 
-import numpy as np
 import pytest
 
 import cardledger
 from cardledger import OpKind
 from cardledger.days import service_day
-from conftest import CARD, CARD2, CARD_CASH, HOUR, MERCHANT, MERCHANT2, MON, UNION, UNION_FUND, Shop
+from conftest import CARD, CARD2, CARD_CASH, HOUR, MERCHANT, MERCHANT2, MON, UNION, UNION_FUND
 from test_purchases import code, install
 
 DAY = service_day("2026-12-07")

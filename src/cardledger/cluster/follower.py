@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from ..ledger import Ledger
 from ..store.journal import BATCH_HEADER, batch_range
