@@ -5,9 +5,9 @@
 
 cdef extern from *:
     """
-    /* floor(a * b / c) for a, b >= 0, c > 0, exactly: the product may pass 64 bits. */
     /* schema.NOT_COUNTED: a purchase's day and month when its card's counters did not count it */
     #define CL_NOT_COUNTED (-((int64_t)1 << 62))
+    /* floor(a * b / c) for a, b >= 0, c > 0, exactly: the product may pass 64 bits. */
     static inline int64_t cl_mul_div(int64_t a, int64_t b, int64_t c) {
         return (int64_t)(((unsigned __int128)(uint64_t)a * (unsigned __int128)(uint64_t)b) / (unsigned __int128)(uint64_t)c);
     }
