@@ -21,23 +21,13 @@ cdef inline bint sorted_contains(const uint64_t* ids, int64_t lo, int64_t hi, ui
     return lo < end and ids[lo] == x
 
 
-cdef inline bint policy_allows(const PolicySet* ps, const Op* op) noexcept nogil:
-    """Whether the set in force allows this new op (spec: policies.allows): the policy
-    whose range covers its source allows its kind, its amount, and (for kinds that read
-    them) its account_id and counterparty_id. The ledger's own ops (CLOSE_DAY from
-    CLOSE_DAY_SOURCE, SET_POLICIES from POLICY_SOURCE) need no policy."""
-    cdef uint64_t source = op.source
+cdef inline const PolicyRow* policy_covering(const PolicySet* ps, uint64_t source) noexcept nogil:
+    """The policy whose range covers `source` (spec: Policies._covering), or NULL: the
+    last whose first_source <= source, found in the bucket the source falls in."""
     cdef uint64_t b
     cdef int64_t lo, hi, mid
-    cdef const PolicyRow* p
-    cdef uint32_t used
-    if source >= POLICY_SOURCE_C:
-        if (op.kind == K_SET_POLICIES and source == POLICY_SOURCE_C) or (
-                op.kind == K_CLOSE_DAY and source == CLOSE_DAY_SOURCE_C):
-            return True
-    # the last policy whose first_source <= source: its bucket says between which
     if source < ps.base:
-        return False
+        return NULL
     b = (source - ps.base) >> ps.shift
     if b >= <uint64_t>ps.n_buckets:
         b = ps.n_buckets - 1
@@ -49,10 +39,25 @@ cdef inline bint policy_allows(const PolicySet* ps, const Op* op) noexcept nogil
             lo = mid + 1
         else:
             hi = mid
-    if lo == 0:
-        return False
-    p = &ps.rows[lo - 1]
-    if source > p.last or not (p.kinds >> op.kind) & 1 or op.amount_fen > p.amount_max:
+    if lo == 0 or source > ps.rows[lo - 1].last:
+        return NULL
+    return &ps.rows[lo - 1]
+
+
+cdef inline bint policy_allows(const PolicySet* ps, const Op* op) noexcept nogil:
+    """Whether the set in force allows this new op (spec: policies.allows): the policy
+    whose range covers its source allows its kind, its amount, and (for kinds that read
+    them) its account_id and counterparty_id. The ledger's own ops (CLOSE_DAY from
+    CLOSE_DAY_SOURCE, SET_POLICIES from POLICY_SOURCE) need no policy."""
+    cdef uint64_t source = op.source
+    cdef const PolicyRow* p
+    cdef uint32_t used
+    if source >= POLICY_SOURCE_C:
+        if (op.kind == K_SET_POLICIES and source == POLICY_SOURCE_C) or (
+                op.kind == K_CLOSE_DAY and source == CLOSE_DAY_SOURCE_C):
+            return True
+    p = policy_covering(ps, source)
+    if p == NULL or not (p.kinds >> op.kind) & 1 or op.amount_fen > p.amount_max:
         return False
     used = FIELDS_USED[op.kind]
     if p.acc_lo >= 0 and (used & OPF_ACCOUNT_ID):
@@ -70,26 +75,8 @@ cdef bint policy_allows_parties(const PolicySet* ps, uint64_t source, uint64_t a
     its purchase, not accounts, so its card (account_id) and merchant (counterparty_id)
     are checked here once the purchase is found (spec: policies.allows_parties). Its
     kind and amount were checked with the op (policy_allows)."""
-    cdef uint64_t b
-    cdef int64_t lo, hi, mid
-    cdef const PolicyRow* p
-    if source < ps.base:
-        return False
-    b = (source - ps.base) >> ps.shift
-    if b >= <uint64_t>ps.n_buckets:
-        b = ps.n_buckets - 1
-    lo = ps.buckets[b]
-    hi = ps.buckets[b + 1]
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if ps.rows[mid].first <= source:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo == 0:
-        return False
-    p = &ps.rows[lo - 1]
-    if source > p.last:
+    cdef const PolicyRow* p = policy_covering(ps, source)
+    if p == NULL:
         return False
     if p.acc_lo >= 0 and not sorted_contains(ps.acc_ids, p.acc_lo, p.acc_hi, account_id):
         return False

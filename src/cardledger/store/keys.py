@@ -37,6 +37,8 @@ Nothing in `store/` knows op semantics: the engines decide, the store keeps.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
+from typing import Any
 
 #: The ledger format this library reads and writes.
 FORMAT_VERSION = 4
@@ -75,3 +77,24 @@ STATE_OFFERS_PREFIX = b"offers"
 #: SET_POLICIES record that installed the set, big-endian); the value is the set's
 #: canonical bytes (`policies.encode_set`), whose digest the record carries.
 STATE_POLICY_PREFIX = b"policy"
+
+
+
+def prefixed(txn: Any, db: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """Every (key, value) of `db` whose key starts with `prefix`, in key order."""
+    cur = txn.cursor(db=db)
+    if cur.set_range(prefix):
+        for key, value in cur:
+            if not bytes(key).startswith(prefix):
+                return
+            yield bytes(key), bytes(value)
+
+
+def prefixed_keys(txn: Any, db: Any, prefix: bytes) -> Iterator[bytes]:
+    """Every key of `db` that starts with `prefix`, in key order (values are not read)."""
+    cur = txn.cursor(db=db)
+    if cur.set_range(prefix):
+        for key in cur.iternext(keys=True, values=False):
+            if not bytes(key).startswith(prefix):
+                return
+            yield bytes(key)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..offers.catalog import OfferCatalog
 from ..offers.tables import OfferTables, compile_versions
-from .keys import KEY, META_MAX_PURCHASE_TIME_KEY, STATE_OFFERS_PREFIX
+from .keys import KEY, META_MAX_PURCHASE_TIME_KEY, STATE_OFFERS_PREFIX, prefixed, prefixed_keys
 
 MAX_PURCHASE_TIME = struct.Struct("<q")
 NO_PURCHASE_TIME = -(1 << 63)
@@ -30,15 +30,7 @@ def version_key(effective_from_us: int) -> bytes:
 
 def stored_items(txn: Any, state_db: Any) -> list[tuple[bytes, bytes]]:
     """Every stored version's (key, value), oldest first (recover copies them)."""
-    out = []
-    cur = txn.cursor(db=state_db)
-    if cur.set_range(STATE_OFFERS_PREFIX):
-        for key, value in cur:
-            key = bytes(key)
-            if not key.startswith(STATE_OFFERS_PREFIX):
-                break
-            out.append((key, bytes(value)))
-    return out
+    return list(prefixed(txn, state_db, STATE_OFFERS_PREFIX))
 
 
 def read_max_purchase_time(txn: Any, meta_db: Any) -> int:
@@ -82,14 +74,7 @@ class OfferVersions:
 
     def stored_count(self, txn: Any) -> int:
         """How many versions are stored (their keys only are read)."""
-        n = 0
-        cur = txn.cursor(db=self._db)
-        if cur.set_range(STATE_OFFERS_PREFIX):
-            for key in cur.iternext(keys=True, values=False):
-                if not bytes(key).startswith(STATE_OFFERS_PREFIX):
-                    break
-                n += 1
-        return n
+        return sum(1 for _ in prefixed_keys(txn, self._db, STATE_OFFERS_PREFIX))
 
     def at(self, time_us: int | None) -> OfferCatalog | None:
         """The version in force at `time_us` (None: the latest), or None if none is."""

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from ..policies import PolicyVersion, digest
-from .keys import KEY, STATE_POLICY_PREFIX
+from .keys import KEY, STATE_POLICY_PREFIX, prefixed
 
 _cache_lock = threading.Lock()
 _cache: dict[tuple[int, int], PolicyVersion] = {}
@@ -38,15 +38,8 @@ def _version(journal_seq: int, raw: bytes) -> PolicyVersion:
 
 def stored_keys(txn: Any, db: Any) -> list[tuple[int, bytes]]:
     """(journal_seq, raw bytes) of every stored set, oldest first."""
-    out = []
-    cur = txn.cursor(db=db)
-    if cur.set_range(STATE_POLICY_PREFIX):
-        for key, value in cur:
-            key = bytes(key)
-            if not key.startswith(STATE_POLICY_PREFIX):
-                break
-            out.append((KEY.unpack(key[len(STATE_POLICY_PREFIX):])[0], bytes(value)))
-    return out
+    return [(KEY.unpack(key[len(STATE_POLICY_PREFIX):])[0], value)
+            for key, value in prefixed(txn, db, STATE_POLICY_PREFIX)]
 
 
 class PolicyVersions:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .keys import KEY
+from .keys import KEY, prefixed
 
 #: Prefix of a batch's entry in the `state` database (+ the batch's key).
 TIME_INDEX_PREFIX = b"tidx"
@@ -39,14 +39,9 @@ def put(txn: Any, state_db: Any, batch_key: bytes, records: np.ndarray) -> None:
 def spans(txn: Any, state_db: Any) -> dict[int, tuple[int, int]]:
     """Every entry: batch's last journal_seq -> (earliest, latest) event time."""
     out: dict[int, tuple[int, int]] = {}
-    cur = txn.cursor(db=state_db)
-    if cur.set_range(TIME_INDEX_PREFIX):
-        for key, value in cur:
-            key = bytes(key)
-            if not key.startswith(TIME_INDEX_PREFIX):
-                break
-            if len(key) == len(TIME_INDEX_PREFIX) + KEY.size and len(value) == TIME_SPAN.size:
-                out[KEY.unpack(key[len(TIME_INDEX_PREFIX):])[0]] = TIME_SPAN.unpack(bytes(value))
+    for key, value in prefixed(txn, state_db, TIME_INDEX_PREFIX):
+        if len(key) == len(TIME_INDEX_PREFIX) + KEY.size and len(value) == TIME_SPAN.size:
+            out[KEY.unpack(key[len(TIME_INDEX_PREFIX):])[0]] = TIME_SPAN.unpack(value)
     return out
 
 

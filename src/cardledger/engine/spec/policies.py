@@ -52,27 +52,27 @@ class Policies:
         kind, source = op["kind"], op["source"]
         if (kind, source) in OWN_OPS:
             return True
-        i = bisect_right(self._firsts, source) - 1
-        if i < 0:
-            return False
-        p = self.current.policies[i]
-        if source > p.last_source:
-            return False
-        return p.allows(kind, op["account_id"], op["counterparty_id"], op["amount_fen"], OP_FIELDS_USED[OpKind(kind)])
+        p = self._covering(source)
+        return p is not None and p.allows(kind, op["account_id"], op["counterparty_id"], op["amount_fen"], OP_FIELDS_USED[OpKind(kind)])
 
     def allows_parties(self, source: int, account_id: int, counterparty_id: int) -> bool:
         """Whether the policy covering `source` lets it touch these accounts (a REFUND's
         purchase's card and merchant; its kind and amount were checked with the op)."""
-        assert self.current is not None and self.current.policies is not None
-        i = bisect_right(self._firsts, source) - 1
-        if i < 0:
-            return False
-        p = self.current.policies[i]
-        if source > p.last_source:
+        p = self._covering(source)
+        if p is None:
             return False
         if p.accounts is not None and account_id not in p.accounts:
             return False
         return p.counterparties is None or counterparty_id in p.counterparties
+
+    def _covering(self, source: int) -> Any:
+        """The policy of the set in force whose range covers `source`, or None."""
+        assert self.current is not None and self.current.policies is not None
+        i = bisect_right(self._firsts, source) - 1
+        if i < 0:
+            return None
+        p = self.current.policies[i]
+        return p if source <= p.last_source else None
 
     def install(self, op: dict, jseq: int) -> bool:
         """A SET_POLICIES record at jseq: put the set stored for it in force; False when
