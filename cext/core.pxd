@@ -540,12 +540,21 @@ cdef struct OfferRow:
     int32_t cat_lo              # its categories: cats[cat_lo:cat_hi]
     int32_t cat_hi
 
+# A merchant's own offers in a version: merchant_offers[lo:hi] (an open-addressing
+# table over the merchant ids, built at install; lo = -1: an empty slot).
+cdef struct MerchantSlot:
+    uint64_t id
+    int32_t lo
+    int32_t hi
+
 # One installed offer-catalog version, compiled (offers/tables.py OfferTables): its rows,
 # and raw pointers into the numpy arrays the Engine keeps alive.
 cdef struct OfferVer:
     int64_t start_us
     int64_t n
     OfferRow* rows
+    MerchantSlot* mslots        # merchant id -> its own offers (mslots_mask + 1 slots)
+    uint64_t mslots_mask
     int64_t* slot
     int64_t* percent_off_bp
     int64_t* amount_off_fen

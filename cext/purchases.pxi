@@ -7,28 +7,52 @@ cdef extern from *:
     """
     /* schema.NOT_COUNTED: a purchase's day and month when its card's counters did not count it */
     #define CL_NOT_COUNTED (-((int64_t)1 << 62))
-    /* floor(a * b / c) for a, b >= 0, c > 0, exactly: the product may pass 64 bits. */
+    /* floor(a * b / c) for a, b >= 0, c > 0, exactly: the product may pass 64 bits
+       (then 128-bit arithmetic; else one 64-bit division). */
     static inline int64_t cl_mul_div(int64_t a, int64_t b, int64_t c) {
+        uint64_t p;
+        if (__builtin_expect(!__builtin_mul_overflow((uint64_t)a, (uint64_t)b, &p), 1))
+            return (int64_t)(p / (uint64_t)c);
         return (int64_t)(((unsigned __int128)(uint64_t)a * (unsigned __int128)(uint64_t)b) / (unsigned __int128)(uint64_t)c);
     }
+    /* floor(a * bp / 10000) for a, bp >= 0, exactly: cl_mul_div by basis points, the
+       divisor a constant the compiler turns into a multiply (an amount times at most
+       10000 bp fits 64 bits unsigned: schema.AMOUNT_MAX_FEN * 10000 < 2^64). */
+    static inline int64_t cl_mul_bp(int64_t a, int64_t bp) {
+        uint64_t p;
+        if (__builtin_expect(!__builtin_mul_overflow((uint64_t)a, (uint64_t)bp, &p), 1))
+            return (int64_t)(p / 10000u);
+        return (int64_t)(((unsigned __int128)(uint64_t)a * (unsigned __int128)(uint64_t)bp) / 10000u);
+    }
     /* An offer's discount before the card's and budget's limits (spec offer_discount):
-       percent off plus amount_off * times, cut to cap (if set) and to the gross. */
+       percent off plus amount_off * times, cut to cap (if set) and to the gross; exact
+       (128 bits when the sum would pass 64). */
     static inline int64_t cl_offer_discount(int64_t gross, int64_t pct, int64_t amount_off, int64_t times,
                                             int64_t cap) {
-        __int128 d = (__int128)cl_mul_div(gross, pct, 10000) + (__int128)amount_off * (__int128)times;
+        int64_t off, d;
+        if (__builtin_expect(__builtin_mul_overflow(amount_off, times, &off)
+                             || __builtin_add_overflow(cl_mul_bp(gross, pct), off, &d), 0)) {
+            __int128 w = (__int128)cl_mul_bp(gross, pct) + (__int128)amount_off * (__int128)times;
+            if (cap && w > cap) w = cap;
+            if (w > gross) w = gross;
+            return (int64_t)w;
+        }
         if (cap && d > cap) d = cap;
         if (d > gross) d = gross;
-        return (int64_t)d;
+        return d;
     }
     """
     int64_t CL_NOT_COUNTED
     int64_t cl_mul_div(int64_t a, int64_t b, int64_t c) noexcept nogil
+    int64_t cl_mul_bp(int64_t a, int64_t bp) noexcept nogil
     int64_t cl_offer_discount(int64_t gross, int64_t pct, int64_t amount_off, int64_t times, int64_t cap) noexcept nogil
 
 cdef enum:
     BP_WHOLE_C = 10000
     MINUTE_US_C = 60000000
     NO_OFFER_C = -1
+    # offer_decide gathers the candidates in force in chunks of this many (on the stack)
+    DECIDE_CHUNK_C = 64
 
 # A slot past this in a loaded state is refused, not allocated for: offers get slots in
 # the order their ids first appear, and no ledger installs 2^31 distinct ids. (A Python
@@ -165,56 +189,107 @@ cdef inline int offer_at(Offers* o, int64_t time_us) noexcept nogil:
     return k
 
 
-cdef void offer_consider(State* st, OfferVer* t, int64_t i, const Account* card, int64_t gross,
-                         int64_t day, int64_t minute, int64_t weekday, int64_t month, int64_t cat,
-                         Decision* best) noexcept nogil:
-    """One candidate of spec decide's loop: replace `best` if it gives more."""
+cdef inline int64_t offer_bound(Offers* o, OfferRow* w, int64_t gross) noexcept nogil:
+    """An offer's discount on `gross` before the card's limits: spec offer_discount cut
+    to what is left of its budget. What it gives a card is at most this, and exactly
+    this for an offer that limits no card."""
+    cdef int64_t d, times
+    if gross < w.min_gross_fen:
+        return 0
+    times = gross // w.every_fen if w.every_fen else 1
+    d = cl_offer_discount(gross, w.percent_off_bp, w.amount_off_fen, times, w.max_discount_fen)
+    if w.budget_fen and w.budget_fen - o.budget_used[w.slot] < d:
+        d = w.budget_fen - o.budget_used[w.slot]
+    return d
+
+
+cdef void offer_consider(State* st, OfferVer* t, int64_t i, const Account* card, int64_t d,
+                         int64_t day, int64_t month, Decision* best) noexcept nogil:
+    """One candidate of spec decide's loop, in force, `d` its offer_bound: cut it to the
+    card's limits and replace `best` if it gives more, or as much and is listed first."""
     cdef Offers* o = st.offers
-    cdef int64_t slot, d, u, used, times, limit
+    cdef int64_t used, limit
     cdef CardOffer* c
     cdef Account* union_acct
     cdef OfferRow* w = &t.rows[i]
-    if not offer_in_force(t, w, day, minute, weekday, cat):
-        return
-    slot = w.slot
-    # the card's counters are read (a hash probe, a cache miss) only for an offer that limits cards
-    c = card_offer_find(o, card.id, slot) if w.day_count or w.month_discount_fen else NULL
-    limit = w.day_count
-    # The counters hold the card's latest day and month with this offer: a purchase dated
-    # before them (a late upload, or after a purchase dated ahead) cannot be counted in
-    # its own day or month, so a limited offer gives it nothing (spec decide).
-    if limit and c != NULL and (c.day > day or (c.day == day and c.day_count >= limit)):
-        return
-    if gross < w.min_gross_fen:
-        d = 0
-    else:
-        times = gross // w.every_fen if w.every_fen else 1
-        d = cl_offer_discount(gross, w.percent_off_bp, w.amount_off_fen, times, w.max_discount_fen)
-    limit = w.month_discount_fen
-    if limit:
-        if c != NULL and c.month > month:
-            used = limit
-        else:
-            used = c.month_discount_fen if c != NULL and c.month == month else 0
-        if limit - used < d:
-            d = limit - used
-    limit = w.budget_fen
-    if limit:
-        used = o.budget_used[slot]
-        if limit - used < d:
-            d = limit - used
-    if d <= best.d:  # nothing to give, or no more than an offer listed before it
-        return
-    u = cl_mul_div(d, w.union_share_bp, BP_WHOLE_C)
+    cdef int64_t u
+    if w.day_count or w.month_discount_fen:
+        # the card's counters are read (a hash probe, a cache miss) only for an offer that limits cards
+        c = card_offer_find(o, card.id, w.slot)
+        limit = w.day_count
+        # The counters hold the card's latest day and month with this offer: a purchase dated
+        # before them (a late upload, or after a purchase dated ahead) cannot be counted in
+        # its own day or month, so a limited offer gives it nothing (spec decide).
+        if limit and c != NULL and (c.day > day or (c.day == day and c.day_count >= limit)):
+            return
+        limit = w.month_discount_fen
+        if limit:
+            if c != NULL and c.month > month:
+                used = limit
+            else:
+                used = c.month_discount_fen if c != NULL and c.month == month else 0
+            if limit - used < d:
+                d = limit - used
+    if d <= 0 or d < best.d or (d == best.d and i > best.i):
+        return  # nothing to give, or no more than an offer listed before it
+    u = cl_mul_bp(d, w.union_share_bp)
     if u:
         union_acct = account_get(st, w.union_account)
         if (union_acct == NULL or union_acct.kind != A_SUBSIDY or (union_acct.flags & (AF_CLOSED | AF_FROZEN))
                 or union_acct.cash_fen < u):
             return
     best.i = i
-    best.slot = slot
+    best.slot = w.slot
     best.d = d
     best.u = u
+
+
+cdef void offer_pick(State* st, OfferVer* t, const Account* card, int64_t* cand, int64_t* bound, int n,
+                     int64_t day, int64_t month, Decision* best) noexcept nogil:
+    """The best of n candidates in force (cand: rows in catalog order; bound: each one's
+    offer_bound, > 0) and `best`. Spec decide takes the largest D, the first listed
+    among equals, of the candidates whose union account can pay; D is at most the
+    bound, so the candidates are cut exactly (the card's counters, the union account)
+    from the largest bound down, and only while a bound could still win."""
+    cdef int j, k
+    cdef int64_t top
+    while True:
+        k = -1
+        top = 0
+        for j in range(n):  # the largest bound left, the first listed among equals
+            if bound[j] > top:
+                top = bound[j]
+                k = j
+        # (a bound equal to best's, listed after it, cannot win: nor can the others left
+        # with that bound, listed after this one)
+        if k < 0 or top < best.d or (top == best.d and cand[k] > best.i):
+            return
+        bound[k] = 0
+        offer_consider(st, t, cand[k], card, top, day, month, best)
+
+
+cdef bint offer_decide_agrees(State* st, OfferVer* t, const Account* card, int64_t a, int64_t a_end,
+                              int64_t gross, int64_t day, int64_t minute, int64_t weekday, int64_t month,
+                              int64_t cat, Decision* best) noexcept nogil:
+    """Debug check of offer_decide's pruning: every candidate cut exactly, in catalog
+    order (spec decide's loop), decides the same offer, D and U."""
+    cdef Decision full
+    cdef int64_t b = 0, ia, d
+    full.i = -1
+    full.slot = NO_OFFER_C
+    full.d = 0
+    full.u = 0
+    while a < a_end or b < t.n_all:
+        if b >= t.n_all or (a < a_end and t.merchant_offers[a] < t.all_offers[b]):
+            ia = t.merchant_offers[a]
+            a += 1
+        else:
+            ia = t.all_offers[b]
+            b += 1
+        if offer_in_force(t, &t.rows[ia], day, minute, weekday, cat):
+            d = offer_bound(st.offers, &t.rows[ia], gross)
+            offer_consider(st, t, ia, card, d, day, month, &full)
+    return full.i == best.i and full.slot == best.slot and full.d == best.d and full.u == best.u
 
 
 cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int64_t gross, int64_t time_us,
@@ -222,8 +297,12 @@ cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int
     """What a PURCHASE would do now (spec decide): the best candidate, or no offer."""
     cdef Offers* o = st.offers
     cdef OfferVer* t
-    cdef int64_t day, minute, weekday, month, cat
-    cdef int64_t lo, hi, mid, a, a_end, b, b_end, ia, ib
+    cdef OfferRow* w
+    cdef int64_t day, minute, weekday, month, cat, d
+    cdef int64_t a, a0, a_end, b, b_end, ia
+    cdef int64_t cand[DECIDE_CHUNK_C]
+    cdef int64_t bound[DECIDE_CHUNK_C]
+    cdef int n = 0
     best.v = -1
     best.i = -1
     best.slot = NO_OFFER_C
@@ -240,8 +319,9 @@ cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int
     best.day = day
     best.month = month
     cat = category_at(card, time_us)
-    # the merchant's own offers (binary search) merged with every merchant's, in catalog order
-    a = merchant_offer_range(t, merchant_id, &a_end)
+    # the merchant's own offers merged with every merchant's, in catalog order: those in
+    # force that could give something, gathered with their bounds, a chunk at a time
+    a = a0 = merchant_offer_range(t, merchant_id, &a_end)
     b, b_end = 0, t.n_all
     while a < a_end or b < b_end:
         if b >= b_end or (a < a_end and t.merchant_offers[a] < t.all_offers[b]):
@@ -250,21 +330,34 @@ cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int
         else:
             ia = t.all_offers[b]
             b += 1
-        offer_consider(st, t, ia, card, gross, day, minute, weekday, month, cat, best)
+        w = &t.rows[ia]
+        if not offer_in_force(t, w, day, minute, weekday, cat):
+            continue
+        d = offer_bound(o, w, gross)
+        if d <= 0:
+            continue
+        cand[n] = ia
+        bound[n] = d
+        n += 1
+        if n == DECIDE_CHUNK_C:
+            offer_pick(st, t, card, cand, bound, n, day, month, best)
+            n = 0
+    if n:
+        offer_pick(st, t, card, cand, bound, n, day, month, best)
+    CL_ASSERT(offer_decide_agrees(st, t, card, a0, a_end, gross, day, minute, weekday, month, cat, best),
+              "the pruned decision is the full scan's")
 
 
 cdef inline int64_t merchant_offer_range(OfferVer* t, uint64_t merchant_id, int64_t* end) noexcept nogil:
-    """The merchant's own offers: merchant_offers[start:end] (binary search; empty if none)."""
-    cdef int64_t lo = 0, hi = t.n_merchants, mid
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if t.merchant_ids[mid] < merchant_id:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo < t.n_merchants and t.merchant_ids[lo] == merchant_id:
-        end[0] = t.merchant_off[lo + 1]
-        return t.merchant_off[lo]
+    """The merchant's own offers: merchant_offers[start:end] (its hash slot; empty if none)."""
+    cdef uint64_t h = mix64(merchant_id) & t.mslots_mask
+    cdef MerchantSlot* s = &t.mslots[h]
+    while s.lo >= 0:
+        if s.id == merchant_id:
+            end[0] = s.hi
+            return s.lo
+        h = (h + 1) & t.mslots_mask
+        s = &t.mslots[h]
     end[0] = 0
     return 0
 
@@ -274,12 +367,14 @@ cdef inline void purchase_prefetch_rows(State* st, Op* op) noexcept nogil:
     cdef Offers* o = st.offers
     cdef int v = offer_at(o, op.time_us)
     cdef int64_t a, a_end
+    cdef OfferVer* t
     if v < 0:
         return
-    a = merchant_offer_range(&o.vers[v], op.counterparty_id, &a_end)
+    t = &o.vers[v]
+    a = merchant_offer_range(t, op.counterparty_id, &a_end)
     while a < a_end:
-        CL_PREFETCH(&o.vers[v].rows[o.vers[v].merchant_offers[a]])
-        CL_PREFETCH(<char*>&o.vers[v].rows[o.vers[v].merchant_offers[a]] + sizeof(OfferRow) - 1)
+        CL_PREFETCH(&t.rows[t.merchant_offers[a]])
+        CL_PREFETCH(<char*>&t.rows[t.merchant_offers[a]] + sizeof(OfferRow) - 1)
         a += 1
 
 
@@ -290,11 +385,13 @@ cdef inline void purchase_prefetch(State* st, Op* op) noexcept nogil:
     cdef Offers* o = st.offers
     cdef int v = offer_at(o, op.time_us)
     cdef int64_t a, a_end
+    cdef OfferVer* t
     cdef OfferRow* w
     if v >= 0:
-        a = merchant_offer_range(&o.vers[v], op.counterparty_id, &a_end)
+        t = &o.vers[v]
+        a = merchant_offer_range(t, op.counterparty_id, &a_end)
         while a < a_end:
-            w = &o.vers[v].rows[o.vers[v].merchant_offers[a]]
+            w = &t.rows[t.merchant_offers[a]]
             if w.day_count or w.month_discount_fen:
                 CL_PREFETCH(&o.cmap[mix128(op.account_id, <uint64_t>w.slot) & o.cmap_mask])
             a += 1
@@ -576,6 +673,7 @@ cdef void offer_vers_free(OfferVer* vers, Py_ssize_t n) noexcept nogil:
         return
     for k in range(n):
         free(vers[k].rows)
+        free(vers[k].mslots)
     free(vers)
 
 
@@ -609,6 +707,32 @@ cdef void _check_offer_tables(object ot) except *:
     if n and (int(np.min(ot.every_fen)) < 0 or int(np.min(ot.union_share_bp)) < 0
               or int(np.max(ot.union_share_bp)) > BP_WHOLE_C or int(np.min(ot.percent_off_bp)) < 0):
         raise ValueError("offer tables: every_fen, union_share_bp or percent_off_bp out of range")
+
+
+cdef void offers_merchant_slots(OfferVer* t) except *:
+    """Build t's merchant table (merchant_offer_range): open addressing over its
+    merchant ids, at most half full."""
+    cdef int64_t j
+    cdef uint64_t size = 2, h
+    if t.merchant_off[t.n_merchants] >= (<int64_t>1) << 31:
+        raise ValueError("offer tables: 2^31 or more merchant offers")
+    while size < 2 * <uint64_t>t.n_merchants:
+        size <<= 1
+    t.mslots = <MerchantSlot*>malloc(size * sizeof(MerchantSlot))
+    if t.mslots == NULL:
+        raise MemoryError("cardledger core: cannot allocate the offer merchant table")
+    t.mslots_mask = size - 1
+    for h in range(size):
+        t.mslots[h].id = 0
+        t.mslots[h].lo = -1
+        t.mslots[h].hi = -1
+    for j in range(t.n_merchants):
+        h = mix64(t.merchant_ids[j]) & t.mslots_mask
+        while t.mslots[h].lo >= 0:
+            h = (h + 1) & t.mslots_mask
+        t.mslots[h].id = t.merchant_ids[j]
+        t.mslots[h].lo = <int32_t>t.merchant_off[j]
+        t.mslots[h].hi = <int32_t>t.merchant_off[j + 1]
 
 
 cdef object offers_install(Offers* o, object versions, list keep):
@@ -684,6 +808,7 @@ cdef object offers_install(Offers* o, object versions, list keep):
                 w.hour_hi = <int32_t>t.hour_off[i + 1]
                 w.cat_lo = <int32_t>t.cat_off[i]
                 w.cat_hi = <int32_t>t.cat_off[i + 1]
+            offers_merchant_slots(t)
             if t.n:
                 max_slot = max(max_slot, int(np.max(ot.slot)))
         if offers_budget_room(o, max_slot + 1) != 0:
