@@ -203,3 +203,12 @@ def test_a_later_offer_of_the_same_discount_does_not_win(till):
     _install(till.led, {"id": "a", "amount_off_fen": 100, "per_card_month_discount_fen": 1_000},
              {"id": "b", "percent_off_bp": 1_000})
     assert till.led.quote_purchase(10, MERCHANT, 1_000, NOON).offer_id == "a"
+
+
+def test_an_earlier_offer_ties_a_later_one_cut_to_its_discount_by_the_card_limit(till):
+    """1 yuan off, then 20% capped at 1 yuan a month per card: on 10 yuan the second's
+    bound (2 yuan) is the larger, but cut to 1 yuan it only ties the first, which wins."""
+    _install(till.led, {"id": "flat", "amount_off_fen": 100},
+             {"id": "capped", "percent_off_bp": 2_000, "per_card_month_discount_fen": 100})
+    q = till.led.quote_purchase(10, MERCHANT, 1_000, NOON)
+    assert q.offer_id == "flat" and q.discount_fen == 100
