@@ -547,6 +547,11 @@ cdef struct MerchantSlot:
     int32_t lo
     int32_t hi
 
+# An offer with a percent off only: its row and percent_off_bp.
+cdef struct PercentOffer:
+    int64_t row
+    int64_t percent_off_bp
+
 # One installed offer-catalog version, compiled (offers/tables.py OfferTables): its rows,
 # and raw pointers into the numpy arrays the Engine keeps alive.
 cdef struct OfferVer:
@@ -555,6 +560,13 @@ cdef struct OfferVer:
     OfferRow* rows
     MerchantSlot* mslots        # merchant id -> its own offers (mslots_mask + 1 slots)
     uint64_t mslots_mask
+    # every merchant's offers split at install: those with a percent off only (no amount
+    # off), by percent_off_bp falling then row (whose discount bound falls along it),
+    # and the others, in catalog order
+    PercentOffer* pct_offers
+    int64_t n_pct
+    int64_t* rest_offers
+    int64_t n_rest
     int64_t* slot
     int64_t* percent_off_bp
     int64_t* amount_off_fen

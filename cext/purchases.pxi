@@ -51,8 +51,10 @@ cdef enum:
     BP_WHOLE_C = 10000
     MINUTE_US_C = 60000000
     NO_OFFER_C = -1
-    # offer_decide gathers the candidates in force in chunks of this many (on the stack)
-    DECIDE_CHUNK_C = 64
+    # offer_decide gathers the candidates in force in chunks of this many, in a pool (on
+    # the stack) with room for as many more that offer_pick lets join
+    DECIDE_CHUNK_C = 32
+    DECIDE_POOL_C = 64
 
 # A slot past this in a loaded state is refused, not allocated for: offers get slots in
 # the order their ids first appear, and no ledger installs 2^31 distinct ids. (A Python
@@ -244,24 +246,54 @@ cdef void offer_consider(State* st, OfferVer* t, int64_t i, const Account* card,
     best.u = u
 
 
-cdef void offer_pick(State* st, OfferVer* t, const Account* card, int64_t* cand, int64_t* bound, int n,
-                     int64_t day, int64_t month, Decision* best) noexcept nogil:
-    """The best of n candidates in force (cand: rows in catalog order; bound: each one's
-    offer_bound, > 0) and `best`. Spec decide takes the largest D, the first listed
-    among equals, of the candidates whose union account can pay; D is at most the
-    bound, so the candidates are cut exactly (the card's counters, the union account)
-    from the largest bound down, and only while a bound could still win."""
+cdef inline int64_t percent_bound(PercentOffer* q, int64_t gross) noexcept nogil:
+    """What an offer with a percent off only can give on `gross` at most (its
+    offer_bound, before its minimum, cap and budget)."""
+    cdef int64_t d = cl_mul_bp(gross, q.percent_off_bp)
+    return gross if d > gross else d
+
+
+cdef void offer_pick(State* st, OfferVer* t, const Account* card, int64_t gross, int64_t* cand,
+                     int64_t* bound, int n, int64_t* p, int64_t day, int64_t minute, int64_t weekday,
+                     int64_t month, int64_t cat, Decision* best) noexcept nogil:
+    """Decide among n gathered candidates in force (cand: rows; bound: each one's
+    offer_bound, > 0), every merchant's percent-only offers from t.pct_offers[p:] on, and
+    `best`. Spec decide takes the largest D, the first listed among equals, of the
+    candidates whose union account can pay; D is at most the bound. So the candidates
+    are cut exactly (the card's counters, the union account) from the largest bound
+    down, only while a bound could still win; the percent-only offers, whose bounds
+    fall along t.pct_offers, join the gathered ones only once theirs could be the
+    largest. Up to DECIDE_POOL_C - n may join; any more are cut at once."""
     cdef int j, k
-    cdef int64_t top
+    cdef int64_t top, s, i, d
+    cdef OfferRow* w
     while True:
         k = -1
         top = 0
         for j in range(n):  # the largest bound left, the first listed among equals
-            if bound[j] > top:
+            if bound[j] > top or (bound[j] == top and top > 0 and cand[j] < cand[k]):
                 top = bound[j]
                 k = j
-        # (a bound equal to best's, listed after it, cannot win: nor can the others left
-        # with that bound, listed after this one)
+        if p[0] < t.n_pct:
+            s = percent_bound(&t.pct_offers[p[0]], gross)
+            if s <= 0 or s < best.d:
+                p[0] = t.n_pct  # no percent-only offer left can give more than best
+            elif s >= top:  # the next one could be the largest: its true bound
+                i = t.pct_offers[p[0]].row
+                p[0] += 1
+                w = &t.rows[i]
+                if offer_in_force(t, w, day, minute, weekday, cat):
+                    d = offer_bound(st.offers, w, gross)
+                    if d > 0 and n < DECIDE_POOL_C:
+                        cand[n] = i
+                        bound[n] = d
+                        n += 1
+                    elif d > 0:
+                        offer_consider(st, t, i, card, d, day, month, best)
+                continue
+        # Every candidate left is bounded by top (those not joined yet: below it). A bound
+        # equal to best's, listed after it, cannot win: nor can the others left with that
+        # bound, listed after this one.
         if k < 0 or top < best.d or (top == best.d and cand[k] > best.i):
             return
         bound[k] = 0
@@ -299,9 +331,9 @@ cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int
     cdef OfferVer* t
     cdef OfferRow* w
     cdef int64_t day, minute, weekday, month, cat, d
-    cdef int64_t a, a0, a_end, b, b_end, ia
-    cdef int64_t cand[DECIDE_CHUNK_C]
-    cdef int64_t bound[DECIDE_CHUNK_C]
+    cdef int64_t a, a0, a_end, b, ia, p = 0
+    cdef int64_t cand[DECIDE_POOL_C]
+    cdef int64_t bound[DECIDE_POOL_C]
     cdef int n = 0
     best.v = -1
     best.i = -1
@@ -319,16 +351,17 @@ cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int
     best.day = day
     best.month = month
     cat = category_at(card, time_us)
-    # the merchant's own offers merged with every merchant's, in catalog order: those in
+    # the merchant's own offers and every merchant's but the percent-only ones: those in
     # force that could give something, gathered with their bounds, a chunk at a time
-    a = a0 = merchant_offer_range(t, merchant_id, &a_end)
-    b, b_end = 0, t.n_all
-    while a < a_end or b < b_end:
-        if b >= b_end or (a < a_end and t.merchant_offers[a] < t.all_offers[b]):
+    a0 = merchant_offer_range(t, merchant_id, &a_end)
+    a = a0
+    b = 0
+    while a < a_end or b < t.n_rest:
+        if a < a_end:
             ia = t.merchant_offers[a]
             a += 1
         else:
-            ia = t.all_offers[b]
+            ia = t.rest_offers[b]
             b += 1
         w = &t.rows[ia]
         if not offer_in_force(t, w, day, minute, weekday, cat):
@@ -340,10 +373,9 @@ cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int
         bound[n] = d
         n += 1
         if n == DECIDE_CHUNK_C:
-            offer_pick(st, t, card, cand, bound, n, day, month, best)
+            offer_pick(st, t, card, gross, cand, bound, n, &p, day, minute, weekday, month, cat, best)
             n = 0
-    if n:
-        offer_pick(st, t, card, cand, bound, n, day, month, best)
+    offer_pick(st, t, card, gross, cand, bound, n, &p, day, minute, weekday, month, cat, best)
     CL_ASSERT(offer_decide_agrees(st, t, card, a0, a_end, gross, day, minute, weekday, month, cat, best),
               "the pruned decision is the full scan's")
 
@@ -674,6 +706,8 @@ cdef void offer_vers_free(OfferVer* vers, Py_ssize_t n) noexcept nogil:
     for k in range(n):
         free(vers[k].rows)
         free(vers[k].mslots)
+        free(vers[k].pct_offers)
+        free(vers[k].rest_offers)
     free(vers)
 
 
@@ -733,6 +767,29 @@ cdef void offers_merchant_slots(OfferVer* t) except *:
         t.mslots[h].id = t.merchant_ids[j]
         t.mslots[h].lo = <int32_t>t.merchant_off[j]
         t.mslots[h].hi = <int32_t>t.merchant_off[j + 1]
+
+
+cdef void offers_split_all(OfferVer* t, object ot) except *:
+    """Split t's every-merchant offers (offer_decide): those with a percent off only, by
+    percent_off_bp falling then row, and the others in catalog order."""
+    cdef Py_ssize_t j
+    rows = np.asarray(ot.all_offers, dtype=np.int64)
+    pct = np.asarray(ot.percent_off_bp, dtype=np.int64)[rows] if len(rows) else rows
+    only = np.asarray(ot.amount_off_fen, dtype=np.int64)[rows] == 0 if len(rows) else rows.astype(bool)
+    pr = rows[only]
+    pr = pr[np.lexsort((pr, -pct[only]))] if len(pr) else pr
+    rest = rows[~only]
+    t.pct_offers = <PercentOffer*>malloc((len(pr) or 1) * sizeof(PercentOffer))
+    t.rest_offers = <int64_t*>malloc((len(rest) or 1) * sizeof(int64_t))
+    if t.pct_offers == NULL or t.rest_offers == NULL:
+        raise MemoryError("cardledger core: cannot allocate the offer lists")
+    for j in range(len(pr)):
+        t.pct_offers[j].row = pr[j]
+        t.pct_offers[j].percent_off_bp = t.percent_off_bp[pr[j]]
+    for j in range(len(rest)):
+        t.rest_offers[j] = rest[j]
+    t.n_pct = len(pr)
+    t.n_rest = len(rest)
 
 
 cdef object offers_install(Offers* o, object versions, list keep):
@@ -809,6 +866,7 @@ cdef object offers_install(Offers* o, object versions, list keep):
                 w.cat_lo = <int32_t>t.cat_off[i]
                 w.cat_hi = <int32_t>t.cat_off[i + 1]
             offers_merchant_slots(t)
+            offers_split_all(t, ot)
             if t.n:
                 max_slot = max(max_slot, int(np.max(ot.slot)))
         if offers_budget_room(o, max_slot + 1) != 0:
