@@ -6,7 +6,7 @@
 # cardledger/schema.py byte for byte (tests/engine/test_schema.py checks the sizes); result,
 # kind and flag codes match the enums there. Limits mirror the named Python constants.
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t, int32_t, int64_t
 
 
 # ================================================================ debug tripwires
@@ -533,8 +533,9 @@ cdef struct OfferRow:
     int64_t budget_fen
     int64_t union_share_bp
     uint64_t union_account
-    int32_t dow_mask
-    int32_t cat_all
+    int32_t row                 # its index in its version's rows
+    int16_t dow_mask
+    int16_t cat_all
     int32_t hour_lo             # its hour ranges: hour_start/hour_end[hour_lo:hour_hi]
     int32_t hour_hi
     int32_t cat_lo              # its categories: cats[cat_lo:cat_hi]
@@ -559,6 +560,7 @@ cdef struct OfferVer:
     int64_t n
     OfferRow* rows
     MerchantSlot* mslots        # merchant id -> its own offers (mslots_mask + 1 slots)
+    OfferRow* mrows             # rows[merchant_offers[k]] at k: each merchant's offers' rows together
     uint64_t mslots_mask
     # every merchant's offers split at install: those with a percent off only (no amount
     # off), by percent_off_bp falling then row (whose discount bound falls along it),

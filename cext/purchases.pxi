@@ -205,7 +205,7 @@ cdef inline int64_t offer_bound(Offers* o, OfferRow* w, int64_t gross) noexcept 
     return d
 
 
-cdef void offer_consider(State* st, OfferVer* t, int64_t i, const Account* card, int64_t d,
+cdef void offer_consider(State* st, OfferRow* w, const Account* card, int64_t d,
                          int64_t day, int64_t month, Decision* best) noexcept nogil:
     """One candidate of spec decide's loop, in force, `d` its offer_bound: cut it to the
     card's limits and replace `best` if it gives more, or as much and is listed first."""
@@ -213,7 +213,7 @@ cdef void offer_consider(State* st, OfferVer* t, int64_t i, const Account* card,
     cdef int64_t used, limit
     cdef CardOffer* c
     cdef Account* union_acct
-    cdef OfferRow* w = &t.rows[i]
+    cdef int64_t i = w.row
     cdef int64_t u
     if w.day_count or w.month_discount_fen:
         # the card's counters are read (a hash probe, a cache miss) only for an offer that limits cards
@@ -253,7 +253,7 @@ cdef inline int64_t percent_bound(PercentOffer* q, int64_t gross) noexcept nogil
     return gross if d > gross else d
 
 
-cdef void offer_pick(State* st, OfferVer* t, const Account* card, int64_t gross, int64_t* cand,
+cdef void offer_pick(State* st, OfferVer* t, const Account* card, int64_t gross, OfferRow** cand,
                      int64_t* bound, int n, int64_t* p, int64_t day, int64_t minute, int64_t weekday,
                      int64_t month, int64_t cat, Decision* best) noexcept nogil:
     """Decide among n gathered candidates in force (cand: rows; bound: each one's
@@ -271,7 +271,7 @@ cdef void offer_pick(State* st, OfferVer* t, const Account* card, int64_t gross,
         k = -1
         top = 0
         for j in range(n):  # the largest bound left, the first listed among equals
-            if bound[j] > top or (bound[j] == top and top > 0 and cand[j] < cand[k]):
+            if bound[j] > top or (bound[j] == top and top > 0 and cand[j].row < cand[k].row):
                 top = bound[j]
                 k = j
         if p[0] < t.n_pct:
@@ -285,19 +285,19 @@ cdef void offer_pick(State* st, OfferVer* t, const Account* card, int64_t gross,
                 if offer_in_force(t, w, day, minute, weekday, cat):
                     d = offer_bound(st.offers, w, gross)
                     if d > 0 and n < DECIDE_POOL_C:
-                        cand[n] = i
+                        cand[n] = w
                         bound[n] = d
                         n += 1
                     elif d > 0:
-                        offer_consider(st, t, i, card, d, day, month, best)
+                        offer_consider(st, w, card, d, day, month, best)
                 continue
         # Every candidate left is bounded by top (those not joined yet: below it). A bound
         # equal to best's, listed after it, cannot win: nor can the others left with that
         # bound, listed after this one.
-        if k < 0 or top < best.d or (top == best.d and cand[k] > best.i):
+        if k < 0 or top < best.d or (top == best.d and cand[k].row > best.i):
             return
         bound[k] = 0
-        offer_consider(st, t, cand[k], card, top, day, month, best)
+        offer_consider(st, cand[k], card, top, day, month, best)
 
 
 cdef bint offer_decide_agrees(State* st, OfferVer* t, const Account* card, int64_t a, int64_t a_end,
@@ -320,7 +320,7 @@ cdef bint offer_decide_agrees(State* st, OfferVer* t, const Account* card, int64
             b += 1
         if offer_in_force(t, &t.rows[ia], day, minute, weekday, cat):
             d = offer_bound(st.offers, &t.rows[ia], gross)
-            offer_consider(st, t, ia, card, d, day, month, &full)
+            offer_consider(st, &t.rows[ia], card, d, day, month, &full)
     return full.i == best.i and full.slot == best.slot and full.d == best.d and full.u == best.u
 
 
@@ -331,8 +331,8 @@ cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int
     cdef OfferVer* t
     cdef OfferRow* w
     cdef int64_t day, minute, weekday, month, cat, d
-    cdef int64_t a, a0, a_end, b, ia, p = 0
-    cdef int64_t cand[DECIDE_POOL_C]
+    cdef int64_t a, a0, a_end, b, p = 0
+    cdef OfferRow* cand[DECIDE_POOL_C]
     cdef int64_t bound[DECIDE_POOL_C]
     cdef int n = 0
     best.v = -1
@@ -358,18 +358,17 @@ cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int
     b = 0
     while a < a_end or b < t.n_rest:
         if a < a_end:
-            ia = t.merchant_offers[a]
+            w = &t.mrows[a]
             a += 1
         else:
-            ia = t.rest_offers[b]
+            w = &t.rows[t.rest_offers[b]]
             b += 1
-        w = &t.rows[ia]
         if not offer_in_force(t, w, day, minute, weekday, cat):
             continue
         d = offer_bound(o, w, gross)
         if d <= 0:
             continue
-        cand[n] = ia
+        cand[n] = w
         bound[n] = d
         n += 1
         if n == DECIDE_CHUNK_C:
@@ -400,14 +399,19 @@ cdef inline void purchase_prefetch_rows(State* st, Op* op) noexcept nogil:
     cdef int v = offer_at(o, op.time_us)
     cdef int64_t a, a_end
     cdef OfferVer* t
+    cdef char* p
+    cdef char* end
     if v < 0:
         return
     t = &o.vers[v]
     a = merchant_offer_range(t, op.counterparty_id, &a_end)
-    while a < a_end:
-        CL_PREFETCH(&t.rows[t.merchant_offers[a]])
-        CL_PREFETCH(<char*>&t.rows[t.merchant_offers[a]] + sizeof(OfferRow) - 1)
-        a += 1
+    if a < a_end:
+        p = <char*>&t.mrows[a]
+        end = <char*>&t.mrows[a_end]
+        while p < end:
+            CL_PREFETCH(p)
+            p += 64
+        CL_PREFETCH(end - 1)
 
 
 cdef inline void purchase_prefetch(State* st, Op* op) noexcept nogil:
@@ -423,7 +427,7 @@ cdef inline void purchase_prefetch(State* st, Op* op) noexcept nogil:
         t = &o.vers[v]
         a = merchant_offer_range(t, op.counterparty_id, &a_end)
         while a < a_end:
-            w = &t.rows[t.merchant_offers[a]]
+            w = &t.mrows[a]
             if w.day_count or w.month_discount_fen:
                 CL_PREFETCH(&o.cmap[mix128(op.account_id, <uint64_t>w.slot) & o.cmap_mask])
             a += 1
@@ -706,6 +710,7 @@ cdef void offer_vers_free(OfferVer* vers, Py_ssize_t n) noexcept nogil:
     for k in range(n):
         free(vers[k].rows)
         free(vers[k].mslots)
+        free(vers[k].mrows)
         free(vers[k].pct_offers)
         free(vers[k].rest_offers)
     free(vers)
@@ -844,6 +849,8 @@ cdef object offers_install(Offers* o, object versions, list keep):
             t.rows = <OfferRow*>calloc(t.n if t.n > 0 else 1, sizeof(OfferRow))
             if t.rows == NULL:
                 raise MemoryError("cardledger core: cannot allocate the offer rows")
+            if t.n >= (<int64_t>1) << 31:
+                raise ValueError("offer tables: 2^31 or more offers")
             for i in range(t.n):
                 w = &t.rows[i]
                 w.slot = t.slot[i]
@@ -859,13 +866,19 @@ cdef object offers_install(Offers* o, object versions, list keep):
                 w.budget_fen = t.budget_fen[i]
                 w.union_share_bp = t.union_share_bp[i]
                 w.union_account = t.union_account[i]
-                w.dow_mask = <int32_t>t.dow_mask[i]
-                w.cat_all = <int32_t>t.cat_all[i]
+                w.row = <int32_t>i
+                w.dow_mask = <int32_t>(t.dow_mask[i] & 0x7F)  # (weekdays 1-7: bits 0-6)
+                w.cat_all = 1 if t.cat_all[i] != 0 else 0
                 w.hour_lo = <int32_t>t.hour_off[i]
                 w.hour_hi = <int32_t>t.hour_off[i + 1]
                 w.cat_lo = <int32_t>t.cat_off[i]
                 w.cat_hi = <int32_t>t.cat_off[i + 1]
             offers_merchant_slots(t)
+            t.mrows = <OfferRow*>malloc((len(ot.merchant_offers) or 1) * sizeof(OfferRow))
+            if t.mrows == NULL:
+                raise MemoryError("cardledger core: cannot allocate the offer rows")
+            for i in range(len(ot.merchant_offers)):
+                t.mrows[i] = t.rows[t.merchant_offers[i]]
             offers_split_all(t, ot)
             if t.n:
                 max_slot = max(max_slot, int(np.max(ot.slot)))
