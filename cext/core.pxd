@@ -542,11 +542,18 @@ cdef struct OfferRow:
     int32_t cat_hi
 
 # A merchant's own offers in a version: merchant_offers[lo:hi] (an open-addressing
-# table over the merchant ids, built at install; lo = -1: an empty slot).
+# table over the merchant ids, built at install; lo = -1: an empty slot), and the
+# slots of the first MERCHANT_LIMITED_C of them that limit cards (whose counters a
+# purchase there reads: fetched ahead from here, without waiting for the rows).
+cdef enum:
+    MERCHANT_LIMITED_C = 3
+
 cdef struct MerchantSlot:
     uint64_t id
     int32_t lo
     int32_t hi
+    int32_t n_limited
+    int32_t limited[MERCHANT_LIMITED_C]
 
 # An offer with a percent off only: its row and percent_off_bp.
 cdef struct PercentOffer:

@@ -394,43 +394,46 @@ cdef inline int64_t merchant_offer_range(OfferVer* t, uint64_t merchant_id, int6
 
 
 cdef inline void purchase_prefetch_rows(State* st, Op* op) noexcept nogil:
-    """Fetch ahead (2 × PREFETCH_DISTANCE) the rows of the merchant's own offers."""
+    """Fetch ahead (2 × PREFETCH_DISTANCE) the merchant's slot in the version's
+    merchant table (purchase_prefetch reads it)."""
     cdef Offers* o = st.offers
     cdef int v = offer_at(o, op.time_us)
-    cdef int64_t a, a_end
     cdef OfferVer* t
-    cdef char* p
-    cdef char* end
     if v < 0:
         return
     t = &o.vers[v]
-    a = merchant_offer_range(t, op.counterparty_id, &a_end)
-    if a < a_end:
-        p = <char*>&t.mrows[a]
-        end = <char*>&t.mrows[a_end]
-        while p < end:
-            CL_PREFETCH(p)
-            p += 64
-        CL_PREFETCH(end - 1)
+    CL_PREFETCH(&t.mslots[mix64(op.counterparty_id) & t.mslots_mask])
 
 
 cdef inline void purchase_prefetch(State* st, Op* op) noexcept nogil:
-    """Fetch ahead (PREFETCH_DISTANCE) what a PURCHASE will read and write: the card's
-    counters' map slots of the merchant's offers that limit cards (their rows were
-    fetched earlier), its id's slot in the purchase map and the row it will take."""
+    """Fetch ahead (PREFETCH_DISTANCE) what a PURCHASE will read and write: the rows of
+    the merchant's own offers, the card's counters' map slots of those that limit
+    cards (the merchant's slot names them), its id's slot in the purchase map and the
+    row it will take."""
     cdef Offers* o = st.offers
     cdef int v = offer_at(o, op.time_us)
-    cdef int64_t a, a_end
     cdef OfferVer* t
-    cdef OfferRow* w
+    cdef uint64_t h
+    cdef MerchantSlot* s
+    cdef char* p
+    cdef char* end
+    cdef int32_t j
     if v >= 0:
         t = &o.vers[v]
-        a = merchant_offer_range(t, op.counterparty_id, &a_end)
-        while a < a_end:
-            w = &t.mrows[a]
-            if w.day_count or w.month_discount_fen:
-                CL_PREFETCH(&o.cmap[mix128(op.account_id, <uint64_t>w.slot) & o.cmap_mask])
-            a += 1
+        h = mix64(op.counterparty_id) & t.mslots_mask
+        s = &t.mslots[h]
+        while s.lo >= 0 and s.id != op.counterparty_id:
+            h = (h + 1) & t.mslots_mask
+            s = &t.mslots[h]
+        if s.lo >= 0 and s.lo < s.hi:
+            p = <char*>&t.mrows[s.lo]
+            end = <char*>&t.mrows[s.hi]
+            while p < end:
+                CL_PREFETCH(p)
+                p += 64
+            CL_PREFETCH(end - 1)
+            for j in range(s.n_limited):
+                CL_PREFETCH(&o.cmap[mix128(op.account_id, <uint64_t>s.limited[j]) & o.cmap_mask])
     CL_PREFETCH(&o.bmap[mix128(op.source, op.seq) & o.bmap_mask])
     if o.n_buys + PREFETCH_DISTANCE < o.cap_buys:
         CL_PREFETCH(&o.buys[o.n_buys + PREFETCH_DISTANCE])
@@ -751,7 +754,7 @@ cdef void _check_offer_tables(object ot) except *:
 cdef void offers_merchant_slots(OfferVer* t) except *:
     """Build t's merchant table (merchant_offer_range): open addressing over its
     merchant ids, at most half full."""
-    cdef int64_t j
+    cdef int64_t j, k, i
     cdef uint64_t size = 2, h
     if t.merchant_off[t.n_merchants] >= (<int64_t>1) << 31:
         raise ValueError("offer tables: 2^31 or more merchant offers")
@@ -761,8 +764,8 @@ cdef void offers_merchant_slots(OfferVer* t) except *:
     if t.mslots == NULL:
         raise MemoryError("cardledger core: cannot allocate the offer merchant table")
     t.mslots_mask = size - 1
+    memset(t.mslots, 0, size * sizeof(MerchantSlot))
     for h in range(size):
-        t.mslots[h].id = 0
         t.mslots[h].lo = -1
         t.mslots[h].hi = -1
     for j in range(t.n_merchants):
@@ -772,6 +775,12 @@ cdef void offers_merchant_slots(OfferVer* t) except *:
         t.mslots[h].id = t.merchant_ids[j]
         t.mslots[h].lo = <int32_t>t.merchant_off[j]
         t.mslots[h].hi = <int32_t>t.merchant_off[j + 1]
+        t.mslots[h].n_limited = 0
+        for k in range(t.merchant_off[j], t.merchant_off[j + 1]):
+            i = t.merchant_offers[k]
+            if (t.day_count[i] or t.month_discount_fen[i]) and t.mslots[h].n_limited < MERCHANT_LIMITED_C:
+                t.mslots[h].limited[t.mslots[h].n_limited] = <int32_t>t.slot[i]
+                t.mslots[h].n_limited += 1
 
 
 cdef void offers_split_all(OfferVer* t, object ot) except *:
