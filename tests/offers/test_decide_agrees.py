@@ -1,5 +1,5 @@
 """The core decides every PURCHASE as the reference engine does, on catalogs built for
-the core's shortcuts (docs/purchases.md, "How a purchase is decided").
+the core's shortcuts (docs/purchases.md, "How the core decides").
 
 The core does not cut every candidate to the card's limits: it cuts from the largest
 discount bound down and stops when no bound left can beat the best so far. These tests
