@@ -233,7 +233,7 @@ cdef void offer_consider(State* st, OfferRow* w, const Account* card, int64_t d,
             if limit - used < d:
                 d = limit - used
     if d <= 0 or d < best.d or (d == best.d and i > best.i):
-        return  # nothing to give, or no more than an offer listed before it
+        return  # nothing to give, less than best, or as much as an offer listed before it
     u = cl_mul_bp(d, w.union_share_bp)
     if u:
         union_acct = account_get(st, w.union_account)
