@@ -1287,6 +1287,8 @@ class Ledger:
             ahead = self.tap_time_ahead_max_us
             engine.set_tap_horizon(TAP_HORIZON_NONE if ahead is None else time.time_ns() // 1000 + ahead)
         prior, has_prior = self._lookup_prior(txn, ops, flushing)
+        # Before the flush is encoded beside the kernel: its ids are searched here too.
+        refs, bought = self._named_refs(txn, ops, flushing) if self._names_refs(ops) else (None, None)
         if flushing is not None:
             # Encoded now, while the kernel runs without the GIL: started before the
             # id lookups (Python), the two threads took turns at it.
@@ -1294,7 +1296,6 @@ class Ledger:
         if beside_kernel:
             self._ids.prepare_merge_step()
             self._datafile.extend_beside_kernel(self._store.env)
-        refs, bought = self._named_refs(txn, ops) if self._names_refs(ops) else (None, None)
         if refs is None and bought is None:
             results, journal = engine.apply(ops, prior, has_prior)
         else:
@@ -1353,7 +1354,8 @@ class Ledger:
         kinds = ops["kind"]
         return bool(((kinds == _REVERSE) | (kinds == _REFUND)).any())
 
-    def _named_refs(self, txn: Any, ops: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _named_refs(self, txn: Any, ops: np.ndarray,
+                    flushing: IdFlush | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """What the batch's REVERSE and REFUND ops name, found before the batch: (refs,
         bought), each one row per op, or None when the batch has no op of that kind.
 
@@ -1362,7 +1364,8 @@ class Ledger:
         REFUND names (journal_seq 0: none); the engine checks it is a successful
         PURCHASE. Each record comes from the engine's window of recent decisions or else
         the id index; decisions of this same batch are the engine's to find (a REFUND
-        does, in its window; a REVERSE does not). `txn`: as for `_lookup_prior`."""
+        does, in its window; a REVERSE does not). `txn` and `flushing`: as for
+        `_lookup_prior`, whose places it searches in the same order."""
         kinds = ops["kind"]
         named = np.flatnonzero((kinds == _REVERSE) | (kinds == _REFUND))
         is_rev = kinds[named] == _REVERSE
@@ -1371,13 +1374,16 @@ class Ledger:
         q = np.zeros(len(named), dtype=OP_DTYPE)
         q["source"], q["seq"] = ops["ref_source"][named], ops["ref_seq"][named]
         recs, found = self._engine.decided_records(q["source"], q["seq"])
-        staged = self._pipeline.in_flight_items() if self._pipeline is not None else []
-        journals = [item.journal for item in staged if item.journal is not None]
+        if txn is None:  # a pipelined submit: batches in flight hold the newest ids
+            staged = self._pipeline.in_flight_items() if self._pipeline is not None else []
+            flushes = [item.flush for item in staged if item.flush is not None]
+            journals = [item.journal for item in staged if item.journal is not None]
+        else:
+            flushes, journals = ([] if flushing is None else [flushing]), []
 
         def resolve(rtxn: Any) -> None:
             rest = ~found & (q["source"] != 0)
             if rest.any():
-                flushes = [item.flush for item in staged if item.flush is not None]
                 prior, has = self._ids.lookup(rtxn, q, rest, flushes, journals, self._ids.committed.logs)
                 recs[has] = prior[has]
                 found[has] = True
