@@ -539,8 +539,14 @@ cdef int op_refund(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     cdef uint16_t flags
     if not amount_ok(part):
         return R_INVALID_AMOUNT
+    if rr != NULL and refund_finds(st, op, &p):
+        rr = NULL  # a replay whose purchase is in the window decides again, and is checked
     if rr != NULL:
-        # A replay: the REFUND's own record says what it moved (spec op_refund).
+        # A replay of a refund whose purchase lies before the window: its own record
+        # says what it moved (spec op_refund); what is left to refund must follow.
+        k = map2_find(st.offers.bmap, st.offers.bmap_mask, op.ref_source, op.ref_seq)
+        if k >= 0 and st.offers.buys[k].refundable_fen - part != rr.refundable_fen:
+            return R_EXCEEDS_REFUNDABLE
         p.card_id = rr.credit_id
         p.merchant_id = rr.debit_id
         p.union_id = rr.union_id
@@ -561,7 +567,7 @@ cdef int op_refund(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
                 or p.slot < NO_OFFER_C or not (0 <= sub <= amount) or u < 0 or d < 0 or left < 0):
             return R_PURCHASE_NOT_FOUND
     else:
-        if not refund_finds(st, op, &p):
+        if st.refund_replay == NULL and not refund_finds(st, op, &p):  # (a replay found it above)
             return R_PURCHASE_NOT_FOUND
         if st.policy != NULL and not policy_allows_parties(st.policy, op.source, p.card_id, p.merchant_id):
             return R_SOURCE_NOT_ALLOWED

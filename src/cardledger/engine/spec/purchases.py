@@ -333,15 +333,23 @@ def op_refund(eng: Engine, op: dict, jseq: int):
     and the month counter get back their floor share of the total refunded so far; the
     day count comes back with the last part (docs/purchases.md).
 
-    Live, the purchase is its journal record (`_find_purchase`); in a replay, the
-    REFUND's own record says what it moved (`eng.refund_replay`)."""
+    Live, the purchase is its journal record (`_find_purchase`). A replay whose
+    purchase is in the window decides again (and the record is checked against it);
+    one whose purchase lies before the window takes what it moved from its own record
+    (`eng.refund_replay`)."""
     part = op["amount_fen"]
     if not amount_ok(part):
         return Result.INVALID_AMOUNT, None
     st = eng.offers
     rr = eng.refund_replay
     union = None
+    found = _find_purchase(eng, op)
+    if rr is not None and found is not None:
+        rr = None
     if rr is not None:
+        left_before = st.refunded.get((op["ref_source"], op["ref_seq"]))
+        if left_before is not None and left_before - part != rr[_J["refundable_fen"]]:
+            return Result.EXCEEDS_REFUNDABLE, None
         p = {"card": rr[_J["credit_id"]], "merchant": rr[_J["debit_id"]], "union": rr[_J["union_id"]],
              "slot": rr[_J["discounts"]] - 1}
         offer_day = rr[_J["offer_day"]]
@@ -357,7 +365,7 @@ def op_refund(eng: Engine, op: dict, jseq: int):
                 or (p["slot"] != NO_OFFER and p["slot"] >= _slots_cap(eng))):
             return Result.PURCHASE_NOT_FOUND, None
     else:
-        p = _find_purchase(eng, op)
+        p = found
         if p is None:
             return Result.PURCHASE_NOT_FOUND, None
         # A REFUND names its purchase, not accounts: the source's policy must let it touch
