@@ -1,7 +1,9 @@
 # PURCHASE and REFUND (twin of engine/spec/purchases.py; docs/purchases.md): the same
 # decision over the compiled offer tables, the same order of checks, the same state
-# (each slot's spent budget, the cards' counters per offer, every successful purchase),
-# changed through the undo log so a failed chain rolls it back.
+# (each slot's use, the cards' counters per offer, the purchases refunded so far),
+# changed through the undo log so a failed chain rolls it back. A REFUND reads its
+# purchase from the purchase's journal record: in the decisions window, or found by
+# the ledger before the batch (State.batch_bought); a replayed REFUND reads its own.
 
 cdef extern from *:
     """
@@ -92,12 +94,12 @@ cdef int offers_init(Offers* o) noexcept nogil:
 
 cdef void offers_free_state(Offers* o) noexcept nogil:
     """Free the state (not the versions)."""
-    free(o.budget_used)
+    free(o.slots)
     free(o.cards)
     free(o.cmap)
     free(o.buys)
     free(o.bmap)
-    o.budget_used = NULL
+    o.slots = NULL
     o.cap_budget = 0
     o.cards = NULL
     o.n_cards = o.cap_cards = 0
@@ -110,15 +112,15 @@ cdef void offers_free_state(Offers* o) noexcept nogil:
 
 
 cdef int offers_budget_room(Offers* o, int64_t n) noexcept nogil:
-    """Room for slots 0..n-1 in budget_used (new slots at 0)."""
-    cdef int64_t* q
+    """Room for slots 0..n-1 in slots (new slots at 0)."""
+    cdef SlotUse* q
     if n <= o.cap_budget:
         return 0
-    q = <int64_t*>realloc(o.budget_used, n * sizeof(int64_t))
+    q = <SlotUse*>realloc(o.slots, n * sizeof(SlotUse))
     if q == NULL:
         return -1
-    memset(q + o.cap_budget, 0, (n - o.cap_budget) * sizeof(int64_t))
-    o.budget_used = q
+    memset(q + o.cap_budget, 0, (n - o.cap_budget) * sizeof(SlotUse))
+    o.slots = q
     o.cap_budget = n
     return 0
 
@@ -200,8 +202,8 @@ cdef inline int64_t offer_bound(Offers* o, OfferRow* w, int64_t gross) noexcept 
         return 0
     times = gross // w.every_fen if w.every_fen else 1
     d = cl_offer_discount(gross, w.percent_off_bp, w.amount_off_fen, times, w.max_discount_fen)
-    if w.budget_fen and w.budget_fen - o.budget_used[w.slot] < d:
-        d = w.budget_fen - o.budget_used[w.slot]
+    if w.budget_fen and w.budget_fen - o.slots[w.slot].used_fen < d:
+        d = w.budget_fen - o.slots[w.slot].used_fen
     return d
 
 
@@ -406,10 +408,9 @@ cdef inline void purchase_prefetch_rows(State* st, Op* op) noexcept nogil:
 
 
 cdef inline void purchase_prefetch(State* st, Op* op) noexcept nogil:
-    """Fetch ahead (PREFETCH_DISTANCE) what a PURCHASE will read and write: the rows of
-    the merchant's own offers, the card's counters' map slots of those that limit
-    cards (the merchant's slot names them), its id's slot in the purchase map and the
-    row it will take."""
+    """Fetch ahead (PREFETCH_DISTANCE) what a PURCHASE will read: the rows of the
+    merchant's own offers and the card's counters' map slots of those that limit cards
+    (the merchant's slot names them)."""
     cdef Offers* o = st.offers
     cdef int v = offer_at(o, op.time_us)
     cdef OfferVer* t
@@ -434,18 +435,18 @@ cdef inline void purchase_prefetch(State* st, Op* op) noexcept nogil:
             CL_PREFETCH(end - 1)
             for j in range(s.n_limited):
                 CL_PREFETCH(&o.cmap[mix128(op.account_id, <uint64_t>s.limited[j]) & o.cmap_mask])
-    CL_PREFETCH(&o.bmap[mix128(op.source, op.seq) & o.bmap_mask])
-    if o.n_buys + PREFETCH_DISTANCE < o.cap_buys:
-        CL_PREFETCH(&o.buys[o.n_buys + PREFETCH_DISTANCE])
 
 
 # ---------------------------------------------------------------- undo-logged changes
 
-cdef void budget_set(State* st, int64_t slot, int64_t value) noexcept nogil:
+cdef void slot_set(State* st, int64_t slot, int64_t used_fen, int64_t union_fen, int64_t purchases) noexcept nogil:
+    """Store an offer slot's use: discount given, union share, purchases (net of refunds)."""
     undo_push(st, U_BUDGET, slot)
     if st.undo_on and st.oom == 0:
-        st.undo[st.n_undo - 1].value = st.offers.budget_used[slot]
-    st.offers.budget_used[slot] = value
+        st.undo[st.n_undo - 1].slot_use = st.offers.slots[slot]
+    st.offers.slots[slot].used_fen = used_fen
+    st.offers.slots[slot].union_fen = union_fen
+    st.offers.slots[slot].purchases = purchases
 
 
 cdef void card_offer_set(State* st, CardOffer* row) noexcept nogil:
@@ -469,24 +470,25 @@ cdef void card_offer_set(State* st, CardOffer* row) noexcept nogil:
     undo_push(st, U_CARD_OFFER_ADD, o.n_cards - 1)
 
 
-cdef void purchase_set(State* st, Purchase* row, bint new) noexcept nogil:
-    """Store a purchase (`new`: its id is not stored yet; else its refund progress changed)."""
+cdef void refunded_set(State* st, uint64_t source, uint64_t seq, int64_t refundable_fen) noexcept nogil:
+    """Store what is left to refund of purchase (source, seq) (its first refund adds it)."""
     cdef Offers* o = st.offers
-    cdef int64_t k = -1 if new else map2_find(o.bmap, o.bmap_mask, row.source, row.seq)
-    CL_ASSERT(not new or map2_find(o.bmap, o.bmap_mask, row.source, row.seq) < 0, "a new purchase's id is new")
+    cdef int64_t k = map2_find(o.bmap, o.bmap_mask, source, seq)
     if k >= 0:
         undo_push(st, U_PURCHASE, k)
         if st.undo_on and st.oom == 0:
-            st.undo[st.n_undo - 1].purchase = o.buys[k]
-        o.buys[k] = row[0]
+            st.undo[st.n_undo - 1].refunded = o.buys[k]
+        o.buys[k].refundable_fen = refundable_fen
         return
-    if grow(<void**>&o.buys, &o.cap_buys, o.n_buys + 1, sizeof(Purchase)) != 0:
+    if grow(<void**>&o.buys, &o.cap_buys, o.n_buys + 1, sizeof(Refunded)) != 0:
         st.oom = 1
         return
-    if map2_insert(&o.bmap, &o.bmap_mask, &o.bmap_used, row.source, row.seq, o.n_buys) != 0:
+    if map2_insert(&o.bmap, &o.bmap_mask, &o.bmap_used, source, seq, o.n_buys) != 0:
         st.oom = 1
         return
-    o.buys[o.n_buys] = row[0]
+    o.buys[o.n_buys].source = source
+    o.buys[o.n_buys].seq = seq
+    o.buys[o.n_buys].refundable_fen = refundable_fen
     o.n_buys += 1
     undo_push(st, U_PURCHASE_ADD, o.n_buys - 1)
 
@@ -495,7 +497,7 @@ cdef void offers_undo(State* st, Undo* u) noexcept nogil:
     """Roll back one offer-state entry of the undo log (state.pxi's rollback)."""
     cdef Offers* o = st.offers
     if u.kind == U_BUDGET:
-        o.budget_used[u.idx] = u.value
+        o.slots[u.idx] = u.slot_use
     elif u.kind == U_CARD_OFFER:
         o.cards[u.idx] = u.card_offer
     elif u.kind == U_CARD_OFFER_ADD:
@@ -503,9 +505,9 @@ cdef void offers_undo(State* st, Undo* u) noexcept nogil:
         map2_delete(o.cmap, o.cmap_mask, &o.cmap_used, o.cards[u.idx].account_id, <uint64_t>o.cards[u.idx].slot)
         o.n_cards -= 1
     elif u.kind == U_PURCHASE:
-        o.buys[u.idx] = u.purchase
+        o.buys[u.idx] = u.refunded
     elif u.kind == U_PURCHASE_ADD:
-        CL_ASSERT(u.idx == o.n_buys - 1, "a purchase made in a chain is the last row")
+        CL_ASSERT(u.idx == o.n_buys - 1, "a purchase first refunded in a chain is the last row")
         map2_delete(o.bmap, o.bmap_mask, &o.bmap_used, o.buys[u.idx].source, o.buys[u.idx].seq)
         o.n_buys -= 1
 
@@ -543,7 +545,7 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
     cdef Decision dec
     cdef CardOffer row
     cdef CardOffer* c
-    cdef Purchase buy
+    cdef SlotUse* su
     cdef int code
     cdef bint counted
     if not amount_ok(gross):
@@ -564,7 +566,7 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
     paid = net + dec.u
     if merchant.credits_posted > INT64_MAX_ - paid or merchant.cash_fen + merchant.subsidy_fen > INT64_MAX_ - paid:
         return R_OVERFLOW
-    if dec.slot != NO_OFFER_C and st.offers.budget_used[dec.slot] > INT64_MAX_ - dec.d:
+    if dec.slot != NO_OFFER_C and st.offers.slots[dec.slot].used_fen > INT64_MAX_ - dec.d:
         return R_OVERFLOW
     if dec.slot != NO_OFFER_C:
         c = card_offer_find(st.offers, card.id, dec.slot)
@@ -589,7 +591,8 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
         union_acct.cash_fen -= dec.u
         union_acct.debits_posted += dec.u
     if dec.slot != NO_OFFER_C:
-        budget_set(st, dec.slot, st.offers.budget_used[dec.slot] + dec.d)
+        su = &st.offers.slots[dec.slot]
+        slot_set(st, dec.slot, su.used_fen + dec.d, su.union_fen + dec.u, su.purchases + 1)
     counted = dec.slot != NO_OFFER_C and (st.offers.vers[dec.v].rows[dec.i].day_count
                                           or st.offers.vers[dec.v].rows[dec.i].month_discount_fen)
     if counted:
@@ -598,70 +601,138 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
             row = c[0]
         offer_counted(&row, c != NULL, card.id, dec.slot, dec.day, dec.month, dec.d)
         card_offer_set(st, &row)
-    buy.source = op.source
-    buy.seq = op.seq
-    buy.card_id = card.id
-    buy.merchant_id = merchant.id
-    buy.union_id = union_acct.id if union_acct != NULL else 0
-    buy.gross_fen = gross
-    buy.subsidy_fen = sub
-    buy.cash_fen = net - sub
-    buy.discount_fen = dec.d
-    buy.union_fen = dec.u
-    buy.refunded_fen = 0
-    buy.slot = dec.slot
-    buy.day = dec.day if counted else CL_NOT_COUNTED  # uncounted: its refunds give the counters nothing back
-    buy.month = dec.month if counted else CL_NOT_COUNTED
-    purchase_set(st, &buy, True)  # (an id is decided once)
     set_effect(ef, net, available(card), card, merchant, sub)
     ef.discounts = <uint32_t>(dec.slot + 1)
     if union_acct != NULL:  # the third leg: the union account debited U
         ef.union_id = union_acct.id
         ef.union_fen = dec.u
+    # what its REFUNDs read back from this record: D, and the day its counters counted
+    ef.offer_fen = dec.d
+    ef.offer_day = dec.day + 1 if counted else 0
     return R_OK
 
 
+cdef inline bint purchase_of(const Journal* rec, Purchase* p) noexcept nogil:
+    """A successful PURCHASE's journal record, as its REFUNDs need it (spec purchase_of).
+    False if it is none, or names what no purchase could (a record from outside)."""
+    cdef int64_t net
+    if rec == NULL or rec.op.kind != K_PURCHASE or rec.code != R_OK:
+        return False
+    net = rec.result_amount_fen
+    if (not amount_ok(rec.op.amount_fen) or not (0 <= rec.subsidy_fen <= net <= rec.op.amount_fen)
+            or not (0 <= rec.union_fen <= rec.op.amount_fen - net) or rec.op.account_id == 0
+            or rec.op.counterparty_id == 0 or (rec.union_fen != 0) != (rec.union_id != 0) or rec.offer_day < 0):
+        return False
+    p.card_id = rec.op.account_id
+    p.merchant_id = rec.op.counterparty_id
+    p.union_id = rec.union_id
+    p.gross_fen = rec.op.amount_fen
+    p.subsidy_fen = rec.subsidy_fen
+    p.cash_fen = net - rec.subsidy_fen
+    p.discount_fen = rec.op.amount_fen - net
+    p.union_fen = rec.union_fen
+    p.slot = <int64_t>rec.discounts - 1
+    purchase_day(p, rec.offer_day)
+    return True
+
+
+cdef inline void purchase_day(Purchase* p, int64_t offer_day) noexcept nogil:
+    """The local day and month a record's offer_day names (NOT_COUNTED for 0)."""
+    if offer_day > 0:
+        p.day = offer_day - 1
+        p.month = tap_month_of_day(p.day)
+    else:
+        p.day = CL_NOT_COUNTED
+        p.month = CL_NOT_COUNTED
+
+
+cdef bint refund_finds(State* st, Op* op, Purchase* p) noexcept nogil:
+    """The purchase a REFUND names: its record in the decisions window (this batch's
+    included), else the one the ledger found before the batch (batch_bought)."""
+    cdef Journal tmp
+    cdef Journal* rec = NULL
+    cdef int64_t idx = recent_find(st, op.ref_source, op.ref_seq)
+    if idx >= 0:
+        rec = window_record(st, idx, &tmp)
+    elif st.batch_bought != NULL:
+        rec = &st.batch_bought[op - st.batch_ops]
+        if rec.journal_seq == 0 or rec.op.source != op.ref_source or rec.op.seq != op.ref_seq:
+            rec = NULL
+    return purchase_of(rec, p)
+
+
 cdef int op_refund(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
-    cdef int64_t part = op.amount_fen, k, g, r, r2, sub, cash, u, d, amount, paid
+    cdef int64_t part = op.amount_fen, k, g, r, r2, sub, cash, u, d, amount, paid, left, offer_day
     cdef Purchase p
     cdef Account* card
     cdef Account* merchant
     cdef Account* union_acct = NULL
     cdef CardOffer* c
     cdef CardOffer row
+    cdef SlotUse* su
+    cdef Journal* rr = st.refund_replay
     cdef uint16_t flags
     if not amount_ok(part):
         return R_INVALID_AMOUNT
-    k = map2_find(st.offers.bmap, st.offers.bmap_mask, op.ref_source, op.ref_seq)
-    if k < 0:
-        return R_PURCHASE_NOT_FOUND
-    p = st.offers.buys[k]
-    if st.policy != NULL and not policy_allows_parties(st.policy, op.source, p.card_id, p.merchant_id):
-        return R_SOURCE_NOT_ALLOWED
-    g = p.gross_fen
-    r = p.refunded_fen
-    if part > g - r:
-        return R_EXCEEDS_REFUNDABLE
-    card = account_get(st, p.card_id)
-    merchant = account_get(st, p.merchant_id)
-    if p.union_id:
-        union_acct = account_get(st, p.union_id)
-    # (a purchase's accounts always exist, unless its state was loaded from outside)
-    if card == NULL or merchant == NULL or (p.union_id and union_acct == NULL) or p.slot >= st.offers.cap_budget:
-        return R_PURCHASE_NOT_FOUND  # (a state loaded from outside that names no such account)
-    flags = card.flags | merchant.flags
-    if union_acct != NULL:
-        flags |= union_acct.flags
-    if flags & AF_CLOSED:
-        return R_ACCOUNT_CLOSED
-    if merchant.flags & AF_FROZEN:
-        return R_ACCOUNT_FROZEN
-    r2 = r + part
-    sub = cl_mul_div(p.subsidy_fen, r2, g) - cl_mul_div(p.subsidy_fen, r, g)
-    cash = cl_mul_div(p.cash_fen, r2, g) - cl_mul_div(p.cash_fen, r, g)
-    u = cl_mul_div(p.union_fen, r2, g) - cl_mul_div(p.union_fen, r, g)
-    d = cl_mul_div(p.discount_fen, r2, g) - cl_mul_div(p.discount_fen, r, g)
-    amount = sub + cash
+    if rr != NULL and refund_finds(st, op, &p):
+        rr = NULL  # a replay whose purchase is in the window decides again, and is checked
+    if rr != NULL:
+        # A replay of a refund whose purchase lies before the window: its own record
+        # says what it moved (spec op_refund); what is left to refund must follow.
+        k = map2_find(st.offers.bmap, st.offers.bmap_mask, op.ref_source, op.ref_seq)
+        if k >= 0 and st.offers.buys[k].refundable_fen - part != rr.refundable_fen:
+            return R_EXCEEDS_REFUNDABLE
+        p.card_id = rr.credit_id
+        p.merchant_id = rr.debit_id
+        p.union_id = rr.union_id
+        p.slot = <int64_t>rr.discounts - 1
+        offer_day = rr.offer_day
+        purchase_day(&p, offer_day)
+        amount = rr.result_amount_fen
+        sub = rr.subsidy_fen
+        cash = amount - sub
+        u = rr.union_fen
+        d = rr.offer_fen
+        left = rr.refundable_fen
+        card = account_get(st, p.card_id)
+        merchant = account_get(st, p.merchant_id)
+        if p.union_id:
+            union_acct = account_get(st, p.union_id)
+        if (card == NULL or merchant == NULL or (p.union_id and union_acct == NULL) or p.slot >= st.offers.cap_budget
+                or p.slot < NO_OFFER_C or not (0 <= sub <= amount) or u < 0 or d < 0 or left < 0):
+            return R_PURCHASE_NOT_FOUND
+    else:
+        if st.refund_replay == NULL and not refund_finds(st, op, &p):  # (a replay found it above)
+            return R_PURCHASE_NOT_FOUND
+        if st.policy != NULL and not policy_allows_parties(st.policy, op.source, p.card_id, p.merchant_id):
+            return R_SOURCE_NOT_ALLOWED
+        g = p.gross_fen
+        k = map2_find(st.offers.bmap, st.offers.bmap_mask, op.ref_source, op.ref_seq)
+        r = g - st.offers.buys[k].refundable_fen if k >= 0 else 0
+        if part > g - r:
+            return R_EXCEEDS_REFUNDABLE
+        card = account_get(st, p.card_id)
+        merchant = account_get(st, p.merchant_id)
+        if p.union_id:
+            union_acct = account_get(st, p.union_id)
+        # (a purchase's accounts always exist, unless its record came from outside)
+        if card == NULL or merchant == NULL or (p.union_id and union_acct == NULL) or p.slot >= st.offers.cap_budget:
+            return R_PURCHASE_NOT_FOUND
+        flags = card.flags | merchant.flags
+        if union_acct != NULL:
+            flags |= union_acct.flags
+        if flags & AF_CLOSED:
+            return R_ACCOUNT_CLOSED
+        if merchant.flags & AF_FROZEN:
+            return R_ACCOUNT_FROZEN
+        r2 = r + part
+        sub = cl_mul_div(p.subsidy_fen, r2, g) - cl_mul_div(p.subsidy_fen, r, g)
+        cash = cl_mul_div(p.cash_fen, r2, g) - cl_mul_div(p.cash_fen, r, g)
+        u = cl_mul_div(p.union_fen, r2, g) - cl_mul_div(p.union_fen, r, g)
+        d = cl_mul_div(p.discount_fen, r2, g) - cl_mul_div(p.discount_fen, r, g)
+        amount = sub + cash
+        left = g - r2
+        offer_day = p.day + 1 if p.day != CL_NOT_COUNTED else 0
     paid = amount + u
     if merchant.cash_fen < paid:
         return R_INSUFFICIENT_FUNDS
@@ -672,6 +743,7 @@ cdef int op_refund(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
     if union_acct != NULL and (union_acct.credits_posted > INT64_MAX_ - u or union_acct.cash_fen > INT64_MAX_ - u):
         return R_OVERFLOW
     CL_ASSERT(sub >= 0 and cash >= 0 and u >= 0 and d >= 0, "no part of a refund takes anything back")
+    CL_ASSERT(left >= 0, "a refund leaves a purchase's gross refundable, never below zero")
     touch(st, card)
     touch(st, merchant)
     merchant.cash_fen -= paid
@@ -684,22 +756,26 @@ cdef int op_refund(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogil:
         union_acct.cash_fen += u
         union_acct.credits_posted += u
     if p.slot != NO_OFFER_C:
-        budget_set(st, p.slot, st.offers.budget_used[p.slot] - d)
+        su = &st.offers.slots[p.slot]
+        slot_set(st, p.slot, su.used_fen - d, su.union_fen - u, su.purchases - (1 if left == 0 else 0))
         c = card_offer_find(st.offers, card.id, p.slot)
         if c != NULL and (c.month == p.month or c.day == p.day):
             row = c[0]
             if row.month == p.month:
                 row.month_discount_fen -= d
-            if r2 == g and row.day == p.day:
+            if left == 0 and row.day == p.day:
                 row.day_count -= 1
             card_offer_set(st, &row)
-    p.refunded_fen = r2
-    purchase_set(st, &p, False)
+    refunded_set(st, op.ref_source, op.ref_seq, left)
     set_effect(ef, amount, available(card), merchant, card, sub)
     ef.discounts = <uint32_t>(p.slot + 1)
     if union_acct != NULL and u:  # the third leg: the union account credited this part's u
         ef.union_id = union_acct.id
         ef.union_fen = u
+    # what replay reads back: the budget's part, the purchase's counted day, what is left
+    ef.offer_fen = d
+    ef.offer_day = offer_day
+    ef.refundable_fen = left
     return R_OK
 
 
@@ -902,24 +978,25 @@ cdef object offers_install(Offers* o, object versions, list keep):
 
 
 cdef object offers_export(Offers* o, bint sort):
-    """(budgets OFFER_BUDGET_DTYPE of the slots with a budget spent, card counters
-    CARD_OFFER_DTYPE, purchases PURCHASE_DTYPE), copies; with `sort`, each by its key."""
+    """(slots OFFER_BUDGET_DTYPE of the slots with any use, card counters
+    CARD_OFFER_DTYPE, refunded purchases REFUNDED_DTYPE), copies; with `sort`, each by
+    its key."""
     cdef Py_ssize_t k, n = 0
     for k in range(o.cap_budget):
-        if o.budget_used[k] != 0:
+        if o.slots[k].used_fen != 0 or o.slots[k].union_fen != 0 or o.slots[k].purchases != 0:
             n += 1
     budgets = np.zeros(n, dtype=OFFER_BUDGET_DTYPE)
     n = 0
     for k in range(o.cap_budget):
-        if o.budget_used[k] != 0:
-            budgets[n] = (k, o.budget_used[k])
+        if o.slots[k].used_fen != 0 or o.slots[k].union_fen != 0 or o.slots[k].purchases != 0:
+            budgets[n] = (k, o.slots[k].used_fen, o.slots[k].union_fen, o.slots[k].purchases)
             n += 1
     cards = np.empty(o.n_cards, dtype=CARD_OFFER_DTYPE)
     if o.n_cards:
         memcpy(cnp.PyArray_DATA(cards), o.cards, o.n_cards * sizeof(CardOffer))
-    buys = np.empty(o.n_buys, dtype=PURCHASE_DTYPE)
+    buys = np.empty(o.n_buys, dtype=REFUNDED_DTYPE)
     if o.n_buys:
-        memcpy(cnp.PyArray_DATA(buys), o.buys, o.n_buys * sizeof(Purchase))
+        memcpy(cnp.PyArray_DATA(buys), o.buys, o.n_buys * sizeof(Refunded))
     if sort:
         cards = cards[np.lexsort((cards["slot"], cards["account_id"]))]
         buys = buys[np.lexsort((buys["seq"], buys["source"]))]
@@ -930,33 +1007,28 @@ cdef object offers_load(Offers* o, object budgets, object cards, object buys):
     """Replace the offer state (arrays as `offers_export` gives)."""
     cdef cnp.ndarray b = np.ascontiguousarray(budgets, dtype=OFFER_BUDGET_DTYPE)
     cdef cnp.ndarray c = np.ascontiguousarray(cards, dtype=CARD_OFFER_DTYPE)
-    cdef cnp.ndarray p = np.ascontiguousarray(buys, dtype=PURCHASE_DTYPE)
+    cdef cnp.ndarray p = np.ascontiguousarray(buys, dtype=REFUNDED_DTYPE)
     cdef Py_ssize_t k
     cdef CardOffer* cr = <CardOffer*>cnp.PyArray_DATA(c)
-    cdef Purchase* pr = <Purchase*>cnp.PyArray_DATA(p)
-    cdef int64_t cap = o.cap_budget
+    cdef Refunded* pr = <Refunded*>cnp.PyArray_DATA(p)
     if len(b) and (int(b["slot"].min()) < 0 or int(b["slot"].max()) >= OFFER_SLOTS_MAX):
         raise ValueError("load_offer_state: an offer slot out of range")
     if (len(c) and (c["account_id"] == 0).any()) or (len(p) and (p["source"] == 0).any()):
         raise ValueError("load_offer_state: a row keyed by 0")
-    # A purchase's slot indexes the budgets; its figures bound what a refund moves.
-    if len(p) and ((p["slot"] < -1).any() or (p["slot"] >= OFFER_SLOTS_MAX).any() or (p["gross_fen"] <= 0).any() or (p["refunded_fen"] < 0).any()
-                   or (p["refunded_fen"] > p["gross_fen"]).any() or (p["card_id"] == 0).any()
-                   or (p["merchant_id"] == 0).any()):
-        raise ValueError("load_offer_state: a purchase's slot, gross, refunded part or accounts are not possible")
-    if len(p) and len(b) == 0:
-        cap = max(cap, int(p["slot"].max()) + 1)
-    elif len(p):
-        cap = max(cap, int(p["slot"].max()) + 1, int(b["slot"].max()) + 1)
+    if len(p) and (p["refundable_fen"] < 0).any():
+        raise ValueError("load_offer_state: a refunded purchase with less than nothing left to refund")
+    cdef int64_t cap = o.cap_budget  # the installed versions' slots keep their room
     offers_free_state(o)
     if offers_init_state(o) != 0:
         raise MemoryError("cardledger core: cannot allocate the offer state")
     if offers_budget_room(o, max(cap, (int(b["slot"].max()) + 1) if len(b) else 0)) != 0:
         raise MemoryError("cardledger core: cannot allocate the offer budgets")
-    for slot, used in b.tolist():
-        o.budget_used[slot] = used
+    for slot, used, union, bought in b.tolist():
+        o.slots[slot].used_fen = used
+        o.slots[slot].union_fen = union
+        o.slots[slot].purchases = bought
     if grow(<void**>&o.cards, &o.cap_cards, len(c), sizeof(CardOffer)) != 0 or \
-            grow(<void**>&o.buys, &o.cap_buys, len(p), sizeof(Purchase)) != 0:
+            grow(<void**>&o.buys, &o.cap_buys, len(p), sizeof(Refunded)) != 0:
         raise MemoryError("cardledger core: cannot allocate the offer state")
     for k in range(len(c)):
         o.cards[k] = cr[k]
