@@ -570,6 +570,18 @@ cdef class Engine:
         """Replace the offer state (arrays as `export_offer_state` gives)."""
         offers_load(&self.offers, budgets, cards, bought)
 
+    def reserve_card_offers(self, int64_t n):
+        """Make room for n cards' counters per offer (and their map) now and fault the
+        memory in, so that no batch pays for growing them. MemoryError if refused."""
+        cdef Offers* o = &self.offers
+        if n <= o.cap_cards:
+            return
+        if (grow(<void**>&o.cards, &o.cap_cards, n, sizeof(CardOffer)) != 0
+                or map2_reserve(&o.cmap, &o.cmap_mask, n) != 0):
+            raise MemoryError("cardledger core: cannot allocate the card counters")
+        with nogil:  # the rows past the used ones: faulted in here, not by the batches
+            memset(o.cards + o.n_cards, 0, (o.cap_cards - o.n_cards) * sizeof(CardOffer))
+
     def quote_purchase(self, uint64_t card_id, uint64_t merchant_id, int64_t gross_fen, int64_t time_us):
         """(net, discount, union share, offer slot or NO_OFFER) a PURCHASE would decide
         now; nothing changes."""

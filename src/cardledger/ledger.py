@@ -715,6 +715,23 @@ class Ledger:
         self._journeys_prefaulted = engine.journey_capacity()
         engine.prefault_journeys()
 
+    @_locked
+    def reserve_offer_counters(self, counters_per_card: int = 1) -> None:
+        """Make room for the cards' counters of limited offers now and fault their
+        memory in: `counters_per_card` for every account (default one).
+
+        A card gets a counter for each offer with a `per_card_day_count` or a
+        `per_card_month_discount_fen` it buys with (docs/purchases.md); the table and
+        its map grow as new cards use new offers, and the batch that grows them pays
+        for copying and faulting in the memory. Call this before a purchase-heavy hour
+        (as `reserve_journeys` before a peak of taps) to pay for it here instead.
+        Memory only: nothing is written, and results never depend on it.
+        """
+        self._usable()
+        if counters_per_card < 1:
+            raise ValueError(f"counters_per_card must be at least 1, got {counters_per_card}")
+        self._engine.reserve_card_offers(self._engine.account_count() * counters_per_card)
+
     # ================================================================== public: reads
 
     def balance(self, account_id: int, as_of_us: int | None = None) -> int:

@@ -586,3 +586,16 @@ def test_a_refund_finds_its_purchase_across_every_checkpoint_and_id_flush(tmp_pa
         got = [code(s.refund(seq, 1)) for _ in range(12)]
         assert got == ["OK"] * 12
         assert led.verify().ok
+
+
+def test_reserving_offer_counters_changes_no_result(till):
+    """reserve_offer_counters is memory only: the same purchases decide the same with
+    and without it, and a reservation below one counter per card is refused."""
+    install(till.led, {"id": "d", "amount_off_fen": 100, "per_card_day_count": 1})
+    till.led.reserve_offer_counters(3)
+    r1, _ = till.buy(1_000)
+    r2, _ = till.buy(1_000)
+    assert (r1["amount_fen"], r2["amount_fen"]) == (900, 1_000)  # the day's one discount, then none
+    with pytest.raises(ValueError, match="counters_per_card"):
+        till.led.reserve_offer_counters(0)
+    assert till.led.verify().ok

@@ -120,6 +120,9 @@ class Engine(Protocol):
     def load_offer_state(self, budgets: np.ndarray, cards: np.ndarray, refunded: np.ndarray) -> None:
         """Replace the offer state (as `export_offer_state` gives)."""
 
+    def reserve_card_offers(self, n: int) -> None:
+        """Make room for n cards' counters per offer now (memory only)."""
+
     def quote_purchase(self, card_id: int, merchant_id: int, gross_fen: int, time_us: int) -> tuple[int, int, int, int]:
         """(net, discount, union share, offer slot or NO_OFFER) a PURCHASE would decide now."""
 

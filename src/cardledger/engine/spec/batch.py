@@ -162,6 +162,9 @@ class Engine:
         """Replace the offer state (arrays as `export_offer_state` gives)."""
         purchases.load_state(self, budgets, cards, bought)
 
+    def reserve_card_offers(self, n: int) -> None:
+        """Nothing to reserve: the reference keeps the cards' counters in a dict."""
+
     def quote_purchase(self, card_id: int, merchant_id: int, gross_fen: int, time_us: int) -> tuple[int, int, int, int]:
         """(net, discount, union share, offer slot or NO_OFFER) a PURCHASE would decide
         now; nothing changes."""
