@@ -209,6 +209,8 @@ cdef inline void prefetch_ahead(State* st, Op* first, int64_t k, int64_t n, size
         op = op_at(first, k + HOLD_PREFETCH_DISTANCE, stride)
         if op.kind == K_TAP:
             prefetch_hold(st, op.account_id)
+        elif op.kind == K_PURCHASE:
+            purchase_prefetch_state(st, op)  # purchases.pxi
     if k + HOLD_RECORD_PREFETCH_DISTANCE < n:
         op = op_at(first, k + HOLD_RECORD_PREFETCH_DISTANCE, stride)
         if op.kind == K_TAP:

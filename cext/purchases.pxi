@@ -68,6 +68,7 @@ OFFER_SLOTS_MAX = 1 << 31
 cdef struct Decision:
     int32_t v
     int64_t i
+    OfferRow* w     # the row decided by (in the cache: op_purchase reads it, not rows[i])
     int64_t slot
     int64_t d
     int64_t u
@@ -243,6 +244,7 @@ cdef void offer_consider(State* st, OfferRow* w, const Account* card, int64_t d,
                 or union_acct.cash_fen < u):
             return
     best.i = i
+    best.w = w
     best.slot = w.slot
     best.d = d
     best.u = u
@@ -339,6 +341,7 @@ cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int
     cdef int n = 0
     best.v = -1
     best.i = -1
+    best.w = NULL
     best.slot = NO_OFFER_C
     best.d = 0
     best.u = 0
@@ -435,6 +438,37 @@ cdef inline void purchase_prefetch(State* st, Op* op) noexcept nogil:
             CL_PREFETCH(end - 1)
             for j in range(s.n_limited):
                 CL_PREFETCH(&o.cmap[mix128(op.account_id, <uint64_t>s.limited[j]) & o.cmap_mask])
+
+
+cdef inline void purchase_prefetch_state(State* st, Op* op) noexcept nogil:
+    """Fetch ahead (HOLD_PREFETCH_DISTANCE) what a PURCHASE will write, now that the
+    merchant's rows and the counters' map slots are in the cache (purchase_prefetch):
+    the use of each of the merchant's offers (one of them wins) and the card's counters
+    of its limited offers."""
+    cdef Offers* o = st.offers
+    cdef int v = offer_at(o, op.time_us)
+    cdef OfferVer* t
+    cdef uint64_t h
+    cdef MerchantSlot* s
+    cdef int64_t r, k
+    cdef int32_t j
+    if v < 0:
+        return
+    t = &o.vers[v]
+    h = mix64(op.counterparty_id) & t.mslots_mask
+    s = &t.mslots[h]
+    while s.lo >= 0 and s.id != op.counterparty_id:
+        h = (h + 1) & t.mslots_mask
+        s = &t.mslots[h]
+    if s.lo < 0:
+        return
+    for r in range(s.lo, s.hi):
+        if 0 <= t.mrows[r].slot < o.cap_budget:
+            CL_PREFETCH(&o.slots[t.mrows[r].slot])
+    for j in range(s.n_limited):
+        k = map2_find(o.cmap, o.cmap_mask, op.account_id, <uint64_t>s.limited[j])
+        if k >= 0:
+            CL_PREFETCH(&o.cards[k])
 
 
 # ---------------------------------------------------------------- undo-logged changes
@@ -568,12 +602,15 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
         return R_OVERFLOW
     if dec.slot != NO_OFFER_C and st.offers.slots[dec.slot].used_fen > INT64_MAX_ - dec.d:
         return R_OVERFLOW
-    if dec.slot != NO_OFFER_C:
+    # a card's counters count the purchases of an offer that limits cards (by day or month)
+    counted = dec.slot != NO_OFFER_C and (dec.w.day_count or dec.w.month_discount_fen)
+    c = NULL
+    if counted:  # (decide read them already: in the cache)
         c = card_offer_find(st.offers, card.id, dec.slot)
         if c != NULL and c.month == dec.month and c.month_discount_fen > INT64_MAX_ - dec.d:
             return R_OVERFLOW
     if dec.u:
-        union_acct = account_get(st, st.offers.vers[dec.v].rows[dec.i].union_account)
+        union_acct = account_get(st, dec.w.union_account)
         CL_ASSERT(union_acct != NULL, "the union account of an offer with a union share exists")
         if union_acct.debits_posted > INT64_MAX_ - dec.u:
             return R_OVERFLOW
@@ -593,10 +630,7 @@ cdef int op_purchase(State* st, Op* op, Effect* ef, uint64_t jseq) noexcept nogi
     if dec.slot != NO_OFFER_C:
         su = &st.offers.slots[dec.slot]
         slot_set(st, dec.slot, su.used_fen + dec.d, su.union_fen + dec.u, su.purchases + 1)
-    counted = dec.slot != NO_OFFER_C and (st.offers.vers[dec.v].rows[dec.i].day_count
-                                          or st.offers.vers[dec.v].rows[dec.i].month_discount_fen)
     if counted:
-        c = card_offer_find(st.offers, card.id, dec.slot)
         if c != NULL:
             row = c[0]
         offer_counted(&row, c != NULL, card.id, dec.slot, dec.day, dec.month, dec.d)

@@ -254,7 +254,9 @@ def op_purchase(eng: Engine, op: dict, jseq: int):
     st = eng.offers
     if slot != NO_OFFER and st.used(slot) > INT64_MAX - d:
         return Result.OVERFLOW, None
-    c = st.card_offer.get((card.id, slot)) if slot != NO_OFFER else None
+    # a card's counters count the purchases of an offer that limits cards (by day or month)
+    counts = slot != NO_OFFER and (int(st.versions[v].day_count[i]) or int(st.versions[v].month_discount_fen[i]))
+    c = st.card_offer.get((card.id, slot)) if counts else None
     if c is not None and c[C_MONTH] == month and c[C_MDISC] > INT64_MAX - d:
         return Result.OVERFLOW, None
     union = None
@@ -275,8 +277,6 @@ def op_purchase(eng: Engine, op: dict, jseq: int):
     if slot != NO_OFFER:
         used, union_used, bought = st.slots.get(slot, (0, 0, 0))
         _set(eng, st.slots, slot, [used + d, union_used + u, bought + 1])
-    # a card's counters count the purchases of an offer that limits cards (by day or month)
-    counts = slot != NO_OFFER and (int(st.versions[v].day_count[i]) or int(st.versions[v].month_discount_fen[i]))
     if counts:
         _set(eng, st.card_offer, (card.id, slot), counted(st.card_offer.get((card.id, slot)), day, month, d))
     # The third leg: the union account debited U (the merchant is credited net + U).
