@@ -259,6 +259,8 @@ cdef tuple _policy_rows(list keep, object t):
     acc_listed = (la >= 0) & ~acc_in
     cp_listed = (lc >= 0) & ~cp_in
     cp_off = np.where(acc_in, la, np.where(acc_listed, 2, 0))
+    if n and int((cp_off + np.where(cp_in, lc, np.where(cp_listed, 2, 0))).max()) > cap:
+        raise ValueError("policy tables: a row's lists overflow its slots")  # (_slot_layout never does)
     slots[acc_listed, 0] = acc_lo[acc_listed].astype(np.uint64)
     slots[acc_listed, 1] = np.asarray(t.acc_hi, dtype=np.int64)[acc_listed].astype(np.uint64)
     slots[at[cp_listed], cp_off[cp_listed]] = cp_lo[cp_listed].astype(np.uint64)
