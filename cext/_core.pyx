@@ -29,7 +29,7 @@ cimport numpy as cnp
 from cardledger.schema import (
     ACCOUNT_DTYPE, SOURCE_DTYPE, PENDING_DTYPE, JOURNAL_DTYPE, RESULT_DTYPE,
     OP_DTYPE, DECISION_DTYPE, DEFAULT_CASH_CAP_FEN, JOURNEY_DTYPE, JOURNEY_LEGS_MAX,
-    FARE_CAPS_MAX, FARE_TIERS_MAX, REVERSE_REF_DTYPE, OFFER_BUDGET_DTYPE, CARD_OFFER_DTYPE, PURCHASE_DTYPE,
+    FARE_CAPS_MAX, FARE_TIERS_MAX, REVERSE_REF_DTYPE, OFFER_BUDGET_DTYPE, CARD_OFFER_DTYPE, REFUNDED_DTYPE,
 )
 
 cnp.import_array()
@@ -65,7 +65,7 @@ def record_sizes():
         "OP": sizeof(Op), "RESULT": sizeof(Result), "JOURNAL": sizeof(Journal),
         "ACCOUNT": sizeof(Account), "SOURCE": sizeof(Source), "PENDING": sizeof(Pending),
         "JOURNEY": sizeof(Journey), "REVERSE_REF": sizeof(ReverseRef),
-        "CARD_OFFER": sizeof(CardOffer), "PURCHASE": sizeof(Purchase),
+        "CARD_OFFER": sizeof(CardOffer), "REFUNDED": sizeof(Refunded),
     }
 
 

@@ -58,6 +58,12 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
         rec.subsidy_fen = ef.subsidy_fen
         rec.union_id = ef.union_id
         rec.union_fen = ef.union_fen
+        rec.offer_fen = ef.offer_fen
+        rec.offer_day = ef.offer_day
+        rec.refundable_fen = ef.refundable_fen
+        CL_ASSERT(op.kind == K_PURCHASE or op.kind == K_REFUND
+                  or (ef.offer_fen == 0 and ef.offer_day == 0 and ef.refundable_fen == 0),
+                  "only a PURCHASE or a REFUND has offer words")
         CL_ASSERT(ef.union_fen >= 0 and (ef.union_fen == 0) == (ef.union_id == 0),
                   "a record's union leg names its account exactly when it moves fen, never negative")
         CL_ASSERT(ef.union_id == 0 or op.kind == K_PURCHASE or op.kind == K_REFUND,
@@ -78,6 +84,9 @@ cdef Journal* decide(State* st, Op* op, int code, Effect* ef, uint64_t jseq) noe
         rec.subsidy_fen = 0
         rec.union_id = 0
         rec.union_fen = 0
+        rec.offer_fen = 0
+        rec.offer_day = 0
+        rec.refundable_fen = 0
     if recent_insert(st, op.source, op.seq, st.n_dec) != 0:
         st.oom = 1
         return NULL
@@ -200,6 +209,8 @@ cdef inline void prefetch_ahead(State* st, Op* first, int64_t k, int64_t n, size
         op = op_at(first, k + HOLD_PREFETCH_DISTANCE, stride)
         if op.kind == K_TAP:
             prefetch_hold(st, op.account_id)
+        elif op.kind == K_PURCHASE:
+            purchase_prefetch_state(st, op)  # purchases.pxi
     if k + HOLD_RECORD_PREFETCH_DISTANCE < n:
         op = op_at(first, k + HOLD_RECORD_PREFETCH_DISTANCE, stride)
         if op.kind == K_TAP:
@@ -352,6 +363,9 @@ cdef inline void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t
             rec.credit_prev_seq = 0
             rec.union_id = 0
             rec.union_fen = 0
+            rec.offer_fen = 0
+            rec.offer_day = 0
+            rec.refundable_fen = 0
         if r.code != R_OK:
             r.balance_fen = balance_or_zero(st, ops[k].account_id)
             rec.balance_fen = r.balance_fen
@@ -362,10 +376,12 @@ cdef inline void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t
 
 
 cdef int apply_batch(State* st, Op* ops, int64_t n, Journal* prior,
-                     unsigned char* has_prior, Result* results, ReverseRef* refs) noexcept nogil:
+                     unsigned char* has_prior, Result* results, ReverseRef* refs,
+                     Journal* bought) noexcept nogil:
     cdef int64_t i = 0, j
     st.batch_ops = ops
     st.batch_refs = refs
+    st.batch_bought = bought
     while i < n:
         # A chain runs from i to the first op without LINKED (or the batch end).
         j = i
@@ -374,9 +390,11 @@ cdef int apply_batch(State* st, Op* ops, int64_t n, Journal* prior,
         apply_chain(st, ops, i, j + 1, n, prior, has_prior, results)
         if st.oom:
             st.batch_refs = NULL
+            st.batch_bought = NULL
             return -1
         i = j + 1
     st.batch_refs = NULL
+    st.batch_bought = NULL
     CL_ASSERT(i == n, "the chains cover the batch: every op has its result")
     CL_ASSERT(st.n_tail <= 2 * n, "a batch decides at most two records per op (a tap's settlement)")
     return 0
@@ -404,10 +422,13 @@ cdef int64_t replay_records(State* st, Journal* recs, int64_t n) noexcept nogil:
                 st.reverse_replay_amount = rec.result_amount_fen
                 st.reverse_replay_subsidy = rec.subsidy_fen
                 st.reverse_replay_mask = rec.discounts
+            elif rec.op.kind == K_REFUND:  # so does a REFUND's
+                st.refund_replay = rec
             # As decided then: a record older than the strict field checks may break
             # them (a TOPUP at time_us 0), and it stays OK.
             code = execute(st, &rec.op, &ef, rec.journal_seq, False)
             st.reverse_replay_on = 0
+            st.refund_replay = NULL
             CL_DEBUG_DO(debug_op_check(st, &rec.op, code))
             if code != R_OK:
                 return -2 if st.oom else i
@@ -544,21 +565,26 @@ cdef class Engine:
         self._offer_keep = keep
 
     def export_offer_state(self, bint sort=True):
-        """The offer state: (budgets OFFER_BUDGET_DTYPE, card counters CARD_OFFER_DTYPE,
-        purchases PURCHASE_DTYPE), copies; with `sort` (a checkpoint asks without), each
-        table sorted by its key as the reference engine gives it."""
+        """The offer state: (slots OFFER_BUDGET_DTYPE, card counters CARD_OFFER_DTYPE,
+        refunded purchases REFUNDED_DTYPE), copies; with `sort` (a checkpoint asks
+        without), each table sorted by its key as the reference engine gives it."""
         return offers_export(&self.offers, sort)
 
     def load_offer_state(self, budgets, cards, bought):
         """Replace the offer state (arrays as `export_offer_state` gives)."""
         offers_load(&self.offers, budgets, cards, bought)
 
-    def reserve_purchases(self, int64_t n):
-        """Make room for n purchases (and their map) now, so that no batch pays for
-        growing them. MemoryError if refused."""
-        if (grow(<void**>&self.offers.buys, &self.offers.cap_buys, n, sizeof(Purchase)) != 0
-                or map2_reserve(&self.offers.bmap, &self.offers.bmap_mask, n) != 0):
-            raise MemoryError("cardledger core: cannot allocate the purchases")
+    def reserve_card_offers(self, int64_t n):
+        """Make room for n cards' counters per offer (and their map) now and fault the
+        memory in, so that no batch pays for growing them. MemoryError if refused."""
+        cdef Offers* o = &self.offers
+        if n <= o.cap_cards:
+            return
+        if (grow(<void**>&o.cards, &o.cap_cards, n, sizeof(CardOffer)) != 0
+                or map2_reserve(&o.cmap, &o.cmap_mask, n) != 0):
+            raise MemoryError("cardledger core: cannot allocate the card counters")
+        with nogil:  # the rows past the used ones: faulted in here, not by the batches
+            memset(o.cards + o.n_cards, 0, (o.cap_cards - o.n_cards) * sizeof(CardOffer))
 
     def quote_purchase(self, uint64_t card_id, uint64_t merchant_id, int64_t gross_fen, int64_t time_us):
         """(net, discount, union share, offer slot or NO_OFFER) a PURCHASE would decide
@@ -968,10 +994,11 @@ cdef class Engine:
                 m[i] = 1
         return records, found
 
-    def apply(self, ops, prior=None, has_prior=None, refs=None):
+    def apply(self, ops, prior=None, has_prior=None, refs=None, bought=None):
         """Apply a batch; return (results RESULT_DTYPE, journal JOURNAL_DTYPE).
-        `refs` (REVERSE_REF_DTYPE, one per op): the taps REVERSE ops name (spec:
-        Engine.apply)."""
+        `refs` (REVERSE_REF_DTYPE, one per op): the taps REVERSE ops name; `bought`
+        (JOURNAL_DTYPE, one per op): the records of the purchases REFUND ops name,
+        decided before the batch (journal_seq 0: none) (spec: Engine.apply)."""
         cdef cnp.ndarray arr = ops
         cdef Py_ssize_t n = len(arr)
         results = np.zeros(n, dtype=RESULT_DTYPE)
@@ -984,6 +1011,13 @@ cdef class Engine:
             if len(rf) != n:
                 raise ValueError("refs must have one row per op")
             refs_p = <ReverseRef*>cnp.PyArray_DATA(rf)
+        cdef cnp.ndarray bo
+        cdef Journal* bought_p = NULL
+        if bought is not None:
+            bo = np.ascontiguousarray(bought, dtype=JOURNAL_DTYPE)
+            if len(bo) != n:
+                raise ValueError("bought must have one row per op")
+            bought_p = <Journal*>cnp.PyArray_DATA(bo)
         cdef Journal* prior_p = NULL
         cdef cnp.uint8_t* has_p = NULL
         if has_prior is not None:
@@ -1003,9 +1037,9 @@ cdef class Engine:
         # GIL back from a busy event loop (group commit's batches are small).
         if n >= NOGIL_OPS_MIN:
             with nogil:
-                rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p, refs_p)
+                rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p, refs_p, bought_p)
         else:
-            rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p, refs_p)
+            rc = apply_batch(&self.st, ops_p, n, prior_p, has_p, res_p, refs_p, bought_p)
         if rc != 0:
             raise MemoryError("cardledger core: out of memory while applying a batch")
         cdef Py_ssize_t nj = self.st.n_tail

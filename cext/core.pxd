@@ -6,7 +6,7 @@
 # cardledger/schema.py byte for byte (tests/engine/test_schema.py checks the sizes); result,
 # kind and flag codes match the enums there. Limits mirror the named Python constants.
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t, int32_t, int64_t
 
 
 # ================================================================ debug tripwires
@@ -226,6 +226,9 @@ cdef struct Journal:
     uint64_t credit_prev_seq
     uint64_t union_id  # a PURCHASE's / REFUND's union account (0: none)
     int64_t union_fen  # ...debited (PURCHASE) / credited (REFUND) this much
+    int64_t offer_fen  # a PURCHASE's discount; a REFUND's share of it given back
+    int64_t offer_day  # the purchase's counted local day + 1 (0: not counted)
+    int64_t refundable_fen  # a REFUND: the purchase's gross left to refund after it
 
 cdef struct Account:
     uint64_t id
@@ -322,6 +325,9 @@ cdef struct Effect:
     uint32_t discounts  # TAP: FareDiscount bits (0 for every other kind)
     uint64_t union_id  # PURCHASE / REFUND: the union account's leg (0: none)
     int64_t union_fen
+    int64_t offer_fen  # PURCHASE / REFUND: the record's offer words (JOURNAL_DTYPE)
+    int64_t offer_day
+    int64_t refundable_fen
 
 # How a debit draws a card's purses.
 cdef enum:
@@ -533,12 +539,32 @@ cdef struct OfferRow:
     int64_t budget_fen
     int64_t union_share_bp
     uint64_t union_account
-    int32_t dow_mask
-    int32_t cat_all
+    int32_t row                 # its index in its version's rows
+    int16_t dow_mask
+    int16_t cat_all
     int32_t hour_lo             # its hour ranges: hour_start/hour_end[hour_lo:hour_hi]
     int32_t hour_hi
     int32_t cat_lo              # its categories: cats[cat_lo:cat_hi]
     int32_t cat_hi
+
+# A merchant's own offers in a version: merchant_offers[lo:hi] (an open-addressing
+# table over the merchant ids, built at install; lo = -1: an empty slot), and the
+# slots of the first MERCHANT_LIMITED_C of them that limit cards (whose counters a
+# purchase there reads: fetched ahead from here, without waiting for the rows).
+cdef enum:
+    MERCHANT_LIMITED_C = 3
+
+cdef struct MerchantSlot:
+    uint64_t id
+    int32_t lo
+    int32_t hi
+    int32_t n_limited
+    int32_t limited[MERCHANT_LIMITED_C]
+
+# An offer with a percent off only: its row and percent_off_bp.
+cdef struct PercentOffer:
+    int64_t row
+    int64_t percent_off_bp
 
 # One installed offer-catalog version, compiled (offers/tables.py OfferTables): its rows,
 # and raw pointers into the numpy arrays the Engine keeps alive.
@@ -546,6 +572,16 @@ cdef struct OfferVer:
     int64_t start_us
     int64_t n
     OfferRow* rows
+    MerchantSlot* mslots        # merchant id -> its own offers (mslots_mask + 1 slots)
+    OfferRow* mrows             # rows[merchant_offers[k]] at k: each merchant's offers' rows together
+    uint64_t mslots_mask
+    # every merchant's offers split at install: those with a percent off only (no amount
+    # off), by percent_off_bp falling then row (whose discount bound falls along it),
+    # and the others, in catalog order
+    PercentOffer* pct_offers
+    int64_t n_pct
+    int64_t* rest_offers
+    int64_t n_rest
     int64_t* slot
     int64_t* percent_off_bp
     int64_t* amount_off_fen
@@ -584,9 +620,18 @@ cdef struct CardOffer:          # CARD_OFFER_DTYPE
     int64_t month
     int64_t month_discount_fen
 
-cdef struct Purchase:           # PURCHASE_DTYPE
+cdef struct Refunded:           # REFUNDED_DTYPE
     uint64_t source
     uint64_t seq
+    int64_t refundable_fen
+
+cdef struct SlotUse:            # OFFER_BUDGET_DTYPE (without its slot)
+    int64_t used_fen
+    int64_t union_fen
+    int64_t purchases
+
+# A purchase as a REFUND needs it, read from its journal record (purchase_of).
+cdef struct Purchase:
     uint64_t card_id
     uint64_t merchant_id
     uint64_t union_id
@@ -595,17 +640,16 @@ cdef struct Purchase:           # PURCHASE_DTYPE
     int64_t cash_fen
     int64_t discount_fen
     int64_t union_fen
-    int64_t refunded_fen
     int64_t slot
     int64_t day
     int64_t month
 
-# The offer state, owned by the Engine (like Taps): the versions, each slot's spent
-# budget, the cards' counters per offer, every successful purchase.
+# The offer state, owned by the Engine (like Taps): the versions, each slot's use,
+# the cards' counters per offer, the purchases refunded so far.
 cdef struct Offers:
     OfferVer* vers
     int32_t n_vers
-    int64_t* budget_used        # by slot
+    SlotUse* slots              # by slot
     int64_t cap_budget
     CardOffer* cards
     int64_t n_cards
@@ -613,7 +657,7 @@ cdef struct Offers:
     Slot2* cmap                 # (card id, slot) -> index into cards
     uint64_t cmap_mask
     int64_t cmap_used
-    Purchase* buys
+    Refunded* buys
     int64_t n_buys
     int64_t cap_buys
     Slot2* bmap                 # purchase id -> index into buys
@@ -621,11 +665,11 @@ cdef struct Offers:
     int64_t bmap_used
 
 cdef enum:
-    U_BUDGET = 6       # an offer slot's spent budget before a chain member changed it
+    U_BUDGET = 6       # an offer slot's use before a chain member changed it
     U_CARD_OFFER_ADD = 7   # a card's counters a chain member created (the last row)
     U_CARD_OFFER = 8   # a card's counters before a chain member changed them
-    U_PURCHASE_ADD = 9 # a purchase a chain member made (the last row)
-    U_PURCHASE = 10    # a purchase's refund progress before a chain member changed it
+    U_PURCHASE_ADD = 9 # a purchase a chain member refunded first (the last row)
+    U_PURCHASE = 10    # a refunded purchase's progress before a chain member changed it
 
 cdef enum:
     U_ACCOUNT = 1      # an account's state before a chain member changed it
@@ -641,8 +685,8 @@ cdef struct Undo:
     Pending pending
     Journey journey             # U_JOURNEY_MOVE: the journey as it was, old card id included
     CardOffer card_offer        # U_CARD_OFFER: the counters as they were
-    Purchase purchase           # U_PURCHASE: the purchase as it was
-    int64_t value               # U_BUDGET: the spent budget as it was
+    Refunded refunded           # U_PURCHASE: the refunded purchase as it was
+    SlotUse slot_use            # U_BUDGET: the slot's use as it was
 
 # A copy-on-write snapshot row's state (see CowTable).
 cdef enum:
@@ -713,6 +757,11 @@ cdef struct State:
     int64_t reverse_replay_amount
     int64_t reverse_replay_subsidy
     uint32_t reverse_replay_mask
+    # REFUND: the records of the purchases a batch's REFUND ops name, found before the
+    # batch (one row per op of `batch_ops`, journal_seq 0: none; NULL: none), or the
+    # REFUND's own record, which says all it did (replay).
+    Journal* batch_bought
+    Journal* refund_replay
     int64_t default_cap_fen
     uint64_t journal_seq
     int oom
@@ -874,9 +923,10 @@ cdef enum:
 # user_data (word OP_USER_DATA_WORD, added to OP_DTYPE after the format's first
 # version) moved last, so that records written before it decode as they were, with
 # user_data 0 (codec.pxi `dword`). union_id and union_fen, appended to JOURNAL_DTYPE
-# later still, are its last words in both orders: older records decode them as 0.
+# later still, are its last words in both orders, and so are offer_fen, offer_day and
+# refundable_fen after them: older records decode them as 0.
 cdef enum:
-    J_WORDS = 24
+    J_WORDS = 27
     OP_USER_DATA_WORD = 12
     W_USER_DATA = 21
     W_UNION = 22
@@ -892,7 +942,7 @@ cdef enum:
     W_SUBSIDY = 18
     W_DPREV = 19
     W_CPREV = 20
-    RECORD_BYTES_MAX = 4 + 24 * 10
+    RECORD_BYTES_MAX = 4 + 27 * 10
 
 cdef enum:
     # Widest record a word table (pack_words) holds, in 64-bit words.

@@ -137,6 +137,9 @@ cdef inline void set_effect(Effect* ef, int64_t amount, int64_t balance, Account
     ef.discounts = 0
     ef.union_id = 0
     ef.union_fen = 0
+    ef.offer_fen = 0
+    ef.offer_day = 0
+    ef.refundable_fen = 0
 
 
 cdef int64_t release(State* st, Pending* p, int64_t posted) noexcept nogil:

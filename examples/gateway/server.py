@@ -49,6 +49,9 @@ _LINKED = int(cardledger.OpFlags.LINKED)  # in the low byte of flags
 _FLAGS_OFFSET = cardledger.OP_DTYPE.fields["flags"][1]
 #: Seconds a client has to finish its TLS handshake.
 HANDSHAKE_SECONDS_MAX = 10.0
+#: Connections served at once by default; one more is closed as it arrives. Each holds
+#: at most a partial frame and its unsent replies, so this bounds the gateway's memory.
+CONNECTIONS_MAX_DEFAULT = 4096
 log = logging.getLogger("gateway")
 
 
@@ -71,11 +74,17 @@ class Gateway:
     `clients` (a ClientMap) makes it an authenticated gateway: each connection must
     present a mapped certificate (served over TLS with `tls_context`) and may use only
     its sources. None serves every connection with any source (plain TCP, for local
-    benchmarks)."""
+    benchmarks). `connections_max`: connections served at once; one more is closed as
+    soon as it is accepted (after its handshake), counted in `refused_busy`."""
 
-    def __init__(self, ledger: cardledger.Ledger, clients: ClientMap | None = None, **committer_args: int) -> None:
+    def __init__(self, ledger: cardledger.Ledger, clients: ClientMap | None = None, *,
+                 connections_max: int = CONNECTIONS_MAX_DEFAULT, **committer_args: int) -> None:
+        if connections_max < 1:
+            raise ValueError(f"connections_max must be at least 1, got {connections_max}")
         self.committer = cardledger.Committer(ledger, **committer_args)
         self.clients = clients
+        self.connections_max = connections_max
+        self.refused_busy = 0  # connections closed on arrival: connections_max were open
         self.connections: set[Connection] = set()
         self.requests = 0
         self.refused = 0  # requests refused: malformed, or an op outside the connection's sources
@@ -151,6 +160,11 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if len(self.gateway.connections) >= self.gateway.connections_max:
+            self.gateway.refused_busy += 1
+            log.warning("%s: closed: %d connections are open already", self.peer, self.gateway.connections_max)
+            transport.close()
+            return
         clients = self.gateway.clients
         if clients is None:
             self.authorized = True
@@ -241,13 +255,15 @@ async def start_server(gateway: Gateway, host: str, port: int, tls: ssl.SSLConte
 
 
 async def serve_forever(ledger_path: str, host: str, port: int, ready=None, *, tls: ssl.SSLContext | None = None,
-                        clients: ClientMap | None = None, plain: bool = False) -> None:
+                        clients: ClientMap | None = None, plain: bool = False,
+                        connections_max: int = CONNECTIONS_MAX_DEFAULT) -> None:
     """Run the gateway until cancelled: over TLS (`tls` and `clients` given), or over
-    plain TCP when asked for with `plain=True`."""
+    plain TCP when asked for with `plain=True`; at most `connections_max` connections
+    served at once."""
     if plain == (tls is not None) or (tls is None) != (clients is None):
         raise ValueError("serve with tls= and clients=, or plain=True")
     with cardledger.open(ledger_path, create=True) as led:
-        gateway = Gateway(led, clients)
+        gateway = Gateway(led, clients, connections_max=connections_max)
         server = await start_server(gateway, host, port, tls)
         if ready is not None:
             ready(server.sockets[0].getsockname()[1])
@@ -270,9 +286,13 @@ def main() -> int:
     p.add_argument("--plain", action="store_true",
                    help="plain TCP, no TLS and no authentication: any client, any source (loopback only; "
                         "for local benchmarks)")
+    p.add_argument("--connections-max", type=int, default=CONNECTIONS_MAX_DEFAULT,
+                   help=f"connections served at once; one more is closed on arrival (default {CONNECTIONS_MAX_DEFAULT})")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default=None,
                    help="event loop (default: uvloop when installed)")
     a = p.parse_args()
+    if a.connections_max < 1:
+        p.error(f"--connections-max must be at least 1, got {a.connections_max}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     tls_args = (a.cert, a.key, a.ca, a.clients)
     if a.plain:
@@ -295,7 +315,7 @@ def main() -> int:
     mode = "plain TCP, unauthenticated" if a.plain else f"TLS, {len(clients)} client certificate(s)"
     coro = serve_forever(a.ledger, a.host, a.port,
                          lambda port: print(f"listening on {a.host}:{port} ({a.loop}, {mode})", flush=True),
-                         tls=tls, clients=clients, plain=a.plain)
+                         tls=tls, clients=clients, plain=a.plain, connections_max=a.connections_max)
     try:
         if a.loop == "uvloop":
             import uvloop

@@ -55,6 +55,7 @@ from .schema import (
     ACCOUNT_DTYPE,
     CHECKPOINT_OPS_DEFAULT,
     DEFAULT_CASH_CAP_FEN,
+    JOURNAL_DTYPE,
     JOURNEY_DTYPE,
     OP_DTYPE,
     PENDING_DTYPE,
@@ -123,6 +124,7 @@ class OfferFigures:
 _TAP = int(OpKind.TAP)
 _REVERSE = int(OpKind.REVERSE)
 _PURCHASE = int(OpKind.PURCHASE)
+_REFUND = int(OpKind.REFUND)
 #: Most decided ops held in memory between checkpoints (the core indexes them in 32 bits).
 CHECKPOINT_OPS_MAX = 1 << 30
 #: How far past this host's clock a TAP's time_us may be (a day): later ones are refused
@@ -510,25 +512,19 @@ class Ledger:
         self._refresh()
         self._refresh_offers()
         ids = self._offers.slot_ids
-        given = [0] * len(ids)
-        union = [0] * len(ids)
-        count = [0] * len(ids)
         budget_of: dict[str, int] = {}
         for t in self._offers.tables:
             for oid, b in zip(t.ids, t.budget_fen.tolist()):
                 budget_of[oid] = b
-        budgets, _, bought = self._engine.export_offer_state(sort=False)
-        used = dict(zip(budgets["slot"].tolist(), budgets["used_fen"].tolist()))
-        for row in bought[bought["slot"] >= 0].tolist():
-            g, d, u, r, slot = row[5], row[8], row[9], row[10], row[11]
-            given[slot] += d - d * r // g
-            union[slot] += u - u * r // g
-            count[slot] += r < g
-        return {
-            oid: OfferFigures(given[k], union[k], count[k],
-                              None if not budget_of.get(oid) else budget_of[oid] - used.get(k, 0))
-            for k, oid in enumerate(ids)
-        }
+        # The engine keeps each offer's use net of refunds (the discount given is what
+        # its budget has spent): no purchase is read.
+        slots, _, _ = self._engine.export_offer_state(sort=False)
+        use = {row[0]: row[1:] for row in slots.tolist()}
+        out = {}
+        for k, oid in enumerate(ids):
+            given, union, count = use.get(k, (0, 0, 0))
+            out[oid] = OfferFigures(given, union, count, None if not budget_of.get(oid) else budget_of[oid] - given)
+        return out
 
     def _refresh_offers(self) -> None:
         """Pick up offer catalogs another process installed."""
@@ -718,6 +714,23 @@ class Ledger:
         engine.reserve_journeys(engine.account_count())
         self._journeys_prefaulted = engine.journey_capacity()
         engine.prefault_journeys()
+
+    @_locked
+    def reserve_offer_counters(self, counters_per_card: int = 1) -> None:
+        """Make room for the cards' counters of limited offers now and fault their
+        memory in: `counters_per_card` for every account (default one).
+
+        A card gets a counter for each offer with a `per_card_day_count` or a
+        `per_card_month_discount_fen` it buys with (docs/purchases.md); the table and
+        its map grow as new cards use new offers, and the batch that grows them pays
+        for copying and faulting in the memory. Call this before a purchase-heavy hour
+        (as `reserve_journeys` before a peak of taps) to pay for it here instead.
+        Memory only: nothing is written, and results never depend on it.
+        """
+        self._usable()
+        if counters_per_card < 1:
+            raise ValueError(f"counters_per_card must be at least 1, got {counters_per_card}")
+        self._engine.reserve_card_offers(self._engine.account_count() * counters_per_card)
 
     # ================================================================== public: reads
 
@@ -1291,6 +1304,8 @@ class Ledger:
             ahead = self.tap_time_ahead_max_us
             engine.set_tap_horizon(TAP_HORIZON_NONE if ahead is None else time.time_ns() // 1000 + ahead)
         prior, has_prior = self._lookup_prior(txn, ops, flushing)
+        # Before the flush is encoded beside the kernel: its ids are searched here too.
+        refs, bought = self._named_refs(txn, ops, flushing) if self._names_refs(ops) else (None, None)
         if flushing is not None:
             # Encoded now, while the kernel runs without the GIL: started before the
             # id lookups (Python), the two threads took turns at it.
@@ -1298,11 +1313,10 @@ class Ledger:
         if beside_kernel:
             self._ids.prepare_merge_step()
             self._datafile.extend_beside_kernel(self._store.env)
-        refs = self._reverse_refs(txn, ops) if self._has_reverse(ops) else None
-        if refs is None:
+        if refs is None and bought is None:
             results, journal = engine.apply(ops, prior, has_prior)
         else:
-            results, journal = engine.apply(ops, prior, has_prior, refs)
+            results, journal = engine.apply(ops, prior, has_prior, refs, bought)
         packed = marks = None
         if len(journal):
             packed = engine.last_batch_packed()
@@ -1351,46 +1365,65 @@ class Ledger:
         return bool((ops["kind"] == _PURCHASE).any())
 
     @staticmethod
-    def _has_reverse(ops: np.ndarray) -> bool:
-        """Whether the batch has a REVERSE op (its taps are then looked up first)."""
-        return bool((ops["kind"] == _REVERSE).any())
+    def _names_refs(ops: np.ndarray) -> bool:
+        """Whether the batch has a REVERSE or a REFUND op (what they name is then looked
+        up first)."""
+        kinds = ops["kind"]
+        return bool(((kinds == _REVERSE) | (kinds == _REFUND)).any())
 
-    def _reverse_refs(self, txn: Any, ops: np.ndarray) -> np.ndarray:
-        """What each REVERSE op of the batch names (REVERSE_REF_DTYPE, one row per op):
-        the tap's record, from the engine's window of recent decisions or else from the
-        id index, and for an EXIT the entry it closed (`queries.reverse_ref`). Taps
-        decided in this same batch are not found. `txn`: as for `_lookup_prior`."""
-        refs = np.zeros(len(ops), dtype=REVERSE_REF_DTYPE)
-        rev = np.flatnonzero(ops["kind"] == _REVERSE)
-        q = np.zeros(len(rev), dtype=OP_DTYPE)
-        q["source"], q["seq"] = ops["ref_source"][rev], ops["ref_seq"][rev]
+    def _named_refs(self, txn: Any, ops: np.ndarray,
+                    flushing: IdFlush | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """What the batch's REVERSE and REFUND ops name, found before the batch: (refs,
+        bought), each one row per op, or None when the batch has no op of that kind.
+
+        refs (REVERSE_REF_DTYPE): the tap a REVERSE names, for an EXIT with the entry it
+        closed (`queries.reverse_ref`). bought (JOURNAL_DTYPE): the record of the id a
+        REFUND names (journal_seq 0: none); the engine checks it is a successful
+        PURCHASE. Each record comes from the engine's window of recent decisions or else
+        the id index; decisions of this same batch are the engine's to find (a REFUND
+        does, in its window; a REVERSE does not). `txn` and `flushing`: as for
+        `_lookup_prior`, whose places it searches in the same order."""
+        kinds = ops["kind"]
+        named = np.flatnonzero((kinds == _REVERSE) | (kinds == _REFUND))
+        is_rev = kinds[named] == _REVERSE
+        refs = np.zeros(len(ops), dtype=REVERSE_REF_DTYPE) if is_rev.any() else None
+        bought = np.zeros(len(ops), dtype=JOURNAL_DTYPE) if not is_rev.all() else None
+        q = np.zeros(len(named), dtype=OP_DTYPE)
+        q["source"], q["seq"] = ops["ref_source"][named], ops["ref_seq"][named]
         recs, found = self._engine.decided_records(q["source"], q["seq"])
-        staged = self._pipeline.in_flight_items() if self._pipeline is not None else []
-        journals = [item.journal for item in staged if item.journal is not None]
+        if txn is None:  # a pipelined submit: batches in flight hold the newest ids
+            staged = self._pipeline.in_flight_items() if self._pipeline is not None else []
+            flushes = [item.flush for item in staged if item.flush is not None]
+            journals = [item.journal for item in staged if item.journal is not None]
+        else:
+            flushes, journals = ([] if flushing is None else [flushing]), []
 
         def resolve(rtxn: Any) -> None:
             rest = ~found & (q["source"] != 0)
             if rest.any():
-                flushes = [item.flush for item in staged if item.flush is not None]
                 prior, has = self._ids.lookup(rtxn, q, rest, flushes, journals, self._ids.committed.logs)
                 recs[has] = prior[has]
                 found[has] = True
+            if bought is not None:
+                take = found & ~is_rev
+                bought[named[take]] = recs[take]
+            if refs is None:
+                return
             fetcher = RecordFetcher(rtxn, self._store.journal_db, self._decoded)
 
             def fetch(jseq: int) -> Any:
                 rec = staged_record(journals, jseq) if journals else None
                 return fetcher(jseq) if rec is None else rec
 
-            for i, k in enumerate(rev.tolist()):
-                if found[i]:
-                    refs[k] = queries.reverse_ref(recs[i], fetch)
+            for i in np.flatnonzero(found & is_rev).tolist():
+                refs[named[i]] = queries.reverse_ref(recs[i], fetch)
 
         if txn is None:
             with self._store.begin_read() as rtxn:
                 resolve(rtxn)
         else:
             resolve(txn)
-        return refs
+        return refs, bought
 
     def _prefault_journeys_if_grown(self) -> None:
         """After the journey store grew (at once, to the number of cards): fault its new

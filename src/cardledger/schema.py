@@ -280,6 +280,16 @@ JOURNAL_DTYPE = np.dtype(
         # records without them decode with both 0 (docs/storage.md).
         ("union_id", "<u8"),
         ("union_fen", "<i8"),
+        # What a PURCHASE or REFUND did to its offer (appended later still: older
+        # records decode them as 0). offer_fen: a PURCHASE's discount D; a REFUND's
+        # floor share of it given back to the offer's budget and the card's month
+        # counter. offer_day: the purchase's local day plus one when its card's counters
+        # counted it (0: they did not); a REFUND carries its purchase's.
+        # refundable_fen: a REFUND: the purchase's gross left to refund after it. A
+        # REFUND's record so says all it did, and replay reads nothing else.
+        ("offer_fen", "<i8"),
+        ("offer_day", "<i8"),
+        ("refundable_fen", "<i8"),
     ]
 )
 
@@ -418,7 +428,14 @@ NOT_COUNTED = -(1 << 62)
 #: Spent budget of each offer, by its slot: offers are numbered by id across every
 #: installed catalog version, in the order they first appear, so a later version with
 #: the same offer id continues its budget.
-OFFER_BUDGET_DTYPE = np.dtype([("slot", "<i8"), ("used_fen", "<i8")])
+OFFER_BUDGET_DTYPE = np.dtype(
+    [
+        ("slot", "<i8"),
+        ("used_fen", "<i8"),  # discount given, net of refunds (what its budget has spent)
+        ("union_fen", "<i8"),  # the union's share of it, net of refunds
+        ("purchases", "<i8"),  # purchases that got it, less those refunded in full
+    ]
+)
 #: A card's use of an offer: the local day and month of its last counted purchase, the
 #: purchases counted that day and the discount counted that month.
 CARD_OFFER_DTYPE = np.dtype(
@@ -431,24 +448,14 @@ CARD_OFFER_DTYPE = np.dtype(
         ("month_discount_fen", "<i8"),
     ]
 )
-#: A successful PURCHASE, kept for its REFUNDs: what it took and what is refunded so far.
-PURCHASE_DTYPE = np.dtype(
+#: A purchase refunded in part or in full: the gross left to refund. Only refunded
+#: purchases are kept; a REFUND finds its purchase's record in the journal (the
+#: engine's window of recent decisions, or the ledger's id index before the batch).
+REFUNDED_DTYPE = np.dtype(
     [
         ("source", "<u8"),  # the purchase's id
         ("seq", "<u8"),
-        ("card_id", "<u8"),
-        ("merchant_id", "<u8"),
-        ("union_id", "<u8"),  # the offer's union account (0: no offer or no union share)
-        ("gross_fen", "<i8"),  # G
-        ("subsidy_fen", "<i8"),  # S: taken from the card's subsidy purse
-        ("cash_fen", "<i8"),  # C: taken from its cash purse (S + C = N)
-        ("discount_fen", "<i8"),  # D
-        ("union_fen", "<i8"),  # U
-        ("refunded_fen", "<i8"),  # R: the gross refunded so far
-        ("slot", "<i8"),  # the offer's slot (NO_OFFER: none)
-        ("day", "<i8"),  # the purchase's local day and month, as its card's counters counted
-        #   it (NOT_COUNTED: they did not)
-        ("month", "<i8"),
+        ("refundable_fen", "<i8"),  # G - R: its gross not refunded yet
     ]
 )
 

@@ -144,6 +144,42 @@ def test_a_valid_certificate_not_in_the_clients_file_is_closed_before_any_frame_
     assert journal_seq == 1
 
 
+def test_a_connection_past_the_cap_is_closed_and_a_freed_place_is_served_again(pki, tmp_path):
+    """With connections_max open, one more connection is closed as it arrives (no frame
+    read, none applied); once one of them closes, a new one is served."""
+    async def main():
+        with cardledger.open(str(tmp_path / "ledger"), create=True) as led:
+            gateway = server.Gateway(led, ClientMap.load(pki.clients_file), connections_max=2)
+            srv = await server.start_server(gateway, "127.0.0.1", 0, pki.server_context())
+            port = srv.sockets[0].getsockname()[1]
+            try:
+                held = [await connect(pki, port, "pos") for _ in range(2)]
+                for _ in range(50):  # both accepted (after their handshakes)
+                    if len(gateway.connections) == 2:
+                        break
+                    await asyncio.sleep(0.01)
+                busy = await attempt(pki, port, "pos")
+                held[0][1].close()
+                for _ in range(50):
+                    if len(gateway.connections) < 2:
+                        break
+                    await asyncio.sleep(0.01)
+                served = await attempt(pki, port, "pos")
+                held[1][1].close()
+                return busy, served, gateway.refused_busy, gateway.requests
+            finally:
+                srv.close()
+                await srv.wait_closed()
+                gateway.close()
+
+    busy, served, refused_busy, requests = asyncio.run(main())
+    assert busy.startswith("closed"), busy
+    assert refused_busy == 1
+    assert served["results"][0]["result"] == "OK" and requests == 1
+    with pytest.raises(ValueError, match="connections_max"):
+        server.Gateway(None, None, connections_max=0)
+
+
 def test_a_request_with_an_op_outside_the_connections_sources_is_refused_whole(pki, tmp_path):
     """The POS's certificate maps to sources 1000..1099. A request with an op of source
     2000 (the bank's) is refused with an error reply naming the op, none of its ops

@@ -127,9 +127,24 @@ def test_union_legs_round_trip_in_both_codecs_as_the_last_words():
     assert core.pack_journal(recs) == packed
     for unpack in (codec.unpack_journal, core.unpack_journal):
         assert unpack(packed, 2, 50).tobytes() == recs.tobytes()
-    # They are the encoding's last words (bitmap bits 22 and 23): nothing else moves.
-    assert codec.DWORD[codec.W_UNION] == JOURNAL_DTYPE.fields["union_id"][1] // 8 == codec.WORDS - 2
-    assert codec.DWORD[codec.W_UNION_FEN] == JOURNAL_DTYPE.fields["union_fen"][1] // 8 == codec.WORDS - 1
+    # They are the encoding's words 22 and 23, after every older word and before the
+    # offer words appended after them: nothing else moves.
+    assert codec.DWORD[codec.W_UNION] == JOURNAL_DTYPE.fields["union_id"][1] // 8 == 22
+    assert codec.DWORD[codec.W_UNION_FEN] == JOURNAL_DTYPE.fields["union_fen"][1] // 8 == 23
+
+
+def test_offer_words_round_trip_in_both_codecs_as_the_last_words():
+    """offer_fen, offer_day and refundable_fen, appended after the union leg, are the
+    encoding's last words (bits 24 to 26); a record without them packs as before."""
+    recs = _purchase_and_refund()
+    before = codec.pack_journal(recs)
+    recs["offer_fen"], recs["offer_day"], recs["refundable_fen"] = [500, 125], [20_430, 20_430], [0, 3_000]
+    packed = codec.pack_journal(recs)
+    assert core.pack_journal(recs) == packed and len(packed) > len(before)
+    for unpack in (codec.unpack_journal, core.unpack_journal):
+        assert unpack(packed, 2, 50).tobytes() == recs.tobytes()
+    for k, name in enumerate(("offer_fen", "offer_day", "refundable_fen")):
+        assert codec.DWORD[codec.WORDS - 3 + k] == JOURNAL_DTYPE.fields[name][1] // 8 == 24 + k
 
 
 def test_truncated_or_trailing_bytes_are_refused():

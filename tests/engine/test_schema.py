@@ -16,7 +16,7 @@ def test_core_structs_match_the_numpy_dtypes():
     core = pytest.importorskip("cardledger._core")
     sizes = core.record_sizes()
     for name in ("OP", "RESULT", "JOURNAL", "ACCOUNT", "SOURCE", "PENDING", "JOURNEY", "REVERSE_REF", "CARD_OFFER",
-                 "PURCHASE"):
+                 "REFUNDED"):
         assert sizes[name] == getattr(schema, f"{name}_DTYPE").itemsize, name
 
 

@@ -427,6 +427,56 @@ def test_state_survives_checkpoint_close_reopen_and_verify(till, ledger_path):
         assert again.quote_purchase(CARD, MERCHANT, 1_000, NOON).offer_id == "b"
 
 
+def test_a_refund_finds_a_purchase_from_before_the_checkpoint_in_the_journal(till, ledger_path):
+    """The engine keeps no purchase: a purchase decided before the last checkpoint (out
+    of the engine's window) is read from the journal through the id index, live and
+    after a reopen, and each part moves its floor shares as for a recent purchase."""
+    install(till.led, {"id": "h", "percent_off_bp": 3_333, "per_card_day_count": 1, "budget_fen": 100_000,
+                       "union_share_bp": 5_000, "union_account": UNION})
+    r, seq = till.buy(10_000)
+    assert (code(r), r["amount_fen"]) == ("OK", 6_667)
+    till.led.checkpoint()  # the window is cleared: the purchase is only in the journal now
+    r = till.refund(seq, 3_000)
+    assert (code(r), r["amount_fen"]) == ("OK", 2_000)
+    till.led.close()
+    with cardledger.open(ledger_path) as again:
+        s = Shop(again)
+        s.b = Ops(source=7, start_seq=100)
+        r = s.refund(seq, 7_000)
+        assert (code(r), r["amount_fen"]) == ("OK", 4_667)
+        assert code(s.refund(seq, 1)) == "EXCEEDS_REFUNDABLE"
+        f = again.offer_report()["h"]
+        assert (f.discount_fen, f.union_fen, f.purchases, f.budget_left_fen) == (0, 0, 0, 100_000)
+        assert again.quote_purchase(CARD, MERCHANT, 1_000, NOON).offer_id == "h"  # today's use given back
+        assert again.verify().ok
+
+
+def test_only_refunded_purchases_are_kept_in_the_offer_state(till):
+    """A purchase costs the engine's state nothing for its refunds: only a purchase
+    refunded so far is kept, with the gross left to refund."""
+    install(till.led, {"id": "k", "amount_off_fen": 100})
+    seqs = [till.buy(1_000)[1] for _ in range(5)]
+    till.refund(seqs[1], 400)
+    till.refund(seqs[3], 1_000)
+    _, _, refunded = till.led._engine.export_offer_state()
+    assert refunded.tolist() == [(7, seqs[1], 600), (7, seqs[3], 0)]
+
+
+def test_refund_records_say_what_they_moved(till):
+    """A REFUND's record carries the budget's part, the purchase's counted day and the
+    gross left to refund; the purchase's record its discount and counted day."""
+    install(till.led, {"id": "c", "amount_off_fen": 1_000, "per_card_day_count": 2})
+    _, seq = till.buy(10_000)
+    till.refund(seq, 2_500)
+    till.refund(seq, 7_500)
+    recs = till.led.journal()
+    buy, part, last = recs[recs["kind"] == OpKind.PURCHASE][-1], *recs[recs["kind"] == OpKind.REFUND][-2:]
+    day = (NOON + 8 * 3_600_000_000) // 86_400_000_000  # the local (UTC+8) day of NOON
+    assert (buy["offer_fen"], buy["offer_day"], buy["refundable_fen"]) == (1_000, day + 1, 0)
+    assert (part["offer_fen"], part["offer_day"], part["refundable_fen"]) == (250, day + 1, 7_500)
+    assert (last["offer_fen"], last["offer_day"], last["refundable_fen"]) == (750, day + 1, 0)
+
+
 def test_recover_keeps_the_catalogs_and_replays_the_purchases(till, ledger_path, tmp_path):
     """`recover` copies the offer catalogs beside the journal: the new ledger replays
     every purchase to the same discounts and verifies."""
@@ -515,3 +565,37 @@ def test_a_refund_is_allowed_only_to_a_source_whose_policy_covers_the_purchases_
     assert r["code"][0] == Result.OK and r["amount_fen"][0] == 1_000
     assert till.balance(CARD) == before[CARD] + 1_000
     assert shop.verify().ok
+
+
+@pytest.mark.parametrize("checkpoint_ops", [1, 2, 3, 5])
+def test_a_refund_finds_its_purchase_across_every_checkpoint_and_id_flush(tmp_path, checkpoint_ops):
+    """Checkpoints every few ops: each REFUND batch may be the one whose transaction
+    takes an id flush, and the purchase's id may be only in that flush; it is found
+    there, as `_lookup_prior` finds a resent op's (every part is OK)."""
+    from conftest import CLEARING
+
+    with cardledger.open(str(tmp_path / "l"), checkpoint_ops=checkpoint_ops, create=True) as led:
+        b = Ops(source=999)
+        b.add(OpKind.OPEN, CLEARING, account_kind=AccountKind.CLEARING)
+        b.add(OpKind.OPEN, MERCHANT, account_kind=AccountKind.MERCHANT)
+        b.add(OpKind.OPEN, CARD, account_kind=AccountKind.CARD)
+        b.add(OpKind.TOPUP, CARD, CLEARING, CARD_CASH)
+        assert (led.apply(b.take())["code"] == 0).all()
+        s = Shop(led)
+        _, seq = s.buy(1_000)
+        got = [code(s.refund(seq, 1)) for _ in range(12)]
+        assert got == ["OK"] * 12
+        assert led.verify().ok
+
+
+def test_reserving_offer_counters_changes_no_result(till):
+    """reserve_offer_counters is memory only: the same purchases decide the same with
+    and without it, and a reservation below one counter per card is refused."""
+    install(till.led, {"id": "d", "amount_off_fen": 100, "per_card_day_count": 1})
+    till.led.reserve_offer_counters(3)
+    r1, _ = till.buy(1_000)
+    r2, _ = till.buy(1_000)
+    assert (r1["amount_fen"], r2["amount_fen"]) == (900, 1_000)  # the day's one discount, then none
+    with pytest.raises(ValueError, match="counters_per_card"):
+        till.led.reserve_offer_counters(0)
+    assert till.led.verify().ok

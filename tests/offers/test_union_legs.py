@@ -165,4 +165,4 @@ def test_exports_carry_the_union_columns_and_the_writers_agree(day, tmp_path, mo
         assert (tmp_path / f"default.{fmt}").read_bytes() == plain == (tmp_path / f"arrow.{fmt}").read_bytes()
     last = json.loads((tmp_path / "plain.jsonl").read_text(encoding="utf-8").splitlines()[-1])
     assert (last["union_id"], last["union_fen"]) == (0, 0)
-    assert ex.COLUMNS[-4:] == ("union_id", "union_fen", "time", "result")
+    assert ex.COLUMNS[-7:] == ("union_id", "union_fen", "offer_fen", "offer_day", "refundable_fen", "time", "result")

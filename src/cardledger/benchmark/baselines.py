@@ -68,7 +68,6 @@ from ..schema import (
     JOURNEY_DTYPE,
     NO_OFFER,
     OP_DTYPE,
-    PURCHASE_DTYPE,
     RESULT_DTYPE,
     OpFlags,
     OpKind,
@@ -85,22 +84,23 @@ ACCOUNT_ROW = struct.Struct("<QHHHHqqqqqqqQQq")
 #: A hold: PENDING_DTYPE's fields, packed.
 PENDING_ROW = struct.Struct("<QQQQqqqQ")
 #: What the journal adds to an op's bytes: JOURNAL_DTYPE's fields after OP_DTYPE's.
-DECISION_ROW = struct.Struct("<IIqqQQQqQQQq")
+DECISION_ROW = struct.Struct("<IIqqQQQqQQQqqqq")
 ID_KEY = struct.Struct(">QQ")  # (source, seq), big-endian so keys sort numerically
 U64_KEY = struct.Struct(">Q")
-#: An offer's spent budget (OFFER_BUDGET_DTYPE's used_fen) under its slot.
-BUDGET_ROW = struct.Struct("<q")
+#: An offer's use (OFFER_BUDGET_DTYPE after the slot) under its slot.
+BUDGET_ROW = struct.Struct("<qqq")
 SLOT_KEY = struct.Struct(">q")
 #: A card's counters for an offer (CARD_OFFER_DTYPE after the key) under (card, slot).
 CARD_OFFER_ROW = struct.Struct("<qqqq")
 CARD_OFFER_KEY = struct.Struct(">Qq")
-#: A purchase (PURCHASE_DTYPE's fields) under its id.
-PURCHASE_ROW = struct.Struct("<QQQQQqqqqqqqqq")
+#: A successful purchase's journal record (the op's bytes, then DECISION_ROW) under its
+#: id, what its REFUNDs read; and what is left to refund of a refunded one.
+REFUNDABLE_ROW = struct.Struct("<q")
 
 OP_NAMES: tuple[str, ...] = tuple(OP_DTYPE.names or ())
 OP_BYTES = OP_DTYPE.itemsize
 #: Tables of packed rows by key, in both baselines.
-ROW_TABLES = ("accounts", "pending", "journeys", "offer_budgets", "card_offers", "purchases")
+ROW_TABLES = ("accounts", "pending", "journeys", "offer_budgets", "card_offers", "purchases", "refunds")
 
 #: Page cache of the sqlite baseline, KiB. sqlite's default is 2 MiB; anyone running a
 #: city's ledger on it would give it room, as the core keeps its accounts in memory.
@@ -125,8 +125,6 @@ if ACCOUNT_ROW.size != ACCOUNT_DTYPE.itemsize or ACCOUNT_DTYPE.names != (
     "member_ref", "category_since_us",
 ):  # fmt: skip
     raise ImportError("ACCOUNT_DTYPE changed: update ACCOUNT_ROW and _account() in benchmark/baselines.py")
-if PURCHASE_ROW.size != PURCHASE_DTYPE.itemsize:
-    raise ImportError("PURCHASE_DTYPE changed: update PURCHASE_ROW in benchmark/baselines.py")
 if OP_BYTES + DECISION_ROW.size != JOURNAL_DTYPE.itemsize:
     raise ImportError("JOURNAL_DTYPE changed: update DECISION_ROW in benchmark/baselines.py")
 
@@ -276,11 +274,11 @@ class _Baseline:
 
     def _load_budget(self, slot: int, offers: dict[tuple[str, Any], bytes]) -> None:
         st = self._rows.offers
-        if slot not in st.budget_used:
+        if slot not in st.slots:
             raw = self._get("offer_budgets", SLOT_KEY.pack(slot))
             if raw is not None:
                 offers["offer_budgets", slot] = raw
-                st.budget_used[slot] = BUDGET_ROW.unpack(raw)[0]
+                st.slots[slot] = list(BUDGET_ROW.unpack(raw))
 
     def _load_card_offer(self, key: tuple[int, int], offers: dict[tuple[str, Any], bytes]) -> None:
         st = self._rows.offers
@@ -312,31 +310,37 @@ class _Baseline:
         raw = self._get("purchases", ID_KEY.pack(*key))
         if raw is None:
             return
-        offers["purchases", key] = raw
-        p = list(PURCHASE_ROW.unpack(raw))
-        st.purchases[key] = p
-        for aid in (p[reference_purchases.P_CARD], p[reference_purchases.P_MERCHANT], p[reference_purchases.P_UNION]):
+        rec = tuple(np.frombuffer(raw[:OP_BYTES], dtype=OP_DTYPE)[0].tolist()) + DECISION_ROW.unpack(raw[OP_BYTES:])
+        self._rows.bought_ref = rec
+        p = reference_purchases.purchase_of(rec)
+        if p is None:
+            return
+        left = self._get("refunds", ID_KEY.pack(*key))
+        if left is not None:
+            offers["refunds", key] = left
+            st.refunded[key] = REFUNDABLE_ROW.unpack(left)[0]
+        for aid in (p["card"], p["merchant"], p["union"]):
             self._load_account(aid, loaded)
-        slot = p[reference_purchases.P_SLOT]
+        slot = p["slot"]
         if slot != _NO_OFFER:
             self._load_budget(slot, offers)
-            self._load_card_offer((p[reference_purchases.P_CARD], slot), offers)
+            self._load_card_offer((p["card"], slot), offers)
 
     def _store_offer_rows(self, offers: dict[tuple[str, Any], bytes]) -> None:
         """Write back the offer rows the op changed or made."""
         st = self._rows.offers
-        for slot, used in st.budget_used.items():
-            raw = BUDGET_ROW.pack(used)
+        for slot, use in st.slots.items():
+            raw = BUDGET_ROW.pack(*use)
             if offers.get(("offer_budgets", slot)) != raw:
                 self._put("offer_budgets", SLOT_KEY.pack(slot), raw)
         for key, c in st.card_offer.items():
             raw = CARD_OFFER_ROW.pack(*c)
             if offers.get(("card_offers", key)) != raw:
                 self._put("card_offers", CARD_OFFER_KEY.pack(*key), raw)
-        for key, p in st.purchases.items():
-            raw = PURCHASE_ROW.pack(*p)
-            if offers.get(("purchases", key)) != raw:
-                self._put("purchases", ID_KEY.pack(*key), raw)
+        for key, left in st.refunded.items():
+            raw = REFUNDABLE_ROW.pack(left)
+            if offers.get(("refunds", key)) != raw:
+                self._put("refunds", ID_KEY.pack(*key), raw)
 
     def _load(self, op: dict, loaded: dict[int, bytes]) -> None:
         """Read every row `op` may touch into the engine: what the handlers will look at."""
@@ -372,17 +376,19 @@ class _Baseline:
         offers: dict[tuple[str, Any], bytes] = {}
         if purchase:
             st = r.offers
-            st.budget_used, st.card_offer, st.purchases = {}, {}, {}
+            st.slots, st.card_offer, st.refunded = {}, {}, {}
+            r.bought_ref = None
             self._load_purchase_rows(op, loaded, offers)
         holds_before = dict(r.pending)
         journeys_before = set(r.journeys)
         code, effect = r._execute(op, jseq)
         if code != _OK:  # a refused op changed nothing; it reports its account's balance
             a = r.accounts.get(op["account_id"])
-            return (code, 0, 0, 0 if a is None else a.available(), jseq, 0, 0, 0, 0, 0, 0, 0)
+            return (code, 0, 0, 0 if a is None else a.available(), jseq, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         amount, balance, debit_id, credit_id, subsidy = effect[:5]
         discounts = effect[5] if len(effect) > 5 else 0
         union_id, union_fen = effect[6:8] if len(effect) > 7 else (0, 0)
+        offer_words = tuple(effect[8:11]) if len(effect) > 10 else (0, 0, 0)
         # The accounts' back-pointers to their previous record, as the ledger's journal keeps them.
         debit_prev = credit_prev = 0
         if debit_id:
@@ -407,8 +413,12 @@ class _Baseline:
             self._delete("journeys", U64_KEY.pack(card_id))
         for card_id, j in r.journeys.items():
             self._put("journeys", U64_KEY.pack(card_id), reference_taps.export_journeys({card_id: j}).tobytes())
-        return (code, discounts, amount, balance, jseq, debit_id, credit_id, subsidy, debit_prev, credit_prev,
-                union_id, union_fen)
+        decision = (code, discounts, amount, balance, jseq, debit_id, credit_id, subsidy, debit_prev, credit_prev,
+                    union_id, union_fen) + offer_words
+        if op["kind"] == _PURCHASE:  # its record, for its REFUNDs
+            op_bytes = np.array([tuple(op[n] for n in OP_NAMES)], dtype=OP_DTYPE).tobytes()
+            self._put("purchases", ID_KEY.pack(op["source"], op["seq"]), op_bytes + DECISION_ROW.pack(*decision))
+        return decision
 
     def _apply_rows(self, ops: np.ndarray) -> np.ndarray:
         """Decide every op of the batch inside the caller's transaction; return the results."""

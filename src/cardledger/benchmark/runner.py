@@ -289,6 +289,8 @@ def run_child(engine: str, scenario_dir: str, work_dir: str, prefix_batches: int
                 led.checkpoint()
                 if manifest["counts"].get("taps"):
                     led.reserve_journeys()
+                if manifest["counts"].get("purchases"):
+                    led.reserve_offer_counters()  # and for its cards' offer counters
             setup_s = time.perf_counter() - started
         if i == setup_n + compare_at:
             paused = time.perf_counter()

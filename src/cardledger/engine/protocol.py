@@ -74,9 +74,12 @@ class Engine(Protocol):
 
     # -- batches
     def apply(self, ops: np.ndarray, prior: np.ndarray | None = None,
-              has_prior: np.ndarray | None = None, refs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+              has_prior: np.ndarray | None = None, refs: np.ndarray | None = None,
+              bought: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Apply a batch: (results RESULT_DTYPE, journal JOURNAL_DTYPE of the newly decided ops);
-        `refs` (REVERSE_REF_DTYPE, one per op) says what the taps REVERSE ops name are."""
+        `refs` (REVERSE_REF_DTYPE, one per op) says what the taps REVERSE ops name are,
+        `bought` (JOURNAL_DTYPE, one per op) the records of the purchases REFUND ops name,
+        decided before the batch (journal_seq 0: none)."""
 
     def decided_records(self, sources: np.ndarray, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(journal records, found mask) of the ids decided in the in-memory window."""
@@ -112,10 +115,13 @@ class Engine(Protocol):
         """Install the offer-catalog versions (OfferTables, oldest first) purchases are decided by."""
 
     def export_offer_state(self, sort: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(budgets, card counters, purchases): OFFER_BUDGET_DTYPE, CARD_OFFER_DTYPE, PURCHASE_DTYPE."""
+        """(slot use, card counters, refunded purchases): OFFER_BUDGET_DTYPE, CARD_OFFER_DTYPE, REFUNDED_DTYPE."""
 
-    def load_offer_state(self, budgets: np.ndarray, cards: np.ndarray, bought: np.ndarray) -> None:
+    def load_offer_state(self, budgets: np.ndarray, cards: np.ndarray, refunded: np.ndarray) -> None:
         """Replace the offer state (as `export_offer_state` gives)."""
+
+    def reserve_card_offers(self, n: int) -> None:
+        """Make room for n cards' counters per offer now (memory only)."""
 
     def quote_purchase(self, card_id: int, merchant_id: int, gross_fen: int, time_us: int) -> tuple[int, int, int, int]:
         """(net, discount, union share, offer slot or NO_OFFER) a PURCHASE would decide now."""

@@ -32,28 +32,38 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptionError
-from ..schema import ACCOUNT_DTYPE, CARD_OFFER_DTYPE, JOURNEY_DTYPE, OFFER_BUDGET_DTYPE, PENDING_DTYPE, PURCHASE_DTYPE
+from ..schema import ACCOUNT_DTYPE, CARD_OFFER_DTYPE, JOURNEY_DTYPE, OFFER_BUDGET_DTYPE, PENDING_DTYPE, REFUNDED_DTYPE
 from .keys import FORMAT_VERSION, STATE_CHECKPOINT_KEY
 
 CHECKPOINT_MAGIC = b"CLCP"
 #: The checkpoint file's own format: its body is the three tables packed with
 #: `pack_words` (raw, a city's accounts and fare state are hundreds of MB written every
 #: checkpoint, and every batch commit's fsync meanwhile shared the disk with them).
-CHECKPOINT_FILE_VERSION = 6
-#: magic, version, journal_seq, account/hold/journey/offer budget/card offer/purchase
-#: counts, their packed sizes in bytes, last batch hash, body SHA-256
+CHECKPOINT_FILE_VERSION = 7
+#: magic, version, journal_seq, account/hold/journey/offer slot/card offer/refunded
+#: purchase counts, their packed sizes in bytes, last batch hash, body SHA-256
 CHECKPOINT_HEADER = struct.Struct("<4sHxxQ" + "Q" * 12 + "32s32s")
+#: Format-6 files (still read): the same header; the offer state kept every purchase
+#: and each slot's spent budget only (`_offer_state_from_6` converts it).
+CHECKPOINT_FILE_VERSION_6 = 6
+_OFFER_BUDGET_DTYPE_6 = np.dtype([("slot", "<i8"), ("used_fen", "<i8")])
+_PURCHASE_DTYPE_6 = np.dtype(
+    [("source", "<u8"), ("seq", "<u8"), ("card_id", "<u8"), ("merchant_id", "<u8"), ("union_id", "<u8"),
+     ("gross_fen", "<i8"), ("subsidy_fen", "<i8"), ("cash_fen", "<i8"), ("discount_fen", "<i8"),
+     ("union_fen", "<i8"), ("refunded_fen", "<i8"), ("slot", "<i8"), ("day", "<i8"), ("month", "<i8")]
+)
 #: Format-5 files (still read): the first three tables only (no offer state).
 CHECKPOINT_FILE_VERSION_5 = 5
 CHECKPOINT_HEADER_5 = struct.Struct("<4sHxxQQQQQQQ32s32s")
 #: Format-4 files (still read): magic, version, journal_seq, account/hold/journey
 #: counts, last batch hash, body SHA-256; the body is the tables' raw records.
 CHECKPOINT_HEADER_RAW = struct.Struct("<4sHxxQQQQ32s32s")
-_CHECKPOINT_TABLES = (ACCOUNT_DTYPE, PENDING_DTYPE, JOURNEY_DTYPE, OFFER_BUDGET_DTYPE, CARD_OFFER_DTYPE, PURCHASE_DTYPE)
+_CHECKPOINT_TABLES = (ACCOUNT_DTYPE, PENDING_DTYPE, JOURNEY_DTYPE, OFFER_BUDGET_DTYPE, CARD_OFFER_DTYPE, REFUNDED_DTYPE)
+_CHECKPOINT_TABLES_6 = _CHECKPOINT_TABLES[:3] + (_OFFER_BUDGET_DTYPE_6, CARD_OFFER_DTYPE, _PURCHASE_DTYPE_6)
 
 
 def no_offer_state() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The offer state of a ledger that has none (budgets, card counters, purchases)."""
+    """The offer state of a ledger that has none (slot use, card counters, refunded purchases)."""
     return tuple(np.zeros(0, dtype=dt) for dt in _CHECKPOINT_TABLES[3:])  # type: ignore[return-value]
 #: descriptor in LMDB: version, journal_seq, last batch hash, file body SHA-256
 CHECKPOINT_DESC = struct.Struct("<HxxxxxxQ32s32s")
@@ -233,26 +243,28 @@ def read_checkpoint_file(codec: Any, directory: str, desc: CheckpointDesc, with_
     and with `with_offers` the offer state as a fourth item (budgets, card counters,
     purchases).
 
-    Reads this version's packed files, format 5's (no offer state: none) and the raw
-    ones of format 4."""
+    Reads this version's packed files, format 6's (its offer state converted), format
+    5's (no offer state: none) and the raw ones of format 4."""
     path = os.path.join(directory, checkpoint_file_name(desc.journal_seq))
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 6:
         raise CorruptionError(f"{path}: shorter than its header")
     magic, version = struct.unpack_from("<4sH", data)
-    if magic != CHECKPOINT_MAGIC or version not in (CHECKPOINT_FILE_VERSION, CHECKPOINT_FILE_VERSION_5, FORMAT_VERSION):
+    if magic != CHECKPOINT_MAGIC or version not in (CHECKPOINT_FILE_VERSION, CHECKPOINT_FILE_VERSION_6,
+                                                    CHECKPOINT_FILE_VERSION_5, FORMAT_VERSION):
         raise CorruptionError(f"{path}: bad header")
     packed = version != FORMAT_VERSION
-    n_tables = len(_CHECKPOINT_TABLES) if version == CHECKPOINT_FILE_VERSION else 3
-    fmt = {CHECKPOINT_FILE_VERSION: CHECKPOINT_HEADER, CHECKPOINT_FILE_VERSION_5: CHECKPOINT_HEADER_5}.get(
-        version, CHECKPOINT_HEADER_RAW)
+    n_tables = len(_CHECKPOINT_TABLES) if version in (CHECKPOINT_FILE_VERSION, CHECKPOINT_FILE_VERSION_6) else 3
+    tables = _CHECKPOINT_TABLES_6 if version == CHECKPOINT_FILE_VERSION_6 else _CHECKPOINT_TABLES
+    fmt = {CHECKPOINT_FILE_VERSION: CHECKPOINT_HEADER, CHECKPOINT_FILE_VERSION_6: CHECKPOINT_HEADER,
+           CHECKPOINT_FILE_VERSION_5: CHECKPOINT_HEADER_5}.get(version, CHECKPOINT_HEADER_RAW)
     if len(data) < fmt.size:
         raise CorruptionError(f"{path}: shorter than its header")
     fields = fmt.unpack_from(data)
     jseq, counts, (last_hash, digest) = fields[2], fields[3 : 3 + n_tables], fields[-2:]
     sizes = (fields[3 + n_tables : 3 + 2 * n_tables] if packed
-             else tuple(n * dt.itemsize for n, dt in zip(counts, _CHECKPOINT_TABLES)))
+             else tuple(n * dt.itemsize for n, dt in zip(counts, tables)))
     body = memoryview(data)[fmt.size :]
     if jseq != desc.journal_seq or data[6:8] != b"\0\0":
         raise CorruptionError(f"{path}: bad header")
@@ -266,7 +278,7 @@ def read_checkpoint_file(codec: Any, directory: str, desc: CheckpointDesc, with_
         raise CorruptionError(f"{path}: fails its checksum")
     out = []
     start = 0
-    for n, size, dt in zip(counts, sizes, _CHECKPOINT_TABLES):
+    for n, size, dt in zip(counts, sizes, tables):
         part = body[start : start + size]
         start += size
         if not packed:
@@ -280,7 +292,28 @@ def read_checkpoint_file(codec: Any, directory: str, desc: CheckpointDesc, with_
     if not with_offers:
         return accounts, pending, journeys
     offers = tuple(out[3:]) if len(out) > 3 else no_offer_state()
+    if version == CHECKPOINT_FILE_VERSION_6:
+        offers = _offer_state_from_6(*offers)
     return accounts, pending, journeys, offers
+
+
+def _offer_state_from_6(budgets: np.ndarray, cards: np.ndarray, purchases: np.ndarray) -> tuple:
+    """A format-6 offer state as this format keeps it: each slot's use (its spent budget,
+    and the union share and purchases its kept purchases add up to, net of refunds),
+    and of its purchases only those refunded (what is left to refund). The others are
+    read from the journal when a REFUND names them."""
+    use: dict[int, list[int]] = {int(slot): [int(used), 0, 0] for slot, used in budgets.tolist()}
+    refunded = []
+    for p in purchases.tolist():
+        source, seq, g, u, r, slot = p[0], p[1], p[5], p[9], p[10], p[11]
+        if slot >= 0:
+            row = use.setdefault(slot, [0, 0, 0])
+            row[1] += u - u * r // g if g else 0
+            row[2] += int(r < g)
+        if r:
+            refunded.append((source, seq, g - r))
+    slots = np.array(sorted((s, *v) for s, v in use.items() if any(v)), dtype=OFFER_BUDGET_DTYPE)
+    return slots, cards, np.array(sorted(refunded), dtype=REFUNDED_DTYPE)
 
 
 def remove_old_checkpoint_files(directory: str, keep_journal_seq: int) -> None:

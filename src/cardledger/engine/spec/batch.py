@@ -45,6 +45,8 @@ JOURNAL_FIELDS = JOURNAL_DTYPE.names
 _NOP = len(OP_FIELDS)
 # A new record's discounts, result amount and balance, by position.
 _DISCOUNTS_AT, _AMOUNT_AT, _BALANCE_AT = _NOP + 1, _NOP + 2, _NOP + 3
+#: A failed record's words after its journal_seq, all zero (debit_id onwards).
+_AFTER_JSEQ = len(JOURNAL_FIELDS) - (_NOP + 5)
 
 
 # Kinds that carry no amount: their amount_fen must be 0 (INVALID_AMOUNT).
@@ -67,13 +69,16 @@ class Engine:
         self.journal_seq = 0
         self._undo: list[tuple] | None = None
         self._refs: np.ndarray | None = None
+        self._bought: np.ndarray | None = None
         self.journeys: dict[int, taps.Journey] = {}  # card id -> fare state
         self.fares = taps.FareVersions([])
         self.tap_horizon_us = TAP_HORIZON_NONE  # later TAPs are refused (set_tap_horizon)
         self.settle_on = False  # a tap may settle an overdue entry first (taps.py rule 9)
         self.reverse_ref: dict | None = None  # REVERSE: the tap the ledger found (live)
         self.reverse_replay: tuple | None = None  # REVERSE: what its record says it did (replay)
-        self.offers = purchases.OfferState()  # offer versions, budgets, card counters, purchases
+        self.bought_ref: tuple | None = None  # REFUND: its purchase's record the ledger found (live)
+        self.refund_replay: tuple | None = None  # REFUND: its own record, all it did (replay)
+        self.offers = purchases.OfferState()  # offer versions, slot use, card counters, refunds
         self.policies = policies.Policies()  # the source policy sets (kept across load_checkpoint)
 
     # ------------------------------------------------------------------ source policies
@@ -148,17 +153,17 @@ class Engine:
         purchases.set_versions(self, versions)
 
     def export_offer_state(self, sort: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The offer state: (budgets OFFER_BUDGET_DTYPE of the slots with a budget spent,
-        card counters CARD_OFFER_DTYPE, purchases PURCHASE_DTYPE), each sorted by its key
-        (`sort` is for the core's sake)."""
+        """The offer state: (slot use OFFER_BUDGET_DTYPE of the slots with any, card
+        counters CARD_OFFER_DTYPE, refunded purchases REFUNDED_DTYPE), each sorted by its
+        key (`sort` is for the core's sake)."""
         return purchases.export_state(self)
 
     def load_offer_state(self, budgets: np.ndarray, cards: np.ndarray, bought: np.ndarray) -> None:
         """Replace the offer state (arrays as `export_offer_state` gives)."""
         purchases.load_state(self, budgets, cards, bought)
 
-    def reserve_purchases(self, n: int) -> None:
-        """Nothing to reserve: the reference keeps purchases in a dict."""
+    def reserve_card_offers(self, n: int) -> None:
+        """Nothing to reserve: the reference keeps the cards' counters in a dict."""
 
     def quote_purchase(self, card_id: int, merchant_id: int, gross_fen: int, time_us: int) -> tuple[int, int, int, int]:
         """(net, discount, union share, offer slot or NO_OFFER) a PURCHASE would decide
@@ -269,16 +274,20 @@ class Engine:
 
     def apply(
         self, ops: np.ndarray, prior: np.ndarray | None = None, has_prior: np.ndarray | None = None,
-        refs: np.ndarray | None = None,
+        refs: np.ndarray | None = None, bought: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Apply a batch; return (results RESULT_DTYPE, journal JOURNAL_DTYPE).
 
         `prior[i]` is the journal record of op i's id found in storage (valid where
         `has_prior[i]`). `refs[i]` (REVERSE_REF_DTYPE) is what the ledger found about
-        the tap a REVERSE op i names (None: the batch has no REVERSE). The journal holds
-        one record per newly decided op (two for a tap that settles an overdue entry).
+        the tap a REVERSE op i names (None: the batch has no REVERSE). `bought[i]`
+        (JOURNAL_DTYPE) is the record of the purchase a REFUND op i names, decided
+        before the batch (journal_seq 0: none found; None: the batch has no REFUND). The
+        journal holds one record per newly decided op (two for a tap that settles an
+        overdue entry).
         """
         self._refs = refs
+        self._bought = bought
         n = len(ops)
         results = np.zeros(n, dtype=RESULT_DTYPE)
         res: list[list[int]] = [[0, 0, 0, 0, 0] for _ in range(n)]
@@ -359,9 +368,12 @@ class Engine:
                 self.settle_on = not linked
                 if op["kind"] == OpKind.REVERSE and self._refs is not None:
                     self.reverse_ref = dict(zip(REVERSE_REF_DTYPE.names, self._refs[k].tolist()))
+                if op["kind"] == OpKind.REFUND and self._bought is not None:
+                    self.bought_ref = tuple(self._bought[k].tolist())
                 code, effect = self._execute(op, jseq)
                 self.settle_on = False
                 self.reverse_ref = None
+                self.bought_ref = None
                 if code == taps.SETTLE_FIRST:
                     jseq = self._settle_first(op, journal)
                     code, effect = self._execute(op, jseq)
@@ -429,8 +441,10 @@ class Engine:
         if code == Result.OK:
             amount, balance, debit_id, credit_id, subsidy = effect[:5]
             discounts = effect[5] if len(effect) > 5 else 0
-            # A PURCHASE's or REFUND's third leg: the union account and its fen.
+            # A PURCHASE's or REFUND's third leg: the union account and its fen, and
+            # its offer words (offer_fen, offer_day, refundable_fen).
             union_id, union_fen = effect[6:8] if len(effect) > 7 else (0, 0)
+            offer_words = tuple(effect[8:11]) if len(effect) > 10 else (0, 0, 0)
             dprev = cprev = 0
             if debit_id:
                 a = self.accounts[debit_id]
@@ -441,9 +455,9 @@ class Engine:
                 cprev = a.last_journal_seq
                 a.last_journal_seq = jseq
             rec = tuple(row) + (code, discounts, amount, balance, jseq, debit_id, credit_id, subsidy, dprev, cprev,
-                                 union_id, union_fen)
+                                 union_id, union_fen) + offer_words
         else:
-            rec = tuple(row) + (code, 0, 0, 0, jseq, 0, 0, 0, 0, 0, 0, 0)
+            rec = tuple(row) + (code, 0, 0, 0, jseq) + (0,) * _AFTER_JSEQ
         self.recent[(src, seq)] = len(self.tail)
         self.tail.append(rec)
         return rec
@@ -465,7 +479,7 @@ class Engine:
 
     @staticmethod
     def _failed_record(rec: tuple, code: int) -> tuple:
-        return rec[: len(OP_FIELDS)] + (code, 0, 0, 0, rec[len(OP_FIELDS) + 4], 0, 0, 0, 0, 0, 0, 0)
+        return rec[: len(OP_FIELDS)] + (code, 0, 0, 0, rec[len(OP_FIELDS) + 4]) + (0,) * _AFTER_JSEQ
 
     @staticmethod
     def _with_balance(rec: tuple, balance: int) -> tuple:
@@ -504,12 +518,15 @@ class Engine:
                 self._undo = None
                 if op["kind"] == OpKind.REVERSE:  # it says what it did: nothing else is read
                     self.reverse_replay = (rec[nop + 5], rec[nop + 2], rec[nop + 7], rec[nop + 1])
+                elif op["kind"] == OpKind.REFUND:  # so does a REFUND's
+                    self.refund_replay = tuple(rec)
                 try:
                     # As decided then: a record older than the strict field checks may
                     # break them (a TOPUP at time_us 0), and it stays OK.
                     code, effect = self._execute(op, jseq, strict=False)
                 finally:
                     self.reverse_replay = None
+                    self.refund_replay = None
                 if code != Result.OK:
                     raise ValueError(f"journal record {jseq} replays as {Result(code).name}")
                 got = self._decide(op, row, code, effect, jseq)

@@ -1,14 +1,15 @@
 """The journal's on-disk record encoding (pure-Python twin of the core's codec).
 
-A journal record (JOURNAL_DTYPE, 192 bytes) is mostly zeros and values that can be
+A journal record (JOURNAL_DTYPE, 216 bytes) is mostly zeros and values that can be
 predicted from their neighbours, and every stored byte is written, hashed and fsynced
-on the batch path. So each record is stored as its 24 little-endian 64-bit words,
+on the batch path. So each record is stored as its 27 little-endian 64-bit words,
 after predictors, as: a varint bitmap of the non-zero words, then each non-zero word
 as a LEB128 varint. The words go in JOURNAL_DTYPE order except `user_data`, which
 goes after credit_prev_seq (`DWORD`): it was added after the first records were
 written, whose bitmaps then simply lack its bit. union_id and union_fen, appended to
-JOURNAL_DTYPE later still, are the last words in both orders: records written before
-them lack their bits and decode them as 0. Predictors (all exactly invertible):
+JOURNAL_DTYPE later still, and offer_fen, offer_day and refundable_fen after them, are
+the last words in both orders: records written before them lack their bits and decode
+them as 0. Predictors (all exactly invertible):
 
 - journal_seq: minus (previous record's journal_seq + 1), the batch's first_seq - 1
   before the first record: 0 for every record of a batch;
@@ -36,12 +37,13 @@ from ...errors import CorruptionError
 from ...schema import JOURNAL_DTYPE
 
 WORDS = JOURNAL_DTYPE.itemsize // 8
-assert WORDS == 24
+assert WORDS == 27
 MASK64 = (1 << 64) - 1
 # Word positions in the encoding: a record's words in JOURNAL_DTYPE order, except
 # user_data (the op's word 12, added after the format's first version), which is
 # encoded after credit_prev_seq. Records written before it then decode as they were,
-# user_data 0. union_id and union_fen (words 22, 23, appended later) keep their place.
+# user_data 0. union_id, union_fen, offer_fen, offer_day and refundable_fen (words 22
+# to 26, appended later) keep their place.
 W_SOURCE, W_SEQ, W_ACCOUNT, W_COUNTERPARTY, W_AMOUNT, W_TIME, W_LIMIT = 0, 1, 2, 3, 4, 5, 6
 W_RESULT_AMOUNT, W_BALANCE, W_JSEQ, W_DEBIT, W_CREDIT, W_SUBSIDY, W_DPREV, W_CPREV = 13, 14, 15, 16, 17, 18, 19, 20
 W_USER_DATA = 21
@@ -51,9 +53,9 @@ assert OP_USER_DATA_WORD == 12
 #: The JOURNAL_DTYPE word of each encoded word, and back.
 DWORD = [k if k < OP_USER_DATA_WORD or k > W_USER_DATA else (OP_USER_DATA_WORD if k == W_USER_DATA else k + 1)
          for k in range(WORDS)]
-assert sorted(DWORD) == list(range(WORDS)) and DWORD[W_UNION:] == [W_UNION, W_UNION_FEN]
+assert sorted(DWORD) == list(range(WORDS)) and DWORD[W_UNION:] == list(range(W_UNION, WORDS))
 ZIGZAG_WORDS = (W_AMOUNT, W_LIMIT, W_BALANCE, W_SUBSIDY)
-#: Longest encoding of one record: a 4-byte bitmap and 24 ten-byte varints.
+#: Longest encoding of one record: a 4-byte bitmap and 27 ten-byte varints.
 RECORD_BYTES_MAX = 4 + WORDS * 10
 
 

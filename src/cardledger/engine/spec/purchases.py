@@ -2,10 +2,17 @@
 
 A PURCHASE's discount is decided by the offer catalog version in force at its
 `time_us` (compiled `OfferTables`, `offers/tables.py`), against the engine's offer
-state: each offer's spent budget (by slot), each card's counters per offer (local day
-count, local month discount), and every successful purchase with what it took and what
-is refunded so far (for its REFUNDs). All of it changes through the engine's undo log,
-so a chain that fails rolls it back, and all of it is checkpointed beside the accounts.
+state: each offer's use (by slot: discount given, union share, purchases, net of
+refunds; the discount given is what its budget has spent), each card's counters per
+offer (local day count, local month discount), and what is left to refund of each
+purchase refunded so far. All of it changes through the engine's undo log, so a chain
+that fails rolls it back, and all of it is checkpointed beside the accounts.
+
+A purchase is not kept: its journal record says what it took (the gross, the net and
+its subsidy part, the union's leg, the offer's slot, the discount, the local day the
+card's counters counted it in), and a REFUND reads that record (`purchase_of`), found
+in the engine's window of recent decisions or by the ledger before the batch. A
+REFUND's own record says what it moved, so a replay reads nothing else.
 
 Integer arithmetic only; every product that could pass 64 bits is computed as the
 core computes it (`mul_div`, exact floor of a * b / c).
@@ -20,17 +27,19 @@ import numpy as np
 
 from ...schema import (
     AMOUNT_MAX_FEN,
+    JOURNAL_DTYPE,
     TAP_TIME_US_MAX,
     CARD_OFFER_DTYPE,
     INT64_MAX,
     NO_OFFER,
     NOT_COUNTED,
     OFFER_BUDGET_DTYPE,
-    PURCHASE_DTYPE,
+    REFUNDED_DTYPE,
     S_PER_DAY,
     US_PER_S,
     AccountFlags,
     AccountKind,
+    OpKind,
     Result,
 )
 from .handlers import DRAW_ORDER, Account, amount_ok, category_at, check_pair, draw_purses
@@ -43,8 +52,8 @@ if TYPE_CHECKING:
 BP_WHOLE = 10_000
 MINUTE_US = 60 * US_PER_S
 
-# A purchase row (a list, PURCHASE_DTYPE order): the positions read here
-P_CARD, P_MERCHANT, P_UNION, P_GROSS, P_SUB, P_CASH, P_DISC, P_UNION_FEN, P_REFUNDED, P_SLOT, P_DAY, P_MONTH = range(2, 14)
+# An offer slot's use (a list): discount given, union share, purchases (net of refunds)
+S_USED, S_UNION, S_PURCHASES = range(3)
 # A card's counters per offer (a list): day, day_count, month, month_discount_fen
 C_DAY, C_COUNT, C_MONTH, C_MDISC = range(4)
 
@@ -55,9 +64,14 @@ class OfferState:
     def __init__(self) -> None:
         self.versions: list[OfferTables] = []
         self.starts: list[int] = []
-        self.budget_used: dict[int, int] = {}  # slot -> discount given, net of refunds
+        self.slots: dict[int, list[int]] = {}  # slot -> [used_fen, union_fen, purchases]
         self.card_offer: dict[tuple[int, int], list[int]] = {}  # (card id, slot) -> counters
-        self.purchases: dict[tuple[int, int], list[int]] = {}  # id -> PURCHASE_DTYPE row
+        self.refunded: dict[tuple[int, int], int] = {}  # purchase id -> gross left to refund
+
+    def used(self, slot: int) -> int:
+        """The discount offer `slot` has given, net of refunds (its budget spent)."""
+        s = self.slots.get(slot)
+        return s[S_USED] if s is not None else 0
 
     def at(self, time_us: int) -> int:
         """Index of the version in force at `time_us` (-1: none)."""
@@ -170,7 +184,7 @@ def decide(eng: Engine, card: Account, merchant_id: int, gross: int, time_us: in
             d = min(d, limit_m - used)
         budget = int(t.budget_fen[i])
         if budget:
-            d = min(d, budget - st.budget_used.get(slot, 0))
+            d = min(d, budget - st.used(slot))
         if d <= best[3]:  # nothing to give, or no more than an offer listed before it
             continue
         u = mul_div(d, int(t.union_share_bp[i]), BP_WHOLE)
@@ -238,9 +252,11 @@ def op_purchase(eng: Engine, op: dict, jseq: int):
     if merchant.credits_posted > INT64_MAX - paid or merchant.cash_fen + merchant.subsidy_fen > INT64_MAX - paid:
         return Result.OVERFLOW, None
     st = eng.offers
-    if slot != NO_OFFER and st.budget_used.get(slot, 0) > INT64_MAX - d:
+    if slot != NO_OFFER and st.used(slot) > INT64_MAX - d:
         return Result.OVERFLOW, None
-    c = st.card_offer.get((card.id, slot)) if slot != NO_OFFER else None
+    # a card's counters count the purchases of an offer that limits cards (by day or month)
+    counts = slot != NO_OFFER and (int(st.versions[v].day_count[i]) or int(st.versions[v].month_discount_fen[i]))
+    c = st.card_offer.get((card.id, slot)) if counts else None
     if c is not None and c[C_MONTH] == month and c[C_MDISC] > INT64_MAX - d:
         return Result.OVERFLOW, None
     union = None
@@ -259,50 +275,127 @@ def op_purchase(eng: Engine, op: dict, jseq: int):
         union.cash_fen -= u
         union.debits_posted += u
     if slot != NO_OFFER:
-        _set(eng, st.budget_used, slot, st.budget_used.get(slot, 0) + d)
-    # a card's counters count the purchases of an offer that limits cards (by day or month)
-    if slot != NO_OFFER and (int(st.versions[v].day_count[i]) or int(st.versions[v].month_discount_fen[i])):
+        used, union_used, bought = st.slots.get(slot, (0, 0, 0))
+        _set(eng, st.slots, slot, [used + d, union_used + u, bought + 1])
+    if counts:
         _set(eng, st.card_offer, (card.id, slot), counted(st.card_offer.get((card.id, slot)), day, month, d))
-    else:  # not counted: its refunds give the counters nothing back
-        day = month = NOT_COUNTED
-    key = (op["source"], op["seq"])
-    _set(eng, st.purchases, key, [key[0], key[1], card.id, merchant.id, union.id if union is not None else 0,
-                                  gross, sub, net - sub, d, u, 0, slot, day, month])
-    # the third leg: the union account debited U (the merchant is credited net + U)
+    # The third leg: the union account debited U (the merchant is credited net + U).
+    # The record keeps D and the day the counters counted it in (+ 1; 0: not counted):
+    # what its REFUNDs read back.
     return Result.OK, (net, card.available(), card.id, merchant.id, sub, slot + 1,
-                       union.id if union is not None else 0, u)
+                       union.id if union is not None else 0, u, d, day + 1 if counts else 0, 0)
+
+
+# What a REFUND reads of its purchase (from the purchase's journal record)
+_J = {name: k for k, name in enumerate(JOURNAL_DTYPE.names)}
+
+
+def purchase_of(rec: tuple | None) -> dict | None:
+    """A successful PURCHASE's journal record (a tuple, JOURNAL_DTYPE order), as its
+    REFUNDs need it; None if it is none, or names what no purchase could (a record
+    from outside)."""
+    if rec is None or rec[_J["kind"]] != OpKind.PURCHASE or rec[_J["code"]] != Result.OK:
+        return None
+    gross, net, sub = rec[_J["amount_fen"]], rec[_J["result_amount_fen"]], rec[_J["subsidy_fen"]]
+    union_id, u, offer_day = rec[_J["union_id"]], rec[_J["union_fen"]], rec[_J["offer_day"]]
+    if (not amount_ok(gross) or not 0 <= sub <= net <= gross or not 0 <= u <= gross - net
+            or rec[_J["account_id"]] == 0 or rec[_J["counterparty_id"]] == 0 or (u != 0) != (union_id != 0)
+            or offer_day < 0):
+        return None
+    day, month = _counted_day(offer_day)
+    return {"card": rec[_J["account_id"]], "merchant": rec[_J["counterparty_id"]], "union": union_id,
+            "gross": gross, "sub": sub, "cash": net - sub, "disc": gross - net, "union_fen": u,
+            "slot": rec[_J["discounts"]] - 1, "day": day, "month": month}
+
+
+def _counted_day(offer_day: int) -> tuple[int, int]:
+    """The local day and month a record's offer_day names ((NOT_COUNTED,) * 2 for 0)."""
+    if offer_day > 0:
+        return offer_day - 1, month_of_day(offer_day - 1)
+    return NOT_COUNTED, NOT_COUNTED
+
+
+def _find_purchase(eng: Engine, op: dict) -> dict | None:
+    """The purchase a REFUND names: its record in the engine's window (this batch's
+    included), else the one the ledger found before the batch (`eng.bought_ref`)."""
+    key = (op["ref_source"], op["ref_seq"])
+    idx = eng.recent.get(key)
+    if idx is not None:
+        return purchase_of(tuple(eng.tail[idx]))
+    rec = eng.bought_ref
+    if rec is None or rec[_J["journal_seq"]] == 0 or (rec[_J["source"]], rec[_J["seq"]]) != key:
+        return None
+    return purchase_of(rec)
 
 
 def op_refund(eng: Engine, op: dict, jseq: int):
     """Part of a purchase's gross returned: each purse, the union account, the budget
     and the month counter get back their floor share of the total refunded so far; the
-    day count comes back with the last part (docs/purchases.md)."""
+    day count comes back with the last part (docs/purchases.md).
+
+    Live, the purchase is its journal record (`_find_purchase`). A replay whose
+    purchase is in the window decides again (and the record is checked against it);
+    one whose purchase lies before the window takes what it moved from its own record
+    (`eng.refund_replay`)."""
     part = op["amount_fen"]
     if not amount_ok(part):
         return Result.INVALID_AMOUNT, None
-    p = eng.offers.purchases.get((op["ref_source"], op["ref_seq"]))
-    if p is None:
-        return Result.PURCHASE_NOT_FOUND, None
-    # A REFUND names its purchase, not accounts: the source's policy must let it touch
-    # the purchase's card and merchant (docs/policies.md).
-    if eng.policies.current is not None and not eng.policies.allows_parties(op["source"], p[P_CARD], p[P_MERCHANT]):
-        return Result.SOURCE_NOT_ALLOWED, None
-    g, r = p[P_GROSS], p[P_REFUNDED]
-    if part > g - r:
-        return Result.EXCEEDS_REFUNDABLE, None
-    card, merchant = eng.accounts[p[P_CARD]], eng.accounts[p[P_MERCHANT]]
-    union = eng.accounts[p[P_UNION]] if p[P_UNION] else None
-    if (card.flags | merchant.flags | (union.flags if union is not None else 0)) & AccountFlags.CLOSED:
-        return Result.ACCOUNT_CLOSED, None
-    if merchant.flags & AccountFlags.FROZEN:
-        return Result.ACCOUNT_FROZEN, None
-    r2 = r + part
+    st = eng.offers
+    rr = eng.refund_replay
+    union = None
+    found = _find_purchase(eng, op)
+    if rr is not None and found is not None:
+        rr = None
+    if rr is not None:
+        left_before = st.refunded.get((op["ref_source"], op["ref_seq"]))
+        if left_before is not None and left_before - part != rr[_J["refundable_fen"]]:
+            return Result.EXCEEDS_REFUNDABLE, None
+        p = {"card": rr[_J["credit_id"]], "merchant": rr[_J["debit_id"]], "union": rr[_J["union_id"]],
+             "slot": rr[_J["discounts"]] - 1}
+        offer_day = rr[_J["offer_day"]]
+        p["day"], p["month"] = _counted_day(offer_day)
+        amount, sub, u, d, left = (rr[_J["result_amount_fen"]], rr[_J["subsidy_fen"]], rr[_J["union_fen"]],
+                                   rr[_J["offer_fen"]], rr[_J["refundable_fen"]])
+        cash = amount - sub
+        card, merchant = eng.accounts.get(p["card"]), eng.accounts.get(p["merchant"])
+        if p["union"]:
+            union = eng.accounts.get(p["union"])
+        if (card is None or merchant is None or (p["union"] and union is None)
+                or not 0 <= sub <= amount or u < 0 or d < 0 or left < 0
+                or (p["slot"] != NO_OFFER and p["slot"] >= _slots_cap(eng))):
+            return Result.PURCHASE_NOT_FOUND, None
+    else:
+        p = found
+        if p is None:
+            return Result.PURCHASE_NOT_FOUND, None
+        # A REFUND names its purchase, not accounts: the source's policy must let it touch
+        # the purchase's card and merchant (docs/policies.md).
+        if eng.policies.current is not None and not eng.policies.allows_parties(op["source"], p["card"], p["merchant"]):
+            return Result.SOURCE_NOT_ALLOWED, None
+        g = p["gross"]
+        left_before = st.refunded.get((op["ref_source"], op["ref_seq"]))
+        r = g - left_before if left_before is not None else 0
+        if part > g - r:
+            return Result.EXCEEDS_REFUNDABLE, None
+        card, merchant = eng.accounts.get(p["card"]), eng.accounts.get(p["merchant"])
+        if p["union"]:
+            union = eng.accounts.get(p["union"])
+        # (a purchase's accounts always exist, unless its record came from outside)
+        if card is None or merchant is None or (p["union"] and union is None) or p["slot"] >= _slots_cap(eng):
+            return Result.PURCHASE_NOT_FOUND, None
+        if (card.flags | merchant.flags | (union.flags if union is not None else 0)) & AccountFlags.CLOSED:
+            return Result.ACCOUNT_CLOSED, None
+        if merchant.flags & AccountFlags.FROZEN:
+            return Result.ACCOUNT_FROZEN, None
+        r2 = r + part
 
-    def back(x: int) -> int:
-        return mul_div(x, r2, g) - mul_div(x, r, g)
+        def back(x: int) -> int:
+            return mul_div(x, r2, g) - mul_div(x, r, g)
 
-    sub, cash, u, d = back(p[P_SUB]), back(p[P_CASH]), back(p[P_UNION_FEN]), back(p[P_DISC])
-    amount = sub + cash
+        sub, cash, u, d = back(p["sub"]), back(p["cash"]), back(p["union_fen"]), back(p["disc"])
+        amount = sub + cash
+        left = g - r2
+        offer_day = p["day"] + 1 if p["day"] != NOT_COUNTED else 0
     paid = amount + u
     if merchant.cash_fen < paid:
         return Result.INSUFFICIENT_FUNDS, None
@@ -323,45 +416,51 @@ def op_refund(eng: Engine, op: dict, jseq: int):
         eng._touch(union)
         union.cash_fen += u
         union.credits_posted += u
-    st = eng.offers
-    slot = p[P_SLOT]
+    slot = p["slot"]
     if slot != NO_OFFER:
-        _set(eng, st.budget_used, slot, st.budget_used[slot] - d)
+        used, union_used, bought = st.slots.get(slot, (0, 0, 0))
+        _set(eng, st.slots, slot, [used - d, union_used - u, bought - (left == 0)])
         c = st.card_offer.get((card.id, slot))
-        if c is not None and (c[C_MONTH] == p[P_MONTH] or c[C_DAY] == p[P_DAY]):
+        if c is not None and (c[C_MONTH] == p["month"] or c[C_DAY] == p["day"]):
             c = list(c)
-            if c[C_MONTH] == p[P_MONTH]:
+            if c[C_MONTH] == p["month"]:
                 c[C_MDISC] -= d
-            if r2 == g and c[C_DAY] == p[P_DAY]:
+            if left == 0 and c[C_DAY] == p["day"]:
                 c[C_COUNT] -= 1
             _set(eng, st.card_offer, (card.id, slot), c)
-    p2 = list(p)
-    p2[P_REFUNDED] = r2
-    _set(eng, st.purchases, (p[0], p[1]), p2)
-    # the third leg: the union account credited this part's u (the merchant is debited amount + u)
+    _set(eng, st.refunded, (op["ref_source"], op["ref_seq"]), left)
+    # The third leg: the union account credited this part's u (the merchant is debited
+    # amount + u). The record keeps what replay reads back: the budget's part d, the
+    # purchase's counted day, and what is left to refund.
     return Result.OK, (amount, card.available(), merchant.id, card.id, sub, slot + 1,
-                       union.id if union is not None and u else 0, u if union is not None else 0)
+                       union.id if union is not None and u else 0, u if union is not None else 0,
+                       d, offer_day, left)
+
+
+def _slots_cap(eng: Engine) -> int:
+    """One past the largest offer slot of the installed versions (the core's room)."""
+    return max((int(t.slot.max()) + 1 for t in eng.offers.versions if len(t.slot)), default=0)
 
 
 # ------------------------------------------------------------------ checkpoint
 
 
 def export_state(eng: Engine) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(budgets by slot (the slots with a budget spent), card counters by (card, slot),
+    """(slot use by slot (the slots with any), card counters by (card, slot), refunded
     purchases by id)."""
     st = eng.offers
-    budgets = np.array(sorted((s, u) for s, u in st.budget_used.items() if u), dtype=OFFER_BUDGET_DTYPE)
+    budgets = np.array(sorted((s, *v) for s, v in st.slots.items() if any(v)), dtype=OFFER_BUDGET_DTYPE)
     cards = np.array([(k[0], k[1], *v) for k, v in sorted(st.card_offer.items())], dtype=CARD_OFFER_DTYPE)
-    purchases = np.array([tuple(v) for _, v in sorted(st.purchases.items())], dtype=PURCHASE_DTYPE)
-    return budgets, cards, purchases
+    refunded = np.array(sorted((k[0], k[1], v) for k, v in st.refunded.items()), dtype=REFUNDED_DTYPE)
+    return budgets, cards, refunded
 
 
-def load_state(eng: Engine, budgets: np.ndarray, cards: np.ndarray, purchases: np.ndarray) -> None:
+def load_state(eng: Engine, budgets: np.ndarray, cards: np.ndarray, refunded: np.ndarray) -> None:
     """Replace the offer state by a checkpoint's (as `export_state` gives)."""
     st = eng.offers
-    st.budget_used = {int(s): int(u) for s, u in budgets.tolist()}
+    st.slots = {int(r[0]): [int(x) for x in r[1:]] for r in budgets.tolist()}
     st.card_offer = {(int(r[0]), int(r[1])): [int(x) for x in r[2:]] for r in cards.tolist()}
-    st.purchases = {(int(r[0]), int(r[1])): [int(x) for x in r] for r in purchases.tolist()}
+    st.refunded = {(int(r[0]), int(r[1])): int(r[2]) for r in refunded.tolist()}
 
 
 def quote(eng: Engine, card_id: int, merchant_id: int, gross: int, time_us: int) -> tuple[int, int, int, int]:
