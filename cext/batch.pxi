@@ -287,6 +287,8 @@ cdef inline void apply_chain(State* st, Op* ops, int64_t lo, int64_t hi, int64_t
     st.n_undo = 0
     for k in range(lo, hi):
         prefetch_ahead(st, ops, k, n, sizeof(Op))
+        if st.policy != NULL:
+            policy_prefetch(st.policy, ops, k, n)  # policies.pxi
         op = &ops[k]
         r = &results[k]
         if op.source + 1 <= 1:  # source 0 or SETTLE_SOURCE (the ledger's own)

@@ -831,18 +831,29 @@ cdef struct State:
 # ================================================================ source policies (policies.pxi)
 
 cdef struct PolicyRow:
-    # One policy of a compiled set, one 64-byte cache line (policies.compile_tables):
-    # kinds a bitmask (bit k: OpKind k); amount_max INT64_MAX when none; acc_lo < 0 when
-    # any account (else its sorted ids are acc_ids[acc_lo:acc_hi]); the same for cp_*.
+    # One policy of a compiled set (policies.pxi, _policy_rows), at the start of its own
+    # 64-byte line, or of two lines where the set's lists need them
+    # (PolicySet.row_shift): this header, then the row's id slots (policy_slots):
+    # POLICY_NARROW_SLOTS in one line, POLICY_WIDE_SLOTS in two. kinds a bitmask (bit k:
+    # OpKind k); amount_max INT64_MAX when none. The account list: acc_n ids held in the
+    # slots from 0 on, or POLICY_ANY (any account), or POLICY_LISTED (its sorted ids are
+    # acc_ids[slots[0]:slots[1]]). The counterparty list likewise from slot cp_off on.
     uint64_t first
     uint64_t last
     int64_t amount_max
-    int64_t acc_lo
-    int64_t acc_hi
-    int64_t cp_lo
-    int64_t cp_hi
     uint32_t kinds
-    uint32_t pad
+    uint8_t acc_n
+    uint8_t cp_n
+    uint8_t cp_off
+    uint8_t pad
+
+cdef enum:
+    # PolicyRow.acc_n / cp_n when not a count of ids held in the row
+    POLICY_ANY = 255
+    POLICY_LISTED = 254
+    # The id slots of a one-line row and of a two-line row (after the 32-byte header).
+    POLICY_NARROW_SLOTS = 4
+    POLICY_WIDE_SLOTS = 12
 
 cdef struct PolicySet:
     # One installed set: n policies sorted by first_source, ranges disjoint.
@@ -850,7 +861,9 @@ cdef struct PolicySet:
     uint64_t digest             # ... and its user_data
     int enforce                 # 0: the set lifts enforcement (install_policies(None))
     int64_t n
-    PolicyRow* rows             # 64-byte aligned
+    PolicyRow* rows             # 64-byte aligned; row i at byte i << row_shift (policy_row)
+    int row_shift               # 6: one line a row; 7: two (lists of up to 12 ids held)
+    int listed                  # some list is POLICY_LISTED (then prefetched too)
     uint64_t* acc_ids
     uint64_t* cp_ids
     uint64_t base               # the bucket index over first (policies.compile_tables)

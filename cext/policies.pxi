@@ -3,9 +3,11 @@
 # Each installed set is compiled (`cardledger.policies.compile_tables`) to one 64-byte
 # PolicyRow a policy, sorted by first_source: the policy covering an op's source is
 # found through a bucket index over first_source and a bisection within the bucket; its
-# kinds are a bitmask, and its account / counterparty lists are sorted arrays searched
-# by bisection. `execute` asks `policy_allows` after the strict field checks of a new
-# op, only while a set is in force (State.policy != NULL).
+# kinds are a bitmask; an account / counterparty list of one or two ids is held in the
+# row itself, a longer one is a sorted array searched by bisection. `execute` asks
+# `policy_allows` after the strict field checks of a new op, only while a set is in
+# force (State.policy != NULL); apply_chain then prefetches the bucket, the row and the
+# listed ids of the ops ahead (policy_prefetch), as it does their accounts.
 
 
 cdef inline bint sorted_contains(const uint64_t* ids, int64_t lo, int64_t hi, uint64_t x) noexcept nogil:
@@ -21,11 +23,22 @@ cdef inline bint sorted_contains(const uint64_t* ids, int64_t lo, int64_t hi, ui
     return lo < end and ids[lo] == x
 
 
+cdef inline const PolicyRow* policy_row(const PolicySet* ps, int64_t i) noexcept nogil:
+    """The set's i-th policy (rows of 1 << row_shift bytes)."""
+    return <const PolicyRow*>(<const char*>ps.rows + (i << ps.row_shift))
+
+
+cdef inline const uint64_t* policy_slots(const PolicyRow* p) noexcept nogil:
+    """The id slots after a row's header (core.pxd PolicyRow)."""
+    return <const uint64_t*>(p + 1)
+
+
 cdef inline const PolicyRow* policy_covering(const PolicySet* ps, uint64_t source) noexcept nogil:
     """The policy whose range covers `source` (spec: Policies._covering), or NULL: the
     last whose first_source <= source, found in the bucket the source falls in."""
     cdef uint64_t b
     cdef int64_t lo, hi, mid
+    cdef const PolicyRow* p
     if source < ps.base:
         return NULL
     b = (source - ps.base) >> ps.shift
@@ -35,13 +48,27 @@ cdef inline const PolicyRow* policy_covering(const PolicySet* ps, uint64_t sourc
     hi = ps.buckets[b + 1]
     while lo < hi:
         mid = (lo + hi) >> 1
-        if ps.rows[mid].first <= source:
+        if policy_row(ps, mid).first <= source:
             lo = mid + 1
         else:
             hi = mid
-    if lo == 0 or source > ps.rows[lo - 1].last:
+    if lo == 0:
         return NULL
-    return &ps.rows[lo - 1]
+    p = policy_row(ps, lo - 1)
+    return NULL if source > p.last else p
+
+
+cdef inline bint id_allowed(uint8_t n, const uint64_t* slots, const uint64_t* listed, uint64_t x) noexcept nogil:
+    """Whether x is on a policy's account or counterparty list (not POLICY_ANY): one
+    of the n ids held in the row's `slots`, else (POLICY_LISTED) one of the sorted
+    listed[slots[0]:slots[1]]."""
+    cdef int i
+    if n == POLICY_LISTED:
+        return sorted_contains(listed, <int64_t>slots[0], <int64_t>slots[1], x)
+    for i in range(n):
+        if slots[i] == x:
+            return True
+    return False
 
 
 cdef inline bint policy_allows(const PolicySet* ps, const Op* op) noexcept nogil:
@@ -51,6 +78,7 @@ cdef inline bint policy_allows(const PolicySet* ps, const Op* op) noexcept nogil
     CLOSE_DAY_SOURCE, SET_POLICIES from POLICY_SOURCE) need no policy."""
     cdef uint64_t source = op.source
     cdef const PolicyRow* p
+    cdef const uint64_t* slots
     cdef uint32_t used
     if source >= POLICY_SOURCE_C:
         if (op.kind == K_SET_POLICIES and source == POLICY_SOURCE_C) or (
@@ -59,12 +87,15 @@ cdef inline bint policy_allows(const PolicySet* ps, const Op* op) noexcept nogil
     p = policy_covering(ps, source)
     if p == NULL or not (p.kinds >> op.kind) & 1 or op.amount_fen > p.amount_max:
         return False
+    if p.acc_n == POLICY_ANY and p.cp_n == POLICY_ANY:
+        return True
     used = FIELDS_USED[op.kind]
-    if p.acc_lo >= 0 and (used & OPF_ACCOUNT_ID):
-        if not sorted_contains(ps.acc_ids, p.acc_lo, p.acc_hi, op.account_id):
+    slots = policy_slots(p)
+    if p.acc_n != POLICY_ANY and (used & OPF_ACCOUNT_ID):
+        if not id_allowed(p.acc_n, slots, ps.acc_ids, op.account_id):
             return False
-    if p.cp_lo >= 0 and (used & OPF_COUNTERPARTY_ID):
-        if not sorted_contains(ps.cp_ids, p.cp_lo, p.cp_hi, op.counterparty_id):
+    if p.cp_n != POLICY_ANY and (used & OPF_COUNTERPARTY_ID):
+        if not id_allowed(p.cp_n, slots + p.cp_off, ps.cp_ids, op.counterparty_id):
             return False
     return True
 
@@ -76,13 +107,66 @@ cdef bint policy_allows_parties(const PolicySet* ps, uint64_t source, uint64_t a
     are checked here once the purchase is found (spec: policies.allows_parties). Its
     kind and amount were checked with the op (policy_allows)."""
     cdef const PolicyRow* p = policy_covering(ps, source)
+    cdef const uint64_t* slots
     if p == NULL:
         return False
-    if p.acc_lo >= 0 and not sorted_contains(ps.acc_ids, p.acc_lo, p.acc_hi, account_id):
+    slots = policy_slots(p)
+    if p.acc_n != POLICY_ANY and not id_allowed(p.acc_n, slots, ps.acc_ids, account_id):
         return False
-    if p.cp_lo >= 0 and not sorted_contains(ps.cp_ids, p.cp_lo, p.cp_hi, counterparty_id):
+    if p.cp_n != POLICY_ANY and not id_allowed(p.cp_n, slots + p.cp_off, ps.cp_ids, counterparty_id):
         return False
     return True
+
+
+cdef inline void prefetch_listed(uint8_t n, const uint64_t* slots, const uint64_t* listed) noexcept nogil:
+    """The first and last cache line of a POLICY_LISTED list (a bisection over a few
+    ids reads no other)."""
+    if n == POLICY_LISTED and slots[1] > slots[0]:
+        CL_PREFETCH(&listed[slots[0]])
+        CL_PREFETCH(&listed[slots[1] - 1])
+
+
+cdef inline void policy_prefetch(const PolicySet* ps, Op* ops, int64_t k, int64_t n) noexcept nogil:
+    """Prefetch what the policy check of the ops ahead reads (apply_chain, only while a
+    set is in force), each step once the one before it is cached, as prefetch_ahead
+    does for their accounts: the bucket of the op 2 * PREFETCH_DISTANCE ahead; the rows
+    that bucket can name (each row holds its short lists) for the op PREFETCH_DISTANCE
+    ahead; and, only in a set with lists too long for a row, the listed ids of the
+    policy covering the op HOLD_PREFETCH_DISTANCE ahead."""
+    cdef uint64_t s, b
+    cdef int64_t lo, hi
+    cdef const char* r
+    cdef const PolicyRow* p
+    cdef size_t last_byte = (<size_t>1 << ps.row_shift) - 1
+    if k + 2 * PREFETCH_DISTANCE < n:
+        s = ops[k + 2 * PREFETCH_DISTANCE].source
+        if s >= ps.base:
+            b = (s - ps.base) >> ps.shift
+            if b >= <uint64_t>ps.n_buckets:
+                b = ps.n_buckets - 1
+            CL_PREFETCH(&ps.buckets[b])
+    if k + PREFETCH_DISTANCE < n:
+        s = ops[k + PREFETCH_DISTANCE].source
+        if s >= ps.base:
+            b = (s - ps.base) >> ps.shift
+            if b >= <uint64_t>ps.n_buckets:
+                b = ps.n_buckets - 1
+            lo = ps.buckets[b]
+            hi = ps.buckets[b + 1]
+            # The covering row is rows[lo - 1] or one of the bucket's, usually its only one.
+            if lo > 0:
+                r = <const char*>policy_row(ps, lo - 1)
+                CL_PREFETCH(r)
+                CL_PREFETCH(r + last_byte)
+            if hi > lo:
+                r = <const char*>policy_row(ps, hi - 1)
+                CL_PREFETCH(r)
+                CL_PREFETCH(r + last_byte)
+    if ps.listed and k + HOLD_PREFETCH_DISTANCE < n:
+        p = policy_covering(ps, ops[k + HOLD_PREFETCH_DISTANCE].source)
+        if p != NULL:
+            prefetch_listed(p.acc_n, policy_slots(p), ps.acc_ids)
+            prefetch_listed(p.cp_n, policy_slots(p) + p.cp_off, ps.cp_ids)
 
 
 cdef PolicySet* policies_choose(Policies* pol, uint64_t journal_seq) noexcept nogil:
@@ -122,25 +206,76 @@ cdef object _policy_array(list keep, object arr, object dtype):
     return a
 
 
-#: PolicyRow as numpy sees it (core.pxd): one 64-byte line a policy.
-POLICY_ROW_DTYPE = np.dtype([("first", "<u8"), ("last", "<u8"), ("amount_max", "<i8"), ("acc_lo", "<i8"),
-                             ("acc_hi", "<i8"), ("cp_lo", "<i8"), ("cp_hi", "<i8"), ("kinds", "<u4"),
-                             ("pad", "<u4")])
-if sizeof(PolicyRow) != POLICY_ROW_DTYPE.itemsize:  # (core.pxd and the dtype above must agree)
-    raise ImportError("cardledger core: PolicyRow and POLICY_ROW_DTYPE differ: rebuild the core")
+#: PolicyRow (a row's header) as numpy sees it (core.pxd); a row is this and its id slots.
+POLICY_HEADER_FIELDS = [("first", "<u8"), ("last", "<u8"), ("amount_max", "<i8"), ("kinds", "<u4"),
+                        ("acc_n", "u1"), ("cp_n", "u1"), ("cp_off", "u1"), ("pad", "u1")]
+if (sizeof(PolicyRow) != np.dtype(POLICY_HEADER_FIELDS).itemsize
+        or sizeof(PolicyRow) + 8 * POLICY_NARROW_SLOTS != 64 or sizeof(PolicyRow) + 8 * POLICY_WIDE_SLOTS != 128):
+    raise ImportError("cardledger core: PolicyRow and POLICY_HEADER_FIELDS differ: rebuild the core")
 
 
-cdef object _policy_rows(list keep, object t):
-    """The set's policies as PolicyRow records in a 64-byte aligned buffer (each one
-    cache line), kept alive in `keep`."""
+cdef tuple _slot_layout(object la, object lc, int cap):
+    """Which lists a row of `cap` id slots holds itself: (acc_inline, cp_inline) masks,
+    from each policy's list lengths (-1: any). Both when their ids fit together; else
+    the account list with the counterparty list's bounds (2 slots), else the other way
+    round; a list not held is POLICY_LISTED (its bounds, 2 slots: they always fit)."""
+    a_in = np.maximum(la, 0)
+    c_in = np.maximum(lc, 0)
+    a_ref = np.where(la >= 0, 2, 0)
+    c_ref = np.where(lc >= 0, 2, 0)
+    both = a_in + c_in <= cap
+    acc = both | (a_in + c_ref <= cap)
+    cp = both | (~acc & (a_ref + c_in <= cap))
+    return acc & (la >= 0), cp & (lc >= 0)
+
+
+cdef tuple _policy_rows(list keep, object t):
+    """The set's policies as rows (core.pxd PolicyRow: a header and its id slots) in a
+    64-byte aligned buffer kept alive in `keep`, each on its own cache line: one line
+    a row, or two when that holds more lists in the rows (lists of 5 to 12 ids). The
+    tables were checked (_check_tables). Returns (rows, row_shift, whether some list
+    is POLICY_LISTED)."""
     n = len(t.first)
-    buf = np.zeros((n + 1) * 64 + 64, dtype=np.uint8)
+    acc_lo = np.asarray(t.acc_lo, dtype=np.int64)
+    cp_lo = np.asarray(t.cp_lo, dtype=np.int64)
+    la = np.where(acc_lo >= 0, np.asarray(t.acc_hi, dtype=np.int64) - acc_lo, -1)
+    lc = np.where(cp_lo >= 0, np.asarray(t.cp_hi, dtype=np.int64) - cp_lo, -1)
+    narrow = _slot_layout(la, lc, POLICY_NARROW_SLOTS)
+    wide = _slot_layout(la, lc, POLICY_WIDE_SLOTS)
+    n_listed = [int(((la >= 0) & ~m[0]).sum() + ((lc >= 0) & ~m[1]).sum()) for m in (narrow, wide)]
+    cap, shift, (acc_in, cp_in) = ((POLICY_WIDE_SLOTS, 7, wide) if n_listed[1] < n_listed[0]
+                                   else (POLICY_NARROW_SLOTS, 6, narrow))
+    stride = 1 << shift
+    dtype = np.dtype(POLICY_HEADER_FIELDS + [("slots", "<u8", (cap,))])
+    buf = np.zeros((n + 1) * stride + 64, dtype=np.uint8)
     off = (-buf.ctypes.data) % 64
-    rows = buf[off : off + max(n, 1) * 64].view(POLICY_ROW_DTYPE)
-    for name in ("first", "last", "amount_max", "acc_lo", "acc_hi", "cp_lo", "cp_hi", "kinds"):
+    rows = buf[off : off + max(n, 1) * stride].view(dtype)
+    for name in ("first", "last", "amount_max", "kinds"):
         rows[name][:n] = getattr(t, name)
+    acc_ids = np.asarray(t.acc_ids, dtype=np.uint64)
+    cp_ids = np.asarray(t.cp_ids, dtype=np.uint64)
+    slots = np.zeros((n, cap), dtype=np.uint64)
+    at = np.arange(n)
+    acc_listed = (la >= 0) & ~acc_in
+    cp_listed = (lc >= 0) & ~cp_in
+    cp_off = np.where(acc_in, la, np.where(acc_listed, 2, 0))
+    if n and int((cp_off + np.where(cp_in, lc, np.where(cp_listed, 2, 0))).max()) > cap:
+        raise ValueError("policy tables: a row's lists overflow its slots")  # (_slot_layout never does)
+    slots[acc_listed, 0] = acc_lo[acc_listed].astype(np.uint64)
+    slots[acc_listed, 1] = np.asarray(t.acc_hi, dtype=np.int64)[acc_listed].astype(np.uint64)
+    slots[at[cp_listed], cp_off[cp_listed]] = cp_lo[cp_listed].astype(np.uint64)
+    slots[at[cp_listed], cp_off[cp_listed] + 1] = np.asarray(t.cp_hi, dtype=np.int64)[cp_listed].astype(np.uint64)
+    for j in range(cap):
+        m = acc_in & (la > j)
+        slots[m, j] = acc_ids[acc_lo[m] + j]
+        m = cp_in & (lc > j)
+        slots[at[m], cp_off[m] + j] = cp_ids[cp_lo[m] + j]
+    rows["slots"][:n] = slots
+    rows["acc_n"][:n] = np.where(la < 0, POLICY_ANY, np.where(acc_in, la, POLICY_LISTED))
+    rows["cp_n"][:n] = np.where(lc < 0, POLICY_ANY, np.where(cp_in, lc, POLICY_LISTED))
+    rows["cp_off"][:n] = cp_off
     keep.append(buf)
-    return rows
+    return rows, shift, n_listed[0 if shift == 6 else 1] > 0
 
 
 cdef void _check_tables(object t, int64_t n) except *:
@@ -198,7 +333,8 @@ cdef list policies_load(State* st, Policies* pol, object versions, uint64_t jour
             ps.enforce = 1 if v.enforce else 0
             ps.n = len(t.first)
             _check_tables(t, ps.n)
-            a = _policy_rows(keep, t); ps.rows = <PolicyRow*>cnp.PyArray_DATA(a)
+            a, ps.row_shift, ps.listed = _policy_rows(keep, t)
+            ps.rows = <PolicyRow*>cnp.PyArray_DATA(a)
             a = _policy_array(keep, t.acc_ids, u64); ps.acc_ids = <uint64_t*>cnp.PyArray_DATA(a)
             a = _policy_array(keep, t.cp_ids, u64); ps.cp_ids = <uint64_t*>cnp.PyArray_DATA(a)
             a = _policy_array(keep, t.buckets, np.int32); ps.buckets = <int32_t*>cnp.PyArray_DATA(a)

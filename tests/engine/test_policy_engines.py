@@ -19,7 +19,7 @@ from helpers.policygen import random_policies
 
 from cardledger.engine.spec import batch as reference
 from cardledger.policies import PolicyVersion, check_set, encode_set
-from cardledger.schema import POLICY_SOURCE, OpKind, Result, new_ops
+from cardledger.schema import OP_FIELDS_USED, POLICY_SOURCE, OpKind, Result, new_ops
 
 core = pytest.importorskip("cardledger._core")
 
@@ -175,3 +175,56 @@ def test_the_core_finds_the_policy_covering_a_source_as_the_reference_does(seed:
     allowed = out[0] != Result.SOURCE_NOT_ALLOWED
     want = [any(p.first_source <= x <= p.last_source and OpKind.TOPUP in p.kinds for p in policies) for x in probes]
     assert allowed.tolist() == want
+
+
+def _lists_probed(policies) -> tuple[np.ndarray, list[bool]]:
+    """TOPUPs from each policy's first source naming every listed id, its neighbours and
+    ids of no list, as account and as counterparty; and whether each is allowed."""
+    ids = sorted({x for p in policies for lst in (p.accounts, p.counterparties) if lst for x in lst})
+    probe_ids = sorted({1, 2} | {y for x in ids for y in (x - 1, x, x + 1) if y > 0})
+    rows, want = [], []
+    for p in policies:
+        acc = probe_ids if p.accounts is not None else [5]
+        cp = probe_ids if p.counterparties is not None else [6]
+        for a in acc:
+            for c in cp:
+                rows.append((p.first_source, a, c))
+                want.append((p.accounts is None or a in p.accounts)
+                            and (p.counterparties is None or c in p.counterparties))
+    ops = new_ops(len(rows))
+    for i, (s, a, c) in enumerate(rows):
+        ops[i]["source"], ops[i]["seq"], ops[i]["account_id"], ops[i]["counterparty_id"] = s, i + 1, a, c
+    ops["kind"], ops["amount_fen"], ops["time_us"] = OpKind.TOPUP, 5, 1_700_000_000_000_000
+    return ops, want
+
+
+@pytest.mark.parametrize("lengths", [
+    # (account list length, counterparty list length) per policy; None: any.
+    [(None, None), (0, None), (1, None), (None, 1), (2, 2), (4, None), (1, 3), (None, 0), (30, None), (None, 40)],
+    [(5, None), (None, 12), (8, 8), (11, 3), (12, 0), (20, 20), (6, None), (None, 7), (3, 9), (0, 0)],
+], ids=["one-line rows", "two-line rows"])
+def test_lists_held_in_rows_or_listed_refuse_and_allow_alike(lengths) -> None:
+    """The core holds a policy's short account / counterparty lists in its row (one
+    cache line, or two where the set has lists of 5 to 12 ids) and searches longer ones
+    by bisection (core.pxd PolicyRow): each placement, the empty list and both lists in
+    one row allow exactly the ids listed, as the reference does, for every id on a list,
+    beside one, or on none."""
+    from cardledger import SourcePolicy
+
+    r = random.Random(len(lengths))
+    policies = []
+    for i, (na, nc) in enumerate(lengths):
+        def ids(n):
+            return None if n is None else r.sample(range(100, 100 + 4 * n + 8), n)
+        policies.append(SourcePolicy(10 * i + 1, 10 * i + 5, [OpKind.TOPUP], accounts=ids(na), counterparties=ids(nc)))
+    v = PolicyVersion(1, encode_set(check_set(policies)))
+    ops, want = _lists_probed(policies)
+    assert {"account_id", "counterparty_id"} <= set(OP_FIELDS_USED[OpKind.TOPUP])
+    out = []
+    for e in (reference.Engine(), core.Engine()):
+        e.set_policy_versions([v])
+        assert e.apply(install_op(1, v))[0]["code"][0] == Result.OK
+        out.append(e.apply(ops)[0]["code"])
+    assert out[0].tolist() == out[1].tolist()
+    assert (out[0] != Result.SOURCE_NOT_ALLOWED).tolist() == want
+    assert 0 < sum(want) < len(want)
