@@ -870,6 +870,11 @@ cdef struct PolicySet:
     int shift
     int64_t n_buckets
     int32_t* buckets
+    # Where the set's sources span at most POLICY_DIRECT_SPAN_MAX: the covering row of
+    # every source dbase + i, at direct[i] (-1: none), read with no search. NULL: none.
+    int32_t* direct
+    uint64_t dbase
+    uint64_t dspan
 
 cdef struct Policies:
     PolicySet* sets             # every installed set, by journal_seq

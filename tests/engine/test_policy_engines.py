@@ -203,12 +203,14 @@ def _lists_probed(policies) -> tuple[np.ndarray, list[bool]]:
     [(None, None), (0, None), (1, None), (None, 1), (2, 2), (4, None), (1, 3), (None, 0), (30, None), (None, 40)],
     [(5, None), (None, 12), (8, 8), (11, 3), (12, 0), (20, 20), (6, None), (None, 7), (3, 9), (0, 0)],
 ], ids=["one-line rows", "two-line rows"])
-def test_lists_held_in_rows_or_listed_refuse_and_allow_alike(lengths) -> None:
+@pytest.mark.parametrize("base", [0, 1 << 40], ids=["direct table", "bucket search"])
+def test_lists_held_in_rows_or_listed_refuse_and_allow_alike(lengths, base) -> None:
     """The core holds a policy's short account / counterparty lists in its row (one
     cache line, or two where the set has lists of 5 to 12 ids) and searches longer ones
     by bisection (core.pxd PolicyRow): each placement, the empty list and both lists in
     one row allow exactly the ids listed, as the reference does, for every id on a list,
-    beside one, or on none."""
+    beside one, or on none; whether the set's rows are found by its direct table (its
+    sources span few ids) or by the bucket search (a source range ending 2**40 away)."""
     from cardledger import SourcePolicy
 
     r = random.Random(len(lengths))
@@ -217,6 +219,8 @@ def test_lists_held_in_rows_or_listed_refuse_and_allow_alike(lengths) -> None:
         def ids(n):
             return None if n is None else r.sample(range(100, 100 + 4 * n + 8), n)
         policies.append(SourcePolicy(10 * i + 1, 10 * i + 5, [OpKind.TOPUP], accounts=ids(na), counterparties=ids(nc)))
+    if base:  # one more policy far off: the set's span is too wide for a direct table
+        policies.append(SourcePolicy(base, base + 1, [OpKind.TOPUP]))
     v = PolicyVersion(1, encode_set(check_set(policies)))
     ops, want = _lists_probed(policies)
     assert {"account_id", "counterparty_id"} <= set(OP_FIELDS_USED[OpKind.TOPUP])
