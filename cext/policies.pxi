@@ -33,9 +33,9 @@ cdef inline const uint64_t* policy_slots(const PolicyRow* p) noexcept nogil:
     return <const uint64_t*>(p + 1)
 
 
-# A set whose sources span at most this many ids keeps each one's covering row in a
-# table (PolicySet.direct, 4 bytes a source): one read instead of a bucket search. (A
-# Python int: the policies' first and last sources are u64.)
+# The newest set, where its sources span at most this many ids, keeps each one's
+# covering row in a table (PolicySet.direct, 4 bytes a source): one read instead of a
+# bucket search. (A Python int: the policies' first and last sources are u64.)
 POLICY_DIRECT_SPAN_MAX = 1 << 22
 
 
@@ -365,7 +365,9 @@ cdef list policies_load(State* st, Policies* pol, object versions, uint64_t jour
             ps.base = t.base
             ps.shift = t.shift
             ps.n_buckets = len(t.buckets) - 1
-            if ps.n:
+            # The newest set only: the one new ops are checked against (the older ones
+            # serve replays, and a table for each set ever installed would add up).
+            if ps.n and i == n - 1:
                 first, last = np.asarray(t.first, np.uint64), np.asarray(t.last, np.uint64)
                 span = int(last[-1]) - int(first[0]) + 1  # (sorted, disjoint: the last ends last)
                 if span <= POLICY_DIRECT_SPAN_MAX:
