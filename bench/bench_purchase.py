@@ -2,12 +2,14 @@
 """PURCHASE against plain SPEND, through `Ledger.apply`, durable, in the same run.
 
     python bench/bench_purchase.py [--cards 1000000 --merchants 10000 --offers-per-merchant 5
-        --campaigns 20 --ops 2000000 --batch 8192 --rounds 4 --dir DIR]
+        --campaigns 20 --ops 2000000 --batch 8192 --rounds 4 --no-reserve --dir DIR]
 
 A city of N cards (each topped up) and M merchants, an offer catalog in force with a
 few offers per merchant (percent off, 满X减Y, 每满X减Y, day and month limits, budgets,
 union shares, lunch hours) plus city-wide campaign offers for every merchant: 50,000
-offers with the defaults. Then the same random (card, merchant, amount) ops, at lunch
+offers with the defaults. The cards' offer counters are reserved before the timed rounds
+(`Ledger.reserve_offer_counters()`, one per card, as a ledger before its lunch hour;
+`--no-reserve` times their growth instead). Then the same random (card, merchant, amount) ops, at lunch
 time, as PURCHASE and as SPEND, in batches of --batch, alternating SPEND and PURCHASE
 rounds so drift hits both alike. Reports ops/s of each (time inside `apply`: one
 durable commit per batch) and their ratio. docs/performance-log.md has the figures.
