@@ -28,8 +28,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_purchase as city  # noqa: E402  (the city and its catalog)
 
-import cardledger  # noqa: E402
-from cardledger import AccountKind, OpKind  # noqa: E402
+from cardledger import OpKind  # noqa: E402
 
 
 def main() -> int:
@@ -42,37 +41,7 @@ def main() -> int:
     a = p.parse_args()
     rng = np.random.default_rng(7)
     base = a.dir or tempfile.mkdtemp(prefix="cardledger-decide-")
-    led = cardledger.open(os.path.join(base, "ledger"), create=True)
-    seq = [0]
-
-    def mk(n: int, kind: int) -> np.ndarray:
-        ops = cardledger.new_ops(n)
-        ops["source"], ops["seq"] = 7, np.arange(seq[0] + 1, seq[0] + n + 1)
-        seq[0] += n
-        ops["kind"] = kind
-        ops["time_us"] = city.LUNCH_US
-        return ops
-
-    ops = mk(2, OpKind.OPEN)
-    ops["account_id"], ops["account_kind"] = [city.CLEARING, city.UNION], [AccountKind.CLEARING, AccountKind.SUBSIDY]
-    led.apply(ops)
-    ops = mk(1, OpKind.TRANSFER)
-    ops["account_id"], ops["counterparty_id"], ops["amount_fen"] = city.CLEARING, city.UNION, 10**15
-    led.apply(ops)
-    merchants = np.arange(city.MERCHANT0, city.MERCHANT0 + a.merchants, dtype=np.uint64)
-    ops = mk(len(merchants), OpKind.OPEN)
-    ops["account_id"], ops["account_kind"] = merchants, AccountKind.MERCHANT
-    led.apply(ops)
-    cards = np.arange(city.CARD0, city.CARD0 + a.cards, dtype=np.uint64)
-    for i in range(0, a.cards, 65_536):
-        c = cards[i : i + 65_536]
-        ops = mk(len(c), OpKind.OPEN)
-        ops["account_id"], ops["account_kind"] = c, AccountKind.CARD
-        led.apply(ops)
-        ops = mk(len(c), OpKind.TOPUP)
-        ops["account_id"], ops["counterparty_id"], ops["amount_fen"] = c, city.CLEARING, 400_000
-        led.apply(ops)
-    led.install_offers(city.catalog(a.merchants, 5, 20, rng), 0)
+    led, mk, cards, merchants, _ = city.open_city(base, a.cards, a.merchants, 5, 20, rng)
     n = a.purchases // a.batch * a.batch
     card, merchant = rng.choice(cards, n), rng.choice(merchants, n)
     amount = rng.integers(100, 20_000, n)

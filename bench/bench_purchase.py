@@ -55,6 +55,48 @@ def catalog(merchants: int, per_merchant: int, campaigns: int, rng: np.random.Ge
     return OfferCatalog.from_dict({"merchant": ms, "offer": offers})
 
 
+def open_city(base: str, n_cards: int, n_merchants: int, per_merchant: int, campaigns: int,
+              rng: np.random.Generator) -> tuple:
+    """A new ledger in `base`/ledger holding the city: the clearing account, the union's
+    fund, `n_merchants` merchants, `n_cards` cards each topped up, and the catalog in
+    force. Returns (ledger, mk, cards, merchants, catalog); `mk(n, kind)` makes n ops of
+    `kind` at lunch with the next ids of source 7."""
+    os.makedirs(base, exist_ok=True)
+    led = cardledger.open(os.path.join(base, "ledger"), create=True)
+    seq = [0]
+
+    def mk(n: int, kind: int) -> np.ndarray:
+        ops = cardledger.new_ops(n)
+        ops["source"], ops["seq"] = 7, np.arange(seq[0] + 1, seq[0] + n + 1)
+        seq[0] += n
+        ops["kind"] = kind
+        ops["time_us"] = LUNCH_US
+        return ops
+
+    ops = mk(2, OpKind.OPEN)
+    ops["account_id"], ops["account_kind"] = [CLEARING, UNION], [AccountKind.CLEARING, AccountKind.SUBSIDY]
+    led.apply(ops)
+    ops = mk(1, OpKind.TRANSFER)
+    ops["account_id"], ops["counterparty_id"], ops["amount_fen"] = CLEARING, UNION, 10**15
+    led.apply(ops)
+    merchants = np.arange(MERCHANT0, MERCHANT0 + n_merchants, dtype=np.uint64)
+    ops = mk(len(merchants), OpKind.OPEN)
+    ops["account_id"], ops["account_kind"] = merchants, AccountKind.MERCHANT
+    led.apply(ops)
+    cards = np.arange(CARD0, CARD0 + n_cards, dtype=np.uint64)
+    for i in range(0, n_cards, 65_536):
+        c = cards[i : i + 65_536]
+        ops = mk(len(c), OpKind.OPEN)
+        ops["account_id"], ops["account_kind"] = c, AccountKind.CARD
+        led.apply(ops)
+        ops = mk(len(c), OpKind.TOPUP)
+        ops["account_id"], ops["counterparty_id"], ops["amount_fen"] = c, CLEARING, 400_000
+        led.apply(ops)
+    cat = catalog(n_merchants, per_merchant, campaigns, rng)
+    led.install_offers(cat, 0)
+    return led, mk, cards, merchants, cat
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cards", type=int, default=1_000_000)
@@ -70,41 +112,9 @@ def main() -> int:
     a = p.parse_args()
     rng = np.random.default_rng(7)
     base = a.dir or tempfile.mkdtemp(prefix="cardledger-purchase-")
-    os.makedirs(base, exist_ok=True)
-    led = cardledger.open(os.path.join(base, "ledger"), create=True)
-    print(f"engine {led.implementation}; ledger in {base}")
-    seq = [0]
-
-    def mk(n: int, kind: int) -> np.ndarray:
-        ops = cardledger.new_ops(n)
-        ops["source"], ops["seq"] = 7, np.arange(seq[0] + 1, seq[0] + n + 1)
-        seq[0] += n
-        ops["kind"] = kind
-        ops["time_us"] = LUNCH_US
-        return ops
-
     t = time.perf_counter()
-    ops = mk(2, OpKind.OPEN)
-    ops["account_id"], ops["account_kind"] = [CLEARING, UNION], [AccountKind.CLEARING, AccountKind.SUBSIDY]
-    led.apply(ops)
-    ops = mk(1, OpKind.TRANSFER)
-    ops["account_id"], ops["counterparty_id"], ops["amount_fen"] = CLEARING, UNION, 10**15
-    led.apply(ops)
-    merchants = np.arange(MERCHANT0, MERCHANT0 + a.merchants, dtype=np.uint64)
-    ops = mk(len(merchants), OpKind.OPEN)
-    ops["account_id"], ops["account_kind"] = merchants, AccountKind.MERCHANT
-    led.apply(ops)
-    cards = np.arange(CARD0, CARD0 + a.cards, dtype=np.uint64)
-    for i in range(0, a.cards, 65_536):
-        c = cards[i : i + 65_536]
-        ops = mk(len(c), OpKind.OPEN)
-        ops["account_id"], ops["account_kind"] = c, AccountKind.CARD
-        led.apply(ops)
-        ops = mk(len(c), OpKind.TOPUP)
-        ops["account_id"], ops["counterparty_id"], ops["amount_fen"] = c, CLEARING, 400_000
-        led.apply(ops)
-    cat = catalog(a.merchants, a.offers_per_merchant, a.campaigns, rng)
-    led.install_offers(cat, 0)
+    led, mk, cards, merchants, cat = open_city(base, a.cards, a.merchants, a.offers_per_merchant, a.campaigns, rng)
+    print(f"engine {led.implementation}; ledger in {base}")
     if not a.no_reserve:
         led.reserve_offer_counters()  # as a ledger before its lunch hour (docs/purchases.md)
     print(f"setup: {a.cards:,} cards, {a.merchants:,} merchants, {len(cat.offers):,} offers "

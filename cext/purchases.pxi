@@ -384,18 +384,25 @@ cdef void offer_decide(State* st, const Account* card, uint64_t merchant_id, int
               "the pruned decision is the full scan's")
 
 
-cdef inline int64_t merchant_offer_range(OfferVer* t, uint64_t merchant_id, int64_t* end) noexcept nogil:
-    """The merchant's own offers: merchant_offers[start:end] (its hash slot; empty if none)."""
+cdef inline MerchantSlot* merchant_slot(OfferVer* t, uint64_t merchant_id) noexcept nogil:
+    """The merchant's slot in the version's merchant table (an empty one, lo < 0, if it
+    has no offers of its own)."""
     cdef uint64_t h = mix64(merchant_id) & t.mslots_mask
     cdef MerchantSlot* s = &t.mslots[h]
-    while s.lo >= 0:
-        if s.id == merchant_id:
-            end[0] = s.hi
-            return s.lo
+    while s.lo >= 0 and s.id != merchant_id:
         h = (h + 1) & t.mslots_mask
         s = &t.mslots[h]
-    end[0] = 0
-    return 0
+    return s
+
+
+cdef inline int64_t merchant_offer_range(OfferVer* t, uint64_t merchant_id, int64_t* end) noexcept nogil:
+    """The merchant's own offers: merchant_offers[start:end] (its hash slot; empty if none)."""
+    cdef MerchantSlot* s = merchant_slot(t, merchant_id)
+    if s.lo < 0:
+        end[0] = 0
+        return 0
+    end[0] = s.hi
+    return s.lo
 
 
 cdef inline void purchase_prefetch_rows(State* st, Op* op) noexcept nogil:
@@ -417,18 +424,13 @@ cdef inline void purchase_prefetch(State* st, Op* op) noexcept nogil:
     cdef Offers* o = st.offers
     cdef int v = offer_at(o, op.time_us)
     cdef OfferVer* t
-    cdef uint64_t h
     cdef MerchantSlot* s
     cdef char* p
     cdef char* end
     cdef int32_t j
     if v >= 0:
         t = &o.vers[v]
-        h = mix64(op.counterparty_id) & t.mslots_mask
-        s = &t.mslots[h]
-        while s.lo >= 0 and s.id != op.counterparty_id:
-            h = (h + 1) & t.mslots_mask
-            s = &t.mslots[h]
+        s = merchant_slot(t, op.counterparty_id)
         if s.lo >= 0 and s.lo < s.hi:
             p = <char*>&t.mrows[s.lo]
             end = <char*>&t.mrows[s.hi]
@@ -448,18 +450,13 @@ cdef inline void purchase_prefetch_state(State* st, Op* op) noexcept nogil:
     cdef Offers* o = st.offers
     cdef int v = offer_at(o, op.time_us)
     cdef OfferVer* t
-    cdef uint64_t h
     cdef MerchantSlot* s
     cdef int64_t r, k
     cdef int32_t j
     if v < 0:
         return
     t = &o.vers[v]
-    h = mix64(op.counterparty_id) & t.mslots_mask
-    s = &t.mslots[h]
-    while s.lo >= 0 and s.id != op.counterparty_id:
-        h = (h + 1) & t.mslots_mask
-        s = &t.mslots[h]
+    s = merchant_slot(t, op.counterparty_id)
     if s.lo < 0:
         return
     for r in range(s.lo, s.hi):
