@@ -9,10 +9,13 @@ decisions, as the ledger's id flush does, untimed): random cards (every access a
 miss) and 1,000 hot cards. Prints ops/s per repeat: this machine is noisy, so A/B two
 builds by alternating runs (PYTHONPATH=<other build>/src python bench/bench_kernel.py).
 
-With --policies N, the ops come from N*10 sources, and each repeat times the same
-batches with no source policy in force and with a set of N policies installed (each
-10 sources allowed SPEND and TOPUP into listed counterparties, up to an amount), in
-alternating order, and prints the ratio (docs/policies.md).
+With --policies N, the ops come from N*10 sources, and two engines are built alike, a
+set of N policies in force in one of them (each 10 sources allowed SPEND and TOPUP into
+listed counterparties, up to an amount), the second in even repeats, the first in odd
+ones: every batch is applied to both, one after the other in alternating order, and
+each repeat prints the rates and their ratio (docs/policies.md). Pairs of batches
+milliseconds apart see the same machine, which runs seconds apart did not; swapping
+the engines cancels what differs between two engines built alike. Use an even --repeat.
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ def main() -> int:
     if cardledger.IMPLEMENTATION != "cython":
         print("bench_kernel: the Cython core is not built (pip install -e . with a C compiler)", file=sys.stderr)
         return 2
-    e = cardledger.Engine()
     seq = [0]
     rng = np.random.default_rng(1)
     n_sources = a.policies * 10
@@ -60,15 +62,27 @@ def main() -> int:
         ops["time_us"] = 1_767_225_600_000_000 + ops["seq"]  # the ledger refuses time 0
         return ops
 
-    e.apply(mk(2, OpKind.OPEN, np.array([1, 2]), 0, 0, np.array([AccountKind.CLEARING, AccountKind.MERCHANT])))
     cards = np.arange(1_000_000, 1_000_000 + a.cards, dtype=np.uint64)
+    setup = [mk(2, OpKind.OPEN, np.array([1, 2]), 0, 0, np.array([AccountKind.CLEARING, AccountKind.MERCHANT]))]
     for i in range(0, a.cards, 65_536):
         c = cards[i : i + 65_536]
-        e.apply(mk(len(c), OpKind.OPEN, c, 0, 0, AccountKind.CARD))
-        e.apply(mk(len(c), OpKind.TOPUP, c, 1, 100_000))
-    e.take_decisions()
+        setup += [mk(len(c), OpKind.OPEN, c, 0, 0, AccountKind.CARD), mk(len(c), OpKind.TOPUP, c, 1, 100_000)]
     if a.policies:
-        return compare_policies(e, a, mk, cards, rng)
+        # Every source once, untimed: the timed batches then add no source to the tables.
+        for lo in range(0, n_sources, 65_536):
+            ops = mk(min(65_536, n_sources - lo), OpKind.SPEND, 0, 2, 1)
+            ops["account_id"] = cards[(lo + np.arange(len(ops))) % len(cards)]
+            ops["source"] = 1000 + np.arange(lo, lo + len(ops))
+            setup.append(ops)
+    engines = [cardledger.Engine() for _ in range(2 if a.policies and a.mode == "alternate" else 1)]
+    for e in engines:
+        for ops in setup:
+            e.apply(ops)
+        e.take_decisions()
+    del setup
+    if a.policies:
+        return compare_policies(engines, a, mk, cards, rng)
+    e = engines[0]
     for r in range(a.repeat):
         for label, pool in (("random", cards), ("hot 1k", cards[:1000])):
             batches = [mk(a.batch, OpKind.SPEND, rng.choice(pool, a.batch), 2, 1) for _ in range(a.batches)]
@@ -90,55 +104,61 @@ def install(e, policies) -> None:
     from cardledger.schema import POLICY_SOURCE
 
     jseq = e.journal_seq + 1
-    versions = install.versions = getattr(install, "versions", []) + [PolicyVersion(jseq, encode_set(check_set(policies)))]
-    e.set_policy_versions(versions)
+    version = PolicyVersion(jseq, encode_set(check_set(policies)))
+    e.set_policy_versions([version])
     op = cardledger.new_ops(1)
     op["source"], op["seq"], op["kind"] = POLICY_SOURCE, jseq, OpKind.SET_POLICIES
-    op["time_us"], op["user_data"] = 1, versions[-1].digest
+    op["time_us"], op["user_data"] = 1, version.digest
     assert e.apply(op)[0]["code"][0] == 0
 
 
-def compare_policies(e, a, mk, cards, rng) -> int:
-    """Time the same batches without and with a set of a.policies policies, alternating."""
+def compare_policies(engines, a, mk, cards, rng) -> int:
+    """Time the same batches without and with a set of a.policies policies: two engines
+    built alike, each batch applied to both in turn (the order alternating), so that the
+    machine's drift, which moves rates by tens of percent within minutes, falls on both
+    sides alike. The set is in force in one engine, the other in every other repeat:
+    two engines built alike still differ by a few percent (where their memory landed)."""
     from cardledger import SourcePolicy
 
     policies = [SourcePolicy(1000 + 10 * i, 1009 + 10 * i, [OpKind.SPEND, OpKind.TOPUP],
                              counterparties=[1, 2] + [10 + j for j in range(i % 8)], amount_max_fen=50_000)
                 for i in range(a.policies)]
-    # Every source once, untimed: the timed batches then add no source to the tables.
-    for lo in range(0, a.policies * 10, 65_536):
-        n = min(65_536, a.policies * 10 - lo)
-        ops = mk(n, OpKind.SPEND, cards[(lo + np.arange(n)) % len(cards)], 2, 1)
-        ops["source"] = 1000 + np.arange(lo, lo + len(ops))
-        e.apply(ops)
-    e.take_decisions()
-    modes = {"alternate": None, "none": ("none",), "set": ("set",)}[a.mode]
+    if a.mode == "set":
+        install(engines[0], policies)
     ratios: dict[str, list[float]] = {}
     for r in range(a.repeat):
+        if a.mode == "alternate":
+            if r:
+                install(engines[r % 2], None)  # (it held the set in the repeat before)
+            install(engines[1 - r % 2], policies)
+            sides = {"none": engines[r % 2], "set": engines[1 - r % 2]}
+        else:
+            sides = {a.mode: engines[0]}
         for label, kind, pool, cp in (("SPEND random", OpKind.SPEND, cards, 2), ("SPEND hot 1k", OpKind.SPEND, cards[:1000], 2),
                                       ("TOPUP random", OpKind.TOPUP, cards, 1)):
-            rate = {}
-            for mode in modes or (("none", "set") if r % 2 == 0 else ("set", "none")):
-                install(e, policies if mode == "set" else None)
-                batches = [mk(a.batch, kind, rng.choice(pool, a.batch), cp, 1) for _ in range(a.batches)]
-                dt = 0.0
-                for ops in batches:
+            dt = dict.fromkeys(sides, 0.0)
+            for b in range(a.batches):
+                ops = mk(a.batch, kind, rng.choice(pool, a.batch), cp, 1)
+                for side in (list(sides) if b % 2 == 0 else list(sides)[::-1]):
+                    e = sides[side]
                     t = time.perf_counter()
                     res = e.apply(ops)[0]
-                    dt += time.perf_counter() - t
+                    dt[side] += time.perf_counter() - t
                     if e.recent_count >= WINDOW_OPS:
-                        e.take_decisions()
+                        e.take_decisions()  # as the ledger's id flush does; not timed
                     assert (res["code"] == 0).all(), ("the set allows every op timed", np.unique(res["code"]))
-                rate[mode] = a.batches * a.batch / dt if dt else 0.0  # (--batches 0: the setup alone)
-            if modes is not None:
-                print(f"repeat {r}: {label:12s} {modes[0]} {rate[modes[0]]:>12,.0f} ops/s")
+            rate = {side: a.batches * a.batch / t if t else 0.0 for side, t in dt.items()}  # (--batches 0: the setup alone)
+            if len(sides) == 1:
+                print(f"repeat {r}: {label:12s} {a.mode} {rate[a.mode]:>12,.0f} ops/s")
                 continue
             ratios.setdefault(label, []).append(rate["set"] / rate["none"])
             print(f"repeat {r}: {label:12s} none {rate['none']:>12,.0f} ops/s  set of {a.policies} "
                   f"{rate['set']:>12,.0f} ops/s  ratio {rate['set'] / rate['none']:.3f}")
+    for e in engines:
         e.take_decisions()
     for label, rs in ratios.items():
-        print(f"{label:12s} median ratio with the set / without: {float(np.median(rs)):.3f} over {len(rs)} pairs")
+        print(f"{label:12s} ratio with the set / without: median {float(np.median(rs)):.3f}, geometric mean "
+              f"{float(np.exp(np.mean(np.log(rs)))):.3f} over {len(rs)} repeats (min {min(rs):.3f}, max {max(rs):.3f})")
     return 0
 
 
