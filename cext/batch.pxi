@@ -391,6 +391,7 @@ cdef int apply_batch(State* st, Op* ops, int64_t n, Journal* prior,
     cdef int64_t i = 0, j
     st.batch_ops = ops
     st.batch_refs = refs
+    gaps_budget(st, n)  # gaps.pxi
     st.batch_bought = bought
     while i < n:
         # A chain runs from i to the first op without LINKED (or the batch end).
@@ -419,6 +420,7 @@ cdef int64_t replay_records(State* st, Journal* recs, int64_t n) noexcept nogil:
     cdef Effect ef
     cdef int code
     st.undo_on = 0
+    gaps_budget(st, n)  # gaps.pxi
     for i in range(n):
         prefetch_ahead(st, &recs[0].op, i, n, sizeof(Journal))
         rec = &recs[i]

@@ -823,6 +823,7 @@ cdef struct State:
     Slot2* gmap  # (source, seq) -> 0
     uint64_t gmap_mask
     int64_t gmap_used
+    int64_t gap_budget          # skipped seqs this batch (or replay) may still record
     DebugOp dbg                 # debug builds: what the op being executed touched
     Policies* pol               # the source policies (policies.pxi): the Engine's, kept across loads
     PolicySet* policy           # the set in force, one of pol's (NULL: none, or enforcement lifted)
@@ -919,6 +920,12 @@ cdef enum:
     GAP_JUMP_TRACKED_MAX = 1024
     # Undecided seqs tracked in all, at most (16 MiB of map at half load).
     GAPS_TRACKED_MAX = 1 << 18
+    # Skipped seqs a batch may record, one an op (plus one jump of
+    # GAP_JUMP_TRACKED_MAX): each costs a map insert (about 45 ns, the map being
+    # large), and a source that skips a thousand seqs with every op would otherwise
+    # cost a thousand inserts an op. A batch of 8,192 still records nine validators'
+    # thousand-op backlogs.
+    GAP_BUDGET_PER_OP = 1
 
 
 # ================================================================ codec (codec.pxi)

@@ -11,7 +11,15 @@
 #
 # The set is bounded: a jump longer than GAP_JUMP_TRACKED_MAX is not tracked (the
 # source's floor moves up past it), and a full set is emptied (every floor moves up
-# to its source's last_seq + 1). A checkpoint does not store the set (state_load).
+# to its source's last_seq + 1). So is its cost: a batch of n ops records at most
+# GAP_BUDGET_PER_OP * n + GAP_JUMP_TRACKED_MAX skipped seqs (gaps_budget), and a jump
+# past what is left is not tracked either. A checkpoint does not store the set
+# (state_load).
+
+
+cdef inline void gaps_budget(State* st, int64_t n_ops) noexcept nogil:
+    """A batch (or a replay) of n_ops ops begins: what it may record (gaps_on_decide)."""
+    st.gap_budget = GAP_BUDGET_PER_OP * n_ops + GAP_JUMP_TRACKED_MAX
 
 cdef int gaps_source_added(State* st, int64_t si, uint64_t seq) noexcept nogil:
     """A new source whose first decided seq is `seq`: nothing below it is known."""
@@ -44,9 +52,10 @@ cdef int gaps_on_decide(State* st, int64_t si, uint64_t last_seq, uint64_t seq) 
         gap = seq - last_seq - 1
         if gap == 0:
             return 0
-        if gap > GAP_JUMP_TRACKED_MAX:
+        if gap > GAP_JUMP_TRACKED_MAX or <int64_t>gap > st.gap_budget:
             st.gap_floor[si] = seq
             return 0
+        st.gap_budget -= <int64_t>gap
         if st.gmap_used + <int64_t>gap > GAPS_TRACKED_MAX:
             if gaps_reset(st) != 0:
                 return -1

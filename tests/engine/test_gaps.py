@@ -139,3 +139,47 @@ def test_a_late_upload_costs_no_id_lookup_in_the_ledger(ledger_path):
         assert codes(led.apply(_spends([3, 2]))) == ["EXISTS", "EXISTS"]
         assert looked_up == [3, 2]
         assert led.verify().ok
+
+
+def test_a_batch_records_a_bounded_number_of_skipped_seqs():
+    """A source skipping 1,000 seqs with every op would cost 1,000 map inserts an op: a
+    batch of n ops records at most n + 1,024 skipped seqs (GAP_BUDGET_PER_OP,
+    GAP_JUMP_TRACKED_MAX). A jump past what is left is not recorded: its source's
+    floor moves up past it, and those seqs are looked up, as after a long jump."""
+    e = _engine_with_cards()
+    first, hostile, last = 7_001, 7_002, 7_003
+    ops = np.concatenate([
+        _spends([1, 702], source=first),  # 700 skipped: recorded
+        _spends([1 + 1_001 * i for i in range(100)], source=hostile),  # 99,000: none fits
+        _spends([1, 502], source=last),  # 500: more than the 428 left
+    ])
+    assert len(ops) == 104 and len(ops) + 1024 - 700 == 428
+    results, _ = e.apply(ops)
+    assert codes(results) == ["OK"] * len(ops)
+    e.take_decisions()
+    assert _looked_up(e, range(2, 702), source=first) == []
+    assert _looked_up(e, range(2, 502), source=last) == list(range(2, 502))
+    skipped = [q for q in range(2, 1 + 1_001 * 99) if (q - 1) % 1_001]
+    assert _looked_up(e, skipped, source=hostile) == skipped  # its floor is past them all
+
+
+def test_within_the_budget_every_skipped_seq_is_recorded():
+    """100 ops skipping 10 seqs each (990, within 100 + 1,024): all known new."""
+    e = _engine_with_cards()
+    seqs = [1 + 11 * i for i in range(100)]
+    e.apply(_spends(seqs))
+    e.take_decisions()
+    skipped = [q for q in range(1, seqs[-1]) if (q - 1) % 11]
+    assert len(skipped) == 990 and _looked_up(e, skipped) == []
+    assert _looked_up(e, seqs) == seqs  # (decided: looked up, as always)
+
+
+def test_the_budget_is_a_batchs_own():
+    """Each batch has its own budget: a backlog jump in a later batch is recorded however
+    much an earlier batch spent."""
+    e = _engine_with_cards()
+    e.apply(_spends([1 + 1_001 * i for i in range(100)]))
+    last = 1 + 1_001 * 99
+    e.apply(_spends([last + 501]))
+    e.take_decisions()
+    assert _looked_up(e, range(last + 1, last + 501)) == []
