@@ -391,8 +391,8 @@ cdef int apply_batch(State* st, Op* ops, int64_t n, Journal* prior,
     cdef int64_t i = 0, j
     st.batch_ops = ops
     st.batch_refs = refs
-    gaps_budget(st, n)  # gaps.pxi
     st.batch_bought = bought
+    gaps_budget(st, n)  # gaps.pxi
     while i < n:
         # A chain runs from i to the first op without LINKED (or the batch end).
         j = i

@@ -21,6 +21,7 @@ cdef inline void gaps_budget(State* st, int64_t n_ops) noexcept nogil:
     """A batch (or a replay) of n_ops ops begins: what it may record (gaps_on_decide)."""
     st.gap_budget = GAP_BUDGET_PER_OP * n_ops + GAP_JUMP_TRACKED_MAX
 
+
 cdef int gaps_source_added(State* st, int64_t si, uint64_t seq) noexcept nogil:
     """A new source whose first decided seq is `seq`: nothing below it is known."""
     if grow(<void**>&st.gap_floor, &st.cap_gap_floor, si + 1, sizeof(uint64_t)) != 0:
@@ -56,6 +57,7 @@ cdef int gaps_on_decide(State* st, int64_t si, uint64_t last_seq, uint64_t seq) 
             st.gap_floor[si] = seq
             return 0
         st.gap_budget -= <int64_t>gap
+        CL_ASSERT(st.gap_budget >= 0, "a batch records no more skipped seqs than its budget")
         if st.gmap_used + <int64_t>gap > GAPS_TRACKED_MAX:
             if gaps_reset(st) != 0:
                 return -1
