@@ -861,6 +861,24 @@ cdef class Engine:
         """Number of decisions held in memory since the last checkpoint."""
         return self.st.n_dec
 
+    def hash_runs(self):
+        """The longest run of occupied slots in each of the core's hash tables, by name
+        (accounts, sources, holds, window, gaps, journeys, card_offers, purchases): the
+        most slots a lookup of a missing key walks there. A check of how evenly the
+        keyed hash spreads ids (tests, benches); reads every table whole. The pure
+        engine has no such tables."""
+        cdef State* st = &self.st
+        return {
+            "accounts": longest_run(<char*>st.amap, st.amap_mask, sizeof(Slot)),
+            "sources": longest_run(<char*>st.smap, st.smap_mask, sizeof(Slot)),
+            "holds": longest_run(<char*>st.pmap, st.pmap_mask, sizeof(Slot2)),
+            "window": longest_run(<char*>st.rmap, st.rmap_mask, sizeof(uint64_t)),
+            "gaps": longest_run(<char*>st.gmap, st.gmap_mask, sizeof(Slot2)),
+            "journeys": longest_run(<char*>self.taps.jmap, self.taps.jmap_mask, sizeof(Slot)),
+            "card_offers": longest_run(<char*>self.offers.cmap, self.offers.cmap_mask, sizeof(Slot2)),
+            "purchases": longest_run(<char*>self.offers.bmap, self.offers.bmap_mask, sizeof(Slot2)),
+        }
+
     def account_count(self):
         """Number of accounts ever opened (closed ones included)."""
         return self.st.n_accounts

@@ -5,6 +5,15 @@
 # never calls it and compiles it out. The checks cost O(accounts the op touched).
 
 
+cdef int64_t debug_held_by(State* st, uint64_t account_id) noexcept nogil:
+    """The sum of the holds the account placed (walks every hold: op_close's check)."""
+    cdef int64_t i, held = 0
+    for i in range(st.n_pending):
+        if st.pending[i].debit_id == account_id:
+            held += st.pending[i].amount_fen
+    return held
+
+
 cdef int debug_op_begin(State* st) noexcept nogil:
     """Forget the accounts the last op touched: a new op begins."""
     st.dbg.n_touched = 0

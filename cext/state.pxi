@@ -64,8 +64,18 @@ cdef void* big_realloc(void* old, size_t old_size, size_t size) noexcept nogil:
     return p
 
 
+# Every table's hash is keyed by HASH_KEY, drawn from the OS when the core is imported.
+# The finalizer alone is public and invertible: a sender choosing its seqs (or an OPEN
+# its account ids) could pick ids that all land in one slot, and every insert and
+# lookup among them would then walk the whole run (docs/performance-log.md, "Hostile
+# shapes"). Keyed, which ids collide depends on a number the sender does not know.
+# Nothing stored or exported depends on it: tables are only ever read in memory.
+cdef uint64_t HASH_KEY = 0
+
+
 cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
     # splitmix64's finalizer: ids are often sequential, so spread them over the table.
+    x ^= HASH_KEY
     x ^= x >> 30
     x *= <uint64_t>0xbf58476d1ce4e5b9
     x ^= x >> 27
@@ -76,6 +86,13 @@ cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
 
 cdef inline uint64_t mix128(uint64_t a, uint64_t b) noexcept nogil:
     return mix64(a * <uint64_t>0x9e3779b97f4a7c15 ^ mix64(b))
+
+
+# Drawn once, here at import, before any table exists; never changed after (a table
+# hashed with one key cannot be read with another).
+from os import urandom as _urandom
+HASH_KEY = int.from_bytes(_urandom(8), "little")
+del _urandom
 
 
 # ---------------------------------------------------------------- single-key map
@@ -241,6 +258,29 @@ cdef void map2_delete(Slot2* t, uint64_t mask, int64_t* usedp, uint64_t a, uint6
     usedp[0] -= 1
     CL_ASSERT(usedp[0] >= 0, "a map never holds fewer than no keys")
     CL_ASSERT(map2_find(t, mask, a, b) == -1, "a deleted key is not found")
+
+
+cdef int64_t longest_run(const char* t, uint64_t mask, size_t item) noexcept nogil:
+    """The longest run of occupied slots of an open-addressing table (a slot is taken
+    when its first word is not 0: Slot, Slot2 and the recent map alike), wrapping
+    around: the most slots a lookup of a missing key walks. Reads the whole table."""
+    cdef uint64_t i, k, empty = 0
+    cdef int64_t run = 0, best = 0
+    if t == NULL:
+        return 0
+    while empty <= mask and (<const uint64_t*>(t + empty * item))[0] != 0:
+        empty += 1
+    if empty > mask:
+        return <int64_t>mask + 1  # (never: a table is at most half full)
+    for k in range(1, mask + 2):
+        i = (empty + k) & mask
+        if (<const uint64_t*>(t + i * item))[0] != 0:
+            run += 1
+            if run > best:
+                best = run
+        else:
+            run = 0
+    return best
 
 
 # ---------------------------------------------------------------- growable arrays

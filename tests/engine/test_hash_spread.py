@@ -1,0 +1,109 @@
+"""The core's hash tables are keyed: ids chosen to collide under the public hash
+(splitmix64's finalizer, which anyone can invert) spread over the tables like any
+others, so no sender can make its ops walk long runs of slots. The work a lookup does
+is seen through `Engine.hash_runs` (the longest run of occupied slots of each table:
+what a lookup of a missing key walks), never timed.
+
+Unkeyed, each test's ids would all share one home slot: a run as long as the ids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cardledger
+from cardledger import AccountKind, OpFlags, OpKind
+
+core = pytest.importorskip("cardledger._core")
+
+M64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+C1, C2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+T0 = 1_767_225_600_000_000
+N = 4096
+#: Far above the longest run N keys hashed at random leave in a table at most half
+#: full (a few dozen slots), far below N.
+RUN_MAX = 256
+
+
+def _unxorshift(y: int, s: int) -> int:
+    x = y
+    for _ in range(64 // s + 1):
+        x = y ^ (x >> s)
+    return x
+
+
+def _unmix64(h: int) -> int:
+    """The x that splitmix64's finalizer, unkeyed, maps to h."""
+    x = _unxorshift(h, 31)
+    x = (x * pow(C2, -1, 1 << 64)) & M64
+    x = _unxorshift(x, 27)
+    x = (x * pow(C1, -1, 1 << 64)) & M64
+    return _unxorshift(x, 30)
+
+
+def _colliding(n: int, first: int | None = None) -> np.ndarray:
+    """n distinct ids whose unkeyed hash ends in the same 24 bits (one home slot in any
+    table of up to 2^24 slots): single ids, or the seconds of pairs (first, x)."""
+    out = []
+    for hi in range(1, n + 1):
+        x = _unmix64(((hi * 0x9E3779B1) << 24 | 0x5A5A5A) & M64)
+        if first is not None:
+            x = _unmix64(x ^ ((first * GOLDEN) & M64))
+        out.append(x)
+    assert len(set(out)) == n
+    return np.array(out, dtype=np.uint64)
+
+
+def _ops(n: int, kind: int, **fields) -> np.ndarray:
+    ops = cardledger.new_ops(n)
+    ops["kind"], ops["time_us"] = kind, T0
+    for name, value in fields.items():
+        ops[name] = value
+    return ops
+
+
+def _engine() -> core.Engine:
+    e = core.Engine()
+    ops = _ops(2, OpKind.OPEN, source=1, seq=[1, 2], account_id=[1, 2],
+               account_kind=[AccountKind.CLEARING, AccountKind.MERCHANT])
+    assert (e.apply(ops)[0]["code"] == 0).all()
+    return e
+
+
+def test_account_ids_chosen_to_collide_spread_over_the_account_map():
+    """OPEN of cards whose ids collide unkeyed: every one opened and found, and a lookup
+    of any id, present or missing, walks a short run."""
+    e = _engine()
+    ids = _colliding(N)
+    res, _ = e.apply(_ops(N, OpKind.OPEN, source=3, seq=np.arange(1, N + 1), account_id=ids,
+                          account_kind=AccountKind.CARD))
+    assert (res["code"] == 0).all()
+    assert e.account_count() == N + 2
+    assert e.hash_runs()["accounts"] < RUN_MAX
+    res, _ = e.apply(_ops(N, OpKind.TOPUP, source=3, seq=np.arange(N + 1, 2 * N + 1), account_id=ids,
+                          counterparty_id=1, amount_fen=5))
+    assert (res["code"] == 0).all() and (res["balance_fen"] == 5).all()
+
+
+def test_seqs_chosen_to_collide_spread_over_the_window_and_the_hold_map():
+    """Holds (PENDING TRANSFERs) from one source whose ids collide unkeyed: the window
+    of recent decisions and the hold map, both keyed by the id, keep short runs; each
+    hold is then found by a POST."""
+    e = _engine()
+    card = 100
+    res, _ = e.apply(_ops(2, [OpKind.OPEN, OpKind.TOPUP], source=1, seq=[3, 4], account_id=card,
+                          account_kind=[AccountKind.CARD, 0], counterparty_id=[0, 1], amount_fen=[0, 100_000]))
+    assert (res["code"] == 0).all()
+    source = 9_001
+    seqs = np.sort(_colliding(N, first=source))
+    res, _ = e.apply(_ops(N, OpKind.TRANSFER, source=source, seq=seqs, account_id=card, counterparty_id=2,
+                          amount_fen=1, flags=OpFlags.PENDING))
+    assert (res["code"] == 0).all()
+    runs = e.hash_runs()
+    assert runs["window"] < RUN_MAX
+    assert runs["holds"] < RUN_MAX
+    posts = _ops(N, OpKind.POST, source=2, seq=np.arange(1, N + 1), ref_source=source, ref_seq=seqs)
+    res, _ = e.apply(posts)
+    assert (res["code"] == 0).all()
+    assert e.hash_runs()["holds"] == 0  # every hold posted: the map is empty
