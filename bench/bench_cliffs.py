@@ -363,10 +363,14 @@ def shape_ledger_resend_old(b):
     b.compare("ledger: resends of old ids (EXISTS)", lambda r: old[r % 4].copy(), rounds=4)
 
 
-def shape_ledger_reverse_walk(b, history=2_000, n=64):
+def shape_ledger_reverse_walk(b, history=2_000):
     """REVERSEs naming one metro EXIT (without an entry) of a card whose `history`
     records before it are not taps: what the REVERSE names is found by walking them
-    back, once per REVERSE op, before the engine refuses all but the first."""
+    back (once while the EXIT is remembered, queries.ReverseRefs; before, once per
+    REVERSE op), and the engine refuses all but the first. --reverse-ops a batch
+    (default 64: the walk per op made more unbearable; a batch that small also pays a
+    full batch's commit, which SPEND's 8,192 share)."""
+    n = b.a.reverse_ops
     from cardledger.fares import FareSystem
     from cardledger.schema import TapType
     fs = FareSystem.harbin()
@@ -403,6 +407,7 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=8192)
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--shape", nargs="*", choices=sorted(SHAPES), help="the shapes to run (default: all)")
+    p.add_argument("--reverse-ops", type=int, default=64, help="ops a batch of the ledger_reverse_walk shape")
     a = p.parse_args()
     if cardledger.IMPLEMENTATION != "cython":
         print("bench_cliffs: the Cython core is not built", file=sys.stderr)

@@ -275,6 +275,7 @@ class Ledger:
             _make_ledger_directory(self.path)
         store = self._store = Store(self.path, readonly, durability, self._codec)
         self._decoded = DecodedBatches(self._codec)
+        self._reverse_refs = queries.ReverseRefs()  # committed EXITs' walks, for REVERSE
         self._ids = IdIndex(self._codec, store.state_db, store.ids_db, store.ids_late_db, store.journal_db,
                             self._decoded)
         self._checkpoints = CheckpointWriter(self.path, self._codec, store.state_db)
@@ -1415,8 +1416,13 @@ class Ledger:
                 rec = staged_record(journals, jseq) if journals else None
                 return fetcher(jseq) if rec is None else rec
 
-            for i in np.flatnonzero(found & is_rev).tolist():
-                refs[named[i]] = queries.reverse_ref(recs[i], fetch)
+            # One row a named tap, however many REVERSEs of the batch name it.
+            rev = np.flatnonzero(found & is_rev)
+            _, first, which = np.unique(recs["journal_seq"][rev], return_index=True, return_inverse=True)
+            head = functools.partial(self._store.journal_head, rtxn)
+            rows = np.array([self._reverse_refs.ref(recs[rev[k]], fetch, head) for k in first.tolist()],
+                            dtype=REVERSE_REF_DTYPE)
+            refs[named[rev]] = rows[which]
 
         if txn is None:
             with self._store.begin_read() as rtxn:

@@ -19,6 +19,7 @@ from .schema import (
     JOURNAL_DTYPE,
     REF_OTHER,
     REF_TAP,
+    REVERSE_REF_DTYPE,
     AccountFlags,
     AccountKind,
     OpKind,
@@ -256,3 +257,41 @@ def reverse_ref(rec: Any, fetch: Any) -> tuple:
         card, int(rec["credit_id"]), int(rec["result_amount_fen"]), int(rec["subsidy_fen"]),
         int(rec["time_us"]), entry_time_us, int(rec["route"]), entry_route, REF_TAP, tap, entry_found, 0,
     )
+
+
+#: The EXITs whose REVERSE_REF rows `ReverseRefs` keeps (the oldest forgotten first).
+REVERSE_REFS_KEPT_MAX = 4096
+
+
+class ReverseRefs:
+    """`reverse_ref` with the walks of committed EXITs remembered.
+
+    An EXIT's row costs a walk back through its card's records, one read each, to the
+    entry it closed: a card with thousands of records between the two made every
+    REVERSE naming that EXIT (and a REVERSE refused in a failed chain can be sent again
+    and again, under new ids) cost thousands of reads. What the walk finds never
+    changes once the EXIT is committed (the journal is append-only and the walk reads
+    only records before it), so each committed EXIT is walked once while it is kept.
+    EXITs not yet committed (a pipelined batch in flight, which may still fail and
+    leave its journal_seqs to other ops) are walked every time."""
+
+    def __init__(self) -> None:
+        self._kept: dict[int, tuple] = {}  # EXIT journal_seq -> its row; insertion order = age
+
+    def ref(self, rec: Any, fetch: Any, committed_head: Any) -> tuple:
+        """reverse_ref(rec, fetch), remembered when `rec` is an EXIT at or below
+        `committed_head()` (the last committed journal_seq, asked only then)."""
+        jseq = int(rec["journal_seq"])
+        kept = self._kept.get(jseq)
+        if kept is not None:
+            return kept
+        row = reverse_ref(rec, fetch)
+        if row[_REF_STATUS] == REF_TAP and row[_REF_TAP] == TapType.EXIT and jseq <= committed_head():
+            if len(self._kept) >= REVERSE_REFS_KEPT_MAX:
+                del self._kept[next(iter(self._kept))]
+            self._kept[jseq] = row
+        return row
+
+
+_REF_STATUS = REVERSE_REF_DTYPE.names.index("status")
+_REF_TAP = REVERSE_REF_DTYPE.names.index("tap")

@@ -1671,6 +1671,29 @@ def test_reverse_of_a_metro_exit_returns_the_fare_and_keeps_the_entry_hold_rules
     assert hb.led.verify().ok
 
 
+def test_an_exits_walk_back_to_its_entry_is_read_once_however_often_it_is_named(hb, monkeypatch):
+    """Reversing an EXIT reads the card's records back to the entry it closed, before
+    the batch, whatever the REVERSE's fate. Once the EXIT is committed that walk is
+    remembered: REVERSEs naming it again under new ids (each refused,
+    TAP_ALREADY_REVERSED) read no record."""
+    from cardledger import queries
+
+    card = hb.card(100, 5000)
+    hb.tap(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station")
+    for _ in range(40):  # records between the entry and the exit: the walk's length
+        hb.topup(card, 1)
+    hb.tap(card, T(8, 30), EXIT, "metro_1", "m1_museum")
+    exit_id = (GATE, hb.gate_seq)
+    reads = []
+    walk = queries.reverse_ref
+    monkeypatch.setattr(queries, "reverse_ref", lambda rec, fetch: walk(rec, lambda j: reads.append(j) or fetch(j)))
+    returned(reverse(hb, card, exit_id, 1), 200, balance=5000 + 40)
+    assert len(reads) == 41  # the 40 top-ups and the entry
+    for seq in range(2, 7):
+        refused(reverse(hb, card, exit_id, seq), Result.TAP_ALREADY_REVERSED)
+    assert len(reads) == 41 and hb.led.verify().ok
+
+
 def test_reverse_returns_the_subsidy_part_to_the_subsidy_purse(hb):
     """A fare drawn from the subsidy purse goes back to it: the card's purses are as before."""
     card = hb.card(100, 1000)
@@ -1813,3 +1836,39 @@ def test_a_batch_of_taps_that_all_settle_overdue_entries_journals_two_records_ea
         assert led.verify().ok
     with cardledger.open(ledger_path, create=True) as led:
         assert led.balance(METRO_OP) == 800 * n and led.verify().ok
+
+
+def test_reverse_refs_keep_committed_exits_only_and_at_most_their_bound(monkeypatch):
+    """ReverseRefs walks an EXIT not yet committed (a batch in flight may still fail and
+    leave its journal_seq to another op) every time; a committed one once; and keeps
+    at most REVERSE_REFS_KEPT_MAX, forgetting the oldest first."""
+    from cardledger import queries
+    from cardledger.schema import JOURNAL_DTYPE
+
+    monkeypatch.setattr(queries, "REVERSE_REFS_KEPT_MAX", 3)
+    card = 100
+    entry = np.zeros(1, dtype=JOURNAL_DTYPE)[0]
+    entry["kind"], entry["tap"], entry["account_id"], entry["debit_id"], entry["time_us"] = OpKind.TAP, ENTRY, card, card, 7
+    reads = []
+
+    def fetch(jseq):
+        reads.append(jseq)
+        return entry
+
+    def exit_at(jseq):
+        rec = np.zeros(1, dtype=JOURNAL_DTYPE)[0]
+        rec["kind"], rec["tap"], rec["account_id"], rec["debit_id"] = OpKind.TAP, EXIT, card, card
+        rec["journal_seq"], rec["debit_prev_seq"] = jseq, 1
+        return rec
+
+    refs = queries.ReverseRefs()
+    head = 10
+    for _ in range(2):
+        assert refs.ref(exit_at(11), fetch, lambda: head)[10] == 1  # entry_found, in flight: walked
+    assert len(reads) == 2
+    for jseq in (5, 6, 7, 5):
+        refs.ref(exit_at(jseq), fetch, lambda: head)
+    assert len(reads) == 5  # 5, 6 and 7 walked once each
+    refs.ref(exit_at(8), fetch, lambda: head)  # a fourth: 5 is forgotten
+    refs.ref(exit_at(5), fetch, lambda: head)
+    assert len(reads) == 7
