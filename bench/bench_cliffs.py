@@ -72,6 +72,9 @@ def colliding_keys(n: int, bits: int = 24, b: int | None = None, rng=None) -> np
 
 
 class Bench:
+    """A core engine with `a.cards` cards, and the plain SPEND batches shapes are timed
+    against (`compare`)."""
+
     def __init__(self, a):
         self.a = a
         self.e = cardledger.Engine()
@@ -144,6 +147,7 @@ class Bench:
 # ------------------------------------------------------------------ the shapes
 
 def shape_spend_hot(b):
+    """SPENDs at 1,000 hot cards (cached accounts): below 1 is cheaper than plain."""
     b.compare("SPEND, 1k hot cards", lambda r: b.mk(b.a.batch, OpKind.SPEND, b.rng.choice(b.cards[:1000], b.a.batch), 2, 1))
 
 
@@ -157,6 +161,7 @@ def shape_window_collide(b):
 
 
 def shape_holds_plain(b):
+    """PENDING TRANSFERs with plain ids: what a hold costs, for the colliding shapes."""
     src = 9002
     b.compare("PENDING TRANSFER (holds), plain ids", lambda r: b.mk(
         b.a.batch, OpKind.TRANSFER, b.rng.choice(b.cards, b.a.batch), 2, 1, source=src, flags=OpFlags.PENDING))
@@ -215,6 +220,7 @@ def shape_late_unknown(b):
 
 
 def shape_gap_each_op(b):
+    """Ops skipping one seq each (a gap recorded each), then late ops filling them."""
     src = 9005
 
     def make(r):
@@ -402,6 +408,7 @@ SHAPES = {f.__name__[6:]: f for f in [
 
 
 def main() -> int:
+    """Run the shapes asked for (all by default), each on a fresh engine or ledger."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cards", type=int, default=100_000)
     p.add_argument("--batch", type=int, default=8192)

@@ -862,9 +862,10 @@ cdef class Engine:
         return self.st.n_dec
 
     def hash_runs(self):
-        """The longest run of occupied slots in each of the core's hash tables, by name
-        (accounts, sources, holds, window, gaps, journeys, card_offers, purchases): the
-        most slots a lookup of a missing key walks there. A check of how evenly the
+        """The longest run of occupied slots in each of the core's hash tables that ops
+        fill, by name (accounts, sources, holds, window, gaps, journeys, card_offers,
+        purchases; not the offer versions' merchant tables, built at install): the most
+        slots a lookup of a missing key walks there. A check of how evenly the
         keyed hash spreads ids (tests, benches); reads every table whole. The pure
         engine has no such tables."""
         cdef State* st = &self.st

@@ -921,10 +921,9 @@ cdef enum:
     # Undecided seqs tracked in all, at most (16 MiB of map at half load).
     GAPS_TRACKED_MAX = 1 << 18
     # Skipped seqs a batch may record, one an op (plus one jump of
-    # GAP_JUMP_TRACKED_MAX): each costs a map insert (about 45 ns, the map being
-    # large), and a source that skips a thousand seqs with every op would otherwise
-    # cost a thousand inserts an op. A batch of 8,192 still records nine validators'
-    # thousand-op backlogs.
+    # GAP_JUMP_TRACKED_MAX): each costs a map insert into a large map, and a source
+    # that skips a thousand seqs with every op would otherwise cost a thousand inserts
+    # an op. A batch of 8,192 still records nine validators' thousand-op backlogs.
     GAP_BUDGET_PER_OP = 1
 
 

@@ -1081,6 +1081,7 @@ class Ledger:
 
     def _load_from(self, txn: Any) -> None:
         store = self._store
+        self._reverse_refs.clear()  # (rows of records a failed batch decided: gone with it)
         desc = decode_stored_desc(txn, store.state_db)
         ids_upto, sources, id_log = self._ids.read(txn)
         engine = self._engine_class(self.default_cap_fen)
@@ -1411,16 +1412,12 @@ class Ledger:
             if refs is None:
                 return
             fetcher = RecordFetcher(rtxn, self._store.journal_db, self._decoded)
-
-            def fetch(jseq: int) -> Any:
-                rec = staged_record(journals, jseq) if journals else None
-                return fetcher(jseq) if rec is None else rec
-
+            staged = functools.partial(staged_record, journals)
+            head = functools.partial(self._store.journal_head, rtxn)
             # One row a named tap, however many REVERSEs of the batch name it.
             rev = np.flatnonzero(found & is_rev)
             _, first, which = np.unique(recs["journal_seq"][rev], return_index=True, return_inverse=True)
-            head = functools.partial(self._store.journal_head, rtxn)
-            rows = np.array([self._reverse_refs.ref(recs[rev[k]], fetch, head) for k in first.tolist()],
+            rows = np.array([self._reverse_refs.ref(recs[rev[k]], staged, fetcher, head) for k in first.tolist()],
                             dtype=REVERSE_REF_DTYPE)
             refs[named[rev]] = rows[which]
 

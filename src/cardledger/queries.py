@@ -270,26 +270,46 @@ class ReverseRefs:
     entry it closed: a card with thousands of records between the two made every
     REVERSE naming that EXIT (and a REVERSE refused in a failed chain can be sent again
     and again, under new ids) cost thousands of reads. What the walk finds never
-    changes once the EXIT is committed (the journal is append-only and the walk reads
-    only records before it), so each committed EXIT is walked once while it is kept.
-    EXITs not yet committed (a pipelined batch in flight, which may still fail and
-    leave its journal_seqs to other ops) are walked every time."""
+    changes once the EXIT is committed: the journal is append-only and the walk reads
+    only records before it. So a row is kept, by the EXIT's journal_seq, only when the
+    EXIT named is, byte for byte, the record stored at that journal_seq and the walk
+    read stored records only (none of a batch still in flight, which may yet fail and
+    leave its journal_seqs to other ops, or be another writer's stale view); and a kept
+    row is used only for that very record. The ledger also forgets every row whenever
+    it rebuilds its engine."""
 
     def __init__(self) -> None:
-        self._kept: dict[int, tuple] = {}  # EXIT journal_seq -> its row; insertion order = age
+        self._kept: dict[int, tuple[bytes, tuple]] = {}  # journal_seq -> (EXIT's bytes, row); oldest first
 
-    def ref(self, rec: Any, fetch: Any, committed_head: Any) -> tuple:
-        """reverse_ref(rec, fetch), remembered when `rec` is an EXIT at or below
-        `committed_head()` (the last committed journal_seq, asked only then)."""
+    def clear(self) -> None:
+        """Forget every row (the ledger rebuilt its engine)."""
+        self._kept.clear()
+
+    def ref(self, rec: Any, staged: Any, stored: Any, head: Any) -> tuple:
+        """reverse_ref(rec, ...) reading `staged(jseq)` (a record of a batch in flight,
+        or None) before `stored(jseq)` (the stored record); remembered as the class
+        says, `head()` being the last stored journal_seq (asked only then)."""
         jseq = int(rec["journal_seq"])
+        raw = rec.tobytes()
         kept = self._kept.get(jseq)
-        if kept is not None:
-            return kept
+        if kept is not None and kept[0] == raw:
+            return kept[1]
+        read_staged = False
+
+        def fetch(j: int) -> Any:
+            nonlocal read_staged
+            r = staged(j)
+            if r is None:
+                return stored(j)
+            read_staged = True
+            return r
+
         row = reverse_ref(rec, fetch)
-        if row[_REF_STATUS] == REF_TAP and row[_REF_TAP] == TapType.EXIT and jseq <= committed_head():
+        if (row[_REF_STATUS] == REF_TAP and row[_REF_TAP] == TapType.EXIT and not read_staged
+                and jseq <= head() and stored(jseq).tobytes() == raw):
             if len(self._kept) >= REVERSE_REFS_KEPT_MAX:
                 del self._kept[next(iter(self._kept))]
-            self._kept[jseq] = row
+            self._kept[jseq] = (raw, row)
         return row
 
 

@@ -72,8 +72,9 @@ def _engine() -> core.Engine:
 
 
 def test_account_ids_chosen_to_collide_spread_over_the_account_map():
-    """OPEN of cards whose ids collide unkeyed: every one opened and found, and a lookup
-    of any id, present or missing, walks a short run."""
+    """OPEN of cards whose ids collide unkeyed: every one opened and found, and the
+    account map's longest run of occupied slots (what a lookup of a missing id walks at
+    most) stays short."""
     e = _engine()
     ids = _colliding(N)
     res, _ = e.apply(_ops(N, OpKind.OPEN, source=3, seq=np.arange(1, N + 1), account_id=ids,

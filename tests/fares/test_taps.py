@@ -1838,37 +1838,93 @@ def test_a_batch_of_taps_that_all_settle_overdue_entries_journals_two_records_ea
         assert led.balance(METRO_OP) == 800 * n and led.verify().ok
 
 
-def test_reverse_refs_keep_committed_exits_only_and_at_most_their_bound(monkeypatch):
-    """ReverseRefs walks an EXIT not yet committed (a batch in flight may still fail and
-    leave its journal_seq to another op) every time; a committed one once; and keeps
-    at most REVERSE_REFS_KEPT_MAX, forgetting the oldest first."""
-    from cardledger import queries
+def _exit_rec(jseq: int, card: int = 100, source: int = GATE) -> np.void:
+    """A successful metro EXIT's journal record whose card's previous record is jseq 1."""
     from cardledger.schema import JOURNAL_DTYPE
 
+    rec = np.zeros(1, dtype=JOURNAL_DTYPE)[0]
+    rec["kind"], rec["tap"], rec["account_id"], rec["debit_id"] = OpKind.TAP, EXIT, card, card
+    rec["source"], rec["seq"], rec["journal_seq"], rec["debit_prev_seq"] = source, jseq, jseq, 1
+    return rec
+
+
+class _Store:
+    """Stored records for ReverseRefs: the entry at 1, and EXITs; counts the reads."""
+
+    def __init__(self, head: int) -> None:
+        from cardledger.schema import JOURNAL_DTYPE
+
+        entry = np.zeros(1, dtype=JOURNAL_DTYPE)[0]
+        entry["kind"], entry["tap"], entry["account_id"], entry["debit_id"] = OpKind.TAP, ENTRY, 100, 100
+        entry["journal_seq"], entry["time_us"] = 1, 7
+        self.records = {1: entry}
+        self.head, self.reads, self.heads_asked = head, [], 0
+
+    def __call__(self, jseq: int) -> np.void:
+        self.reads.append(jseq)
+        return self.records[jseq]
+
+    def head_now(self) -> int:
+        self.heads_asked += 1
+        return self.head
+
+
+def test_reverse_refs_keep_stored_exits_only_and_at_most_their_bound(monkeypatch):
+    """ReverseRefs keeps the row of an EXIT that is the stored record at its journal_seq
+    (walked once), walks every time one past the stored head (a batch in flight may
+    still fail), asks the head only when about to keep a row, and keeps at most
+    REVERSE_REFS_KEPT_MAX, forgetting the oldest first."""
+    from cardledger import queries
+
     monkeypatch.setattr(queries, "REVERSE_REFS_KEPT_MAX", 3)
-    card = 100
-    entry = np.zeros(1, dtype=JOURNAL_DTYPE)[0]
-    entry["kind"], entry["tap"], entry["account_id"], entry["debit_id"], entry["time_us"] = OpKind.TAP, ENTRY, card, card, 7
-    reads = []
-
-    def fetch(jseq):
-        reads.append(jseq)
-        return entry
-
-    def exit_at(jseq):
-        rec = np.zeros(1, dtype=JOURNAL_DTYPE)[0]
-        rec["kind"], rec["tap"], rec["account_id"], rec["debit_id"] = OpKind.TAP, EXIT, card, card
-        rec["journal_seq"], rec["debit_prev_seq"] = jseq, 1
-        return rec
-
-    refs = queries.ReverseRefs()
-    head = 10
-    for _ in range(2):
-        assert refs.ref(exit_at(11), fetch, lambda: head)[10] == 1  # entry_found, in flight: walked
-    assert len(reads) == 2
+    store, refs = _Store(head=10), queries.ReverseRefs()
+    no_staged = lambda j: None  # noqa: E731
+    for jseq in (5, 6, 7, 8):
+        store.records[jseq] = _exit_rec(jseq)
+    assert refs.ref(_exit_rec(11), no_staged, store, store.head_now)[10] == 1  # entry_found
+    refs.ref(_exit_rec(11), no_staged, store, store.head_now)
+    assert store.reads == [1, 1]  # past the head: walked each time, nothing stored read
     for jseq in (5, 6, 7, 5):
-        refs.ref(exit_at(jseq), fetch, lambda: head)
-    assert len(reads) == 5  # 5, 6 and 7 walked once each
-    refs.ref(exit_at(8), fetch, lambda: head)  # a fourth: 5 is forgotten
-    refs.ref(exit_at(5), fetch, lambda: head)
-    assert len(reads) == 7
+        refs.ref(_exit_rec(jseq), no_staged, store, store.head_now)
+    assert store.reads.count(1) == 5 and store.heads_asked == 5  # 5, 6 and 7 walked once each
+    refs.ref(_exit_rec(8), no_staged, store, store.head_now)  # a fourth: 5 is forgotten
+    refs.ref(_exit_rec(5), no_staged, store, store.head_now)
+    assert store.reads.count(1) == 7
+    other = queries.ReverseRefs()
+    other.ref(store.records[1], no_staged, store, store.head_now)  # an ENTRY: no walk, not kept
+    assert store.heads_asked == 7
+
+
+def test_a_kept_reverse_ref_serves_only_the_very_record_it_was_walked_for():
+    """Another record at a kept journal_seq (another writer's, after this process's
+    batch there failed) is walked, not given the kept row; an EXIT that differs from
+    the stored record at its journal_seq, or whose walk read a record of a batch in
+    flight, is not kept."""
+    from cardledger import queries
+    from cardledger.schema import REF_OTHER, JOURNAL_DTYPE
+
+    store, refs = _Store(head=10), queries.ReverseRefs()
+    no_staged = lambda j: None  # noqa: E731
+    store.records[5] = _exit_rec(5)
+    refs.ref(_exit_rec(5), no_staged, store, store.head_now)
+    spend = np.zeros(1, dtype=JOURNAL_DTYPE)[0]
+    spend["kind"], spend["journal_seq"], spend["account_id"] = OpKind.SPEND, 5, 100
+    assert refs.ref(spend, no_staged, store, store.head_now)[8] == REF_OTHER
+    mine = _exit_rec(6, source=GATE + 1)  # decided here; the store holds another op at 6
+    store.records[6] = _exit_rec(6)
+    before = len(store.reads)
+    refs.ref(mine, no_staged, store, store.head_now)
+    refs.ref(mine, no_staged, store, store.head_now)
+    assert store.reads[before:].count(1) == 2  # walked twice: never kept
+    store.records[7] = _exit_rec(7)
+    in_flight = []  # the entry, read from a batch in flight
+
+    def staged(j):
+        if j == 1:
+            in_flight.append(j)
+            return store.records[1]
+        return None
+
+    for _ in range(2):
+        refs.ref(_exit_rec(7), staged, store, store.head_now)
+    assert in_flight == [1, 1]  # walked twice: never kept
