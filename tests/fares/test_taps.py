@@ -1928,3 +1928,28 @@ def test_a_kept_reverse_ref_serves_only_the_very_record_it_was_walked_for():
     for _ in range(2):
         refs.ref(_exit_rec(7), staged, store, store.head_now)
     assert in_flight == [1, 1]  # walked twice: never kept
+
+
+def test_reverses_of_an_exit_still_in_flight_are_decided_as_when_applied(hb):
+    """Pipelined: the ENTRY, the card's other records and the EXIT are submitted and not
+    waited for, then one batch of three REVERSEs naming that EXIT (the tap they name may
+    still be in flight: its walk reads the batches not yet stored). The first returns
+    the 200, the others are TAP_ALREADY_REVERSED; nothing is kept of an EXIT in flight,
+    and the journal verifies."""
+    card = hb.card(100, 5000)
+    led = hb.led
+    futures = [led.submit(hb.op(card, T(8), ENTRY, "metro_1", "m1_harbin_east_station"))]
+    for k in range(1, 4):
+        ops = new_ops(1)
+        ops["source"], ops["seq"], ops["kind"], ops["account_id"] = ADMIN, 1000 + k, OpKind.TOPUP, card
+        ops["counterparty_id"], ops["amount_fen"], ops["time_us"] = CLEARING, 1, T(8, 10)
+        futures.append(led.submit(ops))
+    futures.append(led.submit(hb.op(card, T(8, 30), EXIT, "metro_1", "m1_museum")))
+    rev = new_ops(3)
+    rev["source"], rev["seq"], rev["kind"], rev["account_id"] = OFFICE, [1, 2, 3], OpKind.REVERSE, card
+    rev["ref_source"], rev["ref_seq"], rev["time_us"] = GATE, hb.gate_seq, T(23)
+    r = led.submit(rev).result()
+    assert all(int(f.result()["code"][0]) == Result.OK for f in futures)
+    assert [Result(int(c)).name for c in r["code"]] == ["OK", "TAP_ALREADY_REVERSED", "TAP_ALREADY_REVERSED"]
+    assert int(r["amount_fen"][0]) == 200 and hb.bal(card) == 5000 + 3
+    assert led.verify().ok
