@@ -820,7 +820,10 @@ cdef class Engine:
         # Metro entries hold their maximum fare until the exit: room for a share of the
         # cards' holds at once, so the hold map does not rehash on the batch path.
         if (grow(<void**>&self.st.pending, &self.st.cap_pending, n // HOLDS_RESERVED_CARDS_PER_HOLD, sizeof(Pending)) != 0
-                or map2_reserve(&self.st.pmap, &self.st.pmap_mask, n // HOLDS_RESERVED_CARDS_PER_HOLD) != 0):
+                or map2_reserve(&self.st.pmap, &self.st.pmap_mask, n // HOLDS_RESERVED_CARDS_PER_HOLD) != 0
+                # and each account's hold list (holdidx.pxi): a node per side of a hold
+                or grow(<void**>&self.st.hlink, &self.st.cap_hlink, 2 * (n // HOLDS_RESERVED_CARDS_PER_HOLD), sizeof(HoldLink)) != 0
+                or map1_reserve(&self.st.hmap, &self.st.hmap_mask, n // HOLDS_RESERVED_CARDS_PER_HOLD) != 0):
             raise MemoryError("cardledger core: cannot allocate the hold map")
 
     def prefault_journeys(self):

@@ -512,6 +512,12 @@ cdef struct Slot2:
     int64_t val
     int64_t pad
 
+# One side of one hold in its account's list of holds (holdidx.pxi): node 2*i is hold
+# i's debit side, in the list of pending[i].debit_id; node 2*i + 1 its credit side.
+cdef struct HoldLink:
+    int64_t next                # the next node of the account's list, -1 at its end
+    int64_t prev                # the previous node, -1 at its head
+
 # Initial table sizes (powers of two); tables double when half full.
 cdef enum:
     MAP_SLOTS_INITIAL = 1024
@@ -784,6 +790,17 @@ cdef struct State:
     Slot2* pmap
     uint64_t pmap_mask
     int64_t pmap_used
+    # The holds of each account (holdidx.pxi), so CLOSE and REPLACE release an
+    # account's holds without walking every hold: hmap maps an account id to the head
+    # node of its list (accounts with no hold are not in it); hlink holds 2 nodes per
+    # hold of `pending`, in step with it; hscratch is void_holds_of's room.
+    Slot* hmap
+    uint64_t hmap_mask
+    int64_t hmap_used
+    HoldLink* hlink
+    int64_t cap_hlink
+    int64_t* hscratch
+    int64_t cap_hscratch
     # The decisions window (see window.pxi): this batch's records in `tail`; the
     # window's older records packed in `wbytes`, batch by batch as the journal stores
     # them, record i at offset `woff[i]` with its time predictor `wptime[i]`.
