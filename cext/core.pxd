@@ -516,7 +516,7 @@ cdef struct Slot2:
 # i's debit side, in the list of pending[i].debit_id; node 2*i + 1 its credit side.
 cdef struct HoldLink:
     int64_t next                # the next node of the account's list, -1 at its end
-    int64_t prev                # the previous node, -1 at its head
+    int64_t prev                # the previous node; at the head -3 - the account's index; -2: in no list
 
 # Initial table sizes (powers of two); tables double when half full.
 cdef enum:
@@ -790,13 +790,13 @@ cdef struct State:
     Slot2* pmap
     uint64_t pmap_mask
     int64_t pmap_used
-    # The holds of each account (holdidx.pxi), so CLOSE and REPLACE release an
-    # account's holds without walking every hold: hmap maps an account id to the head
-    # node of its list (accounts with no hold are not in it); hlink holds 2 nodes per
-    # hold of `pending`, in step with it; hscratch is void_holds_of's room.
-    Slot* hmap
-    uint64_t hmap_mask
-    int64_t hmap_used
+    # The holds of each card (holdidx.pxi), so CLOSE and REPLACE release a card's
+    # holds without walking every hold: hhead[k] the head node of account k's list
+    # (-1: none; set for the first n_hhead accounts); hlink 2 nodes per hold of
+    # `pending`, in step with it; hscratch void_holds_of's room.
+    int64_t* hhead
+    int64_t n_hhead
+    int64_t cap_hhead
     HoldLink* hlink
     int64_t cap_hlink
     int64_t* hscratch

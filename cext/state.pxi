@@ -406,10 +406,7 @@ cdef int state_init(State* st) noexcept nogil:
     st.rmap_mask = MAP_SLOTS_INITIAL - 1
     st.gmap = <Slot2*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot2))
     st.gmap_mask = MAP_SLOTS_INITIAL - 1
-    st.hmap = <Slot*>calloc(MAP_SLOTS_INITIAL, sizeof(Slot))
-    st.hmap_mask = MAP_SLOTS_INITIAL - 1
-    if (st.amap == NULL or st.smap == NULL or st.pmap == NULL or st.rmap == NULL or st.gmap == NULL
-            or st.hmap == NULL):
+    if st.amap == NULL or st.smap == NULL or st.pmap == NULL or st.rmap == NULL or st.gmap == NULL:
         return -1
     return 0
 
@@ -421,7 +418,7 @@ cdef void state_free(State* st) noexcept nogil:
     free(st.smap)
     free(st.pending)
     free(st.pmap)
-    free(st.hmap)
+    free(st.hhead)
     free(st.hlink)
     free(st.hscratch)
     free(st.tail)

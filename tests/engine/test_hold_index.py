@@ -1,9 +1,10 @@
-"""CLOSE and REPLACE release an account's holds through the core's per-account hold
-lists (cext/holdidx.pxi), not a walk of every hold: the same results, journal and
-state as the reference engine, and the hold table left in the very order the walk
-left it (the core's checkpoints copy its rows in that order).
+"""CLOSE and REPLACE release a card's holds through the core's per-card hold lists
+(cext/holdidx.pxi), not a walk of every hold (an account of another kind, here the
+merchant, still walks): the same results, journal and state as the reference engine,
+and the hold table left in the very order the walk left it (the core's checkpoints
+copy its rows in that order).
 
-Accounts with many holds, on either side, interleaved with other accounts' holds;
+Cards with many holds, on either side, interleaved with other cards' holds;
 holds posted and voided out of the table's middle (its swap-removal moves holds
 between slots); CLOSE and REPLACE in LINKED chains that fail and roll back; the state
 exported and loaded again between batches.
@@ -65,11 +66,15 @@ class World:
             self.b.add(OpKind.VOID, ref_source=src, ref_seq=seq)
 
     def end_of_card(self, fail: bool) -> None:
-        """CLOSE or REPLACE a card; with `fail`, in a chain whose last op fails."""
+        """CLOSE or REPLACE a card (with `fail`, now and then CLOSE the merchant), with
+        `fail` in a chain whose last op fails."""
         r = self.rng
         a = r.choice(self.live)
         flags = LINKED if fail else 0
-        if r.random() < 0.5:
+        if fail and r.random() < 0.1:  # the merchant, in no hold list: the walk
+            self.b.add(OpKind.CLOSE, MERCHANT, CLEARING, flags=flags)
+            successor = None
+        elif r.random() < 0.5:
             self.b.add(OpKind.CLOSE, a, CLEARING, flags=flags)
             successor = None
         else:
