@@ -225,6 +225,8 @@ cdef inline void prefetch_ahead(State* st, Op* first, int64_t k, int64_t n, size
             CL_PREFETCH(&st.pmap[mix128(op.source, op.seq) & st.pmap_mask])
         elif op.kind == K_PURCHASE:
             purchase_prefetch(st, op)  # purchases.pxi
+        elif op.flags & F_PENDING:
+            prefetch_hold_head(st, op.account_id)  # a hold, listed under a card
         CL_PREFETCH(&st.rmap[mix128(op.source, op.seq) & st.rmap_mask])
     if k + HOLD_PREFETCH_DISTANCE < n:
         op = op_at(first, k + HOLD_PREFETCH_DISTANCE, stride)
