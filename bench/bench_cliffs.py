@@ -293,8 +293,9 @@ def shape_chain_fails_at_end(b):
 
 
 def shape_close_scan(b, holds=100_000):
-    """CLOSE of a card with one hold scans every hold in the ledger (twice); in a chain
-    that fails, it is rolled back and can be sent again and again."""
+    """CLOSE of a card with one hold among 100,000 holds of other cards (it used to
+    walk every hold in the ledger; now the card's own, through the core's hold lists);
+    in a chain that fails, it is rolled back and can be sent again and again."""
     src = 9006
     have = [0]
     while have[0] < holds:  # holds of other cards

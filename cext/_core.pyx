@@ -36,6 +36,7 @@ cnp.import_array()
 
 include "fares.pxi"
 include "state.pxi"
+include "holdidx.pxi"  # each account's holds (void_holds_of)
 include "debug.pxi"
 include "codec.pxi"
 include "window.pxi"

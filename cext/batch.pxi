@@ -159,6 +159,14 @@ cdef inline void prefetch_account(State* st, uint64_t id) noexcept nogil:
         CL_PREFETCH(p + 64)
 
 
+cdef inline void prefetch_hold_head(State* st, uint64_t card_id) noexcept nogil:
+    """The head of the card's hold list (holdidx.pxi), which a metro entry or exit
+    rewrites (the card's account slot was fetched 2 * PREFETCH_DISTANCE ahead)."""
+    cdef int64_t i = account_find(st, card_id)
+    if 0 <= i < st.n_hhead:
+        CL_PREFETCH(&st.hhead[i])
+
+
 cdef inline void prefetch_hold(State* st, uint64_t card_id) noexcept nogil:
     """A tap that ends a metro journey finds its entry's hold: the journey (prefetched
     PREFETCH_DISTANCE ahead) names it, so its hash slot can be fetched now."""
@@ -187,8 +195,10 @@ cdef inline void prefetch_hold_record(State* st, uint64_t card_id) noexcept nogi
         return
     CL_PREFETCH(&st.pending[h])
     CL_PREFETCH(<char*>&st.pending[h] + sizeof(Pending) - 1)
+    CL_PREFETCH(&st.hlink[2 * h])  # its nodes in the card's hold list (holdidx.pxi)
     last = &st.pending[st.n_pending - 1]
     CL_PREFETCH(&st.pmap[mix128(last.source, last.seq) & st.pmap_mask])
+    CL_PREFETCH(&st.hlink[2 * (st.n_pending - 1)])
 
 
 cdef inline Op* op_at(Op* first, int64_t k, size_t stride) noexcept nogil:
@@ -210,10 +220,13 @@ cdef inline void prefetch_ahead(State* st, Op* first, int64_t k, int64_t n, size
         prefetch_source(st, op.source)
         if op.kind == K_TAP:
             prefetch_journey(st, op.account_id)
+            prefetch_hold_head(st, op.account_id)
             # A metro entry adds a hold keyed by its own id.
             CL_PREFETCH(&st.pmap[mix128(op.source, op.seq) & st.pmap_mask])
         elif op.kind == K_PURCHASE:
             purchase_prefetch(st, op)  # purchases.pxi
+        elif op.flags & F_PENDING:
+            prefetch_hold_head(st, op.account_id)  # a hold, listed under a card
         CL_PREFETCH(&st.rmap[mix128(op.source, op.seq) & st.rmap_mask])
     if k + HOLD_PREFETCH_DISTANCE < n:
         op = op_at(first, k + HOLD_PREFETCH_DISTANCE, stride)
@@ -820,7 +833,9 @@ cdef class Engine:
         # Metro entries hold their maximum fare until the exit: room for a share of the
         # cards' holds at once, so the hold map does not rehash on the batch path.
         if (grow(<void**>&self.st.pending, &self.st.cap_pending, n // HOLDS_RESERVED_CARDS_PER_HOLD, sizeof(Pending)) != 0
-                or map2_reserve(&self.st.pmap, &self.st.pmap_mask, n // HOLDS_RESERVED_CARDS_PER_HOLD) != 0):
+                or map2_reserve(&self.st.pmap, &self.st.pmap_mask, n // HOLDS_RESERVED_CARDS_PER_HOLD) != 0
+                # and the cards' hold lists (holdidx.pxi): two nodes a hold
+                or grow(<void**>&self.st.hlink, &self.st.cap_hlink, 2 * (n // HOLDS_RESERVED_CARDS_PER_HOLD), sizeof(HoldLink)) != 0):
             raise MemoryError("cardledger core: cannot allocate the hold map")
 
     def prefault_journeys(self):

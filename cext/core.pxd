@@ -512,6 +512,12 @@ cdef struct Slot2:
     int64_t val
     int64_t pad
 
+# One side of one hold in its account's list of holds (holdidx.pxi): node 2*i is hold
+# i's debit side, in the list of pending[i].debit_id; node 2*i + 1 its credit side.
+cdef struct HoldLink:
+    int64_t next                # the next node of the account's list, -1 at its end
+    int64_t prev                # the previous node; at the head -3 - the account's index; -2: in no list
+
 # Initial table sizes (powers of two); tables double when half full.
 cdef enum:
     MAP_SLOTS_INITIAL = 1024
@@ -784,6 +790,17 @@ cdef struct State:
     Slot2* pmap
     uint64_t pmap_mask
     int64_t pmap_used
+    # The holds of each card (holdidx.pxi), so CLOSE and REPLACE release a card's
+    # holds without walking every hold: hhead[k] the head node of account k's list
+    # (-1: none; set for the first n_hhead accounts); hlink 2 nodes per hold of
+    # `pending`, in step with it; hscratch void_holds_of's room.
+    int64_t* hhead
+    int64_t n_hhead
+    int64_t cap_hhead
+    HoldLink* hlink
+    int64_t cap_hlink
+    int64_t* hscratch
+    int64_t cap_hscratch
     # The decisions window (see window.pxi): this batch's records in `tail`; the
     # window's older records packed in `wbytes`, batch by batch as the journal stores
     # them, record i at offset `woff[i]` with its time predictor `wptime[i]`.

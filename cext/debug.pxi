@@ -149,6 +149,7 @@ cdef bint debug_tables_ok(State* st) noexcept nogil:
     CL_ASSERT(st.n_pending == st.pmap_used, "every hold is indexed once")
     CL_ASSERT(<uint64_t>st.amap_used * 2 <= st.amap_mask + 1, "the account index is at most half full")
     CL_ASSERT(<uint64_t>st.pmap_used * 2 <= st.pmap_mask + 1, "the hold index is at most half full")
+    CL_ASSERT(debug_holdidx_ok(st), "each account's hold list holds exactly its holds")  # holdidx.pxi
     return True
 
 

@@ -185,14 +185,46 @@ cdef int64_t release(State* st, Pending* p, int64_t posted) noexcept nogil:
 
 
 cdef void void_holds_of(State* st, uint64_t account_id) noexcept nogil:
-    """Release every hold that involves the account (before CLOSE / REPLACE)."""
-    cdef int64_t i
+    """Release every hold that involves the account (before CLOSE / REPLACE).
+
+    A card's holds come from its hold list (holdidx.pxi); another account's (an
+    operator's, a merchant's: holds are most of the table's there) from a walk of the
+    whole table. Either way they are released from the largest table index down: the
+    order the walk from the table's end finds them in, so the table ends in the same
+    order (pending_del swap-removes: it moves only the last hold, from past every index
+    still to release)."""
+    cdef int64_t k, n, i
     cdef Pending p
     cdef Account* a = account_get(st, account_id)
     CL_ASSERT(a != NULL, "the account whose holds are voided exists")
     if a.debits_pending == 0 and a.credits_pending == 0:
         return
-    i = st.n_pending - 1
+    if a.kind != A_CARD:
+        void_holds_walk(st, account_id)
+        return
+    n = holds_of(st, account_id)
+    if n < 0:
+        st.oom = 1
+        return
+    CL_ASSERT(n == debug_holds_of_count(st, account_id), "an account's hold list holds every hold of the account")
+    for k in range(n):
+        i = st.hscratch[k]
+        CL_ASSERT(i < st.n_pending, "a hold to release is still in the table")
+        p = st.pending[i]
+        release(st, &p, 0)
+        pending_del(st, &st.pending[i])
+    CL_ASSERT(debug_holds_of_count(st, account_id) == 0, "no hold of the account is left")
+    # An account's pending totals are the sums of its holds, so releasing them all
+    # leaves nothing pending.
+    CL_ASSERT(a.debits_pending == 0, "debits_pending is the sum of the holds an account placed")
+    CL_ASSERT(a.credits_pending == 0, "credits_pending is the sum of the holds placed for an account")
+
+
+cdef void void_holds_walk(State* st, uint64_t account_id) noexcept nogil:
+    """void_holds_of for an account of no hold list: walk every hold."""
+    cdef int64_t i = st.n_pending - 1
+    cdef Pending p
+    cdef Account* a = account_get(st, account_id)
     while i >= 0:
         # pending_del swap-removes, so walk from the end: index i stays valid.
         if i < st.n_pending and (st.pending[i].debit_id == account_id or st.pending[i].credit_id == account_id):
@@ -200,8 +232,6 @@ cdef void void_holds_of(State* st, uint64_t account_id) noexcept nogil:
             release(st, &p, 0)
             pending_del(st, &st.pending[i])
         i -= 1
-    # Checked where it is cheap, since this walked every hold: an account's pending
-    # totals are the sums of its holds, so releasing them all leaves nothing pending.
     CL_ASSERT(a.debits_pending == 0, "debits_pending is the sum of the holds an account placed")
     CL_ASSERT(a.credits_pending == 0, "credits_pending is the sum of the holds placed for an account")
 

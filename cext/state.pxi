@@ -418,6 +418,9 @@ cdef void state_free(State* st) noexcept nogil:
     free(st.smap)
     free(st.pending)
     free(st.pmap)
+    free(st.hhead)
+    free(st.hlink)
+    free(st.hscratch)
     free(st.tail)
     free(st.wbytes)
     free(st.woff)
@@ -477,6 +480,8 @@ cdef int state_load(State* st, Account* a, int64_t na, Source* s, int64_t ns,
         if map2_insert(&st.pmap, &st.pmap_mask, &st.pmap_used, p[i].source, p[i].seq, i) != 0:
             return -1
     st.n_pending = np_
+    if holdidx_rebuild(st) != 0:  # holdidx.pxi
+        return -1
     CL_ASSERT(debug_tables_ok(st), "the loaded tables and their indexes agree")
     CL_ASSERT(st.n_dec == 0, "a loaded state has no decisions in its window")
     return 0
@@ -570,7 +575,8 @@ cdef Account* account_new(State* st, uint64_t id) noexcept nogil:
 
 
 cdef void pending_add(State* st, Pending* p) noexcept nogil:
-    if grow(<void**>&st.pending, &st.cap_pending, st.n_pending + 1, sizeof(Pending)) != 0:
+    if (grow(<void**>&st.pending, &st.cap_pending, st.n_pending + 1, sizeof(Pending)) != 0
+            or holdidx_reserve(st, st.n_pending + 1) != 0):
         st.oom = 1
         return
     if map2_insert(&st.pmap, &st.pmap_mask, &st.pmap_used, p.source, p.seq, st.n_pending) != 0:
@@ -578,6 +584,7 @@ cdef void pending_add(State* st, Pending* p) noexcept nogil:
         return
     st.pending[st.n_pending] = p[0]
     st.n_pending += 1
+    holdidx_add(st, st.n_pending - 1)
     CL_ASSERT(st.n_pending == st.pmap_used, "every hold is indexed once")
     CL_ASSERT(p.amount_fen > 0 or (p.amount_fen == 0 and p.debit_id == 0 and p.credit_id == 0),
               "a hold holds a positive amount (a reversed tap's mark: nothing, of no account)")
@@ -594,7 +601,9 @@ cdef void pending_remove_raw(State* st, uint64_t source, uint64_t seq) noexcept 
     if i < 0:
         return
     map2_delete(st.pmap, st.pmap_mask, &st.pmap_used, source, seq)
+    holdidx_remove(st, i)
     if i != last:
+        holdidx_moved(st, last, i)
         st.pending[i] = st.pending[last]
         moved = map2_slot(st.pmap, st.pmap_mask, st.pending[i].source, st.pending[i].seq)
         moved.val = i
@@ -629,7 +638,8 @@ cdef void rollback(State* st) noexcept nogil:
         elif u.kind == U_PENDING_ADD:
             pending_remove_raw(st, u.pending.source, u.pending.seq)
         elif u.kind == U_PENDING_DEL:
-            if grow(<void**>&st.pending, &st.cap_pending, st.n_pending + 1, sizeof(Pending)) != 0:
+            if (grow(<void**>&st.pending, &st.cap_pending, st.n_pending + 1, sizeof(Pending)) != 0
+                    or holdidx_reserve(st, st.n_pending + 1) != 0):
                 st.oom = 1
                 return
             if map2_insert(&st.pmap, &st.pmap_mask, &st.pmap_used, u.pending.source, u.pending.seq, st.n_pending) != 0:
@@ -637,6 +647,7 @@ cdef void rollback(State* st) noexcept nogil:
                 return
             st.pending[st.n_pending] = u.pending
             st.n_pending += 1
+            holdidx_add(st, st.n_pending - 1)
         elif u.kind == U_JOURNEY_MOVE:
             # One key out, one in: the map never grows here.
             map1_delete(st.taps.jmap, st.taps.jmap_mask, &st.taps.jmap_used, st.taps.journeys[u.idx].account_id)
