@@ -207,16 +207,18 @@ def shape_resend_exists(b):
     b.compare("resend, other fields", make2)
 
 
+def late_batch(b, src, r):
+    """Round r's batch of SPENDs from `src` at seqs just below one it applies first
+    (a jump past GAP_JUMP_TRACKED_MAX: none of them is a recorded gap), descending."""
+    top = 10**9 + r * 10**7
+    b.run(b.mk(1, OpKind.SPEND, b.cards[:1], 2, 1, source=src, seqs=np.array([top], dtype=np.uint64)))
+    seqs = np.arange(top - b.a.batch, top, dtype=np.uint64)[::-1].copy()
+    return b.mk(b.a.batch, OpKind.SPEND, b.rng.choice(b.cards, b.a.batch), 2, 1, source=src, seqs=seqs)
+
+
 def shape_late_unknown(b):
     """Ops below their source's last_seq, never decided (the engine alone: new)."""
-    src = 9004
-
-    def make(r):
-        top = 10**9 + r * 10**7
-        b.run(b.mk(1, OpKind.SPEND, b.cards[:1], 2, 1, source=src, seqs=np.array([top], dtype=np.uint64)))
-        seqs = np.arange(top - b.a.batch, top, dtype=np.uint64)[::-1].copy()
-        return b.mk(b.a.batch, OpKind.SPEND, b.rng.choice(b.cards, b.a.batch), 2, 1, source=src, seqs=seqs)
-    b.compare("late seqs below last_seq (descending)", make)
+    b.compare("late seqs below last_seq (descending)", lambda r: late_batch(b, 9004, r))
 
 
 def shape_gap_each_op(b):
@@ -350,14 +352,7 @@ class LedgerBench(Bench):
 
 def shape_ledger_late(b):
     """Ops below their source's floor, never decided: each is looked up in the id index."""
-    src = 9101
-
-    def make(r):
-        top = 10**9 + r * 10**7
-        b.run(b.mk(1, OpKind.SPEND, b.cards[:1], 2, 1, source=src, seqs=np.array([top], dtype=np.uint64)))
-        seqs = np.arange(top - b.a.batch, top, dtype=np.uint64)[::-1].copy()
-        return b.mk(b.a.batch, OpKind.SPEND, b.rng.choice(b.cards, b.a.batch), 2, 1, source=src, seqs=seqs)
-    b.compare("ledger: late seqs, never decided", make, rounds=4)
+    b.compare("ledger: late seqs, never decided", lambda r: late_batch(b, 9101, r), rounds=4)
 
 
 def shape_ledger_resend_old(b):
