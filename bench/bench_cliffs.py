@@ -15,6 +15,7 @@ as the ledger's id flush does. Prints, per shape, the median over rounds of
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -24,51 +25,11 @@ import cardledger
 from cardledger import AccountKind, OpFlags, OpKind
 
 WINDOW_OPS = 1 << 16
-M64 = (1 << 64) - 1
-GOLDEN = 0x9E3779B97F4A7C15
-C1, C2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 T0 = 1_767_225_600_000_000
 
-
-def mix64(x: int) -> int:
-    """The core's splitmix64 finalizer (cext/state.pxi), unkeyed."""
-    x ^= x >> 30
-    x = (x * C1) & M64
-    x ^= x >> 27
-    x = (x * C2) & M64
-    return x ^ (x >> 31)
-
-
-def _unxorshift(y: int, s: int) -> int:
-    x = y
-    for _ in range(64 // s + 1):
-        x = y ^ (x >> s)
-    return x
-
-
-def unmix64(h: int) -> int:
-    """The x with mix64(x) == h: the finalizer is a bijection anyone can invert."""
-    x = _unxorshift(h, 31)
-    x = (x * pow(C2, -1, 1 << 64)) & M64
-    x = _unxorshift(x, 27)
-    x = (x * pow(C1, -1, 1 << 64)) & M64
-    return _unxorshift(x, 30)
-
-
-def colliding_keys(n: int, bits: int = 24, b: int | None = None, rng=None) -> np.ndarray:
-    """n distinct keys whose hash has the same low `bits` bits (so the same home slot
-    in every table of up to 2^bits slots): single keys (mix64) when b is None, else
-    the seconds of pair keys (b, x) (mix128(b, x) = mix64(b * GOLDEN ^ mix64(x)))."""
-    rng = rng or np.random.default_rng(5)
-    high = rng.choice(1 << 36, size=n, replace=False).astype(object)
-    out = []
-    for hi in high.tolist():
-        h = ((hi << 24) | 0x5A5A5A) & M64 if bits == 24 else ((hi << bits) & M64)
-        x = unmix64(h)
-        if b is not None:
-            x = unmix64(x ^ ((b * GOLDEN) & M64))
-        out.append(x)
-    return np.array(out, dtype=np.uint64)
+# The ids built to collide under the unkeyed hash are the test suite's (tests/helpers).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+from helpers.hashkeys import colliding_keys  # noqa: E402
 
 
 class Bench:
@@ -154,7 +115,7 @@ def shape_spend_hot(b):
 def shape_window_collide(b):
     """SPENDs whose ids (source, seq) all hash to one slot of the recent map."""
     src = 9001
-    seqs = np.sort(colliding_keys(b.a.batch * b.a.rounds, b=src))
+    seqs = np.sort(colliding_keys(b.a.batch * b.a.rounds, first=src))
     b.compare("SPEND, ids colliding (recent map)", lambda r: b.mk(
         b.a.batch, OpKind.SPEND, b.rng.choice(b.cards, b.a.batch), 2, 1, source=src,
         seqs=seqs[r * b.a.batch:(r + 1) * b.a.batch]))
@@ -170,7 +131,7 @@ def shape_holds_plain(b):
 def shape_holds_collide(b):
     """Holds keyed by ids that all hash to one slot: the hold map (and the window)."""
     src = 9003
-    seqs = np.sort(colliding_keys(b.a.batch * b.a.rounds, b=src, rng=np.random.default_rng(6)))
+    seqs = np.sort(colliding_keys(b.a.batch * b.a.rounds, first=src, rng=np.random.default_rng(6)))
     b.compare("PENDING TRANSFER, ids colliding", lambda r: b.mk(
         b.a.batch, OpKind.TRANSFER, b.rng.choice(b.cards, b.a.batch), 2, 1, source=src, flags=OpFlags.PENDING,
         seqs=seqs[r * b.a.batch:(r + 1) * b.a.batch]))

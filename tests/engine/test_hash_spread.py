@@ -13,46 +13,15 @@ import pytest
 
 import cardledger
 from cardledger import AccountKind, OpFlags, OpKind
+from helpers.hashkeys import colliding_keys
 
 core = pytest.importorskip("cardledger._core")
 
-M64 = (1 << 64) - 1
-GOLDEN = 0x9E3779B97F4A7C15
-C1, C2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 T0 = 1_767_225_600_000_000
 N = 4096
 #: Far above the longest run N keys hashed at random leave in a table at most half
 #: full (a few dozen slots), far below N.
 RUN_MAX = 256
-
-
-def _unxorshift(y: int, s: int) -> int:
-    x = y
-    for _ in range(64 // s + 1):
-        x = y ^ (x >> s)
-    return x
-
-
-def _unmix64(h: int) -> int:
-    """The x that splitmix64's finalizer, unkeyed, maps to h."""
-    x = _unxorshift(h, 31)
-    x = (x * pow(C2, -1, 1 << 64)) & M64
-    x = _unxorshift(x, 27)
-    x = (x * pow(C1, -1, 1 << 64)) & M64
-    return _unxorshift(x, 30)
-
-
-def _colliding(n: int, first: int | None = None) -> np.ndarray:
-    """n distinct ids whose unkeyed hash ends in the same 24 bits (one home slot in any
-    table of up to 2^24 slots): single ids, or the seconds of pairs (first, x)."""
-    out = []
-    for hi in range(1, n + 1):
-        x = _unmix64(((hi * 0x9E3779B1) << 24 | 0x5A5A5A) & M64)
-        if first is not None:
-            x = _unmix64(x ^ ((first * GOLDEN) & M64))
-        out.append(x)
-    assert len(set(out)) == n
-    return np.array(out, dtype=np.uint64)
 
 
 def _ops(n: int, kind: int, **fields) -> np.ndarray:
@@ -76,7 +45,7 @@ def test_account_ids_chosen_to_collide_spread_over_the_account_map():
     account map's longest run of occupied slots (what a lookup of a missing id walks at
     most) stays short."""
     e = _engine()
-    ids = _colliding(N)
+    ids = colliding_keys(N)
     res, _ = e.apply(_ops(N, OpKind.OPEN, source=3, seq=np.arange(1, N + 1), account_id=ids,
                           account_kind=AccountKind.CARD))
     assert (res["code"] == 0).all()
@@ -97,7 +66,7 @@ def test_seqs_chosen_to_collide_spread_over_the_window_and_the_hold_map():
                           account_kind=[AccountKind.CARD, 0], counterparty_id=[0, 1], amount_fen=[0, 100_000]))
     assert (res["code"] == 0).all()
     source = 9_001
-    seqs = np.sort(_colliding(N, first=source))
+    seqs = np.sort(colliding_keys(N, first=source))
     res, _ = e.apply(_ops(N, OpKind.TRANSFER, source=source, seq=seqs, account_id=card, counterparty_id=2,
                           amount_fen=1, flags=OpFlags.PENDING))
     assert (res["code"] == 0).all()
